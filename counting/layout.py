@@ -1,0 +1,45 @@
+"""Where things live in the data bucket.
+
+One bucket, one prefix per stage of the flow, so that IAM grants, lifecycle
+rules and EventBridge rules can each name exactly the prefix they need. The
+constructs and the Lambda handlers import these names; nothing else spells
+them out.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Images workers will label (one folder per batch).
+LABELING_IMAGES: Final = "labeling/images/"
+#: Labeling requests: a JSON file uploaded here starts a labeling job.
+LABELING_REQUESTS: Final = "labeling/requests/"
+#: Input manifests, label categories and the worker template written for Ground Truth.
+LABELING_INPUT: Final = "labeling/input/"
+#: Ground Truth output (one folder per labeling job).
+LABELING_OUTPUT: Final = "labeling/output/"
+#: An augmented manifest uploaded here starts training.
+TRAINING_REQUESTS: Final = "training/requests/"
+#: Train/validation manifests and the data report written by the prepare step.
+TRAINING_MANIFESTS: Final = "training/manifests/"
+#: Model artifacts and spot-training checkpoints.
+MODEL_ARTIFACTS: Final = "training/models/"
+#: Images uploaded here are counted.
+INCOMING: Final = "incoming/"
+#: One JSON result per counted image, mirroring the incoming key.
+RESULTS: Final = "results/"
+#: Images with each counted object outlined and numbered.
+ANNOTATED: Final = "annotated/"
+
+ALL_PREFIXES: Final = (
+    LABELING_IMAGES,
+    LABELING_REQUESTS,
+    LABELING_INPUT,
+    LABELING_OUTPUT,
+    TRAINING_REQUESTS,
+    TRAINING_MANIFESTS,
+    MODEL_ARTIFACTS,
+    INCOMING,
+    RESULTS,
+    ANNOTATED,
+)

@@ -1,0 +1,1 @@
+"""CDK stacks (thin: they compose components and wire grants) and their components."""

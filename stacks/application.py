@@ -1,0 +1,28 @@
+"""Composes the app's stacks from one validated configuration."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from stacks.config import AppConfig
+from stacks.storage_stack import StorageStack
+
+
+def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
+    """Add every stack of the configured stage to ``app``; return them by short name."""
+    env = cdk.Environment(account=config.account, region=config.region)
+    common = {"env": env}
+
+    storage = StorageStack(
+        app,
+        f"{config.prefix}-storage",
+        config=config,
+        description="Object counting: KMS key, data bucket and access logs",
+        **common,
+    )
+    stacks: dict[str, cdk.Stack] = {"storage": storage}
+
+    tags = {"project": config.project, "stage": config.stage, **config.tags}
+    for key, value in sorted(tags.items()):
+        cdk.Tags.of(app).add(key, value)
+    return stacks

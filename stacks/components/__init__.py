@@ -1,0 +1,1 @@
+"""One construct per logical component; each owns its resources and exposes them."""

@@ -1,0 +1,104 @@
+"""The project's data at rest: one customer-managed KMS key, the data bucket, its access logs."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import StorageSettings
+
+REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPolicy.DESTROY}
+
+
+class DataStorage(Construct):
+    """KMS key with rotation, an access-log bucket, and the data bucket.
+
+    Attributes:
+        key: encrypts the data bucket, queues, tables, logs and training volumes.
+        bucket: every image, manifest, model and result, laid out by ``counting.layout``.
+        access_logs: S3 server access logs of ``bucket``.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, prefix: str, settings: StorageSettings
+    ) -> None:
+        super().__init__(scope, construct_id)
+        removal_policy = REMOVAL_POLICIES[settings.removal_policy]
+
+        self.key = kms.Key(
+            self,
+            "DataKey",
+            alias=f"alias/{prefix}/data",
+            description=f"Encrypts {prefix} images, manifests, models, results and logs",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # S3 log delivery writes only to buckets with S3-managed encryption.
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=cdk.Duration.days(settings.access_log_days),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(
+                        settings.incomplete_upload_days
+                    ),
+                )
+            ],
+            removal_policy=removal_policy,
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "Data",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            # One data key per bucket instead of one KMS call per object: cheaper, same key.
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-old-versions",
+                    noncurrent_version_expiration=cdk.Duration.days(
+                        settings.noncurrent_version_days
+                    ),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(
+                        settings.incomplete_upload_days
+                    ),
+                    expired_object_delete_marker=True,
+                )
+            ],
+            # The Ground Truth worker UI loads images from the browser.
+            # https://docs.aws.amazon.com/sagemaker/latest/dg/sms-cors-update.html
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.GET],
+                    allowed_origins=list(settings.labeling_cors_origins),
+                    exposed_headers=["Access-Control-Allow-Origin"],
+                )
+            ],
+            removal_policy=removal_policy,
+        )
+        # EventBridge delivery set on the L1 bucket: `event_bridge_enabled=True` would add
+        # CDK's BucketNotificationsHandler Lambda with s3:PutBucketNotification on `*`.
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )

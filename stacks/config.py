@@ -1,0 +1,211 @@
+"""The app's one typed configuration.
+
+Settings come from four layers, each overriding the one before:
+
+1. the defaults below (safe for production);
+2. ``cdk.json`` context ``counting`` (project-wide) and ``counting.stages.<stage>``;
+3. a JSON file named with ``-c config=path/to/file.json``;
+4. single values given as ``-c counting.<dotted.path>=<value>`` (JSON or text).
+
+Every stage difference is an explicit setting here; constructs never test the
+stage name. A value that breaks a rule stops synth with one line per problem
+naming the field (``workforce.invite_emails[1]: 'bob@' is not an email address``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+CONTEXT_KEY = "counting"
+STAGE_CONTEXT_KEY = "stage"
+FILE_CONTEXT_KEY = "config"
+DEFAULT_STAGE = "dev"
+
+# A 12-digit AWS account id and a region name such as eu-west-1 or us-gov-west-1.
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+# Lower-case, digits and hyphens: safe in stack names, S3-derived names and IAM paths.
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message has one line per problem."""
+
+
+def _check(pattern: re.Pattern[str], rule: str):
+    def validate(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} {rule}")
+        return value
+
+    return AfterValidator(validate)
+
+
+AccountId = Annotated[str, _check(_ACCOUNT, "is not a 12-digit AWS account id")]
+Region = Annotated[str, _check(_REGION, "is not an AWS region name (like eu-west-1)")]
+Name = Annotated[str, _check(_NAME, "must be 2-24 characters: lower-case letters, digits, hyphens")]
+Email = Annotated[str, _check(_EMAIL, "is not an email address")]
+
+
+class Settings(BaseModel):
+    """Base for every section: unknown keys are errors, not silently ignored."""
+
+    # `-c counting.account=123456789012` arrives as a number: accept it as text.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class StorageSettings(Settings):
+    removal_policy: Literal["retain", "destroy"] = Field(
+        "retain",
+        description="What happens to the buckets and the KMS key when the stack is deleted. "
+        "`destroy` is for throwaway stacks only; a non-empty bucket still blocks deletion.",
+    )
+    noncurrent_version_days: int = Field(
+        30, ge=1, le=3650, description="Days a replaced or deleted object version is kept."
+    )
+    incomplete_upload_days: int = Field(
+        7, ge=1, le=365, description="Days before an unfinished multipart upload is aborted."
+    )
+    access_log_days: int = Field(
+        365, ge=1, le=3650, description="Days S3 server access logs are kept."
+    )
+    labeling_cors_origins: tuple[str, ...] = Field(
+        ("*",),
+        min_length=1,
+        description="Origins allowed to GET images for the Ground Truth worker UI "
+        "(the documented rule is `*`; CORS grants no access by itself, pre-signed URLs do).",
+    )
+
+
+class AppConfig(Settings):
+    project: Name = Field("object-counting", description="Prefix of every stack and resource name.")
+    stage: Name = Field(DEFAULT_STAGE, description="Stage name, chosen with `-c stage=NAME`.")
+    account: AccountId | None = Field(
+        None,
+        description="Account to deploy to. Unset: environment-agnostic templates "
+        "(synth needs no credentials).",
+    )
+    region: Region | None = Field(
+        None, description="Region to deploy to. Unset: environment-agnostic templates."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags on every resource (e.g. `cost-centre`)."
+    )
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    @property
+    def prefix(self) -> str:
+        """Name prefix shared by every stack and named resource of this stage."""
+        return f"{self.project}-{self.stage}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(config)"
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem: ``field.path[i]: what is wrong``."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif problem["type"] != "value_error":
+            message = f"{message} (got {problem['input']!r})"
+        lines.append(f"{_location(problem['loc'])}: {message}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_value(text: Any) -> Any:
+    """`-c` values arrive as text: accept JSON (numbers, lists, booleans), else keep text."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _dotted_overrides(context: Mapping[str, Any]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for key in sorted(context):
+        if not key.startswith(f"{CONTEXT_KEY}."):
+            continue
+        *parents, leaf = key.split(".")[1:]
+        target = overrides
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = _parse_value(context[key])
+    return overrides
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{FILE_CONTEXT_KEY}: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{FILE_CONTEXT_KEY}: {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{FILE_CONTEXT_KEY}: {path} must hold a JSON object")
+    return data
+
+
+def load_config(context: Mapping[str, Any]) -> AppConfig:
+    """Build the configuration from CDK context (``cdk.json`` plus ``-c`` values)."""
+    project_settings = dict(context.get(CONTEXT_KEY) or {})
+    stages = project_settings.pop("stages", {})
+    stage = str(context.get(STAGE_CONTEXT_KEY) or DEFAULT_STAGE)
+    if stages and stage not in stages:
+        known = ", ".join(sorted(stages))
+        raise ConfigError(f"stage: {stage!r} is not one of the stages in cdk.json ({known})")
+
+    merged = _deep_merge(project_settings, stages.get(stage, {}))
+    if file_path := context.get(FILE_CONTEXT_KEY):
+        merged = _deep_merge(merged, _read_file(str(file_path)))
+    merged = _deep_merge(merged, _dotted_overrides(context))
+    merged["stage"] = stage
+    try:
+        return AppConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error)) from None
+
+
+def settings_table(model: type[BaseModel] = AppConfig, path: str = "") -> list[str]:
+    """Markdown rows documenting every setting (the README's table is checked against it)."""
+    rows = []
+    for name, field in model.model_fields.items():
+        dotted = f"{path}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Settings):
+            rows.extend(settings_table(annotation, f"{dotted}."))
+            continue
+        default = field.get_default(call_default_factory=True)
+        rows.append(f"| `{dotted}` | `{json.dumps(default)}` | {field.description or ''} |")
+    return rows
+
+
+if __name__ == "__main__":
+    # `python -m stacks.config` prints the README's settings table.
+    print("| Setting | Default | Meaning |\n| --- | --- | --- |")
+    print("\n".join(settings_table()))

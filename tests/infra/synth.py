@@ -1,0 +1,29 @@
+"""Build and synthesize the app in-process, as app.py does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from stacks.application import build
+from stacks.config import load_config
+from tests.conftest import cdk_context
+
+
+def build_app(outdir: Path | None = None, **context) -> tuple[cdk.App, dict[str, cdk.Stack]]:
+    full_context = cdk_context(**context)
+    app = cdk.App(context=full_context, outdir=str(outdir) if outdir else None)
+    stacks = build(app, load_config(full_context))
+    return app, stacks
+
+
+def synth_templates(outdir: Path, **context) -> dict[str, dict]:
+    """Synthesize the whole app into ``outdir``; return each stack's template by stack name."""
+    app, _ = build_app(outdir, **context)
+    assembly = app.synth()
+    return {
+        stack.stack_name: json.loads(Path(stack.template_full_path).read_text())
+        for stack in assembly.stacks
+    }

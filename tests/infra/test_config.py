@@ -1,0 +1,92 @@
+"""The configuration: safe defaults, layered overrides, one line per bad value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stacks.config import AppConfig, ConfigError, load_config, settings_table
+from tests.conftest import ROOT, cdk_context
+
+
+def test_defaults_are_safe_and_environment_agnostic():
+    config = load_config(cdk_context())
+    assert config.stage == "dev"
+    assert config.prefix == "object-counting-dev"
+    assert config.account is None
+    assert config.region is None
+    assert config.storage.removal_policy == "retain"
+
+
+def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
+    settings_file = tmp_path / "mine.json"
+    settings_file.write_text(json.dumps({"storage": {"noncurrent_version_days": 10}}))
+    context = cdk_context(stage="prod", config=str(settings_file))
+    context["counting"]["stages"]["prod"] = {"storage": {"noncurrent_version_days": 90}}
+    context["counting.storage.removal_policy"] = "destroy"
+    context["counting.storage.incomplete_upload_days"] = "3"
+
+    config = load_config(context)
+
+    assert config.stage == "prod"
+    assert config.storage.noncurrent_version_days == 10
+    assert config.storage.removal_policy == "destroy"
+    assert config.storage.incomplete_upload_days == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"counting.storage.removal_policy": "keep"},
+            "storage.removal_policy: Input should be 'retain' or 'destroy' (got 'keep')",
+        ),
+        ({"counting.account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
+        (
+            {"counting.region": "Europe"},
+            "region: 'Europe' is not an AWS region name (like eu-west-1)",
+        ),
+        ({"counting.storage.colour": "blue"}, "storage.colour: unknown setting"),
+        (
+            {"counting.storage.noncurrent_version_days": "0"},
+            "storage.noncurrent_version_days: Input should be greater than or equal to 1 (got 0)",
+        ),
+        ({"stage": "qa"}, "stage: 'qa' is not one of the stages in cdk.json (dev, prod)"),
+        ({"config": "/nonexistent.json"}, "config: cannot read /nonexistent.json"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(cdk_context(**overrides))
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_synth_with_a_bad_value_exits_non_zero_with_one_line_and_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={
+            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
+            "CDK_CONTEXT_JSON": json.dumps(cdk_context(**{"counting.account": "abc"})),
+            "CDK_OUTDIR": "/tmp/never-written",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "invalid config: account: 'abc' is not a 12-digit AWS account id"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [row for row in settings_table(AppConfig) if row not in readme]
+    assert not missing, "README settings table is out of date; add:\n" + "\n".join(missing)

@@ -1,0 +1,108 @@
+"""Security properties of the data at rest."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.infra.synth import build_app
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    _, stacks = build_app()
+    return Template.from_stack(stacks["storage"])
+
+
+def test_customer_managed_key_rotates_and_is_retained(template):
+    template.has_resource(
+        "AWS::KMS::Key",
+        {
+            "Properties": {"EnableKeyRotation": True},
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+    template.has_resource_properties(
+        "AWS::KMS::Alias", {"AliasName": "alias/object-counting-dev/data"}
+    )
+
+
+def test_data_bucket_is_private_encrypted_versioned_and_logged(template):
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {
+                        "BucketKeyEnabled": True,
+                        "ServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": Match.any_value(),
+                        },
+                    }
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": {
+                "DestinationBucketName": Match.any_value(),
+                "LogFilePrefix": "data-bucket/",
+            },
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    Match.object_like(
+                        {
+                            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                            "Status": "Enabled",
+                        }
+                    )
+                ]
+            },
+            "CorsConfiguration": {
+                "CorsRules": [
+                    {
+                        "AllowedMethods": ["GET"],
+                        "AllowedOrigins": ["*"],
+                        "ExposedHeaders": ["Access-Control-Allow-Origin"],
+                    }
+                ]
+            },
+        },
+    )
+
+
+def test_every_bucket_is_retained_and_refuses_plain_http(template):
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    for bucket in buckets.values():
+        assert bucket["DeletionPolicy"] == "Retain"
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            statement["Effect"] == "Deny"
+            and statement["Action"] == "s3:*"
+            and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for statement in statements
+        )
+
+
+def test_no_bucket_notifications_handler_lambda(template):
+    template.resource_count_is("AWS::Lambda::Function", 0)
+    template.resource_count_is("Custom::S3BucketNotifications", 0)
+
+
+def test_destroy_removal_policy_is_an_explicit_setting():
+    _, stacks = build_app(**{"counting.storage.removal_policy": "destroy"})
+    template = Template.from_stack(stacks["storage"])
+    for bucket in template.find_resources("AWS::S3::Bucket").values():
+        assert bucket["DeletionPolicy"] == "Delete"

@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
@@ -84,6 +92,125 @@ class StorageSettings(Settings):
     )
 
 
+class WorkforceSettings(Settings):
+    enabled: bool = Field(
+        True,
+        description="Deploy the private labeling workforce. Ground Truth is closed to new "
+        "customers: switch off and bring labels from elsewhere (`counting manifest from-coco`).",
+    )
+    existing_user_pool_id: str | None = Field(
+        None,
+        description="Attach to the region's existing private workforce built on this Cognito "
+        "user pool instead of creating one (one private workforce per account and region).",
+    )
+    existing_app_client_id: str | None = Field(
+        None, description="App client of the existing workforce's user pool."
+    )
+    invite_emails: tuple[Email, ...] = Field(
+        (), description="Workers to invite; each gets an email with a temporary password."
+    )
+    mfa: Literal["off", "optional", "required"] = Field(
+        "optional",
+        description="Multi-factor sign-in for workers (TOTP). `optional` lets each worker "
+        "turn it on without blocking invited people who have no authenticator app.",
+    )
+
+
+class LabelingSettings(Settings):
+    workers_per_object: int = Field(
+        1, ge=1, le=9, description="Workers who label each image (answers are consolidated)."
+    )
+    task_time_limit_seconds: int = Field(
+        300, ge=30, le=28800, description="Time one worker has for one image."
+    )
+    task_availability_seconds: int = Field(
+        864000, ge=60, le=864000, description="How long a task waits for a worker (max 10 days)."
+    )
+
+
+# Instance families the built-in Object Detection algorithm trains on (GPU only).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
+_GPU_TRAINING_INSTANCE = re.compile(r"^ml\.(p2|p3|p3dn|p4d|p4de|p5|g4dn|g5)\.[0-9a-z]+$")
+GpuInstanceType = Annotated[
+    str,
+    _check(
+        _GPU_TRAINING_INSTANCE,
+        "is not a GPU training instance type (ml.p2/p3/p3dn/p4d/p4de/p5/g4dn/g5)",
+    ),
+]
+
+
+class TrainingSettings(Settings):
+    instance_type: GpuInstanceType = Field(
+        "ml.p3.2xlarge", description="GPU instance type for training."
+    )
+    volume_size_gb: int = Field(50, ge=1, le=16384, description="Training volume size.")
+    max_runtime_hours: int = Field(24, ge=1, le=672, description="Training stops after this.")
+    use_spot: bool = Field(
+        True, description="Managed spot training (cheaper; resumes from checkpoints)."
+    )
+    max_wait_hours: int = Field(
+        48, ge=1, le=672, description="Spot only: time to wait for capacity plus training."
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of labeled images held out for validation."
+    )
+    split_seed: int = Field(42, description="Seed of the train/validation shuffle.")
+    min_validation_map: float = Field(
+        0.5, ge=0, le=1, description="Quality gate: deploy only at or above this validation:mAP."
+    )
+    image_uri: str | None = Field(
+        None,
+        description="Training and inference image. Unset: the region's built-in "
+        "`object-detection:1`.",
+    )
+    hyperparameters: dict[str, str] = Field(
+        default_factory=lambda: {
+            "base_network": "resnet-50",
+            "use_pretrained_model": "1",
+            "image_shape": "512",
+            "mini_batch_size": "16",
+            "epochs": "30",
+            "learning_rate": "0.001",
+            "optimizer": "sgd",
+            "momentum": "0.9",
+            "weight_decay": "0.0005",
+        },
+        description="Object Detection hyperparameters; `num_classes`, `num_training_samples` "
+        "and `label_width` come from the data.",
+    )
+
+
+class InferenceSettings(Settings):
+    memory_size_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = Field(
+        4096, description="Serverless endpoint memory (1024-6144 in 1024 steps)."
+    )
+    max_concurrency: int = Field(
+        5, ge=1, le=200, description="Serverless endpoint concurrent invocations."
+    )
+    provisioned_concurrency: int | None = Field(
+        None, ge=1, le=200, description="Warm instances kept ready (billed while idle)."
+    )
+
+
+class CountingSettings(Settings):
+    score_threshold: float = Field(
+        0.2, ge=0, le=1, description="Detections scoring at least this are counted."
+    )
+    annotate: bool = Field(True, description="Write `annotated/<key>.png` for each image.")
+    max_concurrency: int = Field(
+        2,
+        ge=2,
+        le=1000,
+        description="Counter Lambdas running at once (SQS event source maximum concurrency); "
+        "at most `inference.max_concurrency`.",
+    )
+    batch_size: int = Field(5, ge=1, le=10, description="Images per counter invocation.")
+    timeout_seconds: int = Field(
+        120, ge=30, le=900, description="Counter Lambda timeout (an invocation may wait 60 s)."
+    )
+
+
 class AppConfig(Settings):
     project: Name = Field("object-counting", description="Prefix of every stack and resource name.")
     stage: Name = Field(DEFAULT_STAGE, description="Stage name, chosen with `-c stage=NAME`.")
@@ -99,6 +226,32 @@ class AppConfig(Settings):
         default_factory=dict, description="Extra tags on every resource (e.g. `cost-centre`)."
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    workforce: WorkforceSettings = Field(default_factory=WorkforceSettings)
+    labeling: LabelingSettings = Field(default_factory=LabelingSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    counting: CountingSettings = Field(default_factory=CountingSettings)
+
+    @model_validator(mode="after")
+    def _counting_fits_the_endpoint(self) -> AppConfig:
+        if self.counting.max_concurrency > self.inference.max_concurrency:
+            raise PydanticCustomError(
+                "counting_concurrency",
+                "counting.max_concurrency: {counting} exceeds inference.max_concurrency "
+                "{endpoint}; the endpoint would throttle",
+                {
+                    "counting": self.counting.max_concurrency,
+                    "endpoint": self.inference.max_concurrency,
+                },
+            )
+        if bool(self.workforce.existing_user_pool_id) != bool(
+            self.workforce.existing_app_client_id
+        ):
+            raise PydanticCustomError(
+                "existing_workforce",
+                "workforce.existing_user_pool_id and workforce.existing_app_client_id go together",
+            )
+        return self
 
     @property
     def prefix(self) -> str:
@@ -110,7 +263,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(config)"
+    return text
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -118,6 +271,9 @@ def describe_errors(error: ValidationError) -> str:
     lines = []
     for problem in error.errors(include_url=False):
         message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:
+            lines.append(message)  # a rule across fields names them itself
+            continue
         if problem["type"] == "extra_forbidden":
             message = "unknown setting"
         elif problem["type"] != "value_error":

@@ -1,0 +1,1 @@
+"""Lambda handlers: each parses its event, delegates to ``counting``, and reports."""

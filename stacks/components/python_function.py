@@ -1,0 +1,114 @@
+"""A Python Lambda function packaged without Docker, logging and tracing by default.
+
+Each function's code asset is its own folder under ``lambdas/`` plus the pure
+``counting`` package, copied into ``.build/lambdas/<name>/`` at synth time. The
+asset therefore changes only when that function's code or the domain logic
+changes, and every synth of the same sources gives the same asset hash.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = ROOT / ".build"
+
+# Powertools' public layer is published for python3.13; the runtime follows it.
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.X86_64
+# Public SSM parameter naming the layer ARN of one Powertools release, resolved by
+# CloudFormation at deploy time (no lookup at synth).
+# https://docs.aws.amazon.com/powertools/python/latest/getting-started/install/
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_LAYER_PARAMETER = (
+    f"/aws/service/powertools/python/x86_64/python3.13/{POWERTOOLS_VERSION}"
+)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+
+
+def package_code(name: str) -> Path:
+    """Stage ``lambdas/<name>`` and ``counting/`` into one folder; return it."""
+    target = BUILD_DIR / "lambdas" / name
+    if target.exists():
+        shutil.rmtree(target)
+    _copy_tree(ROOT / "counting", target / "counting")
+    _copy_tree(ROOT / "lambdas" / name, target / "lambdas" / name)
+    shutil.copy2(ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
+    return target
+
+
+def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
+    """The Powertools public layer, one per stack (it brings pydantic too)."""
+    stack = cdk.Stack.of(scope)
+    existing = stack.node.try_find_child("PowertoolsLayer")
+    if isinstance(existing, lambda_.ILayerVersion):
+        return existing
+    arn = ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
+    return lambda_.LayerVersion.from_layer_version_arn(stack, "PowertoolsLayer", arn)
+
+
+class PythonFunction(Construct):
+    """One handler under ``lambdas/<name>/handler.py`` with its encrypted log group.
+
+    Attributes:
+        function: the Lambda function (X-Ray active, environment encrypted with ``key``).
+        log_group: its log group, KMS-encrypted, with a set retention.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        key: kms.IKey,
+        service: str,
+        timeout: cdk.Duration,
+        memory_size: int = 256,
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        environment: dict[str, str] | None = None,
+        layers: list[lambda_.ILayerVersion] | None = None,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=key,
+            retention=log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"lambdas.{name}.handler.main",
+            code=lambda_.Code.from_asset(str(package_code(name))),
+            timeout=timeout,
+            memory_size=memory_size,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+                **(environment or {}),
+            },
+            environment_encryption=key,
+            layers=[powertools_layer(self), *(layers or [])],
+            reserved_concurrent_executions=reserved_concurrency,
+        )

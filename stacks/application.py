@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from stacks.config import AppConfig
+from stacks.counting_stack import CountingStack
 from stacks.storage_stack import StorageStack
 
 
@@ -21,6 +22,14 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         **common,
     )
     stacks: dict[str, cdk.Stack] = {"storage": storage}
+    stacks["counting"] = CountingStack(
+        app,
+        f"{config.prefix}-counting",
+        config=config,
+        storage=storage.storage,
+        description="Object counting: S3 uploads to counts, results and annotated images",
+        **common,
+    )
 
     tags = {"project": config.project, "stage": config.stage, **config.tags}
     for key, value in sorted(tags.items()):

@@ -258,6 +258,16 @@ class AppConfig(Settings):
         """Name prefix shared by every stack and named resource of this stage."""
         return f"{self.project}-{self.stage}"
 
+    @property
+    def endpoint_name(self) -> str:
+        """The serverless endpoint's stable name: the training pipeline updates it in place."""
+        return f"{self.prefix}-counter"
+
+    @property
+    def active_model_parameter(self) -> str:
+        """SSM parameter holding the active-model record (``counting.model_record``)."""
+        return f"/{self.prefix}/active-model"
+
 
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""

@@ -22,7 +22,16 @@ def register_rule_packs(app: cdk.App) -> None:
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     """Accept one finding on ``construct`` (and its children) with a specific reason."""
-    pack = rule.split("-", 1)[0]  # "AwsSolutions-S1" is reported by the AwsSolutions pack
-    cdk.Validations.of(construct).acknowledge(
-        cdk.Acknowledgment(id=f"{pack}::{rule}", reason=reason)
+    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+def object_prefix_finding(bucket_name: str, prefix: str) -> str:
+    """The AwsSolutions-IAM5 finding id of access to every object under ``prefix``.
+
+    cdk-nag renders pseudo parameters as ``<AWS::Region>``; ``bucket_name`` is the
+    data bucket's name as ``data_bucket_name`` builds it.
+    """
+    rendered = bucket_name.replace(cdk.Aws.ACCOUNT_ID, "<AWS::AccountId>").replace(
+        cdk.Aws.REGION, "<AWS::Region>"
     )
+    return f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{rendered}/{prefix}*]"

@@ -9,14 +9,19 @@ changes, and every synth of the same sources gives the same asset hash.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
+
+from stacks.nag import acknowledge
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / ".build"
@@ -48,12 +53,48 @@ def package_code(name: str) -> Path:
     return target
 
 
+def install_wheels(requirement: str) -> Path:
+    """pip-install one pinned requirement for the Lambda platform (manylinux, x86_64).
+
+    Wheels only, no compiled .pyc (their timestamps would change the asset hash), into
+    ``.build/layers/<requirement>/python``; reused when already there.
+    """
+    target = BUILD_DIR / "layers" / requirement.replace("==", "-")
+    if not (target / "python").exists():
+        staging = target.with_suffix(".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+                "--only-binary=:all:", "--implementation", "cp",
+                "--python-version", RUNTIME.name.removeprefix("python"),
+                "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+                "--target", str(staging / "python"), requirement,
+            ],
+            check=True,
+        )  # fmt: skip
+        staging.rename(target)
+    return target
+
+
+def dependency_layer(scope: Construct, construct_id: str, requirement: str) -> lambda_.LayerVersion:
+    """A layer holding one pinned third-party package, built without Docker."""
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(str(install_wheels(requirement))),
+        compatible_runtimes=[RUNTIME],
+        compatible_architectures=[ARCHITECTURE],
+        description=f"{requirement} for {RUNTIME.name} on {ARCHITECTURE.name}",
+    )
+
+
 def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
     """The Powertools public layer, one per stack (it brings pydantic too)."""
     stack = cdk.Stack.of(scope)
     existing = stack.node.try_find_child("PowertoolsLayer")
-    if isinstance(existing, lambda_.ILayerVersion):
-        return existing
+    if existing is not None:
+        return existing  # type: ignore[return-value]
     arn = ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
     return lambda_.LayerVersion.from_layer_version_arn(stack, "PowertoolsLayer", arn)
 
@@ -63,6 +104,7 @@ class PythonFunction(Construct):
 
     Attributes:
         function: the Lambda function (X-Ray active, environment encrypted with ``key``).
+        role: its execution role; grant it what the handler needs.
         log_group: its log group, KMS-encrypted, with a set retention.
     """
 
@@ -90,9 +132,19 @@ class PythonFunction(Construct):
             retention=log_retention,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        # Its own role with write access to its own log group, instead of the managed
+        # AWSLambdaBasicExecutionRole (which allows writing to every log group).
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {name} Lambda function",
+        )
+        self.log_group.grant_write(self.role)
         self.function = lambda_.Function(
             self,
             "Function",
+            role=self.role,
             description=description,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
@@ -112,3 +164,16 @@ class PythonFunction(Construct):
             layers=[powertools_layer(self), *(layers or [])],
             reserved_concurrent_executions=reserved_concurrency,
         )
+        acknowledge(
+            self.role.node.find_child("DefaultPolicy"),
+            "AwsSolutions-IAM5[Resource::*]",
+            f"X-Ray tracing of the {name} function: xray:PutTraceSegments and "
+            "xray:PutTelemetryRecords support no resource-level permissions.",
+        )
+        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+            acknowledge(
+                self.function,
+                rule,
+                f"The {name} function stays on {RUNTIME.name} because the Powertools public "
+                f"layer it loads ({POWERTOOLS_VERSION}) is published for that runtime.",
+            )

@@ -13,12 +13,19 @@ from stacks.config import StorageSettings
 REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPolicy.DESTROY}
 
 
+def data_bucket_name(prefix: str) -> str:
+    """Globally unique and predictable: the same name renders the same ARN in every stack."""
+    return f"{prefix}-data-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+
+
 class DataStorage(Construct):
     """KMS key with rotation, an access-log bucket, and the data bucket.
 
     Attributes:
         key: encrypts the data bucket, queues, tables, logs and training volumes.
         bucket: every image, manifest, model and result, laid out by ``counting.layout``.
+            Other stacks use ``bucket_in(scope)`` instead, so that the IAM policies they
+            write name the bucket by its name, not by a cross-stack import.
         access_logs: S3 server access logs of ``bucket``.
     """
 
@@ -59,9 +66,11 @@ class DataStorage(Construct):
             removal_policy=removal_policy,
         )
 
+        self.bucket_name = data_bucket_name(prefix)
         self.bucket = s3.Bucket(
             self,
             "Data",
+            bucket_name=self.bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             # One data key per bucket instead of one KMS call per object: cheaper, same key.
@@ -149,4 +158,13 @@ class DataStorage(Construct):
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
+        )
+
+    def bucket_in(self, scope: Construct) -> s3.IBucket:
+        """The data bucket as seen from another stack (by name, with its key)."""
+        existing = cdk.Stack.of(scope).node.try_find_child("DataBucket")
+        if existing is not None:
+            return existing  # type: ignore[return-value]
+        return s3.Bucket.from_bucket_attributes(
+            cdk.Stack.of(scope), "DataBucket", bucket_name=self.bucket_name, encryption_key=self.key
         )

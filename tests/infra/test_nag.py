@@ -9,6 +9,9 @@ from tests.infra.synth import build_app
 
 
 def findings(app) -> list[str]:
+    # Synthesize first, as `cdk synth` does before validating: cross-stack references
+    # become imports then, and findings name resources the way the CLI reports them.
+    app.synth()
     found = []
     for pack in rule_packs(app):
         for violation in pack.validate_scope(app).violations:
@@ -44,7 +47,7 @@ def test_every_acknowledgment_hides_a_real_finding(monkeypatch):
 
     for place in acknowledged:
         path, rule = place.split(": ")
-        rule_id = rule.split("::", 1)[1]
+        rule_id = rule.removeprefix("Annotation::")
         assert any(
             line.startswith(f"{rule_id} (") and line.split(" at ")[1].startswith(path)
             for line in reported
@@ -56,5 +59,10 @@ def test_every_acknowledgment_gives_a_reason_specific_to_its_resource():
     reasons = acknowledgments(app)
     for place, reason in reasons.items():
         assert len(reason.split()) >= 8, f"{place}: reason too short to be specific: {reason!r}"
-    # One reason copied onto unrelated resources is a sign nobody looked.
-    assert len(set(reasons.values())) == len(reasons)
+    # One reason copied onto unrelated resources is a sign nobody looked (one construct may
+    # use a reason for two packs' versions of the same rule).
+    places_by_reason: dict[str, set[str]] = {}
+    for place, reason in reasons.items():
+        places_by_reason.setdefault(reason, set()).add(place.split(": ")[0])
+    for reason, places in places_by_reason.items():
+        assert len(places) == 1, f"{reason!r} is used for {sorted(places)}"

@@ -1,0 +1,117 @@
+"""What a counted (or refused) image leaves behind: its S3 result and its table item.
+
+Pure: the counter Lambda writes these documents, the CLI prints the same shape,
+and tests read them back without AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from counting import layout
+from counting.predictions import CountResult
+
+STATUS_COUNTED = "counted"
+STATUS_REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """One version of one uploaded object: what makes a count unique."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def idempotency_key(self) -> str:
+        # S3 delivers events at least once; the same object version is counted once.
+        return f"{self.uri}#{self.version_id or self.etag or ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInUse:
+    """The model and endpoint config that produced a count."""
+
+    endpoint_name: str
+    endpoint_config_name: str
+    model_name: str
+
+
+def _relative_key(key: str) -> str:
+    return key.removeprefix(layout.INCOMING)
+
+
+def result_key(image_key: str) -> str:
+    """``incoming/a/b.jpg`` -> ``results/a/b.jpg.json``."""
+    return f"{layout.RESULTS}{_relative_key(image_key)}.json"
+
+
+def annotated_key(image_key: str) -> str:
+    """``incoming/a/b.jpg`` -> ``annotated/a/b.jpg.png``."""
+    return f"{layout.ANNOTATED}{_relative_key(image_key)}.png"
+
+
+def _source(image: ImageRef) -> dict[str, Any]:
+    return {
+        "bucket": image.bucket,
+        "key": image.key,
+        "version_id": image.version_id,
+        "etag": image.etag,
+    }
+
+
+def counted_document(
+    image: ImageRef, result: CountResult, model: ModelInUse, counted_at: datetime
+) -> dict[str, Any]:
+    """The JSON written to ``results/<key>.json`` for a counted image."""
+    width, height = result.image_size or (None, None)
+    return {
+        "status": STATUS_COUNTED,
+        "source": _source(image),
+        "image_size": {"width": width, "height": height},
+        "model": {
+            "endpoint_name": model.endpoint_name,
+            "endpoint_config_name": model.endpoint_config_name,
+            "model_name": model.model_name,
+        },
+        "counted_at": counted_at.isoformat(),
+        **result.to_dict(),
+    }
+
+
+def rejected_document(image: ImageRef, reason: str, counted_at: datetime) -> dict[str, Any]:
+    """The JSON written for an image that cannot be counted (not retried)."""
+    return {
+        "status": STATUS_REJECTED,
+        "source": _source(image),
+        "reason": reason,
+        "counted_at": counted_at.isoformat(),
+    }
+
+
+def table_item(document: dict[str, Any]) -> dict[str, Any]:
+    """The DynamoDB item (resource-layer types) summarising a result document."""
+    source = document["source"]
+    item: dict[str, Any] = {
+        "image": f"s3://{source['bucket']}/{source['key']}",
+        "version": source["version_id"] or source["etag"] or "-",
+        "status": document["status"],
+        "counted_at": document["counted_at"],
+    }
+    if document["status"] == STATUS_COUNTED:
+        item["count"] = document["count"]
+        item["by_class"] = dict(document["by_class"])
+        item["threshold"] = Decimal(str(document["threshold"]))
+        item["model_name"] = document["model"]["model_name"]
+        item["endpoint_config_name"] = document["model"]["endpoint_config_name"]
+    else:
+        item["reason"] = document["reason"]
+    return item

@@ -1,0 +1,160 @@
+"""Counter Lambda: SQS batches of S3 "Object Created" events for ``incoming/``.
+
+Parses each message, counts the image once per object version (Powertools
+idempotency), and reports per-message failures so SQS retries only those; a
+message that keeps failing ends in the dead-letter queue. Images that cannot be
+counted (not JPEG/PNG, empty, corrupt) are recorded as rejections, not retried.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field
+
+from counting.model_record import ActiveModel
+from counting.results import STATUS_COUNTED, ImageRef
+from lambdas.counter.service import ImageCounter
+
+# Seconds the active-model record is cached: a new deployment is picked up within this.
+ACTIVE_MODEL_CACHE_SECONDS = 60
+# How long a counted version is remembered as done (S3 duplicates arrive within minutes).
+IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
+# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
+# A serverless invocation may take up to 60 s, so reads wait a little longer than that.
+ENDPOINT_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=70
+)
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    results_table: str = Field(alias="RESULTS_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
+    score_threshold: float = Field(alias="SCORE_THRESHOLD", ge=0, le=1)
+    annotate: bool = Field(alias="ANNOTATE")
+
+
+class _Bucket(BaseModel):
+    name: str = Field(min_length=3)
+
+
+class _Object(BaseModel):
+    # EventBridge gives the key as stored (not URL-encoded, unlike S3 notifications).
+    key: str = Field(min_length=1)
+    etag: str | None = None
+    version_id: str | None = Field(None, alias="version-id")
+
+
+class _Detail(BaseModel):
+    bucket: _Bucket
+    object: _Object
+
+
+class ObjectCreatedEvent(BaseModel):
+    """The part of an EventBridge S3 "Object Created" event the counter needs."""
+
+    detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
+    detail: _Detail
+
+    def image(self) -> ImageRef:
+        obj = self.detail.object
+        return ImageRef(self.detail.bucket.name, obj.key, obj.version_id, obj.etag)
+
+
+ENV = Environment.model_validate(os.environ)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# Report every failed message, even when all failed, instead of failing the invocation:
+# SQS then retries exactly those messages and redrives each to the DLQ on its own count.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version_id, etag]",
+    expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
+    raise_on_no_idempotency_key=True,
+)
+
+
+@cache
+def image_counter() -> ImageCounter:
+    return ImageCounter(
+        s3=boto3.client("s3"),
+        sagemaker_runtime=boto3.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG),
+        table=boto3.resource("dynamodb").Table(ENV.results_table),
+        active_model=active_model,
+        default_threshold=ENV.score_threshold,
+        annotate_images=ENV.annotate,
+    )
+
+
+def active_model() -> ActiveModel:
+    record = parameters.get_parameter(
+        ENV.active_model_parameter, max_age=ACTIVE_MODEL_CACHE_SECONDS
+    )
+    return ActiveModel.model_validate_json(record)
+
+
+@idempotent_function(
+    data_keyword_argument="image",
+    persistence_store=DynamoDBPersistenceLayer(table_name=ENV.idempotency_table),
+    config=idempotency,
+)
+def count_once(image: dict[str, Any]) -> dict[str, Any]:
+    outcome = image_counter().count(ImageRef(**image))
+    # Metrics are emitted here, inside the idempotent call, so a duplicate adds nothing.
+    if outcome.status == STATUS_COUNTED:
+        metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
+        metrics.add_metric("ObjectsCounted", MetricUnit.Count, outcome.count)
+        metrics.add_metric(
+            "EndpointLatency", MetricUnit.Milliseconds, outcome.endpoint_latency_ms or 0
+        )
+        for class_name, count in (outcome.by_class or {}).items():
+            with single_metric(
+                name="ObjectsCountedByClass", unit=MetricUnit.Count, value=count
+            ) as metric:
+                metric.add_dimension("ClassName", class_name)
+    else:
+        metrics.add_metric("ImagesRejected", MetricUnit.Count, 1)
+        logger.warning("image rejected", extra={"image": image, "reason": outcome.reason})
+    return asdict(outcome)
+
+
+@tracer.capture_method
+def handle_record(record: SQSRecord) -> dict[str, Any]:
+    image = ObjectCreatedEvent.model_validate_json(record.body).image()
+    logger.append_keys(image=image.uri)
+    return count_once(image=asdict(image))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def main(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    idempotency.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

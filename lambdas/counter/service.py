@@ -1,0 +1,138 @@
+"""Count one uploaded image: read it, ask the endpoint, write what was found.
+
+The AWS calls live here, each one line over an injected client, so tests hand
+in moto-backed or Stubber-wrapped clients; every decision is made by the pure
+``counting`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from counting import annotate, images, predictions, results
+from counting.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
+from counting.errors import InputError
+from counting.model_record import ActiveModel
+
+
+class EndpointUnavailable(Exception):
+    """The endpoint could not answer now (cold, throttled, failing): retry the image later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one image, for metrics and the batch report."""
+
+    status: str
+    count: int = 0
+    by_class: dict[str, int] | None = None
+    endpoint_latency_ms: float | None = None
+    reason: str | None = None
+
+
+class ImageCounter:
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        sagemaker_runtime: Any,
+        table: Any,
+        active_model: Callable[[], ActiveModel],
+        default_threshold: float,
+        annotate_images: bool,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._s3 = s3
+        self._runtime = sagemaker_runtime
+        self._table = table
+        self._active_model = active_model
+        self._default_threshold = default_threshold
+        self._annotate = annotate_images
+        self._clock = clock
+
+    def count(self, image: results.ImageRef) -> Outcome:
+        data = self._read(image)
+        try:
+            images.detect_format(data)
+            size = images.image_size(data)
+            payload = images.fit_payload(data)
+        except InputError as error:
+            return self._reject(image, str(error))
+
+        model = self._active_model()
+        started = time.perf_counter()
+        body = self._invoke(model.endpoint_name, payload)
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            detections = predictions.parse_response(body)
+        except InputError as error:
+            # The model answered, but not in the documented shape: not the image's fault.
+            raise EndpointUnavailable(f"endpoint answered an unexpected body: {error}") from None
+
+        threshold = (
+            model.score_threshold if model.score_threshold is not None else self._default_threshold
+        )
+        result = predictions.count_detections(
+            detections, threshold=threshold, class_map=model.class_map, image_size=size
+        )
+        in_use = results.ModelInUse(
+            model.endpoint_name, model.endpoint_config_name, model.model_name
+        )
+        document = results.counted_document(image, result, in_use, self._clock())
+        self._write(image, document)
+        if self._annotate:
+            self._s3.put_object(
+                Bucket=image.bucket,
+                Key=results.annotated_key(image.key),
+                Body=annotate.annotate(data, result.detections),
+                ContentType="image/png",
+            )
+        return Outcome(
+            status=results.STATUS_COUNTED,
+            count=result.count,
+            by_class=result.by_class,
+            endpoint_latency_ms=latency_ms,
+        )
+
+    def _read(self, image: results.ImageRef) -> bytes:
+        request = {"Bucket": image.bucket, "Key": image.key}
+        if image.version_id:
+            request["VersionId"] = image.version_id
+        return self._s3.get_object(**request)["Body"].read()
+
+    def _invoke(self, endpoint_name: str, payload: bytes) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._runtime.invoke_endpoint(
+                EndpointName=endpoint_name,
+                ContentType=IMAGE_CONTENT_TYPE,
+                Accept=JSON_CONTENT_TYPE,
+                Body=payload,
+            )
+        except ClientError as error:
+            # ModelNotReadyException (cold start), ThrottlingException, 5xx, ModelError:
+            # the message goes back to the queue and is retried, then dead-lettered.
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise EndpointUnavailable(f"{endpoint_name}: {code}") from error
+        except BotoCoreError as error:
+            raise EndpointUnavailable(f"{endpoint_name}: {error}") from error
+        return response["Body"].read()
+
+    def _reject(self, image: results.ImageRef, reason: str) -> Outcome:
+        self._write(image, results.rejected_document(image, reason, self._clock()))
+        return Outcome(status=results.STATUS_REJECTED, reason=reason)
+
+    def _write(self, image: results.ImageRef, document: dict[str, Any]) -> None:
+        self._s3.put_object(
+            Bucket=image.bucket,
+            Key=results.result_key(image.key),
+            Body=json.dumps(document, indent=2, sort_keys=True).encode(),
+            ContentType=JSON_CONTENT_TYPE,
+        )
+        self._table.put_item(Item=results.table_item(document))

@@ -1,0 +1,228 @@
+"""Counting every image uploaded under ``incoming/``: intake queue, counter, result tables."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from counting import layout
+from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.config import CountingSettings
+from stacks.nag import acknowledge
+
+# SQS redrives a message to the dead-letter queue after this many failed receives.
+MAX_RECEIVES = 5
+# AWS: a queue's visibility timeout should be at least six times the function timeout.
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+VISIBILITY_TIMEOUT_FACTOR = 6
+# Dead letters are kept for the longest time SQS allows, for investigation and redrive.
+DEAD_LETTER_RETENTION = cdk.Duration.days(14)
+# The image library the counter needs and the Lambda runtime lacks.
+PILLOW = "pillow==13.0.0"
+
+
+def _encrypted_queue(scope: Construct, construct_id: str, key: kms.IKey, **props) -> sqs.Queue:
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        # One data key per 5 minutes instead of a KMS call per message.
+        data_key_reuse=cdk.Duration.minutes(5),
+        enforce_ssl=True,
+        **props,
+    )
+
+
+class ImageIntake(Construct):
+    """S3 "Object Created" events for ``incoming/`` -> EventBridge rule -> SQS queue.
+
+    Attributes:
+        queue: what the counter consumes.
+        dead_letters: messages that failed ``MAX_RECEIVES`` times.
+        undeliverable: events EventBridge could not put on the queue.
+        rule: the EventBridge rule.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        visibility_timeout: cdk.Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = _encrypted_queue(
+            self, "DeadLetters", key, retention_period=DEAD_LETTER_RETENTION
+        )
+        self.queue = _encrypted_queue(
+            self,
+            "Queue",
+            key,
+            visibility_timeout=visibility_timeout,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=MAX_RECEIVES
+            ),
+        )
+        acknowledge(
+            self.dead_letters,
+            "Serverless-SQSRedrivePolicy",
+            "This is the intake queue's dead-letter queue; messages that failed five times "
+            "stay here for investigation and a manual redrive.",
+        )
+        self.undeliverable = _encrypted_queue(
+            self, "Undeliverable", key, retention_period=DEAD_LETTER_RETENTION
+        )
+        acknowledge(
+            self.undeliverable,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the EventBridge rule's SQS "
+            "target; EventBridge names it in the target, not in a redrive policy.",
+        )
+        acknowledge(
+            self.undeliverable,
+            "Serverless-SQSRedrivePolicy",
+            "Last stop for events EventBridge could not deliver to the intake queue; "
+            "redriving it into yet another queue would only move the problem.",
+        )
+        self.rule = events.Rule(
+            self,
+            "ObjectCreated",
+            description=f"Images uploaded under {layout.INCOMING} are counted",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [bucket.bucket_name]},
+                    "object": {"key": [{"prefix": layout.INCOMING}]},
+                },
+            ),
+        )
+        self.rule.add_target(
+            targets.SqsQueue(
+                self.queue,
+                dead_letter_queue=self.undeliverable,
+                # EventBridge retries delivery for a day before giving up on an event.
+                max_event_age=cdk.Duration.hours(24),
+                retry_attempts=185,
+            )
+        )
+
+
+class CountResults(Construct):
+    """DynamoDB tables: one item per counted image version, and idempotency records.
+
+    Attributes:
+        table: partition key ``image`` (s3 URI), sort key ``version`` (version id or etag).
+        idempotency: Powertools idempotency records (``id``), expiring via ``expiration``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        common = {
+            "billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST,
+            "encryption": dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            "encryption_key": key,
+        }
+        self.table = dynamodb.Table(
+            self,
+            "Results",
+            partition_key=dynamodb.Attribute(name="image", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="version", type=dynamodb.AttributeType.STRING),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=removal_policy == cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
+            **common,
+        )
+        self.idempotency = dynamodb.Table(
+            self,
+            "Idempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            **common,
+        )
+        acknowledge(
+            self.idempotency,
+            "AwsSolutions-DDB3",
+            "Idempotency records expire within days and are rebuilt by the next delivery; "
+            "restoring them from a backup would serve no purpose.",
+        )
+
+
+class ImageCounter(Construct):
+    """The counter Lambda fed by the intake queue.
+
+    Attributes:
+        function: the Lambda function (``lambdas/counter``).
+        handler: its PythonFunction (log group included).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: CountingSettings,
+        key: kms.IKey,
+        queue: sqs.IQueue,
+        results: CountResults,
+        active_model_parameter: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = PythonFunction(
+            self,
+            "Counter",
+            name="counter",
+            description="Counts the objects in each image uploaded under incoming/",
+            key=key,
+            service="counter",
+            timeout=cdk.Duration.seconds(settings.timeout_seconds),
+            memory_size=1024,
+            environment={
+                "RESULTS_TABLE": results.table.table_name,
+                "IDEMPOTENCY_TABLE": results.idempotency.table_name,
+                "ACTIVE_MODEL_PARAMETER": active_model_parameter,
+                "SCORE_THRESHOLD": str(settings.score_threshold),
+                "ANNOTATE": str(settings.annotate).lower(),
+            },
+            layers=[dependency_layer(self, "Pillow", PILLOW)],
+        )
+        self.function = self.handler.function
+        source = event_sources.SqsEventSource(
+            queue,
+            batch_size=settings.batch_size,
+            report_batch_item_failures=True,
+            max_concurrency=settings.max_concurrency,
+        )
+        self.function.add_event_source(source)
+        acknowledge(
+            self.function,
+            "Serverless-LambdaDLQ",
+            "The counter is only invoked synchronously by its SQS event source; a message "
+            "it fails on returns to the queue and ends in the queue's dead-letter queue.",
+        )
+        acknowledge(
+            self.function.node.find_child(f"SqsEventSource:{cdk.Names.node_unique_id(queue.node)}"),
+            "Serverless-LambdaEventSourceMappingDestination",
+            "SQS event source mappings take no on-failure destination; the intake queue's "
+            "redrive policy sends repeatedly failing messages to its dead-letter queue.",
+        )

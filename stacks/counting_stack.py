@@ -1,0 +1,130 @@
+"""Counting: images under incoming/ in, results/, annotated/, table items and metrics out."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from counting import layout
+from stacks.components.counting import (
+    VISIBILITY_TIMEOUT_FACTOR,
+    CountResults,
+    ImageCounter,
+    ImageIntake,
+)
+from stacks.components.storage import REMOVAL_POLICIES, DataStorage
+from stacks.config import AppConfig
+from stacks.nag import acknowledge, object_prefix_finding
+
+
+class CountingStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        storage: DataStorage,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        settings = config.counting
+        key, bucket = storage.key, storage.bucket_in(self)
+        self.data_bucket = bucket
+
+        self.intake = ImageIntake(
+            self,
+            "Intake",
+            bucket=bucket,
+            key=key,
+            visibility_timeout=cdk.Duration.seconds(
+                settings.timeout_seconds * VISIBILITY_TIMEOUT_FACTOR
+            ),
+        )
+        self.results = CountResults(
+            self,
+            "Results",
+            key=key,
+            removal_policy=REMOVAL_POLICIES[config.storage.removal_policy],
+        )
+        self.counter = ImageCounter(
+            self,
+            "Counter",
+            settings=settings,
+            key=key,
+            queue=self.intake.queue,
+            results=self.results,
+            active_model_parameter=config.active_model_parameter,
+        )
+
+        self._grant_counter(config, storage)
+
+        cdk.CfnOutput(self, "IntakeQueueUrl", value=self.intake.queue.queue_url)
+        cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.intake.dead_letters.queue_url)
+        cdk.CfnOutput(self, "ResultsTableName", value=self.results.table.table_name)
+        cdk.CfnOutput(self, "CounterFunctionName", value=self.counter.function.function_name)
+
+    def _grant_counter(self, config: AppConfig, storage: DataStorage) -> None:
+        """Exactly what the counter does: read an image, write its result, call one endpoint."""
+        role = self.counter.handler.role
+        bucket = self.data_bucket
+        statements = {
+            "ReadIncomingImages": (
+                ["s3:GetObject", "s3:GetObjectVersion"],
+                [bucket.arn_for_objects(f"{layout.INCOMING}*")],
+            ),
+            "WriteResultsAndAnnotatedImages": (
+                ["s3:PutObject"],
+                [
+                    bucket.arn_for_objects(f"{layout.RESULTS}*"),
+                    bucket.arn_for_objects(f"{layout.ANNOTATED}*"),
+                ],
+            ),
+            "UseTheDataKey": (
+                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                [storage.key.key_arn],
+            ),
+            "RecordResults": (["dynamodb:PutItem"], [self.results.table.table_arn]),
+            "TrackIdempotency": (
+                [
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                [self.results.idempotency.table_arn],
+            ),
+            "ReadActiveModel": (
+                ["ssm:GetParameter"],
+                [
+                    self.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=config.active_model_parameter.lstrip("/"),
+                    )
+                ],
+            ),
+            "InvokeTheEndpoint": (
+                ["sagemaker:InvokeEndpoint"],
+                [
+                    self.format_arn(
+                        service="sagemaker", resource="endpoint", resource_name=config.endpoint_name
+                    )
+                ],
+            ),
+        }
+        for sid, (actions, resources) in statements.items():
+            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        policy = role.node.find_child("DefaultPolicy")
+        for prefix, why in (
+            (layout.INCOMING, "reads the uploaded images it counts"),
+            (layout.RESULTS, "writes one result per image, named after it"),
+            (layout.ANNOTATED, "writes one annotated copy per image, named after it"),
+        ):
+            acknowledge(
+                policy,
+                object_prefix_finding(storage.bucket_name, prefix),
+                f"The counter {why}: object names are not known in advance, so access is "
+                f"limited to the {prefix} prefix.",
+            )

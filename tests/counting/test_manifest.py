@@ -1,0 +1,462 @@
+"""Ground Truth manifest parsing, checks, stats and the train/validation split."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from counting import manifest
+from counting.errors import InputError
+from tests.counting.manifest_fixtures import damages, json_values
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+ATTRIBUTE = "vehicles"
+CLASS_MAP = {"0": "car", "1": "truck"}
+
+# tests/data/hand_checked.manifest, counted by hand:
+#   line 1 a.jpg  car, car
+#   line 2 b.jpg  truck (its class-map lists only truck)
+#   line 3 c.jpg  failed
+#   line 4 d.jpg  no boxes
+#   line 5 e.jpg  car, truck, truck (the car box ends exactly on the 640 x 480 image's
+#                 right and bottom edges)
+#   line 6 f.jpg  failed
+#   line 7 g.jpg  car
+#   line 8 h.jpg  car, truck
+# images 8 = labeled 5 (a, b, e, g, h) + failed 2 (c, f) + empty 1 (d)
+# objects 9: car 2 + 1 + 1 + 1 = 5, truck 1 + 2 + 1 = 4
+# most boxes in one image 3 -> label_width max(350, 5 * 3 + 2) = 350; num_classes 2
+# validation fraction 0.2: round(5 * 0.2) = 1 validation, 4 train
+# validation fraction 0.5: round(2.5) = 2 (ties go to even) validation, 3 train
+HAND_CHECKED_STATS = {
+    "label_attribute": "vehicles",
+    "images": 8,
+    "labeled": 5,
+    "failed": 2,
+    "empty": 1,
+    "objects": 9,
+    "by_class": {"car": 5, "truck": 4},
+}
+HAND_CHECKED_USABLE = ["a.jpg", "b.jpg", "e.jpg", "g.jpg", "h.jpg"]
+
+
+def hand_checked() -> list[manifest.Record]:
+    with (DATA / "hand_checked.manifest").open(encoding="utf-8") as file:
+        return manifest.parse_manifest(file)
+
+
+def box(class_id: Any = 0, left: Any = 1, top: Any = 2, width: Any = 3, height: Any = 4) -> dict:
+    return {"class_id": class_id, "left": left, "top": top, "width": width, "height": height}
+
+
+def labeled(
+    name: str = "a.jpg",
+    boxes: list | None = None,
+    *,
+    size: tuple[int, int] = (640, 480),
+    class_map: dict | None = None,
+) -> dict[str, Any]:
+    """A Ground Truth line for ``name`` with ``boxes`` (default: one car)."""
+    boxes = [box()] if boxes is None else boxes
+    return {
+        "source-ref": f"s3://counting-data/images/{name}",
+        ATTRIBUTE: {
+            "image_size": [{"width": size[0], "height": size[1], "depth": 3}],
+            "annotations": boxes,
+        },
+        f"{ATTRIBUTE}-metadata": {
+            "objects": [{"confidence": 0.9} for _ in boxes],
+            "class-map": dict(CLASS_MAP if class_map is None else class_map),
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": "2026-11-26T10:00:00.000000",
+            "job-name": f"labeling-job/{ATTRIBUTE}",
+        },
+    }
+
+
+def failed(name: str = "f.jpg") -> dict[str, Any]:
+    return {
+        "source-ref": f"s3://counting-data/images/{name}",
+        f"{ATTRIBUTE}-metadata": {"failure-reason": "ClientError: timed out"},
+    }
+
+
+def records(*lines: dict[str, Any]) -> list[manifest.Record]:
+    return manifest.parse_manifest(json.dumps(line) for line in lines)
+
+
+def names(lines: tuple[str, ...]) -> list[str]:
+    return [json.loads(line)["source-ref"].rsplit("/", 1)[1] for line in lines]
+
+
+# --- the hand-checked manifest ---------------------------------------------------------
+
+
+def test_hand_checked_stats():
+    assert manifest.stats(hand_checked()) == HAND_CHECKED_STATS
+
+
+def test_hand_checked_split_figures():
+    result = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+
+    assert result.figures() == {
+        "num_training_samples": 4,
+        "num_validation_samples": 1,
+        "num_classes": 2,
+        "label_width": 350,
+        "dropped_failed": 2,
+        "dropped_empty": 1,
+    }
+    assert result.label_attribute == "vehicles"
+    assert result.class_map == CLASS_MAP
+    assert sorted(names(result.train + result.validation)) == HAND_CHECKED_USABLE
+
+
+def test_half_is_rounded_to_even():
+    result = manifest.split(hand_checked(), validation_fraction=0.5, seed=7)
+
+    assert (result.num_training_samples, result.num_validation_samples) == (3, 2)
+
+
+def test_split_lines_are_the_records_compact():
+    by_name = {
+        record.data["source-ref"].rsplit("/", 1)[1]: record.data for record in hand_checked()
+    }
+    result = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+
+    for line in result.train + result.validation:
+        assert line == json.dumps(by_name[names((line,))[0]], separators=(",", ":"))
+
+
+def test_prepare_training_data_reports_stats_figures_and_inputs():
+    text = (DATA / "hand_checked.manifest").read_text(encoding="utf-8")
+
+    prepared = manifest.prepare_training_data(text.split("\n"), validation_fraction=0.2, seed=7)
+
+    assert prepared.split == manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+    assert prepared.report == {
+        **HAND_CHECKED_STATS,
+        **prepared.split.figures(),
+        "class_map": CLASS_MAP,
+        "validation_fraction": 0.2,
+        "seed": 7,
+    }
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+def test_a_line_ending_does_not_move_the_error_column():
+    with pytest.raises(InputError, match=r"^line 1: not valid JSON: Expecting value at column 6$"):
+        manifest.parse_manifest(['{"a":\r\n'])
+
+
+def test_blank_lines_are_skipped_and_lines_keep_their_numbers():
+    parsed = manifest.parse_manifest(["", json.dumps(labeled()), "  \t\r\n", "{}\n"])
+
+    assert [record.line_number for record in parsed] == [2, 4]
+    assert parsed[1].data == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"source-ref": ', "line 3: not valid JSON: Expecting value at column 16"),
+        ("[1, 2]", "line 3: expected a JSON object, got an array"),
+        ('"text"', "line 3: expected a JSON object, got a string"),
+        ("null", "line 3: expected a JSON object, got null"),
+        ('{"a": NaN}', "line 3: not valid JSON: NaN is not a JSON number"),
+        ('{"a": 1e999}', "line 3: not valid JSON: number 1e999 is out of range"),
+    ],
+)
+def test_unusable_lines_name_their_line_number(line, message):
+    with pytest.raises(InputError) as caught:
+        manifest.parse_manifest(["{}", "", line])
+
+    assert str(caught.value) == message
+
+
+# --- the label attribute -------------------------------------------------------------
+
+
+def test_label_attribute_is_found_from_failed_lines_alone():
+    assert manifest.detect_label_attribute(records(failed(), failed("g.jpg"))) == ATTRIBUTE
+
+
+def test_label_attribute_falls_back_to_annotations_when_no_type():
+    line = labeled()
+    del line[f"{ATTRIBUTE}-metadata"]["type"]
+
+    assert manifest.detect_label_attribute(records(line)) == ATTRIBUTE
+
+
+def test_two_label_attributes_are_ambiguous():
+    line = labeled()
+    line["people"] = line[ATTRIBUTE]
+    line["people-metadata"] = line[f"{ATTRIBUTE}-metadata"]
+
+    with pytest.raises(InputError, match="several object-detection label attributes: 'people', "):
+        manifest.detect_label_attribute(records(line))
+    assert manifest.detect_label_attribute(records(line), "people") == "people"
+
+
+def test_no_label_attribute_lists_the_keys_found():
+    with pytest.raises(InputError, match=r"no object-detection label attribute.*'source-ref'"):
+        manifest.detect_label_attribute(records({"source-ref": "s3://b/k.jpg", "x": 1}))
+
+
+def test_an_empty_manifest_has_no_label_attribute():
+    with pytest.raises(InputError, match="the manifest has no lines"):
+        manifest.detect_label_attribute([])
+
+
+def test_a_given_label_attribute_must_be_in_the_manifest():
+    with pytest.raises(InputError, match="label attribute 'people' is not in the manifest"):
+        manifest.stats(records(labeled()), "people")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("boxes-ref", "must not end in '-ref'"),
+        ("source-ref", "must not end in '-ref'"),
+        ("boxes-metadata-x", "must not contain '-metadata'"),
+        (" ", "the label attribute name is empty"),
+    ],
+)
+def test_label_attribute_names_follow_ground_truth_rules(name, message):
+    with pytest.raises(InputError, match=message):
+        manifest.check_label_attribute_name(name)
+
+
+# --- line checks ---------------------------------------------------------------------
+
+
+def _set(path: str, value: Any):
+    """Replace the value at a /-separated path of a labeled line; None deletes it."""
+
+    def change(line: dict) -> None:
+        *parents, last = path.split("/")
+        target: Any = line
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if value is None:
+            del target[last]
+        else:
+            target[int(last) if isinstance(target, list) else last] = value
+
+    return change
+
+
+BOXES = f"{ATTRIBUTE}/annotations"
+SIZE = f"{ATTRIBUTE}/image_size/0"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("source-ref", None), "line 2: source-ref None is not an s3://bucket/key URI"),
+        (_set("source-ref", "https://x/a.jpg"), "source-ref 'https://x/a.jpg' is not an s3"),
+        (_set("source-ref", "s3://counting-data/"), "is not an s3://bucket/key URI"),
+        (_set("source-ref", "s3://counting-data/dir/"), "is not an s3://bucket/key URI"),
+        (_set("source-ref", "s3://Bad_Bucket/a.jpg"), "is not an s3://bucket/key URI"),
+        (_set(ATTRIBUTE, []), "line 2: 'vehicles' is an array, not an object"),
+        (_set(f"{ATTRIBUTE}-metadata", "x"), "line 2: 'vehicles-metadata' is a string, not an"),
+        (_set(f"{ATTRIBUTE}-metadata/type", "groundtruth/image-classification"), "has type"),
+        (_set(f"{ATTRIBUTE}/image_size", []), "line 2: image_size must be an array holding one"),
+        (_set(f"{SIZE}/width", 0), "width and height must be positive integers, got 0 x 480"),
+        (_set(f"{SIZE}/height", 2.5), "width and height must be positive integers, got 640 x 2.5"),
+        (_set(BOXES, None), "line 2: 'vehicles' has no 'annotations' array"),
+        (_set(f"{BOXES}/1", "box"), "line 2: annotations[1]: expected an object, got a string"),
+        (_set(f"{BOXES}/1/class_id", 2), "annotations[1]: class_id 2 is not in the class-map"),
+        (_set(f"{BOXES}/1/class_id", -1), "annotations[1]: class_id -1 is not in the class-map"),
+        (_set(f"{BOXES}/1/class_id", 0.5), "annotations[1]: class_id 0.5 is not in the class-map"),
+        (_set(f"{BOXES}/1/class_id", True), "annotations[1]: class_id True is not in the class"),
+        (_set(f"{BOXES}/1/class_id", None), "annotations[1]: class_id None is not in the class"),
+        (_set(f"{BOXES}/1/left", "1"), "annotations[1]: left must be a number, got '1'"),
+        (_set(f"{BOXES}/1/top", -1), "annotations[1]: left and top must be >= 0, got 10 and -1"),
+        (_set(f"{BOXES}/1/width", 0), "annotations[1]: width and height must be > 0, got 0 and"),
+        (_set(f"{BOXES}/1/width", 631), "annotations[1]: the box reaches (641, 30), outside the"),
+        (_set(f"{BOXES}/1/height", 461), "reaches (40, 481), outside the 640 x 480 image"),
+        (_set(f"{ATTRIBUTE}-metadata/class-map", None), "line 2: the metadata needs a class-map"),
+        (_set(f"{ATTRIBUTE}-metadata/class-map/01", "bus"), "class-map key '01' is not a class"),
+        (_set(f"{ATTRIBUTE}-metadata/class-map/1", ""), "class-map gives id 1 the name ''"),
+    ],
+)
+def test_a_bad_line_is_named_with_the_box(change, message):
+    line = labeled("b.jpg", [box(), box(1, 10, 20, 30, 10)])
+    change(line)
+
+    with pytest.raises(InputError) as caught:
+        manifest.validate_manifest(records(labeled(), line))
+
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("line 2: ")
+
+
+def test_boxes_may_touch_the_image_edges_and_use_whole_floats():
+    line = labeled(boxes=[box(1.0, 0, 0, 640, 480), box(0, 0.5, 0.5, 10.25, 3)])
+
+    assert manifest.stats(records(line))["by_class"] == {"car": 1, "truck": 1}
+
+
+def test_a_line_without_label_or_failure_reason_is_refused():
+    line = failed()
+    del line[f"{ATTRIBUTE}-metadata"]["failure-reason"]
+
+    with pytest.raises(InputError, match="line 2: no 'vehicles' and no failure-reason"):
+        manifest.validate_manifest(records(labeled(), line))
+
+
+def test_an_empty_line_needs_no_class_map():
+    line = labeled(boxes=[])
+    del line[f"{ATTRIBUTE}-metadata"]["class-map"]
+
+    assert manifest.stats(records(labeled(), line))["empty"] == 1
+
+
+# --- class maps ----------------------------------------------------------------------
+
+
+def test_class_maps_merge_across_lines():
+    lines = records(labeled(class_map={"0": "car"}), labeled(boxes=[box(1)], class_map=CLASS_MAP))
+
+    assert manifest.validate_manifest(lines).class_map == {0: "car", 1: "truck"}
+
+
+@pytest.mark.parametrize(
+    ("second_map", "message"),
+    [
+        ({"0": "bus"}, "line 2: class-map names id 0 'bus', an earlier line named it 'car'"),
+        ({"0": "car", "2": "truck"}, "line 2: class-map gives 'truck' id 2, but id 1 has"),
+        ({"0": "car", "2": "car"}, "line 2: class-map gives 'car' id 2, but id 0 has that name"),
+    ],
+)
+def test_class_maps_must_agree(second_map, message):
+    with pytest.raises(InputError, match=message):
+        manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+
+def test_one_class_map_must_not_name_two_ids_alike():
+    line = labeled(class_map={"0": "car", "1": "car"})
+
+    with pytest.raises(InputError, match="line 1: class-map gives 'car' id 1, but id 0 has"):
+        manifest.validate_manifest(records(line))
+
+
+def test_class_ids_must_be_contiguous():
+    line = labeled(class_map={"0": "car", "2": "bus"})
+
+    with pytest.raises(InputError, match=r"class ids must run 0\.\.k-1 without gaps.* 0, 2$"):
+        manifest.validate_manifest(records(line))
+
+
+# --- split ---------------------------------------------------------------------------
+
+
+def test_label_width_grows_with_the_busiest_image():
+    def width_for(most_boxes: int) -> int:
+        busy = labeled("busy.jpg", [box() for _ in range(most_boxes)])
+        lines = records(busy, labeled("b.jpg"))
+        return manifest.split(lines, validation_fraction=0.5, seed=1).label_width
+
+    assert width_for(69) == 350  # 5 * 69 + 2 = 347 fits the default
+    assert width_for(70) == 352
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan"), True, "0.2"])
+def test_validation_fraction_must_be_between_0_and_1(fraction):
+    with pytest.raises(InputError, match="validation fraction must be between 0 and 1"):
+        manifest.split(hand_checked(), validation_fraction=fraction, seed=1)
+
+
+def test_too_few_usable_images_are_explained():
+    lines = records(labeled(), failed(), labeled(boxes=[]))
+
+    with pytest.raises(InputError) as caught:
+        manifest.split(lines, validation_fraction=0.2, seed=1)
+
+    assert str(caught.value) == (
+        "1 usable image(s) with boxes (1 failed, 1 without boxes dropped) cannot fill both a "
+        "training and a validation channel with validation fraction 0.2"
+    )
+
+
+def test_a_fraction_leaving_no_training_image_is_refused():
+    lines = records(labeled("a.jpg"), labeled("b.jpg"))
+
+    with pytest.raises(InputError, match="2 usable image"):
+        manifest.split(lines, validation_fraction=0.8, seed=1)
+
+
+# --- properties ----------------------------------------------------------------------
+
+
+@given(st.lists(st.text() | json_values.map(json.dumps) | st.just("[" * 5000), max_size=5))
+def test_parsing_any_lines_raises_only_input_error(lines):
+    with contextlib.suppress(InputError):
+        manifest.stats(manifest.parse_manifest(lines))
+
+
+@settings(max_examples=300)
+@given(damages(labeled(boxes=[box(), box(1, 5, 5, 10, 10)])))
+def test_checking_a_damaged_line_raises_only_input_error(line):
+    with contextlib.suppress(InputError):
+        manifest.prepare_training_data(
+            [json.dumps(labeled("ok.jpg")), json.dumps(line)], validation_fraction=0.5, seed=0
+        )
+
+
+@st.composite
+def manifests(draw) -> list[dict[str, Any]]:
+    """Lines with distinct images: labeled (1-4 boxes), empty or failed, in any mix."""
+    lines = []
+    for index in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["labeled", "labeled", "empty", "failed"]))
+        name = f"{index}.jpg"
+        if kind == "failed":
+            lines.append(failed(name))
+        else:
+            count = 0 if kind == "empty" else draw(st.integers(1, 4))
+            lines.append(labeled(name, [box(draw(st.integers(0, 1))) for _ in range(count)]))
+    return lines
+
+
+fractions = st.floats(0, 1, exclude_min=True, exclude_max=True)
+
+
+@given(manifests(), fractions, st.integers())
+def test_split_partitions_the_usable_lines_by_the_fraction_rule(lines, fraction, seed):
+    parsed = records(*lines)
+    usable = [line for line in lines if line.get(ATTRIBUTE, {}).get("annotations")]
+    validation_size = max(1, round(len(usable) * fraction))
+    if not parsed or validation_size >= len(usable):
+        with pytest.raises(InputError):
+            manifest.split(parsed, validation_fraction=fraction, seed=seed)
+        return
+
+    result = manifest.split(parsed, validation_fraction=fraction, seed=seed)
+
+    assert result.num_validation_samples == validation_size
+    assert result.num_training_samples == len(usable) - validation_size
+    both = [json.loads(line) for line in result.train + result.validation]
+    assert sorted(both, key=json.dumps) == sorted(usable, key=json.dumps)
+    assert result.dropped_failed + result.dropped_empty == len(lines) - len(usable)
+    assert result == manifest.split(parsed, validation_fraction=fraction, seed=seed)
+
+
+@given(manifests())
+def test_stats_add_up(lines):
+    if not lines:
+        return
+    figures = manifest.stats(records(*lines))
+
+    assert figures["images"] == figures["labeled"] + figures["failed"] + figures["empty"]
+    assert figures["objects"] == sum(figures["by_class"].values())

@@ -1,0 +1,160 @@
+"""The counting pipeline: rule -> queue (+DLQs) -> counter Lambda -> tables."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks.config import ConfigError, load_config
+from tests.conftest import cdk_context
+from tests.infra.synth import build_app
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    _, stacks = build_app()
+    return Template.from_stack(stacks["counting"])
+
+
+def counter_function(template: Template) -> dict:
+    functions = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "lambdas.counter.handler.main"}},
+    )
+    assert len(functions) == 1
+    return next(iter(functions.values()))
+
+
+def test_uploads_under_incoming_go_through_eventbridge_to_the_queue(template):
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [Match.any_value()]},
+                    "object": {"key": [{"prefix": "incoming/"}]},
+                },
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "DeadLetterConfig": {"Arn": Match.any_value()},
+                        "RetryPolicy": {
+                            "MaximumEventAgeInSeconds": 86400,
+                            "MaximumRetryAttempts": 185,
+                        },
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_queues_are_encrypted_and_the_intake_redrives_after_five_receives(template):
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert len(queues) == 3
+    for queue in queues.values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            # 6 x the 120 s function timeout.
+            "VisibilityTimeout": 720,
+            "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 5},
+        },
+    )
+    policies = template.find_resources("AWS::SQS::QueuePolicy")
+    denies_plain_http = [
+        statement
+        for policy in policies.values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denies_plain_http) == 3
+
+
+def test_event_source_reports_item_failures_within_the_endpoint_concurrency(template):
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 5,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": 2},
+        },
+    )
+
+
+def test_counter_function_is_traced_logged_and_configured(template):
+    properties = counter_function(template)["Properties"]
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Timeout"] == 120
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    assert properties["LoggingConfig"]["LogFormat"] == "JSON"
+    assert "KmsKeyArn" in properties
+    environment = properties["Environment"]["Variables"]
+    assert environment["ACTIVE_MODEL_PARAMETER"] == "/object-counting-dev/active-model"
+    assert environment["SCORE_THRESHOLD"] == "0.2"
+    assert environment["ANNOTATE"] == "true"
+    assert len(properties["Layers"]) == 2  # Powertools (public) and Pillow
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 90}
+    )
+
+
+def test_counter_may_only_do_what_it_needs(template):
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = {
+        statement.get("Sid"): statement
+        for policy in policies.values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    }
+    assert statements["ReadIncomingImages"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert statements["WriteResultsAndAnnotatedImages"]["Action"] == "s3:PutObject"
+    assert statements["InvokeTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
+    assert statements["InvokeTheEndpoint"]["Resource"]["Fn::Join"][1][-1] == (
+        ":endpoint/object-counting-dev-counter"
+    )
+    for statement in statements.values():
+        assert statement["Action"] != "*"
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert not any(action.endswith(":*") for action in actions), statement
+    template.resource_properties_count_is(
+        "AWS::IAM::Role",
+        {"ManagedPolicyArns": Match.any_value()},
+        0,
+    )
+
+
+def test_tables_are_encrypted_with_the_data_key_and_results_are_protected(template):
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": {
+                "KeySchema": [
+                    {"AttributeName": "image", "KeyType": "HASH"},
+                    {"AttributeName": "version", "KeyType": "RANGE"},
+                ],
+                "SSESpecification": Match.object_like({"SSEEnabled": True, "SSEType": "KMS"}),
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "DeletionProtectionEnabled": True,
+            },
+            "DeletionPolicy": "Retain",
+        },
+    )
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        },
+    )
+
+
+def test_counting_concurrency_above_the_endpoint_fails_the_config():
+    with pytest.raises(ConfigError, match=r"counting.max_concurrency: 9 exceeds"):
+        load_config(cdk_context(**{"counting.counting.max_concurrency": "9"}))

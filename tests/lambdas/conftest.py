@@ -1,0 +1,49 @@
+"""Fixtures for handler tests: moto-backed AWS and a Lambda context."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "counter"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:counter"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (200, 100)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 160, 200)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def make_bucket(name: str) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})

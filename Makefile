@@ -26,7 +26,7 @@ SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test lint format diff deploy destroy bench clean
+.PHONY: help synth test lint format diff deploy destroy audit bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ deploy: $(SYNTH_STAMP) $(NODE_STAMP) ## Deploy every stack (needs credentials an
 
 destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets and key stay)
 	$(CDK) destroy --all
+
+audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out
+	$(BIN)/python -m tools.audit cdk.out audit/report.md
 
 clean: ## Remove build output (keeps the virtualenv and node_modules)
 	rm -rf cdk.out .build .pytest_cache .ruff_cache

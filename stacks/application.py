@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
+from stacks.alerts_stack import AlertsStack
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
 from stacks.storage_stack import StorageStack
@@ -14,21 +15,31 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     env = cdk.Environment(account=config.account, region=config.region)
     common = {"env": env}
 
+    # Stacks whose deletion would lose data carry termination protection where configured.
+    stateful = {**common, "termination_protection": config.termination_protection}
     storage = StorageStack(
         app,
         f"{config.prefix}-storage",
         config=config,
         description="Object counting: KMS key, data bucket and access logs",
-        **common,
+        **stateful,
     )
     stacks: dict[str, cdk.Stack] = {"storage": storage}
+    stacks["alerts"] = AlertsStack(
+        app,
+        f"{config.prefix}-alerts",
+        config=config,
+        storage=storage.storage,
+        description="Object counting: the topic every alarm and notification goes to",
+        **common,
+    )
     stacks["counting"] = CountingStack(
         app,
         f"{config.prefix}-counting",
         config=config,
         storage=storage.storage,
         description="Object counting: S3 uploads to counts, results and annotated images",
-        **common,
+        **stateful,
     )
 
     tags = {"project": config.project, "stage": config.stage, **config.tags}

@@ -211,6 +211,13 @@ class CountingSettings(Settings):
     )
 
 
+class AlertsSettings(Settings):
+    emails: tuple[Email, ...] = Field(
+        (),
+        description="Who receives alarms and pipeline notifications (each confirms by email).",
+    )
+
+
 class AppConfig(Settings):
     project: Name = Field("object-counting", description="Prefix of every stack and resource name.")
     stage: Name = Field(DEFAULT_STAGE, description="Stage name, chosen with `-c stage=NAME`.")
@@ -225,12 +232,18 @@ class AppConfig(Settings):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags on every resource (e.g. `cost-centre`)."
     )
+    termination_protection: bool = Field(
+        False,
+        description="CloudFormation termination protection on the stateful stacks "
+        "(storage, counting); `prod` turns it on.",
+    )
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workforce: WorkforceSettings = Field(default_factory=WorkforceSettings)
     labeling: LabelingSettings = Field(default_factory=LabelingSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     counting: CountingSettings = Field(default_factory=CountingSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @model_validator(mode="after")
     def _counting_fits_the_endpoint(self) -> AppConfig:

@@ -12,8 +12,15 @@ from constructs import IConstruct
 
 
 def rule_packs(scope: IConstruct) -> list[NagPack]:
-    """The packs every stack must pass: AWS Solutions and Serverless."""
-    return [AwsSolutionsChecks(scope), ServerlessChecks(scope)]
+    """The packs every stack must pass: AWS Solutions and Serverless.
+
+    Acknowledgments are also written into each resource's CloudFormation metadata
+    (``cdk_nag.rules_to_suppress``), so template diffs and `make audit` show them.
+    """
+    return [
+        AwsSolutionsChecks(scope, write_suppressions_to_cloud_formation=True),
+        ServerlessChecks(scope),
+    ]
 
 
 def register_rule_packs(app: cdk.App) -> None:
@@ -21,8 +28,13 @@ def register_rule_packs(app: cdk.App) -> None:
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
-    """Accept one finding on ``construct`` (and its children) with a specific reason."""
-    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+    """Accept one finding on ``construct`` with a specific reason.
+
+    On an L2 construct the acknowledgment goes to its CloudFormation resource, so it
+    does not spread to children (a queue's policy, a function's event source mapping).
+    """
+    target = construct.node.default_child or construct
+    cdk.Validations.of(target).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
 
 
 def object_prefix_finding(bucket_name: str, prefix: str) -> str:

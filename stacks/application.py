@@ -7,6 +7,7 @@ import aws_cdk as cdk
 from stacks.alerts_stack import AlertsStack
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.storage_stack import StorageStack
 
 
@@ -40,6 +41,15 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         storage=storage.storage,
         description="Object counting: S3 uploads to counts, results and annotated images",
         **stateful,
+    )
+    stacks["monitoring"] = MonitoringStack(
+        app,
+        f"{config.prefix}-monitoring",
+        config=config,
+        topic=stacks["alerts"].alerts.topic,
+        counting=stacks["counting"],
+        description="Object counting: dashboard and alarms",
+        **common,
     )
 
     tags = {"project": config.project, "stage": config.stage, **config.tags}

@@ -1,0 +1,228 @@
+"""What the platform team watches: one dashboard, alarms that page through the alerts topic."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+# Metrics the counter publishes (lambdas/counter/handler.py, Powertools EMF).
+COUNTING_NAMESPACE = "ObjectCounting"
+COUNTER_SERVICE = "counter"
+# The endpoint's only production variant (set by the training pipeline's deploy step).
+ENDPOINT_VARIANT = "AllTraffic"
+
+FIVE_MINUTES = cdk.Duration.minutes(5)
+# Counter errors above this share of invocations, three periods running, page someone.
+COUNTER_ERROR_RATE_PERCENT = 5
+# Messages older than this mean the counter is not keeping up (or is failing).
+OLDEST_MESSAGE_ALARM_SECONDS = 15 * 60
+
+
+def _counting_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=COUNTING_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": COUNTER_SERVICE, **dimensions},
+        statistic=statistic,
+        period=FIVE_MINUTES,
+    )
+
+
+def _endpoint_metric(name: str, endpoint_name: str, statistic: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace="AWS/SageMaker",
+        metric_name=name,
+        dimensions_map={"EndpointName": endpoint_name, "VariantName": ENDPOINT_VARIANT},
+        statistic=statistic,
+        period=FIVE_MINUTES,
+    )
+
+
+class CountingMonitoring(Construct):
+    """Dashboard and alarms over the counting pipeline, the endpoint and training.
+
+    Attributes:
+        dashboard: the one CloudWatch dashboard.
+        alarms: every alarm by short name; each notifies ``topic`` on alarm and on recovery.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        topic: sns.ITopic,
+        queue: sqs.IQueue,
+        dead_letter_queues: list[sqs.IQueue],
+        counter: lambda_.IFunction,
+        endpoint_name: str,
+        state_machine: sfn.IStateMachine | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        errors = counter.metric_errors(period=FIVE_MINUTES)
+        invocations = counter.metric_invocations(period=FIVE_MINUTES)
+        error_rate = cloudwatch.MathExpression(
+            expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+            using_metrics={"errors": errors, "invocations": invocations},
+            label="Counter error rate (%)",
+            period=FIVE_MINUTES,
+        )
+        oldest = queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES)
+        endpoint_4xx = _endpoint_metric("Invocation4XXErrors", endpoint_name, "Sum")
+        endpoint_5xx = _endpoint_metric("Invocation5XXErrors", endpoint_name, "Sum")
+
+        for index, dead_letters in enumerate(dead_letter_queues):
+            self._alarm(
+                f"DeadLetters{index}",
+                dead_letters.metric_approximate_number_of_messages_visible(
+                    period=FIVE_MINUTES, statistic="Maximum"
+                ),
+                threshold=0,
+                description="Messages could not be counted and wait in a dead-letter queue: "
+                "read one, fix the cause (no model deployed? endpoint failing?), then redrive.",
+            )
+        self._alarm(
+            "CounterErrorRate",
+            error_rate,
+            threshold=COUNTER_ERROR_RATE_PERCENT,
+            evaluation_periods=3,
+            description="The counter Lambda fails on more than 5% of invocations: check its logs.",
+        )
+        self._alarm(
+            "OldestMessageAge",
+            oldest,
+            threshold=OLDEST_MESSAGE_ALARM_SECONDS,
+            description="Images wait more than 15 minutes to be counted: the counter is "
+            "failing, throttled, or uploads outpace counting.max_concurrency.",
+        )
+        self._alarm(
+            "Endpoint4xx",
+            endpoint_4xx,
+            threshold=0,
+            description="The endpoint refuses requests (4xx): wrong content type, payload "
+            "over 4 MB, or the endpoint is missing.",
+        )
+        self._alarm(
+            "Endpoint5xx",
+            endpoint_5xx,
+            threshold=0,
+            description="The endpoint's model fails (5xx): check the endpoint's logs.",
+        )
+        if state_machine is not None:
+            self._alarm(
+                "TrainingPipelineFailed",
+                state_machine.metric_failed(period=FIVE_MINUTES),
+                threshold=0,
+                description="A training pipeline run failed; its notification names the state "
+                "and the cause.",
+            )
+
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{prefix}-counting",
+            default_interval=cdk.Duration.days(1),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Images",
+                left=[_counting_metric("ImagesCounted"), _counting_metric("ImagesRejected")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Objects counted per class",
+                left=[
+                    cloudwatch.MathExpression(
+                        expression=(
+                            f"SEARCH('{{{COUNTING_NAMESPACE},ClassName,service}} "
+                            f"MetricName=\"ObjectsCountedByClass\"', 'Sum', 300)"
+                        ),
+                        label="",
+                        period=FIVE_MINUTES,
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Counter errors and duration",
+                left=[errors, error_rate],
+                right=[counter.metric_duration(period=FIVE_MINUTES, statistic="p90")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Queue: oldest message age (s) and dead letters",
+                left=[oldest],
+                right=[
+                    dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES)
+                    for dlq in dead_letter_queues
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Endpoint invocations and errors",
+                left=[_endpoint_metric("Invocations", endpoint_name, "Sum")],
+                right=[endpoint_4xx, endpoint_5xx],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Endpoint latency and cold starts (model setup time)",
+                left=[
+                    _counting_metric("EndpointLatency", "p90"),
+                    _endpoint_metric("ModelLatency", endpoint_name, "p90"),
+                ],
+                right=[_endpoint_metric("ModelSetupTime", endpoint_name, "Maximum")],
+                width=8,
+            ),
+        )
+        if state_machine is not None:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="Training runs",
+                    left=[
+                        state_machine.metric_started(period=cdk.Duration.hours(1)),
+                        state_machine.metric_succeeded(period=cdk.Duration.hours(1)),
+                        state_machine.metric_failed(period=cdk.Duration.hours(1)),
+                    ],
+                    width=24,
+                )
+            )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms.values()), width=24
+            )
+        )
+
+        notify = actions.SnsAction(topic)
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(notify)
+            alarm.add_ok_action(notify)
+
+    def _alarm(
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        evaluation_periods: int = 1,
+    ) -> None:
+        self.alarms[name] = cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=evaluation_periods,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )

@@ -1,0 +1,44 @@
+"""Operations: the dashboard and every alarm, notifying the alerts topic."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.components.monitoring import CountingMonitoring
+from stacks.config import AppConfig
+from stacks.counting_stack import CountingStack
+
+
+class MonitoringStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        topic: sns.ITopic,
+        counting: CountingStack,
+        state_machine: sfn.IStateMachine | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.monitoring = CountingMonitoring(
+            self,
+            "Monitoring",
+            prefix=config.prefix,
+            topic=topic,
+            queue=counting.intake.queue,
+            dead_letter_queues=[counting.intake.dead_letters, counting.intake.undeliverable],
+            counter=counting.counter.function,
+            endpoint_name=config.endpoint_name,
+            state_machine=state_machine,
+        )
+        cdk.CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://console.aws.amazon.com/cloudwatch/home#dashboards:name="
+            f"{self.monitoring.dashboard.dashboard_name}",
+        )

@@ -22,6 +22,8 @@ export npm_config_update_notifier := false
 
 CDK := npx --no-install cdk --no-notices -c stage=$(STAGE)
 
+CHECKOV := .tools/checkov/bin/checkov
+
 SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
@@ -44,6 +46,11 @@ $(DEV_STAMP): requirements-dev.txt requirements.txt constraints.txt | $(VENV)/bi
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@ $(SYNTH_STAMP)
 
+$(CHECKOV): constraints-checkov.txt
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet checkov -c constraints-checkov.txt
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json | $(SYNTH_STAMP)
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
 
@@ -52,8 +59,9 @@ synth: $(SYNTH_STAMP) $(NODE_STAMP) ## Synthesize every stack offline into cdk.o
 	$(CDK) synth --quiet
 	@ls cdk.out/*.template.json
 
-test: $(DEV_STAMP) $(NODE_STAMP) lint ## Lint, then run every test
+test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test, then checkov
 	$(BIN)/python -m pytest
+	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
 
 lint: $(DEV_STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -80,6 +80,9 @@ deploy: $(SYNTH_STAMP) $(NODE_STAMP) ## Deploy every stack (needs credentials an
 destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets and key stay)
 	$(CDK) destroy --all
 
+bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset sizes) beside their goals
+	$(BIN)/python bench/bench_counting.py
+
 audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out
 	$(BIN)/python -m tools.audit cdk.out audit/report.md
 

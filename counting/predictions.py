@@ -1,0 +1,287 @@
+"""Turn an Object Detection endpoint response into a count.
+
+The built-in algorithm answers ``{"prediction": [[class_id, score, xmin, ymin, xmax, ymax], ...]}``
+with corners as fractions of the image's width and height
+(https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-in-formats.html).
+A response can hold hundreds of boxes, so parsing is one plain loop of cheap range checks;
+the careful diagnosis that names the problem runs only for the item that fails them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+from counting.constants import DEFAULT_SCORE_THRESHOLD
+from counting.errors import InputError
+
+try:
+    # pydantic_core (pinned with pydantic) decodes a 1,000-detection response about 4x faster
+    # than the json module; where it is not installed the result is the same, only slower.
+    from pydantic_core import from_json as _decode_json
+except ImportError:  # pragma: no cover - depends on the environment
+    from json import loads as _decode_json
+
+# Boxes of objects cut by the image border may stray a little outside [0, 1] and are clamped;
+# corners further out than this are more likely pixels than fractions, so they are refused.
+CORNER_SLACK = 0.5
+
+_FIELDS = ("class id", "score", "xmin", "ymin", "xmax", "ymax")
+_LOW, _HIGH = -CORNER_SLACK, 1.0 + CORNER_SLACK
+
+# Calling tuple.__new__ directly skips a named tuple's generated __new__: 40% less per box.
+_new_tuple = tuple.__new__
+
+
+class Detection(NamedTuple):
+    """One box from the endpoint; corners are fractions (0..1) of the image's width and height.
+
+    A named tuple rather than a frozen dataclass: just as immutable and without a __dict__,
+    but about five times cheaper to create, which counts at hundreds of boxes per response.
+    """
+
+    class_id: int
+    score: float
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+class CountedDetection(NamedTuple):
+    """A detection that passed the threshold, numbered 1, 2, ... by descending score."""
+
+    number: int
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]  # (xmin, ymin, xmax, ymax), fractions of the image
+    # Inclusive pixel indices (left, top, right, bottom); None when the image size is unknown.
+    box_pixels: tuple[int, int, int, int] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        xmin, ymin, xmax, ymax = self.box
+        record: dict[str, Any] = {
+            "number": self.number,
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "score": self.score,
+            "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
+        }
+        if self.box_pixels is not None:
+            left, top, right, bottom = self.box_pixels
+            record["box_pixels"] = {"left": left, "top": top, "right": right, "bottom": bottom}
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class CountResult:
+    """What ``count_detections`` found; ``to_dict`` gives the JSON the CLI prints."""
+
+    count: int
+    by_class: dict[str, int]  # class name -> count, sorted by name
+    threshold: float
+    detections: tuple[CountedDetection, ...]  # descending score; ties keep the response's order
+    image_size: tuple[int, int] | None = None  # (width, height) in pixels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "by_class": dict(self.by_class),
+            "threshold": self.threshold,
+            "detections": [detection.to_dict() for detection in self.detections],
+        }
+
+
+def parse_response(body: bytes | str | Mapping[str, Any]) -> list[Detection]:
+    """Read an endpoint response, raw JSON or already decoded, into detections.
+
+    Corners slightly outside [0, 1] are clamped into it. Raises InputError naming the
+    problem and, for a bad box, its index, e.g. "prediction[3]: expected 6 numbers, got 5".
+    """
+    if isinstance(body, bytes | bytearray | str):
+        # JSON true/false decode to bools, which pass every numeric check below; a text
+        # that cannot hold those words spares checking the type of every number.
+        check_types = _may_hold_booleans(body)
+        try:
+            body = _decode_json(body)
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"response is not JSON: {error}") from None
+    else:
+        check_types = True
+    items = body.get("prediction") if isinstance(body, Mapping) else None
+    if not isinstance(items, list | tuple):
+        raise InputError("missing 'prediction' list in the response")
+
+    detections: list[Detection] = []
+    append = detections.append
+    new, low, high = _new_tuple, _LOW, _HIGH
+    item = None
+    try:
+        for item in items:
+            class_id, score, xmin, ymin, xmax, ymax = item
+            whole_id = int(class_id)
+            # Chained comparisons are False for NaN, so they also refuse non-finite numbers.
+            if not (whole_id == class_id >= 0 and 0.0 <= score <= 1.0) or (
+                check_types and _holds_boolean(item)
+            ):
+                break
+            if not (0.0 <= xmin <= xmax <= 1.0 and 0.0 <= ymin <= ymax <= 1.0):
+                if not (low <= xmin <= xmax <= high and low <= ymin <= ymax <= high):
+                    break
+                xmin, ymin, xmax, ymax = _clamp(xmin), _clamp(ymin), _clamp(xmax), _clamp(ymax)
+            append(new(Detection, (whole_id, score, xmin, ymin, xmax, ymax)))
+        else:
+            return detections
+    except (TypeError, ValueError, OverflowError):
+        pass
+    # One detection was appended per accepted item, so their count is the failing index.
+    raise InputError(f"prediction[{len(detections)}]: {_describe_problem(item)}")
+
+
+def _may_hold_booleans(text: bytes | bytearray | str) -> bool:
+    # "true" holds a "u" and "false" an "l"; neither letter can appear in numbers, NaN,
+    # Infinity or the key "prediction". A one-letter search runs at memchr speed: 2 us on
+    # a 1,000-box response, against 100 us for searching the two words.
+    if isinstance(text, str):
+        return "u" in text or "l" in text
+    return b"u" in text or b"l" in text
+
+
+def _holds_boolean(item: Iterable[object]) -> bool:
+    return any(type(value) is bool for value in item)
+
+
+def _clamp(value: float) -> float:
+    return 0.0 if value < 0.0 else 1.0 if value > 1.0 else value
+
+
+def _describe_problem(item: object) -> str:
+    """Say why one ``prediction`` item was refused; runs only after the fast loop stopped."""
+    if not isinstance(item, list | tuple):
+        return f"expected a list of 6 numbers, got {_json_type(item)}"
+    if len(item) != len(_FIELDS):
+        return f"expected 6 numbers, got {len(item)}"
+    for field, value in zip(_FIELDS, item, strict=True):
+        if type(value) not in (int, float):
+            return f"{field} must be a number, got {_json_type(value)}"
+        if type(value) is float and not math.isfinite(value):
+            return f"{field} must be a finite number, got {value}"
+    return _describe_bad_number(item)
+
+
+def _describe_bad_number(item: list[float] | tuple[float, ...]) -> str:
+    class_id, score, xmin, ymin, xmax, ymax = item
+    if class_id < 0 or class_id != int(class_id):
+        return f"class id must be a non-negative integer, got {class_id}"
+    if not 0.0 <= score <= 1.0:
+        return f"score {score} is outside [0, 1]"
+    for field, value in zip(_FIELDS[2:], item[2:], strict=True):
+        if not _LOW <= value <= _HIGH:
+            return f"{field} {value} is far outside [0, 1]: corners must be fractions of the image"
+    if xmax < xmin:
+        return f"xmax {xmax} is less than xmin {xmin}"
+    return f"ymax {ymax} is less than ymin {ymin}"
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "a boolean", str: "a string", dict: "an object", list: "a list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+_score = attrgetter("score")
+_class_id = attrgetter("class_id")
+
+
+def count_detections(
+    detections: Iterable[Detection],
+    *,
+    threshold: float = DEFAULT_SCORE_THRESHOLD,
+    class_map: Mapping[str, str] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> CountResult:
+    """Count the detections scoring at least ``threshold``.
+
+    ``class_map`` names classes by their id as text, like Ground Truth's ``{"0": "car"}``;
+    a class it does not name is called by its id. With ``image_size`` (width, height) in
+    pixels, each detection also gets its box in pixels (see ``pixel_box``).
+    """
+    check_threshold(threshold)
+    size = None if image_size is None else _check_image_size(image_size)
+    kept = [detection for detection in detections if detection.score >= threshold]
+    # list.sort is stable with reverse=True too: equal scores keep the response's order.
+    kept.sort(key=_score, reverse=True)
+
+    per_id = Counter(map(_class_id, kept))
+    names = {class_id: _class_name(class_id, class_map) for class_id in per_id}
+    by_name: Counter[str] = Counter()
+    for class_id, number in per_id.items():
+        by_name[names[class_id]] += number
+
+    counted: list[CountedDetection] = []
+    append, new = counted.append, _new_tuple
+    if size is None:
+        for number, detection in enumerate(kept, 1):
+            class_id = detection.class_id
+            record = (number, class_id, names[class_id], detection.score, detection[2:], None)
+            append(new(CountedDetection, record))
+    else:
+        width, height = size
+        for number, (class_id, score, xmin, ymin, xmax, ymax) in enumerate(kept, 1):
+            box = (xmin, ymin, xmax, ymax)
+            pixels = pixel_box(box, width, height)
+            append(new(CountedDetection, (number, class_id, names[class_id], score, box, pixels)))
+    return CountResult(
+        count=len(kept),
+        by_class=dict(sorted(by_name.items())),
+        threshold=threshold,
+        detections=tuple(counted),
+        image_size=size,
+    )
+
+
+def pixel_box(
+    box: tuple[float, float, float, float], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Turn (xmin, ymin, xmax, ymax), fractions of the image, into pixel indices.
+
+    Returns inclusive (left, top, right, bottom): each corner rounds half up (floor of
+    x * width + 0.5) and is then held inside the image, so the box always addresses
+    existing pixels and can be drawn as it is.
+    """
+    xmin, ymin, xmax, ymax = box
+    floor = math.floor
+    last_x, last_y = width - 1, height - 1
+    left, top = floor(xmin * width + 0.5), floor(ymin * height + 0.5)
+    right, bottom = floor(xmax * width + 0.5), floor(ymax * height + 0.5)
+    return (
+        0 if left < 0 else last_x if left > last_x else left,
+        0 if top < 0 else last_y if top > last_y else top,
+        0 if right < 0 else last_x if right > last_x else right,
+        0 if bottom < 0 else last_y if bottom > last_y else bottom,
+    )
+
+
+def check_threshold(threshold: float) -> float:
+    """Return ``threshold`` if it is a number in [0, 1]; raise InputError otherwise."""
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    return threshold
+
+
+def _check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    width, height = image_size
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise InputError(f"image size must be two positive whole numbers, got {image_size!r}")
+    return width, height
+
+
+def _class_name(class_id: int, class_map: Mapping[str, str] | None) -> str:
+    key = str(class_id)
+    return class_map.get(key, key) if class_map else key

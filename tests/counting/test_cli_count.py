@@ -1,0 +1,372 @@
+"""``counting count`` on files and ``counting invoke`` against moto's SageMaker Runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+
+import boto3
+import pytest
+import requests
+from botocore.stub import Stubber
+from moto import mock_aws
+from PIL import Image
+
+import counting.cli
+from counting.cli import count as count_cli
+from counting.images import detect_format, image_size
+
+REGION = "us-east-1"
+RESPONSE = {
+    "prediction": [
+        [0.0, 0.95, 0.1, 0.2, 0.3, 0.6],
+        [1.0, 0.5, 0.5, 0.5, 1.0, 1.0],
+        [0.0, 0.1, 0.0, 0.0, 0.5, 0.5],
+    ]
+}
+CLASS_MAP = {"0": "car", "1": "truck"}
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``counting`` with only this group registered; return (status, stdout, stderr).
+
+    Going through counting.cli.main keeps its error handling (one line, exit status 2).
+    """
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="counting")
+        count_cli.register(parser.add_subparsers(dest="command", required=True))
+        return parser
+
+    monkeypatch.setattr(counting.cli, "build_parser", build_parser)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = counting.cli.main([str(arg) for arg in argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def files(tmp_path, png_200x100):
+    (tmp_path / "predictions.json").write_text(json.dumps(RESPONSE))
+    (tmp_path / "classes.json").write_text(json.dumps(CLASS_MAP))
+    (tmp_path / "image.png").write_bytes(png_200x100)
+    return tmp_path
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("counting: error: ")
+    return lines[0].removeprefix("counting: error: ")
+
+
+def test_count_prints_the_count_with_pixel_boxes(cli, files):
+    status, out, err = cli(
+        "count",
+        files / "predictions.json",
+        "--image",
+        files / "image.png",
+        "--class-map",
+        files / "classes.json",
+    )
+
+    assert (status, err) == (0, "")
+    document = json.loads(out)
+    assert document["count"] == 2
+    assert document["by_class"] == {"car": 1, "truck": 1}
+    assert document["threshold"] == 0.2
+    assert [d["box_pixels"] for d in document["detections"]] == [
+        {"left": 20, "top": 20, "right": 60, "bottom": 60},
+        {"left": 100, "top": 50, "right": 199, "bottom": 99},
+    ]
+    assert out.startswith('{\n  "by_class"')  # indented, keys sorted
+
+
+def test_count_without_image_has_no_pixel_boxes_and_takes_a_threshold(cli, files):
+    status, out, _ = cli("count", files / "predictions.json", "--threshold", "0.05")
+
+    document = json.loads(out)
+    assert status == 0
+    assert document["count"] == 3
+    assert document["by_class"] == {"0": 2, "1": 1}
+    assert all("box_pixels" not in d for d in document["detections"])
+
+
+def test_ground_truth_style_class_map(cli, files):
+    ground_truth = {"class-map": {"0": "car", "1": "truck"}, "human-annotated": "yes"}
+    (files / "metadata.json").write_text(json.dumps(ground_truth))
+
+    status, out, _ = cli(
+        "count", files / "predictions.json", "--class-map", files / "metadata.json"
+    )
+
+    assert status == 0
+    assert json.loads(out)["by_class"] == {"car": 1, "truck": 1}
+
+
+def test_annotate_writes_a_png(cli, files):
+    out_png = files / "out.png"
+    status, _, _ = cli(
+        "count", files / "predictions.json", "--image", files / "image.png", "--annotate", out_png
+    )
+
+    assert status == 0
+    data = out_png.read_bytes()
+    assert detect_format(data) == "png"
+    assert image_size(data) == (200, 100)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--threshold", "1.5"], "threshold must be in [0, 1], got 1.5"),
+        (["--threshold", "nan"], "threshold must be in [0, 1], got nan"),
+        (["--annotate", "out.png"], "--annotate needs --image: the boxes are drawn on that image"),
+    ],
+)
+def test_bad_options_end_with_one_line_and_status_2(cli, files, extra, message):
+    status, out, err = cli("count", files / "predictions.json", *extra)
+
+    assert (status, out) == (2, "")
+    assert one_error_line(err) == message
+
+
+@pytest.mark.parametrize(
+    ("class_map", "message"),
+    [
+        ("[1, 2]", 'expected a class map object like {"0": "car"}'),
+        ("{}", 'expected a class map object like {"0": "car"}'),
+        ('{"car": "0"}', "class id 'car' is not a whole number like \"0\""),
+        ('{"01": "car"}', "class id '01' is not a whole number like \"0\""),
+        ('{"0": 7}', "the name of class 0 must be text, got 7"),
+        ("{oops", "not JSON"),
+    ],
+)
+def test_bad_class_maps_are_named(cli, files, class_map, message):
+    (files / "bad.json").write_text(class_map)
+
+    status, _, err = cli("count", files / "predictions.json", "--class-map", files / "bad.json")
+
+    assert status == 2
+    assert message in one_error_line(err)
+
+
+def test_bad_predictions_and_images_are_named(cli, files):
+    (files / "bad.json").write_text('{"prediction": [[0, 0.5, 0, 0, 1, 1], [0, 2, 0, 0, 1, 1]]}')
+    (files / "doc.pdf").write_bytes(b"%PDF-1.7\n")
+
+    status, _, err = cli("count", files / "bad.json")
+    assert status == 2
+    assert one_error_line(err) == "prediction[1]: score 2 is outside [0, 1]"
+
+    status, _, err = cli("count", files / "predictions.json", "--image", files / "doc.pdf")
+    assert status == 2
+    assert one_error_line(err).startswith("not a JPEG or PNG image")
+
+    status, _, err = cli("count", files / "missing.json")
+    assert status == 2
+    assert "missing.json" in one_error_line(err)
+
+
+# invoke, against moto.
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Fake credentials and no shared AWS files, so nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # boto3's default session keeps the credentials it found first; start from a new one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+@pytest.fixture
+def runtime(aws_env, monkeypatch):
+    """moto's SageMaker Runtime; yields the requests it received (headers and raw body)."""
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    received: list[dict] = []
+    setup_class = SageMakerRuntimeResponse.setup_class
+
+    def keep_raw_body(self, request, full_url=None, headers=None, use_raw_body=None):
+        # moto 5.2.5 decodes every request body as UTF-8, which image bytes are not. Keep
+        # the bytes, and hand moto Latin-1 text (any byte decodes) for its result cache key.
+        setup_class(self, request, full_url, headers, use_raw_body=True)
+        received.append({"headers": dict(self.headers), "body": self.raw_body})
+        self.body = self.raw_body.decode("latin-1")
+
+    monkeypatch.setattr(SageMakerRuntimeResponse, "setup_class", keep_raw_body)
+    with mock_aws():
+        yield received
+
+
+def queue_endpoint_response(body: dict) -> None:
+    """moto answers the next invoke_endpoint with ``body`` (its documented test hook)."""
+    result = {"Body": json.dumps(body), "ContentType": "application/json"}
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={"results": [result], "region": REGION},
+        timeout=5,
+    )
+    response.raise_for_status()
+
+
+def test_invoke_sends_the_image_and_prints_the_count(cli, files, runtime):
+    queue_endpoint_response(RESPONSE)
+
+    status, out, err = cli(
+        "invoke",
+        "--endpoint",
+        "counter",
+        files / "image.png",
+        "--region",
+        REGION,
+        "--class-map",
+        files / "classes.json",
+    )
+
+    assert (status, err) == (0, "")
+    document = json.loads(out)
+    assert document["count"] == 2
+    assert document["by_class"] == {"car": 1, "truck": 1}
+    assert document["detections"][1]["box_pixels"] == {
+        "left": 100,
+        "top": 50,
+        "right": 199,
+        "bottom": 99,
+    }
+    (request,) = runtime
+    assert request["body"] == (files / "image.png").read_bytes()
+    assert request["headers"]["Content-Type"] == "application/x-image"
+    assert request["headers"]["Accept"] == "application/json"
+
+
+def test_invoke_shrinks_images_over_the_payload_limit(cli, files, runtime, monkeypatch):
+    noise = Image.frombytes("RGB", (200, 100), random.Random(0).randbytes(200 * 100 * 3))
+    noise.save(files / "noise.png")
+    monkeypatch.setattr(count_cli, "SERVERLESS_MAX_PAYLOAD_BYTES", 10_000)
+    queue_endpoint_response(RESPONSE)
+
+    status, out, _ = cli("invoke", "--endpoint", "counter", files / "noise.png")
+
+    assert status == 0
+    (request,) = runtime
+    assert len(request["body"]) <= 10_000
+    assert detect_format(request["body"]) == "jpeg"
+    # Boxes are fractions, so pixels still refer to the original 200 x 100 image.
+    assert json.loads(out)["detections"][1]["box_pixels"]["right"] == 199
+
+
+def test_invoke_rejects_a_bad_image_before_calling(cli, files, runtime):
+    (files / "doc.pdf").write_bytes(b"%PDF-1.7\n")
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "doc.pdf")
+
+    assert status == 2
+    assert one_error_line(err).startswith("not a JPEG or PNG image")
+    assert runtime == []
+
+
+def test_invoke_reports_an_unexpected_endpoint_body(cli, files, runtime):
+    queue_endpoint_response({"error": "model not loaded"})
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err) == "missing 'prediction' list in the response"
+
+
+@pytest.fixture
+def failing_runtime(aws_env, monkeypatch):
+    """Make boto3.client hand out a stubbed client whose invoke_endpoint fails as told.
+
+    Returns (fail, made): fail(code, message) queues the error; made lists the
+    boto3.client calls, so their arguments can be checked.
+    """
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.activate()
+    made: list[dict] = []
+
+    def fake_client(service, **kwargs):
+        made.append({"service": service, **kwargs})
+        return client
+
+    def fail(code: str, message: str) -> None:
+        stubber.add_client_error(
+            "invoke_endpoint", service_error_code=code, service_message=message
+        )
+
+    monkeypatch.setattr(boto3, "client", fake_client)
+    return fail, made
+
+
+def test_invoke_maps_service_errors_to_one_line(cli, files, failing_runtime):
+    fail, made = failing_runtime
+    fail("ValidationException", "Endpoint counter of account 123456789012 not found.")
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err) == (
+        "endpoint counter: ValidationException: Endpoint counter of account 123456789012 not found."
+    )
+    (kwargs,) = made
+    assert kwargs["service"] == "sagemaker-runtime"
+    assert kwargs["config"].retries == {"mode": "standard"}
+
+
+def test_a_model_error_over_several_lines_is_printed_on_one(cli, files, failing_runtime):
+    fail, _ = failing_runtime
+    fail("ModelError", "Received server error (500) from primary:\n  out of memory\n")
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err) == (
+        "endpoint counter: ModelError: Received server error (500) from primary: out of memory"
+    )
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_invoke_without_credentials_says_so(cli, files, aws_env, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    # Should credentials turn up after all, the request still goes nowhere.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", closed_port_url())
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err) == "cannot call endpoint counter: Unable to locate credentials"
+
+
+def test_invoke_without_network_says_so(cli, files, aws_env, monkeypatch):
+    url = closed_port_url()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err).startswith(
+        f'cannot call endpoint counter: Could not connect to the endpoint URL: "{url}/'
+    )

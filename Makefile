@@ -28,7 +28,7 @@ SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test lint format diff deploy destroy audit bench clean
+.PHONY: help synth test lint format diff deploy destroy audit bench snapshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets an
 
 bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset sizes) beside their goals
 	$(BIN)/python bench/bench_counting.py
+
+snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
+	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py
 
 audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out
 	$(BIN)/python -m tools.audit cdk.out audit/report.md

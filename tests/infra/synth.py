@@ -9,13 +9,18 @@ import aws_cdk as cdk
 
 from stacks.application import build
 from stacks.config import load_config
+from stacks.nag import register_rule_packs
 from tests.conftest import cdk_context
 
 
-def build_app(outdir: Path | None = None, **context) -> tuple[cdk.App, dict[str, cdk.Stack]]:
+def build_app(
+    outdir: Path | None = None, *, rule_packs: bool = True, **context
+) -> tuple[cdk.App, dict[str, cdk.Stack]]:
     full_context = cdk_context(**context)
     app = cdk.App(context=full_context, outdir=str(outdir) if outdir else None)
     stacks = build(app, load_config(full_context))
+    if rule_packs:
+        register_rule_packs(app)  # as app.py does: synth fails on findings, records acks
     return app, stacks
 
 

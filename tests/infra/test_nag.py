@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+import pytest
 
 from stacks.nag import rule_packs
 from tests.infra.synth import build_app
@@ -33,8 +34,16 @@ def acknowledgments(app) -> dict[str, str]:
     return found
 
 
-def test_the_whole_app_has_no_unacknowledged_findings():
-    app, _ = build_app()
+# The default configuration and one with every optional part switched on.
+CONFIGURATIONS = {
+    "default": {},
+    "everything-on": {"counting.alerts.emails": '["ops@example.com", "lead@example.com"]'},
+}
+
+
+@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+def test_the_whole_app_has_no_unacknowledged_findings(configuration):
+    app, _ = build_app(rule_packs=False, **CONFIGURATIONS[configuration])
     assert findings(app) == []
 
 
@@ -43,7 +52,7 @@ def test_every_acknowledgment_hides_a_real_finding(monkeypatch):
     # off, each acknowledged rule is reported on (a child of) the acknowledged construct.
     acknowledged = acknowledgments(build_app()[0])
     monkeypatch.setattr(cdk.Validations, "acknowledge", lambda _self, *_rules: None)
-    reported = findings(build_app()[0])
+    reported = findings(build_app(rule_packs=False)[0])
 
     for place in acknowledged:
         path, rule = place.split(": ")

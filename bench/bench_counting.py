@@ -224,22 +224,28 @@ print(time.perf_counter() - start)
 """
 
 
-def cold_import() -> list[Figure]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def fresh_interpreter_seconds(code: str, extra_env: dict[str, str] | None = None) -> list[float]:
+    """Run ``code`` in 7 fresh interpreters; the median of each number it prints, in order."""
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
     runs = [
-        float(
-            subprocess.run(
-                [sys.executable, "-c", COLD_IMPORT],
+        [
+            float(number)
+            for number in subprocess.run(
+                [sys.executable, "-c", code],
                 cwd=ROOT,
                 env=env,
                 check=True,
                 capture_output=True,
                 text=True,
-            ).stdout
-        )
+            ).stdout.split()
+        ]
         for _ in range(7)
     ]
-    seconds = statistics.median(runs)
+    return [statistics.median(column) for column in zip(*runs, strict=True)]
+
+
+def cold_import() -> list[Figure]:
+    (seconds,) = fresh_interpreter_seconds(COLD_IMPORT)
     return [
         Figure(
             "cold import: counting.predictions + images + annotate, fresh interpreter",
@@ -277,25 +283,7 @@ print(powertools, time.perf_counter() - start)
 
 def counter_cold_import() -> list[Figure]:
     """The counter Lambda's own import, Powertools (a layer, loaded first) not counted."""
-    env = {**os.environ, **COUNTER_ENVIRONMENT, "PYTHONPATH": str(ROOT)}
-    runs = [
-        tuple(
-            map(
-                float,
-                subprocess.run(
-                    [sys.executable, "-c", COUNTER_IMPORT],
-                    cwd=ROOT,
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.split(),
-            )
-        )
-        for _ in range(7)
-    ]
-    powertools = statistics.median(run[0] for run in runs)
-    handler = statistics.median(run[1] for run in runs)
+    powertools, handler = fresh_interpreter_seconds(COUNTER_IMPORT, COUNTER_ENVIRONMENT)
     return [
         Figure("cold import: counter handler, Powertools not counted", handler * 1e3, "ms",
                "< 300 ms", handler < 0.3),

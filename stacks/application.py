@@ -7,8 +7,10 @@ import aws_cdk as cdk
 from stacks.alerts_stack import AlertsStack
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
+from stacks.labeling_stack import LabelingStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.storage_stack import StorageStack
+from stacks.workforce_stack import WorkforceStack
 
 
 def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
@@ -42,6 +44,24 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         description="Object counting: S3 uploads to counts, results and annotated images",
         **stateful,
     )
+    if config.workforce.enabled:
+        workforce = WorkforceStack(
+            app,
+            f"{config.prefix}-workforce",
+            config=config,
+            description="Object counting: labeling workforce (Cognito) and private work team",
+            **stateful,
+        )
+        stacks["workforce"] = workforce
+        stacks["labeling"] = LabelingStack(
+            app,
+            f"{config.prefix}-labeling",
+            config=config,
+            storage=storage.storage,
+            workteam_arn=workforce.workforce.workteam_arn,
+            description="Object counting: Ground Truth labeling jobs from requests uploaded to S3",
+            **common,
+        )
     stacks["monitoring"] = MonitoringStack(
         app,
         f"{config.prefix}-monitoring",

@@ -32,6 +32,6 @@ def test_the_report_names_who_can_do_what_to_which_data(assembly):
     text = report(assembly)
     assert "#### Role `CounterRole" in text
     assert "| Allow | sagemaker:InvokeEndpoint |" in text
-    assert "Trusted by: {\"Service\": \"lambda.amazonaws.com\"}" in text
+    assert 'Trusted by: {"Service": "lambda.amazonaws.com"}' in text
     assert "| aws:kms | all blocked | yes | on delete: Retain, versioned" in text
     assert "| `AwsSolutions-DDB3` | Idempotency records expire" in text

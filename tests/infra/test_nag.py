@@ -6,6 +6,7 @@ import aws_cdk as cdk
 import pytest
 
 from stacks.nag import rule_packs
+from tests.infra.configurations import CONFIGURATIONS
 from tests.infra.synth import build_app
 
 
@@ -34,25 +35,18 @@ def acknowledgments(app) -> dict[str, str]:
     return found
 
 
-# The default configuration and one with every optional part switched on.
-CONFIGURATIONS = {
-    "default": {},
-    "everything-on": {"counting.alerts.emails": '["ops@example.com", "lead@example.com"]'},
-}
+@pytest.mark.parametrize("context", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
+def test_the_whole_app_has_no_unacknowledged_findings(context):
+    assert findings(build_app(rule_packs=False, **context)[0]) == []
 
 
-@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
-def test_the_whole_app_has_no_unacknowledged_findings(configuration):
-    app, _ = build_app(rule_packs=False, **CONFIGURATIONS[configuration])
-    assert findings(app) == []
-
-
-def test_every_acknowledgment_hides_a_real_finding(monkeypatch):
+@pytest.mark.parametrize("context", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
+def test_every_acknowledgment_hides_a_real_finding(context, monkeypatch):
     # The gate is live and no acknowledgment is stale: with acknowledgments switched
     # off, each acknowledged rule is reported on (a child of) the acknowledged construct.
-    acknowledged = acknowledgments(build_app()[0])
+    acknowledged = acknowledgments(build_app(**context)[0])
     monkeypatch.setattr(cdk.Validations, "acknowledge", lambda _self, *_rules: None)
-    reported = findings(build_app(rule_packs=False)[0])
+    reported = findings(build_app(rule_packs=False, **context)[0])
 
     for place in acknowledged:
         path, rule = place.split(": ")
@@ -64,7 +58,7 @@ def test_every_acknowledgment_hides_a_real_finding(monkeypatch):
 
 
 def test_every_acknowledgment_gives_a_reason_specific_to_its_resource():
-    app, _ = build_app()
+    app, _ = build_app(**CONFIGURATIONS["everything on"])
     reasons = acknowledgments(app)
     for place, reason in reasons.items():
         assert len(reason.split()) >= 8, f"{place}: reason too short to be specific: {reason!r}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.configurations import CONFIGURATIONS
 from tests.infra.synth import synth_templates
 
 
@@ -20,11 +21,16 @@ def assembly_dir(tmp_path_factory) -> Path:
 
 def test_every_stack_has_a_template(assembly_dir):
     names = sorted(path.name for path in assembly_dir.glob("*.template.json"))
-    assert "object-counting-dev-storage.template.json" in names
+    assert names == [
+        f"object-counting-dev-{stack}.template.json"
+        for stack in ("alerts", "counting", "labeling", "monitoring", "storage", "workforce")
+    ]
 
 
-def test_cfn_lint_reports_no_errors(assembly_dir):
-    templates = sorted(str(path) for path in assembly_dir.glob("*.template.json"))
+@pytest.mark.parametrize("context", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
+def test_cfn_lint_reports_no_errors(context, tmp_path):
+    synth_templates(tmp_path, **context)
+    templates = sorted(str(path) for path in tmp_path.glob("*.template.json"))
     result = subprocess.run(
         [sys.executable, "-m", "cfnlint", "--format", "parseable", *templates],
         capture_output=True,

@@ -1,0 +1,66 @@
+"""``counting labeling start``: check a labeling request here, then upload it to start the job.
+
+The upload under ``labeling/requests/`` is what starts the job: the deployed launcher
+picks it up, and writes ``<name>.rejected.json`` beside it if it cannot start it. A
+request that fails the same checks here is refused before anything is uploaded.
+"""
+
+# boto3 is imported inside the handler: every command group is imported to build the
+# parser, and `counting --help` or another group's command should not pay for it.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from counting import labeling, layout
+from counting.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = subparsers.add_parser("labeling", help="start Ground Truth bounding-box labeling jobs")
+    commands = group.add_subparsers(dest="labeling_command", required=True)
+    start = commands.add_parser(
+        "start",
+        help="check a labeling request and upload it, which starts the job",
+        description=(
+            f"Check REQUEST.json and upload it under s3://BUCKET/{layout.LABELING_REQUESTS}; "
+            "the deployed launcher starts the labeling job. Prints the request's S3 URI."
+        ),
+    )
+    start.add_argument("--bucket", required=True, help="the data bucket (DataBucketName output)")
+    start.add_argument("--request", required=True, type=Path, metavar="REQUEST.json")
+    start.add_argument("--region", help="AWS Region (default: from the AWS configuration)")
+    start.set_defaults(handler=_start)
+
+
+def _start(args: argparse.Namespace) -> int:
+    try:
+        request = labeling.parse_request_json(args.request.read_bytes(), bucket=args.bucket)
+    except InputError as error:
+        raise InputError(f"{args.request}: {error}") from None
+    key = f"{layout.LABELING_REQUESTS}{request.batch_name}{labeling.REQUEST_SUFFIX}"
+    body = request.model_dump_json(exclude_none=True, indent=2)
+    _upload(args.bucket, key, body.encode("utf-8"), args.region)
+    print(json.dumps({"request": f"s3://{args.bucket}/{key}"}, indent=2))
+    return 0
+
+
+def _upload(bucket: str, key: str, body: bytes, region: str | None) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3 = boto3.client("s3", region_name=region, config=Config(retries={"mode": "standard"}))
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        raise InputError(
+            f"s3://{bucket}/{key}: {details.get('Code', 'error')}: {details.get('Message', '')}"
+        ) from None
+    except BotoCoreError as error:
+        # No credentials, no Region, no network: botocore's messages already say which.
+        raise InputError(f"cannot upload s3://{bucket}/{key}: {error}") from None

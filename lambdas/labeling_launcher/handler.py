@@ -1,0 +1,87 @@
+"""Labeling launcher Lambda: two EventBridge events, one function.
+
+* S3 "Object Created" under ``labeling/requests/``: validate the request, write the
+  job's input manifest, label categories and worker template, start the Ground Truth
+  job. A bad request gets a rejection beside it and is not retried.
+* "SageMaker Ground Truth Labeling Job State Change" to Completed for this app's jobs:
+  announce the output manifest on the default bus (``counting.labeling`` documents it).
+
+Anything else that fails raises, so Lambda retries the asynchronous invocation and
+then sends it to the function's dead-letter destination.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from pydantic import BaseModel, Field
+
+from counting import labeling
+from lambdas.labeling_launcher.service import LabelingLauncher, LauncherSettings
+
+# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+class _Bucket(BaseModel):
+    name: str = Field(min_length=3)
+
+
+class _Object(BaseModel):
+    # EventBridge gives the key as stored (not URL-encoded, unlike S3 notifications).
+    key: str = Field(min_length=1)
+    version_id: str | None = Field(None, alias="version-id")
+
+
+class _ObjectDetail(BaseModel):
+    bucket: _Bucket
+    object: _Object
+
+
+class ObjectCreated(BaseModel):
+    detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
+    detail: _ObjectDetail
+
+
+class LabelingJobStateChange(BaseModel):
+    detail_type: str = Field(alias="detail-type", pattern=f"^{labeling.GROUND_TRUTH_STATE_CHANGE}$")
+    # The one labeling job whose state changed.
+    resources: list[str] = Field(min_length=1, max_length=1)
+
+
+SETTINGS = LauncherSettings.model_validate(os.environ)
+logger = Logger()
+tracer = Tracer()
+
+
+@cache
+def launcher() -> LabelingLauncher:
+    def client(service: str) -> Any:
+        return boto3.client(service, region_name=SETTINGS.region, config=CLIENT_CONFIG)
+
+    return LabelingLauncher(
+        s3=client("s3"),
+        sagemaker=client("sagemaker"),
+        events=client("events"),
+        settings=SETTINGS,
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def main(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    if event.get("detail-type") == labeling.GROUND_TRUTH_STATE_CHANGE:
+        change = LabelingJobStateChange.model_validate(event)
+        outcome = launcher().announce_completion(change.resources[0])
+    else:
+        created = ObjectCreated.model_validate(event)
+        obj = created.detail.object
+        outcome = launcher().launch(created.detail.bucket.name, obj.key, obj.version_id)
+    logger.info("labeling launcher", extra=outcome)
+    return outcome

@@ -1,0 +1,173 @@
+"""Start one Ground Truth bounding-box job per labeling request; announce completed jobs.
+
+The AWS calls live here, over injected clients, so that tests hand in moto-backed or
+Stubber-wrapped ones; every decision is made by ``counting.labeling``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from counting import labeling
+from counting.constants import JSON_CONTENT_TYPE
+from counting.errors import InputError
+
+WORKER_TEMPLATE = Path(__file__).with_name("worker_template.liquid.html")
+# CreateLabelingJob's answer to a name already taken: this request version already started.
+JOB_NAME_TAKEN = "ResourceInUse"
+# Keys per ListObjectsV2 call (S3's maximum); a batch can span many pages.
+LISTING_PAGE_SIZE = 1000
+
+
+class LauncherSettings(BaseModel):
+    """What the stack tells the launcher, read from the function's environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(alias="BUCKET", min_length=3)
+    role_arn: str = Field(alias="ROLE_ARN", min_length=20)
+    workteam_arn: str = Field(alias="WORKTEAM_ARN", min_length=20)
+    kms_key_arn: str = Field(alias="KMS_KEY_ARN", min_length=20)
+    job_prefix: str = Field(alias="JOB_PREFIX", min_length=1)
+    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
+    # Set by Lambda itself: the PRE-/ACS- functions are picked for this Region.
+    region: str = Field(alias="AWS_REGION", min_length=1)
+    workers_per_object: int = Field(alias="WORKERS_PER_OBJECT", ge=1)
+    task_time_limit_seconds: int = Field(alias="TASK_TIME_LIMIT_SECONDS", ge=1)
+    task_availability_seconds: int = Field(alias="TASK_AVAILABILITY_SECONDS", ge=1)
+
+    def task_defaults(self) -> labeling.TaskDefaults:
+        return labeling.TaskDefaults(
+            workers_per_object=self.workers_per_object,
+            task_time_limit_seconds=self.task_time_limit_seconds,
+            task_availability_seconds=self.task_availability_seconds,
+        )
+
+
+class LabelingLauncher:
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        sagemaker: Any,
+        events: Any,
+        settings: LauncherSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._s3 = s3
+        self._sagemaker = sagemaker
+        self._events = events
+        self._settings = settings
+        self._clock = clock
+        self._worker_template = WORKER_TEMPLATE.read_text(encoding="utf-8")
+
+    def launch(self, bucket: str, key: str, version: str | None) -> dict[str, str]:
+        """Start the job a request upload asks for, or write why not beside the request."""
+        if bucket != self._settings.bucket or not labeling.is_request_key(key):
+            return {"status": "ignored", "request": key}
+        try:
+            request = labeling.parse_request_json(self._read(bucket, key, version), bucket=bucket)
+            # Checked before anything is written: a Region without Ground Truth starts nothing.
+            labeling.bounding_box_lambda_arns(self._settings.region)
+            manifest = self._input_manifest(bucket, request.image_prefix)
+        except InputError as error:
+            return self._reject(bucket, key, str(error))
+
+        # The same upload delivered twice asks for the same job name (see unique_job_name).
+        request_version = f"{bucket}/{key}#{version}" if version else None
+        job_name = labeling.unique_job_name(self._settings.job_prefix, request_version)
+        self._write_inputs(bucket, job_name, request, manifest)
+        try:
+            self._sagemaker.create_labeling_job(
+                **labeling.build_create_labeling_job_request(
+                    request=request,
+                    job_name=job_name,
+                    bucket=bucket,
+                    role_arn=self._settings.role_arn,
+                    workteam_arn=self._settings.workteam_arn,
+                    kms_key_arn=self._settings.kms_key_arn,
+                    region=self._settings.region,
+                    defaults=self._settings.task_defaults(),
+                )
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != JOB_NAME_TAKEN:
+                raise
+            return {"status": "already started", "request": key, "labelingJobName": job_name}
+        return {"status": "started", "request": key, "labelingJobName": job_name}
+
+    def announce_completion(self, labeling_job_arn: str) -> dict[str, str]:
+        """Put the completed job's output manifest on the default bus for training."""
+        job_name = labeling.job_name_from_arn(labeling_job_arn)
+        job = self._sagemaker.describe_labeling_job(LabelingJobName=job_name)
+        if job["LabelingJobStatus"] != labeling.COMPLETED:
+            return {"status": "ignored", "labelingJobName": job_name}
+        manifest_uri = job["LabelingJobOutput"]["OutputDatasetS3Uri"]
+        entry = labeling.completion_event(
+            source=self._settings.event_source,
+            job_name=job_name,
+            manifest_uri=manifest_uri,
+            label_attribute=job["LabelAttributeName"],
+        )
+        response = self._events.put_events(Entries=[entry])
+        if response.get("FailedEntryCount"):
+            # Raised so that Lambda retries the asynchronous invocation, then dead-letters it.
+            failure = response["Entries"][0]
+            raise RuntimeError(
+                f"PutEvents refused the completion of {job_name}: "
+                f"{failure.get('ErrorCode')}: {failure.get('ErrorMessage')}"
+            )
+        return {"status": "announced", "labelingJobName": job_name, "manifestUri": manifest_uri}
+
+    def _read(self, bucket: str, key: str, version: str | None) -> bytes:
+        request = {"Bucket": bucket, "Key": key}
+        if version:
+            request["VersionId"] = version
+        return self._s3.get_object(**request)["Body"].read()
+
+    def _input_manifest(self, bucket: str, prefix: str) -> str:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LISTING_PAGE_SIZE}
+        )
+        keys = sorted(
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if labeling.is_image_key(item["Key"])
+        )
+        try:
+            return labeling.build_input_manifest(bucket, keys)
+        except InputError as error:
+            raise InputError(f"s3://{bucket}/{prefix}: {error}") from None
+
+    def _write_inputs(
+        self, bucket: str, job_name: str, request: labeling.LabelingRequest, manifest: str
+    ) -> None:
+        inputs = labeling.JobInputs.for_job(job_name)
+        categories = labeling.label_category_config(request.labels)
+        template = labeling.render_worker_template(self._worker_template, request)
+        for key, body, content_type in (
+            (inputs.manifest_key, manifest, "application/jsonlines"),
+            (inputs.categories_key, json.dumps(categories, indent=2), JSON_CONTENT_TYPE),
+            (inputs.template_key, template, "text/html"),
+        ):
+            self._s3.put_object(
+                Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType=content_type
+            )
+
+    def _reject(self, bucket: str, key: str, reason: str) -> dict[str, str]:
+        document = labeling.rejection_document(key, reason, self._clock())
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=labeling.rejection_key(key),
+            Body=json.dumps(document, indent=2).encode("utf-8"),
+            ContentType=JSON_CONTENT_TYPE,
+        )
+        return {"status": "rejected", "request": key, "reason": document["reason"]}

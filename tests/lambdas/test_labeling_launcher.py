@@ -1,0 +1,423 @@
+"""The labeling launcher: S3 on moto, SageMaker and EventBridge through botocore's Stubber.
+
+moto has no labeling-job API; Stubber checks each request against the service model
+(types, required members, lengths, ranges) and answers with a model-checked response.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from counting import labeling
+
+ACCOUNT = "123456789012"
+PREFIX = "object-counting-dev"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/object-counting-dev-ground-truth"
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+REQUEST_KEY = "labeling/requests/street.json"
+IMAGES = "labeling/images/street/"
+REQUEST = {
+    "batch_name": "street",
+    "image_prefix": IMAGES,
+    "labels": ["car", "person"],
+    "label_attribute": "vehicles",
+    "instructions": {"short": "Draw a box around every car and every person."},
+}
+
+
+def bucket_name(region: str) -> str:
+    return f"{PREFIX}-data-{ACCOUNT}-{region}"
+
+
+def workteam_arn(region: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT}:workteam/private-crowd/{PREFIX}-workers"
+
+
+@pytest.fixture(params=["us-east-1", "eu-west-1"])
+def region(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def handler(aws, monkeypatch, region):
+    """The handler module, imported with the environment the stack gives it."""
+    environment = {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "BUCKET": bucket_name(region),
+        "ROLE_ARN": ROLE_ARN,
+        "WORKTEAM_ARN": workteam_arn(region),
+        "KMS_KEY_ARN": KEY_ARN,
+        "JOB_PREFIX": PREFIX,
+        "EVENT_SOURCE": f"{PREFIX}.labeling",
+        "WORKERS_PER_OBJECT": "1",
+        "TASK_TIME_LIMIT_SECONDS": "300",
+        "TASK_AVAILABILITY_SECONDS": "864000",
+        "POWERTOOLS_SERVICE_NAME": "labeling-launcher",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", region_name=region)
+    # us-east-1 is S3's default location and takes no location constraint.
+    location = {} if region == "us-east-1" else {"LocationConstraint": region}
+    s3.create_bucket(
+        Bucket=bucket_name(region),
+        **({"CreateBucketConfiguration": location} if location else {}),
+    )
+    s3.put_bucket_versioning(
+        Bucket=bucket_name(region), VersioningConfiguration={"Status": "Enabled"}
+    )
+    sys.modules.pop("lambdas.labeling_launcher.handler", None)
+    module = importlib.import_module("lambdas.labeling_launcher.handler")
+    yield module
+    module.launcher.cache_clear()
+
+
+@pytest.fixture
+def sagemaker(handler):
+    with Stubber(handler.launcher()._sagemaker) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def events(handler):
+    with Stubber(handler.launcher()._events) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def s3_client(region: str):
+    return boto3.client("s3", region_name=region)
+
+
+def put_images(region: str, *keys: str) -> None:
+    for key in keys:
+        s3_client(region).put_object(Bucket=bucket_name(region), Key=key, Body=b"image bytes")
+
+
+def upload(region: str, key: str, body: bytes) -> dict:
+    """Put an object and return the EventBridge event S3 sends for it."""
+    put = s3_client(region).put_object(Bucket=bucket_name(region), Key=key, Body=body)
+    return {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "region": region,
+        "detail": {
+            "bucket": {"name": bucket_name(region)},
+            "object": {"key": key, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]},
+        },
+    }
+
+
+def read(region: str, key: str) -> str:
+    body = s3_client(region).get_object(Bucket=bucket_name(region), Key=key)["Body"]
+    return body.read().decode()
+
+
+def keys_under(region: str, prefix: str) -> list[str]:
+    listing = s3_client(region).list_objects_v2(Bucket=bucket_name(region), Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def expected_job_name(region: str, event: dict) -> str:
+    obj = event["detail"]["object"]
+    return labeling.unique_job_name(
+        PREFIX, f"{bucket_name(region)}/{obj['key']}#{obj['version-id']}"
+    )
+
+
+def expect_create(stub: Stubber, region: str, job_name: str, *, workers: int = 1) -> None:
+    bucket = bucket_name(region)
+    folder = f"s3://{bucket}/labeling/input/{job_name}/"
+    accounts = {"us-east-1": "432418664414", "eu-west-1": "568282634449"}
+    functions = f"arn:aws:lambda:{region}:{accounts[region]}:function"
+    stub.add_response(
+        "create_labeling_job",
+        {"LabelingJobArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"},
+        {
+            "LabelingJobName": job_name,
+            "LabelAttributeName": "vehicles",
+            "InputConfig": {
+                "DataSource": {"S3DataSource": {"ManifestS3Uri": f"{folder}input.manifest"}}
+            },
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{bucket}/labeling/output/street/",
+                "KmsKeyId": KEY_ARN,
+            },
+            "RoleArn": ROLE_ARN,
+            "LabelCategoryConfigS3Uri": f"{folder}categories.json",
+            "HumanTaskConfig": {
+                "WorkteamArn": workteam_arn(region),
+                "UiConfig": {"UiTemplateS3Uri": f"{folder}worker-template.liquid.html"},
+                "PreHumanTaskLambdaArn": f"{functions}:PRE-BoundingBox",
+                "TaskKeywords": ["Images", "bounding boxes", "object detection"],
+                "TaskTitle": "Draw boxes around objects (street)",
+                "TaskDescription": "Draw a box around every car and every person.",
+                "NumberOfHumanWorkersPerDataObject": workers,
+                "TaskTimeLimitInSeconds": 300,
+                "TaskAvailabilityLifetimeInSeconds": 864000,
+                "AnnotationConsolidationConfig": {
+                    "AnnotationConsolidationLambdaArn": f"{functions}:ACS-BoundingBox"
+                },
+            },
+            "Tags": [{"Key": "batch", "Value": "street"}],
+        },
+    )
+
+
+def test_a_request_starts_a_bounding_box_job(handler, sagemaker, region, lambda_context):
+    put_images(
+        region,
+        f"{IMAGES}b.jpg",
+        f"{IMAGES}a.PNG",
+        f"{IMAGES}night/c.JPEG",
+        f"{IMAGES}notes.txt",
+        "labeling/images/streets-other/d.jpg",
+    )
+    event = upload(region, REQUEST_KEY, json.dumps({**REQUEST, "workers_per_object": 3}).encode())
+    job_name = expected_job_name(region, event)
+    expect_create(sagemaker, region, job_name, workers=3)
+
+    outcome = handler.main(event, lambda_context)
+
+    assert outcome == {"status": "started", "request": REQUEST_KEY, "labelingJobName": job_name}
+    bucket = bucket_name(region)
+    folder = f"labeling/input/{job_name}/"
+    assert read(region, f"{folder}input.manifest").splitlines() == [
+        f'{{"source-ref":"s3://{bucket}/{IMAGES}a.PNG"}}',
+        f'{{"source-ref":"s3://{bucket}/{IMAGES}b.jpg"}}',
+        f'{{"source-ref":"s3://{bucket}/{IMAGES}night/c.JPEG"}}',
+    ]
+    assert json.loads(read(region, f"{folder}categories.json")) == {
+        "document-version": "2018-11-28",
+        "labels": [{"label": "car"}, {"label": "person"}],
+    }
+    template = read(region, f"{folder}worker-template.liquid.html")
+    assert "<crowd-bounding-box" in template
+    assert 'header="Draw a box around every car and every person."' in template
+
+
+def test_images_are_listed_past_the_first_page(
+    handler, sagemaker, region, lambda_context, monkeypatch
+):
+    monkeypatch.setattr("lambdas.labeling_launcher.service.LISTING_PAGE_SIZE", 2)
+    listings = []
+    handler.launcher()._s3.meta.events.register(
+        "before-call.s3.ListObjectsV2", lambda **_: listings.append(1)
+    )
+    put_images(region, *(f"{IMAGES}{number}.jpg" for number in range(5)))
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+    job_name = expected_job_name(region, event)
+    expect_create(sagemaker, region, job_name)
+
+    handler.main(event, lambda_context)
+
+    assert len(listings) == 3
+    manifest = read(region, f"labeling/input/{job_name}/input.manifest").splitlines()
+    assert [json.loads(line)["source-ref"].rsplit("/", 1)[1] for line in manifest] == [
+        f"{number}.jpg" for number in range(5)
+    ]
+
+
+def test_the_same_upload_delivered_twice_starts_one_job(handler, sagemaker, region, lambda_context):
+    put_images(region, f"{IMAGES}a.jpg")
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+    job_name = expected_job_name(region, event)
+    expect_create(sagemaker, region, job_name)
+    sagemaker.add_client_error(
+        "create_labeling_job", service_error_code="ResourceInUse", http_status_code=400
+    )
+
+    first = handler.main(event, lambda_context)
+    second = handler.main(event, lambda_context)
+
+    assert first["status"] == "started"
+    assert second == {
+        "status": "already started",
+        "request": REQUEST_KEY,
+        "labelingJobName": job_name,
+    }
+
+
+def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, region, lambda_context):
+    put_images(region, f"{IMAGES}a.jpg")
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+    sagemaker.add_client_error("create_labeling_job", service_error_code="ThrottlingException")
+
+    with pytest.raises(Exception, match="ThrottlingException"):
+        handler.main(event, lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {**REQUEST, "labels": [f"class{i}" for i in range(11)]},
+            "labels: List should have at most 10",
+        ),
+        ({**REQUEST, "colour": "red"}, "colour: unknown key"),
+        ({**REQUEST, "label_attribute": "vehicles-ref"}, "must not end in '-ref'"),
+        ({**REQUEST, "image_prefix": "labeling/images/empty/"}, "no JPEG or PNG images"),
+        ("not json", "the request is not valid JSON"),
+    ],
+)
+def test_a_bad_request_is_rejected_beside_it_and_starts_nothing(
+    handler, sagemaker, lambda_context, body, reason
+):
+    region = handler.SETTINGS.region
+    put_images(region, f"{IMAGES}a.jpg", "labeling/images/empty/readme.txt")
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    event = upload(region, REQUEST_KEY, data)
+
+    outcome = handler.main(event, lambda_context)
+
+    # The Stubber holds no responses: any SageMaker call would have failed this test.
+    assert outcome["status"] == "rejected"
+    rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
+    assert rejection["request"] == REQUEST_KEY
+    assert reason in rejection["reason"]
+    assert "\n" not in rejection["reason"]
+    assert rejection["time"].endswith("+00:00")
+    assert keys_under(region, "labeling/input/") == []
+
+
+def test_an_empty_prefix_names_the_prefix(handler, sagemaker, region, lambda_context):
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+
+    handler.main(event, lambda_context)
+
+    rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
+    assert rejection["reason"] == (
+        f"s3://{bucket_name(region)}/{IMAGES}: no JPEG or PNG images (.jpg, .jpeg, .png) to label"
+    )
+
+
+def test_a_region_without_ground_truth_rejects_the_request(
+    handler, sagemaker, region, lambda_context, monkeypatch
+):
+    put_images(region, f"{IMAGES}a.jpg")
+    settings = handler.launcher()._settings
+    monkeypatch.setattr(
+        handler.launcher(), "_settings", settings.model_copy(update={"region": "sa-east-1"})
+    )
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+
+    assert handler.main(event, lambda_context)["status"] == "rejected"
+    rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
+    assert (
+        rejection["reason"]
+        == "Ground Truth bounding-box jobs are not available in region sa-east-1"
+    )
+
+
+@pytest.mark.parametrize(
+    "key", ["labeling/requests/street.rejected.json", "labeling/requests/a.txt"]
+)
+def test_rejections_and_other_files_start_nothing(handler, sagemaker, region, lambda_context, key):
+    event = upload(region, key, b"{}")
+
+    assert handler.main(event, lambda_context) == {"status": "ignored", "request": key}
+    assert keys_under(region, "labeling/requests/") == [key]
+
+
+def test_a_completed_job_is_announced_for_training(
+    handler, sagemaker, events, region, lambda_context
+):
+    job_name = f"{PREFIX}-0123456789abcdef"
+    arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"
+    manifest = f"s3://{bucket_name(region)}/labeling/output/street/{job_name}/manifests/output/output.manifest"
+    sagemaker.add_response(
+        "describe_labeling_job",
+        describe_response(region, job_name, manifest),
+        {"LabelingJobName": job_name},
+    )
+    events.add_response(
+        "put_events",
+        {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]},
+        {
+            "Entries": [
+                {
+                    "Source": f"{PREFIX}.labeling",
+                    "DetailType": "Labeling Job Completed",
+                    "Detail": json.dumps(
+                        {
+                            "labelingJobName": job_name,
+                            "manifestUri": manifest,
+                            "labelAttribute": "vehicles",
+                        }
+                    ),
+                }
+            ]
+        },
+    )
+
+    outcome = handler.main(state_change(region, arn), lambda_context)
+
+    assert outcome == {"status": "announced", "labelingJobName": job_name, "manifestUri": manifest}
+
+
+def test_a_refused_announcement_is_raised_for_a_retry(
+    handler, sagemaker, events, region, lambda_context
+):
+    job_name = f"{PREFIX}-0123456789abcdef"
+    arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"
+    sagemaker.add_response(
+        "describe_labeling_job", describe_response(region, job_name, "s3://b/o.manifest")
+    )
+    events.add_response(
+        "put_events",
+        {
+            "FailedEntryCount": 1,
+            "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}],
+        },
+    )
+
+    with pytest.raises(RuntimeError, match="InternalFailure: try again"):
+        handler.main(state_change(region, arn), lambda_context)
+
+
+def state_change(region: str, arn: str) -> dict:
+    return {
+        "version": "0",
+        "detail-type": "SageMaker Ground Truth Labeling Job State Change",
+        "source": "aws.sagemaker",
+        "account": ACCOUNT,
+        "region": region,
+        "resources": [arn],
+        "detail": {"LabelingJobStatus": "Completed"},
+    }
+
+
+def describe_response(region: str, job_name: str, manifest: str) -> dict:
+    bucket = bucket_name(region)
+    return {
+        "LabelingJobStatus": "Completed",
+        "LabelCounters": {"TotalLabeled": 3},
+        "CreationTime": "2026-11-26T10:00:00Z",
+        "LastModifiedTime": "2026-11-26T12:00:00Z",
+        "JobReferenceCode": "abc",
+        "LabelingJobName": job_name,
+        "LabelingJobArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}",
+        "LabelAttributeName": "vehicles",
+        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": f"s3://{bucket}/m"}}},
+        "OutputConfig": {"S3OutputPath": f"s3://{bucket}/labeling/output/street/"},
+        "RoleArn": ROLE_ARN,
+        "HumanTaskConfig": {
+            "WorkteamArn": workteam_arn(region),
+            "UiConfig": {"UiTemplateS3Uri": f"s3://{bucket}/t"},
+            "TaskTitle": "t",
+            "TaskDescription": "d",
+            "NumberOfHumanWorkersPerDataObject": 1,
+            "TaskTimeLimitInSeconds": 300,
+        },
+        "LabelingJobOutput": {"OutputDatasetS3Uri": manifest},
+    }

@@ -10,6 +10,7 @@ from stacks.counting_stack import CountingStack
 from stacks.labeling_stack import LabelingStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.storage_stack import StorageStack
+from stacks.training_stack import TrainingStack
 from stacks.workforce_stack import WorkforceStack
 
 
@@ -62,12 +63,22 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
             description="Object counting: Ground Truth labeling jobs from requests uploaded to S3",
             **common,
         )
+    stacks["training"] = TrainingStack(
+        app,
+        f"{config.prefix}-training",
+        config=config,
+        storage=storage.storage,
+        topic=stacks["alerts"].alerts.topic,
+        description="Object counting: a labeled manifest to a live serverless endpoint",
+        **common,
+    )
     stacks["monitoring"] = MonitoringStack(
         app,
         f"{config.prefix}-monitoring",
         config=config,
         topic=stacks["alerts"].alerts.topic,
         counting=stacks["counting"],
+        training=stacks["training"],
         description="Object counting: dashboard and alarms",
         **common,
     )

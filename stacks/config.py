@@ -26,6 +26,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -179,6 +181,21 @@ class TrainingSettings(Settings):
         description="Object Detection hyperparameters; `num_classes`, `num_training_samples` "
         "and `label_width` come from the data.",
     )
+
+    @field_validator("max_wait_hours")
+    @classmethod
+    def _spot_waits_at_least_the_runtime(cls, wait: int, info: ValidationInfo) -> int:
+        # CreateTrainingJob refuses MaxWaitTimeInSeconds below MaxRuntimeInSeconds.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
+        runtime = info.data.get("max_runtime_hours")
+        if info.data.get("use_spot") and runtime is not None and wait < runtime:
+            raise PydanticCustomError(
+                "spot_wait",
+                "{wait} is below max_runtime_hours ({runtime}); spot training waits for "
+                "capacity plus the whole runtime",
+                {"wait": wait, "runtime": runtime},
+            )
+        return wait
 
 
 class InferenceSettings(Settings):

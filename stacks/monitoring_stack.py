@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.monitoring import CountingMonitoring
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
+from stacks.training_stack import TrainingStack
 
 
 class MonitoringStack(cdk.Stack):
@@ -21,7 +21,7 @@ class MonitoringStack(cdk.Stack):
         config: AppConfig,
         topic: sns.ITopic,
         counting: CountingStack,
-        state_machine: sfn.IStateMachine | None = None,
+        training: TrainingStack | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -34,7 +34,8 @@ class MonitoringStack(cdk.Stack):
             dead_letter_queues=[counting.intake.dead_letters, counting.intake.undeliverable],
             counter=counting.counter.function,
             endpoint_name=config.endpoint_name,
-            state_machine=state_machine,
+            state_machine=training.pipeline.state_machine if training else None,
+            training_dead_letters=training.starts.dead_letters if training else None,
         )
         cdk.CfnOutput(
             self,

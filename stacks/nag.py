@@ -47,3 +47,16 @@ def object_prefix_finding(bucket_name: str, prefix: str) -> str:
         cdk.Aws.REGION, "<AWS::Region>"
     )
     return f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{rendered}/{prefix}*]"
+
+
+def arn_finding(stack: cdk.Stack, service: str, resource: str) -> str:
+    """The AwsSolutions-IAM5 finding id of a wildcard ARN in ``stack``'s account and Region.
+
+    cdk-nag renders pseudo parameters as ``<AWS::Region>``; a stack with an explicit
+    environment has its account and Region written out.
+    """
+    region = "<AWS::Region>" if cdk.Token.is_unresolved(stack.region) else stack.region
+    account = "<AWS::AccountId>" if cdk.Token.is_unresolved(stack.account) else stack.account
+    return (
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:{service}:{region}:{account}:{resource}]"
+    )

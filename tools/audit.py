@@ -28,6 +28,18 @@ DATA_STORES = {
 }
 
 
+# How each intrinsic function reads in the report, given its argument.
+_INTRINSICS: dict[str, Any] = {
+    "Ref": lambda argument: f"<{argument}>",
+    "Fn::GetAtt": lambda argument: f"<{'.'.join(argument)}>",
+    "Fn::Join": lambda argument: argument[0].join(render(part) for part in argument[1]),
+    "Fn::ImportValue": lambda argument: f"<import {render(argument)}>",
+    "Fn::Sub": lambda argument: render(argument if isinstance(argument, str) else argument[0]),
+    "Fn::Select": lambda argument: f"<item {argument[0]} of {render(argument[1])}>",
+    "Fn::Split": lambda argument: f"<split {render(argument[1])} on {argument[0]!r}>",
+}
+
+
 def render(value: Any) -> str:
     """CloudFormation values as short text: ``Ref`` and ``GetAtt`` become names."""
     if isinstance(value, str):
@@ -35,22 +47,9 @@ def render(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(render(item) for item in value)
     if isinstance(value, dict) and len(value) == 1:
-        (function, argument), *_ = value.items()
-        if function == "Ref":
-            return f"<{argument}>"
-        if function == "Fn::GetAtt":
-            return f"<{'.'.join(argument)}>"
-        if function == "Fn::Join":
-            separator, parts = argument
-            return separator.join(render(part) for part in parts)
-        if function == "Fn::ImportValue":
-            return f"<import {render(argument)}>"
-        if function == "Fn::Sub":
-            return render(argument if isinstance(argument, str) else argument[0])
-        if function == "Fn::Select":
-            return f"<item {argument[0]} of {render(argument[1])}>"
-        if function == "Fn::Split":
-            return f"<split {render(argument[1])} on {argument[0]!r}>"
+        ((function, argument),) = value.items()
+        if function in _INTRINSICS:
+            return _INTRINSICS[function](argument)
     return json.dumps(value, sort_keys=True)
 
 
@@ -62,9 +61,7 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _role_statements(
-    resources: dict[str, dict], role_id: str
-) -> list[tuple[str, dict[str, Any]]]:
+def _role_statements(resources: dict[str, dict], role_id: str) -> list[tuple[str, dict[str, Any]]]:
     """Inline and attached AWS::IAM::Policy statements that apply to ``role_id``."""
     found = [
         (f"inline {policy.get('PolicyName', '')}", statement)
@@ -130,9 +127,10 @@ def _tls_only(resources: dict[str, dict], logical_id: str) -> str:
 def _encryption(kind: str, properties: dict) -> str:
     if kind == "AWS::S3::Bucket":
         rules = properties.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
-        return ", ".join(
-            rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules
-        ) or "none"
+        return (
+            ", ".join(rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules)
+            or "none"
+        )
     if kind == "AWS::DynamoDB::Table":
         sse = properties.get("SSESpecification", {})
         return "KMS (customer key)" if sse.get("KMSMasterKeyId") else "AWS owned key"

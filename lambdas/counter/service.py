@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from counting import annotate, images, predictions, results
 from counting.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting.errors import InputError
@@ -106,8 +108,6 @@ class ImageCounter:
         return self._s3.get_object(**request)["Body"].read()
 
     def _invoke(self, endpoint_name: str, payload: bytes) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             response = self._runtime.invoke_endpoint(
                 EndpointName=endpoint_name,

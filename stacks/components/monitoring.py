@@ -64,6 +64,7 @@ class CountingMonitoring(Construct):
         counter: lambda_.IFunction,
         endpoint_name: str,
         state_machine: sfn.IStateMachine | None = None,
+        training_dead_letters: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -117,12 +118,32 @@ class CountingMonitoring(Construct):
             description="The endpoint's model fails (5xx): check the endpoint's logs.",
         )
         if state_machine is not None:
+            # A run that hits the state machine's timeout is not counted as failed.
+            ended_badly = cloudwatch.MathExpression(
+                expression="failed + timedOut",
+                using_metrics={
+                    "failed": state_machine.metric_failed(period=FIVE_MINUTES),
+                    "timedOut": state_machine.metric_timed_out(period=FIVE_MINUTES),
+                },
+                label="Training runs failed or timed out",
+                period=FIVE_MINUTES,
+            )
             self._alarm(
                 "TrainingPipelineFailed",
-                state_machine.metric_failed(period=FIVE_MINUTES),
+                ended_badly,
                 threshold=0,
-                description="A training pipeline run failed; its notification names the state "
-                "and the cause.",
+                description="A training pipeline run failed or timed out; its notification "
+                "names the state and the cause.",
+            )
+        if training_dead_letters is not None:
+            self._alarm(
+                "TrainingStartDeadLetters",
+                training_dead_letters.metric_approximate_number_of_messages_visible(
+                    period=FIVE_MINUTES, statistic="Maximum"
+                ),
+                threshold=0,
+                description="A training start (manifest upload or finished labeling job) could "
+                "not reach the state machine: read the message, then start the run again.",
             )
 
         self.dashboard = cloudwatch.Dashboard(
@@ -192,6 +213,7 @@ class CountingMonitoring(Construct):
                         state_machine.metric_started(period=cdk.Duration.hours(1)),
                         state_machine.metric_succeeded(period=cdk.Duration.hours(1)),
                         state_machine.metric_failed(period=cdk.Duration.hours(1)),
+                        state_machine.metric_timed_out(period=cdk.Duration.hours(1)),
                     ],
                     width=24,
                 )

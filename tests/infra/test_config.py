@@ -54,6 +54,10 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             {"counting.storage.noncurrent_version_days": "0"},
             "storage.noncurrent_version_days: Input should be greater than or equal to 1 (got 0)",
         ),
+        (
+            {"counting.training.max_wait_hours": "2"},
+            "training.max_wait_hours: 2 is below max_runtime_hours (24); spot training waits",
+        ),
         ({"stage": "qa"}, "stage: 'qa' is not one of the stages in cdk.json (dev, prod)"),
         ({"config": "/nonexistent.json"}, "config: cannot read /nonexistent.json"),
     ],

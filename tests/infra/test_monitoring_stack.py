@@ -32,7 +32,7 @@ def alarm_named(template: Template, metric_name: str) -> dict:
 
 def test_every_alarm_notifies_the_alerts_topic_on_alarm_and_recovery(template):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 6
+    assert len(alarms) == 8
     for alarm in alarms.values():
         properties = alarm["Properties"]
         assert len(properties["AlarmActions"]) == 1
@@ -47,7 +47,7 @@ def test_dead_letters_and_queue_age_alarms(template):
         for alarm in template.find_resources("AWS::CloudWatch::Alarm").values()
         if alarm["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     ]
-    assert len(dead_letters) == 2
+    assert len(dead_letters) == 3  # intake, undeliverable uploads, training starts
     assert all(a["Threshold"] == 0 and a["Statistic"] == "Maximum" for a in dead_letters)
     age = alarm_named(template, "ApproximateAgeOfOldestMessage")
     assert age["Threshold"] == 900
@@ -79,11 +79,37 @@ def test_counter_error_rate_is_metric_math_over_three_periods(template):
     )
 
 
+def test_training_runs_that_fail_or_time_out_alarm(template):
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Threshold": 0,
+            "Metrics": Match.array_with(
+                [
+                    Match.object_like({"Expression": "failed + timedOut"}),
+                    Match.object_like(
+                        {
+                            "MetricStat": Match.object_like(
+                                {"Metric": Match.object_like({"MetricName": "ExecutionsTimedOut"})}
+                            )
+                        }
+                    ),
+                ]
+            ),
+        },
+    )
+
+
 def test_dashboard_shows_counts_per_class_and_cold_starts(template):
     dashboards = template.find_resources("AWS::CloudWatch::Dashboard")
     assert len(dashboards) == 1
     body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
-    for expected in ("ObjectsCountedByClass", "ModelSetupTime", "ImagesRejected"):
+    for expected in (
+        "ObjectsCountedByClass",
+        "ModelSetupTime",
+        "ImagesRejected",
+        "ExecutionsSucceeded",
+    ):
         assert expected in body
 
 

@@ -1,0 +1,97 @@
+"""``counting train start``: start a training run on a labeled manifest already in S3.
+
+The run is the deployed state machine's (``StateMachineArn`` output of the training
+stack): it checks the manifest, trains, and deploys the model if it passes the quality
+gate. Prints the execution's ARN; follow it in the console or with
+``aws stepfunctions describe-execution``.
+"""
+
+# boto3 is imported inside the handler: every command group is imported to build the
+# parser, and `counting --help` or another group's command should not pay for it.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+
+from counting.errors import InputError
+from counting.manifest import check_label_attribute_name, is_s3_object_uri
+
+_STATE_MACHINE_ARN = re.compile(
+    r"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}"
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = subparsers.add_parser("train", help="train and deploy a model with the state machine")
+    commands = group.add_subparsers(dest="train_command", required=True)
+    start = commands.add_parser(
+        "start",
+        help="start a training run on a labeled manifest in S3",
+        description=(
+            "Start the training state machine on a labeled manifest (an augmented manifest under "
+            "training/requests/ or labeling/output/ of the data bucket). Prints JSON with "
+            "the execution's ARN."
+        ),
+    )
+    start.add_argument(
+        "--manifest", required=True, metavar="s3://BUCKET/KEY", help="the labeled manifest"
+    )
+    start.add_argument(
+        "--state-machine-arn", required=True, metavar="ARN", help="the StateMachineArn output"
+    )
+    start.add_argument(
+        "--label-attribute", metavar="NAME", help="the manifest's label attribute (default: found)"
+    )
+    start.add_argument("--region", help="AWS Region (default: the state machine's)")
+    start.set_defaults(handler=_start)
+
+
+def execution_name(now: datetime) -> str:
+    """Unique and readable: ``cli-<UTC time>-<8 hex digits>`` (names cannot be reused)."""
+    return f"cli-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _start(args: argparse.Namespace) -> int:
+    if not is_s3_object_uri(args.manifest):
+        raise InputError(f"--manifest: {args.manifest!r} is not an s3://bucket/key URI")
+    match = _STATE_MACHINE_ARN.fullmatch(args.state_machine_arn)
+    if match is None:
+        raise InputError(
+            f"--state-machine-arn: {args.state_machine_arn!r} is not a state machine ARN"
+        )
+    request = {"manifestUri": args.manifest}
+    if args.label_attribute is not None:
+        request["labelAttribute"] = check_label_attribute_name(args.label_attribute)
+    arn = _start_execution(args.state_machine_arn, request, region=args.region or match["region"])
+    print(json.dumps({"executionArn": arn}, indent=2))
+    return 0
+
+
+def _start_execution(state_machine_arn: str, request: dict[str, str], *, region: str) -> str:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client = boto3.client(
+            "stepfunctions", region_name=region, config=Config(retries={"mode": "standard"})
+        )
+        response = client.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=execution_name(datetime.now(UTC)),
+            input=json.dumps(request),
+        )
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        raise InputError(
+            f"{state_machine_arn}: {details.get('Code', 'error')}: {details.get('Message', '')}"
+        ) from None
+    except BotoCoreError as error:
+        # No credentials, no network: botocore's messages already say which.
+        raise InputError(f"cannot start {state_machine_arn}: {error}") from None
+    return response["executionArn"]

@@ -1,0 +1,137 @@
+"""One training run: where its data may come from, what it is called, what it hands on.
+
+The training state machine's Prepare step (``lambdas/prepare_training_data``) checks a
+labeled manifest with ``counting.manifest`` and then, with this module, names the run,
+refuses data the training job could not read, and returns a ``PreparedRun``: the
+figures and names every later state of the run uses. Pure: no AWS calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from counting import layout
+from counting.errors import InputError
+from counting.manifest import SOURCE_REF, SplitResult
+
+#: Where a manifest to train on may be: uploaded for training, or written by Ground Truth.
+MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)
+#: The only images the training job may read (its role is limited to this prefix).
+IMAGE_SOURCE = layout.LABELING_IMAGES
+
+TRAIN_FILE = "train.manifest"
+VALIDATION_FILE = "validation.manifest"
+REPORT_FILE = "data-report.json"
+
+#: Object Detection hyperparameters that come from the data, not from the configuration.
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
+DATA_HYPERPARAMETERS = ("num_classes", "num_training_samples", "label_width")
+
+# SageMaker training job, model and endpoint config names: at most 63 characters of
+# letters, digits and hyphens (API reference: CreateTrainingJob, TrainingJobName).
+MAX_SAGEMAKER_NAME = 63
+_RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
+_RUN_DIGEST_LENGTH = 6
+#: "-20261126-173000-a1b2c3": what ``run_name`` adds to the prefix.
+RUN_SUFFIX_LENGTH = 1 + len("20261126-173000") + 1 + _RUN_DIGEST_LENGTH
+#: The longest name prefix whose run names still fit SageMaker's limit.
+MAX_PREFIX_LENGTH = MAX_SAGEMAKER_NAME - RUN_SUFFIX_LENGTH
+
+
+class DataNotTrainable(InputError):
+    """The manifest cannot train a model; the message says why.
+
+    The Prepare Lambda raises it under this name, which is the error the state machine
+    reports, so a run with bad data stops before a GPU instance is started.
+    """
+
+
+class PreparedRun(BaseModel):
+    """What Prepare returns to the state machine (JSON keys in camelCase).
+
+    ``hyperparameters`` holds ``DATA_HYPERPARAMETERS`` as text, as SageMaker requires;
+    the state machine adds the configured ones.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    run_name: str
+    label_attribute: str
+    attribute_names: tuple[str, str]
+    class_map: dict[str, str]
+    train_manifest_uri: str
+    validation_manifest_uri: str
+    data_report_uri: str
+    hyperparameters: dict[str, str]
+    figures: dict[str, int]
+
+
+def run_name(prefix: str, execution_id: str, started_at: datetime) -> str:
+    """``<prefix>-<start time>-<6 hex digits of the execution id>``: unique, lower-case
+    (SageMaker writes names lower-case in ARNs, which IAM policies match).
+
+    The same execution always gets the same name, so a retried Prepare writes the same
+    files and the training job it names can never be started twice.
+    """
+    digest = hashlib.sha256(execution_id.encode()).hexdigest()[:_RUN_DIGEST_LENGTH]
+    return f"{prefix}-{started_at.strftime(_RUN_TIME_FORMAT)}-{digest}"
+
+
+def run_folder(name: str) -> str:
+    """Key prefix of one run's manifests and data report."""
+    return f"{layout.TRAINING_MANIFESTS}{name}/"
+
+
+def manifest_key(uri: str, bucket: str) -> str:
+    """The key of a manifest to train on, if it is one Prepare may read; else ``InputError``."""
+    allowed = " or ".join(f"s3://{bucket}/{prefix}" for prefix in MANIFEST_SOURCES)
+    key = uri.removeprefix(f"s3://{bucket}/")
+    if key == uri or not key.startswith(MANIFEST_SOURCES) or key.endswith("/"):
+        raise DataNotTrainable(f"manifest {uri!r} is not an object under {allowed}")
+    return key
+
+
+def check_image_locations(lines: Iterable[str], bucket: str) -> None:
+    """Refuse a manifest line whose image the training job may not read."""
+    allowed = f"s3://{bucket}/{IMAGE_SOURCE}"
+    for line in lines:
+        image = json.loads(line)[SOURCE_REF]
+        if not image.startswith(allowed):
+            raise DataNotTrainable(
+                f"image {image} is outside {allowed}: training reads images only there; "
+                "upload the images there and reference them from the manifest"
+            )
+
+
+def data_hyperparameters(split: SplitResult) -> dict[str, str]:
+    """The hyperparameters the data decides, as SageMaker takes them (text)."""
+    values = {
+        "num_classes": split.num_classes,
+        "num_training_samples": split.num_training_samples,
+        "label_width": split.label_width,
+    }
+    return {name: str(values[name]) for name in DATA_HYPERPARAMETERS}
+
+
+def prepared_run(
+    *, name: str, bucket: str, split: SplitResult, figures: dict[str, int]
+) -> PreparedRun:
+    """The names, locations and figures of a run whose data was written to ``run_folder``."""
+    folder = f"s3://{bucket}/{run_folder(name)}"
+    return PreparedRun(
+        run_name=name,
+        label_attribute=split.label_attribute,
+        attribute_names=(SOURCE_REF, split.label_attribute),
+        class_map=split.class_map,
+        train_manifest_uri=f"{folder}{TRAIN_FILE}",
+        validation_manifest_uri=f"{folder}{VALIDATION_FILE}",
+        data_report_uri=f"{folder}{REPORT_FILE}",
+        hyperparameters=data_hyperparameters(split),
+        figures=figures,
+    )

@@ -1,0 +1,284 @@
+"""Step 4, Deploy: the trained model behind the project's one serverless endpoint.
+
+Endpoint configs are immutable, so every run creates its own model and endpoint config
+(both named after the run), then creates the endpoint with its stable name the first
+time and updates it afterwards. While an update is in progress the previous config
+keeps serving; if the update fails, SageMaker leaves the endpoint on the previous config.
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html
+https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-update.html
+
+CDK's SageMakerCreateEndpointConfig task has no ServerlessConfig, so these calls are
+``CallAwsService`` (AWS SDK integrations), each granted only this project's resources.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from counting import layout
+from stacks.components.storage import DataStorage
+from stacks.components.training import retry_policies
+from stacks.components.training.image import grant_pull
+from stacks.components.training.notify import FAILED, FAILURE_PATH, RunNotifications
+from stacks.components.training.prepare import PREPARED
+from stacks.components.training.train import TRAINING
+from stacks.config import InferenceSettings
+from stacks.nag import acknowledge, arn_finding, object_prefix_finding
+
+#: The one production variant of every endpoint config (serverless allows only one).
+VARIANT = "AllTraffic"
+#: Where the state machine keeps the endpoint's last DescribeEndpoint response.
+ENDPOINT = "$.endpoint"
+# How often a deployment in progress is checked; serverless endpoints take minutes.
+POLL_INTERVAL = cdk.Duration.seconds(60)
+# DescribeEndpoint of a name that does not exist answers ValidationException, which
+# SageMaker does not model: Step Functions reports SageMaker.SageMakerException.
+ENDPOINT_NOT_FOUND_ERROR = "SageMaker.SageMakerException"
+ENDPOINT_NOT_FOUND_CAUSE = "*Could not find endpoint*"
+# Statuses of an endpoint on its way to InService; anything else ends the wait.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html
+IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+RUN_NAME = f"{PREPARED}.runName"
+
+
+class DeployStep(Construct):
+    """Create the model and endpoint config, create or update the endpoint, wait for it.
+
+    Attributes:
+        model_role: what the endpoint's model runs as: reads model artifacts, logs.
+        start: the first state.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        endpoint_name: str,
+        settings: InferenceSettings,
+        storage: DataStorage,
+        image: str,
+        image_uri: str | None,
+        notifications: RunNotifications,
+        then: sfn.IChainable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._storage = storage
+        self._endpoint_name = endpoint_name
+        stack = cdk.Stack.of(self)
+        models = stack.format_arn(
+            service="sagemaker", resource="model", resource_name=f"{prefix}-*"
+        )
+        configs = stack.format_arn(
+            service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}-*"
+        )
+        endpoint = stack.format_arn(
+            service="sagemaker", resource="endpoint", resource_name=endpoint_name
+        )
+        self.model_role = self._model_role(image_uri)
+
+        create_model = self._call(
+            "CreateModel",
+            "createModel",
+            {
+                "ModelName": sfn.JsonPath.string_at(RUN_NAME),
+                "ExecutionRoleArn": self.model_role.role_arn,
+                "PrimaryContainer": {
+                    "Image": image,
+                    "ModelDataUrl": sfn.JsonPath.string_at(
+                        f"{TRAINING}.ModelArtifacts.S3ModelArtifacts"
+                    ),
+                },
+            },
+            [models],
+            additional_iam_statements=[
+                iam.PolicyStatement(
+                    sid="PassTheModelRole",
+                    actions=["iam:PassRole"],
+                    resources=[self.model_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                )
+            ],
+        )
+        serverless = {
+            "MemorySizeInMB": settings.memory_size_mb,
+            "MaxConcurrency": settings.max_concurrency,
+        }
+        if settings.provisioned_concurrency is not None:
+            serverless["ProvisionedConcurrency"] = settings.provisioned_concurrency
+        create_config = self._call(
+            "CreateEndpointConfig",
+            "createEndpointConfig",
+            {
+                "EndpointConfigName": sfn.JsonPath.string_at(RUN_NAME),
+                "ProductionVariants": [
+                    {
+                        "VariantName": VARIANT,
+                        "ModelName": sfn.JsonPath.string_at(RUN_NAME),
+                        "ServerlessConfig": serverless,
+                    }
+                ],
+            },
+            [configs],
+        )
+        find_endpoint = self._call(
+            "FindEndpoint", "describeEndpoint", {"EndpointName": endpoint_name}, [endpoint]
+        )
+        switch_to_run = {
+            "EndpointName": endpoint_name,
+            "EndpointConfigName": sfn.JsonPath.string_at(RUN_NAME),
+        }
+        create_endpoint = self._call(
+            "CreateEndpoint", "createEndpoint", switch_to_run, [endpoint, configs]
+        )
+        update_endpoint = self._call(
+            "UpdateEndpoint", "updateEndpoint", switch_to_run, [endpoint, configs]
+        )
+        check_endpoint = self._call(
+            "CheckEndpoint",
+            "describeEndpoint",
+            {"EndpointName": endpoint_name},
+            [endpoint],
+            result_path=ENDPOINT,
+        )
+
+        # Not found is the first deployment; any other error is reported as FindEndpoint's.
+        # (SAGEMAKER_API retries "not found" too, for about 30 s: on the first run only.)
+        endpoint_missing = sfn.Choice(self, "EndpointMissing")
+        find_endpoint.add_catch(
+            endpoint_missing, errors=[ENDPOINT_NOT_FOUND_ERROR], result_path=FAILURE_PATH
+        )
+        find_failed = notifications.catch(find_endpoint)
+        for task in (create_model, create_config, create_endpoint, update_endpoint, check_endpoint):
+            notifications.catch(task)
+        endpoint_missing.when(
+            sfn.Condition.string_matches(f"{FAILURE_PATH}.Cause", ENDPOINT_NOT_FOUND_CAUSE),
+            create_endpoint,
+        ).otherwise(find_failed)
+
+        wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(POLL_INTERVAL))
+        not_deployed = notifications.report(
+            self,
+            "EndpointNotDeployed",
+            outcome=FAILED,
+            state=check_endpoint.state_id,
+            error="EndpointNotDeployed",
+            cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
+        )
+        status = f"{ENDPOINT}.EndpointStatus"
+        in_service = sfn.Condition.and_(
+            sfn.Condition.string_equals(status, "InService"),
+            # An update that failed leaves the endpoint InService on the previous config.
+            sfn.Condition.string_equals_json_path(f"{ENDPOINT}.EndpointConfigName", RUN_NAME),
+        )
+        in_progress = sfn.Condition.or_(
+            *(sfn.Condition.string_equals(status, value) for value in IN_PROGRESS)
+        )
+        create_endpoint.next(wait)
+        update_endpoint.next(wait)
+        wait.next(check_endpoint).next(
+            sfn.Choice(self, "EndpointReady")
+            .when(in_service, then)
+            .when(in_progress, wait)
+            .otherwise(not_deployed)
+        )
+        self.start = create_model.next(create_config).next(find_endpoint).next(update_endpoint)
+
+    def _call(
+        self,
+        state: str,
+        action: str,
+        parameters: dict,
+        resources: list[str],
+        *,
+        result_path: str = sfn.JsonPath.DISCARD,
+        additional_iam_statements: list[iam.PolicyStatement] | None = None,
+    ) -> tasks.CallAwsService:
+        task = tasks.CallAwsService(
+            self,
+            state,
+            service="sagemaker",
+            action=action,
+            parameters=parameters,
+            iam_resources=resources,
+            iam_action=f"sagemaker:{action[0].upper()}{action[1:]}",
+            additional_iam_statements=additional_iam_statements,
+            result_path=result_path,
+        )
+        retry_policies.SAGEMAKER_API.apply(task)
+        return task
+
+    def _model_role(self, image_uri: str | None) -> iam.Role:
+        stack = cdk.Stack.of(self)
+        role = iam.Role(
+            self,
+            "ModelRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Runs this app's models behind the serverless endpoint",
+        )
+        # The endpoint's containers log to one group named after the endpoint.
+        log_group = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"/aws/sagemaker/Endpoints/{self._endpoint_name}",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        statements = {
+            "ReadModelArtifacts": (
+                ["s3:GetObject"],
+                [self._storage.bucket_in(self).arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
+                None,
+            ),
+            "UseTheDataKey": (["kms:Decrypt"], [self._storage.key.key_arn], None),
+            "WriteEndpointLogs": (
+                [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                [log_group, f"{log_group}:log-stream:*"],
+                None,
+            ),
+            "PutEndpointMetrics": (
+                ["cloudwatch:PutMetricData"],
+                ["*"],
+                {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+            ),
+        }
+        for sid, (actions, resources, conditions) in statements.items():
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid=sid, actions=actions, resources=resources, conditions=conditions
+                )
+            )
+        registry_login = grant_pull(role, image_uri)
+        policy = role.node.find_child("DefaultPolicy")
+        acknowledge(
+            policy,
+            object_prefix_finding(self._storage.bucket_name, layout.MODEL_ARTIFACTS),
+            "The endpoint's model reads the model.tar.gz of whichever training job the run "
+            f"deployed, under {layout.MODEL_ARTIFACTS}<job>/output/.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The serverless endpoint publishes its invocation metrics; cloudwatch:PutMetricData "
+            "has no resource-level permissions, so the statement is limited by namespace."
+            + registry_login,
+        )
+        acknowledge(
+            policy,
+            arn_finding(
+                stack,
+                "logs",
+                f"log-group:/aws/sagemaker/Endpoints/{self._endpoint_name}:log-stream:*",
+            ),
+            f"SageMaker names the log streams of endpoint {self._endpoint_name} at run time.",
+        )
+        return role

@@ -1,0 +1,164 @@
+"""The training state machine: Prepare -> Train -> quality gate -> Deploy -> Record.
+
+Each step is its own construct (this package's modules); this one wires them in order,
+gives the state machine its role, an encrypted log group at level ALL and X-Ray tracing.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from counting.training import MAX_PREFIX_LENGTH
+from stacks.components.storage import DataStorage
+from stacks.components.training.deploy import DeployStep
+from stacks.components.training.image import algorithm_image
+from stacks.components.training.notify import RunNotifications
+from stacks.components.training.prepare import PrepareStep
+from stacks.components.training.quality_gate import QualityGate
+from stacks.components.training.record import RecordStep
+from stacks.components.training.train import TrainStep
+from stacks.config import AppConfig
+from stacks.nag import acknowledge, arn_finding
+
+# Time for Prepare, the deployment and its checks, on top of the training job's own limit.
+OVERHEAD = cdk.Duration.hours(3)
+
+
+class TrainingPipeline(Construct):
+    """Attributes:
+    state_machine: ``<prefix>-training``.
+    log_group: its execution log (KMS-encrypted).
+    prepare, train, gate, deploy, record: the steps.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        storage: DataStorage,
+        topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        prefix, settings = config.prefix, config.training
+        if len(prefix) > MAX_PREFIX_LENGTH:
+            cdk.Annotations.of(self).add_error(
+                f"project and stage make the name prefix {prefix!r} ({len(prefix)} characters); "
+                f"training needs at most {MAX_PREFIX_LENGTH} so that run names fit SageMaker's 63"
+            )
+        image = algorithm_image(self, settings.image_uri)
+        notifications = RunNotifications(self, "Notifications", prefix=prefix, topic=topic)
+
+        self.prepare = PrepareStep(
+            self,
+            "Prepare",
+            prefix=prefix,
+            settings=settings,
+            storage=storage,
+            notifications=notifications,
+        )
+        self.train = TrainStep(
+            self,
+            "Train",
+            prefix=prefix,
+            settings=settings,
+            storage=storage,
+            image=image,
+            notifications=notifications,
+        )
+        self.record = RecordStep(
+            self,
+            "Record",
+            endpoint_name=config.endpoint_name,
+            parameter_name=config.active_model_parameter,
+            notifications=notifications,
+        )
+        self.deploy = DeployStep(
+            self,
+            "Deploy",
+            prefix=prefix,
+            endpoint_name=config.endpoint_name,
+            settings=config.inference,
+            storage=storage,
+            image=image,
+            image_uri=settings.image_uri,
+            notifications=notifications,
+            then=self.record.start,
+        )
+        self.gate = QualityGate(
+            self,
+            "QualityGate",
+            min_validation_map=settings.min_validation_map,
+            notifications=notifications,
+            then=self.deploy.start,
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            # The prefix CloudWatch Logs recommends for vended logs keeps the resource
+            # policy Step Functions needs short.
+            # https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html
+            log_group_name=f"/aws/vendedlogs/states/{prefix}-training",
+            encryption_key=storage.key,
+            retention=logs.RetentionDays.SIX_MONTHS,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        training_hours = (
+            settings.max_wait_hours if settings.use_spot else settings.max_runtime_hours
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=f"{prefix}-training",
+            comment="A labeled manifest to a live serverless endpoint, checked at each step",
+            definition_body=sfn.DefinitionBody.from_chainable(
+                self.prepare.state.next(self.train.state).next(self.gate.start)
+            ),
+            timeout=cdk.Duration.hours(training_hours).plus(OVERHEAD),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            tracing_enabled=True,
+        )
+        role = self.state_machine.role
+        for statement in self.train.statements:
+            role.add_to_principal_policy(statement)
+        notifications.grant_publish(role)
+        self._acknowledge(prefix, config.endpoint_name)
+
+    def _acknowledge(self, prefix: str, endpoint_name: str) -> None:
+        stack = cdk.Stack.of(self)
+        policy = self.state_machine.role.node.find_child("DefaultPolicy")
+        for resource, why in (
+            ("training-job", "starts, watches and stops one training job per run"),
+            ("model", "creates one model per run"),
+            (
+                "endpoint-config",
+                f"creates one endpoint config per run and puts {endpoint_name} on it",
+            ),
+        ):
+            acknowledge(
+                policy,
+                arn_finding(stack, "sagemaker", f"{resource}/{prefix}-*"),
+                f"The training state machine {why}; names are generated per run, so access is "
+                f"limited to names starting with {prefix}-.",
+            )
+        function = stack.get_logical_id(self.prepare.handler.function.node.default_child)
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
+            "CDK's Lambda task grants invoking any version of the training data preparation "
+            "function; it is the one function the state machine invokes.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The training state machine delivers its execution logs and X-Ray traces: "
+            "logs:*LogDelivery*, logs:Describe* and xray:Put* have no resource-level permissions.",
+        )

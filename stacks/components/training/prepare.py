@@ -1,0 +1,131 @@
+"""Step 1, Prepare: check and split the labeled manifest before any GPU is paid for."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from counting import layout, training
+from stacks.components.python_function import PythonFunction
+from stacks.components.storage import DataStorage
+from stacks.components.training import retry_policies
+from stacks.components.training.notify import FAILURE_PATH, REFUSED, RunNotifications
+from stacks.config import TrainingSettings
+from stacks.nag import acknowledge, object_prefix_finding
+
+#: Where the state machine keeps Prepare's result (``counting.training.PreparedRun``).
+PREPARED = "$.prepared"
+
+
+class PrepareStep(Construct):
+    """The ``prepare_training_data`` Lambda and the task state that invokes it.
+
+    The task sends the execution's input and identity; the Lambda answers with a
+    ``PreparedRun`` (run name, manifests, class map, data hyperparameters), kept at
+    ``$.prepared``. ``DataNotTrainable`` from the Lambda is not retried: it is reported.
+
+    Attributes:
+        handler: the PythonFunction.
+        state: the task state.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: TrainingSettings,
+        storage: DataStorage,
+        notifications: RunNotifications,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = PythonFunction(
+            self,
+            "Function",
+            name="prepare_training_data",
+            description="Checks and splits a labeled manifest for a training run",
+            key=storage.key,
+            service="prepare-training-data",
+            timeout=cdk.Duration.minutes(5),
+            memory_size=1024,
+            environment={
+                "BUCKET": storage.bucket_name,
+                "NAME_PREFIX": prefix,
+                "VALIDATION_FRACTION": str(settings.validation_fraction),
+                "SPLIT_SEED": str(settings.split_seed),
+            },
+        )
+        self._grant(storage)
+        acknowledge(
+            self.handler.function,
+            "Serverless-LambdaDLQ",
+            "The training data preparation is only invoked synchronously by the training "
+            "state machine, which retries it and reports its failures.",
+        )
+        self.state = tasks.LambdaInvoke(
+            self,
+            "PrepareTrainingData",
+            lambda_function=self.handler.function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "request": sfn.JsonPath.object_at("$"),
+                    "executionId": sfn.JsonPath.execution_id,
+                    "startedAt": sfn.JsonPath.execution_start_time,
+                }
+            ),
+            # Keep exactly the PreparedRun the Lambda returns, field by field.
+            result_selector={
+                f"{field.alias}.$": f"$.Payload.{field.alias}"
+                for field in training.PreparedRun.model_fields.values()
+            },
+            result_path=PREPARED,
+            retry_on_service_exceptions=False,
+        )
+        retry_policies.LAMBDA_SERVICE.apply(self.state)
+        bad_data = notifications.report(
+            self,
+            "BadData",
+            outcome=REFUSED,
+            state=self.state.state_id,
+            error=training.DataNotTrainable.__name__,
+            # The Lambda's error as JSON: errorType, errorMessage (the reason).
+            cause=sfn.JsonPath.string_at(f"{FAILURE_PATH}.Cause"),
+        )
+        self.state.add_catch(
+            bad_data, errors=[training.DataNotTrainable.__name__], result_path=FAILURE_PATH
+        )
+        notifications.catch(self.state)
+
+    def _grant(self, storage: DataStorage) -> None:
+        """Read manifests where runs may start from; write each run's prepared data."""
+        bucket = storage.bucket_in(self)
+        role = self.handler.role
+        statements = {
+            "ReadManifestsToTrainOn": (
+                ["s3:GetObject"],
+                [bucket.arn_for_objects(f"{prefix}*") for prefix in training.MANIFEST_SOURCES],
+            ),
+            "WritePreparedData": (
+                ["s3:PutObject"],
+                [bucket.arn_for_objects(f"{layout.TRAINING_MANIFESTS}*")],
+            ),
+            "UseTheDataKey": (["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn]),
+        }
+        for sid, (actions, resources) in statements.items():
+            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        policy = role.node.find_child("DefaultPolicy")
+        for prefix, why in (
+            (layout.TRAINING_REQUESTS, "reads the manifests uploaded to start training under"),
+            (layout.LABELING_OUTPUT, "reads the output manifests of labeling jobs under"),
+            (layout.TRAINING_MANIFESTS, "writes each run's manifests and data report under"),
+        ):
+            acknowledge(
+                policy,
+                object_prefix_finding(storage.bucket_name, prefix),
+                f"The training data preparation {why} {prefix}, in files named by users, "
+                "labeling jobs and runs at run time.",
+            )

@@ -1,0 +1,115 @@
+"""What starts a training run besides the CLI: a manifest upload, a completed labeling job.
+
+Both are EventBridge rules on the default bus that start the state machine with
+``{"manifestUri": ...}`` (plus ``labelingJobName`` and ``labelAttribute`` for a labeling
+job). Events EventBridge cannot deliver go to a dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from counting import labeling, layout
+from stacks.nag import acknowledge
+
+#: A manifest uploaded under training/requests/ with this suffix starts a run.
+MANIFEST_SUFFIX = ".manifest"
+# EventBridge's own maxima: it keeps retrying a start for a day.
+EVENT_RETRY_ATTEMPTS = 185
+MAX_EVENT_AGE = cdk.Duration.hours(24)
+DEAD_LETTER_RETENTION = cdk.Duration.days(14)
+
+
+class TrainingStarts(Construct):
+    """Attributes:
+    upload_rule: "Object Created" under training/requests/ -> a run on that manifest.
+    labeling_rule: "Labeling Job Completed" from this app -> a run on the job's output.
+    dead_letters: start requests EventBridge could not deliver.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        bucket_name: str,
+        key: kms.IKey,
+        state_machine: sfn.IStateMachine,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=DEAD_LETTER_RETENTION,
+        )
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            acknowledge(
+                self.dead_letters,
+                rule,
+                "Dead letters of the training start rules (uploads and completed labeling "
+                "jobs EventBridge could not start a run for), kept two weeks for inspection.",
+            )
+
+        self.upload_rule = events.Rule(
+            self,
+            "ManifestUploaded",
+            description=f"A manifest uploaded under {layout.TRAINING_REQUESTS} starts training",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [bucket_name]},
+                    "object": {
+                        "key": [{"wildcard": f"{layout.TRAINING_REQUESTS}*{MANIFEST_SUFFIX}"}]
+                    },
+                },
+            ),
+        )
+        uploaded = events.EventField.from_path
+        self._start(
+            self.upload_rule,
+            events.RuleTargetInput.from_object(
+                {
+                    "manifestUri": f"s3://{uploaded('$.detail.bucket.name')}/"
+                    f"{uploaded('$.detail.object.key')}"
+                }
+            ),
+            state_machine,
+        )
+
+        self.labeling_rule = events.Rule(
+            self,
+            "LabelingJobCompleted",
+            description=f"A completed {prefix} labeling job starts training on its output",
+            event_pattern=events.EventPattern(
+                source=[labeling.completion_event_source(prefix)],
+                detail_type=[labeling.COMPLETION_DETAIL_TYPE],
+            ),
+        )
+        # The detail is {"labelingJobName", "manifestUri", "labelAttribute"} (counting.labeling).
+        self._start(
+            self.labeling_rule, events.RuleTargetInput.from_event_path("$.detail"), state_machine
+        )
+
+    def _start(
+        self, rule: events.Rule, start_input: events.RuleTargetInput, machine: sfn.IStateMachine
+    ) -> None:
+        rule.add_target(
+            targets.SfnStateMachine(
+                machine,
+                input=start_input,
+                dead_letter_queue=self.dead_letters,
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=MAX_EVENT_AGE,
+            )
+        )

@@ -1,0 +1,263 @@
+"""Step 2, Train: a SageMaker training job on the prepared manifests, waited for (.sync).
+
+The state is written out (``CustomState``) rather than built with CDK's
+``SageMakerCreateTrainingJob``: that task has no managed spot training, checkpoints or
+maximum wait, and grants ``training-job/*`` when the job name comes from the state.
+The IAM it needs is granted here instead, scoped to this project's jobs.
+https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from counting import layout
+from counting.training import DATA_HYPERPARAMETERS
+from stacks.components.storage import DataStorage
+from stacks.components.training import retry_policies
+from stacks.components.training.image import grant_pull
+from stacks.components.training.notify import RunNotifications
+from stacks.components.training.prepare import PREPARED
+from stacks.config import TrainingSettings
+from stacks.nag import acknowledge, arn_finding, object_prefix_finding
+
+#: Where the state machine keeps the finished job (DescribeTrainingJob's response).
+TRAINING = "$.training"
+#: Spot checkpoints, one folder per run, so that a run never resumes another run's model.
+CHECKPOINTS = f"{layout.MODEL_ARTIFACTS}checkpoints/"
+# The built-in algorithm reads augmented manifests as RecordIO in Pipe mode, image first.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
+# https://docs.aws.amazon.com/sagemaker/latest/dg/augmented-manifest.html
+INPUT_MODE = "Pipe"
+RECORDIO = "application/x-recordio"
+# The service's own rule that .sync uses to hear about training job state changes.
+# https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+SYNC_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+# Where training jobs log.
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+class TrainStep(Construct):
+    """``createTrainingJob.sync`` as the training execution role, and that role.
+
+    Attributes:
+        role: what the training job runs as: reads the prepared manifests and the labeled
+            images, writes model artifacts and checkpoints, logs.
+        state: the task state; its result (the finished job) is kept at ``$.training``.
+        statements: what the state machine's role needs to run, watch and stop the job.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: TrainingSettings,
+        storage: DataStorage,
+        image: str,
+        notifications: RunNotifications,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._storage = storage
+        self._bucket = storage.bucket_in(self)
+        self.role = self._training_role(settings.image_uri)
+        self.state = sfn.CustomState(
+            self, "Train", state_json=self._state_json(settings, image, storage)
+        )
+        retry_policies.TRAINING_JOB_START.apply(self.state)
+        notifications.catch(self.state)
+
+        stack = cdk.Stack.of(self)
+        job_arns = stack.format_arn(
+            service="sagemaker", resource="training-job", resource_name=f"{prefix}-*"
+        )
+        self.statements = [
+            iam.PolicyStatement(
+                sid="RunTrainingJobs",
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:ListTags",
+                ],
+                resources=[job_arns],
+            ),
+            iam.PolicyStatement(
+                sid="PassTheTrainingRole",
+                actions=["iam:PassRole"],
+                resources=[self.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="WatchTrainingJobs",
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[
+                    stack.format_arn(
+                        service="events", resource="rule", resource_name=SYNC_EVENTS_RULE
+                    )
+                ],
+            ),
+        ]
+
+    def _state_json(self, settings: TrainingSettings, image: str, storage: DataStorage) -> dict:
+        bucket_uri = f"s3://{storage.bucket_name}/"
+        stopping = {"MaxRuntimeInSeconds": settings.max_runtime_hours * 3600}
+        spot: dict = {"EnableManagedSpotTraining": settings.use_spot}
+        if settings.use_spot:
+            # Time to wait for spot capacity plus training; at least MaxRuntimeInSeconds.
+            # https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html
+            stopping["MaxWaitTimeInSeconds"] = settings.max_wait_hours * 3600
+            spot["CheckpointConfig"] = {
+                "S3Uri.$": sfn.JsonPath.format(
+                    f"{bucket_uri}{CHECKPOINTS}{{}}/", sfn.JsonPath.string_at(f"{PREPARED}.runName")
+                )
+            }
+        configured = {
+            name: value
+            for name, value in settings.hyperparameters.items()
+            if name not in DATA_HYPERPARAMETERS
+        }
+        from_data = {
+            f"{name}.$": f"{PREPARED}.hyperparameters.{name}" for name in DATA_HYPERPARAMETERS
+        }
+        return {
+            "Type": "Task",
+            "Resource": f"arn:{cdk.Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync",
+            "Parameters": {
+                "TrainingJobName.$": f"{PREPARED}.runName",
+                "RoleArn": self.role.role_arn,
+                "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": INPUT_MODE},
+                "HyperParameters": {**configured, **from_data},
+                "InputDataConfig": [
+                    self._channel("train", f"{PREPARED}.trainManifestUri"),
+                    self._channel("validation", f"{PREPARED}.validationManifestUri"),
+                ],
+                "OutputDataConfig": {
+                    "S3OutputPath": f"{bucket_uri}{layout.MODEL_ARTIFACTS}",
+                    "KmsKeyId": storage.key.key_arn,
+                },
+                "ResourceConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType": settings.instance_type,
+                    "VolumeSizeInGB": settings.volume_size_gb,
+                    "VolumeKmsKeyId": storage.key.key_arn,
+                },
+                "StoppingCondition": stopping,
+                **spot,
+            },
+            "ResultPath": TRAINING,
+        }
+
+    @staticmethod
+    def _channel(name: str, manifest_uri_path: str) -> dict:
+        return {
+            "ChannelName": name,
+            "InputMode": INPUT_MODE,
+            "ContentType": RECORDIO,
+            "RecordWrapperType": "RecordIO",
+            "CompressionType": "None",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "AugmentedManifestFile",
+                    "S3Uri.$": manifest_uri_path,
+                    "S3DataDistributionType": "FullyReplicated",
+                    # ["source-ref", <label attribute>]: the image, then its boxes.
+                    "AttributeNames.$": f"{PREPARED}.attributeNames",
+                }
+            },
+        }
+
+    def _training_role(self, image_uri: str | None) -> iam.Role:
+        stack = cdk.Stack.of(self)
+        bucket, key = self._bucket, self._storage.key
+        role = iam.Role(
+            self,
+            "TrainingRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Runs this app's SageMaker training jobs",
+        )
+        log_group = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=TRAINING_LOG_GROUP,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        statements = {
+            "ReadPreparedManifestsAndImages": (
+                ["s3:GetObject"],
+                [
+                    bucket.arn_for_objects(f"{layout.TRAINING_MANIFESTS}*"),
+                    bucket.arn_for_objects(f"{layout.LABELING_IMAGES}*"),
+                ],
+                None,
+            ),
+            # Model artifacts out; spot checkpoints out and, after an interruption, back in.
+            "WriteModelsAndCheckpoints": (
+                ["s3:PutObject", "s3:GetObject"],
+                [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
+                None,
+            ),
+            "ListCheckpoints": (
+                ["s3:ListBucket"],
+                [bucket.bucket_arn],
+                {"StringLike": {"s3:prefix": f"{CHECKPOINTS}*"}},
+            ),
+            # Reads the encrypted data; encrypts the volume (a grant) and the model, as the
+            # execution role. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html
+            "UseTheDataKey": (
+                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
+                [key.key_arn],
+                None,
+            ),
+            "WriteTrainingLogs": (
+                [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                [log_group, f"{log_group}:log-stream:*"],
+                None,
+            ),
+            # CloudWatch metrics have no ARNs; the namespace is the training jobs' own.
+            "PutTrainingMetrics": (
+                ["cloudwatch:PutMetricData"],
+                ["*"],
+                {"StringEquals": {"cloudwatch:namespace": TRAINING_LOG_GROUP}},
+            ),
+        }
+        for sid, (actions, resources, conditions) in statements.items():
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid=sid, actions=actions, resources=resources, conditions=conditions
+                )
+            )
+        registry_login = grant_pull(role, image_uri)
+        policy = role.node.find_child("DefaultPolicy")
+        for prefix, why in (
+            (layout.TRAINING_MANIFESTS, "reads the run's train and validation manifests under"),
+            (layout.LABELING_IMAGES, "reads every labeled image the manifests reference under"),
+            (layout.MODEL_ARTIFACTS, "writes its model and spot checkpoints, per job, under"),
+        ):
+            acknowledge(
+                policy,
+                object_prefix_finding(self._storage.bucket_name, prefix),
+                f"A training job {why} {prefix}; the files are named per run at run time.",
+            )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Training jobs publish their metrics to CloudWatch; cloudwatch:PutMetricData has "
+            "no resource-level permissions, so the statement is limited by namespace instead."
+            + registry_login,
+        )
+        acknowledge(
+            policy,
+            arn_finding(stack, "logs", f"log-group:{TRAINING_LOG_GROUP}:log-stream:*"),
+            f"SageMaker names one log stream per training job in {TRAINING_LOG_GROUP} at run time.",
+        )
+        return role

@@ -1,0 +1,298 @@
+"""The training stack: the training job's parameters, IAM, logging, starts and the gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Annotations, Match, Template
+
+from stacks.components.training.image import registry_accounts
+from tests.infra.configurations import OWN_TRAINING_IMAGE
+from tests.infra.synth import build_app
+from tests.stepfunctions.template import Templates
+
+PREFIX = "object-counting-dev"
+STACK = f"{PREFIX}-training"
+SAGEMAKER = "arn:aws:sagemaker:us-east-1:123456789012"
+BUCKET_URI = f"s3://{PREFIX}-data-123456789012-us-east-1/"
+PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def synthesized(**context) -> tuple[Template, Templates]:
+    app, stacks = build_app(rule_packs=False, **context)
+    assembly = app.synth()
+    templates = Templates(
+        {s.stack_name: json.loads(Path(s.template_full_path).read_text()) for s in assembly.stacks}
+    )
+    return Template.from_stack(stacks["training"]), templates
+
+
+@pytest.fixture(scope="module")
+def default() -> tuple[Template, Templates]:
+    return synthesized()
+
+
+@pytest.fixture(scope="module")
+def template(default) -> Template:
+    return default[0]
+
+
+@pytest.fixture(scope="module")
+def states(default) -> dict:
+    return default[1].definition(STACK)["States"]
+
+
+def statements(template: Template, role: str) -> list[dict]:
+    """The statements of the default policy of the role whose logical id starts with ``role``."""
+    (policy,) = [
+        body["Properties"]["PolicyDocument"]["Statement"]
+        for body in template.find_resources("AWS::IAM::Policy").values()
+        if body["Properties"]["Roles"][0]["Ref"].startswith(role)
+    ]
+    return policy
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_training_job_reads_augmented_manifests_in_pipe_mode(states):
+    assert states["Train"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
+    job = states["Train"]["Parameters"]
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
+    assert sorted(channels) == ["train", "validation"]
+    for name, channel in channels.items():
+        assert channel["InputMode"] == "Pipe"
+        assert channel["RecordWrapperType"] == "RecordIO"
+        assert channel["ContentType"] == "application/x-recordio"
+        source = channel["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "AugmentedManifestFile"
+        # ["source-ref", <the label attribute Prepare found>]
+        assert source["AttributeNames.$"] == "$.prepared.attributeNames"
+        assert source["S3Uri.$"] == f"$.prepared.{name}ManifestUri"
+
+
+def test_the_training_job_runs_on_a_gpu_with_spot_checkpoints_and_kms(default, states):
+    _, templates = default
+    storage = f"{PREFIX}-storage"
+    (key,) = templates.resources(storage, "AWS::KMS::Key")
+    key_arn = templates.resolve(storage, {"Fn::GetAtt": [key, "Arn"]})
+    job = states["Train"]["Parameters"]
+
+    assert job["TrainingJobName.$"] == "$.prepared.runName"
+    assert job["ResourceConfig"] == {
+        "InstanceCount": 1,
+        "InstanceType": "ml.p3.2xlarge",
+        "VolumeSizeInGB": 50,
+        "VolumeKmsKeyId": key_arn,
+    }
+    assert job["OutputDataConfig"] == {
+        "S3OutputPath": f"{BUCKET_URI}training/models/",
+        "KmsKeyId": key_arn,
+    }
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 24 * 3600,
+        "MaxWaitTimeInSeconds": 48 * 3600,
+    }
+    assert job["CheckpointConfig"] == {
+        "S3Uri.$": (
+            f"States.Format('{BUCKET_URI}training/models/checkpoints/{{}}/', $.prepared.runName)"
+        )
+    }
+
+
+def test_without_spot_there_is_no_wait_and_no_checkpoint():
+    _, templates = synthesized(**{"counting.training.use_spot": "false"})
+    job = templates.definition(STACK)["States"]["Train"]["Parameters"]
+
+    assert job["EnableManagedSpotTraining"] is False
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 24 * 3600}
+    assert "CheckpointConfig" not in job
+
+
+def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
+    assert states["Train"]["Parameters"]["HyperParameters"] == {
+        "base_network": "resnet-50",
+        "use_pretrained_model": "1",
+        "image_shape": "512",
+        "mini_batch_size": "16",
+        "epochs": "30",
+        "learning_rate": "0.001",
+        "optimizer": "sgd",
+        "momentum": "0.9",
+        "weight_decay": "0.0005",
+        "num_classes.$": "$.prepared.hyperparameters.num_classes",
+        "num_training_samples.$": "$.prepared.hyperparameters.num_training_samples",
+        "label_width.$": "$.prepared.hyperparameters.label_width",
+    }
+
+
+def test_the_built_in_image_comes_from_the_sdk_table_by_region(template):
+    mapping = template.to_json()["Mappings"]["ObjectDetectionRegistry"]
+    assert mapping == {
+        region: {"account": account} for region, account in registry_accounts().items()
+    }
+    # Spot checks against the registry table in the SageMaker documentation.
+    assert mapping["us-east-1"] == {"account": "811284229777"}
+    assert mapping["eu-west-1"] == {"account": "685385470294"}
+    assert mapping["ap-southeast-2"] == {"account": "544295431143"}
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    lookup = {"Fn::FindInMap": ["ObjectDetectionRegistry", {"Ref": "AWS::Region"}, "account"]}
+    assert definition.count(lookup) == 2  # the training job and the model
+
+
+def test_a_known_region_gets_its_image_without_a_mapping():
+    template, templates = synthesized(
+        **{"counting.account": "123456789012", "counting.region": "eu-west-1"}
+    )
+    job = templates.definition(STACK)["States"]["Train"]["Parameters"]
+
+    assert "Mappings" not in template.to_json()
+    assert job["AlgorithmSpecification"]["TrainingImage"] == (
+        "685385470294.dkr.ecr.eu-west-1.amazonaws.com/object-detection:1"
+    )
+
+
+def test_a_configured_image_is_used_and_may_be_pulled():
+    template, templates = synthesized(**{"counting.training.image_uri": OWN_TRAINING_IMAGE})
+    states = templates.definition(STACK)["States"]
+
+    train, create_model = states["Train"]["Parameters"], states["CreateModel"]["Parameters"]
+
+    assert train["AlgorithmSpecification"]["TrainingImage"] == OWN_TRAINING_IMAGE
+    assert create_model["PrimaryContainer"]["Image"] == OWN_TRAINING_IMAGE
+    repository = "arn:aws:ecr:eu-west-1:123456789012:repository/my-detector"
+    for role in ("PipelineTrainTrainingRole", "PipelineDeployModelRole"):
+        (pull,) = [
+            s for s in statements(template, role) if s.get("Sid") == "PullTheConfiguredImage"
+        ]
+        assert templates.resolve(STACK, pull["Resource"]) == repository
+
+
+def test_an_image_outside_ecr_stops_synth():
+    _, stacks = build_app(**{"counting.training.image_uri": "docker.io/library/x:1"})
+
+    Annotations.from_stack(stacks["training"]).has_error(
+        "*", Match.string_like_regexp("training.image_uri: .* is not an Amazon ECR image URI")
+    )
+
+
+def test_a_name_prefix_too_long_for_sagemaker_names_stops_synth():
+    stage = "s" * 24
+    counting = {"project": "p" * 24, "stages": {stage: {}}}
+
+    _, stacks = build_app(stage=stage, counting=counting)
+
+    Annotations.from_stack(stacks["training"]).has_error(
+        "*", Match.string_like_regexp("training needs at most 40")
+    )
+
+
+def test_the_state_machine_passes_each_role_only_to_sagemaker(template):
+    passes = {
+        statement["Sid"]: statement
+        for statement in statements(template, "PipelineStateMachineRole")
+        if statement["Action"] == "iam:PassRole"
+    }
+
+    assert sorted(passes) == ["PassTheModelRole", "PassTheTrainingRole"]
+    for sid, role in (
+        ("PassTheModelRole", "PipelineDeployModelRole"),
+        ("PassTheTrainingRole", "PipelineTrainTrainingRole"),
+    ):
+        assert passes[sid]["Resource"]["Fn::GetAtt"][0].startswith(role)
+        assert passes[sid]["Condition"] == PASSED_TO_SAGEMAKER
+
+
+def test_the_state_machine_reaches_only_this_projects_resources(default):
+    template, templates = default
+    granted: dict[str, set[str]] = {}
+    for statement in statements(template, "PipelineStateMachineRole"):
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(
+                templates.resolve(STACK, resource) for resource in as_list(statement["Resource"])
+            )
+
+    jobs = {f"{SAGEMAKER}:training-job/{PREFIX}-*"}
+    for action in ("Create", "Describe", "Stop"):
+        assert granted[f"sagemaker:{action}TrainingJob"] == jobs
+    assert granted["sagemaker:ListTags"] == jobs
+    assert granted["events:PutRule"] == {
+        "arn:aws:events:us-east-1:123456789012:rule/"
+        "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+    }
+    configs = f"{SAGEMAKER}:endpoint-config/{PREFIX}-*"
+    endpoint = f"{SAGEMAKER}:endpoint/{PREFIX}-counter"
+    assert granted["sagemaker:CreateModel"] == {f"{SAGEMAKER}:model/{PREFIX}-*"}
+    assert granted["sagemaker:CreateEndpointConfig"] == {configs}
+    assert granted["sagemaker:DescribeEndpoint"] == {endpoint}
+    assert granted["sagemaker:CreateEndpoint"] == {endpoint, configs}
+    assert granted["sagemaker:UpdateEndpoint"] == {endpoint, configs}
+    assert granted["ssm:PutParameter"] == {
+        f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/active-model"
+    }
+    wildcard = sorted(action for action, resources in granted.items() if "*" in resources)
+    assert all(action.startswith(("logs:", "xray:")) for action in wildcard), wildcard
+
+
+def test_logs_at_level_all_to_an_encrypted_log_group_with_tracing(template):
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineName": f"{PREFIX}-training",
+            "LoggingConfiguration": {
+                "Level": "ALL",
+                "IncludeExecutionData": True,
+                "Destinations": [Match.any_value()],
+            },
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {
+            "LogGroupName": f"/aws/vendedlogs/states/{PREFIX}-training",
+            "KmsKeyId": Match.any_value(),
+        },
+    )
+
+
+def test_uploads_and_completed_labeling_jobs_start_runs(template):
+    rules = {
+        rule["Properties"]["EventPattern"]["detail-type"][0]: rule["Properties"]
+        for rule in template.find_resources("AWS::Events::Rule").values()
+    }
+    upload, labeling = rules["Object Created"], rules["Labeling Job Completed"]
+
+    assert upload["EventPattern"]["detail"]["object"] == {
+        "key": [{"wildcard": "training/requests/*.manifest"}]
+    }
+    assert upload["Targets"][0]["InputTransformer"] == {
+        "InputPathsMap": {
+            "detail-bucket-name": "$.detail.bucket.name",
+            "detail-object-key": "$.detail.object.key",
+        },
+        "InputTemplate": '{"manifestUri":"s3://<detail-bucket-name>/<detail-object-key>"}',
+    }
+    assert labeling["EventPattern"]["source"] == [f"{PREFIX}.labeling"]
+    assert labeling["Targets"][0]["InputPath"] == "$.detail"
+    (dead_letters,) = template.find_resources("AWS::SQS::Queue")
+    for (target,) in (upload["Targets"], labeling["Targets"]):
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters, "Arn"]}}
+        assert target["RetryPolicy"] == {
+            "MaximumEventAgeInSeconds": 86400,
+            "MaximumRetryAttempts": 185,
+        }
+
+
+def test_outputs_name_what_operators_use(template):
+    outputs = template.to_json()["Outputs"]
+
+    assert outputs["EndpointName"]["Value"] == f"{PREFIX}-counter"
+    assert outputs["ActiveModelParameterName"]["Value"] == f"/{PREFIX}/active-model"
+    assert {"StateMachineArn", "TrainingRequestsUri", "DeadLetterQueueUrl"} <= set(outputs)

@@ -1,0 +1,162 @@
+"""The Prepare Lambda against moto's S3: what it writes, what it returns, what it refuses."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from counting.training import DataNotTrainable, PreparedRun
+from tests.lambdas.conftest import ACCOUNT, REGION
+
+PREFIX = "object-counting-dev"
+BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
+EXECUTION = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{PREFIX}-training:run-1"
+STARTED = "2026-11-26T17:30:00.123Z"
+KEY = "training/requests/vehicles.manifest"
+# The hand-checked manifest (5 labeled, 2 failed, 1 empty), its images in the data bucket.
+HAND_CHECKED = (
+    (Path(__file__).parents[1] / "data" / "hand_checked.manifest")
+    .read_text()
+    .replace("s3://counting-data/images/", f"s3://{BUCKET}/labeling/images/street/")
+)
+
+
+@pytest.fixture
+def handler(aws, monkeypatch):
+    """The handler module, imported with the environment the stack gives it."""
+    for name, value in {
+        "BUCKET": BUCKET,
+        "NAME_PREFIX": PREFIX,
+        "VALIDATION_FRACTION": "0.2",
+        "SPLIT_SEED": "42",
+        "POWERTOOLS_SERVICE_NAME": "prepare-training-data",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    sys.modules.pop("lambdas.prepare_training_data.handler", None)
+    module = importlib.import_module("lambdas.prepare_training_data.handler")
+    yield module
+    module.s3.cache_clear()
+
+
+def upload(text: str, key: str = KEY) -> str:
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=key, Body=text.encode())
+    return f"s3://{BUCKET}/{key}"
+
+
+def read(key: str) -> str:
+    s3 = boto3.client("s3", region_name=REGION)
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+
+def event(manifest_uri: str, **request) -> dict:
+    """What the Prepare state sends."""
+    return {
+        "request": {"manifestUri": manifest_uri, **request},
+        "executionId": EXECUTION,
+        "startedAt": STARTED,
+    }
+
+
+def test_writes_the_split_and_the_report_and_returns_the_run(handler, lambda_context):
+    result = handler.main(event(upload(HAND_CHECKED)), lambda_context)
+
+    run = PreparedRun.model_validate(result)
+    assert run.run_name.startswith(f"{PREFIX}-20261126-173000-")
+    folder = f"training/manifests/{run.run_name}/"
+    assert run.train_manifest_uri == f"s3://{BUCKET}/{folder}train.manifest"
+    assert run.validation_manifest_uri == f"s3://{BUCKET}/{folder}validation.manifest"
+    assert run.attribute_names == ("source-ref", "vehicles")
+    assert run.class_map == {"0": "car", "1": "truck"}
+    assert run.hyperparameters == {
+        "num_classes": "2",
+        "num_training_samples": "4",
+        "label_width": "350",
+    }
+    assert run.figures["dropped_failed"] == 2
+    assert run.figures["dropped_empty"] == 1
+    train = read(f"{folder}train.manifest").splitlines()
+    validation = read(f"{folder}validation.manifest").splitlines()
+    assert (len(train), len(validation)) == (4, 1)
+    # Every kept line is an original labeled line, unchanged in content.
+    originals = {
+        json.loads(line)["source-ref"]: json.loads(line) for line in HAND_CHECKED.splitlines()
+    }
+    for line in train + validation:
+        assert json.loads(line) == originals[json.loads(line)["source-ref"]]
+    report = json.loads(read(f"{folder}data-report.json"))
+    assert report["run"] == run.run_name
+    assert report["manifest"] == f"s3://{BUCKET}/{KEY}"
+    assert (report["images"], report["labeled"], report["failed"], report["empty"]) == (8, 5, 2, 1)
+
+
+def test_the_same_execution_always_gets_the_same_run(handler, lambda_context):
+    uri = upload(HAND_CHECKED)
+
+    first = handler.main(event(uri), lambda_context)
+    again = handler.main(event(uri), lambda_context)
+
+    assert first == again
+
+
+def test_a_labeling_jobs_output_with_its_attribute(handler, lambda_context):
+    uri = upload(HAND_CHECKED, "labeling/output/job-1/manifests/output/output.manifest")
+
+    result = handler.main(
+        event(uri, labelingJobName="job-1", labelAttribute="vehicles"), lambda_context
+    )
+
+    folder = f"training/manifests/{result['runName']}/"
+    assert json.loads(read(f"{folder}data-report.json"))["labeling_job"] == "job-1"
+
+
+@pytest.mark.parametrize(
+    ("manifest_uri", "reason"),
+    [
+        (f"s3://{BUCKET}/incoming/x.manifest", "is not an object under"),
+        ("s3://another-bucket/training/requests/x.manifest", "is not an object under"),
+        (f"s3://{BUCKET}/training/requests/missing.manifest", "no such object"),
+    ],
+    ids=["outside the allowed prefixes", "another bucket", "missing"],
+)
+def test_a_manifest_it_may_not_or_cannot_read(handler, lambda_context, manifest_uri, reason):
+    with pytest.raises(DataNotTrainable, match=reason):
+        handler.main(event(manifest_uri), lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (HAND_CHECKED.replace('"class_id":1', '"class_id":7', 1), "class_id 7 is not in the"),
+        ('{"source-ref": "s3://x/y.jpg"\n', "line 1: not valid JSON"),
+        (HAND_CHECKED.split("\n")[0] + "\n", "cannot fill both a training and a validation"),
+        (
+            HAND_CHECKED.replace(f"s3://{BUCKET}/labeling/images/", f"s3://{BUCKET}/incoming/"),
+            "training reads images only there",
+        ),
+    ],
+    ids=["class id out of range", "broken JSON", "too few images", "images elsewhere"],
+)
+def test_data_that_cannot_train_is_refused_with_the_reason(handler, lambda_context, text, reason):
+    with pytest.raises(DataNotTrainable, match=reason):
+        handler.main(event(upload(text)), lambda_context)
+
+
+def test_undecodable_bytes_are_refused(handler, lambda_context):
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=KEY, Body=b"\xff\xfe")
+
+    with pytest.raises(DataNotTrainable, match="not UTF-8"):
+        handler.main(event(f"s3://{BUCKET}/{KEY}"), lambda_context)
+
+
+def test_an_input_without_a_manifest_is_refused(handler, lambda_context):
+    with pytest.raises(DataNotTrainable, match=r"request\.manifestUri"):
+        handler.main(
+            {"request": {}, "executionId": EXECUTION, "startedAt": STARTED}, lambda_context
+        )

@@ -1,0 +1,474 @@
+"""The synthesized training state machine, run through its success and failure paths.
+
+The definition is the one CDK synthesized (``template.Templates``), run by moto's ASL
+interpreter (``harness``): SageMaker model/endpoint-config/endpoint calls, SSM and SNS
+go to moto's mocks; the Prepare Lambda, the training job and whatever moto's SageMaker
+cannot do (UpdateEndpoint, an endpoint that fails) are stubbed per state.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.sagemaker.models import sagemaker_backends
+
+from counting.model_record import ActiveModel
+from counting.training import DataNotTrainable, PreparedRun
+from tests.infra.synth import build_app
+from tests.stepfunctions import harness
+from tests.stepfunctions.harness import Return, Throw
+from tests.stepfunctions.template import ACCOUNT, REGION, Templates
+
+PREFIX = "object-counting-dev"
+ENDPOINT = f"{PREFIX}-counter"
+PARAMETER = f"/{PREFIX}/active-model"
+BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
+RUN = f"{PREFIX}-20261126-173000-a1b2c3"
+PREVIOUS_RUN = f"{PREFIX}-20261101-090000-0f0f0f"
+MANIFEST = f"s3://{BUCKET}/training/requests/street.manifest"
+MODEL_DATA = f"s3://{BUCKET}/training/models/{RUN}/output/model.tar.gz"
+PREPARED = PreparedRun(
+    run_name=RUN,
+    label_attribute="vehicles",
+    attribute_names=("source-ref", "vehicles"),
+    class_map={"0": "car", "1": "person"},
+    train_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/train.manifest",
+    validation_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation.manifest",
+    data_report_uri=f"s3://{BUCKET}/training/manifests/{RUN}/data-report.json",
+    hyperparameters={"num_classes": "2", "num_training_samples": "40", "label_width": "350"},
+    figures={"num_training_samples": 40, "num_validation_samples": 10},
+)
+PREPARE_OK = Return({"StatusCode": 200, "Payload": PREPARED.model_dump(by_alias=True)})
+NOT_FOUND = Throw(
+    "SageMaker.SageMakerException",
+    f'Could not find endpoint "arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}". '
+    "(Service: SageMaker, Status Code: 400, Request ID: 1)",
+)
+# FindEndpoint retries SageMaker.SageMakerException (SAGEMAKER_API: 4 retries) before
+# its catch sees "not found".
+ENDPOINT_NOT_FOUND = [NOT_FOUND] * 5
+FIRST_DEPLOYMENT = [
+    "CreateModel",
+    "CreateEndpointConfig",
+    "FindEndpoint",
+    "EndpointMissing",
+    "CreateEndpoint",
+    "WaitForEndpoint",
+    "CheckEndpoint",
+    "EndpointReady",
+]
+THROUGH_THE_GATE = [
+    "PrepareTrainingData",
+    "Train",
+    "FindValidationMap",
+    "ValidationMapReported",
+    "ReadValidationMap",
+    "QualityGate",
+]
+RECORDED = ["DescribeActiveModel", "SaveActiveModel", "NotifyDeployed", "Deployed"]
+STOPPED = ["NotifyStopped", "RunStopped"]
+
+
+def finished_job(validation_map: float | None = 0.73) -> Return:
+    """What createTrainingJob.sync returns: DescribeTrainingJob of the completed job."""
+    metrics = [{"MetricName": "train:progress", "Value": 100.0}]
+    if validation_map is not None:
+        metrics.append({"MetricName": "validation:mAP", "Value": validation_map})
+    return Return(
+        {
+            "TrainingJobName": RUN,
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": MODEL_DATA},
+            "FinalMetricDataList": metrics,
+        }
+    )
+
+
+def endpoint(status: str, config: str, **details) -> Return:
+    return Return(
+        {"EndpointName": ENDPOINT, "EndpointStatus": status, "EndpointConfigName": config} | details
+    )
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> Templates:
+    app, _ = build_app(rule_packs=False)
+    assembly = app.synth()
+    return Templates(
+        {s.stack_name: json.loads(Path(s.template_full_path).read_text()) for s in assembly.stacks}
+    )
+
+
+class Pipeline:
+    """The state machine in moto, its topic read through a queue, and moto's services."""
+
+    def __init__(self, templates: Templates) -> None:
+        alerts = f"{PREFIX}-alerts"
+        (topic,) = templates.resources(alerts, "AWS::SNS::Topic")
+        topic_arn = templates.resolve(alerts, {"Ref": topic})
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sns.create_topic(Name=topic_arn.rsplit(":", 1)[1])
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.queue = self.sqs.create_queue(QueueName="notifications")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.ssm = boto3.client("ssm", region_name=REGION)
+        self.stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+        self.arn = self.stepfunctions.create_state_machine(
+            name=f"{PREFIX}-training",
+            definition=json.dumps(templates.definition(f"{PREFIX}-training")),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/training",
+        )["stateMachineArn"]
+
+    def run(self, stubs: dict[str, list[harness.Stub]], **options) -> harness.Run:
+        result = harness.run(
+            self.stepfunctions,
+            self.arn,
+            {"manifestUri": MANIFEST},
+            name="run",
+            stubs=stubs,
+            **options,
+        )
+        result.check_requests()
+        return result
+
+    def notifications(self) -> list[tuple[str, dict]]:
+        messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10)
+        bodies = [json.loads(message["Body"]) for message in messages.get("Messages", [])]
+        return [(body["Subject"], json.loads(body["Message"])) for body in bodies]
+
+    def active_model(self) -> ActiveModel:
+        value = self.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"]
+        return ActiveModel.model_validate_json(value)
+
+    def deploy_previous_model(self) -> None:
+        """An endpoint serving an earlier run's model, and its record."""
+        self.sagemaker.create_model(
+            ModelName=PREVIOUS_RUN,
+            ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+            PrimaryContainer={"Image": "image", "ModelDataUrl": "s3://b/previous.tar.gz"},
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName=PREVIOUS_RUN,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": PREVIOUS_RUN,
+                    "ServerlessConfig": {"MemorySizeInMB": 4096, "MaxConcurrency": 5},
+                }
+            ],
+        )
+        self.sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=PREVIOUS_RUN)
+        previous = ActiveModel(
+            endpoint_name=ENDPOINT, endpoint_config_name=PREVIOUS_RUN, model_name=PREVIOUS_RUN
+        )
+        self.ssm.put_parameter(Name=PARAMETER, Value=previous.model_dump_json(), Type="String")
+
+
+@pytest.fixture
+def pipeline(templates):
+    with mock_aws(config=harness.MOTO_CONFIG), harness.interpreter():
+        yield Pipeline(templates)
+
+
+def assert_stopped(pipeline: Pipeline, run: harness.Run, *, error: str, outcome: str, state: str):
+    """The run failed with ``error`` and the topic heard why, with a link to the execution."""
+    assert run.status == "FAILED"
+    assert run.error == error
+    ((subject, report),) = pipeline.notifications()
+    assert subject == f"{PREFIX}: training run stopped, no model deployed"
+    assert report["outcome"] == outcome
+    assert report["state"] == state
+    assert report["error"] == error
+    assert report["cause"] == run.cause
+    assert report["request"] == {"manifestUri": MANIFEST}
+    assert report["execution"].endswith(":run")
+    assert report["console"] == (
+        f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}"
+        f"#/v2/executions/details/{report['execution']}"
+    )
+
+
+def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job(validation_map=0.73)],
+            "FindEndpoint": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.states() == THROUGH_THE_GATE + FIRST_DEPLOYMENT + RECORDED
+    assert run.attempts("FindEndpoint") == 5
+    record = pipeline.active_model()
+    assert record == ActiveModel(
+        endpoint_name=ENDPOINT,
+        endpoint_config_name=RUN,
+        model_name=RUN,
+        training_job_name=RUN,
+        validation_map=0.73,
+        class_map={"0": "car", "1": "person"},
+        label_attribute="vehicles",
+        deployed_at=record.deployed_at,
+    )
+    assert record.deployed_at
+    assert run.output == json.loads(record.model_dump_json(exclude={"score_threshold"}))
+    assert pipeline.notifications() == [
+        (f"{PREFIX}: new model deployed", json.loads(record.model_dump_json(exclude_none=True)))
+    ]
+    # What moto's SageMaker now holds: the run's model, behind a serverless config.
+    model = pipeline.sagemaker.describe_model(ModelName=RUN)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    assert model["PrimaryContainer"]["Image"] == (
+        f"811284229777.dkr.ecr.{REGION}.amazonaws.com/object-detection:1"
+    )
+    config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=RUN)
+    (variant,) = config["ProductionVariants"]
+    assert variant["ModelName"] == RUN
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
+    assert pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == RUN
+
+
+def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(pipeline):
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "FindEndpoint": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    ((prepare_request,),) = [run.requests("PrepareTrainingData")]
+    assert prepare_request["Payload"]["request"] == {"manifestUri": MANIFEST}
+    assert prepare_request["Payload"]["executionId"].endswith(":run")
+    ((job,),) = [run.requests("Train")]
+    assert job["TrainingJobName"] == RUN
+    assert job["HyperParameters"] == {
+        "base_network": "resnet-50",
+        "use_pretrained_model": "1",
+        "image_shape": "512",
+        "mini_batch_size": "16",
+        "epochs": "30",
+        "learning_rate": "0.001",
+        "optimizer": "sgd",
+        "momentum": "0.9",
+        "weight_decay": "0.0005",
+        "num_classes": "2",
+        "num_training_samples": "40",
+        "label_width": "350",
+    }
+    channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
+    for name, uri in (
+        ("train", PREPARED.train_manifest_uri),
+        ("validation", PREPARED.validation_manifest_uri),
+    ):
+        source = channels[name]["DataSource"]["S3DataSource"]
+        assert source["S3Uri"] == uri
+        assert source["AttributeNames"] == ["source-ref", "vehicles"]
+    assert job["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/training/models/checkpoints/{RUN}/"}
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/training/models/"
+
+
+def test_a_later_run_updates_the_endpoint_in_place(pipeline):
+    pipeline.deploy_previous_model()
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            # moto has no UpdateEndpoint: its answer, and the endpoint after it.
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+            "CheckEndpoint": [endpoint("InService", RUN)],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.states() == [
+        *THROUGH_THE_GATE,
+        "CreateModel",
+        "CreateEndpointConfig",
+        "FindEndpoint",
+        "UpdateEndpoint",
+        "WaitForEndpoint",
+        "CheckEndpoint",
+        "EndpointReady",
+        *RECORDED,
+    ]
+    assert run.requests("UpdateEndpoint") == [{"EndpointName": ENDPOINT, "EndpointConfigName": RUN}]
+    assert pipeline.active_model().endpoint_config_name == RUN
+
+
+def test_bad_data_stops_the_run_before_training(pipeline):
+    reason = f"{MANIFEST}: line 3: class_id 7 is not in the class-map (ids 0, 1)"
+    lambda_error = json.dumps({"errorType": "DataNotTrainable", "errorMessage": reason})
+
+    run = pipeline.run({"PrepareTrainingData": [Throw(DataNotTrainable.__name__, lambda_error)]})
+
+    assert run.states() == ["PrepareTrainingData", "BadData", *STOPPED]
+    assert run.attempts("PrepareTrainingData") == 1  # bad data is not retried
+    assert run.cause == lambda_error
+    assert_stopped(
+        pipeline, run, error="DataNotTrainable", outcome="refused", state="PrepareTrainingData"
+    )
+
+
+def test_lambda_service_errors_are_retried(pipeline):
+    busy = Throw("Lambda.TooManyRequestsException", "Rate exceeded")
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [busy, busy, PREPARE_OK],
+            "Train": [finished_job()],
+            "FindEndpoint": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.attempts("PrepareTrainingData") == 3
+
+
+def test_a_failed_training_job_is_reported(pipeline):
+    job = {"TrainingJobName": RUN, "TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [Throw("States.TaskFailed", json.dumps(job))],
+        }
+    )
+
+    assert run.states() == ["PrepareTrainingData", "Train", "TrainFailed", *STOPPED]
+    assert run.attempts("Train") == 1  # a job that ran and failed is not started again
+    assert run.cause == f"States.TaskFailed: {json.dumps(job)}"
+    assert_stopped(pipeline, run, error="TrainFailed", outcome="failed", state="Train")
+    with pytest.raises(pipeline.ssm.exceptions.ParameterNotFound):
+        pipeline.ssm.get_parameter(Name=PARAMETER)
+
+
+def test_no_capacity_is_retried_with_the_same_job_name(pipeline):
+    no_capacity = Throw(
+        "SageMaker.AmazonSageMakerException",
+        "The account-level service limit 'ml.p3.2xlarge for spot training job usage' is 0 "
+        "(Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded)",
+    )
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [no_capacity, no_capacity, finished_job()],
+            "FindEndpoint": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert [job["TrainingJobName"] for job in run.requests("Train")] == [RUN] * 3
+
+
+@pytest.mark.parametrize(
+    ("validation_map", "error", "cause"),
+    [
+        (
+            0.31,
+            "QualityGateNotMet",
+            "validation:mAP 0.31 is below the minimum 0.5; nothing was deployed, the endpoint "
+            "keeps its current model.",
+        ),
+        (
+            None,
+            "ValidationMapMissing",
+            "The training job reported no validation:mAP; nothing was deployed.",
+        ),
+    ],
+    ids=["below the minimum", "not reported"],
+)
+def test_the_quality_gate_refuses_a_weak_model(pipeline, validation_map, error, cause):
+    pipeline.deploy_previous_model()
+
+    run = pipeline.run(
+        {"PrepareTrainingData": [PREPARE_OK], "Train": [finished_job(validation_map)]}
+    )
+
+    assert run.cause == cause
+    assert run.states()[-3:] == [error, *STOPPED]
+    assert "CreateModel" not in run.states()
+    assert_stopped(pipeline, run, error=error, outcome="refused", state="QualityGate")
+    assert pipeline.active_model().endpoint_config_name == PREVIOUS_RUN
+
+
+def test_a_model_at_the_minimum_passes_the_gate(pipeline):
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job(validation_map=0.5)],
+            "FindEndpoint": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+
+
+@pytest.mark.parametrize(
+    "after_update",
+    [
+        endpoint("Failed", RUN, FailureReason="The model container failed to start."),
+        # A failed update leaves the endpoint in service on the config it had.
+        endpoint("InService", PREVIOUS_RUN),
+    ],
+    ids=["endpoint failed", "update rolled back"],
+)
+def test_a_failed_deployment_is_reported_and_the_record_kept(pipeline, after_update):
+    pipeline.deploy_previous_model()
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+            "CheckEndpoint": [after_update],
+        }
+    )
+
+    assert run.states()[-5:] == ["CheckEndpoint", "EndpointReady", "EndpointNotDeployed", *STOPPED]
+    assert json.loads(run.cause) == after_update.payload
+    assert_stopped(
+        pipeline, run, error="EndpointNotDeployed", outcome="failed", state="CheckEndpoint"
+    )
+    assert pipeline.active_model().endpoint_config_name == PREVIOUS_RUN
+
+
+def test_an_endpoint_being_updated_is_waited_for(pipeline):
+    pipeline.deploy_previous_model()
+    # moto has no UpdateEndpoint: the stub answers, and moto's endpoint is moved along by
+    # hand, "Updating" until the second wait, then in service on the run's config.
+    moto_endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT]
+    moto_endpoint.endpoint_status = "Updating"
+    waits = []
+
+    def finish_the_update_on_the_second_wait() -> None:
+        waits.append(moto_endpoint.endpoint_status)
+        if len(waits) == 2:
+            moto_endpoint.endpoint_status = "InService"
+            moto_endpoint.endpoint_config_name = RUN
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+        },
+        on_wait=finish_the_update_on_the_second_wait,
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    waiting = ["WaitForEndpoint", "CheckEndpoint", "EndpointReady"]
+    assert run.states()[-10:] == ["UpdateEndpoint", *waiting, *waiting, *RECORDED][-10:]
+    assert run.states().count("WaitForEndpoint") == 2

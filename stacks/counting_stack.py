@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from counting import layout
@@ -13,9 +12,9 @@ from stacks.components.counting import (
     ImageCounter,
     ImageIntake,
 )
+from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.storage import REMOVAL_POLICIES, DataStorage
 from stacks.config import AppConfig
-from stacks.nag import acknowledge, object_prefix_finding
 
 
 class CountingStack(cdk.Stack):
@@ -114,17 +113,17 @@ class CountingStack(cdk.Stack):
                 ],
             ),
         }
-        for sid, (actions, resources) in statements.items():
-            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
-        policy = role.node.find_child("DefaultPolicy")
-        for prefix, why in (
-            (layout.INCOMING, "reads the uploaded images it counts"),
-            (layout.RESULTS, "writes one result per image, named after it"),
-            (layout.ANNOTATED, "writes one annotated copy per image, named after it"),
-        ):
-            acknowledge(
-                policy,
-                object_prefix_finding(storage.bucket_name, prefix),
-                f"The counter {why}: object names are not known in advance, so access is "
-                f"limited to the {prefix} prefix.",
-            )
+        policy = allow(role, statements)
+        acknowledge_object_prefixes(
+            policy,
+            storage.bucket_name,
+            {
+                prefix: f"The counter {why}: object names are not known in advance, so access "
+                f"is limited to the {prefix} prefix."
+                for prefix, why in (
+                    (layout.INCOMING, "reads the uploaded images it counts"),
+                    (layout.RESULTS, "writes one result per image, named after it"),
+                    (layout.ANNOTATED, "writes one annotated copy per image, named after it"),
+                )
+            },
+        )

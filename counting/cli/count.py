@@ -123,33 +123,16 @@ def _report(
 
 
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from counting.cli import aws
 
-    try:
-        client = boto3.client(
-            "sagemaker-runtime", region_name=region, config=Config(retries={"mode": "standard"})
-        )
-        response = client.invoke_endpoint(
+    with aws.reported(f"endpoint {endpoint}", doing=f"call endpoint {endpoint}"):
+        response = aws.client("sagemaker-runtime", region).invoke_endpoint(
             EndpointName=endpoint,
             ContentType=IMAGE_CONTENT_TYPE,
             Accept=JSON_CONTENT_TYPE,
             Body=payload,
         )
         return response["Body"].read()
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        message = f"{details.get('Code', 'error')}: {details.get('Message', '')}"
-        raise InputError(f"endpoint {endpoint}: {_one_line(message)}") from None
-    except BotoCoreError as error:
-        # No credentials, no Region, no network: botocore's messages already say which.
-        raise InputError(f"cannot call endpoint {endpoint}: {_one_line(str(error))}") from None
-
-
-def _one_line(text: str) -> str:
-    # A model container's error can span lines; the CLI's errors are one line each.
-    return " ".join(text.split())
 
 
 def _read_class_map(path: Path | None) -> dict[str, str] | None:

@@ -49,18 +49,9 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _upload(bucket: str, key: str, body: bytes, region: str | None) -> None:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from counting.cli import aws
 
-    try:
-        s3 = boto3.client("s3", region_name=region, config=Config(retries={"mode": "standard"}))
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        raise InputError(
-            f"s3://{bucket}/{key}: {details.get('Code', 'error')}: {details.get('Message', '')}"
-        ) from None
-    except BotoCoreError as error:
-        # No credentials, no Region, no network: botocore's messages already say which.
-        raise InputError(f"cannot upload s3://{bucket}/{key}: {error}") from None
+    with aws.reported(f"s3://{bucket}/{key}", doing=f"upload s3://{bucket}/{key}"):
+        aws.client("s3", region).put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="application/json"
+        )

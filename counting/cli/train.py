@@ -73,25 +73,12 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _start_execution(state_machine_arn: str, request: dict[str, str], *, region: str) -> str:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from counting.cli import aws
 
-    try:
-        client = boto3.client(
-            "stepfunctions", region_name=region, config=Config(retries={"mode": "standard"})
-        )
-        response = client.start_execution(
+    with aws.reported(state_machine_arn, doing=f"start {state_machine_arn}"):
+        response = aws.client("stepfunctions", region).start_execution(
             stateMachineArn=state_machine_arn,
             name=execution_name(datetime.now(UTC)),
             input=json.dumps(request),
         )
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        raise InputError(
-            f"{state_machine_arn}: {details.get('Code', 'error')}: {details.get('Message', '')}"
-        ) from None
-    except BotoCoreError as error:
-        # No credentials, no network: botocore's messages already say which.
-        raise InputError(f"cannot start {state_machine_arn}: {error}") from None
     return response["executionArn"]

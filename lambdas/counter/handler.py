@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
+from counting.events import ObjectCreated
 from counting.model_record import ActiveModel
 from counting.results import STATUS_COUNTED, ImageRef
 from lambdas.counter.service import ImageCounter
@@ -56,33 +57,6 @@ class Environment(BaseModel):
     active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
     score_threshold: float = Field(alias="SCORE_THRESHOLD", ge=0, le=1)
     annotate: bool = Field(alias="ANNOTATE")
-
-
-class _Bucket(BaseModel):
-    name: str = Field(min_length=3)
-
-
-class _Object(BaseModel):
-    # EventBridge gives the key as stored (not URL-encoded, unlike S3 notifications).
-    key: str = Field(min_length=1)
-    etag: str | None = None
-    version_id: str | None = Field(None, alias="version-id")
-
-
-class _Detail(BaseModel):
-    bucket: _Bucket
-    object: _Object
-
-
-class ObjectCreatedEvent(BaseModel):
-    """The part of an EventBridge S3 "Object Created" event the counter needs."""
-
-    detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
-    detail: _Detail
-
-    def image(self) -> ImageRef:
-        obj = self.detail.object
-        return ImageRef(self.detail.bucket.name, obj.key, obj.version_id, obj.etag)
 
 
 ENV = Environment.model_validate(os.environ)
@@ -145,7 +119,7 @@ def count_once(image: dict[str, Any]) -> dict[str, Any]:
 
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> dict[str, Any]:
-    image = ObjectCreatedEvent.model_validate_json(record.body).image()
+    image = ObjectCreated.model_validate_json(record.body).object_version()
     logger.append_keys(image=image.uri)
     return count_once(image=asdict(image))
 

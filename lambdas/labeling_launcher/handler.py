@@ -23,30 +23,11 @@ from botocore.config import Config
 from pydantic import BaseModel, Field
 
 from counting import labeling
+from counting.events import ObjectCreated
 from lambdas.labeling_launcher.service import LabelingLauncher, LauncherSettings
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
-
-
-class _Bucket(BaseModel):
-    name: str = Field(min_length=3)
-
-
-class _Object(BaseModel):
-    # EventBridge gives the key as stored (not URL-encoded, unlike S3 notifications).
-    key: str = Field(min_length=1)
-    version_id: str | None = Field(None, alias="version-id")
-
-
-class _ObjectDetail(BaseModel):
-    bucket: _Bucket
-    object: _Object
-
-
-class ObjectCreated(BaseModel):
-    detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
-    detail: _ObjectDetail
 
 
 class LabelingJobStateChange(BaseModel):
@@ -80,8 +61,7 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
         change = LabelingJobStateChange.model_validate(event)
         outcome = launcher().announce_completion(change.resources[0])
     else:
-        created = ObjectCreated.model_validate(event)
-        obj = created.detail.object
-        outcome = launcher().launch(created.detail.bucket.name, obj.key, obj.version_id)
+        request = ObjectCreated.model_validate(event).object_version()
+        outcome = launcher().launch(request.bucket, request.key, request.version_id)
     logger.info("labeling launcher", extra=outcome)
     return outcome

@@ -13,7 +13,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from counting import layout
+from stacks.components.delivery import (
+    EVENT_RETRY_ATTEMPTS,
+    MAX_EVENT_AGE,
+    dead_letter_queue,
+    encrypted_queue,
+)
 from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.storage import objects_created
 from stacks.config import CountingSettings
 from stacks.nag import acknowledge
 
@@ -22,23 +29,8 @@ MAX_RECEIVES = 5
 # AWS: a queue's visibility timeout should be at least six times the function timeout.
 # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
 VISIBILITY_TIMEOUT_FACTOR = 6
-# Dead letters are kept for the longest time SQS allows, for investigation and redrive.
-DEAD_LETTER_RETENTION = cdk.Duration.days(14)
 # The image library the counter needs and the Lambda runtime lacks.
 PILLOW = "pillow==13.0.0"
-
-
-def _encrypted_queue(scope: Construct, construct_id: str, key: kms.IKey, **props) -> sqs.Queue:
-    return sqs.Queue(
-        scope,
-        construct_id,
-        encryption=sqs.QueueEncryption.KMS,
-        encryption_master_key=key,
-        # One data key per 5 minutes instead of a KMS call per message.
-        data_key_reuse=cdk.Duration.minutes(5),
-        enforce_ssl=True,
-        **props,
-    )
 
 
 class ImageIntake(Construct):
@@ -61,10 +53,14 @@ class ImageIntake(Construct):
         visibility_timeout: cdk.Duration,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letters = _encrypted_queue(
-            self, "DeadLetters", key, retention_period=DEAD_LETTER_RETENTION
+        self.dead_letters = dead_letter_queue(
+            self,
+            "DeadLetters",
+            key,
+            holds="Images the counter failed on five times",
+            named_by_targets=False,
         )
-        self.queue = _encrypted_queue(
+        self.queue = encrypted_queue(
             self,
             "Queue",
             key,
@@ -73,47 +69,25 @@ class ImageIntake(Construct):
                 queue=self.dead_letters, max_receive_count=MAX_RECEIVES
             ),
         )
-        acknowledge(
-            self.dead_letters,
-            "Serverless-SQSRedrivePolicy",
-            "This is the intake queue's dead-letter queue; messages that failed five times "
-            "stay here for investigation and a manual redrive.",
-        )
-        self.undeliverable = _encrypted_queue(
-            self, "Undeliverable", key, retention_period=DEAD_LETTER_RETENTION
-        )
-        acknowledge(
-            self.undeliverable,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the EventBridge rule's SQS "
-            "target; EventBridge names it in the target, not in a redrive policy.",
-        )
-        acknowledge(
-            self.undeliverable,
-            "Serverless-SQSRedrivePolicy",
-            "Last stop for events EventBridge could not deliver to the intake queue; "
-            "redriving it into yet another queue would only move the problem.",
+        self.undeliverable = dead_letter_queue(
+            self,
+            "Undeliverable",
+            key,
+            holds="Upload events EventBridge could not put on the intake queue",
+            named_by_targets=True,
         )
         self.rule = events.Rule(
             self,
             "ObjectCreated",
             description=f"Images uploaded under {layout.INCOMING} are counted",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [bucket.bucket_name]},
-                    "object": {"key": [{"prefix": layout.INCOMING}]},
-                },
-            ),
+            event_pattern=objects_created(bucket.bucket_name, {"prefix": layout.INCOMING}),
         )
         self.rule.add_target(
             targets.SqsQueue(
                 self.queue,
                 dead_letter_queue=self.undeliverable,
-                # EventBridge retries delivery for a day before giving up on an event.
-                max_event_age=cdk.Duration.hours(24),
-                retry_attempts=185,
+                max_event_age=MAX_EVENT_AGE,
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
             )
         )
 

@@ -13,40 +13,28 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from counting import labeling, layout
 from counting.errors import InputError
+from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
+from stacks.components.permissions import (
+    SageMakerExecutionRole,
+    acknowledge_object_prefixes,
+    allow,
+)
 from stacks.components.python_function import PythonFunction
-from stacks.components.storage import DataStorage
+from stacks.components.storage import DataStorage, objects_created
 from stacks.config import LabelingSettings
-from stacks.nag import acknowledge, object_prefix_finding
+from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
-# EventBridge's own maxima: it keeps retrying delivery to the launcher for a day.
-EVENT_RETRY_ATTEMPTS = 185
-MAX_EVENT_AGE = cdk.Duration.hours(24)
 # Lambda retries a failed asynchronous invocation twice (6 hours at most, Lambda's maximum),
 # then sends it to the dead letters.
 ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE = cdk.Duration.hours(6)
-DEAD_LETTER_RETENTION = cdk.Duration.days(14)
 # Where Ground Truth writes labeling job logs.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/sms-security-permission-execution-role.html
 LABELING_JOB_LOG_GROUP = "/aws/sagemaker/LabelingJobs"
-
-
-def _arn_finding(stack: cdk.Stack, service: str, resource: str) -> str:
-    """The AwsSolutions-IAM5 finding id of a wildcard ARN of this stack's account and Region.
-
-    cdk-nag renders pseudo parameters as ``<AWS::Region>``; a stack with an explicit
-    environment has its account and Region written out.
-    """
-    region = "<AWS::Region>" if cdk.Token.is_unresolved(stack.region) else stack.region
-    account = "<AWS::AccountId>" if cdk.Token.is_unresolved(stack.account) else stack.account
-    return (
-        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:{service}:{region}:{account}:{resource}]"
-    )
 
 
 class LabelingJobs(Construct):
@@ -84,21 +72,13 @@ class LabelingJobs(Construct):
         )
 
         self.ground_truth_role = self._ground_truth_role()
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = dead_letter_queue(
             self,
             "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=storage.key,
-            enforce_ssl=True,
-            retention_period=DEAD_LETTER_RETENTION,
+            storage.key,
+            holds="Labeling requests and job completions the launcher could not handle",
+            named_by_targets=True,
         )
-        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
-            acknowledge(
-                self.dead_letters,
-                rule,
-                "Dead letters of the labeling launcher (undeliverable events and failed "
-                "invocations), kept two weeks for inspection; nothing reads it to redrive.",
-            )
 
         self.launcher = PythonFunction(
             self,
@@ -147,17 +127,9 @@ class LabelingJobs(Construct):
             self,
             "RequestUploaded",
             description=f"A request uploaded under {layout.LABELING_REQUESTS} starts a job",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [storage.bucket_name]},
-                    "object": {
-                        "key": [
-                            {"wildcard": f"{layout.LABELING_REQUESTS}*{labeling.REQUEST_SUFFIX}"}
-                        ]
-                    },
-                },
+            event_pattern=objects_created(
+                storage.bucket_name,
+                {"wildcard": f"{layout.LABELING_REQUESTS}*{labeling.REQUEST_SUFFIX}"},
             ),
         )
         self.completion_rule = events.Rule(
@@ -192,90 +164,59 @@ class LabelingJobs(Construct):
 
     def _ground_truth_role(self) -> iam.Role:
         """What a labeling job needs: read its inputs and images, write its output and logs."""
-        stack = cdk.Stack.of(self)
         bucket, key = self._bucket, self._storage.key
-        role = iam.Role(
+        execution = SageMakerExecutionRole(
             self,
             "GroundTruthRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs this app's Ground Truth labeling jobs",
+            log_group_name=LABELING_JOB_LOG_GROUP,
+            metrics_namespace=None,
+            runs="Ground Truth labeling jobs",
         )
-        log_group = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=LABELING_JOB_LOG_GROUP,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        policy = allow(
+            execution.role,
+            {
+                "ReadImagesAndJobInputs": (
+                    ["s3:GetObject"],
+                    [
+                        bucket.arn_for_objects(f"{layout.LABELING_IMAGES}*"),
+                        bucket.arn_for_objects(f"{layout.LABELING_INPUT}*"),
+                        bucket.arn_for_objects(f"{layout.LABELING_OUTPUT}*"),
+                    ],
+                ),
+                "WriteJobOutput": (
+                    ["s3:PutObject", "s3:AbortMultipartUpload"],
+                    [bucket.arn_for_objects(f"{layout.LABELING_OUTPUT}*")],
+                ),
+                "LocateTheBucket": (["s3:GetBucketLocation"], [bucket.bucket_arn]),
+                "ListLabelingObjects": (
+                    ["s3:ListBucket"],
+                    [bucket.bucket_arn],
+                    {"StringLike": {"s3:prefix": "labeling/*"}},
+                ),
+                "UseTheDataKey": (
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                    [key.key_arn],
+                ),
+            },
         )
-        statements = {
-            "ReadImagesAndJobInputs": (
-                ["s3:GetObject"],
-                [
-                    bucket.arn_for_objects(f"{layout.LABELING_IMAGES}*"),
-                    bucket.arn_for_objects(f"{layout.LABELING_INPUT}*"),
-                    bucket.arn_for_objects(f"{layout.LABELING_OUTPUT}*"),
-                ],
-                None,
-            ),
-            "WriteJobOutput": (
-                ["s3:PutObject", "s3:AbortMultipartUpload"],
-                [bucket.arn_for_objects(f"{layout.LABELING_OUTPUT}*")],
-                None,
-            ),
-            "LocateTheBucket": (["s3:GetBucketLocation"], [bucket.bucket_arn], None),
-            "ListLabelingObjects": (
-                ["s3:ListBucket"],
-                [bucket.bucket_arn],
-                {"StringLike": {"s3:prefix": "labeling/*"}},
-            ),
-            "UseTheDataKey": (
-                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                [key.key_arn],
-                None,
-            ),
-            "WriteJobLogs": (
-                [
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                ],
-                [log_group, f"{log_group}:log-stream:*"],
-                None,
-            ),
-            # CloudWatch metrics have no ARNs to scope to.
-            "PutJobMetrics": (["cloudwatch:PutMetricData"], ["*"], None),
-        }
-        for sid, (actions, resources, conditions) in statements.items():
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid=sid, actions=actions, resources=resources, conditions=conditions
+        acknowledge_object_prefixes(
+            policy,
+            self._storage.bucket_name,
+            {
+                prefix: f"A Ground Truth job {why} {prefix}, in folders named after batches and "
+                "jobs that exist only at run time."
+                for prefix, why in (
+                    (layout.LABELING_IMAGES, "shows workers the images under"),
+                    (
+                        layout.LABELING_INPUT,
+                        "reads each job's manifest, categories and template under",
+                    ),
+                    (layout.LABELING_OUTPUT, "writes and re-reads each job's annotations under"),
                 )
-            )
-        policy = role.node.find_child("DefaultPolicy")
-        for prefix, why in (
-            (layout.LABELING_IMAGES, "shows workers the images under"),
-            (layout.LABELING_INPUT, "reads each job's manifest, categories and template under"),
-            (layout.LABELING_OUTPUT, "writes and re-reads each job's annotations under"),
-        ):
-            acknowledge(
-                policy,
-                object_prefix_finding(self._storage.bucket_name, prefix),
-                f"A Ground Truth job {why} {prefix}, in folders named after batches and "
-                "jobs that exist only at run time.",
-            )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Ground Truth labeling jobs publish CloudWatch metrics; cloudwatch:PutMetricData "
-            "supports no resource-level permissions.",
+            },
         )
-        acknowledge(
-            policy,
-            _arn_finding(stack, "logs", f"log-group:{LABELING_JOB_LOG_GROUP}:log-stream:*"),
-            "Ground Truth names one log stream per labeling job in its log group "
-            f"{LABELING_JOB_LOG_GROUP} at run time.",
-        )
-        return role
+        return execution.role
 
     def _grant_launcher(self, job_arns: str) -> None:
         """Read requests, list images, write job inputs, start and describe this app's jobs."""
@@ -330,25 +271,17 @@ class LabelingJobs(Construct):
                 None,
             ),
         }
-        for sid, (actions, resources, conditions) in statements.items():
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid=sid, actions=actions, resources=resources, conditions=conditions
-                )
-            )
-        policy = role.node.find_child("DefaultPolicy")
-        for prefix, why in (
-            (layout.LABELING_REQUESTS, "reads each uploaded request, whatever its name, under"),
-            (
-                layout.LABELING_INPUT,
-                "writes each new job's inputs into a folder named after it under",
-            ),
-        ):
-            acknowledge(
-                policy,
-                object_prefix_finding(self._storage.bucket_name, prefix),
-                f"The labeling launcher {why} {prefix}.",
-            )
+        policy = allow(role, statements)
+        acknowledge_object_prefixes(
+            policy,
+            self._storage.bucket_name,
+            {
+                layout.LABELING_REQUESTS: "The labeling launcher reads each uploaded request, "
+                f"whatever its name, under {layout.LABELING_REQUESTS}.",
+                layout.LABELING_INPUT: "The labeling launcher writes each new job's inputs into "
+                f"a folder named after it under {layout.LABELING_INPUT}.",
+            },
+        )
         rejections = f"{layout.LABELING_REQUESTS}*{labeling.REJECTION_SUFFIX}"
         acknowledge(
             policy,
@@ -361,7 +294,7 @@ class LabelingJobs(Construct):
         )
         acknowledge(
             policy,
-            _arn_finding(stack, "sagemaker", f"labeling-job/{self._job_names}"),
+            arn_finding(stack, "sagemaker", f"labeling-job/{self._job_names}"),
             "Labeling job names are generated per request (never reusable); the launcher may "
             "only start, tag and describe jobs whose names carry this stage's prefix.",
         )

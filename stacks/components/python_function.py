@@ -1,16 +1,18 @@
 """A Python Lambda function packaged without Docker, logging and tracing by default.
 
 Each function's code asset is its own folder under ``lambdas/`` plus the pure
-``counting`` package, copied into ``.build/lambdas/<name>/`` at synth time. The
+``counting`` package, copied into ``.build/lambdas/<name>-<content hash>/`` at synth time. The
 asset therefore changes only when that function's code or the domain logic
 changes, and every synth of the same sources gives the same asset hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -42,14 +44,32 @@ def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
 
 
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_code(name: str) -> Path:
-    """Stage ``lambdas/<name>`` and ``counting/`` into one folder; return it."""
-    target = BUILD_DIR / "lambdas" / name
-    if target.exists():
-        shutil.rmtree(target)
-    _copy_tree(ROOT / "counting", target / "counting")
-    _copy_tree(ROOT / "lambdas" / name, target / "lambdas" / name)
-    shutil.copy2(ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
+    """Stage ``lambdas/<name>`` and ``counting/`` into one folder; return it.
+
+    The folder is named after its content and appears by an atomic rename, so synths
+    running side by side (tests, ``make synth``) never see each other's half-copied code.
+    """
+    parent = BUILD_DIR / "lambdas"
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    _copy_tree(ROOT / "counting", staging / "counting")
+    _copy_tree(ROOT / "lambdas" / name, staging / "lambdas" / name)
+    shutil.copy2(ROOT / "lambdas" / "__init__.py", staging / "lambdas" / "__init__.py")
+    target = parent / f"{name}-{_digest(staging)}"
+    try:
+        staging.rename(target)
+    except OSError:  # the same content is already there
+        shutil.rmtree(staging)
     return target
 
 
@@ -61,8 +81,8 @@ def install_wheels(requirement: str) -> Path:
     """
     target = BUILD_DIR / "layers" / requirement.replace("==", "-")
     if not (target / "python").exists():
-        staging = target.with_suffix(".partial")
-        shutil.rmtree(staging, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         subprocess.run(
             [
                 sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
@@ -73,7 +93,10 @@ def install_wheels(requirement: str) -> Path:
             ],
             check=True,
         )  # fmt: skip
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another synth installed it meanwhile
+            shutil.rmtree(staging)
     return target
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -16,6 +17,19 @@ REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPo
 def data_bucket_name(prefix: str) -> str:
     """Globally unique and predictable: the same name renders the same ARN in every stack."""
     return f"{prefix}-data-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+
+
+def objects_created(bucket_name: str, key: dict[str, str]) -> events.EventPattern:
+    """EventBridge pattern of the data bucket's "Object Created" events whose key matches ``key``
+    (an EventBridge filter such as ``{"prefix": "incoming/"}`` or ``{"wildcard": "a/*.json"}``).
+
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
+    """
+    return events.EventPattern(
+        source=["aws.s3"],
+        detail_type=["Object Created"],
+        detail={"bucket": {"name": [bucket_name]}, "object": {"key": [key]}},
+    )
 
 
 class DataStorage(Construct):

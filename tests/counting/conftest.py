@@ -1,4 +1,4 @@
-"""Tiny images made in memory, shared by the image, annotation and count CLI tests."""
+"""Shared by the counting tests: tiny images made in memory, and a ``counting`` CLI runner."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+import counting.cli
+
 GREY = (128, 128, 128)
 
 MakeImage = Callable[..., bytes]
+RunCli = Callable[..., tuple[int, str, str]]
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:
@@ -43,3 +46,19 @@ def jpeg_200x100(make_image: MakeImage) -> bytes:
 @pytest.fixture
 def png_200x100(make_image: MakeImage) -> bytes:
     return make_image("PNG")
+
+
+@pytest.fixture
+def cli(capsys) -> RunCli:
+    """``cli("count", path, ...)``: run ``counting`` and return (status, stdout, stderr).
+
+    Going through counting.cli.main keeps its error handling (one line, exit status 2).
+    Arguments are turned into text, so paths can be passed as they are.
+    """
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        status = counting.cli.main([str(arg) for arg in argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import socket
@@ -14,7 +13,6 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
 
-import counting.cli
 from counting.cli import count as count_cli
 from counting.images import detect_format, image_size
 
@@ -27,28 +25,6 @@ RESPONSE = {
     ]
 }
 CLASS_MAP = {"0": "car", "1": "truck"}
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``counting`` with only this group registered; return (status, stdout, stderr).
-
-    Going through counting.cli.main keeps its error handling (one line, exit status 2).
-    """
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="counting")
-        count_cli.register(parser.add_subparsers(dest="command", required=True))
-        return parser
-
-    monkeypatch.setattr(counting.cli, "build_parser", build_parser)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = counting.cli.main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture
@@ -313,31 +289,32 @@ def failing_runtime(aws_env, monkeypatch):
     return fail, made
 
 
-def test_invoke_maps_service_errors_to_one_line(cli, files, failing_runtime):
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ("ValidationException", "Endpoint counter of account 123456789012 not found."),
+            "endpoint counter: ValidationException: Endpoint counter of account 123456789012 "
+            "not found.",
+        ),
+        (
+            ("ModelError", "Received server error (500) from primary:\n  out of memory\n"),
+            "endpoint counter: ModelError: Received server error (500) from primary: out of memory",
+        ),
+    ],
+    ids=["service error", "model error over several lines"],
+)
+def test_invoke_maps_service_errors_to_one_line(cli, files, failing_runtime, error, line):
     fail, made = failing_runtime
-    fail("ValidationException", "Endpoint counter of account 123456789012 not found.")
+    fail(*error)  # (code, message)
 
     status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
 
     assert status == 2
-    assert one_error_line(err) == (
-        "endpoint counter: ValidationException: Endpoint counter of account 123456789012 not found."
-    )
+    assert one_error_line(err) == line
     (kwargs,) = made
     assert kwargs["service"] == "sagemaker-runtime"
     assert kwargs["config"].retries == {"mode": "standard"}
-
-
-def test_a_model_error_over_several_lines_is_printed_on_one(cli, files, failing_runtime):
-    fail, _ = failing_runtime
-    fail("ModelError", "Received server error (500) from primary:\n  out of memory\n")
-
-    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
-
-    assert status == 2
-    assert one_error_line(err) == (
-        "endpoint counter: ModelError: Received server error (500) from primary: out of memory"
-    )
 
 
 def closed_port_url() -> str:

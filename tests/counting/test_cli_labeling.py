@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import boto3
 import pytest
 from moto import mock_aws
-
-import counting.cli
-from counting.cli import labeling as labeling_cli
 
 REGION = "eu-west-1"
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
@@ -22,25 +18,6 @@ REQUEST = {
     "instructions": {"short": "Draw a box around every car and every person."},
     "workers_per_object": 2,
 }
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``counting`` with only this group registered; return (status, stdout, stderr)."""
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="counting")
-        labeling_cli.register(parser.add_subparsers(dest="command", required=True))
-        return parser
-
-    monkeypatch.setattr(counting.cli, "build_parser", build_parser)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = counting.cli.main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from datetime import UTC, datetime
@@ -11,31 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import counting.cli
 from counting.cli import train as train_cli
 
 REGION = "eu-west-1"
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
 MANIFEST = f"s3://{BUCKET}/training/requests/street.manifest"
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``counting`` with only this group registered; return (status, stdout, stderr)."""
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="counting")
-        train_cli.register(parser.add_subparsers(dest="command", required=True))
-        return parser
-
-    monkeypatch.setattr(counting.cli, "build_parser", build_parser)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = counting.cli.main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

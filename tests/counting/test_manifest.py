@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,41 +12,20 @@ from hypothesis import strategies as st
 
 from counting import manifest
 from counting.errors import InputError
+from tests.counting.hand_checked_manifest import (
+    HAND_CHECKED,
+    HAND_CHECKED_SPLIT_AT_0_2,
+    HAND_CHECKED_STATS,
+    HAND_CHECKED_USABLE,
+)
 from tests.counting.manifest_fixtures import damages, json_values
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 ATTRIBUTE = "vehicles"
 CLASS_MAP = {"0": "car", "1": "truck"}
 
-# tests/data/hand_checked.manifest, counted by hand:
-#   line 1 a.jpg  car, car
-#   line 2 b.jpg  truck (its class-map lists only truck)
-#   line 3 c.jpg  failed
-#   line 4 d.jpg  no boxes
-#   line 5 e.jpg  car, truck, truck (the car box ends exactly on the 640 x 480 image's
-#                 right and bottom edges)
-#   line 6 f.jpg  failed
-#   line 7 g.jpg  car
-#   line 8 h.jpg  car, truck
-# images 8 = labeled 5 (a, b, e, g, h) + failed 2 (c, f) + empty 1 (d)
-# objects 9: car 2 + 1 + 1 + 1 = 5, truck 1 + 2 + 1 = 4
-# most boxes in one image 3 -> label_width max(350, 5 * 3 + 2) = 350; num_classes 2
-# validation fraction 0.2: round(5 * 0.2) = 1 validation, 4 train
-# validation fraction 0.5: round(2.5) = 2 (ties go to even) validation, 3 train
-HAND_CHECKED_STATS = {
-    "label_attribute": "vehicles",
-    "images": 8,
-    "labeled": 5,
-    "failed": 2,
-    "empty": 1,
-    "objects": 9,
-    "by_class": {"car": 5, "truck": 4},
-}
-HAND_CHECKED_USABLE = ["a.jpg", "b.jpg", "e.jpg", "g.jpg", "h.jpg"]
-
 
 def hand_checked() -> list[manifest.Record]:
-    with (DATA / "hand_checked.manifest").open(encoding="utf-8") as file:
+    with HAND_CHECKED.open(encoding="utf-8") as file:
         return manifest.parse_manifest(file)
 
 
@@ -106,14 +84,7 @@ def test_hand_checked_stats():
 def test_hand_checked_split_figures():
     result = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
 
-    assert result.figures() == {
-        "num_training_samples": 4,
-        "num_validation_samples": 1,
-        "num_classes": 2,
-        "label_width": 350,
-        "dropped_failed": 2,
-        "dropped_empty": 1,
-    }
+    assert result.figures() == HAND_CHECKED_SPLIT_AT_0_2
     assert result.label_attribute == "vehicles"
     assert result.class_map == CLASS_MAP
     assert sorted(names(result.train + result.validation)) == HAND_CHECKED_USABLE
@@ -136,7 +107,7 @@ def test_split_lines_are_the_records_compact():
 
 
 def test_prepare_training_data_reports_stats_figures_and_inputs():
-    text = (DATA / "hand_checked.manifest").read_text(encoding="utf-8")
+    text = HAND_CHECKED.read_text(encoding="utf-8")
 
     prepared = manifest.prepare_training_data(text.split("\n"), validation_fraction=0.2, seed=7)
 

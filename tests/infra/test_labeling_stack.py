@@ -202,7 +202,7 @@ def test_ground_truth_role_reads_labeling_data_and_writes_only_output(template):
         "kms:Encrypt",
         "kms:GenerateDataKey",
     ]
-    assert granted["WriteJobLogs"]["Resource"][0].endswith(":log-group:/aws/sagemaker/LabelingJobs")
+    assert granted["WriteLogs"]["Resource"][0].endswith(":log-group:/aws/sagemaker/LabelingJobs")
     writes = [
         resource
         for statement in granted.values()
@@ -212,7 +212,7 @@ def test_ground_truth_role_reads_labeling_data_and_writes_only_output(template):
     ]
     assert writes == [f"{OBJECTS}/labeling/output/*"]
     for name, statement in granted.items():
-        assert statement["Resource"] != "*" or name == "PutJobMetrics", name
+        assert statement["Resource"] != "*" or name == "PutMetrics", name
 
 
 def test_outputs(template):

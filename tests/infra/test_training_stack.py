@@ -9,6 +9,8 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from stacks.components.training.image import registry_accounts
+from stacks.config import load_config
+from tests.conftest import cdk_context
 from tests.infra.configurations import OWN_TRAINING_IMAGE
 from tests.infra.synth import build_app
 from tests.stepfunctions.template import Templates
@@ -115,16 +117,11 @@ def test_without_spot_there_is_no_wait_and_no_checkpoint():
 
 
 def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
+    configured = load_config(cdk_context()).training.hyperparameters
+    assert configured  # else only the data ones would be checked
+
     assert states["Train"]["Parameters"]["HyperParameters"] == {
-        "base_network": "resnet-50",
-        "use_pretrained_model": "1",
-        "image_shape": "512",
-        "mini_batch_size": "16",
-        "epochs": "30",
-        "learning_rate": "0.001",
-        "optimizer": "sgd",
-        "momentum": "0.9",
-        "weight_decay": "0.0005",
+        **configured,
         "num_classes.$": "$.prepared.hyperparameters.num_classes",
         "num_training_samples.$": "$.prepared.hyperparameters.num_training_samples",
         "label_width.$": "$.prepared.hyperparameters.label_width",

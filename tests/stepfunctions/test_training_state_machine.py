@@ -18,6 +18,8 @@ from moto.sagemaker.models import sagemaker_backends
 
 from counting.model_record import ActiveModel
 from counting.training import DataNotTrainable, PreparedRun
+from stacks.config import load_config
+from tests.conftest import cdk_context
 from tests.infra.synth import build_app
 from tests.stepfunctions import harness
 from tests.stepfunctions.harness import Return, Throw
@@ -253,15 +255,7 @@ def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(
     ((job,),) = [run.requests("Train")]
     assert job["TrainingJobName"] == RUN
     assert job["HyperParameters"] == {
-        "base_network": "resnet-50",
-        "use_pretrained_model": "1",
-        "image_shape": "512",
-        "mini_batch_size": "16",
-        "epochs": "30",
-        "learning_rate": "0.001",
-        "optimizer": "sgd",
-        "momentum": "0.9",
-        "weight_decay": "0.0005",
+        **load_config(cdk_context()).training.hyperparameters,
         "num_classes": "2",
         "num_training_samples": "40",
         "label_width": "350",

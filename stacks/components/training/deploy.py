@@ -20,14 +20,14 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting import layout
+from stacks.components.permissions import SageMakerExecutionRole, allow
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
-from stacks.components.training.image import grant_pull
 from stacks.components.training.notify import FAILED, FAILURE_PATH, RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.train import TRAINING
 from stacks.config import InferenceSettings
-from stacks.nag import acknowledge, arn_finding, object_prefix_finding
+from stacks.nag import acknowledge, object_prefix_finding
 
 #: The one production variant of every endpoint config (serverless allows only one).
 VARIANT = "AllTraffic"
@@ -214,71 +214,30 @@ class DeployStep(Construct):
         return task
 
     def _model_role(self, image_uri: str | None) -> iam.Role:
-        stack = cdk.Stack.of(self)
-        role = iam.Role(
+        execution = SageMakerExecutionRole(
             self,
             "ModelRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs this app's models behind the serverless endpoint",
+            # The endpoint's containers log to one group named after the endpoint.
+            log_group_name=f"/aws/sagemaker/Endpoints/{self._endpoint_name}",
+            metrics_namespace="/aws/sagemaker/Endpoints",
+            runs=f"models behind endpoint {self._endpoint_name}",
+            image_uri=image_uri,
         )
-        # The endpoint's containers log to one group named after the endpoint.
-        log_group = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=f"/aws/sagemaker/Endpoints/{self._endpoint_name}",
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        policy = allow(
+            execution.role,
+            {
+                "ReadModelArtifacts": (
+                    ["s3:GetObject"],
+                    [self._storage.bucket_in(self).arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
+                ),
+                "UseTheDataKey": (["kms:Decrypt"], [self._storage.key.key_arn]),
+            },
         )
-        statements = {
-            "ReadModelArtifacts": (
-                ["s3:GetObject"],
-                [self._storage.bucket_in(self).arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
-                None,
-            ),
-            "UseTheDataKey": (["kms:Decrypt"], [self._storage.key.key_arn], None),
-            "WriteEndpointLogs": (
-                [
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                ],
-                [log_group, f"{log_group}:log-stream:*"],
-                None,
-            ),
-            "PutEndpointMetrics": (
-                ["cloudwatch:PutMetricData"],
-                ["*"],
-                {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
-            ),
-        }
-        for sid, (actions, resources, conditions) in statements.items():
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid=sid, actions=actions, resources=resources, conditions=conditions
-                )
-            )
-        registry_login = grant_pull(role, image_uri)
-        policy = role.node.find_child("DefaultPolicy")
         acknowledge(
             policy,
             object_prefix_finding(self._storage.bucket_name, layout.MODEL_ARTIFACTS),
             "The endpoint's model reads the model.tar.gz of whichever training job the run "
             f"deployed, under {layout.MODEL_ARTIFACTS}<job>/output/.",
         )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "The serverless endpoint publishes its invocation metrics; cloudwatch:PutMetricData "
-            "has no resource-level permissions, so the statement is limited by namespace."
-            + registry_login,
-        )
-        acknowledge(
-            policy,
-            arn_finding(
-                stack,
-                "logs",
-                f"log-group:/aws/sagemaker/Endpoints/{self._endpoint_name}:log-stream:*",
-            ),
-            f"SageMaker names the log streams of endpoint {self._endpoint_name} at run time.",
-        )
-        return role
+        return execution.role

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting import layout, training
+from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
 from stacks.components.training.notify import FAILURE_PATH, REFUSED, RunNotifications
 from stacks.config import TrainingSettings
-from stacks.nag import acknowledge, object_prefix_finding
+from stacks.nag import acknowledge
 
 #: Where the state machine keeps Prepare's result (``counting.training.PreparedRun``).
 PREPARED = "$.prepared"
@@ -115,17 +115,22 @@ class PrepareStep(Construct):
             ),
             "UseTheDataKey": (["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn]),
         }
-        for sid, (actions, resources) in statements.items():
-            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
-        policy = role.node.find_child("DefaultPolicy")
-        for prefix, why in (
-            (layout.TRAINING_REQUESTS, "reads the manifests uploaded to start training under"),
-            (layout.LABELING_OUTPUT, "reads the output manifests of labeling jobs under"),
-            (layout.TRAINING_MANIFESTS, "writes each run's manifests and data report under"),
-        ):
-            acknowledge(
-                policy,
-                object_prefix_finding(storage.bucket_name, prefix),
-                f"The training data preparation {why} {prefix}, in files named by users, "
-                "labeling jobs and runs at run time.",
-            )
+        acknowledge_object_prefixes(
+            allow(role, statements),
+            storage.bucket_name,
+            {
+                prefix: f"The training data preparation {why} {prefix}, in files named by "
+                "users, labeling jobs and runs at run time."
+                for prefix, why in (
+                    (
+                        layout.TRAINING_REQUESTS,
+                        "reads the manifests uploaded to start training under",
+                    ),
+                    (layout.LABELING_OUTPUT, "reads the output manifests of labeling jobs under"),
+                    (
+                        layout.TRAINING_MANIFESTS,
+                        "writes each run's manifests and data report under",
+                    ),
+                )
+            },
+        )

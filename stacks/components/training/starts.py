@@ -7,23 +7,18 @@ job). Events EventBridge cannot deliver go to a dead-letter queue.
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from counting import labeling, layout
-from stacks.nag import acknowledge
+from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
+from stacks.components.storage import objects_created
 
 #: A manifest uploaded under training/requests/ with this suffix starts a run.
 MANIFEST_SUFFIX = ".manifest"
-# EventBridge's own maxima: it keeps retrying a start for a day.
-EVENT_RETRY_ATTEMPTS = 185
-MAX_EVENT_AGE = cdk.Duration.hours(24)
-DEAD_LETTER_RETENTION = cdk.Duration.days(14)
 
 
 class TrainingStarts(Construct):
@@ -44,35 +39,21 @@ class TrainingStarts(Construct):
         state_machine: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = dead_letter_queue(
             self,
             "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=DEAD_LETTER_RETENTION,
+            key,
+            holds="Training starts (uploads and completed labeling jobs) EventBridge could "
+            "not deliver to the state machine",
+            named_by_targets=True,
         )
-        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
-            acknowledge(
-                self.dead_letters,
-                rule,
-                "Dead letters of the training start rules (uploads and completed labeling "
-                "jobs EventBridge could not start a run for), kept two weeks for inspection.",
-            )
 
         self.upload_rule = events.Rule(
             self,
             "ManifestUploaded",
             description=f"A manifest uploaded under {layout.TRAINING_REQUESTS} starts training",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [bucket_name]},
-                    "object": {
-                        "key": [{"wildcard": f"{layout.TRAINING_REQUESTS}*{MANIFEST_SUFFIX}"}]
-                    },
-                },
+            event_pattern=objects_created(
+                bucket_name, {"wildcard": f"{layout.TRAINING_REQUESTS}*{MANIFEST_SUFFIX}"}
             ),
         )
         uploaded = events.EventField.from_path

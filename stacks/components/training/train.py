@@ -16,13 +16,16 @@ from constructs import Construct
 
 from counting import layout
 from counting.training import DATA_HYPERPARAMETERS
+from stacks.components.permissions import (
+    SageMakerExecutionRole,
+    acknowledge_object_prefixes,
+    allow,
+)
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
-from stacks.components.training.image import grant_pull
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.config import TrainingSettings
-from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
 #: Where the state machine keeps the finished job (DescribeTrainingJob's response).
 TRAINING = "$.training"
@@ -172,92 +175,63 @@ class TrainStep(Construct):
         }
 
     def _training_role(self, image_uri: str | None) -> iam.Role:
-        stack = cdk.Stack.of(self)
         bucket, key = self._bucket, self._storage.key
-        role = iam.Role(
+        execution = SageMakerExecutionRole(
             self,
             "TrainingRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs this app's SageMaker training jobs",
+            log_group_name=TRAINING_LOG_GROUP,
+            metrics_namespace=TRAINING_LOG_GROUP,
+            runs="training jobs",
+            image_uri=image_uri,
         )
-        log_group = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=TRAINING_LOG_GROUP,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        policy = allow(
+            execution.role,
+            {
+                "ReadPreparedManifestsAndImages": (
+                    ["s3:GetObject"],
+                    [
+                        bucket.arn_for_objects(f"{layout.TRAINING_MANIFESTS}*"),
+                        bucket.arn_for_objects(f"{layout.LABELING_IMAGES}*"),
+                    ],
+                ),
+                # Model artifacts out; spot checkpoints out and, after an interruption, back in.
+                "WriteModelsAndCheckpoints": (
+                    ["s3:PutObject", "s3:GetObject"],
+                    [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
+                ),
+                "ListCheckpoints": (
+                    ["s3:ListBucket"],
+                    [bucket.bucket_arn],
+                    {"StringLike": {"s3:prefix": f"{CHECKPOINTS}*"}},
+                ),
+                # Reads the encrypted data; encrypts the volume (a grant) and the model, as the
+                # execution role. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html
+                "UseTheDataKey": (
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
+                    [key.key_arn],
+                ),
+            },
         )
-        statements = {
-            "ReadPreparedManifestsAndImages": (
-                ["s3:GetObject"],
-                [
-                    bucket.arn_for_objects(f"{layout.TRAINING_MANIFESTS}*"),
-                    bucket.arn_for_objects(f"{layout.LABELING_IMAGES}*"),
-                ],
-                None,
-            ),
-            # Model artifacts out; spot checkpoints out and, after an interruption, back in.
-            "WriteModelsAndCheckpoints": (
-                ["s3:PutObject", "s3:GetObject"],
-                [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
-                None,
-            ),
-            "ListCheckpoints": (
-                ["s3:ListBucket"],
-                [bucket.bucket_arn],
-                {"StringLike": {"s3:prefix": f"{CHECKPOINTS}*"}},
-            ),
-            # Reads the encrypted data; encrypts the volume (a grant) and the model, as the
-            # execution role. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html
-            "UseTheDataKey": (
-                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
-                [key.key_arn],
-                None,
-            ),
-            "WriteTrainingLogs": (
-                [
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                ],
-                [log_group, f"{log_group}:log-stream:*"],
-                None,
-            ),
-            # CloudWatch metrics have no ARNs; the namespace is the training jobs' own.
-            "PutTrainingMetrics": (
-                ["cloudwatch:PutMetricData"],
-                ["*"],
-                {"StringEquals": {"cloudwatch:namespace": TRAINING_LOG_GROUP}},
-            ),
-        }
-        for sid, (actions, resources, conditions) in statements.items():
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid=sid, actions=actions, resources=resources, conditions=conditions
+        acknowledge_object_prefixes(
+            policy,
+            self._storage.bucket_name,
+            {
+                prefix: f"A training job {why} {prefix}; the files are named per run at run time."
+                for prefix, why in (
+                    (
+                        layout.TRAINING_MANIFESTS,
+                        "reads the run's train and validation manifests under",
+                    ),
+                    (
+                        layout.LABELING_IMAGES,
+                        "reads every labeled image the manifests reference under",
+                    ),
+                    (
+                        layout.MODEL_ARTIFACTS,
+                        "writes its model and spot checkpoints, per job, under",
+                    ),
                 )
-            )
-        registry_login = grant_pull(role, image_uri)
-        policy = role.node.find_child("DefaultPolicy")
-        for prefix, why in (
-            (layout.TRAINING_MANIFESTS, "reads the run's train and validation manifests under"),
-            (layout.LABELING_IMAGES, "reads every labeled image the manifests reference under"),
-            (layout.MODEL_ARTIFACTS, "writes its model and spot checkpoints, per job, under"),
-        ):
-            acknowledge(
-                policy,
-                object_prefix_finding(self._storage.bucket_name, prefix),
-                f"A training job {why} {prefix}; the files are named per run at run time.",
-            )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Training jobs publish their metrics to CloudWatch; cloudwatch:PutMetricData has "
-            "no resource-level permissions, so the statement is limited by namespace instead."
-            + registry_login,
+            },
         )
-        acknowledge(
-            policy,
-            arn_finding(stack, "logs", f"log-group:{TRAINING_LOG_GROUP}:log-stream:*"),
-            f"SageMaker names one log stream per training job in {TRAINING_LOG_GROUP} at run time.",
-        )
-        return role
+        return execution.role

@@ -1,0 +1,38 @@
+"""The EventBridge events the app's Lambdas consume, as validated models (no AWS calls)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from counting.results import ImageRef
+
+
+class _Bucket(BaseModel):
+    name: str = Field(min_length=3)
+
+
+class _Object(BaseModel):
+    # EventBridge gives the key as stored (not URL-encoded, unlike S3 notifications).
+    key: str = Field(min_length=1)
+    etag: str | None = None
+    version_id: str | None = Field(None, alias="version-id")
+
+
+class _Detail(BaseModel):
+    bucket: _Bucket
+    object: _Object
+
+
+class ObjectCreated(BaseModel):
+    """The part of an S3 "Object Created" event, as EventBridge delivers it, that we use.
+
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
+    """
+
+    detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
+    detail: _Detail
+
+    def object_version(self) -> ImageRef:
+        """The bucket, key, version id and ETag of the object that was created."""
+        obj = self.detail.object
+        return ImageRef(self.detail.bucket.name, obj.key, obj.version_id, obj.etag)

@@ -1,0 +1,66 @@
+"""Queues and retry limits every asynchronous hop of the app shares.
+
+EventBridge targets and SQS-fed functions all end the same way: what cannot be
+delivered or processed lands in an encrypted dead-letter queue, kept as long as SQS
+allows, for inspection and a manual redrive.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.nag import acknowledge
+
+# EventBridge's own maxima: it keeps retrying delivery to a target for a day.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html
+EVENT_RETRY_ATTEMPTS = 185
+MAX_EVENT_AGE = cdk.Duration.hours(24)
+# Dead letters are kept for the longest time SQS allows (14 days).
+DEAD_LETTER_RETENTION = cdk.Duration.days(14)
+
+
+def encrypted_queue(scope: Construct, construct_id: str, key: kms.IKey, **props) -> sqs.Queue:
+    """An SQS queue encrypted with ``key`` that refuses requests without TLS."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        # One data key per 5 minutes instead of a KMS call per message.
+        data_key_reuse=cdk.Duration.minutes(5),
+        enforce_ssl=True,
+        **props,
+    )
+
+
+def dead_letter_queue(
+    scope: Construct,
+    construct_id: str,
+    key: kms.IKey,
+    *,
+    holds: str,
+    named_by_targets: bool,
+) -> sqs.Queue:
+    """An encrypted dead-letter queue; ``holds`` says what lands in it ("Images that ...").
+
+    ``named_by_targets``: EventBridge targets or Lambda destinations name the queue, not an
+    SQS redrive policy, so cdk-nag cannot tell that it is a dead-letter queue.
+    """
+    queue = encrypted_queue(scope, construct_id, key, retention_period=DEAD_LETTER_RETENTION)
+    acknowledge(
+        queue,
+        "Serverless-SQSRedrivePolicy",
+        f"{holds} stay here two weeks to be inspected and replayed; a dead-letter "
+        "queue of this one would only move them.",
+    )
+    if named_by_targets:
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            f"{holds} arrive here from EventBridge targets or Lambda destinations, which name "
+            "this queue as their dead-letter queue outside any redrive policy.",
+        )
+    return queue

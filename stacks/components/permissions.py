@@ -1,0 +1,119 @@
+"""IAM building blocks the components share: named statements, SageMaker execution roles,
+and acknowledging the wildcards that prefix-scoped S3 access leaves.
+
+Each component still writes out its own statements (what it may do to which data is
+the part a reviewer reads); these helpers only remove the plumbing around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from constructs import Construct, IConstruct
+
+from stacks.components.training.image import grant_pull
+from stacks.nag import acknowledge, arn_finding, object_prefix_finding
+
+#: A statement by its Sid: actions, resources and, optionally, conditions.
+Statement = tuple[list[str], list[str]] | tuple[list[str], list[str], dict[str, Any] | None]
+
+
+def allow(role: iam.IRole, statements: Mapping[str, Statement]) -> IConstruct:
+    """Add each statement to ``role``'s default policy; return that policy for acknowledgments."""
+    for sid, (actions, resources, *conditions) in statements.items():
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                actions=actions,
+                resources=resources,
+                conditions=conditions[0] if conditions else None,
+            )
+        )
+    return role.node.find_child("DefaultPolicy")
+
+
+def acknowledge_object_prefixes(
+    policy: IConstruct, bucket_name: str, reasons: Mapping[str, str]
+) -> None:
+    """Acknowledge access to every object under each prefix, with that prefix's reason."""
+    for prefix, reason in reasons.items():
+        acknowledge(policy, object_prefix_finding(bucket_name, prefix), reason)
+
+
+class SageMakerExecutionRole(Construct):
+    """A role SageMaker runs a job or model as, writing to one log group and metrics.
+
+    The caller adds what the work itself needs (data, keys) with ``allow``.
+
+    Attributes:
+        role: the role, assumed by SageMaker only.
+        policy: its default policy, where the caller's statements and acknowledgments go.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        description: str,
+        log_group_name: str,
+        metrics_namespace: str | None,
+        runs: str,
+        image_uri: str | None = None,
+    ) -> None:
+        """``runs`` names what runs as the role, for the acknowledgments ("training jobs");
+        ``image_uri``, an image of one's own in ECR that it may pull (None: SageMaker's)."""
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        # "Default": the role keeps the logical id it would have outside this construct.
+        self.role = iam.Role(
+            self,
+            "Default",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=description,
+        )
+        log_group = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=log_group_name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.policy = allow(
+            self.role,
+            {
+                "WriteLogs": (
+                    [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    [log_group, f"{log_group}:log-stream:*"],
+                ),
+                # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
+                "PutMetrics": (
+                    ["cloudwatch:PutMetricData"],
+                    ["*"],
+                    {"StringEquals": {"cloudwatch:namespace": metrics_namespace}}
+                    if metrics_namespace
+                    else None,
+                ),
+            },
+        )
+        acknowledge(
+            self.policy,
+            arn_finding(stack, "logs", f"log-group:{log_group_name}:log-stream:*"),
+            f"SageMaker names the log streams of {runs} in {log_group_name} at run time.",
+        )
+        registry_login = grant_pull(self.role, image_uri)
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            f"The {runs} publish CloudWatch metrics; cloudwatch:PutMetricData has no "
+            "resource-level permissions"
+            + (", so the statement is limited by namespace." if metrics_namespace else ".")
+            + registry_login,
+        )

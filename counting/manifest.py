@@ -97,7 +97,13 @@ class SplitResult:
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_map)
+        """The algorithm's classes are ids 0..num_classes-1, named or not."""
+        return max(map(int, self.class_map)) + 1
+
+    @property
+    def unnamed_class_ids(self) -> list[int]:
+        """Ids below the highest that no line names: labels no worker drew a box for."""
+        return sorted(set(range(self.num_classes)) - set(map(int, self.class_map)))
 
     def figures(self) -> dict[str, int]:
         """The figures a person checks before training, and the training step reads."""
@@ -175,7 +181,6 @@ def validate_manifest(records: Sequence[Record], label_attribute: str | None = N
         item, line_class_map = _check_line(record, attribute)
         _merge_class_map(class_map, line_class_map, record.line_number)
         items.append(item)
-    _check_contiguous(class_map)
     return Manifest(attribute, tuple(items), dict(sorted(class_map.items())))
 
 
@@ -221,6 +226,7 @@ def prepare_training_data(
         **_stats(manifest),
         **result.figures(),
         "class_map": result.class_map,
+        "unnamed_class_ids": result.unnamed_class_ids,
         "validation_fraction": validation_fraction,
         "seed": seed,
     }
@@ -469,16 +475,6 @@ def _merge_class_map(merged: dict[int, str], line_map: dict[int, str], line_numb
                 f"but id {known_id} has that name"
             )
         merged[class_id] = name
-
-
-def _check_contiguous(class_map: dict[int, str]) -> None:
-    # The algorithm's num_classes covers ids 0..num_classes-1, so a gap cannot train.
-    ids = sorted(class_map)
-    if ids != list(range(len(ids))):
-        raise InputError(
-            f"class ids must run 0..k-1 without gaps; the class-maps have ids "
-            f"{_listing(map(str, ids))}"
-        )
 
 
 def _stats(manifest: Manifest) -> dict[str, Any]:

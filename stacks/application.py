@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from stacks.alerts_stack import AlertsStack
+from stacks.components.storage import REMOVAL_POLICIES
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
 from stacks.labeling_stack import LabelingStack
@@ -50,6 +51,7 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
             app,
             f"{config.prefix}-workforce",
             config=config,
+            storage=storage.storage,
             description="Object counting: labeling workforce (Cognito) and private work team",
             **stateful,
         )
@@ -79,10 +81,17 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         topic=stacks["alerts"].alerts.topic,
         counting=stacks["counting"],
         training=stacks["training"],
+        labeling=stacks.get("labeling"),
         description="Object counting: dashboard and alarms",
         **common,
     )
 
+    # Log groups are the record of what ran, counted and failed: they are kept or deleted
+    # with the data (storage.removal_policy), whatever each construct's default.
+    cdk.RemovalPolicies.of(app).apply(
+        REMOVAL_POLICIES[config.storage.removal_policy],
+        apply_to_resource_types=["AWS::Logs::LogGroup"],
+    )
     tags = {"project": config.project, "stage": config.stage, **config.tags}
     for key, value in sorted(tags.items()):
         cdk.Tags.of(app).add(key, value)

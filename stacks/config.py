@@ -32,6 +32,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from counting import training
+from counting.constants import IMAGE_WORST_CASE_SECONDS
+
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
 FILE_CONTEXT_KEY = "config"
@@ -43,6 +46,13 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 # Lower-case, digits and hyphens: safe in stack names, S3-derived names and IAM paths.
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# S3 bucket names have at most 63 characters; "<prefix>-data-<12-digit account>-<region>"
+# leaves 30 for the prefix with the longest Region names (14 characters, ap-southeast-5).
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+# Training run names (``counting.training.run_name``) need the prefix shorter still, if ever.
+MAX_PREFIX_LENGTH = min(63 - len("-data-") - 12 - len("-") - 14, training.MAX_PREFIX_LENGTH)
 
 
 class ConfigError(ValueError):
@@ -126,13 +136,16 @@ class LabelingSettings(Settings):
         300, ge=30, le=28800, description="Time one worker has for one image."
     )
     task_availability_seconds: int = Field(
-        864000, ge=60, le=864000, description="How long a task waits for a worker (max 10 days)."
+        864000,
+        ge=60,
+        le=2592000,
+        description="How long a task waits for a worker (private workforce: at most 30 days).",
     )
 
 
 # Instance families the built-in Object Detection algorithm trains on (GPU only).
 # https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
-_GPU_TRAINING_INSTANCE = re.compile(r"^ml\.(p2|p3|p3dn|p4d|p4de|p5|g4dn|g5)\.[0-9a-z]+$")
+_GPU_TRAINING_INSTANCE = re.compile(r"^ml\.(p2|p3|p3dn|p4d|p4de|p5|g4dn|g5)\.([1-9][0-9]*)?xlarge$")
 GpuInstanceType = Annotated[
     str,
     _check(
@@ -140,6 +153,21 @@ GpuInstanceType = Annotated[
         "is not a GPU training instance type (ml.p2/p3/p3dn/p4d/p4de/p5/g4dn/g5)",
     ),
 ]
+
+
+# The guide's settings for the built-in Object Detection algorithm.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
+DEFAULT_HYPERPARAMETERS: dict[str, str] = {
+    "base_network": "resnet-50",
+    "use_pretrained_model": "1",
+    "image_shape": "512",
+    "mini_batch_size": "16",
+    "epochs": "30",
+    "learning_rate": "0.001",
+    "optimizer": "sgd",
+    "momentum": "0.9",
+    "weight_decay": "0.0005",
+}
 
 
 class TrainingSettings(Settings):
@@ -167,20 +195,23 @@ class TrainingSettings(Settings):
         "`object-detection:1`.",
     )
     hyperparameters: dict[str, str] = Field(
-        default_factory=lambda: {
-            "base_network": "resnet-50",
-            "use_pretrained_model": "1",
-            "image_shape": "512",
-            "mini_batch_size": "16",
-            "epochs": "30",
-            "learning_rate": "0.001",
-            "optimizer": "sgd",
-            "momentum": "0.9",
-            "weight_decay": "0.0005",
-        },
-        description="Object Detection hyperparameters; `num_classes`, `num_training_samples` "
-        "and `label_width` come from the data.",
+        default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS),
+        description="Object Detection hyperparameters, merged onto these defaults; "
+        "`num_classes`, `num_training_samples` and `label_width` come from the data.",
     )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _merged_onto_the_defaults(cls, given: dict[str, str]) -> dict[str, str]:
+        # A stage or file setting one hyperparameter must not drop the others: the job
+        # would silently train with the algorithm's own defaults instead.
+        if data_driven := sorted(set(given) & set(training.DATA_HYPERPARAMETERS)):
+            raise PydanticCustomError(
+                "data_hyperparameter",
+                "{names} come from the data of each run and cannot be set",
+                {"names": ", ".join(data_driven)},
+            )
+        return {**DEFAULT_HYPERPARAMETERS, **given}
 
     @field_validator("max_wait_hours")
     @classmethod
@@ -206,8 +237,25 @@ class InferenceSettings(Settings):
         5, ge=1, le=200, description="Serverless endpoint concurrent invocations."
     )
     provisioned_concurrency: int | None = Field(
-        None, ge=1, le=200, description="Warm instances kept ready (billed while idle)."
+        None,
+        ge=1,
+        le=200,
+        description="Warm instances kept ready (billed while idle); at most `max_concurrency`.",
     )
+
+    @field_validator("provisioned_concurrency")
+    @classmethod
+    def _within_max_concurrency(cls, provisioned: int | None, info: ValidationInfo) -> int | None:
+        # Checked here, not by CreateEndpointConfig after a GPU training run has been paid for.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariantServerlessConfig.html
+        most = info.data.get("max_concurrency")
+        if provisioned is not None and most is not None and provisioned > most:
+            raise PydanticCustomError(
+                "provisioned_concurrency",
+                "{provisioned} exceeds max_concurrency ({most})",
+                {"provisioned": provisioned, "most": most},
+            )
+        return provisioned
 
 
 class CountingSettings(Settings):
@@ -224,7 +272,12 @@ class CountingSettings(Settings):
     )
     batch_size: int = Field(5, ge=1, le=10, description="Images per counter invocation.")
     timeout_seconds: int = Field(
-        120, ge=30, le=900, description="Counter Lambda timeout (an invocation may wait 60 s)."
+        300,
+        ge=IMAGE_WORST_CASE_SECONDS,
+        le=900,
+        description="Counter Lambda timeout; at least one image's worst case "
+        f"({IMAGE_WORST_CASE_SECONDS} s, every endpoint attempt timing out): an image starts "
+        "only with that much time left, the rest of the batch is retried.",
     )
 
 
@@ -252,7 +305,7 @@ class AppConfig(Settings):
     termination_protection: bool = Field(
         False,
         description="CloudFormation termination protection on the stateful stacks "
-        "(storage, counting); `prod` turns it on.",
+        "(storage, counting, workforce); `prod` turns it on.",
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workforce: WorkforceSettings = Field(default_factory=WorkforceSettings)
@@ -261,6 +314,17 @@ class AppConfig(Settings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     counting: CountingSettings = Field(default_factory=CountingSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> AppConfig:
+        if len(self.prefix) > MAX_PREFIX_LENGTH:
+            raise PydanticCustomError(
+                "prefix_length",
+                "project and stage: '{prefix}' is {length} characters; at most {most} keep "
+                "bucket names ('<project>-<stage>-data-<account>-<region>') within 63",
+                {"prefix": self.prefix, "length": len(self.prefix), "most": MAX_PREFIX_LENGTH},
+            )
+        return self
 
     @model_validator(mode="after")
     def _counting_fits_the_endpoint(self) -> AppConfig:

@@ -6,10 +6,53 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.components.monitoring import CountingMonitoring
+from stacks.components.monitoring import CountingMonitoring, DeadLetters
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
+from stacks.labeling_stack import LabelingStack
 from stacks.training_stack import TrainingStack
+
+
+def dead_letters_of(
+    counting: CountingStack,
+    training: TrainingStack | None = None,
+    labeling: LabelingStack | None = None,
+) -> dict[str, DeadLetters]:
+    """Every dead-letter queue of the app by alarm name, with what its alarm tells on-call."""
+    found = {
+        "IntakeDeadLetters": DeadLetters(
+            counting.intake.dead_letters,
+            "Images the counter failed on 5 times wait in the counting stack's dead-letter "
+            "queue (output DeadLetterQueueUrl): read one and the counter's logs for its "
+            "image (no model deployed? endpoint failing or deleted?), fix the cause, then "
+            "redrive the queue.",
+        ),
+        "UndeliverableUploads": DeadLetters(
+            counting.intake.undeliverable,
+            "EventBridge could not put upload events on the intake queue for 24 hours; they "
+            "wait in the counting stack's Undeliverable queue: check the intake queue's "
+            "policy, the key's policy and the rule's target, then send the events to the "
+            "intake queue or upload the images again.",
+        ),
+    }
+    if training is not None:
+        found["TrainingStartDeadLetters"] = DeadLetters(
+            training.starts.dead_letters,
+            "A training start (manifest upload or finished labeling job) could not reach "
+            "the state machine and waits in the training stack's dead-letter queue (output "
+            "DeadLetterQueueUrl): read the message for the manifest URI, then start the run "
+            "with `counting train start`.",
+        )
+    if labeling is not None:
+        found["LabelingDeadLetters"] = DeadLetters(
+            labeling.jobs.dead_letters,
+            "A labeling request upload or a finished labeling job the launcher could not "
+            "take, or failed on after retries, waits in the labeling stack's dead-letter "
+            "queue (output DeadLetterQueueUrl): read the message (failed invocations carry "
+            "the error) and the launcher's logs, fix the cause, then upload the request "
+            "again; for a finished job, start its training run with `counting train start`.",
+        )
+    return found
 
 
 class MonitoringStack(cdk.Stack):
@@ -22,6 +65,7 @@ class MonitoringStack(cdk.Stack):
         topic: sns.ITopic,
         counting: CountingStack,
         training: TrainingStack | None = None,
+        labeling: LabelingStack | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -31,15 +75,14 @@ class MonitoringStack(cdk.Stack):
             prefix=config.prefix,
             topic=topic,
             queue=counting.intake.queue,
-            dead_letter_queues=[counting.intake.dead_letters, counting.intake.undeliverable],
+            dead_letters=dead_letters_of(counting, training, labeling),
             counter=counting.counter.function,
             endpoint_name=config.endpoint_name,
             state_machine=training.pipeline.state_machine if training else None,
-            training_dead_letters=training.starts.dead_letters if training else None,
         )
         cdk.CfnOutput(
             self,
             "DashboardUrl",
-            value=f"https://console.aws.amazon.com/cloudwatch/home#dashboards:name="
-            f"{self.monitoring.dashboard.dashboard_name}",
+            value=f"https://{self.region}.console.aws.amazon.com/cloudwatch/home"
+            f"?region={self.region}#dashboards:name={self.monitoring.dashboard.dashboard_name}",
         )

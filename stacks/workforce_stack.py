@@ -5,15 +5,24 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from stacks.components.storage import DataStorage
 from stacks.components.workforce import LabelingWorkforce
 from stacks.config import AppConfig
 
 
 class WorkforceStack(cdk.Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        storage: DataStorage,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.workforce = LabelingWorkforce(
-            self, "Workforce", prefix=config.prefix, settings=config.workforce
+            self, "Workforce", prefix=config.prefix, settings=config.workforce, key=storage.key
         )
         cdk.CfnOutput(
             self,

@@ -3,10 +3,11 @@
 Usage: python -m tools.audit CDK_OUT_DIR REPORT.md
 
 Who can do what to which data: every IAM role with its trust policy and
-statements, every data store with its encryption, public access, TLS and
-retention settings, every cdk-nag acknowledgment with its reason, and resource
-counts per stack. Output is sorted and has no timestamps, so the same templates
-give the same bytes and a pull request shows a readable diff.
+statements, every resource-based policy (key, bucket, queue and topic policies,
+Lambda permissions) with its statements, every data store with its encryption,
+public access, TLS and retention settings, every cdk-nag acknowledgment with its
+reason, and resource counts per stack. Output is sorted and has no timestamps, so
+the same templates give the same bytes and a pull request shows a readable diff.
 """
 
 from __future__ import annotations
@@ -104,6 +105,110 @@ def iam_section(resources: dict[str, dict]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+# Resource types that carry a resource-based policy: who else may use what they protect.
+RESOURCE_POLICIES = {
+    "AWS::KMS::Key",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::Lambda::Permission",
+}
+# What a Lambda permission allows only under, besides its principal.
+_LAMBDA_PERMISSION_CONDITIONS = (
+    "EventSourceToken",
+    "FunctionUrlAuthType",
+    "PrincipalOrgID",
+    "SourceAccount",
+    "SourceArn",
+)
+
+
+def _principal(principal: Any) -> str:
+    """``{"Service": ["a", "b"]}`` as ``Service: a, b``; several kinds joined by ``; ``."""
+    if isinstance(principal, dict) and not _is_intrinsic(principal):
+        return "; ".join(
+            f"{kind}: {', '.join(sorted(render(value) for value in _as_list(values)))}"
+            for kind, values in sorted(principal.items())
+        )
+    return render(principal)
+
+
+def _is_intrinsic(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
+
+
+def _conditions(condition: dict[str, dict[str, Any]]) -> str:
+    """``{"Bool": {"aws:SecureTransport": "false"}}`` as ``Bool aws:SecureTransport = false``."""
+    return "; ".join(
+        f"{operator} {key} = {', '.join(sorted(render(value) for value in _as_list(values)))}"
+        for operator, keys in sorted(condition.items())
+        for key, values in sorted(keys.items())
+    )
+
+
+def _policy_statements(logical_id: str, resource: dict) -> tuple[str, list[dict[str, Any]]]:
+    """What a resource-based policy protects, and its statements.
+
+    A key's policy protects the key itself. A Lambda permission reads as one statement
+    whose conditions are its source restrictions (``SourceArn = ...``).
+    """
+    kind, properties = resource["Type"], resource.get("Properties", {})
+    if kind == "AWS::Lambda::Permission":
+        principal = properties["Principal"]
+        if isinstance(principal, str) and principal != "*":
+            principal = {"Service" if "amazonaws.com" in principal else "AWS": principal}
+        restrictions = "; ".join(
+            f"{name} = {render(properties[name])}"
+            for name in _LAMBDA_PERMISSION_CONDITIONS
+            if name in properties
+        )
+        statement = {
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": properties["Action"],
+            "Resource": properties["FunctionName"],
+            "Restrictions": restrictions,
+        }
+        return render(properties["FunctionName"]), [statement]
+    if kind == "AWS::KMS::Key":
+        return render({"Ref": logical_id}), properties.get("KeyPolicy", {}).get("Statement", [])
+    targets = properties.get("Bucket") or properties.get("Queues") or properties.get("Topics")
+    return render(targets), properties["PolicyDocument"]["Statement"]
+
+
+def resource_policy_section(resources: dict[str, dict]) -> list[str]:
+    rows = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] not in RESOURCE_POLICIES:
+            continue
+        protects, statements = _policy_statements(logical_id, resource)
+        for statement in statements:
+            actions = ", ".join(sorted(render(a) for a in _as_list(statement.get("Action", []))))
+            targets = ", ".join(sorted(render(r) for r in _as_list(statement.get("Resource", []))))
+            conditions = statement.get("Restrictions") or _conditions(
+                statement.get("Condition", {})
+            )
+            rows.append(
+                (
+                    f"`{cell(protects)}`",
+                    f"`{logical_id}`",
+                    statement["Effect"],
+                    cell(_principal(statement.get("Principal", ""))),
+                    cell(actions),
+                    cell(targets),
+                    cell(conditions),
+                )
+            )
+    if not rows:
+        return []
+    lines = [
+        "| Protects | Policy | Effect | Principal | Actions | Resources | Conditions |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in sorted(rows)]
+    return [*lines, ""]
 
 
 def _tls_only(resources: dict[str, dict], logical_id: str) -> str:
@@ -210,7 +315,8 @@ def report(cdk_out: Path) -> str:
         "# Infrastructure audit report",
         "",
         "Written by `make audit` from the templates in `cdk.out/`; do not edit by hand.",
-        "Each section answers one question: who may do what (IAM), how data is kept (data",
+        "Each section answers one question: who may do what (IAM roles, and resource",
+        "policies on keys, buckets, queues, topics and functions), how data is kept (data",
         "stores), which best-practice findings were accepted and why (cdk-nag).",
         "",
     ]
@@ -223,6 +329,8 @@ def report(cdk_out: Path) -> str:
         lines += [f"| {kind} | {count} |" for kind, count in sorted(counts.items())]
         lines += ["", "### IAM roles", ""]
         lines += iam_section(resources) or ["None.", ""]
+        lines += ["### Resource policies", ""]
+        lines += resource_policy_section(resources) or ["None.", ""]
         lines += ["### Data stores", ""]
         lines += data_section(resources)
         lines += ["### cdk-nag acknowledgments", ""]

@@ -4,6 +4,10 @@ Parses each message, counts the image once per object version (Powertools
 idempotency), and reports per-message failures so SQS retries only those; a
 message that keeps failing ends in the dead-letter queue. Images that cannot be
 counted (not JPEG/PNG, empty, corrupt) are recorded as rejections, not retried.
+
+An image is started only while the invocation has time left for its worst case
+(``IMAGE_WORST_CASE_SECONDS``); the rest of the batch is handed back untouched, so a
+slow endpoint never times the whole invocation out and loses the batch report.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
+from counting.constants import (
+    ENDPOINT_CONNECT_TIMEOUT_SECONDS,
+    ENDPOINT_MAX_ATTEMPTS,
+    ENDPOINT_READ_TIMEOUT_SECONDS,
+    IMAGE_WORST_CASE_SECONDS,
+)
 from counting.events import ObjectCreated
 from counting.model_record import ActiveModel
 from counting.results import STATUS_COUNTED, ImageRef
@@ -45,8 +55,38 @@ IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 # A serverless invocation may take up to 60 s, so reads wait a little longer than that.
 ENDPOINT_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=70
+    retries={"mode": "standard", "max_attempts": ENDPOINT_MAX_ATTEMPTS},
+    connect_timeout=ENDPOINT_CONNECT_TIMEOUT_SECONDS,
+    read_timeout=ENDPOINT_READ_TIMEOUT_SECONDS,
 )
+
+
+class NotEnoughTime(Exception):
+    """Too little of the invocation is left to count one more image: SQS delivers it again."""
+
+
+class TimeBudget:
+    """Starts an image only if the invocation can still finish it in the worst case.
+
+    The first image of an invocation always starts: the function timeout is at least
+    one worst case (``CountingSettings.timeout_seconds``), and by the time it starts only
+    milliseconds have gone, which would otherwise refuse it forever at that minimum.
+    """
+
+    def __init__(self) -> None:
+        self.images_started = 0
+
+    def new_invocation(self) -> None:
+        self.images_started = 0
+
+    def start_image(self, remaining_ms: int) -> None:
+        """Count an image as started, or raise NotEnoughTime if it might not finish."""
+        if self.images_started and remaining_ms < IMAGE_WORST_CASE_SECONDS * 1000:
+            raise NotEnoughTime(
+                f"not started: {remaining_ms / 1000:.1f} s left in this invocation, one image "
+                f"may take {IMAGE_WORST_CASE_SECONDS} s; SQS delivers it again"
+            )
+        self.images_started += 1
 
 
 class Environment(BaseModel):
@@ -71,6 +111,8 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
     raise_on_no_idempotency_key=True,
 )
+# Lambda runs one invocation at a time per execution environment, so one budget is enough.
+time_budget = TimeBudget()
 
 
 @cache
@@ -118,9 +160,16 @@ def count_once(image: dict[str, Any]) -> dict[str, Any]:
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> dict[str, Any]:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
+    # BatchProcessor passes `lambda_context` to a record handler that names that parameter.
     image = ObjectCreated.model_validate_json(record.body).object_version()
     logger.append_keys(image=image.uri)
+    try:
+        # Checked before the idempotent call: nothing is written, no idempotency record.
+        time_budget.start_image(lambda_context.get_remaining_time_in_millis())
+    except NotEnoughTime as error:
+        logger.warning("image left for a later invocation", extra={"reason": str(error)})
+        raise
     return count_once(image=asdict(image))
 
 
@@ -129,6 +178,7 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
 @metrics.log_metrics
 def main(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
+    time_budget.new_invocation()
     return process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -44,12 +47,24 @@ def _endpoint_metric(name: str, endpoint_name: str, statistic: str) -> cloudwatc
     )
 
 
+@dataclass(frozen=True)
+class DeadLetters:
+    """A dead-letter queue to alarm on, and what its alarm tells whoever it pages.
+
+    ``description`` says what lands in the queue and what to do about it.
+    """
+
+    queue: sqs.IQueue
+    description: str
+
+
 class CountingMonitoring(Construct):
     """Dashboard and alarms over the counting pipeline, the endpoint and training.
 
     Attributes:
         dashboard: the one CloudWatch dashboard.
         alarms: every alarm by short name; each notifies ``topic`` on alarm and on recovery.
+            A dead-letter queue's alarm is named by its key in ``dead_letters``.
     """
 
     def __init__(
@@ -60,11 +75,10 @@ class CountingMonitoring(Construct):
         prefix: str,
         topic: sns.ITopic,
         queue: sqs.IQueue,
-        dead_letter_queues: list[sqs.IQueue],
+        dead_letters: Mapping[str, DeadLetters],
         counter: lambda_.IFunction,
         endpoint_name: str,
         state_machine: sfn.IStateMachine | None = None,
-        training_dead_letters: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -80,16 +94,14 @@ class CountingMonitoring(Construct):
         endpoint_4xx = _endpoint_metric("Invocation4XXErrors", endpoint_name, "Sum")
         endpoint_5xx = _endpoint_metric("Invocation5XXErrors", endpoint_name, "Sum")
 
-        for index, dead_letters in enumerate(dead_letter_queues):
-            self._alarm(
-                f"DeadLetters{index}",
-                dead_letters.metric_approximate_number_of_messages_visible(
-                    period=FIVE_MINUTES, statistic="Maximum"
-                ),
-                threshold=0,
-                description="Messages could not be counted and wait in a dead-letter queue: "
-                "read one, fix the cause (no model deployed? endpoint failing?), then redrive.",
+        waiting = {
+            name: entry.queue.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
             )
+            for name, entry in dead_letters.items()
+        }
+        for name, entry in dead_letters.items():
+            self._alarm(name, waiting[name], threshold=0, description=entry.description)
         self._alarm(
             "CounterErrorRate",
             error_rate,
@@ -135,16 +147,6 @@ class CountingMonitoring(Construct):
                 description="A training pipeline run failed or timed out; its notification "
                 "names the state and the cause.",
             )
-        if training_dead_letters is not None:
-            self._alarm(
-                "TrainingStartDeadLetters",
-                training_dead_letters.metric_approximate_number_of_messages_visible(
-                    period=FIVE_MINUTES, statistic="Maximum"
-                ),
-                threshold=0,
-                description="A training start (manifest upload or finished labeling job) could "
-                "not reach the state machine: read the message, then start the run again.",
-            )
 
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -183,10 +185,7 @@ class CountingMonitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Queue: oldest message age (s) and dead letters",
                 left=[oldest],
-                right=[
-                    dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES)
-                    for dlq in dead_letter_queues
-                ],
+                right=[metric.with_(label=name) for name, metric in waiting.items()],
                 width=8,
             ),
             cloudwatch.GraphWidget(
@@ -238,6 +237,8 @@ class CountingMonitoring(Construct):
         description: str,
         evaluation_periods: int = 1,
     ) -> None:
+        if name in self.alarms:
+            raise ValueError(f"two alarms named {name!r}")
         self.alarms[name] = cloudwatch.Alarm(
             self,
             name,

@@ -153,7 +153,6 @@ class PythonFunction(Construct):
             "Logs",
             encryption_key=key,
             retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         # Its own role with write access to its own log group, instead of the managed
         # AWSLambdaBasicExecutionRole (which allows writing to every log group).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -69,13 +70,6 @@ def portal_urls(sub_domain: str) -> dict[str, list[str]]:
     }
 
 
-def skip_checkov(construct: Construct, check: str, reason: str) -> None:
-    """Skip one checkov check on ``construct``'s CloudFormation resource, saying why."""
-    resource = construct.node.default_child
-    assert isinstance(resource, cdk.CfnResource)
-    resource.add_metadata("checkov", {"skip": [{"id": check, "comment": reason}]})
-
-
 class LabelingWorkforce(Construct):
     """Cognito users in a workers group, and a private work team made of that group.
 
@@ -90,9 +84,17 @@ class LabelingWorkforce(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, prefix: str, settings: WorkforceSettings
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: WorkforceSettings,
+        key: kms.IKey,
     ) -> None:
+        """``key`` encrypts the log group of the deploy-time API calls."""
         super().__init__(scope, construct_id)
+        self._key = key
         self.workforce: sagemaker.CfnWorkforce | None = None
         if settings.existing_user_pool_id and settings.existing_app_client_id:
             self.user_pool = cognito.UserPool.from_user_pool_id(
@@ -293,15 +295,12 @@ class LabelingWorkforce(Construct):
                 description="Runs the deploy-time API calls of the labeling workforce",
             )
             log_group = logs.LogGroup(
-                stack, "SdkCallLogs", retention=logs.RetentionDays.THREE_MONTHS
+                stack,
+                "SdkCallLogs",
+                retention=logs.RetentionDays.THREE_MONTHS,
+                encryption_key=self._key,
             )
             log_group.grant_write(role)
-            skip_checkov(
-                log_group,
-                "CKV_AWS_158",
-                "Holds only the deploy-time API requests (responses are hidden), no data; "
-                "CloudWatch Logs encrypts it at rest with its own key.",
-            )
         resource = cr.AwsCustomResource(
             self,
             construct_id,
@@ -338,12 +337,6 @@ class LabelingWorkforce(Construct):
             "Notifications",
             display_name="Labeling tasks are waiting",
             enforce_ssl=True,
-        )
-        skip_checkov(
-            topic,
-            "CKV_AWS_26",
-            "CreateWorkteam refuses a KMS-encrypted notification topic; the messages only say "
-            "that labeling tasks are waiting.",
         )
         # Ground Truth publishes "tasks are waiting" for this account's work teams.
         # https://docs.aws.amazon.com/sagemaker/latest/dg/sms-workforce-management-private-sns.html

@@ -116,6 +116,7 @@ def test_prepare_training_data_reports_stats_figures_and_inputs():
         **HAND_CHECKED_STATS,
         **prepared.split.figures(),
         "class_map": CLASS_MAP,
+        "unnamed_class_ids": [],
         "validation_fraction": 0.2,
         "seed": 7,
     }
@@ -322,11 +323,20 @@ def test_one_class_map_must_not_name_two_ids_alike():
         manifest.validate_manifest(records(line))
 
 
-def test_class_ids_must_be_contiguous():
-    line = labeled(class_map={"0": "car", "2": "bus"})
+def test_labels_no_one_drew_leave_gaps_that_still_train():
+    # Ground Truth's class-map names only the labels drawn in each image, by their index
+    # in the job's label list: with "car", "van", "bus" and no van drawn, ids are 0 and 2.
+    lines = [
+        labeled("a.jpg", [box(0)], class_map={"0": "car"}),
+        labeled("b.jpg", [box(2)], class_map={"2": "bus"}),
+        labeled("c.jpg", [box(0), box(2)], class_map={"0": "car", "2": "bus"}),
+    ]
 
-    with pytest.raises(InputError, match=r"class ids must run 0\.\.k-1 without gaps.* 0, 2$"):
-        manifest.validate_manifest(records(line))
+    result = manifest.split(records(*lines), validation_fraction=0.34, seed=1)
+
+    assert result.class_map == {"0": "car", "2": "bus"}
+    assert result.num_classes == 3
+    assert result.unnamed_class_ids == [1]
 
 
 # --- split ---------------------------------------------------------------------------

@@ -35,3 +35,48 @@ def test_the_report_names_who_can_do_what_to_which_data(assembly):
     assert 'Trusted by: {"Service": "lambda.amazonaws.com"}' in text
     assert "| aws:kms | all blocked | yes | on delete: Retain, versioned" in text
     assert "| `AwsSolutions-DDB3` | Idempotency records expire" in text
+
+
+def section(text: str, stack: str, heading: str) -> list[str]:
+    """The lines of one ``### heading`` of one stack's part of the report."""
+    part = text.partition(f"## Stack `object-counting-dev-{stack}`\n")[2]
+    part = part.partition("\n## Stack")[0].partition(f"### {heading}\n")[2]
+    return part.partition("\n### ")[0].splitlines()
+
+
+def test_the_report_lists_resource_policies_sorted(assembly):
+    policies = section(report(assembly), "counting", "Resource policies")
+    header = "| Protects | Policy | Effect | Principal | Actions | Resources | Conditions |"
+    assert header in policies
+    rows = [line for line in policies if line.startswith("| `")]
+    assert len(rows) == 5  # TLS-only denies on three queues; EventBridge to two of them
+    assert rows == sorted(rows)
+
+
+def test_eventbridge_may_send_to_the_intake_queue_only_from_this_account(assembly):
+    (intake,) = [
+        line
+        for line in section(report(assembly), "counting", "Resource policies")
+        if line.startswith("| `<IntakeQueue") and "| Allow |" in line
+    ]
+    assert "| Service: events.amazonaws.com |" in intake
+    assert "sqs:SendMessage" in intake
+    assert "| StringEquals aws:SourceAccount = <AWS::AccountId> |" in intake
+
+
+def test_the_report_lists_key_and_bucket_policies_and_lambda_permissions(assembly):
+    text = report(assembly)
+    storage = "\n".join(section(text, "storage", "Resource policies"))
+    assert "| `<StorageDataKey" in storage
+    assert "| Deny | AWS: * | s3:* |" in storage
+    assert "| Bool aws:SecureTransport = false |" in storage
+    permissions = [
+        line
+        for line in section(text, "labeling", "Resource policies")
+        if "lambda:InvokeFunction" in line
+    ]
+    assert len(permissions) == 2  # the request rule and the completion rule
+    for line in permissions:
+        assert "| Allow | Service: events.amazonaws.com |" in line
+        assert "| SourceArn = <Jobs" in line
+    assert section(text, "monitoring", "Resource policies") == ["", "None."]

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from stacks.config import AppConfig, ConfigError, load_config, settings_table
+from stacks.config import (
+    DEFAULT_HYPERPARAMETERS,
+    AppConfig,
+    ConfigError,
+    load_config,
+    settings_table,
+)
 from tests.conftest import ROOT, cdk_context
 
 
@@ -58,6 +64,22 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             {"counting.training.max_wait_hours": "2"},
             "training.max_wait_hours: 2 is below max_runtime_hours (24); spot training waits",
         ),
+        (
+            {"counting.training.hyperparameters": '{"label_width": "500"}'},
+            "training.hyperparameters: label_width come from the data of each run",
+        ),
+        (
+            {"counting.inference.provisioned_concurrency": "6"},
+            "inference.provisioned_concurrency: 6 exceeds max_concurrency (5)",
+        ),
+        (
+            {"counting.training.instance_type": "ml.p3.banana"},
+            "training.instance_type: 'ml.p3.banana' is not a GPU training instance type",
+        ),
+        (
+            {"stage": "integration-test", "counting": {"stages": {"integration-test": {}}}},
+            "project and stage: 'object-counting-integration-test' is 32 characters; at most 30",
+        ),
         ({"stage": "qa"}, "stage: 'qa' is not one of the stages in cdk.json (dev, prod)"),
         ({"config": "/nonexistent.json"}, "config: cannot read /nonexistent.json"),
     ],
@@ -94,3 +116,10 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [row for row in settings_table(AppConfig) if row not in readme]
     assert not missing, "README settings table is out of date; add:\n" + "\n".join(missing)
+
+
+def test_hyperparameters_given_in_part_keep_the_other_defaults():
+    config = load_config(cdk_context(**{"counting.training.hyperparameters": '{"epochs": "5"}'}))
+
+    assert config.training.hyperparameters == {**DEFAULT_HYPERPARAMETERS, "epochs": "5"}
+    assert config.training.hyperparameters["base_network"] == "resnet-50"

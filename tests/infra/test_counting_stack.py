@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match, Template
 
@@ -60,8 +62,8 @@ def test_queues_are_encrypted_and_the_intake_redrives_after_five_receives(templa
     template.has_resource_properties(
         "AWS::SQS::Queue",
         {
-            # 6 x the 120 s function timeout.
-            "VisibilityTimeout": 720,
+            # 6 x the 300 s function timeout.
+            "VisibilityTimeout": 1800,
             "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 5},
         },
     )
@@ -74,6 +76,28 @@ def test_queues_are_encrypted_and_the_intake_redrives_after_five_receives(templa
         and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     ]
     assert len(denies_plain_http) == 3
+
+
+def test_only_this_accounts_eventbridge_rules_may_send_to_the_queues(template):
+    # Without a condition any EventBridge rule, in any account, could fill the intake
+    # queue with forged uploads (cdk.json: @aws-cdk/aws-events:eventsTargetQueueSameAccount).
+    allowed = [
+        statement
+        for policy in template.find_resources("AWS::SQS::QueuePolicy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    conditions = sorted(
+        (json.dumps(statement["Principal"]), json.dumps(statement["Condition"], sort_keys=True))
+        for statement in allowed
+    )
+    rule = template.find_resources("AWS::Events::Rule")
+    (rule_id,) = rule
+    events = json.dumps({"Service": "events.amazonaws.com"})
+    assert conditions == [
+        (events, json.dumps({"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}})),
+        (events, json.dumps({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}})),
+    ]
 
 
 def test_event_source_reports_item_failures_within_the_endpoint_concurrency(template):
@@ -90,7 +114,7 @@ def test_event_source_reports_item_failures_within_the_endpoint_concurrency(temp
 def test_counter_function_is_traced_logged_and_configured(template):
     properties = counter_function(template)["Properties"]
     assert properties["Runtime"] == "python3.13"
-    assert properties["Timeout"] == 120
+    assert properties["Timeout"] == 300
     assert properties["TracingConfig"] == {"Mode": "Active"}
     assert properties["LoggingConfig"]["LogFormat"] == "JSON"
     assert "KmsKeyArn" in properties

@@ -20,6 +20,36 @@ def template(stacks) -> Template:
     return Template.from_stack(stacks["monitoring"])
 
 
+DEAD_LETTER_ALARMS = (
+    "IntakeDeadLetters",
+    "UndeliverableUploads",
+    "TrainingStartDeadLetters",
+    "LabelingDeadLetters",
+)
+OTHER_ALARMS = (
+    "CounterErrorRate",
+    "OldestMessageAge",
+    "Endpoint4xx",
+    "Endpoint5xx",
+    "TrainingPipelineFailed",
+)
+
+
+def alarms_by_name(template: Template) -> dict[str, dict]:
+    """Alarm properties by the alarm's name in the monitoring component."""
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    named = {}
+    for logical_id, alarm in alarms.items():
+        (name,) = [
+            name
+            for name in (*DEAD_LETTER_ALARMS, *OTHER_ALARMS)
+            if logical_id.startswith(f"Monitoring{name}")
+        ]
+        named[name] = alarm["Properties"]
+    assert len(named) == len(alarms)
+    return named
+
+
 def alarm_named(template: Template, metric_name: str) -> dict:
     alarms = [
         alarm["Properties"]
@@ -32,7 +62,7 @@ def alarm_named(template: Template, metric_name: str) -> dict:
 
 def test_every_alarm_notifies_the_alerts_topic_on_alarm_and_recovery(template):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 8
+    assert len(alarms) == 9
     for alarm in alarms.values():
         properties = alarm["Properties"]
         assert len(properties["AlarmActions"]) == 1
@@ -41,16 +71,58 @@ def test_every_alarm_notifies_the_alerts_topic_on_alarm_and_recovery(template):
         assert len(properties["AlarmDescription"].split()) >= 8
 
 
-def test_dead_letters_and_queue_age_alarms(template):
-    dead_letters = [
-        alarm["Properties"]
-        for alarm in template.find_resources("AWS::CloudWatch::Alarm").values()
-        if alarm["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-    ]
-    assert len(dead_letters) == 3  # intake, undeliverable uploads, training starts
-    assert all(a["Threshold"] == 0 and a["Statistic"] == "Maximum" for a in dead_letters)
+def test_one_alarm_per_dead_letter_queue_each_named_and_described(template):
+    alarms = alarms_by_name(template)
+    assert sorted(alarms) == sorted((*DEAD_LETTER_ALARMS, *OTHER_ALARMS))
+    dead_letters = {name: alarms[name] for name in DEAD_LETTER_ALARMS}
+    for alarm in dead_letters.values():
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["Threshold"] == 0
+        assert alarm["Statistic"] == "Maximum"
+    # Each watches its own queue, in the stack that owns it.
+    queues = {json.dumps(alarm["Dimensions"], sort_keys=True) for alarm in dead_letters.values()}
+    assert len(queues) == len(DEAD_LETTER_ALARMS)
+    descriptions = {name: alarm["AlarmDescription"] for name, alarm in dead_letters.items()}
+    assert len(set(descriptions.values())) == len(DEAD_LETTER_ALARMS)
+    assert "failed on 5 times" in descriptions["IntakeDeadLetters"]
+    assert "redrive" in descriptions["IntakeDeadLetters"]
+    assert "EventBridge could not put upload events" in descriptions["UndeliverableUploads"]
+    assert "intake queue" in descriptions["UndeliverableUploads"]
+    assert "could not reach the state machine" in descriptions["TrainingStartDeadLetters"]
+    assert "counting train start" in descriptions["TrainingStartDeadLetters"]
+    assert "the launcher could not take" in descriptions["LabelingDeadLetters"]
+    assert "upload the request again" in descriptions["LabelingDeadLetters"]
+
+
+def test_queue_age_alarm(template):
     age = alarm_named(template, "ApproximateAgeOfOldestMessage")
     assert age["Threshold"] == 900
+
+
+def test_without_the_workforce_there_is_no_labeling_dead_letters_alarm():
+    stacks = build_app(**{"counting.workforce.enabled": "false"})[1]
+    assert "labeling" not in stacks
+    alarms = alarms_by_name(Template.from_stack(stacks["monitoring"]))
+    assert "LabelingDeadLetters" not in alarms
+    assert sorted(alarms) == sorted(
+        name for name in (*DEAD_LETTER_ALARMS, *OTHER_ALARMS) if name != "LabelingDeadLetters"
+    )
+
+
+def test_dashboard_graphs_every_dead_letter_queue(template):
+    dashboards = template.find_resources("AWS::CloudWatch::Dashboard")
+    body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    for name in DEAD_LETTER_ALARMS:
+        assert f'\\"label\\":\\"{name}\\"' in body, name
+
+
+def test_dashboard_url_names_the_region(template):
+    url = template.find_outputs("DashboardUrl")["DashboardUrl"]["Value"]["Fn::Join"][1]
+    assert url[0] == "https://"
+    assert url[1] == {"Ref": "AWS::Region"}
+    assert url[2] == ".console.aws.amazon.com/cloudwatch/home?region="
+    assert url[3] == {"Ref": "AWS::Region"}
+    assert url[4] == "#dashboards:name="
 
 
 def test_endpoint_alarms_watch_the_stable_endpoint_name(template):

@@ -179,17 +179,6 @@ def test_an_image_outside_ecr_stops_synth():
     )
 
 
-def test_a_name_prefix_too_long_for_sagemaker_names_stops_synth():
-    stage = "s" * 24
-    counting = {"project": "p" * 24, "stages": {stage: {}}}
-
-    _, stacks = build_app(stage=stage, counting=counting)
-
-    Annotations.from_stack(stacks["training"]).has_error(
-        "*", Match.string_like_regexp("training needs at most 40")
-    )
-
-
 def test_the_state_machine_passes_each_role_only_to_sagemaker(template):
     passes = {
         statement["Sid"]: statement

@@ -356,3 +356,10 @@ def test_an_existing_workforce_portal_url_comes_from_the_work_team(existing):
     portal = rendered(existing.find_outputs("LabelingPortalUrl")["LabelingPortalUrl"]["Value"])
     assert portal.startswith("https://<WorkforcePortalOfExistingWorkforce")
     assert portal.endswith(".Workteam.SubDomain>")
+
+
+def test_the_deploy_time_api_calls_log_to_an_encrypted_group(template):
+    _, log_group = only(template, "AWS::Logs::LogGroup")
+
+    assert log_group["Properties"]["RetentionInDays"] == 90
+    assert "Fn::ImportValue" in json.dumps(log_group["Properties"]["KmsKeyId"])

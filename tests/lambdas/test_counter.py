@@ -7,15 +7,22 @@ import io
 import json
 import sys
 import uuid
+from dataclasses import dataclass
 
 import boto3
+import hypothesis
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from tests.lambdas.conftest import REGION, image_bytes, make_bucket
+from counting import predictions
+from counting.constants import IMAGE_WORST_CASE_SECONDS
+from counting.errors import InputError
+from stacks.config import CountingSettings
+from tests.lambdas.conftest import REGION, FakeLambdaContext, image_bytes, make_bucket
 
 BUCKET = "counting-data"
 RESULTS_TABLE = "results"
@@ -36,6 +43,25 @@ RESPONSE = {
         [1.0, 0.19, 0.00, 0.00, 0.10, 0.10],
     ]
 }
+
+# The function timeout's default (stacks/config.py CountingSettings.timeout_seconds).
+DEFAULT_TIMEOUT_MS = 300_000
+
+
+@dataclass
+class TimedContext(FakeLambdaContext):
+    """A Lambda context whose remaining time the test sets and moves on."""
+
+    remaining_ms: int = DEFAULT_TIMEOUT_MS
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> TimedContext:
+    """Overrides conftest's: a fresh invocation of the counter has its whole timeout left."""
+    return TimedContext()
 
 
 @pytest.fixture
@@ -139,6 +165,15 @@ def sqs_event(*bodies: str) -> dict:
             for body in bodies
         ]
     }
+
+
+def keys_under(prefix: str) -> set[str]:
+    listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return {item["Key"] for item in listing.get("Contents", [])}
+
+
+def idempotency_items() -> list[dict]:
+    return boto3.resource("dynamodb", region_name=REGION).Table(IDEMPOTENCY_TABLE).scan()["Items"]
 
 
 def read_json(key: str) -> dict:
@@ -278,6 +313,73 @@ def test_every_message_ends_processed_or_dead_lettered(handler, endpoint, lambda
     assert statuses == {"a.png": "counted", "b.pdf": "rejected"}
 
 
+def test_images_without_time_left_go_back_to_the_queue_untouched(
+    handler, endpoint, lambda_context, caplog
+):
+    keys = [f"incoming/batch/{number}.png" for number in range(4)]
+    bodies = [json.dumps(upload(key, image_bytes())) for key in keys]
+    event = sqs_event(*bodies)
+    # The invocation starts with one worst case and 30 s to spare; each image takes 20 s.
+    lambda_context.remaining_ms = IMAGE_WORST_CASE_SECONDS * 1000 + 30_000
+    counter = handler.image_counter()
+    original = counter.count
+
+    def count_taking_20_seconds(image):
+        outcome = original(image)
+        lambda_context.remaining_ms -= 20_000
+        return outcome
+
+    counter.count = count_taking_20_seconds
+    answers(endpoint, RESPONSE)
+    answers(endpoint, RESPONSE)
+
+    response = handler.main(event, lambda_context)
+
+    # Images 0 and 1 start with one worst case or more left and are counted; images 2 and 3
+    # would start with 10 s less than that, so they are handed back to SQS.
+    ids = [record["messageId"] for record in event["Records"]]
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": ids[2]}, {"itemIdentifier": ids[3]}]
+    }
+    assert {item["image"] for item in table_items()} == {f"s3://{BUCKET}/{k}" for k in keys[:2]}
+    assert all(item["status"] == "counted" for item in table_items())
+    assert keys_under("results/") == {"results/batch/0.png.json", "results/batch/1.png.json"}
+    assert keys_under("annotated/") == {"annotated/batch/0.png.png", "annotated/batch/1.png.png"}
+    # No idempotency record for the unstarted images: their next delivery counts them.
+    assert len(idempotency_items()) == 2
+    left = [r for r in caplog.records if r.getMessage() == "image left for a later invocation"]
+    assert len(left) == 2
+
+    # SQS delivers them again to an invocation with its whole timeout: they are counted.
+    lambda_context.remaining_ms = DEFAULT_TIMEOUT_MS
+    answers(endpoint, RESPONSE)
+    answers(endpoint, RESPONSE)
+    assert handler.main(sqs_event(*bodies[2:]), lambda_context) == {"batchItemFailures": []}
+    assert len(table_items()) == 4
+    assert len(keys_under("results/")) == 4
+
+
+def test_at_the_minimum_timeout_the_first_image_still_starts(handler, endpoint, lambda_context):
+    """A timeout of exactly one worst case has a few ms less left when the first image starts."""
+    keys = ["incoming/first.png", "incoming/second.png"]
+    event = sqs_event(*(json.dumps(upload(key, image_bytes())) for key in keys))
+    lambda_context.remaining_ms = IMAGE_WORST_CASE_SECONDS * 1000 - 50
+    answers(endpoint, RESPONSE)
+
+    response = handler.main(event, lambda_context)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert keys_under("results/") == {"results/first.png.json"}
+
+
+def test_the_function_timeout_always_leaves_time_for_one_image():
+    bounds = CountingSettings.model_json_schema()["properties"]["timeout_seconds"]
+    assert bounds["minimum"] == IMAGE_WORST_CASE_SECONDS
+    assert bounds["default"] * 1000 == DEFAULT_TIMEOUT_MS
+    with pytest.raises(ValidationError, match="greater than or equal to 253"):
+        CountingSettings(timeout_seconds=IMAGE_WORST_CASE_SECONDS - 1)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
     lambda children: (
@@ -285,17 +387,74 @@ json_values = st.recursive(
     ),
     max_leaves=30,
 )
+# Endpoint answers: any JSON, any JSON under "prediction", and lists of well-formed and
+# nearly well-formed boxes (class, score, xmin, ymin, xmax, ymax), so valid answers are
+# drawn as often as broken ones.
+unit = st.floats(0, 1)
+box = st.tuples(st.integers(0, 2), unit, unit, unit, unit, unit).map(
+    lambda b: [b[0], b[1], min(b[2], b[4]), min(b[3], b[5]), max(b[2], b[4]), max(b[3], b[5])]
+)
+box_numbers = (
+    st.integers(-1, 2)
+    | st.floats(-0.05, 1.05)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.none()
+)
+nearly_box = st.lists(box_numbers, min_size=5, max_size=7)
+endpoint_responses = (
+    json_values
+    | json_values.map(lambda value: {"prediction": value})
+    | st.lists(box, max_size=4).map(lambda rows: {"prediction": rows})
+    | st.lists(box | nearly_box, min_size=1, max_size=4).map(lambda rows: {"prediction": rows})
+)
+
+
+def result_or_none(key: str) -> dict | None:
+    result_key = f"results/{key.removeprefix('incoming/')}.json"
+    return read_json(result_key) if result_key in keys_under(result_key) else None
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(body=st.text(max_size=200) | json_values.map(json.dumps), response=json_values)
+@given(body=st.text(max_size=200) | json_values.map(json.dumps), response=endpoint_responses)
 def test_fuzz_malformed_events_and_responses_never_escape(handler, lambda_context, body, response):
-    good = json.dumps(upload(f"incoming/{uuid.uuid4()}.png", image_bytes()))
+    good_key, probed_key = (f"incoming/{uuid.uuid4()}.png" for _ in range(2))
+    good = json.dumps(upload(good_key, image_bytes()))
+    probed = json.dumps(upload(probed_key, image_bytes()))
+    event = sqs_event(body, good, probed)
+    fuzzed_id, good_id, probed_id = (record["messageId"] for record in event["Records"])
     with Stubber(handler.image_counter()._runtime) as stub:
-        answers(stub, response)
-        result = handler.main(sqs_event(body, good), lambda_context)
-    # Every message is either processed or reported for retry; nothing raises.
+        answers(stub, RESPONSE)  # for the good image
+        answers(stub, response)  # for the probed image
+        result = handler.main(event, lambda_context)
+        # Both images reached the endpoint: the fuzzed message did not stop the batch.
+        stub.assert_no_pending_responses()
+
     assert set(result) == {"batchItemFailures"}
-    assert len(result["batchItemFailures"]) <= 2
+    failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
+    # The fuzzed message names no uploaded object (its keys are fresh UUIDs): it can only fail.
+    assert fuzzed_id in failed
+    # The valid message is counted and its result written, whatever its neighbours do.
+    assert good_id not in failed
+    assert result_or_none(good_key)["count"] == 3
+    # The probed image is counted exactly when the answer is a valid response; a malformed
+    # answer is retried with nothing written, or recorded as a rejection: never a count.
+    try:
+        detections = predictions.parse_response(json.dumps(response))
+    except InputError:
+        detections = None
+    document = result_or_none(probed_key)
+    hypothesis.event("endpoint answer: " + ("malformed" if detections is None else "valid"))
+    if detections is None:
+        retried = probed_id in failed and document is None
+        rejected = probed_id not in failed and document is not None
+        assert retried or (rejected and document["status"] == "rejected"), (failed, document)
+    else:
+        assert probed_id not in failed
+        expected = predictions.count_detections(
+            detections, threshold=0.2, class_map=ACTIVE_MODEL["class_map"], image_size=(200, 100)
+        )
+        assert document["status"] == "counted"
+        assert document["count"] == expected.count

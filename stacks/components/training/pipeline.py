@@ -12,7 +12,6 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from counting.training import MAX_PREFIX_LENGTH
 from stacks.components.storage import DataStorage
 from stacks.components.training.deploy import DeployStep
 from stacks.components.training.image import algorithm_image
@@ -46,11 +45,6 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         prefix, settings = config.prefix, config.training
-        if len(prefix) > MAX_PREFIX_LENGTH:
-            cdk.Annotations.of(self).add_error(
-                f"project and stage make the name prefix {prefix!r} ({len(prefix)} characters); "
-                f"training needs at most {MAX_PREFIX_LENGTH} so that run names fit SageMaker's 63"
-            )
         image = algorithm_image(self, settings.image_uri)
         notifications = RunNotifications(self, "Notifications", prefix=prefix, topic=topic)
 
@@ -107,7 +101,6 @@ class TrainingPipeline(Construct):
             log_group_name=f"/aws/vendedlogs/states/{prefix}-training",
             encryption_key=storage.key,
             retention=logs.RetentionDays.SIX_MONTHS,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         training_hours = (
             settings.max_wait_hours if settings.use_spot else settings.max_runtime_hours

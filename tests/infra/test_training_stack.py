@@ -219,6 +219,8 @@ def test_the_state_machine_reaches_only_this_projects_resources(default):
     assert granted["sagemaker:DescribeEndpoint"] == {endpoint}
     assert granted["sagemaker:CreateEndpoint"] == {endpoint, configs}
     assert granted["sagemaker:UpdateEndpoint"] == {endpoint, configs}
+    # The run deletes only a Failed endpoint; IAM limits it to this project's one.
+    assert granted["sagemaker:DeleteEndpoint"] == {endpoint}
     assert granted["ssm:PutParameter"] == {
         f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/active-model"
     }

@@ -291,6 +291,7 @@ def test_a_later_run_updates_the_endpoint_in_place(pipeline):
         "CreateModel",
         "CreateEndpointConfig",
         "FindEndpoint",
+        "EndpointUsable",
         "UpdateEndpoint",
         "WaitForEndpoint",
         "CheckEndpoint",
@@ -299,6 +300,86 @@ def test_a_later_run_updates_the_endpoint_in_place(pipeline):
     ]
     assert run.requests("UpdateEndpoint") == [{"EndpointName": ENDPOINT, "EndpointConfigName": RUN}]
     assert pipeline.active_model().endpoint_config_name == RUN
+
+
+def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline):
+    # A Failed endpoint accepts only DeleteEndpoint: updating it would fail on every run.
+    pipeline.deploy_previous_model()
+    sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT].endpoint_status = "Failed"
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            # moto deleted it at once (DeleteFailedEndpoint ran against it): not found.
+            "CheckDeletion": ENDPOINT_NOT_FOUND,
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.states() == [
+        *THROUGH_THE_GATE,
+        "CreateModel",
+        "CreateEndpointConfig",
+        "FindEndpoint",
+        "EndpointUsable",
+        "DeleteFailedEndpoint",
+        "WaitForDeletion",
+        "CheckDeletion",
+        "EndpointGone",
+        "CreateEndpoint",
+        "WaitForEndpoint",
+        "CheckEndpoint",
+        "EndpointReady",
+        *RECORDED,
+    ]
+    assert run.requests("DeleteFailedEndpoint") == [{"EndpointName": ENDPOINT}]
+    assert run.requests("CreateEndpoint") == [{"EndpointName": ENDPOINT, "EndpointConfigName": RUN}]
+    assert pipeline.active_model().endpoint_config_name == RUN
+
+
+def test_a_deletion_that_stops_is_reported(pipeline):
+    pipeline.deploy_previous_model()
+    sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT].endpoint_status = "Failed"
+    still_failed = endpoint("Failed", PREVIOUS_RUN, FailureReason="Deletion failed.")
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "DeleteFailedEndpoint": [Return({})],
+            "CheckDeletion": [still_failed],
+        }
+    )
+
+    assert run.states()[-5:] == ["CheckDeletion", "StillDeleting", "EndpointNotDeleted", *STOPPED]
+    assert json.loads(run.cause) == still_failed.payload
+    assert_stopped(
+        pipeline, run, error="EndpointNotDeleted", outcome="failed", state="CheckDeletion"
+    )
+
+
+def test_a_failed_endpoint_that_cannot_be_deleted_is_reported(pipeline):
+    pipeline.deploy_previous_model()
+    sagemaker_backends[ACCOUNT][REGION].endpoints[ENDPOINT].endpoint_status = "Failed"
+    refused = Throw("SageMaker.AmazonSageMakerException", "User is not authorized")
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "DeleteFailedEndpoint": [refused],
+        }
+    )
+
+    assert run.states()[-4:] == ["DeleteFailedEndpoint", "DeleteFailedEndpointFailed", *STOPPED]
+    assert_stopped(
+        pipeline,
+        run,
+        error="DeleteFailedEndpointFailed",
+        outcome="failed",
+        state="DeleteFailedEndpoint",
+    )
 
 
 def test_bad_data_stops_the_run_before_training(pipeline):

@@ -4,6 +4,8 @@ Endpoint configs are immutable, so every run creates its own model and endpoint 
 (both named after the run), then creates the endpoint with its stable name the first
 time and updates it afterwards. While an update is in progress the previous config
 keeps serving; if the update fails, SageMaker leaves the endpoint on the previous config.
+An endpoint whose creation failed (status ``Failed``) accepts nothing but DeleteEndpoint:
+the run deletes it, waits until it is gone, and creates it again.
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html
 https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-update.html
 
@@ -12,6 +14,8 @@ CDK's SageMakerCreateEndpointConfig task has no ServerlessConfig, so these calls
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -127,7 +131,11 @@ class DeployStep(Construct):
             [configs],
         )
         find_endpoint = self._call(
-            "FindEndpoint", "describeEndpoint", {"EndpointName": endpoint_name}, [endpoint]
+            "FindEndpoint",
+            "describeEndpoint",
+            {"EndpointName": endpoint_name},
+            [endpoint],
+            result_path=ENDPOINT,
         )
         switch_to_run = {
             "EndpointName": endpoint_name,
@@ -147,19 +155,38 @@ class DeployStep(Construct):
             result_path=ENDPOINT,
         )
 
-        # Not found is the first deployment; any other error is reported as FindEndpoint's.
-        # (SAGEMAKER_API retries "not found" too, for about 30 s: on the first run only.)
-        endpoint_missing = sfn.Choice(self, "EndpointMissing")
-        find_endpoint.add_catch(
-            endpoint_missing, errors=[ENDPOINT_NOT_FOUND_ERROR], result_path=FAILURE_PATH
+        # A Failed endpoint accepts only DeleteEndpoint, so no later run could update it:
+        # delete it (it serves nothing, so nothing is lost) and create it anew.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html
+        delete_failed = self._call(
+            "DeleteFailedEndpoint", "deleteEndpoint", {"EndpointName": endpoint_name}, [endpoint]
         )
-        find_failed = notifications.catch(find_endpoint)
-        for task in (create_model, create_config, create_endpoint, update_endpoint, check_endpoint):
-            notifications.catch(task)
-        endpoint_missing.when(
-            sfn.Condition.string_matches(f"{FAILURE_PATH}.Cause", ENDPOINT_NOT_FOUND_CAUSE),
+        check_deletion = self._call(
+            "CheckDeletion",
+            "describeEndpoint",
+            {"EndpointName": endpoint_name},
+            [endpoint],
+            result_path=ENDPOINT,
+        )
+
+        # Not found is the first deployment (or a finished deletion); any other error is
+        # reported as the state's own. (SAGEMAKER_API retries "not found" too, about 30 s.)
+        for task, choice in ((find_endpoint, "EndpointMissing"), (check_deletion, "EndpointGone")):
+            missing = sfn.Choice(self, choice)
+            task.add_catch(missing, errors=[ENDPOINT_NOT_FOUND_ERROR], result_path=FAILURE_PATH)
+            missing.when(
+                sfn.Condition.string_matches(f"{FAILURE_PATH}.Cause", ENDPOINT_NOT_FOUND_CAUSE),
+                create_endpoint,
+            ).otherwise(notifications.catch(task))
+        for task in (
+            create_model,
+            create_config,
             create_endpoint,
-        ).otherwise(find_failed)
+            update_endpoint,
+            check_endpoint,
+            delete_failed,
+        ):
+            notifications.catch(task)
 
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(POLL_INTERVAL))
         not_deployed = notifications.report(
@@ -170,24 +197,43 @@ class DeployStep(Construct):
             error="EndpointNotDeployed",
             cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
         )
-        status = f"{ENDPOINT}.EndpointStatus"
+        status_is = partial(sfn.Condition.string_equals, f"{ENDPOINT}.EndpointStatus")
         in_service = sfn.Condition.and_(
-            sfn.Condition.string_equals(status, "InService"),
+            status_is("InService"),
             # An update that failed leaves the endpoint InService on the previous config.
             sfn.Condition.string_equals_json_path(f"{ENDPOINT}.EndpointConfigName", RUN_NAME),
         )
-        in_progress = sfn.Condition.or_(
-            *(sfn.Condition.string_equals(status, value) for value in IN_PROGRESS)
-        )
+        in_progress = sfn.Condition.or_(*(status_is(value) for value in IN_PROGRESS))
         create_endpoint.next(wait)
         update_endpoint.next(wait)
+        wait_for_deletion = sfn.Wait(
+            self, "WaitForDeletion", time=sfn.WaitTime.duration(POLL_INTERVAL)
+        )
+        not_deleted = notifications.report(
+            self,
+            "EndpointNotDeleted",
+            outcome=FAILED,
+            state=check_deletion.state_id,
+            error="EndpointNotDeleted",
+            cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
+        )
+        delete_failed.next(wait_for_deletion).next(check_deletion).next(
+            sfn.Choice(self, "StillDeleting")
+            .when(status_is("Deleting"), wait_for_deletion)
+            .otherwise(not_deleted)
+        )
         wait.next(check_endpoint).next(
             sfn.Choice(self, "EndpointReady")
             .when(in_service, then)
             .when(in_progress, wait)
             .otherwise(not_deployed)
         )
-        self.start = create_model.next(create_config).next(find_endpoint).next(update_endpoint)
+        self.start = create_model.next(create_config).next(find_endpoint)
+        find_endpoint.next(
+            sfn.Choice(self, "EndpointUsable")
+            .when(status_is("Failed"), delete_failed)
+            .otherwise(update_endpoint)
+        )
 
     def _call(
         self,

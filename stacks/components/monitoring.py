@@ -120,8 +120,11 @@ class CountingMonitoring(Construct):
             "Endpoint4xx",
             endpoint_4xx,
             threshold=0,
-            description="The endpoint refuses requests (4xx): wrong content type, payload "
-            "over 4 MB, or the endpoint is missing.",
+            # A serverless endpoint answers a cold start or a burst with a 4xx the counter
+            # retries (ModelNotReady, throttling): only refusals lasting 15 minutes page.
+            evaluation_periods=3,
+            description="The endpoint has refused requests (4xx) for 15 minutes: wrong content "
+            "type, payload over 4 MB, the endpoint is missing, or it is throttled throughout.",
         )
         self._alarm(
             "Endpoint5xx",

@@ -132,6 +132,9 @@ def test_endpoint_alarms_watch_the_stable_endpoint_name(template):
         assert {"Name": "EndpointName", "Value": "object-counting-dev-counter"} in alarm[
             "Dimensions"
         ]
+    # Cold starts and bursts answer 4xx that the counter retries: only a lasting refusal pages.
+    assert alarm_named(template, "Invocation4XXErrors")["EvaluationPeriods"] == 3
+    assert alarm_named(template, "Invocation5XXErrors")["EvaluationPeriods"] == 1
 
 
 def test_counter_error_rate_is_metric_math_over_three_periods(template):

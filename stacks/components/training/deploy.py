@@ -189,14 +189,19 @@ class DeployStep(Construct):
             notifications.catch(task)
 
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(POLL_INTERVAL))
-        not_deployed = notifications.report(
-            self,
-            "EndpointNotDeployed",
-            outcome=FAILED,
-            state=check_endpoint.state_id,
-            error="EndpointNotDeployed",
-            cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
-        )
+
+        def endpoint_report(error: str, state: tasks.CallAwsService) -> sfn.Pass:
+            """The run stops with ``error``; the cause is the endpoint as ``state`` saw it."""
+            return notifications.report(
+                self,
+                error,
+                outcome=FAILED,
+                state=state.state_id,
+                error=error,
+                cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
+            )
+
+        not_deployed = endpoint_report("EndpointNotDeployed", check_endpoint)
         status_is = partial(sfn.Condition.string_equals, f"{ENDPOINT}.EndpointStatus")
         in_service = sfn.Condition.and_(
             status_is("InService"),
@@ -209,14 +214,7 @@ class DeployStep(Construct):
         wait_for_deletion = sfn.Wait(
             self, "WaitForDeletion", time=sfn.WaitTime.duration(POLL_INTERVAL)
         )
-        not_deleted = notifications.report(
-            self,
-            "EndpointNotDeleted",
-            outcome=FAILED,
-            state=check_deletion.state_id,
-            error="EndpointNotDeleted",
-            cause=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(ENDPOINT)),
-        )
+        not_deleted = endpoint_report("EndpointNotDeleted", check_deletion)
         delete_failed.next(wait_for_deletion).next(check_deletion).next(
             sfn.Choice(self, "StillDeleting")
             .when(status_is("Deleting"), wait_for_deletion)

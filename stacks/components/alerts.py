@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -25,6 +27,29 @@ class AlertsTopic(Construct):
             display_name="Object counting alerts",
             master_key=key,
             enforce_ssl=True,
+        )
+        # The topic policy replaces SNS's default one, so CloudWatch alarms need their own
+        # grant; only alarms of this account may publish (confused-deputy protection).
+        # https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+        stack = cdk.Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
         )
         for email in emails:
             subscription = self.topic.add_subscription(subscriptions.EmailSubscription(email))

@@ -132,7 +132,8 @@ class DataStorage(Construct):
         """Services that encrypt on this account's behalf with the key.
 
         CloudWatch Logs encrypts log groups; EventBridge and CloudWatch alarms
-        deliver to encrypted queues and topics. Each is limited to this account.
+        deliver to encrypted queues and topics. Each is limited to this account where
+        the service supports it (EventBridge does not: its queues' policies do it).
         https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
         https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
         """
@@ -161,13 +162,25 @@ class DataStorage(Construct):
                 },
             )
         )
+        # EventBridge delivers to encrypted queues (intake, dead letters). AWS does not
+        # support aws:SourceAccount or aws:SourceArn in key policies for EventBridge's
+        # requests, so this statement has none; each queue's policy admits only this
+        # account's rules.
+        # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="EventsAndAlarmsOfThisAccount",
-                principals=[
-                    iam.ServicePrincipal("events.amazonaws.com"),
-                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                ],
+                sid="EventBridgeDeliveries",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+            )
+        )
+        # CloudWatch alarms publish to the encrypted alerts topic.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},

@@ -28,6 +28,23 @@ def test_customer_managed_key_rotates_and_is_retained(template):
     )
 
 
+def test_services_may_use_the_key_only_as_far_as_they_need(template):
+    ((key,),) = [list(template.find_resources("AWS::KMS::Key").values())]
+    by_sid = {
+        statement.get("Sid"): statement for statement in key["Properties"]["KeyPolicy"]["Statement"]
+    }
+    # EventBridge's KMS requests carry no aws:SourceAccount: a condition on it would drop
+    # every delivery to an encrypted queue. The queues' own policies limit the senders.
+    events = by_sid["EventBridgeDeliveries"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(events["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert "Condition" not in events
+    alarms = by_sid["AlarmsOfThisAccount"]
+    assert alarms["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    logs = by_sid["CloudWatchLogsOfThisAccount"]
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+
+
 def test_data_bucket_is_private_encrypted_versioned_and_logged(template):
     template.has_resource_properties(
         "AWS::S3::Bucket",

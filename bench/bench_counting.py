@@ -36,16 +36,16 @@ from matplotlib.figure import Figure as PlotFigure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from counting import predictions  # noqa: E402
-from counting.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
-from counting.predictions import (  # noqa: E402
+from counting_core import predictions  # noqa: E402
+from counting_core.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
+from counting_core.predictions import (  # noqa: E402
     CountedDetection,
     Detection,
     count_detections,
     parse_response,
     pixel_box,
 )
-from stacks.components.counting import PILLOW  # noqa: E402
+from stacks.components.counter import PILLOW  # noqa: E402
 from stacks.components.python_function import install_wheels, package_code  # noqa: E402
 
 IMAGE_SIZE = (1920, 1080)
@@ -105,7 +105,7 @@ def post_processing() -> list[Figure]:
     ]
 
 
-# Annotation: counting.annotate against the notebook's matplotlib drawing.
+# Annotation: counting_core.annotate against the notebook's matplotlib drawing.
 
 
 def jpeg(pixels: np.ndarray) -> bytes:
@@ -173,7 +173,7 @@ def annotate_with_matplotlib(
             str(detection.number),
             ha="center",
             va="center",
-            fontsize=19,  # 27 px at 100 dpi, the size counting.annotate picks for 1080 px
+            fontsize=19,  # 27 px at 100 dpi, the size counting_core.annotate picks for 1080 px
             bbox={"facecolor": colour, "edgecolor": "none", "pad": 2},
         )
     buffer = io.BytesIO()
@@ -188,7 +188,7 @@ def annotation() -> list[Figure]:
     notebook = median_seconds(
         lambda: annotate_with_matplotlib(photo, detections), number=1, repeat=5
     )
-    # The notebook's savefig compresses at zlib level 6, counting.annotate at a faster level;
+    # The notebook's savefig compresses at zlib level 6, counting_core.annotate at a faster level;
     # the same level on both sides shows how much of the gap is the drawing itself.
     same_level = median_seconds(
         lambda: annotate_with_matplotlib(photo, detections, {"compress_level": PNG_COMPRESS_LEVEL}),
@@ -219,7 +219,7 @@ def annotation() -> list[Figure]:
 COLD_IMPORT = """
 import time
 start = time.perf_counter()
-import counting.predictions, counting.images, counting.annotate
+import counting_core.predictions, counting_core.images, counting_core.annotate
 print(time.perf_counter() - start)
 """
 
@@ -248,7 +248,7 @@ def cold_import() -> list[Figure]:
     (seconds,) = fresh_interpreter_seconds(COLD_IMPORT)
     return [
         Figure(
-            "cold import: counting.predictions + images + annotate, fresh interpreter",
+            "cold import: counting_core.predictions + images + annotate, fresh interpreter",
             seconds * 1e3,
             "ms",
             "< 300 ms",

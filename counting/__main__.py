@@ -1,3 +1,3 @@
-from counting.cli import main
+from counting import main
 
 raise SystemExit(main())

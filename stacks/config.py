@@ -32,8 +32,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from counting import training
-from counting.constants import IMAGE_WORST_CASE_SECONDS
+from counting_core import training
+from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
@@ -258,7 +258,7 @@ class InferenceSettings(Settings):
         return provisioned
 
 
-class CountingSettings(Settings):
+class CounterSettings(Settings):
     score_threshold: float = Field(
         0.2, ge=0, le=1, description="Detections scoring at least this are counted."
     )
@@ -312,7 +312,7 @@ class AppConfig(Settings):
     labeling: LabelingSettings = Field(default_factory=LabelingSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
-    counting: CountingSettings = Field(default_factory=CountingSettings)
+    counter: CounterSettings = Field(default_factory=CounterSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @model_validator(mode="after")
@@ -328,13 +328,13 @@ class AppConfig(Settings):
 
     @model_validator(mode="after")
     def _counting_fits_the_endpoint(self) -> AppConfig:
-        if self.counting.max_concurrency > self.inference.max_concurrency:
+        if self.counter.max_concurrency > self.inference.max_concurrency:
             raise PydanticCustomError(
                 "counting_concurrency",
-                "counting.max_concurrency: {counting} exceeds inference.max_concurrency "
+                "counter.max_concurrency: {counting} exceeds inference.max_concurrency "
                 "{endpoint}; the endpoint would throttle",
                 {
-                    "counting": self.counting.max_concurrency,
+                    "counting": self.counter.max_concurrency,
                     "endpoint": self.inference.max_concurrency,
                 },
             )

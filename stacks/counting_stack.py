@@ -5,8 +5,8 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
-from counting import layout
-from stacks.components.counting import (
+from counting_core import layout
+from stacks.components.counter import (
     VISIBILITY_TIMEOUT_FACTOR,
     CountResults,
     ImageCounter,
@@ -28,7 +28,7 @@ class CountingStack(cdk.Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        settings = config.counting
+        settings = config.counter
         key, bucket = storage.key, storage.bucket_in(self)
         self.data_bucket = bucket
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
-from counting import layout
+from counting_core import layout
 from stacks.components.labeling import LabelingJobs
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig

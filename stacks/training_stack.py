@@ -6,7 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from counting import layout
+from counting_core import layout
 from stacks.components.storage import DataStorage
 from stacks.components.training.pipeline import TrainingPipeline
 from stacks.components.training.starts import TrainingStarts

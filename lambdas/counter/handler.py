@@ -37,16 +37,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting.constants import (
+from counting_core.constants import (
     ENDPOINT_CONNECT_TIMEOUT_SECONDS,
     ENDPOINT_MAX_ATTEMPTS,
     ENDPOINT_READ_TIMEOUT_SECONDS,
     IMAGE_WORST_CASE_SECONDS,
 )
-from counting.events import ObjectCreated
-from counting.model_record import ActiveModel
-from counting.results import STATUS_COUNTED, ImageRef
-from lambdas.counter.service import ImageCounter
+from counting_core.events import ObjectCreated
+from counting_core.model_record import ActiveModel
+from counting_core.results import STATUS_COUNTED, ImageRef
+from lambdas.counter.service import CountingService
 
 # Seconds the active-model record is cached: a new deployment is picked up within this.
 ACTIVE_MODEL_CACHE_SECONDS = 60
@@ -69,7 +69,7 @@ class TimeBudget:
     """Starts an image only if the invocation can still finish it in the worst case.
 
     The first image of an invocation always starts: the function timeout is at least
-    one worst case (``CountingSettings.timeout_seconds``), and by the time it starts only
+    one worst case (``CounterSettings.timeout_seconds``), and by the time it starts only
     milliseconds have gone, which would otherwise refuse it forever at that minimum.
     """
 
@@ -116,8 +116,8 @@ time_budget = TimeBudget()
 
 
 @cache
-def image_counter() -> ImageCounter:
-    return ImageCounter(
+def counting_service() -> CountingService:
+    return CountingService(
         s3=boto3.client("s3"),
         sagemaker_runtime=boto3.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG),
         table=boto3.resource("dynamodb").Table(ENV.results_table),
@@ -140,7 +140,7 @@ def active_model() -> ActiveModel:
     config=idempotency,
 )
 def count_once(image: dict[str, Any]) -> dict[str, Any]:
-    outcome = image_counter().count(ImageRef(**image))
+    outcome = counting_service().count(ImageRef(**image))
     # Metrics are emitted here, inside the idempotent call, so a duplicate adds nothing.
     if outcome.status == STATUS_COUNTED:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)

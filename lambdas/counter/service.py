@@ -16,10 +16,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from counting import annotate, images, predictions, results
-from counting.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from counting.errors import InputError
-from counting.model_record import ActiveModel
+from counting_core import annotate, images, predictions, results
+from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
+from counting_core.errors import InputError
+from counting_core.model_record import ActiveModel
 
 
 class EndpointUnavailable(Exception):
@@ -37,7 +37,7 @@ class Outcome:
     reason: str | None = None
 
 
-class ImageCounter:
+class CountingService:
     def __init__(
         self,
         *,

@@ -15,9 +15,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting import labeling
-from counting.constants import JSON_CONTENT_TYPE
-from counting.errors import InputError
+from counting_core import labeling
+from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.errors import InputError
 
 WORKER_TEMPLATE = Path(__file__).with_name("worker_template.liquid.html")
 # CreateLabelingJob's answer to a name already taken: this request version already started.

@@ -21,9 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from counting import manifest, training
-from counting.errors import InputError
-from counting.training import DataNotTrainable
+from counting_core import manifest, training
+from counting_core.errors import InputError
+from counting_core.training import DataNotTrainable
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})

@@ -114,7 +114,7 @@ class CountingMonitoring(Construct):
             oldest,
             threshold=OLDEST_MESSAGE_ALARM_SECONDS,
             description="Images wait more than 15 minutes to be counted: the counter is "
-            "failing, throttled, or uploads outpace counting.max_concurrency.",
+            "failing, throttled, or uploads outpace counter.max_concurrency.",
         )
         self._alarm(
             "Endpoint4xx",

@@ -1,13 +1,15 @@
 """A Python Lambda function packaged without Docker, logging and tracing by default.
 
-Each function's code asset is its own folder under ``lambdas/`` plus the pure
-``counting`` package, copied into ``.build/lambdas/<name>-<content hash>/`` at synth time. The
-asset therefore changes only when that function's code or the domain logic
-changes, and every synth of the same sources gives the same asset hash.
+Each function's code asset is its own folder under ``lambdas/`` plus the modules of the pure
+``counting_core`` package that its code imports (directly or through each other), copied into
+``.build/lambdas/<name>-<content hash>/`` at synth time. The asset therefore changes only when
+that function's code or a module it uses changes (never for a CLI change), and every synth of
+the same sources gives the same asset hash.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import shutil
 import subprocess
@@ -40,8 +42,44 @@ POWERTOOLS_LAYER_PARAMETER = (
 )
 
 
+CORE = "counting_core"
+
+
 def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+
+
+def _core_imports(path: Path) -> set[str]:
+    """Names of the ``counting_core`` modules ``path`` imports (``from counting_core import x``
+    and ``from counting_core.x import y`` alike; function-level imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == CORE:
+                names.update(alias.name for alias in node.names)
+            elif node.module.startswith(f"{CORE}."):
+                names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(
+                alias.name.split(".")[1]
+                for alias in node.names
+                if alias.name.startswith(f"{CORE}.")
+            )
+    return names
+
+
+def core_modules(handler_folder: Path) -> list[str]:
+    """The ``counting_core`` modules a handler folder needs, imports followed transitively."""
+    pending = {name for path in handler_folder.rglob("*.py") for name in _core_imports(path)}
+    needed: set[str] = set()
+    while pending:
+        name = pending.pop()
+        module = ROOT / CORE / f"{name}.py"
+        if name in needed or not module.exists():
+            continue  # a name imported from the package itself, not a module
+        needed.add(name)
+        pending |= _core_imports(module)
+    return sorted(needed)
 
 
 def _digest(folder: Path) -> str:
@@ -54,7 +92,7 @@ def _digest(folder: Path) -> str:
 
 
 def package_code(name: str) -> Path:
-    """Stage ``lambdas/<name>`` and ``counting/`` into one folder; return it.
+    """Stage ``lambdas/<name>`` and the ``counting_core`` modules it uses into one folder.
 
     The folder is named after its content and appears by an atomic rename, so synths
     running side by side (tests, ``make synth``) never see each other's half-copied code.
@@ -62,8 +100,11 @@ def package_code(name: str) -> Path:
     parent = BUILD_DIR / "lambdas"
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
-    _copy_tree(ROOT / "counting", staging / "counting")
     _copy_tree(ROOT / "lambdas" / name, staging / "lambdas" / name)
+    (staging / CORE).mkdir()
+    shutil.copy2(ROOT / CORE / "__init__.py", staging / CORE / "__init__.py")
+    for module in core_modules(ROOT / "lambdas" / name):
+        shutil.copy2(ROOT / CORE / f"{module}.py", staging / CORE / f"{module}.py")
     shutil.copy2(ROOT / "lambdas" / "__init__.py", staging / "lambdas" / "__init__.py")
     target = parent / f"{name}-{_digest(staging)}"
     try:

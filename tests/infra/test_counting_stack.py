@@ -180,5 +180,5 @@ def test_tables_are_encrypted_with_the_data_key_and_results_are_protected(templa
 
 
 def test_counting_concurrency_above_the_endpoint_fails_the_config():
-    with pytest.raises(ConfigError, match=r"counting.max_concurrency: 9 exceeds"):
-        load_config(cdk_context(**{"counting.counting.max_concurrency": "9"}))
+    with pytest.raises(ConfigError, match=r"counter.max_concurrency: 9 exceeds"):
+        load_config(cdk_context(**{"counting.counter.max_concurrency": "9"}))

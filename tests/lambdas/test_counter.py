@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from counting import predictions
-from counting.constants import IMAGE_WORST_CASE_SECONDS
-from counting.errors import InputError
-from stacks.config import CountingSettings
+from counting_core import predictions
+from counting_core.constants import IMAGE_WORST_CASE_SECONDS
+from counting_core.errors import InputError
+from stacks.config import CounterSettings
 from tests.lambdas.conftest import REGION, FakeLambdaContext, image_bytes, make_bucket
 
 BUCKET = "counting-data"
@@ -44,7 +44,7 @@ RESPONSE = {
     ]
 }
 
-# The function timeout's default (stacks/config.py CountingSettings.timeout_seconds).
+# The function timeout's default (stacks/config.py CounterSettings.timeout_seconds).
 DEFAULT_TIMEOUT_MS = 300_000
 
 
@@ -100,7 +100,7 @@ def handler(aws, monkeypatch):
     sys.modules.pop("lambdas.counter.handler", None)
     module = importlib.import_module("lambdas.counter.handler")
     yield module
-    module.image_counter.cache_clear()
+    module.counting_service.cache_clear()
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def endpoint(handler):
     moto 5.2.5's sagemaker-runtime cannot take a binary (image) request body, so the
     endpoint is botocore's Stubber, which also checks each request against the API model.
     """
-    with Stubber(handler.image_counter()._runtime) as stub:
+    with Stubber(handler.counting_service()._runtime) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
@@ -189,7 +189,7 @@ def table_items() -> list[dict]:
 def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_context):
     event = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
     answers(endpoint, RESPONSE)
-    counter = handler.image_counter()
+    counter = handler.counting_service()
     calls = []
     original = counter.count
     counter.count = lambda image: calls.append(image) or original(image)
@@ -321,7 +321,7 @@ def test_images_without_time_left_go_back_to_the_queue_untouched(
     event = sqs_event(*bodies)
     # The invocation starts with one worst case and 30 s to spare; each image takes 20 s.
     lambda_context.remaining_ms = IMAGE_WORST_CASE_SECONDS * 1000 + 30_000
-    counter = handler.image_counter()
+    counter = handler.counting_service()
     original = counter.count
 
     def count_taking_20_seconds(image):
@@ -373,11 +373,11 @@ def test_at_the_minimum_timeout_the_first_image_still_starts(handler, endpoint, 
 
 
 def test_the_function_timeout_always_leaves_time_for_one_image():
-    bounds = CountingSettings.model_json_schema()["properties"]["timeout_seconds"]
+    bounds = CounterSettings.model_json_schema()["properties"]["timeout_seconds"]
     assert bounds["minimum"] == IMAGE_WORST_CASE_SECONDS
     assert bounds["default"] * 1000 == DEFAULT_TIMEOUT_MS
     with pytest.raises(ValidationError, match="greater than or equal to 253"):
-        CountingSettings(timeout_seconds=IMAGE_WORST_CASE_SECONDS - 1)
+        CounterSettings(timeout_seconds=IMAGE_WORST_CASE_SECONDS - 1)
 
 
 json_values = st.recursive(
@@ -425,7 +425,7 @@ def test_fuzz_malformed_events_and_responses_never_escape(handler, lambda_contex
     probed = json.dumps(upload(probed_key, image_bytes()))
     event = sqs_event(body, good, probed)
     fuzzed_id, good_id, probed_id = (record["messageId"] for record in event["Records"])
-    with Stubber(handler.image_counter()._runtime) as stub:
+    with Stubber(handler.counting_service()._runtime) as stub:
         answers(stub, RESPONSE)  # for the good image
         answers(stub, response)  # for the probed image
         result = handler.main(event, lambda_context)

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from counting import labeling
+from counting_core import labeling
 
 ACCOUNT = "123456789012"
 PREFIX = "object-counting-dev"

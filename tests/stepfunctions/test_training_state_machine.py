@@ -16,8 +16,8 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
-from counting.model_record import ActiveModel
-from counting.training import DataNotTrainable, PreparedRun
+from counting_core.model_record import ActiveModel
+from counting_core.training import DataNotTrainable, PreparedRun
 from stacks.config import load_config
 from tests.conftest import cdk_context
 from tests.infra.synth import build_app

@@ -23,7 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting import layout
+from counting_core import layout
 from stacks.components.permissions import SageMakerExecutionRole, allow
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies

@@ -11,7 +11,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting.model_record import ActiveModel
+from counting_core.model_record import ActiveModel
 from stacks.components.training import retry_policies
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED

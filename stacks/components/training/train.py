@@ -14,8 +14,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from counting import layout
-from counting.training import DATA_HYPERPARAMETERS
+from counting_core import layout
+from counting_core.training import DATA_HYPERPARAMETERS
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from counting import manifest
-from counting.errors import InputError
-from tests.counting.hand_checked_manifest import (
+from counting_core import manifest
+from counting_core.errors import InputError
+from tests.core.hand_checked_manifest import (
     HAND_CHECKED,
     HAND_CHECKED_SPLIT_AT_0_2,
     HAND_CHECKED_STATS,
     HAND_CHECKED_USABLE,
 )
-from tests.counting.manifest_fixtures import damages, json_values
+from tests.core.manifest_fixtures import damages, json_values
 
 ATTRIBUTE = "vehicles"
 CLASS_MAP = {"0": "car", "1": "truck"}

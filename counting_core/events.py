@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from counting.results import ImageRef
+from counting_core.results import ImageRef
 
 
 class _Bucket(BaseModel):

@@ -11,8 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from counting import layout
-from counting.predictions import CountResult
+from counting_core import layout
+from counting_core.predictions import CountResult
 
 STATUS_COUNTED = "counted"
 STATUS_REJECTED = "rejected"

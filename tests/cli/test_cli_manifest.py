@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-import counting.cli
-from counting.errors import InputError
-from tests.counting.hand_checked_manifest import (
+import counting
+from counting_core.errors import InputError
+from tests.core.hand_checked_manifest import (
     DATA,
     HAND_CHECKED,
     HAND_CHECKED_SPLIT_AT_0_2,
@@ -24,7 +24,7 @@ def run(argv: list[str]) -> int:
 
     So a test sees the InputError (or OSError) that main would turn into one line.
     """
-    args = counting.cli.build_parser().parse_args(["manifest", *argv])
+    args = counting.build_parser().parse_args(["manifest", *argv])
     return args.handler(args)
 
 

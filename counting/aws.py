@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from counting.errors import InputError
+from counting_core.errors import InputError
 
 
 def client(service: str, region: str | None) -> Any:

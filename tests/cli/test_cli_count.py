@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
 
-from counting.cli import count as count_cli
-from counting.images import detect_format, image_size
+from counting import count as count_cli
+from counting_core.images import detect_format, image_size
 
 REGION = "us-east-1"
 RESPONSE = {

@@ -13,8 +13,8 @@ from typing import Literal
 
 from PIL import Image
 
-from counting.constants import SERVERLESS_MAX_PAYLOAD_BYTES
-from counting.errors import InputError
+from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
+from counting_core.errors import InputError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

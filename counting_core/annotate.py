@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from PIL import ImageDraw, ImageFont
 
-from counting.images import open_image
-from counting.predictions import CountedDetection, pixel_box
+from counting_core.images import open_image
+from counting_core.predictions import CountedDetection, pixel_box
 
 # Okabe-Ito colours, chosen to stay distinct for colour-blind readers, with white in place of
 # its black, which vanishes on dark photos. Class id N takes colour N modulo the palette

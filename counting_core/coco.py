@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from counting.errors import InputError
-from counting.manifest import (
+from counting_core.errors import InputError
+from counting_core.manifest import (
     METADATA_SUFFIX,
     OBJECT_DETECTION_TYPE,
     SOURCE_REF,

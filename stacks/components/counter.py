@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from counting import layout
+from counting_core import layout
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
     MAX_EVENT_AGE,
@@ -21,7 +21,7 @@ from stacks.components.delivery import (
 )
 from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.storage import objects_created
-from stacks.config import CountingSettings
+from stacks.config import CounterSettings
 from stacks.nag import acknowledge
 
 # SQS redrives a message to the dead-letter queue after this many failed receives.
@@ -155,7 +155,7 @@ class ImageCounter(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        settings: CountingSettings,
+        settings: CounterSettings,
         key: kms.IKey,
         queue: sqs.IQueue,
         results: CountResults,

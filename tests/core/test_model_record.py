@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from counting.model_record import ActiveModel
+from counting_core.model_record import ActiveModel
 
 # As the state machine's DescribeActiveModel state builds it (no score_threshold: the
 # counter then uses its configured threshold).

@@ -18,8 +18,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from counting.errors import InputError
-from counting.manifest import check_label_attribute_name, is_s3_object_uri
+from counting_core.errors import InputError
+from counting_core.manifest import check_label_attribute_name, is_s3_object_uri
 
 _STATE_MACHINE_ARN = re.compile(
     r"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}"
@@ -73,7 +73,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _start_execution(state_machine_arn: str, request: dict[str, str], *, region: str) -> str:
-    from counting.cli import aws
+    from counting import aws
 
     with aws.reported(state_machine_arn, doing=f"start {state_machine_arn}"):
         response = aws.client("stepfunctions", region).start_execution(

@@ -6,9 +6,9 @@ import io
 
 from PIL import Image
 
-from counting.annotate import PALETTE, annotate, class_colour
-from counting.images import detect_format
-from counting.predictions import Detection, count_detections
+from counting_core.annotate import PALETTE, annotate, class_colour
+from counting_core.images import detect_format
+from counting_core.predictions import Detection, count_detections
 
 GREY = (128, 128, 128)
 

@@ -14,8 +14,8 @@ from botocore.validate import validate_parameters
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting import labeling
-from counting.errors import InputError
+from counting_core import labeling
+from counting_core.errors import InputError
 
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
 TEMPLATE = (

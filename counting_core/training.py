@@ -16,9 +16,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from counting import layout
-from counting.errors import InputError
-from counting.manifest import SOURCE_REF, SplitResult
+from counting_core import layout
+from counting_core.errors import InputError
+from counting_core.manifest import SOURCE_REF, SplitResult
 
 #: Where a manifest to train on may be: uploaded for training, or written by Ground Truth.
 MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)

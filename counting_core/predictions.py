@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from counting.constants import DEFAULT_SCORE_THRESHOLD
-from counting.errors import InputError
+from counting_core.constants import DEFAULT_SCORE_THRESHOLD
+from counting_core.errors import InputError
 
 try:
     # pydantic_core (pinned with pydantic) decodes a 1,000-detection response about 4x faster

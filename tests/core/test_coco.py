@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from counting import manifest
-from counting.coco import coco_to_manifest, normalise_image_prefix
-from counting.errors import InputError
-from tests.counting.manifest_fixtures import damages
+from counting_core import manifest
+from counting_core.coco import coco_to_manifest, normalise_image_prefix
+from counting_core.errors import InputError
+from tests.core.manifest_fixtures import damages
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PREFIX = "s3://my-bucket/datasets/cars"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting import manifest, training
-from counting.training import DataNotTrainable
+from counting_core import manifest, training
+from counting_core.training import DataNotTrainable
 
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
 STARTED = datetime(2026, 11, 26, 17, 30, 5, 123000, tzinfo=UTC)

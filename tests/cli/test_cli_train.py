@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from counting.cli import train as train_cli
+from counting import train as train_cli
 
 REGION = "eu-west-1"
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting.errors import InputError
-from counting.predictions import (
+from counting_core.errors import InputError
+from counting_core.predictions import (
     CountedDetection,
     Detection,
     check_threshold,

@@ -14,14 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-from counting.constants import (
+from counting_core.constants import (
     DEFAULT_SCORE_THRESHOLD,
     IMAGE_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     SERVERLESS_MAX_PAYLOAD_BYTES,
 )
-from counting.errors import InputError
-from counting.predictions import Detection, check_threshold, count_detections, parse_response
+from counting_core.errors import InputError
+from counting_core.predictions import Detection, check_threshold, count_detections, parse_response
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,7 +89,7 @@ def _count(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from counting.images import fit_payload
+    from counting_core.images import fit_payload
 
     check_threshold(args.threshold)
     class_map = _read_class_map(args.class_map)
@@ -107,7 +107,7 @@ def _report(
     args: argparse.Namespace,
 ) -> None:
     """Print the count as JSON and write the annotated image if asked."""
-    from counting.images import image_size
+    from counting_core.images import image_size
 
     result = count_detections(
         detections,
@@ -117,13 +117,13 @@ def _report(
     )
     print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     if args.annotate is not None and image is not None:
-        from counting.annotate import annotate
+        from counting_core.annotate import annotate
 
         args.annotate.write_bytes(annotate(image, result.detections))
 
 
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:
-    from counting.cli import aws
+    from counting import aws
 
     with aws.reported(f"endpoint {endpoint}", doing=f"call endpoint {endpoint}"):
         response = aws.client("sagemaker-runtime", region).invoke_endpoint(

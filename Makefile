@@ -24,11 +24,17 @@ CDK := npx --no-install cdk --no-notices -c stage=$(STAGE)
 
 CHECKOV := .tools/checkov/bin/checkov
 
+# The Lambda functions run Python 3.13 (stacks/components/python_function.py RUNTIME): their
+# handler and core tests run on it too wherever it is installed (on PATH or with pyenv).
+RUNTIME_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null))
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.deps
+
 SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test lint format diff deploy destroy audit bench snapshots clean
+.PHONY: help synth test test-runtime lint format diff deploy destroy audit bench snapshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,6 +57,11 @@ $(CHECKOV): constraints-checkov.txt
 	.tools/checkov/bin/pip install --quiet checkov -c constraints-checkov.txt
 	touch $@
 
+$(RUNTIME_STAMP): requirements-runtime.txt constraints.txt
+	$(RUNTIME_PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet -r requirements-runtime.txt -c constraints.txt
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json | $(SYNTH_STAMP)
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
 
@@ -61,7 +72,16 @@ synth: $(SYNTH_STAMP) $(NODE_STAMP) ## Synthesize every stack offline into cdk.o
 
 test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test, then checkov
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-runtime
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
+
+test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
+ifeq ($(RUNTIME_PYTHON),)
+	@echo "test-runtime: no python3.13 on PATH or in pyenv: handler tests ran on $$($(BIN)/python -V) only"
+else
+	$(MAKE) --no-print-directory $(RUNTIME_STAMP)
+	$(RUNTIME_VENV)/bin/python -m pytest tests/lambdas tests/core
+endif
 
 lint: $(DEV_STAMP) ## ruff lint and format check, import layering (import-linter)
 	$(BIN)/ruff check .

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import socket
-from pathlib import Path
 
 import boto3
 import pytest
@@ -63,26 +62,6 @@ def test_count_prints_the_count_with_pixel_boxes(cli, files):
         {"left": 100, "top": 50, "right": 199, "bottom": 99},
     ]
     assert out.startswith('{\n  "by_class"')  # indented, keys sorted
-
-
-@pytest.mark.parametrize(
-    ("threshold", "count", "by_class"),
-    [([], 3, {"car": 2, "truck": 1}), (["--threshold", "0.5"], 2, {"car": 1, "truck": 1})],
-)
-def test_the_readme_sample_gives_the_figures_the_readme_states(cli, threshold, count, by_class):
-    examples = Path(__file__).resolve().parents[2] / "examples"
-
-    status, out, _ = cli(
-        "count",
-        examples / "predictions.json",
-        "--class-map",
-        examples / "classes.json",
-        *threshold,
-    )
-
-    document = json.loads(out)
-    assert (status, document["count"], document["by_class"]) == (0, count, by_class)
-    assert [d["number"] for d in document["detections"]] == list(range(1, count + 1))
 
 
 def test_count_without_image_has_no_pixel_boxes_and_takes_a_threshold(cli, files):

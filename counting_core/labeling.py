@@ -25,6 +25,7 @@ import html
 import json
 import re
 import string
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,105 @@ DEFAULT_FULL_INSTRUCTIONS = (
     "anything else. If the image shows none of them, submit without drawing."
 )
 
+# CreateLabelingJob's rules for every text the launcher sends, copied from its API reference
+# (botocore's model of it; tests/contracts/test_labeling_request.py keeps the copy equal):
+# the pattern, matched against the whole value, and the least and most characters. AWS
+# writes patterns as Java regular expressions, whose "." matches no line terminator.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateLabelingJob.html
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_HumanTaskConfig.html
+_JAVA_DOT = r"[^\n\r\u0085\u2028\u2029]"
+_ONE_LINE = re.compile(f"{_JAVA_DOT}+")
+
+
+@dataclass(frozen=True)
+class TextRule:
+    """A request text's pattern (Python syntax, whole value) and length bounds."""
+
+    pattern: str
+    least: int
+    most: int
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` breaks the rule, or None."""
+        # Java counts UTF-16 code units: an emoji is two (the stricter reading).
+        length = len(value.encode("utf-16-le")) // 2
+        if not self.least <= length <= self.most:
+            return f"must be {self.least} to {self.most} characters, not {length}"
+        if self.pattern == _TAG_TEXT:
+            if not all(_tag_character(character) for character in value):
+                return "may hold only letters, numbers, spaces and _.:/=+-@"
+        elif not re.fullmatch(self.pattern, value):
+            return f"does not match the pattern {self.pattern}"
+        return None
+
+
+# Tag keys and values: [\p{L}\p{Z}\p{N}_.:/=+\-@]*, Unicode classes Python's re lacks.
+_TAG_TEXT = "tag text"
+
+
+def _tag_character(character: str) -> bool:
+    return unicodedata.category(character)[0] in "LZN" or character in "_.:/=+-@"
+
+
+_S3_URI = TextRule(f"(https|s3)://([^/]+)/?({_JAVA_DOT}*)", 0, 1024)
+_LAMBDA = TextRule(
+    rf"arn:aws[a-z\-]*:lambda:[a-z0-9\-]*:[0-9]{{12}}:function:{_JAVA_DOT}*", 0, 2048
+)
+CREATE_LABELING_JOB_RULES: Mapping[str, TextRule] = {
+    "LabelingJobName": TextRule("[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", 1, 63),
+    "LabelAttributeName": TextRule("[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}", 1, 127),
+    "InputConfig.DataSource.S3DataSource.ManifestS3Uri": _S3_URI,
+    "OutputConfig.S3OutputPath": _S3_URI,
+    "OutputConfig.KmsKeyId": TextRule("[a-zA-Z0-9:/_-]*", 0, 2048),
+    "RoleArn": TextRule(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+", 20, 2048),
+    "LabelCategoryConfigS3Uri": _S3_URI,
+    "HumanTaskConfig.WorkteamArn": TextRule(
+        rf"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{{12}}:workteam/{_JAVA_DOT}*", 0, 256
+    ),
+    "HumanTaskConfig.UiConfig.UiTemplateS3Uri": _S3_URI,
+    "HumanTaskConfig.PreHumanTaskLambdaArn": _LAMBDA,
+    "HumanTaskConfig.TaskKeywords[]": TextRule("[A-Za-z0-9]+( [A-Za-z0-9]+)*", 1, 30),
+    "HumanTaskConfig.TaskTitle": TextRule(r"[\t\n\r -\ud7ff\ue000-\ufffd]*", 1, 128),
+    "HumanTaskConfig.TaskDescription": TextRule(f"{_JAVA_DOT}+", 1, 255),
+    "HumanTaskConfig.AnnotationConsolidationConfig.AnnotationConsolidationLambdaArn": _LAMBDA,
+    "Tags[].Key": TextRule(_TAG_TEXT, 1, 128),
+    "Tags[].Value": TextRule(_TAG_TEXT, 0, 256),
+}
+# Whole numbers the launcher sends, and their bounds (HumanTaskConfig).
+CREATE_LABELING_JOB_NUMBERS: Mapping[str, tuple[int, int | None]] = {
+    "HumanTaskConfig.NumberOfHumanWorkersPerDataObject": (1, 9),
+    "HumanTaskConfig.TaskTimeLimitInSeconds": (30, None),
+    "HumanTaskConfig.TaskAvailabilityLifetimeInSeconds": (60, None),
+}
+
+
+def _leaves(value: Any, path: str = "") -> Iterable[tuple[str, Any]]:
+    """(path, value) of every text and number in a request; list items as ``name[]``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item, f"{path}[]")
+    else:
+        yield path, value
+
+
+def check_create_labeling_job_request(request: Mapping[str, Any]) -> None:
+    """Raise InputError naming the first value CreateLabelingJob would refuse, if any."""
+    for path, value in _leaves(request):
+        if path in CREATE_LABELING_JOB_NUMBERS:
+            least, most = CREATE_LABELING_JOB_NUMBERS[path]
+            if value < least or (most is not None and value > most):
+                raise InputError(f"{path}: {value} is out of range for CreateLabelingJob")
+            continue
+        if path not in CREATE_LABELING_JOB_RULES:
+            raise InputError(f"{path}: CreateLabelingJob has no rule for it here")
+        problem = CREATE_LABELING_JOB_RULES[path].problem(value)
+        if problem:
+            raise InputError(f"{path}: {value!r} {problem} (CreateLabelingJob)")
+
+
 # Letters, digits, "_" and "-": safe in S3 keys, job tags and file names.
 BatchName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")]
 
@@ -135,8 +235,17 @@ class TaskDefaults:
 class Instructions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    # Also the job's TaskDescription, which the worker portal lists (at most 255 characters).
+    # Also the job's TaskDescription, which the worker portal lists: at most 255 characters
+    # on one line (its pattern ".+" matches no line break).
     short: str = Field(min_length=1, max_length=TASK_DESCRIPTION_MAX_LENGTH)
+
+    @field_validator("short")
+    @classmethod
+    def _one_line(cls, short: str) -> str:
+        if not _ONE_LINE.fullmatch(short):
+            raise ValueError("must be one line (it is the labeling job's TaskDescription)")
+        return short
+
     full: str | None = Field(None, min_length=1)
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import botocore.session
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from counting_core import training
-from counting_core.constants import IMAGE_WORST_CASE_SECONDS
+from counting_core.constants import COUNTER_TIMEOUT_SECONDS, IMAGE_WORST_CASE_SECONDS
 
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
@@ -143,25 +145,60 @@ class LabelingSettings(Settings):
     )
 
 
-# Instance families the built-in Object Detection algorithm trains on (GPU only).
-# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
-_GPU_TRAINING_INSTANCE = re.compile(r"^ml\.(p2|p3|p3dn|p4d|p4de|p5|g4dn|g5)\.([1-9][0-9]*)?xlarge$")
-GpuInstanceType = Annotated[
-    str,
-    _check(
-        _GPU_TRAINING_INSTANCE,
-        "is not a GPU training instance type (ml.p2/p3/p3dn/p4d/p4de/p5/g4dn/g5)",
-    ),
-]
+# Instance families the built-in Object Detection algorithm trains on: GPU only, P2, P3,
+# G4dn and G5. https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
+OBJECT_DETECTION_TRAINING_FAMILIES = ("p2", "p3", "g4dn", "g5")
+# Of those, the families whose instances have local NVMe storage. SageMaker encrypts it with
+# a hardware module on the instance and refuses a VolumeKmsKeyId for them (botocore's
+# ResourceConfig: "ML instance families with the NVMe-type instance storage include ml.p4d,
+# ml.g4dn, and ml.g5"; "ML instance families that use EBS volumes include ml.c5 and ml.p2";
+# ml.p3 instances other than p3dn are EBS-only: EC2's instance store table).
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/InstanceStorage.html
+INSTANCE_STORE_FAMILIES = frozenset({"g4dn", "g5"})
+
+
+@cache
+def training_instance_types() -> tuple[str, ...]:
+    """Instance types CreateTrainingJob accepts (botocore's ``TrainingInstanceType`` enum)
+    in the algorithm's families, in the model's order."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return tuple(
+        name
+        for name in model.shape_for("TrainingInstanceType").enum
+        if instance_family(name) in OBJECT_DETECTION_TRAINING_FAMILIES
+    )
+
+
+def instance_family(instance_type: str) -> str:
+    """``ml.g5.2xlarge`` -> ``g5``."""
+    return instance_type.split(".")[1] if instance_type.count(".") == 2 else ""
+
+
+def _trains_object_detection(instance_type: str) -> str:
+    if instance_type not in training_instance_types():
+        raise ValueError(
+            f"{instance_type!r} is not a SageMaker training instance type the Object "
+            f"Detection algorithm trains on: {', '.join(training_instance_types())}"
+        )
+    return instance_type
+
+
+TrainingInstanceType = Annotated[str, AfterValidator(_trains_object_detection)]
 
 
 # The guide's settings for the built-in Object Detection algorithm.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
+# mini_batch_size: the guide's largest batch without running out of GPU memory is 32 for
+# resnet-50 at image_shape 300 on ml.p3.2xlarge (one 16 GiB V100). Memory grows with the
+# pixels of image_shape: at 512, (512 / 300) ** 2 = 2.9 times as many, so 32 / 2.9 = 11
+# images fit, and 8 leaves room. 8 also fits the smallest GPU of the allowed families
+# (ml.p2: one 12 GiB K80, 11 * 12 / 16 = 8.2). 16, the value before, would not fit.
 DEFAULT_HYPERPARAMETERS: dict[str, str] = {
     "base_network": "resnet-50",
     "use_pretrained_model": "1",
     "image_shape": "512",
-    "mini_batch_size": "16",
+    "mini_batch_size": "8",
     "epochs": "30",
     "learning_rate": "0.001",
     "optimizer": "sgd",
@@ -171,8 +208,11 @@ DEFAULT_HYPERPARAMETERS: dict[str, str] = {
 
 
 class TrainingSettings(Settings):
-    instance_type: GpuInstanceType = Field(
-        "ml.p3.2xlarge", description="GPU instance type for training."
+    instance_type: TrainingInstanceType = Field(
+        "ml.p3.2xlarge",
+        description="GPU instance type for training: ml.p2, ml.p3, ml.g4dn or ml.g5, as "
+        "SageMaker lists them. ml.g4dn and ml.g5 keep the job's data on their own "
+        "hardware-encrypted NVMe storage instead of a KMS-encrypted volume.",
     )
     volume_size_gb: int = Field(50, ge=1, le=16384, description="Training volume size.")
     max_runtime_hours: int = Field(24, ge=1, le=672, description="Training stops after this.")
@@ -199,6 +239,11 @@ class TrainingSettings(Settings):
         description="Object Detection hyperparameters, merged onto these defaults; "
         "`num_classes`, `num_training_samples` and `label_width` come from the data.",
     )
+
+    @property
+    def uses_instance_store(self) -> bool:
+        """Whether the instance keeps the job's data on local NVMe storage (no volume key)."""
+        return instance_family(self.instance_type) in INSTANCE_STORE_FAMILIES
 
     @field_validator("hyperparameters")
     @classmethod
@@ -272,12 +317,13 @@ class CounterSettings(Settings):
     )
     batch_size: int = Field(5, ge=1, le=10, description="Images per counter invocation.")
     timeout_seconds: int = Field(
-        300,
+        COUNTER_TIMEOUT_SECONDS,
         ge=IMAGE_WORST_CASE_SECONDS,
         le=900,
         description="Counter Lambda timeout; at least one image's worst case "
-        f"({IMAGE_WORST_CASE_SECONDS} s, every endpoint attempt timing out): an image starts "
-        "only with that much time left, the rest of the batch is retried.",
+        f"({IMAGE_WORST_CASE_SECONDS} s: a cold endpoint's 3 minutes, then every attempt of "
+        "the call timing out): an image starts only with that much time left, the rest of "
+        "the batch is retried. The intake queue's visibility timeout is six times this.",
     )
 
 

@@ -6,12 +6,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from counting_core import layout
-from stacks.components.counter import (
-    VISIBILITY_TIMEOUT_FACTOR,
-    CountResults,
-    ImageCounter,
-    ImageIntake,
-)
+from counting_core.constants import QUEUE_VISIBILITY_TIMEOUT_FACTOR
+from stacks.components.counter import CountResults, ImageCounter, ImageIntake
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.storage import REMOVAL_POLICIES, DataStorage
 from stacks.config import AppConfig
@@ -38,7 +34,7 @@ class CountingStack(cdk.Stack):
             bucket=bucket,
             key=key,
             visibility_timeout=cdk.Duration.seconds(
-                settings.timeout_seconds * VISIBILITY_TIMEOUT_FACTOR
+                settings.timeout_seconds * QUEUE_VISIBILITY_TIMEOUT_FACTOR
             ),
         )
         self.results = CountResults(

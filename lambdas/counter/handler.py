@@ -34,31 +34,19 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting_core.constants import (
-    ENDPOINT_CONNECT_TIMEOUT_SECONDS,
-    ENDPOINT_MAX_ATTEMPTS,
-    ENDPOINT_READ_TIMEOUT_SECONDS,
-    IMAGE_WORST_CASE_SECONDS,
-)
+from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 from counting_core.events import ObjectCreated
 from counting_core.model_record import ActiveModel
 from counting_core.results import STATUS_COUNTED, ImageRef
+from lambdas.counter import endpoint
 from lambdas.counter.service import CountingService
 
 # Seconds the active-model record is cached: a new deployment is picked up within this.
 ACTIVE_MODEL_CACHE_SECONDS = 60
 # How long a counted version is remembered as done (S3 duplicates arrive within minutes).
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-# A serverless invocation may take up to 60 s, so reads wait a little longer than that.
-ENDPOINT_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": ENDPOINT_MAX_ATTEMPTS},
-    connect_timeout=ENDPOINT_CONNECT_TIMEOUT_SECONDS,
-    read_timeout=ENDPOINT_READ_TIMEOUT_SECONDS,
-)
 
 
 class NotEnoughTime(Exception):
@@ -119,7 +107,7 @@ time_budget = TimeBudget()
 def counting_service() -> CountingService:
     return CountingService(
         s3=boto3.client("s3"),
-        sagemaker_runtime=boto3.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG),
+        sagemaker_runtime=boto3.client("sagemaker-runtime", config=endpoint.CLIENT_CONFIG),
         table=boto3.resource("dynamodb").Table(ENV.results_table),
         active_model=active_model,
         default_threshold=ENV.score_threshold,

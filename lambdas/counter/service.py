@@ -20,6 +20,7 @@ from counting_core import annotate, images, predictions, results
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel
+from lambdas.counter import endpoint
 
 
 class EndpointUnavailable(Exception):
@@ -109,14 +110,16 @@ class CountingService:
 
     def _invoke(self, endpoint_name: str, payload: bytes) -> bytes:
         try:
-            response = self._runtime.invoke_endpoint(
-                EndpointName=endpoint_name,
-                ContentType=IMAGE_CONTENT_TYPE,
-                Accept=JSON_CONTENT_TYPE,
-                Body=payload,
+            response = endpoint.invoke(
+                lambda: self._runtime.invoke_endpoint(
+                    EndpointName=endpoint_name,
+                    ContentType=IMAGE_CONTENT_TYPE,
+                    Accept=JSON_CONTENT_TYPE,
+                    Body=payload,
+                )
             )
         except ClientError as error:
-            # ModelNotReadyException (cold start), ThrottlingException, 5xx, ModelError:
+            # Still failing after botocore's retries and a cold start's (endpoint.invoke):
             # the message goes back to the queue and is retried, then dead-lettered.
             code = error.response.get("Error", {}).get("Code", "Unknown")
             raise EndpointUnavailable(f"{endpoint_name}: {code}") from error

@@ -83,20 +83,24 @@ class LabelingLauncher:
         # The same upload delivered twice asks for the same job name (see unique_job_name).
         request_version = f"{bucket}/{key}#{version}" if version else None
         job_name = labeling.unique_job_name(self._settings.job_prefix, request_version)
+        job = labeling.build_create_labeling_job_request(
+            request=request,
+            job_name=job_name,
+            bucket=bucket,
+            role_arn=self._settings.role_arn,
+            workteam_arn=self._settings.workteam_arn,
+            kms_key_arn=self._settings.kms_key_arn,
+            region=self._settings.region,
+            defaults=self._settings.task_defaults(),
+        )
+        try:
+            # Every value against CreateLabelingJob's rules, before anything is written.
+            labeling.check_create_labeling_job_request(job)
+        except InputError as error:
+            return self._reject(bucket, key, str(error))
         self._write_inputs(bucket, job_name, request, manifest)
         try:
-            self._sagemaker.create_labeling_job(
-                **labeling.build_create_labeling_job_request(
-                    request=request,
-                    job_name=job_name,
-                    bucket=bucket,
-                    role_arn=self._settings.role_arn,
-                    workteam_arn=self._settings.workteam_arn,
-                    kms_key_arn=self._settings.kms_key_arn,
-                    region=self._settings.region,
-                    defaults=self._settings.task_defaults(),
-                )
-            )
+            self._sagemaker.create_labeling_job(**job)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != JOB_NAME_TAKEN:
                 raise

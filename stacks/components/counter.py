@@ -26,9 +26,6 @@ from stacks.nag import acknowledge
 
 # SQS redrives a message to the dead-letter queue after this many failed receives.
 MAX_RECEIVES = 5
-# AWS: a queue's visibility timeout should be at least six times the function timeout.
-# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
-VISIBILITY_TIMEOUT_FACTOR = 6
 # The image library the counter needs and the Lambda runtime lacks.
 PILLOW = "pillow==13.0.0"
 

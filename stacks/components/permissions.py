@@ -84,6 +84,9 @@ class SageMakerExecutionRole(Construct):
         self.policy = allow(
             self.role,
             {
+                # CloudWatch Logs' documented ARN for permissions on a group and its streams
+                # ends in ":*" (the bare ARN is only for tagging actions).
+                # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
                 "WriteLogs": (
                     [
                         "logs:CreateLogGroup",
@@ -91,7 +94,7 @@ class SageMakerExecutionRole(Construct):
                         "logs:DescribeLogStreams",
                         "logs:PutLogEvents",
                     ],
-                    [log_group, f"{log_group}:log-stream:*"],
+                    [f"{log_group}:*"],
                 ),
                 # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
                 "PutMetrics": (
@@ -105,7 +108,7 @@ class SageMakerExecutionRole(Construct):
         )
         acknowledge(
             self.policy,
-            arn_finding(stack, "logs", f"log-group:{log_group_name}:log-stream:*"),
+            arn_finding(stack, "logs", f"log-group:{log_group_name}:*"),
             f"SageMaker names the log streams of {runs} in {log_group_name} at run time.",
         )
         registry_login = grant_pull(self.role, image_uri)

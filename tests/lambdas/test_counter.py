@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from counting_core import predictions
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 from counting_core.errors import InputError
+from lambdas.counter import endpoint as counter_endpoint
 from stacks.config import CounterSettings
 from tests.lambdas.conftest import REGION, FakeLambdaContext, image_bytes, make_bucket
 
@@ -45,7 +46,7 @@ RESPONSE = {
 }
 
 # The function timeout's default (stacks/config.py CounterSettings.timeout_seconds).
-DEFAULT_TIMEOUT_MS = 300_000
+DEFAULT_TIMEOUT_MS = 600_000
 
 
 @dataclass
@@ -248,7 +249,6 @@ def test_a_malformed_message_is_a_batch_item_failure(handler, endpoint, lambda_c
 @pytest.mark.parametrize(
     ("code", "status"),
     [
-        ("ModelNotReadyException", 429),
         ("ThrottlingException", 400),
         ("ServiceUnavailable", 503),
         ("InternalFailure", 500),
@@ -268,6 +268,63 @@ def test_endpoint_faults_are_retried_then_counted(handler, endpoint, lambda_cont
     answers(endpoint, RESPONSE)
     assert handler.main(event, lambda_context) == {"batchItemFailures": []}
     assert table_items()[0]["count"] == 3
+
+
+class FakeTime:
+    """``time`` for lambdas.counter.endpoint: waits are recorded and pass at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(monkeypatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(counter_endpoint, "time", fake)
+    return fake
+
+
+def not_ready(endpoint: Stubber, times: int) -> None:
+    for _ in range(times):
+        endpoint.add_client_error(
+            "invoke_endpoint", service_error_code="ModelNotReadyException", http_status_code=429
+        )
+
+
+def test_a_cold_endpoint_is_waited_for_and_the_image_counted(
+    handler, endpoint, lambda_context, fake_time
+):
+    # botocore does not retry ModelNotReadyException; the counter waits and asks again.
+    event = sqs_event(json.dumps(upload("incoming/cold.png", image_bytes())))
+    not_ready(endpoint, 3)
+    answers(endpoint, RESPONSE)
+
+    assert handler.main(event, lambda_context) == {"batchItemFailures": []}
+    assert fake_time.waits == [5, 10, 20]
+    assert table_items()[0]["count"] == 3
+
+
+def test_an_endpoint_cold_for_longer_than_a_cold_start_hands_the_image_back(
+    handler, endpoint, lambda_context, fake_time
+):
+    # A cold start has 3 minutes (AWS): after that the image goes back to the queue.
+    event = sqs_event(json.dumps(upload("incoming/cold.png", image_bytes())))
+    not_ready(endpoint, 7)
+
+    response = handler.main(event, lambda_context)
+
+    assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert fake_time.waits == [5, 10, 20, 40, 40, 40]
+    assert sum(fake_time.waits) <= 180
+    assert table_items() == []
 
 
 def test_every_message_ends_processed_or_dead_lettered(handler, endpoint, lambda_context):
@@ -376,7 +433,7 @@ def test_the_function_timeout_always_leaves_time_for_one_image():
     bounds = CounterSettings.model_json_schema()["properties"]["timeout_seconds"]
     assert bounds["minimum"] == IMAGE_WORST_CASE_SECONDS
     assert bounds["default"] * 1000 == DEFAULT_TIMEOUT_MS
-    with pytest.raises(ValidationError, match="greater than or equal to 253"):
+    with pytest.raises(ValidationError, match="greater than or equal to 366"):
         CounterSettings(timeout_seconds=IMAGE_WORST_CASE_SECONDS - 1)
 
 

@@ -28,6 +28,10 @@ class Templates:
     def __init__(self, templates: dict[str, dict]) -> None:
         self._templates = templates
 
+    def stacks(self) -> list[str]:
+        """The stack names."""
+        return list(self._templates)
+
     def definition(self, stack: str) -> dict[str, Any]:
         """The ASL of the one state machine in ``stack``."""
         (machine,) = self.resources(stack, "AWS::StepFunctions::StateMachine").values()

@@ -9,6 +9,13 @@ the run deletes it, waits until it is gone, and creates it again.
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html
 https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-update.html
 
+Whether the endpoint exists is decided without any undocumented error name: DescribeEndpoint
+documents no error for a name that does not exist, so a DescribeEndpoint that still fails
+after its retries (``States.TaskFailed``, whatever the cause) leads to CreateEndpoint. Had
+the endpoint existed after all, CreateEndpoint refuses the name and the run is reported;
+nothing is ever created twice. The first deployment pays the retries, about 30 s.
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html
+
 CDK's SageMakerCreateEndpointConfig task has no ServerlessConfig, so these calls are
 ``CallAwsService`` (AWS SDK integrations), each granted only this project's resources.
 """
@@ -27,7 +34,7 @@ from counting_core import layout
 from stacks.components.permissions import SageMakerExecutionRole, allow
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
-from stacks.components.training.notify import FAILED, FAILURE_PATH, RunNotifications
+from stacks.components.training.notify import FAILED, RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.train import TRAINING
 from stacks.config import InferenceSettings
@@ -39,10 +46,8 @@ VARIANT = "AllTraffic"
 ENDPOINT = "$.endpoint"
 # How often a deployment in progress is checked; serverless endpoints take minutes.
 POLL_INTERVAL = cdk.Duration.seconds(60)
-# DescribeEndpoint of a name that does not exist answers ValidationException, which
-# SageMaker does not model: Step Functions reports SageMaker.SageMakerException.
-ENDPOINT_NOT_FOUND_ERROR = "SageMaker.SageMakerException"
-ENDPOINT_NOT_FOUND_CAUSE = "*Could not find endpoint*"
+# Where a DescribeEndpoint failure that leads to CreateEndpoint is kept, for the record.
+LOOKUP_FAILURE = "$.endpointLookupFailure"
 # Statuses of an endpoint on its way to InService; anything else ends the wait.
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
@@ -169,22 +174,21 @@ class DeployStep(Construct):
             result_path=ENDPOINT,
         )
 
-        # Not found is the first deployment (or a finished deletion); any other error is
-        # reported as the state's own. (SAGEMAKER_API retries "not found" too, about 30 s.)
-        for task, choice in ((find_endpoint, "EndpointMissing"), (check_deletion, "EndpointGone")):
-            missing = sfn.Choice(self, choice)
-            task.add_catch(missing, errors=[ENDPOINT_NOT_FOUND_ERROR], result_path=FAILURE_PATH)
-            missing.when(
-                sfn.Condition.string_matches(f"{FAILURE_PATH}.Cause", ENDPOINT_NOT_FOUND_CAUSE),
-                create_endpoint,
-            ).otherwise(notifications.catch(task))
+        # No endpoint to describe: the first deployment, or a finished deletion. Any other
+        # failure is found out by CreateEndpoint, which refuses a name that exists.
+        for task in (find_endpoint, check_deletion):
+            task.add_catch(
+                create_endpoint, errors=["States.TaskFailed"], result_path=LOOKUP_FAILURE
+            )
         for task in (
             create_model,
             create_config,
+            find_endpoint,
             create_endpoint,
             update_endpoint,
             check_endpoint,
             delete_failed,
+            check_deletion,
         ):
             notifications.catch(task)
 

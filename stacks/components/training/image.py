@@ -89,7 +89,12 @@ def grant_pull(role: iam.IRole, image_uri: str | None) -> str:
     role.add_to_principal_policy(
         iam.PolicyStatement(
             sid="PullTheConfiguredImage",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            # AWS's execution role policy: the three image actions on the repository.
+            actions=[
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
             resources=[repository],
         )
     )

@@ -28,8 +28,10 @@ VALIDATION_MAP = f"{GATE}.validationMap[0]"
 class QualityGate(Construct):
     """Read ``validation:mAP``, then let the run on to ``then`` or stop it.
 
-    A filter that matches nothing is an error no Catch can handle, so the gate first
-    checks that the metric was reported at all, then reads it.
+    A path that matches nothing is an error no Catch can handle, so the gate first checks
+    that the job reported metrics at all (a finished job may have no FinalMetricDataList),
+    then that validation:mAP is among them, then reads it; each miss is reported as
+    ``ValidationMapMissing``.
 
     Attributes:
         start: the first state.
@@ -46,7 +48,7 @@ class QualityGate(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         metrics = f"{TRAINING}.FinalMetricDataList"
-        self.start = sfn.Pass(
+        find = sfn.Pass(
             self,
             "FindValidationMap",
             parameters={
@@ -93,7 +95,12 @@ class QualityGate(Construct):
             )
             .otherwise(below)
         )
-        self.start.next(
+        self.start = (
+            sfn.Choice(self, "MetricsReported")
+            .when(sfn.Condition.is_present(f"{metrics}[0]"), find)
+            .otherwise(missing)
+        )
+        find.next(
             sfn.Choice(self, "ValidationMapReported")
             .when(sfn.Condition.boolean_equals(f"{GATE}.reported", True), read.next(gate))
             .otherwise(missing)

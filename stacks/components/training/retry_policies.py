@@ -1,10 +1,15 @@
 """Named retry policies of the training state machine's task states, and why each is so.
 
-Step Functions names an error ``<Service>.<Exception>``. Errors a service does not model
-(SageMaker's and SSM's throttling among them) arrive as ``<Service>.<Service>Exception``,
-so a policy on that name also retries some errors that will not go away; each policy is
-kept short enough that this costs seconds, not a run. What still fails after the retries
-is caught and reported (``notify.RunNotifications``).
+Step Functions names a service's error ``<Service>.<Exception>`` after the exceptions the
+service's API reference lists; errors a service does not list (throttling, internal
+errors) have no documented name. A policy therefore names an error only where AWS's own
+examples do, and otherwise retries ``States.TaskFailed`` (every task failure but a
+timeout): each of those calls is safe to repeat, and each policy is kept short enough
+that retrying an error that will not go away costs seconds, not a run. What still fails
+after the retries is caught and reported (``notify.RunNotifications``).
+
+``MaxAttempts`` counts retries: a policy of 3 makes up to 4 calls.
+https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html
 https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html
 """
 
@@ -48,28 +53,42 @@ LAMBDA_SERVICE = RetryPolicy(
     max_attempts=6,
 )
 
-#: createTrainingJob.sync reports SageMaker's API errors, throttling and "ResourceLimitExceeded"
-#: (no spot or GPU capacity quota left right now) alike, as SageMaker.AmazonSageMakerException.
-#: Minutes apart, so capacity has a chance to free up. A retry reuses the run's job name, so
-#: it can never start a second GPU job: if the first one started, the retry fails at once.
-#: A job that fails or stops (States.TaskFailed) is not retried.
-TRAINING_JOB_START = RetryPolicy(
+#: Starting the training job: AWS's createTrainingJob.sync example retries
+#: SageMaker.AmazonSageMakerException (the API's errors and throttling) and, separately,
+#: SageMaker.ResourceLimitExceededException (no quota or capacity left right now).
+#: https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
+#: A retry reuses the run's job name, so it can never start a second GPU job: if the first
+#: one started, the retry fails at once. A job that fails or stops (States.TaskFailed) is
+#: not retried. API errors: 1, 2 and 4 minutes apart.
+TRAINING_JOB_API = RetryPolicy(
     errors=("SageMaker.AmazonSageMakerException",),
     interval=cdk.Duration.minutes(1),
     max_attempts=3,
 )
+#: No quota or capacity: every 5 minutes for up to 55 minutes, while other jobs finish.
+#: The execution's own time limit keeps an hour for this (pipeline.OVERHEAD).
+TRAINING_CAPACITY = RetryPolicy(
+    errors=("SageMaker.ResourceLimitExceededException",),
+    interval=cdk.Duration.minutes(5),
+    max_attempts=11,
+    backoff_rate=1.0,
+)
 
-#: SageMaker's throttling and internal errors are not modeled: Step Functions reports them,
-#: like a ValidationException, as SageMaker.SageMakerException. Four quick tries (about 30 s).
+#: SageMaker's model, endpoint-config and endpoint calls. Their throttling and internal
+#: errors have no documented name, so any failure is retried, four times in about 30 s:
+#: creating twice fails on the name already taken, the rest are reads, updates and a
+#: deletion that repeat harmlessly.
 SAGEMAKER_API = RetryPolicy(
-    errors=("SageMaker.SageMakerException",),
+    errors=("States.TaskFailed",),
     interval=cdk.Duration.seconds(2),
     max_attempts=4,
 )
 
-#: PutParameter: concurrent updates of the one parameter (modeled) and throttling (not).
+#: PutParameter (Overwrite): concurrent updates of the one parameter and throttling. Writing
+#: the same record again is harmless, and only TooManyUpdatesException is documented, so
+#: any failure is retried.
 SSM_WRITE = RetryPolicy(
-    errors=("Ssm.TooManyUpdatesException", "Ssm.SsmException"),
+    errors=("States.TaskFailed",),
     interval=cdk.Duration.seconds(1),
     max_attempts=5,
 )

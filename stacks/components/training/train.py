@@ -67,17 +67,24 @@ class TrainStep(Construct):
         super().__init__(scope, construct_id)
         self._storage = storage
         self._bucket = storage.bucket_in(self)
-        self.role = self._training_role(settings.image_uri)
+        self.role = self._training_role(settings)
         self.state = sfn.CustomState(
             self, "Train", state_json=self._state_json(settings, image, storage)
         )
-        retry_policies.TRAINING_JOB_START.apply(self.state)
+        retry_policies.TRAINING_JOB_API.apply(self.state)
+        retry_policies.TRAINING_CAPACITY.apply(self.state)
         notifications.catch(self.state)
 
         stack = cdk.Stack.of(self)
         job_arns = stack.format_arn(
             service="sagemaker", resource="training-job", resource_name=f"{prefix}-*"
         )
+        # AWS's policy for createTrainingJob.sync, scoped to this project's jobs. Differences:
+        # ListTags is granted on the jobs, not "*" (.sync reads the tags of the job it
+        # started); AddTags is added, as CDK's SageMakerCreateTrainingJob grants it, because
+        # Step Functions tags the jobs it starts and tagging on create needs it.
+        # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/security_iam_id-based-policy-examples.html
         self.statements = [
             iam.PolicyStatement(
                 sid="RunTrainingJobs",
@@ -85,6 +92,7 @@ class TrainStep(Construct):
                     "sagemaker:CreateTrainingJob",
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
                     "sagemaker:ListTags",
                 ],
                 resources=[job_arns],
@@ -95,6 +103,7 @@ class TrainStep(Construct):
                 resources=[self.role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ),
+            # The service's managed rule that .sync uses to hear about job state changes.
             iam.PolicyStatement(
                 sid="WatchTrainingJobs",
                 actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
@@ -143,17 +152,25 @@ class TrainStep(Construct):
                     "S3OutputPath": f"{bucket_uri}{layout.MODEL_ARTIFACTS}",
                     "KmsKeyId": storage.key.key_arn,
                 },
-                "ResourceConfig": {
-                    "InstanceCount": 1,
-                    "InstanceType": settings.instance_type,
-                    "VolumeSizeInGB": settings.volume_size_gb,
-                    "VolumeKmsKeyId": storage.key.key_arn,
-                },
+                "ResourceConfig": self._resources(settings, storage),
                 "StoppingCondition": stopping,
                 **spot,
             },
             "ResultPath": TRAINING,
         }
+
+    @staticmethod
+    def _resources(settings: TrainingSettings, storage: DataStorage) -> dict:
+        resources = {
+            "InstanceCount": 1,
+            "InstanceType": settings.instance_type,
+            "VolumeSizeInGB": settings.volume_size_gb,
+        }
+        # Instances with local NVMe storage encrypt it in hardware and refuse a volume key.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+        if not settings.uses_instance_store:
+            resources["VolumeKmsKeyId"] = storage.key.key_arn
+        return resources
 
     @staticmethod
     def _channel(name: str, manifest_uri_path: str) -> dict:
@@ -174,7 +191,9 @@ class TrainStep(Construct):
             },
         }
 
-    def _training_role(self, image_uri: str | None) -> iam.Role:
+    def _training_role(self, settings: TrainingSettings) -> iam.Role:
+        """AWS's execution role policy for CreateTrainingJob, scoped to this project's data.
+        https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html"""
         bucket, key = self._bucket, self._storage.key
         execution = SageMakerExecutionRole(
             self,
@@ -183,8 +202,15 @@ class TrainStep(Construct):
             log_group_name=TRAINING_LOG_GROUP,
             metrics_namespace=TRAINING_LOG_GROUP,
             runs="training jobs",
-            image_uri=image_uri,
+            image_uri=settings.image_uri,
         )
+        # AWS's policy: kms:Decrypt for encrypted input, kms:Encrypt for the output key,
+        # kms:CreateGrant for a volume key (not sent for instances with NVMe storage);
+        # GenerateDataKey too, as writing SSE-KMS objects to S3 needs it.
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
+        key_actions = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        if not settings.uses_instance_store:
+            key_actions.append("kms:CreateGrant")
         policy = allow(
             execution.role,
             {
@@ -200,17 +226,22 @@ class TrainStep(Construct):
                     ["s3:PutObject", "s3:GetObject"],
                     [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
                 ),
-                "ListCheckpoints": (
+                # AWS's policy lists the input bucket; here only the prefixes the job reads
+                # and writes (its channels' manifests and images, its checkpoints).
+                "ListTheJobsData": (
                     ["s3:ListBucket"],
                     [bucket.bucket_arn],
-                    {"StringLike": {"s3:prefix": f"{CHECKPOINTS}*"}},
+                    {
+                        "StringLike": {
+                            "s3:prefix": [
+                                f"{layout.TRAINING_MANIFESTS}*",
+                                f"{layout.LABELING_IMAGES}*",
+                                f"{CHECKPOINTS}*",
+                            ]
+                        }
+                    },
                 ),
-                # Reads the encrypted data; encrypts the volume (a grant) and the model, as the
-                # execution role. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html
-                "UseTheDataKey": (
-                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
-                    [key.key_arn],
-                ),
+                "UseTheDataKey": (key_actions, [key.key_arn]),
             },
         )
         acknowledge_object_prefixes(

@@ -45,19 +45,14 @@ PREPARED = PreparedRun(
     figures={"num_training_samples": 40, "num_validation_samples": 10},
 )
 PREPARE_OK = Return({"StatusCode": 200, "Payload": PREPARED.model_dump(by_alias=True)})
-NOT_FOUND = Throw(
-    "SageMaker.SageMakerException",
-    f'Could not find endpoint "arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}". '
-    "(Service: SageMaker, Status Code: 400, Request ID: 1)",
-)
-# FindEndpoint retries SageMaker.SageMakerException (SAGEMAKER_API: 4 retries) before
-# its catch sees "not found".
-ENDPOINT_NOT_FOUND = [NOT_FOUND] * 5
+# moto's DescribeEndpoint of a name that does not exist fails, as SageMaker's does (no
+# documented error name): FindEndpoint tries 5 times (SAGEMAKER_API: 4 retries), then the
+# run creates the endpoint.
+NOT_FOUND_ATTEMPTS = 5
 FIRST_DEPLOYMENT = [
     "CreateModel",
     "CreateEndpointConfig",
     "FindEndpoint",
-    "EndpointMissing",
     "CreateEndpoint",
     "WaitForEndpoint",
     "CheckEndpoint",
@@ -66,6 +61,7 @@ FIRST_DEPLOYMENT = [
 THROUGH_THE_GATE = [
     "PrepareTrainingData",
     "Train",
+    "MetricsReported",
     "FindValidationMap",
     "ValidationMapReported",
     "ReadValidationMap",
@@ -175,6 +171,11 @@ class Pipeline:
         self.ssm.put_parameter(Name=PARAMETER, Value=previous.model_dump_json(), Type="String")
 
 
+def pipeline_definition(pipeline: Pipeline) -> dict:
+    described = pipeline.stepfunctions.describe_state_machine(stateMachineArn=pipeline.arn)
+    return json.loads(described["definition"])
+
+
 @pytest.fixture
 def pipeline(templates):
     with mock_aws(config=harness.MOTO_CONFIG), harness.interpreter():
@@ -204,13 +205,12 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
         {
             "PrepareTrainingData": [PREPARE_OK],
             "Train": [finished_job(validation_map=0.73)],
-            "FindEndpoint": ENDPOINT_NOT_FOUND,
         }
     )
 
     assert run.status == "SUCCEEDED", run.cause
     assert run.states() == THROUGH_THE_GATE + FIRST_DEPLOYMENT + RECORDED
-    assert run.attempts("FindEndpoint") == 5
+    assert run.attempts("FindEndpoint") == NOT_FOUND_ATTEMPTS
     record = pipeline.active_model()
     assert record == ActiveModel(
         endpoint_name=ENDPOINT,
@@ -245,7 +245,6 @@ def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(
         {
             "PrepareTrainingData": [PREPARE_OK],
             "Train": [finished_job()],
-            "FindEndpoint": ENDPOINT_NOT_FOUND,
         }
     )
 
@@ -311,8 +310,7 @@ def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline
         {
             "PrepareTrainingData": [PREPARE_OK],
             "Train": [finished_job()],
-            # moto deleted it at once (DeleteFailedEndpoint ran against it): not found.
-            "CheckDeletion": ENDPOINT_NOT_FOUND,
+            # moto deleted it at once (DeleteFailedEndpoint ran against it): gone.
         }
     )
 
@@ -326,7 +324,6 @@ def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline
         "DeleteFailedEndpoint",
         "WaitForDeletion",
         "CheckDeletion",
-        "EndpointGone",
         "CreateEndpoint",
         "WaitForEndpoint",
         "CheckEndpoint",
@@ -403,7 +400,6 @@ def test_lambda_service_errors_are_retried(pipeline):
         {
             "PrepareTrainingData": [busy, busy, PREPARE_OK],
             "Train": [finished_job()],
-            "FindEndpoint": ENDPOINT_NOT_FOUND,
         }
     )
 
@@ -440,12 +436,60 @@ def test_no_capacity_is_retried_with_the_same_job_name(pipeline):
         {
             "PrepareTrainingData": [PREPARE_OK],
             "Train": [no_capacity, no_capacity, finished_job()],
-            "FindEndpoint": ENDPOINT_NOT_FOUND,
         }
     )
 
     assert run.status == "SUCCEEDED", run.cause
     assert [job["TrainingJobName"] for job in run.requests("Train")] == [RUN] * 3
+
+
+def test_a_quota_refusal_is_retried_minutes_apart_as_aws_shows(pipeline):
+    # AWS's createTrainingJob.sync example retries this name on its own.
+    no_quota = Throw(
+        "SageMaker.ResourceLimitExceededException",
+        "The account-level service limit 'ml.p3.2xlarge for spot training job usage' is 1 "
+        "Instances, with current utilization of 1 Instances",
+    )
+
+    run = pipeline.run(
+        {"PrepareTrainingData": [PREPARE_OK], "Train": [no_quota] * 4 + [finished_job()]}
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.attempts("Train") == 5
+    (retrier,) = [
+        retrier
+        for retrier in pipeline_definition(pipeline)["States"]["Train"]["Retry"]
+        if retrier["ErrorEquals"] == ["SageMaker.ResourceLimitExceededException"]
+    ]
+    assert (retrier["IntervalSeconds"], retrier["MaxAttempts"]) == (300, 11)
+
+
+def test_a_quota_that_never_frees_up_is_reported(pipeline):
+    no_quota = Throw("SageMaker.ResourceLimitExceededException", "limit 0")
+
+    run = pipeline.run({"PrepareTrainingData": [PREPARE_OK], "Train": [no_quota] * 12})
+
+    assert run.attempts("Train") == 12  # MaxAttempts counts retries: 1 + 11
+    assert run.states()[-4:] == ["Train", "TrainFailed", *STOPPED]
+    assert_stopped(pipeline, run, error="TrainFailed", outcome="failed", state="Train")
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"TrainingJobName": RUN, "TrainingJobStatus": "Completed"},
+        {"TrainingJobName": RUN, "TrainingJobStatus": "Completed", "FinalMetricDataList": []},
+    ],
+    ids=["no metric list", "an empty one"],
+)
+def test_a_job_without_metrics_is_reported_not_stuck(pipeline, job):
+    run = pipeline.run({"PrepareTrainingData": [PREPARE_OK], "Train": [Return(job)]})
+
+    assert run.states()[-5:] == ["Train", "MetricsReported", "ValidationMapMissing", *STOPPED]
+    assert_stopped(
+        pipeline, run, error="ValidationMapMissing", outcome="refused", state="QualityGate"
+    )
 
 
 @pytest.mark.parametrize(
@@ -484,7 +528,6 @@ def test_a_model_at_the_minimum_passes_the_gate(pipeline):
         {
             "PrepareTrainingData": [PREPARE_OK],
             "Train": [finished_job(validation_map=0.5)],
-            "FindEndpoint": ENDPOINT_NOT_FOUND,
         }
     )
 

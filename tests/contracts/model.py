@@ -24,6 +24,7 @@ import regex
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
+
 class _Unknown:
     """A value known only at run time (a ``.$`` parameter, a JSONata expression)."""
 

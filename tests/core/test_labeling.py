@@ -95,6 +95,11 @@ def test_image_prefix_becomes_a_folder_key_in_the_data_bucket(given_prefix, key_
         ({"batch_name": "a b"}, "batch_name: String should match pattern"),
         ({"instructions": {"short": "x" * 256}}, "instructions.short: String should have at most"),
         ({"instructions": {}}, "instructions.short: missing"),
+        ({"instructions": {"short": "Box cars.\r\nNot vans."}}, "instructions.short: must be one"),
+        (
+            {"instructions": {"short": "Box cars.\u2028Not vans."}},
+            "instructions.short: must be one",
+        ),
         ({"instructions": "Box cars"}, "instructions: must be a JSON object"),
     ],
 )

@@ -75,7 +75,7 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
         ),
         (
             {"counting.training.instance_type": "ml.p3.banana"},
-            "training.instance_type: 'ml.p3.banana' is not a GPU training instance type",
+            "training.instance_type: 'ml.p3.banana' is not a SageMaker training instance type",
         ),
         (
             {"stage": "integration-test", "counting": {"stages": {"integration-test": {}}}},

@@ -62,8 +62,8 @@ def test_queues_are_encrypted_and_the_intake_redrives_after_five_receives(templa
     template.has_resource_properties(
         "AWS::SQS::Queue",
         {
-            # 6 x the 300 s function timeout.
-            "VisibilityTimeout": 1800,
+            # 6 x the 600 s function timeout.
+            "VisibilityTimeout": 3600,
             "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 5},
         },
     )
@@ -114,7 +114,7 @@ def test_event_source_reports_item_failures_within_the_endpoint_concurrency(temp
 def test_counter_function_is_traced_logged_and_configured(template):
     properties = counter_function(template)["Properties"]
     assert properties["Runtime"] == "python3.13"
-    assert properties["Timeout"] == 300
+    assert properties["Timeout"] == 600
     assert properties["TracingConfig"] == {"Mode": "Active"}
     assert properties["LoggingConfig"]["LogFormat"] == "JSON"
     assert "KmsKeyArn" in properties

@@ -268,6 +268,11 @@ def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, regio
         ({**REQUEST, "label_attribute": "vehicles-ref"}, "must not end in '-ref'"),
         ({**REQUEST, "image_prefix": "labeling/images/empty/"}, "no JPEG or PNG images"),
         ("not json", "the request is not valid JSON"),
+        # CreateLabelingJob's TaskDescription is ".+": one line. Refused here, not retried.
+        (
+            {**REQUEST, "instructions": {"short": "Box every car.\nAnd every person."}},
+            "instructions.short: must be one line",
+        ),
     ],
 )
 def test_a_bad_request_is_rejected_beside_it_and_starts_nothing(

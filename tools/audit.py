@@ -301,6 +301,39 @@ def data_section(resources: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
+def training_storage_section(resources: dict[str, dict]) -> list[str]:
+    """Where each training job a state machine starts keeps its data, and how it is encrypted.
+
+    Instances with local NVMe storage (ml.g4dn, ml.g5) encrypt it in hardware, and
+    SageMaker refuses a volume key for them; the others get an EBS volume under the key.
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+    """
+    lines = []
+    for logical_id, resource in sorted(resources.items()):
+        if resource["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        definition = json.loads(render(resource["Properties"]["DefinitionString"]))
+        for name, state in sorted(definition["States"].items()):
+            if ":createTrainingJob" not in state.get("Resource", ""):
+                continue
+            config = state["Parameters"]["ResourceConfig"]
+            storage = (
+                f"EBS volume, KMS (customer key {config['VolumeKmsKeyId']})"
+                if "VolumeKmsKeyId" in config
+                else "the instance's NVMe storage, encrypted by the instance's hardware"
+            )
+            lines.append(
+                f"| `{logical_id}` | `{name}` | `{config['InstanceType']}` | {cell(storage)} |"
+            )
+    if not lines:
+        return []
+    header = [
+        "| State machine | State | Instance type | Training storage |",
+        "| --- | --- | --- | --- |",
+    ]
+    return [*header, *lines, ""]
+
+
 def acknowledgment_section(resources: dict[str, dict]) -> list[str]:
     lines = ["| Resource | Rule | Reason |", "| --- | --- | --- |"]
     for logical_id, resource in sorted(resources.items()):
@@ -333,6 +366,8 @@ def report(cdk_out: Path) -> str:
         lines += resource_policy_section(resources) or ["None.", ""]
         lines += ["### Data stores", ""]
         lines += data_section(resources)
+        if storage := training_storage_section(resources):
+            lines += ["### Training job storage", "", *storage]
         lines += ["### cdk-nag acknowledgments", ""]
         lines += acknowledgment_section(resources)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -80,3 +80,20 @@ def test_the_report_lists_key_and_bucket_policies_and_lambda_permissions(assembl
         assert "| Allow | Service: events.amazonaws.com |" in line
         assert "| SourceArn = <Jobs" in line
     assert section(text, "monitoring", "Resource policies") == ["", "None."]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "storage"),
+    [
+        ("ml.p3.2xlarge", "EBS volume, KMS (customer key"),
+        ("ml.g5.2xlarge", "the instance's NVMe storage, encrypted by the instance's hardware"),
+    ],
+)
+def test_the_report_says_how_training_storage_is_encrypted(tmp_path, instance_type, storage):
+    synth_templates(tmp_path, **{"counting.training.instance_type": instance_type})
+    (row,) = [
+        line
+        for line in section(report(tmp_path), "training", "Training job storage")
+        if line.startswith("| `Pipeline")
+    ]
+    assert f"| `Train` | `{instance_type}` | {storage}" in row

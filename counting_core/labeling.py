@@ -124,7 +124,7 @@ class TextRule:
     def problem(self, value: str) -> str | None:
         """Why ``value`` breaks the rule, or None."""
         # Java counts UTF-16 code units: an emoji is two (the stricter reading).
-        length = len(value.encode("utf-16-le")) // 2
+        length = len(value.encode("utf-16-le", "surrogatepass")) // 2
         if not self.least <= length <= self.most:
             return f"must be {self.least} to {self.most} characters, not {length}"
         if self.pattern == _TAG_TEXT:

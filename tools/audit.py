@@ -312,7 +312,14 @@ def training_storage_section(resources: dict[str, dict]) -> list[str]:
     for logical_id, resource in sorted(resources.items()):
         if resource["Type"] != "AWS::StepFunctions::StateMachine":
             continue
-        definition = json.loads(render(resource["Properties"]["DefinitionString"]))
+        # The definition is text joined with references: render each reference without
+        # double quotes, so that the whole stays JSON.
+        _, parts = resource["Properties"]["DefinitionString"]["Fn::Join"]
+        definition = json.loads(
+            "".join(
+                part if isinstance(part, str) else render(part).replace('"', "'") for part in parts
+            )
+        )
         for name, state in sorted(definition["States"].items()):
             if ":createTrainingJob" not in state.get("Resource", ""):
                 continue

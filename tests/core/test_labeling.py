@@ -255,13 +255,10 @@ def test_the_region_table_matches_the_sdk_documentation():
     assert documented == dict(labeling.BOUNDING_BOX_FUNCTION_ACCOUNTS)
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-2"])
-def test_create_labeling_job_request_is_valid_for_the_api(region):
-    request = labeling.parse_request(request_data(workers_per_object=3), bucket=BUCKET)
-    job_name = labeling.unique_job_name("object-counting-dev")
-
-    kwargs = labeling.build_create_labeling_job_request(
-        request=request,
+def create_labeling_job_request(data: dict, region: str, job_name: str) -> dict:
+    """The CreateLabelingJob request the launcher builds for request ``data``."""
+    return labeling.build_create_labeling_job_request(
+        request=labeling.parse_request(data, bucket=BUCKET),
         job_name=job_name,
         bucket=BUCKET,
         role_arn=ROLE_ARN,
@@ -270,6 +267,13 @@ def test_create_labeling_job_request_is_valid_for_the_api(region):
         region=region,
         defaults=DEFAULTS,
     )
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-2"])
+def test_create_labeling_job_request_is_valid_for_the_api(region):
+    job_name = labeling.unique_job_name("object-counting-dev")
+
+    kwargs = create_labeling_job_request(request_data(workers_per_object=3), region, job_name)
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     validate_parameters(kwargs, model.operation_model("CreateLabelingJob").input_shape)

@@ -202,7 +202,8 @@ def test_ground_truth_role_reads_labeling_data_and_writes_only_output(template):
         "kms:Encrypt",
         "kms:GenerateDataKey",
     ]
-    assert granted["WriteLogs"]["Resource"][0].endswith(":log-group:/aws/sagemaker/LabelingJobs")
+    # CloudWatch Logs' documented form for a group and its streams: log-group:NAME:*.
+    assert granted["WriteLogs"]["Resource"].endswith(":log-group:/aws/sagemaker/LabelingJobs:*")
     writes = [
         resource
         for statement in granted.values()

@@ -23,7 +23,8 @@ from stacks.components.training.train import TrainStep
 from stacks.config import AppConfig
 from stacks.nag import acknowledge, arn_finding
 
-# Time for Prepare, the deployment and its checks, on top of the training job's own limit.
+# Time for Prepare, waiting for training quota (retry_policies.TRAINING_CAPACITY, under an
+# hour), the deployment and its checks, on top of the training job's own limit.
 OVERHEAD = cdk.Duration.hours(3)
 
 

@@ -92,7 +92,7 @@ def post_processing() -> list[Figure]:
 
     seconds = median_seconds(run, number=100, repeat=31)
     parse = median_seconds(lambda: parse_response(body), number=100, repeat=31)
-    decoder = predictions._decode_json.__module__
+    decoder = predictions.from_json.__module__
     return [
         Figure(
             "post-processing: parse + count, 1,000 detections with pixel boxes",

@@ -31,10 +31,6 @@ class ImageRef:
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    def idempotency_key(self) -> str:
-        # S3 delivers events at least once; the same object version is counted once.
-        return f"{self.uri}#{self.version_id or self.etag or ''}"
-
 
 @dataclass(frozen=True, slots=True)
 class ModelInUse:

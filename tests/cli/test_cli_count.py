@@ -9,7 +9,7 @@ import socket
 import boto3
 import pytest
 import requests
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
@@ -282,7 +282,15 @@ def failing_runtime(aws_env, monkeypatch):
 
     def fail(code: str, message: str) -> None:
         stubber.add_client_error(
-            "invoke_endpoint", service_error_code=code, service_message=message
+            "invoke_endpoint",
+            service_error_code=code,
+            service_message=message,
+            expected_params={
+                "EndpointName": "counter",
+                "ContentType": "application/x-image",
+                "Accept": "application/json",
+                "Body": ANY,
+            },
         )
 
     monkeypatch.setattr(boto3, "client", fake_client)

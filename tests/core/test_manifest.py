@@ -111,6 +111,7 @@ def test_prepare_training_data_reports_stats_figures_and_inputs():
 
     prepared = manifest.prepare_training_data(text.split("\n"), validation_fraction=0.2, seed=7)
 
+    # same code: the Lambda's entry point splits exactly as `counting manifest split` does.
     assert prepared.split == manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
     assert prepared.report == {
         **HAND_CHECKED_STATS,
@@ -430,6 +431,7 @@ def test_split_partitions_the_usable_lines_by_the_fraction_rule(lines, fraction,
     both = [json.loads(line) for line in result.train + result.validation]
     assert sorted(both, key=json.dumps) == sorted(usable, key=json.dumps)
     assert result.dropped_failed + result.dropped_empty == len(lines) - len(usable)
+    # same code: the same seed gives the same split.
     assert result == manifest.split(parsed, validation_fraction=fraction, seed=seed)
 
 

@@ -25,6 +25,7 @@ def test_run_name_is_the_prefix_the_start_time_and_a_digest_of_the_execution():
     name = training.run_name("object-counting-dev", "arn:...:execution:m:run-1", STARTED)
 
     assert re.fullmatch(r"object-counting-dev-20261126-173005-[0-9a-f]{6}", name)
+    # same code: a retried step asks again and must get the same name.
     assert name == training.run_name("object-counting-dev", "arn:...:execution:m:run-1", STARTED)
     assert name != training.run_name("object-counting-dev", "arn:...:execution:m:run-2", STARTED)
 

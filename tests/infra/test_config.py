@@ -82,6 +82,14 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             "project and stage: 'object-counting-integration-test' is 32 characters; at most 30",
         ),
         ({"stage": "qa"}, "stage: 'qa' is not one of the stages in cdk.json (dev, prod)"),
+        (
+            {"counting.workforce.existing_user_pool_id": "eu-west-1_AbCdEf123"},
+            "workforce.existing_user_pool_id and workforce.existing_app_client_id go together",
+        ),
+        (
+            {"counting.workforce.existing_app_client_id": "1example23456789abcdefghij"},
+            "workforce.existing_user_pool_id and workforce.existing_app_client_id go together",
+        ),
         ({"config": "/nonexistent.json"}, "config: cannot read /nonexistent.json"),
     ],
 )
@@ -116,6 +124,7 @@ def test_synth_with_a_bad_value_exits_non_zero_with_one_line_and_no_traceback():
 def test_configuration_page_documents_every_setting_as_generated():
     page = (ROOT / "docs" / "configuration.md").read_text()
 
+    # same code: the page is generated; this only checks that it was regenerated.
     assert page == configuration_page(), "docs/configuration.md is out of date: run make docs"
     undocumented = [row for row in settings_table(AppConfig) if row.endswith("|  |")]
     assert not undocumented, "settings without a description in stacks/config.py"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-
-from counting_core import labeling
 
 ACCOUNT = "123456789012"
 PREFIX = "object-counting-dev"
@@ -128,49 +128,64 @@ def keys_under(region: str, prefix: str) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def expected_job_name(region: str, event: dict) -> str:
-    obj = event["detail"]["object"]
-    return labeling.unique_job_name(
-        PREFIX, f"{bucket_name(region)}/{obj['key']}#{obj['version-id']}"
-    )
+# A job name: the prefix and the 32 hex digits of a UUID derived from the request's version.
+JOB_NAME = rf"{PREFIX}-[0-9a-f]{{32}}"
 
 
-def expect_create(stub: Stubber, region: str, job_name: str, *, workers: int = 1) -> None:
-    bucket = bucket_name(region)
-    folder = f"s3://{bucket}/labeling/input/{job_name}/"
+class Matches:  # noqa: PLW1641 - compared, never hashed
+    """Equal to every string that fully matches ``pattern``: a Stubber expected_params value."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.pattern.fullmatch(other) is not None
+
+    def __repr__(self) -> str:
+        return f"Matches({self.pattern.pattern!r})"
+
+
+def create_request(region: str, *, workers: int = 1) -> dict:
+    """The CreateLabelingJob request the launcher should send for REQUEST (any job name)."""
+    bucket = re.escape(bucket_name(region))
+    folder = rf"s3://{bucket}/labeling/input/{JOB_NAME}/"
     accounts = {"us-east-1": "432418664414", "eu-west-1": "568282634449"}
     functions = f"arn:aws:lambda:{region}:{accounts[region]}:function"
-    stub.add_response(
-        "create_labeling_job",
-        {"LabelingJobArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"},
-        {
-            "LabelingJobName": job_name,
-            "LabelAttributeName": "vehicles",
-            "InputConfig": {
-                "DataSource": {"S3DataSource": {"ManifestS3Uri": f"{folder}input.manifest"}}
-            },
-            "OutputConfig": {
-                "S3OutputPath": f"s3://{bucket}/labeling/output/street/",
-                "KmsKeyId": KEY_ARN,
-            },
-            "RoleArn": ROLE_ARN,
-            "LabelCategoryConfigS3Uri": f"{folder}categories.json",
-            "HumanTaskConfig": {
-                "WorkteamArn": workteam_arn(region),
-                "UiConfig": {"UiTemplateS3Uri": f"{folder}worker-template.liquid.html"},
-                "PreHumanTaskLambdaArn": f"{functions}:PRE-BoundingBox",
-                "TaskKeywords": ["Images", "bounding boxes", "object detection"],
-                "TaskTitle": "Draw boxes around objects (street)",
-                "TaskDescription": "Draw a box around every car and every person.",
-                "NumberOfHumanWorkersPerDataObject": workers,
-                "TaskTimeLimitInSeconds": 300,
-                "TaskAvailabilityLifetimeInSeconds": 864000,
-                "AnnotationConsolidationConfig": {
-                    "AnnotationConsolidationLambdaArn": f"{functions}:ACS-BoundingBox"
-                },
-            },
-            "Tags": [{"Key": "batch", "Value": "street"}],
+    return {
+        "LabelingJobName": Matches(JOB_NAME),
+        "LabelAttributeName": "vehicles",
+        "InputConfig": {
+            "DataSource": {"S3DataSource": {"ManifestS3Uri": Matches(rf"{folder}input\.manifest")}}
         },
+        "OutputConfig": {
+            "S3OutputPath": f"s3://{bucket_name(region)}/labeling/output/street/",
+            "KmsKeyId": KEY_ARN,
+        },
+        "RoleArn": ROLE_ARN,
+        "LabelCategoryConfigS3Uri": Matches(rf"{folder}categories\.json"),
+        "HumanTaskConfig": {
+            "WorkteamArn": workteam_arn(region),
+            "UiConfig": {"UiTemplateS3Uri": Matches(rf"{folder}worker-template\.liquid\.html")},
+            "PreHumanTaskLambdaArn": f"{functions}:PRE-BoundingBox",
+            "TaskKeywords": ["Images", "bounding boxes", "object detection"],
+            "TaskTitle": "Draw boxes around objects (street)",
+            "TaskDescription": "Draw a box around every car and every person.",
+            "NumberOfHumanWorkersPerDataObject": workers,
+            "TaskTimeLimitInSeconds": 300,
+            "TaskAvailabilityLifetimeInSeconds": 864000,
+            "AnnotationConsolidationConfig": {
+                "AnnotationConsolidationLambdaArn": f"{functions}:ACS-BoundingBox"
+            },
+        },
+        "Tags": [{"Key": "batch", "Value": "street"}],
+    }
+
+
+def expect_create(stub: Stubber, region: str, *, workers: int = 1) -> None:
+    """Answer the next CreateLabelingJob with the ARN of the job it names."""
+    arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{PREFIX}-{'0' * 32}"
+    stub.add_response(
+        "create_labeling_job", {"LabelingJobArn": arn}, create_request(region, workers=workers)
     )
 
 
@@ -184,11 +199,12 @@ def test_a_request_starts_a_bounding_box_job(handler, sagemaker, region, lambda_
         "labeling/images/streets-other/d.jpg",
     )
     event = upload(region, REQUEST_KEY, json.dumps({**REQUEST, "workers_per_object": 3}).encode())
-    job_name = expected_job_name(region, event)
-    expect_create(sagemaker, region, job_name, workers=3)
+    expect_create(sagemaker, region, workers=3)
 
     outcome = handler.main(event, lambda_context)
 
+    job_name = outcome["labelingJobName"]
+    assert re.fullmatch(JOB_NAME, job_name)
     assert outcome == {"status": "started", "request": REQUEST_KEY, "labelingJobName": job_name}
     bucket = bucket_name(region)
     folder = f"labeling/input/{job_name}/"
@@ -216,10 +232,9 @@ def test_images_are_listed_past_the_first_page(
     )
     put_images(region, *(f"{IMAGES}{number}.jpg" for number in range(5)))
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
-    job_name = expected_job_name(region, event)
-    expect_create(sagemaker, region, job_name)
+    expect_create(sagemaker, region)
 
-    handler.main(event, lambda_context)
+    job_name = handler.main(event, lambda_context)["labelingJobName"]
 
     assert len(listings) == 3
     manifest = read(region, f"labeling/input/{job_name}/input.manifest").splitlines()
@@ -231,30 +246,47 @@ def test_images_are_listed_past_the_first_page(
 def test_the_same_upload_delivered_twice_starts_one_job(handler, sagemaker, region, lambda_context):
     put_images(region, f"{IMAGES}a.jpg")
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
-    job_name = expected_job_name(region, event)
-    expect_create(sagemaker, region, job_name)
+    expect_create(sagemaker, region)
     sagemaker.add_client_error(
-        "create_labeling_job", service_error_code="ResourceInUse", http_status_code=400
+        "create_labeling_job",
+        service_error_code="ResourceInUse",
+        http_status_code=400,
+        expected_params=create_request(region),
+    )
+    names_sent = []
+    handler.launcher()._sagemaker.meta.events.register(
+        "before-parameter-build.sagemaker.CreateLabelingJob",
+        lambda params, **_: names_sent.append(params["LabelingJobName"]),
     )
 
     first = handler.main(event, lambda_context)
     second = handler.main(event, lambda_context)
 
-    assert first["status"] == "started"
+    # Both deliveries asked for one name; SageMaker refused the second job.
+    assert len(names_sent) == 2
+    assert names_sent[0] == names_sent[1]
+    assert first == {"status": "started", "request": REQUEST_KEY, "labelingJobName": names_sent[0]}
     assert second == {
         "status": "already started",
         "request": REQUEST_KEY,
-        "labelingJobName": job_name,
+        "labelingJobName": names_sent[0],
     }
 
 
 def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, region, lambda_context):
     put_images(region, f"{IMAGES}a.jpg")
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
-    sagemaker.add_client_error("create_labeling_job", service_error_code="ThrottlingException")
+    sagemaker.add_client_error(
+        "create_labeling_job",
+        service_error_code="ThrottlingException",
+        expected_params=create_request(region),
+    )
 
-    with pytest.raises(Exception, match="ThrottlingException"):
+    with pytest.raises(ClientError) as raised:
         handler.main(event, lambda_context)
+
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+    assert keys_under(region, "labeling/requests/") == [REQUEST_KEY]  # no rejection written
 
 
 @pytest.mark.parametrize(
@@ -375,14 +407,32 @@ def test_a_refused_announcement_is_raised_for_a_retry(
 ):
     job_name = f"{PREFIX}-0123456789abcdef"
     arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"
+    manifest = "s3://b/o.manifest"
     sagemaker.add_response(
-        "describe_labeling_job", describe_response(region, job_name, "s3://b/o.manifest")
+        "describe_labeling_job",
+        describe_response(region, job_name, manifest),
+        {"LabelingJobName": job_name},
     )
     events.add_response(
         "put_events",
         {
             "FailedEntryCount": 1,
             "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}],
+        },
+        {
+            "Entries": [
+                {
+                    "Source": f"{PREFIX}.labeling",
+                    "DetailType": "Labeling Job Completed",
+                    "Detail": json.dumps(
+                        {
+                            "labelingJobName": job_name,
+                            "manifestUri": manifest,
+                            "labelAttribute": "vehicles",
+                        }
+                    ),
+                }
+            ]
         },
     )
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from counting_core.errors import InputError
 from counting_core.manifest import check_label_attribute_name, is_s3_object_uri
+from counting_core.training import TrainingRequest
 
 _STATE_MACHINE_ARN = re.compile(
     r"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}"
@@ -64,10 +65,12 @@ def _start(args: argparse.Namespace) -> int:
         raise InputError(
             f"--state-machine-arn: {args.state_machine_arn!r} is not a state machine ARN"
         )
-    request = {"manifestUri": args.manifest}
     if args.label_attribute is not None:
-        request["labelAttribute"] = check_label_attribute_name(args.label_attribute)
-    arn = _start_execution(args.state_machine_arn, request, region=args.region or match["region"])
+        check_label_attribute_name(args.label_attribute)
+    request = TrainingRequest(manifest_uri=args.manifest, label_attribute=args.label_attribute)
+    arn = _start_execution(
+        args.state_machine_arn, request.payload(), region=args.region or match["region"]
+    )
     print(json.dumps({"executionArn": arn}, indent=2))
     return 0
 

@@ -43,8 +43,9 @@ from pydantic import (
 )
 
 from counting_core import layout
-from counting_core.errors import InputError
+from counting_core.errors import InputError, describe_validation_error
 from counting_core.manifest import SOURCE_REF, check_label_attribute_name, to_json_line
+from counting_core.training import TrainingRequest
 
 # The accounts that own Ground Truth's bounding-box pre-annotation (PRE-) and annotation
 # consolidation (ACS-) Lambda functions, one per Region. From the API reference of
@@ -313,7 +314,7 @@ def parse_request(data: object, *, bucket: str) -> LabelingRequest:
     try:
         return LabelingRequest.model_validate(data, context={"bucket": bucket})
     except ValidationError as error:
-        raise InputError(_one_line(error)) from None
+        raise InputError("; ".join(describe_validation_error(error, whole="request"))) from None
 
 
 def parse_request_json(text: bytes | str, *, bucket: str) -> LabelingRequest:
@@ -328,22 +329,6 @@ def parse_request_json(text: bytes | str, *, bucket: str) -> LabelingRequest:
             f"column {error.colno}"
         ) from None
     return parse_request(data, bucket=bucket)
-
-
-def _one_line(error: ValidationError) -> str:
-    problems = []
-    for problem in error.errors(include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "request"
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif problem["type"] == "missing":
-            message = "missing"
-        elif problem["type"] in ("model_type", "dict_type"):
-            message = "must be a JSON object"
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)
 
 
 def is_image_key(key: str) -> bool:
@@ -518,9 +503,7 @@ def completion_event(
     *, source: str, job_name: str, manifest_uri: str, label_attribute: str
 ) -> dict[str, str]:
     """The ``PutEvents`` entry announcing a completed job's output manifest."""
-    detail = {
-        "labelingJobName": job_name,
-        "manifestUri": manifest_uri,
-        "labelAttribute": label_attribute,
-    }
+    detail = TrainingRequest(
+        manifest_uri=manifest_uri, label_attribute=label_attribute, labeling_job_name=job_name
+    ).payload()
     return {"Source": source, "DetailType": COMPLETION_DETAIL_TYPE, "Detail": json.dumps(detail)}

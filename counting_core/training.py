@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
@@ -50,6 +50,25 @@ class DataNotTrainable(InputError):
     The Prepare Lambda raises it under this name, which is the error the state machine
     reports, so a run with bad data stops before a GPU instance is started.
     """
+
+
+class TrainingRequest(BaseModel):
+    """What starts a run: the state machine's input, from an upload, a labeling job or the CLI.
+
+    JSON names are camelCase (``manifestUri``); build it with Python names and send
+    ``payload()``, so every starter writes the same fields the Prepare step reads.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    # In the order they are written, as the labeling launcher has always announced them.
+    labeling_job_name: str | None = None
+    manifest_uri: str = Field(min_length=1)
+    label_attribute: str | None = None
+
+    def payload(self) -> dict[str, str]:
+        """The execution input (or event detail): camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class PreparedRun(BaseModel):

@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from counting_core import training
 from counting_core.constants import COUNTER_TIMEOUT_SECONDS, IMAGE_WORST_CASE_SECONDS
+from counting_core.errors import describe_validation_error
 
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
@@ -409,27 +410,9 @@ class AppConfig(Settings):
         return f"/{self.prefix}/active-model"
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def describe_errors(error: ValidationError) -> str:
     """One line per problem: ``field.path[i]: what is wrong``."""
-    lines = []
-    for problem in error.errors(include_url=False):
-        message = problem["msg"].removeprefix("Value error, ")
-        if not problem["loc"]:
-            lines.append(message)  # a rule across fields names them itself
-            continue
-        if problem["type"] == "extra_forbidden":
-            message = "unknown setting"
-        elif problem["type"] != "value_error":
-            message = f"{message} (got {problem['input']!r})"
-        lines.append(f"{_location(problem['loc'])}: {message}")
-    return "\n".join(lines)
+    return "\n".join(describe_validation_error(error, unknown="unknown setting"))
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

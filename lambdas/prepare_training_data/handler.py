@@ -22,8 +22,8 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from counting_core import manifest, training
-from counting_core.errors import InputError
-from counting_core.training import DataNotTrainable
+from counting_core.errors import InputError, describe_validation_error
+from counting_core.training import DataNotTrainable, TrainingRequest
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -37,14 +37,6 @@ class Environment(BaseModel):
     name_prefix: str = Field(alias="NAME_PREFIX", min_length=1)
     validation_fraction: float = Field(alias="VALIDATION_FRACTION", gt=0, lt=1)
     split_seed: int = Field(alias="SPLIT_SEED")
-
-
-class TrainingRequest(BaseModel):
-    """The execution's input: from an upload, a completed labeling job or the CLI."""
-
-    manifest_uri: str = Field(alias="manifestUri", min_length=1)
-    label_attribute: str | None = Field(None, alias="labelAttribute")
-    labeling_job_name: str | None = Field(None, alias="labelingJobName")
 
 
 class PrepareEvent(BaseModel):
@@ -71,9 +63,8 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         prepare = PrepareEvent.model_validate(event)
     except ValidationError as error:
-        problem = error.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise DataNotTrainable(f"not a training request: {where}: {problem['msg']}") from None
+        problem = describe_validation_error(error)[0]
+        raise DataNotTrainable(f"not a training request: {problem}") from None
     request = prepare.request
     key = training.manifest_key(request.manifest_uri, ENV.bucket)
     try:

@@ -97,3 +97,17 @@ def test_a_prepared_run_names_its_files_and_carries_the_data_hyperparameters():
         "hyperparameters": {"num_classes": "2", "num_training_samples": "3", "label_width": "352"},
         "figures": split.figures(),
     }
+
+
+def test_a_training_request_is_written_and_read_with_camel_case_names():
+    request = training.TrainingRequest(manifest_uri="s3://b/training/requests/a.manifest")
+
+    assert request.payload() == {"manifestUri": "s3://b/training/requests/a.manifest"}
+    read = training.TrainingRequest.model_validate(
+        {"manifestUri": "s3://b/m", "labelAttribute": "vehicles", "labelingJobName": "j"}
+    )
+    assert (read.manifest_uri, read.label_attribute, read.labeling_job_name) == (
+        "s3://b/m",
+        "vehicles",
+        "j",
+    )

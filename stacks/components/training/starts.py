@@ -1,8 +1,9 @@
 """What starts a training run besides the CLI: a manifest upload, a completed labeling job.
 
-Both are EventBridge rules on the default bus that start the state machine with
-``{"manifestUri": ...}`` (plus ``labelingJobName`` and ``labelAttribute`` for a labeling
-job). Events EventBridge cannot deliver go to a dead-letter queue.
+Both are EventBridge rules on the default bus that start the state machine with a
+``counting_core.training.TrainingRequest``: the manifest's URI (plus the job's name and
+label attribute for a labeling job). Events EventBridge cannot deliver go to a dead-letter
+queue.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from counting_core import labeling, layout
+from counting_core import labeling, layout, training
 from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
 from stacks.components.storage import objects_created
 
@@ -57,15 +58,12 @@ class TrainingStarts(Construct):
             ),
         )
         uploaded = events.EventField.from_path
+        request = training.TrainingRequest(
+            manifest_uri=f"s3://{uploaded('$.detail.bucket.name')}/"
+            f"{uploaded('$.detail.object.key')}"
+        )
         self._start(
-            self.upload_rule,
-            events.RuleTargetInput.from_object(
-                {
-                    "manifestUri": f"s3://{uploaded('$.detail.bucket.name')}/"
-                    f"{uploaded('$.detail.object.key')}"
-                }
-            ),
-            state_machine,
+            self.upload_rule, events.RuleTargetInput.from_object(request.payload()), state_machine
         )
 
         self.labeling_rule = events.Rule(
@@ -77,7 +75,7 @@ class TrainingStarts(Construct):
                 detail_type=[labeling.COMPLETION_DETAIL_TYPE],
             ),
         )
-        # The detail is {"labelingJobName", "manifestUri", "labelAttribute"} (counting.labeling).
+        # The detail is a training.TrainingRequest (labeling.completion_event writes it).
         self._start(
             self.labeling_rule, events.RuleTargetInput.from_event_path("$.detail"), state_machine
         )

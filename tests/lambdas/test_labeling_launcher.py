@@ -366,6 +366,17 @@ def test_rejections_and_other_files_start_nothing(handler, sagemaker, region, la
     assert keys_under(region, "labeling/requests/") == [key]
 
 
+def announcement(job_name: str, manifest: str) -> dict:
+    """The PutEvents request announcing a completed job (the training start's contract)."""
+    detail = {"labelingJobName": job_name, "manifestUri": manifest, "labelAttribute": "vehicles"}
+    entry = {
+        "Source": f"{PREFIX}.labeling",
+        "DetailType": "Labeling Job Completed",
+        "Detail": json.dumps(detail),
+    }
+    return {"Entries": [entry]}
+
+
 def test_a_completed_job_is_announced_for_training(
     handler, sagemaker, events, region, lambda_context
 ):
@@ -380,21 +391,7 @@ def test_a_completed_job_is_announced_for_training(
     events.add_response(
         "put_events",
         {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]},
-        {
-            "Entries": [
-                {
-                    "Source": f"{PREFIX}.labeling",
-                    "DetailType": "Labeling Job Completed",
-                    "Detail": json.dumps(
-                        {
-                            "labelingJobName": job_name,
-                            "manifestUri": manifest,
-                            "labelAttribute": "vehicles",
-                        }
-                    ),
-                }
-            ]
-        },
+        announcement(job_name, manifest),
     )
 
     outcome = handler.main(state_change(region, arn), lambda_context)
@@ -419,21 +416,7 @@ def test_a_refused_announcement_is_raised_for_a_retry(
             "FailedEntryCount": 1,
             "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}],
         },
-        {
-            "Entries": [
-                {
-                    "Source": f"{PREFIX}.labeling",
-                    "DetailType": "Labeling Job Completed",
-                    "Detail": json.dumps(
-                        {
-                            "labelingJobName": job_name,
-                            "manifestUri": manifest,
-                            "labelAttribute": "vehicles",
-                        }
-                    ),
-                }
-            ]
-        },
+        announcement(job_name, manifest),
     )
 
     with pytest.raises(RuntimeError, match="InternalFailure: try again"):

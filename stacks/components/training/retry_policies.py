@@ -74,6 +74,27 @@ TRAINING_CAPACITY = RetryPolicy(
     backoff_rate=1.0,
 )
 
+#: Starting a Batch Transform job (createTransformJob.sync): the two errors AWS's .sync
+#: example names for SageMaker jobs, as for training. The API's errors and throttling: 1, 2
+#: and 4 minutes apart. A retry reuses the run's job name, so it never starts a second job.
+#: A job that fails (States.TaskFailed) is not retried: Batch Transform fails the whole job
+#: when one image fails, and would again.
+#: https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
+#: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
+TRANSFORM_JOB_API = RetryPolicy(
+    errors=("SageMaker.AmazonSageMakerException",),
+    interval=cdk.Duration.minutes(1),
+    max_attempts=3,
+)
+#: No quota for the CPU transform instance right now: every 5 minutes for up to 25 minutes
+#: (the evaluation's share of the execution's time limit, pipeline.OVERHEAD).
+TRANSFORM_CAPACITY = RetryPolicy(
+    errors=("SageMaker.ResourceLimitExceededException",),
+    interval=cdk.Duration.minutes(5),
+    max_attempts=5,
+    backoff_rate=1.0,
+)
+
 #: SageMaker's model, endpoint-config and endpoint calls. Their throttling and internal
 #: errors have no documented name, so any failure is retried, four times in about 30 s:
 #: creating twice fails on the name already taken, the rest are reads, updates and a

@@ -1,0 +1,224 @@
+"""A SageMaker Batch Transform job as one Step Functions task: a model over S3 images, waited for.
+
+``createTransformJob.sync`` starts the job and waits until it completes; a job that fails
+or stops fails the task (``States.TaskFailed``). The state is written out (``CustomState``)
+rather than built with CDK's ``SageMakerCreateTransformJob``, which grants
+``transform-job/*``, ``sagemaker:AddTags`` and ``iam:PassRole`` on a role that
+CreateTransformJob does not take: a transform job runs as its model's execution role, so
+that role (``grant_model_role``) is what reads the images and writes the results.
+https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
+https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+
+Output: each input object's answer is ``<input key>.out`` under the output path (the
+input's folders may be kept), and if any object fails the whole job fails.
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct, IConstruct
+
+from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
+from stacks.components.permissions import acknowledge_object_prefixes, allow
+from stacks.components.training import retry_policies
+from stacks.nag import acknowledge, arn_finding
+
+#: The service's own rule that ``.sync`` uses to hear about transform job state changes.
+#: https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+SYNC_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
+#: Batch Transform reads a list of objects (``[{"prefix": ...}, "key", ...]``); it cannot read
+#: an augmented manifest.
+#: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
+MANIFEST_FILE = "ManifestFile"
+#: Megabytes one image may have: a request is one whole image (SingleRecord, no split), and a
+#: job fails on a record larger than this. The API's default is 6 MB, below many phone and
+#: drone photos; the limit is 100 MB for MaxPayloadInMB times MaxConcurrentTransforms (1).
+#: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+MAX_PAYLOAD_MB = 50
+MAX_CONCURRENT_TRANSFORMS = 1
+#: Where transform jobs log, and their metrics' namespace.
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
+
+
+class BatchTransform(Construct):
+    """``createTransformJob.sync`` over the images a manifest file lists, and its IAM.
+
+    Names and locations come from the execution's state (JsonPath), so one definition
+    serves every run: ``job_name_path`` and ``model_name_path`` name the job and an
+    existing model, ``manifest_uri_path`` the manifest file, ``output_uri_path`` the
+    S3 folder the ``.out`` files go to. Results are encrypted with ``key``. The task keeps
+    ``TransformJobName`` and ``TransformOutput`` of the finished job at ``result_path``.
+
+    Attributes:
+        state: the task state, retried on SageMaker's start-up errors and missing capacity
+            (``retry_policies.TRANSFORM_JOB_API``, ``TRANSFORM_CAPACITY``); the caller adds
+            its catch.
+        statements: what the state machine's role needs to run, watch and stop the job.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_name: str,
+        job_name_prefix: str,
+        job_name_path: str,
+        model_name_path: str,
+        manifest_uri_path: str,
+        output_uri_path: str,
+        instance_type: str,
+        key: kms.IKey,
+        timeout: cdk.Duration,
+        result_path: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.state = sfn.CustomState(
+            self,
+            state_name,
+            state_json={
+                "Type": "Task",
+                "Resource": f"arn:{cdk.Aws.PARTITION}:states:::sagemaker:createTransformJob.sync",
+                "Parameters": {
+                    "TransformJobName.$": job_name_path,
+                    "ModelName.$": model_name_path,
+                    "BatchStrategy": "SingleRecord",
+                    "MaxPayloadInMB": MAX_PAYLOAD_MB,
+                    "MaxConcurrentTransforms": MAX_CONCURRENT_TRANSFORMS,
+                    "TransformInput": {
+                        "DataSource": {
+                            "S3DataSource": {
+                                "S3DataType": MANIFEST_FILE,
+                                "S3Uri.$": manifest_uri_path,
+                            }
+                        },
+                        "ContentType": IMAGE_CONTENT_TYPE,
+                        "CompressionType": "None",
+                        "SplitType": "None",
+                    },
+                    "TransformOutput": {
+                        "S3OutputPath.$": output_uri_path,
+                        "Accept": JSON_CONTENT_TYPE,
+                        "AssembleWith": "None",
+                        "KmsKeyId": key.key_arn,
+                    },
+                    # CPU instance types without local storage (config checks it), so the
+                    # volume can be encrypted with the data key too.
+                    "TransformResources": {
+                        "InstanceType": instance_type,
+                        "InstanceCount": 1,
+                        "VolumeKmsKeyId": key.key_arn,
+                    },
+                },
+                # A transform job has no stopping condition of its own; on timeout Step
+                # Functions stops the job (StopTransformJob).
+                "TimeoutSeconds": int(timeout.to_seconds()),
+                "ResultSelector": {
+                    "TransformJobName.$": "$.TransformJobName",
+                    "TransformOutput.$": "$.TransformOutput",
+                },
+                "ResultPath": result_path,
+            },
+        )
+        retry_policies.TRANSFORM_JOB_API.apply(self.state)
+        retry_policies.TRANSFORM_CAPACITY.apply(self.state)
+
+        stack = cdk.Stack.of(self)
+        self.statements = [
+            iam.PolicyStatement(
+                sid="RunTransformJobs",
+                actions=[
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:StopTransformJob",
+                    "sagemaker:ListTags",
+                ],
+                resources=[
+                    stack.format_arn(
+                        service="sagemaker",
+                        resource="transform-job",
+                        resource_name=f"{job_name_prefix}*",
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="WatchTransformJobs",
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[
+                    stack.format_arn(
+                        service="events", resource="rule", resource_name=SYNC_EVENTS_RULE
+                    )
+                ],
+            ),
+        ]
+
+    @staticmethod
+    def grant_model_role(
+        role: iam.IRole,
+        *,
+        bucket: s3.IBucket,
+        bucket_name: str,
+        key: kms.IKey,
+        reads: dict[str, str],
+        writes: dict[str, str],
+    ) -> IConstruct:
+        """Let the model's execution role read the inputs, write the results and log.
+
+        ``reads`` and ``writes`` map key prefixes (the manifest file and the images; the
+        output folder) to why the job needs them, for the acknowledgments a reviewer reads.
+        """
+        stack = cdk.Stack.of(role)
+        log_group = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=TRANSFORM_LOG_GROUP,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        policy = allow(
+            role,
+            {
+                "WriteTransformLogs": (
+                    [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    [log_group, f"{log_group}:log-stream:*"],
+                ),
+                # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
+                "PutTransformMetrics": (
+                    ["cloudwatch:PutMetricData"],
+                    ["*"],
+                    {"StringEquals": {"cloudwatch:namespace": TRANSFORM_LOG_GROUP}},
+                ),
+                "ReadTransformInputs": (
+                    ["s3:GetObject"],
+                    [bucket.arn_for_objects(f"{prefix}*") for prefix in reads],
+                ),
+                "WriteTransformResults": (
+                    ["s3:PutObject"],
+                    [bucket.arn_for_objects(f"{prefix}*") for prefix in writes],
+                ),
+                # Reads encrypted inputs; encrypts the results and the volume with the key.
+                # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
+                "UseTheDataKeyForTransforms": (
+                    ["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
+                    [key.key_arn],
+                ),
+            },
+        )
+        acknowledge_object_prefixes(policy, bucket_name, {**reads, **writes})
+        acknowledge(
+            policy,
+            arn_finding(stack, "logs", f"log-group:{TRANSFORM_LOG_GROUP}:log-stream:*"),
+            f"SageMaker names the log streams of transform jobs in {TRANSFORM_LOG_GROUP} at "
+            "run time.",
+        )
+        return policy

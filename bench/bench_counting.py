@@ -38,6 +38,8 @@ from PIL import Image  # noqa: E402
 
 from counting_core import predictions  # noqa: E402
 from counting_core.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
+from counting_core.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
+from counting_core.evaluation_plot import plot  # noqa: E402
 from counting_core.predictions import (  # noqa: E402
     CountedDetection,
     Detection,
@@ -311,9 +313,48 @@ def asset_sizes() -> list[Figure]:
     return [Figure(name, _zipped_size(folder) / 1e6, "MB") for name, folder in folders.items()]
 
 
+# Count evaluation: what the evaluate_counts Lambda computes once per training run.
+
+EVALUATION_IMAGES = 1000
+EVALUATION_DETECTIONS = 100
+# The evaluation Lambda's timeout (stacks/components/training/evaluate.py) is 5 minutes, which
+# also reads every answer from S3: the figures and the plot should take a small part of it.
+EVALUATION_GOAL_SECONDS = 10
+
+
+def count_evaluation() -> list[Figure]:
+    rng = random.Random(0)
+    images = [
+        LabeledImage(f"s3://b/labeling/images/{index}.jpg", (0,) * rng.randrange(30))
+        for index in range(EVALUATION_IMAGES)
+    ]
+    detections = {
+        image.source_ref: parse_response(endpoint_response(EVALUATION_DETECTIONS, seed=index))
+        for index, image in enumerate(images)
+    }
+    class_map = {str(class_id): f"class {class_id}" for class_id in range(5)}
+    result = evaluate(images, detections, class_map=class_map)
+    seconds = median_seconds(
+        lambda: evaluate(images, detections, class_map=class_map), number=1, repeat=3
+    )
+    drawing = median_seconds(lambda: plot(result), number=1, repeat=3)
+    return [
+        Figure(
+            f"count evaluation: {EVALUATION_IMAGES:,} images x {EVALUATION_DETECTIONS} "
+            f"detections, {len(DEFAULT_THRESHOLDS)} thresholds",
+            seconds,
+            "s",
+            f"< {EVALUATION_GOAL_SECONDS} s",
+            seconds < EVALUATION_GOAL_SECONDS,
+        ),
+        Figure("  its plot (evaluation.png)", drawing * 1e3, "ms"),
+    ]
+
+
 MEASUREMENTS: list[Callable[[], list[Figure]]] = [
     post_processing,
     annotation,
+    count_evaluation,
     cold_import,
     counter_cold_import,
     asset_sizes,

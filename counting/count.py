@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from counting_core.constants import (
     DEFAULT_SCORE_THRESHOLD,
@@ -20,7 +23,8 @@ from counting_core.constants import (
     JSON_CONTENT_TYPE,
     SERVERLESS_MAX_PAYLOAD_BYTES,
 )
-from counting_core.errors import InputError
+from counting_core.errors import InputError, describe_validation_error
+from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
 from counting_core.predictions import Detection, check_threshold, count_detections, parse_response
 
 
@@ -51,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "payload limit, are sent as a smaller JPEG."
         ),
     )
-    invoke.add_argument("--endpoint", required=True, metavar="NAME", help="endpoint name")
+    invoke.add_argument(
+        "--endpoint", metavar="NAME", help="endpoint name (default: the --model-record's)"
+    )
     invoke.add_argument("image", type=Path, metavar="IMAGE", help="JPEG or PNG image")
     invoke.add_argument("--region", help="AWS Region (default: from the AWS configuration)")
     _add_counting_options(invoke)
@@ -62,9 +68,16 @@ def _add_counting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_SCORE_THRESHOLD,
         metavar="T",
-        help=f"count detections scoring at least T, in [0, 1] (default {DEFAULT_SCORE_THRESHOLD})",
+        help="count detections scoring at least T, in [0, 1] (default: the threshold "
+        f"calibrated for the --model-record's model, else {DEFAULT_SCORE_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--model-record",
+        type=Path,
+        metavar="MODEL.json",
+        help="the active-model record (SSM parameter /<prefix>/active-model): its calibrated "
+        "threshold, class names and endpoint",
     )
     parser.add_argument(
         "--class-map",
@@ -77,49 +90,76 @@ def _add_counting_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Counting:
+    """What the options settle: the record given (if any), the threshold, the class names."""
+
+    record: ActiveModel | None
+    threshold: ScoreThreshold
+    class_map: dict[str, str] | None
+
+
 def _count(args: argparse.Namespace) -> int:
-    check_threshold(args.threshold)
+    counting = _counting(args)
     if args.annotate is not None and args.image is None:
         raise InputError("--annotate needs --image: the boxes are drawn on that image")
-    class_map = _read_class_map(args.class_map)
     detections = parse_response(args.predictions.read_bytes())
     image = None if args.image is None else args.image.read_bytes()
-    _report(detections, image, class_map, args)
+    _report(detections, image, counting, args.annotate)
     return 0
 
 
 def _invoke(args: argparse.Namespace) -> int:
     from counting_core.images import fit_payload
 
-    check_threshold(args.threshold)
-    class_map = _read_class_map(args.class_map)
+    counting = _counting(args)
+    endpoint = args.endpoint or (counting.record.endpoint_name if counting.record else None)
+    if endpoint is None:
+        raise InputError("name the endpoint: --endpoint NAME or --model-record MODEL.json")
     image = args.image.read_bytes()
     payload = fit_payload(image, SERVERLESS_MAX_PAYLOAD_BYTES)
-    body = _invoke_endpoint(args.endpoint, payload, args.region)
-    _report(parse_response(body), image, class_map, args)
+    body = _invoke_endpoint(endpoint, payload, args.region)
+    _report(parse_response(body), image, counting, args.annotate)
     return 0
 
 
 def _report(
     detections: list[Detection],
     image: bytes | None,
-    class_map: dict[str, str] | None,
-    args: argparse.Namespace,
+    counting: _Counting,
+    annotate_to: Path | None,
 ) -> None:
     """Print the count as JSON and write the annotated image if asked."""
     from counting_core.images import image_size
 
     result = count_detections(
         detections,
-        threshold=args.threshold,
-        class_map=class_map,
+        threshold=counting.threshold.value,
+        threshold_origin=counting.threshold.origin,
+        class_map=counting.class_map,
         image_size=None if image is None else image_size(image),
     )
     print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
-    if args.annotate is not None and image is not None:
+    if annotate_to is not None and image is not None:
         from counting_core.annotate import annotate
 
-        args.annotate.write_bytes(annotate(image, result.detections))
+        annotate_to.write_bytes(annotate(image, result.detections))
+
+
+def _counting(args: argparse.Namespace) -> _Counting:
+    """Read ``--model-record``; ``--threshold`` and ``--class-map`` win over what it says."""
+    record = None
+    if args.model_record is not None:
+        try:
+            record = ActiveModel.model_validate_json(args.model_record.read_bytes())
+        except ValidationError as error:
+            raise InputError(
+                f"{args.model_record}: not an active-model record: {describe_validation_error(error)[0]}"
+            ) from None
+    if args.threshold is not None:
+        check_threshold(args.threshold)
+    class_map = _read_class_map(args.class_map) or (record.class_map if record else None)
+    return _Counting(record, score_threshold(record, args.threshold), class_map or None)
 
 
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from counting_core import labeling, layout
+from counting_core import evaluation, labeling, layout
 from counting_core.errors import InputError
 
 
@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     start.add_argument("--bucket", required=True, help="the data bucket (DataBucketName output)")
     start.add_argument("--request", required=True, type=Path, metavar="REQUEST.json")
+    start.add_argument(
+        "--from-evaluation",
+        type=Path,
+        metavar="EVALUATION.json",
+        help="first copy the images a training run's evaluation found hardest to count (its "
+        "review queue) into the request's image_prefix, so the job labels them again",
+    )
     start.add_argument("--region", help="AWS Region (default: from the AWS configuration)")
     start.set_defaults(handler=_start)
 
@@ -41,11 +48,37 @@ def _start(args: argparse.Namespace) -> int:
         request = labeling.parse_request_json(args.request.read_bytes(), bucket=args.bucket)
     except InputError as error:
         raise InputError(f"{args.request}: {error}") from None
+    copies = []
+    if args.from_evaluation is not None:
+        try:
+            report = json.loads(args.from_evaluation.read_bytes())
+            copies = evaluation.relabeling_copies(report, request.image_prefix)
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"{args.from_evaluation}: {error}") from None
     key = f"{layout.LABELING_REQUESTS}{request.batch_name}{labeling.REQUEST_SUFFIX}"
     body = request.model_dump_json(exclude_none=True, indent=2)
+    # The images first: the upload of the request starts the job, which lists them.
+    _copy(copies, args.bucket, args.region)
     _upload(args.bucket, key, body.encode("utf-8"), args.region)
-    print(json.dumps({"request": f"s3://{args.bucket}/{key}"}, indent=2))
+    printed = {"request": f"s3://{args.bucket}/{key}"}
+    if args.from_evaluation is not None:
+        printed["images_copied"] = len(copies)
+    print(json.dumps(printed, indent=2))
     return 0
+
+
+def _copy(copies: list[tuple[str, str, str]], bucket: str, region: str | None) -> None:
+    from counting import aws
+
+    if not copies:
+        return
+    s3 = aws.client("s3", region)
+    for source_bucket, source_key, key in copies:
+        source = f"s3://{source_bucket}/{source_key}"
+        with aws.reported(source, doing=f"copy {source} to s3://{bucket}/{key}"):
+            s3.copy_object(
+                Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key}
+            )
 
 
 def _upload(bucket: str, key: str, body: bytes, region: str | None) -> None:

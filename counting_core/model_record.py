@@ -2,12 +2,21 @@
 
 The state machine writes it (as JSON) to one SSM parameter after a deployment
 succeeds; the counter Lambda reads it to know which endpoint to call, how to
-name classes and which score threshold to apply.
+name classes and which score threshold to apply (``score_threshold``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from counting_core.constants import DEFAULT_SCORE_THRESHOLD
+
+#: Where a count's threshold came from: the configuration pinned it, the model's training run
+#: calibrated it (``counting_core.evaluation``), or neither and the guide's 0.2 applies.
+ThresholdOrigin = Literal["configured", "calibrated", "default"]
 
 
 class ActiveModel(BaseModel):
@@ -21,6 +30,28 @@ class ActiveModel(BaseModel):
     # Ground Truth style: class id as text -> class name.
     class_map: dict[str, str] = Field(default_factory=dict)
     label_attribute: str = ""
-    # A threshold calibrated for this model; None means use the configured one.
-    score_threshold: float | None = Field(None, ge=0, le=1)
+    # The score threshold with the lowest count error on the run's validation images, and
+    # that error (counting_core.evaluation); None for a model deployed without an evaluation.
+    best_threshold: float | None = Field(None, ge=0, le=1)
+    count_mae: float | None = Field(None, ge=0)
+    count_wape: float | None = Field(None, ge=0)
+    count_bias: float | None = None
+    evaluation_uri: str = ""
     deployed_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreThreshold:
+    """The threshold a count applies, and where it came from."""
+
+    value: float
+    origin: ThresholdOrigin
+
+
+def score_threshold(model: ActiveModel | None, configured: float | None) -> ScoreThreshold:
+    """A configured threshold wins; else the model's calibrated one; else the default (0.2)."""
+    if configured is not None:
+        return ScoreThreshold(configured, "configured")
+    if model is not None and model.best_threshold is not None:
+        return ScoreThreshold(model.best_threshold, "calibrated")
+    return ScoreThreshold(DEFAULT_SCORE_THRESHOLD, "default")

@@ -79,12 +79,15 @@ class CountResult:
     threshold: float
     detections: tuple[CountedDetection, ...]  # descending score; ties keep the response's order
     image_size: tuple[int, int] | None = None  # (width, height) in pixels
+    # "configured", "calibrated" or "default" (model_record.score_threshold); None: not said.
+    threshold_origin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "count": self.count,
             "by_class": dict(self.by_class),
             "threshold": self.threshold,
+            "threshold_origin": self.threshold_origin,
             "detections": [detection.to_dict() for detection in self.detections],
         }
 
@@ -184,8 +187,9 @@ def count_detections(
     threshold: float = DEFAULT_SCORE_THRESHOLD,
     class_map: Mapping[str, str] | None = None,
     image_size: tuple[int, int] | None = None,
+    threshold_origin: str | None = None,
 ) -> CountResult:
-    """Count the detections scoring at least ``threshold``.
+    """Count the detections scoring at least ``threshold`` (which came from ``threshold_origin``).
 
     ``class_map`` names classes by their id as text, like Ground Truth's ``{"0": "car"}``;
     a class it does not name is called by its id. With ``image_size`` (width, height) in
@@ -213,6 +217,7 @@ def count_detections(
         threshold=threshold,
         detections=tuple(counted),
         image_size=size,
+        threshold_origin=threshold_origin,
     )
 
 

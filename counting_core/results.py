@@ -106,6 +106,7 @@ def table_item(document: dict[str, Any]) -> dict[str, Any]:
         item["count"] = document["count"]
         item["by_class"] = dict(document["by_class"])
         item["threshold"] = Decimal(str(document["threshold"]))
+        item["threshold_origin"] = document["threshold_origin"]
         item["model_name"] = document["model"]["model_name"]
         item["endpoint_config_name"] = document["model"]["endpoint_config_name"]
     else:

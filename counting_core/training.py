@@ -27,7 +27,13 @@ IMAGE_SOURCE = layout.LABELING_IMAGES
 
 TRAIN_FILE = "train.manifest"
 VALIDATION_FILE = "validation.manifest"
+#: The validation images as Batch Transform reads them (``evaluation.transform_manifest``).
+VALIDATION_IMAGES_FILE = "validation-images.manifest"
 REPORT_FILE = "data-report.json"
+#: Under ``model_folder(run)``: the Batch Transform answers, the count evaluation and its plot.
+PREDICTIONS_FOLDER = "predictions/"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_PLOT_FILE = "evaluation.png"
 
 #: Object Detection hyperparameters that come from the data, not from the configuration.
 #: https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
@@ -86,6 +92,7 @@ class PreparedRun(BaseModel):
     class_map: dict[str, str]
     train_manifest_uri: str
     validation_manifest_uri: str
+    validation_images_uri: str
     data_report_uri: str
     hyperparameters: dict[str, str]
     figures: dict[str, int]
@@ -107,6 +114,12 @@ def run_folder(name: str) -> str:
     return f"{layout.TRAINING_MANIFESTS}{name}/"
 
 
+def model_folder(name: str) -> str:
+    """Key prefix of one run's training job output (SageMaker names it after the job, which is
+    named after the run) and of its count evaluation."""
+    return f"{layout.MODEL_ARTIFACTS}{name}/"
+
+
 def manifest_key(uri: str, bucket: str) -> str:
     """The key of a manifest to train on, if it is one Prepare may read; else ``InputError``."""
     allowed = " or ".join(f"s3://{bucket}/{prefix}" for prefix in MANIFEST_SOURCES)
@@ -116,9 +129,14 @@ def manifest_key(uri: str, bucket: str) -> str:
     return key
 
 
+def image_prefix_uri(bucket: str) -> str:
+    """Where every image a run trains or is evaluated on lies."""
+    return f"s3://{bucket}/{IMAGE_SOURCE}"
+
+
 def check_image_locations(lines: Iterable[str], bucket: str) -> None:
     """Refuse a manifest line whose image the training job may not read."""
-    allowed = f"s3://{bucket}/{IMAGE_SOURCE}"
+    allowed = image_prefix_uri(bucket)
     for line in lines:
         image = json.loads(line)[SOURCE_REF]
         if not image.startswith(allowed):
@@ -150,7 +168,24 @@ def prepared_run(
         class_map=split.class_map,
         train_manifest_uri=f"{folder}{TRAIN_FILE}",
         validation_manifest_uri=f"{folder}{VALIDATION_FILE}",
+        validation_images_uri=f"{folder}{VALIDATION_IMAGES_FILE}",
         data_report_uri=f"{folder}{REPORT_FILE}",
         hyperparameters=data_hyperparameters(split),
         figures=figures,
     )
+
+
+def transform_manifest(source_refs: Iterable[str], prefix: str) -> str:
+    """Batch Transform's input manifest (``S3DataType: ManifestFile``) for images under
+    ``prefix`` (``s3://bucket/folder/``): ``[{"prefix": ...}, "relative/key", ...]``.
+
+    Batch Transform cannot read an augmented manifest, so a run's evaluation lists its
+    validation images so.
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
+    """
+    keys = []
+    for source_ref in source_refs:
+        if not source_ref.startswith(prefix) or source_ref == prefix:
+            raise InputError(f"image {source_ref} is not under {prefix}")
+        keys.append(source_ref.removeprefix(prefix))
+    return json.dumps([{"prefix": prefix}, *keys])

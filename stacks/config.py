@@ -188,6 +188,23 @@ def _trains_object_detection(instance_type: str) -> str:
 TrainingInstanceType = Annotated[str, AfterValidator(_trains_object_detection)]
 
 
+# CPU instance families without local storage that Batch Transform offers (botocore's
+# TransformInstanceType enum): a transform job's volume can then take the data key
+# ("You can't request a VolumeKmsKeyId when using an instance type with local storage").
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html
+_CPU_TRANSFORM_INSTANCE = re.compile(
+    r"^ml\.(m4|m5|c4|c5|m6i|c6i|r6i|m7i|c7i|r7i)\.(large|[1-9][0-9]*xlarge|xlarge)$"
+)
+CpuTransformInstanceType = Annotated[
+    str,
+    _check(
+        _CPU_TRANSFORM_INSTANCE,
+        "is not a CPU Batch Transform instance type without local storage "
+        "(ml.m4/m5/c4/c5/m6i/c6i/r6i/m7i/c7i/r7i)",
+    ),
+]
+
+
 # The guide's settings for the built-in Object Detection algorithm.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
 # mini_batch_size: the guide's largest batch without running out of GPU memory is 32 for
@@ -229,6 +246,20 @@ class TrainingSettings(Settings):
     split_seed: int = Field(42, description="Seed of the train/validation shuffle.")
     min_validation_map: float = Field(
         0.5, ge=0, le=1, description="Quality gate: deploy only at or above this validation:mAP."
+    )
+    evaluation_instance_type: CpuTransformInstanceType = Field(
+        "ml.m5.xlarge",
+        description="CPU instance type of the Batch Transform job that counts the validation "
+        "images with each new model before it is deployed.",
+    )
+    max_count_wape: float | None = Field(
+        0.25,
+        ge=0,
+        description="Count gate: deploy only when the count error on the validation images "
+        "(WAPE: total absolute count error over the total true count, at the calibrated "
+        "threshold) is at most this; by default a model that miscounts more than a quarter "
+        "of the objects is not deployed. `null` switches the gate off (the error is still "
+        "measured and recorded).",
     )
     image_uri: str | None = Field(
         None,
@@ -305,8 +336,13 @@ class InferenceSettings(Settings):
 
 
 class CounterSettings(Settings):
-    score_threshold: float = Field(
-        0.2, ge=0, le=1, description="Detections scoring at least this are counted."
+    score_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Count detections scoring at least this. `null`: the threshold calibrated "
+        "for the active model by its training run (lowest count error on the validation "
+        "images), or 0.2 for a model without one.",
     )
     annotate: bool = Field(True, description="Write `annotated/<key>.png` for each image.")
     max_concurrency: int = Field(

@@ -83,7 +83,8 @@ class Environment(BaseModel):
     results_table: str = Field(alias="RESULTS_TABLE", min_length=1)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
-    score_threshold: float = Field(alias="SCORE_THRESHOLD", ge=0, le=1)
+    # Unset: the active model's calibrated threshold (model_record.score_threshold).
+    score_threshold: float | None = Field(None, alias="SCORE_THRESHOLD", ge=0, le=1)
     annotate: bool = Field(alias="ANNOTATE")
 
 
@@ -110,7 +111,7 @@ def counting_service() -> CountingService:
         sagemaker_runtime=boto3.client("sagemaker-runtime", config=endpoint.CLIENT_CONFIG),
         table=boto3.resource("dynamodb").Table(ENV.results_table),
         active_model=active_model,
-        default_threshold=ENV.score_threshold,
+        configured_threshold=ENV.score_threshold,
         annotate_images=ENV.annotate,
     )
 

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from counting_core import annotate, images, predictions, results
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel
+from counting_core.model_record import ActiveModel, score_threshold
 from lambdas.counter import endpoint
 
 
@@ -46,7 +46,7 @@ class CountingService:
         sagemaker_runtime: Any,
         table: Any,
         active_model: Callable[[], ActiveModel],
-        default_threshold: float,
+        configured_threshold: float | None,
         annotate_images: bool,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -54,7 +54,7 @@ class CountingService:
         self._runtime = sagemaker_runtime
         self._table = table
         self._active_model = active_model
-        self._default_threshold = default_threshold
+        self._configured_threshold = configured_threshold
         self._annotate = annotate_images
         self._clock = clock
 
@@ -77,11 +77,13 @@ class CountingService:
             # The model answered, but not in the documented shape: not the image's fault.
             raise EndpointUnavailable(f"endpoint answered an unexpected body: {error}") from None
 
-        threshold = (
-            model.score_threshold if model.score_threshold is not None else self._default_threshold
-        )
+        threshold = score_threshold(model, self._configured_threshold)
         result = predictions.count_detections(
-            detections, threshold=threshold, class_map=model.class_map, image_size=size
+            detections,
+            threshold=threshold.value,
+            threshold_origin=threshold.origin,
+            class_map=model.class_map,
+            image_size=size,
         )
         in_use = results.ModelInUse(
             model.endpoint_name, model.endpoint_config_name, model.model_name

@@ -86,6 +86,15 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         report["labeling_job"] = request.labeling_job_name
     write(f"{folder}{training.TRAIN_FILE}", manifest.manifest_text(split.train))
     write(f"{folder}{training.VALIDATION_FILE}", manifest.manifest_text(split.validation))
+    # What the run's Batch Transform counts to evaluate the model (the images checked above).
+    write(
+        f"{folder}{training.VALIDATION_IMAGES_FILE}",
+        training.transform_manifest(
+            (json.loads(line)[manifest.SOURCE_REF] for line in split.validation),
+            training.image_prefix_uri(ENV.bucket),
+        ),
+        "application/json",
+    )
     write(f"{folder}{training.REPORT_FILE}", json.dumps(report, indent=2), "application/json")
     logger.info("training data prepared", extra={"run": name, **split.figures()})
     run = training.prepared_run(name=name, bucket=ENV.bucket, split=split, figures=split.figures())

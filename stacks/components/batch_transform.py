@@ -5,7 +5,10 @@ or stops fails the task (``States.TaskFailed``). The state is written out (``Cus
 rather than built with CDK's ``SageMakerCreateTransformJob``, which grants
 ``transform-job/*``, ``sagemaker:AddTags`` and ``iam:PassRole`` on a role that
 CreateTransformJob does not take: a transform job runs as its model's execution role, so
-that role (``grant_model_role``) is what reads the images and writes the results.
+that role (``grant_model_role``) is what reads the images and writes the results. AWS's
+policy template for this integration still lists ``iam:PassRole`` on that role; whether
+CreateTransformJob checks it is not documented, so the state machine keeps the PassRole it
+already needs for CreateModel (``deploy.PassTheModelRole``) and it does not matter.
 https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
 https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
 

@@ -172,8 +172,13 @@ class ImageCounter(Construct):
                 "RESULTS_TABLE": results.table.table_name,
                 "IDEMPOTENCY_TABLE": results.idempotency.table_name,
                 "ACTIVE_MODEL_PARAMETER": active_model_parameter,
-                "SCORE_THRESHOLD": str(settings.score_threshold),
                 "ANNOTATE": str(settings.annotate).lower(),
+                # Only when pinned; otherwise the active model's calibrated threshold applies.
+                **(
+                    {}
+                    if settings.score_threshold is None
+                    else {"SCORE_THRESHOLD": str(settings.score_threshold)}
+                ),
             },
             layers=[dependency_layer(self, "Pillow", PILLOW)],
         )

@@ -355,3 +355,63 @@ def test_invoke_without_network_says_so(cli, files, aws_env, monkeypatch):
     assert one_error_line(err).startswith(
         f'cannot call endpoint counter: Could not connect to the endpoint URL: "{url}/'
     )
+
+
+RECORD = {
+    "endpoint_name": "object-counting-dev-counter",
+    "endpoint_config_name": "object-counting-dev-20261126-173000-a1b2c3",
+    "model_name": "object-counting-dev-20261126-173000-a1b2c3",
+    "class_map": {"0": "car", "1": "truck"},
+    "best_threshold": 0.4,
+}
+
+
+@pytest.mark.parametrize(
+    ("record", "options", "expected"),
+    [
+        # RESPONSE's scores: 0.95 (car), 0.5 (truck), 0.1 (car).
+        (RECORD, [], (0.4, "calibrated", 2)),
+        (RECORD, ["--threshold", "0.05"], (0.05, "configured", 3)),
+        ({**RECORD, "best_threshold": None}, [], (0.2, "default", 2)),
+        (None, [], (0.2, "default", 2)),
+        (None, ["--threshold", "0.6"], (0.6, "configured", 1)),
+    ],
+    ids=["calibrated", "pinned", "record without one", "no record", "no record, pinned"],
+)
+def test_the_threshold_comes_from_the_model_record_unless_pinned(
+    cli, files, record, options, expected
+):
+    if record is not None:
+        (files / "model.json").write_text(json.dumps(record))
+        options = [*options, "--model-record", files / "model.json"]
+
+    status, out, _ = cli("count", files / "predictions.json", *options)
+
+    document = json.loads(out)
+    assert status == 0
+    assert (document["threshold"], document["threshold_origin"], document["count"]) == expected
+    # The record's class names apply without --class-map.
+    assert set(document["by_class"]) <= ({"car", "truck"} if record else {"0", "1"})
+
+
+def test_a_broken_model_record_is_one_line(cli, files):
+    (files / "model.json").write_text(json.dumps({"endpoint_name": "e"}))
+
+    status, out, err = cli(
+        "count", files / "predictions.json", "--model-record", files / "model.json"
+    )
+
+    assert (status, out) == (2, "")
+    assert err == (
+        f"counting: error: {files / 'model.json'}: not an active-model record: "
+        "endpoint_config_name: Field required\n"
+    )
+
+
+def test_invoke_needs_an_endpoint_or_a_record(cli, files):
+    status, _, err = cli("invoke", files / "image.png")
+
+    assert status == 2
+    assert (
+        err == "counting: error: name the endpoint: --endpoint NAME or --model-record MODEL.json\n"
+    )

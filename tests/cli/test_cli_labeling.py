@@ -84,3 +84,76 @@ def test_a_missing_bucket_is_reported_without_a_traceback(cli, s3, tmp_path):
 
     assert status == 2
     assert "NoSuchBucket" in err
+
+
+def evaluation_report(*source_refs: str) -> dict:
+    """The parts of evaluation.json the command reads: the review queue."""
+    return {
+        "best_threshold": 0.35,
+        "review_queue": [
+            {"source_ref": ref, "true_count": 4, "predicted_count": 3, "error": -1}
+            for ref in source_refs
+        ],
+    }
+
+
+def test_from_evaluation_copies_the_hardest_images_before_starting_the_job(cli, s3, tmp_path):
+    for key in ("labeling/images/street/a.jpg", "labeling/images/park/a.jpg"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    report = tmp_path / "evaluation.json"
+    report.write_text(
+        json.dumps(
+            evaluation_report(
+                f"s3://{BUCKET}/labeling/images/street/a.jpg",
+                f"s3://{BUCKET}/labeling/images/park/a.jpg",
+            )
+        )
+    )
+    request = tmp_path / "request.json"
+    request.write_text(
+        json.dumps(
+            {**REQUEST, "batch_name": "review-1", "image_prefix": "labeling/images/review-1"}
+        )
+    )
+
+    status, out, err = cli(
+        "labeling", "start", "--bucket", BUCKET, "--request", request,
+        "--from-evaluation", report, "--region", REGION,
+    )  # fmt: skip
+
+    assert (status, err) == (0, "")
+    assert json.loads(out) == {
+        "request": f"s3://{BUCKET}/labeling/requests/review-1.json",
+        "images_copied": 2,
+    }
+    # Same file name, different folders: both kept, each under its own folder.
+    for folder in ("street", "park"):
+        copied = s3.get_object(Bucket=BUCKET, Key=f"labeling/images/review-1/{folder}/a.jpg")
+        assert copied["Body"].read() == f"labeling/images/{folder}/a.jpg".encode()
+    assert "labeling/requests/review-1.json" in objects(s3)
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        (evaluation_report(), "the evaluation's review queue is empty"),
+        ({"images": 3}, "not an evaluation report: no 'review_queue' list"),
+        (evaluation_report("labeling/images/a.jpg"), "is not an s3://bucket/key URI"),
+    ],
+)
+def test_from_evaluation_refuses_a_report_without_images_and_uploads_nothing(
+    cli, s3, tmp_path, report, message
+):
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(report))
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(REQUEST))
+
+    status, out, err = cli(
+        "labeling", "start", "--bucket", BUCKET, "--request", request, "--from-evaluation", path
+    )
+
+    assert (status, out) == (2, "")
+    assert err.startswith(f"counting: error: {path}: ")
+    assert message in err
+    assert objects(s3) == []

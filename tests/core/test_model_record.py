@@ -7,10 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from counting_core.model_record import ActiveModel
+from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
 
-# As the state machine's DescribeActiveModel state builds it (no score_threshold: the
-# counter then uses its configured threshold).
+# As the state machine's DescribeActiveModel state builds it, with the run's count evaluation.
 WRITTEN = {
     "endpoint_name": "object-counting-dev-counter",
     "endpoint_config_name": "object-counting-dev-20261126-173000-a1b2c3",
@@ -19,6 +18,11 @@ WRITTEN = {
     "validation_map": 0.73,
     "class_map": {"0": "car", "1": "truck"},
     "label_attribute": "vehicles",
+    "best_threshold": 0.35,
+    "count_mae": 0.25,
+    "count_wape": 0.125,
+    "count_bias": -0.25,
+    "evaluation_uri": "s3://bucket/training/models/run/evaluation.json",
     "deployed_at": "2026-11-26T18:02:11.512Z",
 }
 
@@ -26,8 +30,7 @@ WRITTEN = {
 def test_reads_the_record_the_state_machine_writes():
     record = ActiveModel.model_validate_json(json.dumps(WRITTEN))
 
-    assert record.model_dump(exclude={"score_threshold"}) == WRITTEN
-    assert record.score_threshold is None
+    assert record.model_dump() == WRITTEN
 
 
 def test_a_record_from_a_newer_writer_still_reads():
@@ -44,6 +47,8 @@ def test_a_record_from_a_newer_writer_still_reads():
         {"validation_map": 1.2},
         {"validation_map": -0.1},
         {"class_map": ["car"]},
+        {"best_threshold": 1.5},
+        {"count_wape": -0.1},
     ],
 )
 def test_a_broken_record_is_refused(change):
@@ -57,3 +62,21 @@ def test_names_are_required_and_the_rest_optional():
     assert (record.validation_map, record.class_map, record.training_job_name) == (None, {}, "")
     with pytest.raises(ValidationError):
         ActiveModel.model_validate({"endpoint_name": "e", "model_name": "m"})
+
+
+BEFORE_EVALUATION = ActiveModel(endpoint_name="e", endpoint_config_name="c", model_name="m")
+CALIBRATED = BEFORE_EVALUATION.model_copy(update={"best_threshold": 0.35})
+
+
+@pytest.mark.parametrize(
+    ("model", "configured", "expected"),
+    [
+        (CALIBRATED, 0.5, ScoreThreshold(0.5, "configured")),  # the configuration pins it
+        (CALIBRATED, 0.0, ScoreThreshold(0.0, "configured")),  # 0 is a setting, not "unset"
+        (CALIBRATED, None, ScoreThreshold(0.35, "calibrated")),
+        (BEFORE_EVALUATION, None, ScoreThreshold(0.2, "default")),  # a record from before
+        (None, None, ScoreThreshold(0.2, "default")),  # no record at all (the CLI)
+    ],
+)
+def test_which_threshold_counts(model, configured, expected):
+    assert score_threshold(model, configured) == expected

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from counting_core import manifest, training
+from counting_core.errors import InputError
 from counting_core.training import DataNotTrainable
 
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
@@ -93,6 +94,7 @@ def test_a_prepared_run_names_its_files_and_carries_the_data_hyperparameters():
         "classMap": {"0": "car", "1": "truck"},
         "trainManifestUri": f"s3://{BUCKET}/training/manifests/r/train.manifest",
         "validationManifestUri": f"s3://{BUCKET}/training/manifests/r/validation.manifest",
+        "validationImagesUri": f"s3://{BUCKET}/training/manifests/r/validation-images.manifest",
         "dataReportUri": f"s3://{BUCKET}/training/manifests/r/data-report.json",
         "hyperparameters": {"num_classes": "2", "num_training_samples": "3", "label_width": "352"},
         "figures": split.figures(),
@@ -111,3 +113,11 @@ def test_a_training_request_is_written_and_read_with_camel_case_names():
         "vehicles",
         "j",
     )
+
+
+def test_transform_manifest_lists_keys_relative_to_the_prefix():
+    prefix = "s3://data/labeling/images/"
+    text = training.transform_manifest([f"{prefix}street/a.jpg", f"{prefix}b.png"], prefix)
+    assert json.loads(text) == [{"prefix": prefix}, "street/a.jpg", "b.png"]
+    with pytest.raises(InputError, match="is not under"):
+        training.transform_manifest(["s3://other/a.jpg"], prefix)

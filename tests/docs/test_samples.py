@@ -31,7 +31,11 @@ def test_the_counted_document_is_what_the_counter_writes_for_the_example():
     class_map = json.loads((EXAMPLES / "classes.json").read_text())
     detections = predictions.parse_response((EXAMPLES / "predictions.json").read_bytes())
     counted = predictions.count_detections(
-        detections, threshold=0.2, class_map=class_map, image_size=(640, 480)
+        detections,
+        threshold=0.2,
+        threshold_origin="default",
+        class_map=class_map,
+        image_size=(640, 480),
     )
     model = results.ModelInUse(**shown["model"])
 
@@ -68,8 +72,8 @@ def test_the_active_model_record_is_one_the_counter_reads():
     record = ActiveModel.model_validate(shown)
 
     assert record.model_dump(include=set(shown)) == shown
-    # Everything but the optional threshold, which the docs describe beside the sample.
-    assert set(ActiveModel.model_fields) - set(shown) == {"score_threshold"}
+    # Every field, the run's count evaluation included.
+    assert set(ActiveModel.model_fields) == set(shown)
 
 
 def test_the_labeling_request_is_one_the_launcher_accepts():

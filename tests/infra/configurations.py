@@ -17,6 +17,8 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "counting.workforce.mfa": "required",
         "counting.training.image_uri": OWN_TRAINING_IMAGE,
         "counting.training.instance_type": "ml.p2.xlarge",
+        "counting.training.max_count_wape": "null",
+        "counting.counter.score_threshold": "0.3",
     },
     "existing workforce": {
         "counting.workforce.existing_user_pool_id": "eu-west-1_AbCdEf123",

@@ -135,3 +135,51 @@ def test_hyperparameters_given_in_part_keep_the_other_defaults():
 
     assert config.training.hyperparameters == {**DEFAULT_HYPERPARAMETERS, "epochs": "5"}
     assert config.training.hyperparameters["base_network"] == "resnet-50"
+
+
+@pytest.mark.parametrize("instance_type", ["ml.g4dn.xlarge", "ml.p3.2xlarge", "ml.m5d.large"])
+def test_the_evaluation_runs_on_a_cpu_without_local_storage(instance_type):
+    # g4dn has NVMe instance storage: CreateTransformJob would refuse VolumeKmsKeyId.
+    with pytest.raises(ConfigError) as raised:
+        load_config(cdk_context(**{"counting.training.evaluation_instance_type": instance_type}))
+    assert str(raised.value) == (
+        f"training.evaluation_instance_type: '{instance_type}' is not a CPU Batch Transform "
+        "instance type without local storage (ml.m4/m5/c4/c5/m6i/c6i/r6i/m7i/c7i/r7i)"
+    )
+
+
+def test_every_accepted_evaluation_instance_type_is_one_batch_transform_offers():
+    import botocore.session
+
+    from stacks.config import CpuTransformInstanceType
+
+    offered = (
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .shape_for("TransformInstanceType")
+        .enum
+    )
+    accepted = [name for name in offered if _accepts(CpuTransformInstanceType, name)]
+    assert "ml.m5.xlarge" in accepted  # the default
+    assert len(accepted) >= 40
+    assert not [name for name in accepted if name.startswith(("ml.g", "ml.p", "ml.inf", "ml.trn"))]
+
+
+def _accepts(annotation, value: str) -> bool:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_the_count_gate_is_on_unless_switched_off():
+    assert load_config(cdk_context()).training.max_count_wape == 0.25
+    config = load_config(cdk_context(**{"counting.training.max_count_wape": "null"}))
+    assert config.training.max_count_wape is None
+    config = load_config(cdk_context(**{"counting.training.max_count_wape": "0.1"}))
+    assert config.training.max_count_wape == 0.1
+    with pytest.raises(ConfigError, match=r"training\.max_count_wape: Input should be greater"):
+        load_config(cdk_context(**{"counting.training.max_count_wape": "-1"}))

@@ -120,7 +120,8 @@ def test_counter_function_is_traced_logged_and_configured(template):
     assert "KmsKeyArn" in properties
     environment = properties["Environment"]["Variables"]
     assert environment["ACTIVE_MODEL_PARAMETER"] == "/object-counting-dev/active-model"
-    assert environment["SCORE_THRESHOLD"] == "0.2"
+    # No threshold pinned by default: the active model's calibrated one applies.
+    assert "SCORE_THRESHOLD" not in environment
     assert environment["ANNOTATE"] == "true"
     assert len(properties["Layers"]) == 2  # Powertools (public) and Pillow
     template.has_resource_properties(

@@ -25,7 +25,7 @@ def python_files(folder: Path) -> set[str]:
 
 
 def test_every_handler_folder_is_covered():
-    assert HANDLERS == ["counter", "labeling_launcher", "prepare_training_data"]
+    assert HANDLERS == ["counter", "evaluate_counts", "labeling_launcher", "prepare_training_data"]
 
 
 @pytest.mark.parametrize("name", HANDLERS)

@@ -205,12 +205,15 @@ def test_the_state_machine_reaches_only_this_projects_resources(default):
             )
 
     jobs = {f"{SAGEMAKER}:training-job/{PREFIX}-*"}
+    transforms = {f"{SAGEMAKER}:transform-job/{PREFIX}-*"}
     for action in ("Create", "Describe", "Stop"):
         assert granted[f"sagemaker:{action}TrainingJob"] == jobs
-    assert granted["sagemaker:ListTags"] == jobs
+        assert granted[f"sagemaker:{action}TransformJob"] == transforms
+    assert granted["sagemaker:ListTags"] == jobs | transforms
     assert granted["events:PutRule"] == {
         "arn:aws:events:us-east-1:123456789012:rule/"
-        "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+        f"StepFunctionsGetEventsForSageMaker{kind}JobsRule"
+        for kind in ("Training", "Transform")
     }
     configs = f"{SAGEMAKER}:endpoint-config/{PREFIX}-*"
     endpoint = f"{SAGEMAKER}:endpoint/{PREFIX}-counter"
@@ -284,3 +287,174 @@ def test_outputs_name_what_operators_use(template):
     assert outputs["EndpointName"]["Value"] == f"{PREFIX}-counter"
     assert outputs["ActiveModelParameterName"]["Value"] == f"/{PREFIX}/active-model"
     assert {"StateMachineArn", "TrainingRequestsUri", "DeadLetterQueueUrl"} <= set(outputs)
+
+
+# --- Count evaluation: the Batch Transform task, its IAM, the evaluation and the gate ------
+
+
+def data_key_arn(templates: Templates) -> str:
+    storage = f"{PREFIX}-storage"
+    (key,) = templates.resources(storage, "AWS::KMS::Key")
+    return templates.resolve(storage, {"Fn::GetAtt": [key, "Arn"]})
+
+
+def test_after_create_model_the_validation_images_are_counted_on_a_cpu_with_kms(default, states):
+    _, templates = default
+    key_arn = data_key_arn(templates)
+    task = states["PredictValidationImages"]
+
+    assert task["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
+    assert task["Parameters"] == {
+        "TransformJobName.$": "$.prepared.runName",
+        "ModelName.$": "$.prepared.runName",
+        "BatchStrategy": "SingleRecord",
+        "MaxPayloadInMB": 50,
+        "MaxConcurrentTransforms": 1,
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile",
+                    "S3Uri.$": "$.prepared.validationImagesUri",
+                }
+            },
+            "ContentType": "application/x-image",
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath.$": (
+                f"States.Format('{BUCKET_URI}training/models/{{}}/predictions/', "
+                "$.prepared.runName)"
+            ),
+            "Accept": "application/json",
+            "AssembleWith": "None",
+            "KmsKeyId": key_arn,
+        },
+        "TransformResources": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": 1,
+            "VolumeKmsKeyId": key_arn,
+        },
+    }
+    assert task["TimeoutSeconds"] == 3600
+    (retry,) = task["Retry"]
+    assert retry["ErrorEquals"] == ["SageMaker.AmazonSageMakerException"]
+    assert (retry["IntervalSeconds"], retry["MaxAttempts"]) == (60, 3)
+    (catch,) = task["Catch"]
+    assert catch["Next"] == "PredictValidationImagesFailed"
+    # Order: mAP gate -> CreateModel -> transform -> evaluation -> (gate off) -> endpoint.
+    assert states["CreateModel"]["Next"] == "PredictValidationImages"
+    assert task["Next"] == "EvaluateCounts"
+    assert states["EvaluateCounts"]["Next"] == "CountGate"
+
+
+def resolved_parameters(parameters: dict, values: dict[str, str]) -> dict:
+    """``parameters`` as Step Functions sends them: each ``Name.$`` replaced by its value."""
+    resolved = {}
+    for name, value in parameters.items():
+        if name.endswith(".$"):
+            resolved[name.removesuffix(".$")] = values[value]
+        elif isinstance(value, dict):
+            resolved[name] = resolved_parameters(value, values)
+        else:
+            resolved[name] = value
+    return resolved
+
+
+def test_the_transform_task_matches_botocores_create_transform_job(states):
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    run = f"{PREFIX}-20261126-173000-a1b2c3"
+    request = resolved_parameters(
+        states["PredictValidationImages"]["Parameters"],
+        {
+            "$.prepared.runName": run,
+            "$.prepared.validationImagesUri": (
+                f"{BUCKET_URI}training/manifests/{run}/validation-images.manifest"
+            ),
+            states["PredictValidationImages"]["Parameters"]["TransformOutput"]["S3OutputPath.$"]: (
+                f"{BUCKET_URI}training/models/{run}/predictions/"
+            ),
+        },
+    )
+    operation = (
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .operation_model("CreateTransformJob")
+    )
+
+    report = ParamValidator().validate(request, operation.input_shape)
+
+    assert not report.has_errors(), report.generate_report()
+    transform_types = operation.input_shape.members["TransformResources"].members["InstanceType"]
+    assert request["TransformResources"]["InstanceType"] in transform_types.enum
+
+
+def test_the_count_gate_refuses_above_the_maximum_by_default(states):
+    gate = states["CountGate"]
+    (choice,) = gate["Choices"]
+    assert choice["Next"] == "CreateEndpointConfig"
+    assert choice["And"] == [
+        {"Variable": "$.evaluation.wape", "IsNumeric": True},
+        {"Variable": "$.evaluation.wape", "NumericLessThanEquals": 0.25},
+    ]
+    assert gate["Default"] == "CountGateNotMet"
+
+
+def test_without_a_maximum_the_count_gate_is_off():
+    _, templates = synthesized(**{"counting.training.max_count_wape": "null"})
+    states = templates.definition(STACK)["States"]
+
+    assert states["EvaluateCounts"]["Next"] == "CreateEndpointConfig"
+    assert "CountGate" not in states
+    assert "CountGateNotMet" not in states
+
+
+def test_the_model_role_reads_the_validation_images_and_writes_the_predictions(template):
+    granted = {s.get("Sid"): s for s in statements(template, "PipelineDeployModelRole")}
+
+    def objects(statement: dict) -> list[str]:
+        return [resource["Fn::Join"][1][-1] for resource in as_list(statement["Resource"])]
+
+    assert granted["ReadTransformInputs"]["Action"] == "s3:GetObject"
+    assert objects(granted["ReadTransformInputs"]) == [
+        "/labeling/images/*",
+        "/training/manifests/*",
+    ]
+    assert granted["WriteTransformResults"]["Action"] == "s3:PutObject"
+    assert objects(granted["WriteTransformResults"]) == ["/training/models/*/predictions/*"]
+    assert sorted(granted["UseTheDataKeyForTransforms"]["Action"]) == [
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    ]
+    assert granted["PutTransformMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}
+    }
+    # A transform job runs as its model's role: the state machine passes no other role.
+    assert "iam:PassRole" not in json.dumps(granted)
+
+
+def test_the_evaluation_function_has_pillow_and_reads_only_run_folders(template):
+    (function,) = [
+        body
+        for body in template.find_resources("AWS::Lambda::Function").values()
+        if body["Properties"]["Handler"] == "lambdas.evaluate_counts.handler.main"
+    ]
+    properties = function["Properties"]
+    assert properties["Runtime"] == "python3.13"
+    assert len(properties["Layers"]) == 2  # Powertools and Pillow (the plot)
+    granted = {s.get("Sid"): s for s in statements(template, "PipelineEvaluateFunctionRole")}
+    assert granted["ListPredictions"]["Condition"] == {
+        "StringLike": {"s3:prefix": "training/models/*"}
+    }
+    assert granted["ReadPredictions"]["Action"] == "s3:GetObject"
+    assert granted["ReadPredictions"]["Resource"]["Fn::Join"][1][-1] == (
+        "/training/models/*/predictions/*"
+    )
+    assert granted["WriteEvaluations"]["Action"] == "s3:PutObject"
+    # evaluation.json and evaluation.png, nothing else.
+    assert granted["WriteEvaluations"]["Resource"]["Fn::Join"][1][-1] == (
+        "/training/models/*/evaluation.*"
+    )

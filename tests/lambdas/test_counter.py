@@ -8,10 +8,12 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 import boto3
 import hypothesis
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
@@ -65,11 +67,17 @@ def lambda_context() -> TimedContext:
 
 
 @pytest.fixture
-def handler(aws, monkeypatch):
+def handler(aws, monkeypatch, request):
+    """The handler, imported with a configured threshold ("0.2" unless a test gives
+    ``(configured threshold or None, active-model record)`` as the fixture's parameter)."""
+    configured, active_model = getattr(request, "param", ("0.2", ACTIVE_MODEL))
     monkeypatch.setenv("RESULTS_TABLE", RESULTS_TABLE)
     monkeypatch.setenv("IDEMPOTENCY_TABLE", IDEMPOTENCY_TABLE)
     monkeypatch.setenv("ACTIVE_MODEL_PARAMETER", PARAMETER)
-    monkeypatch.setenv("SCORE_THRESHOLD", "0.2")
+    if configured is None:
+        monkeypatch.delenv("SCORE_THRESHOLD", raising=False)
+    else:
+        monkeypatch.setenv("SCORE_THRESHOLD", configured)
     monkeypatch.setenv("ANNOTATE", "true")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "counter")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ObjectCounting")
@@ -95,9 +103,10 @@ def handler(aws, monkeypatch):
         BillingMode="PAY_PER_REQUEST",
     )
     boto3.client("ssm", region_name=REGION).put_parameter(
-        Name=PARAMETER, Value=json.dumps(ACTIVE_MODEL), Type="String"
+        Name=PARAMETER, Value=json.dumps(active_model), Type="String"
     )
     sys.modules.pop("lambdas.counter.handler", None)
+    parameters.clear_caches()  # the active-model record of an earlier test
     module = importlib.import_module("lambdas.counter.handler")
     yield module
     module.counting_service.cache_clear()
@@ -218,6 +227,7 @@ def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_cont
     assert result["count"] == 3
     assert result["by_class"] == {"car": 2, "person": 1}
     assert result["threshold"] == 0.2
+    assert result["threshold_origin"] == "configured"
     assert result["image_size"] == {"width": 200, "height": 100}
     assert result["model"]["endpoint_config_name"] == "object-counting-dev-config-1"
     assert [d["number"] for d in result["detections"]] == [1, 2, 3]
@@ -231,6 +241,33 @@ def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_cont
         Bucket=BUCKET, Key="annotated/street/cam1.png.png"
     )
     assert annotated["Body"].read().startswith(b"\x89PNG")
+
+
+CALIBRATED = {**ACTIVE_MODEL, "best_threshold": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        # RESPONSE's scores: 0.91, 0.55, 0.20, 0.19. Expected: threshold, origin, count.
+        ((None, CALIBRATED), (0.6, "calibrated", 1)),
+        ((None, ACTIVE_MODEL), (0.2, "default", 3)),  # a model deployed before calibration
+        (("0.5", CALIBRATED), (0.5, "configured", 2)),  # counter.score_threshold pins it
+    ],
+    indirect=["handler"],
+    ids=["calibrated", "default", "configured"],
+)
+def test_the_threshold_and_its_origin_are_recorded(handler, endpoint, lambda_context, expected):
+    event = json.dumps(upload("incoming/street/cam2.png", image_bytes()))
+    answers(endpoint, RESPONSE)
+
+    assert handler.main(sqs_event(event), lambda_context) == {"batchItemFailures": []}
+
+    result = read_json("results/street/cam2.png.json")
+    assert (result["threshold"], result["threshold_origin"], result["count"]) == expected
+    threshold, origin, _ = expected
+    (item,) = table_items()
+    assert (item["threshold"], item["threshold_origin"]) == (Decimal(str(threshold)), origin)
 
 
 def test_a_pdf_is_recorded_as_rejected_and_not_retried(handler, lambda_context):

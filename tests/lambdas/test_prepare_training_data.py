@@ -90,6 +90,13 @@ def test_writes_the_split_and_the_report_and_returns_the_run(handler, lambda_con
     }
     for line in train + validation:
         assert json.loads(line) == originals[json.loads(line)["source-ref"]]
+    # The validation images as Batch Transform reads them, relative to labeling/images/.
+    assert run.validation_images_uri == f"s3://{BUCKET}/{folder}validation-images.manifest"
+    (image,) = [json.loads(line)["source-ref"] for line in validation]
+    assert json.loads(read(f"{folder}validation-images.manifest")) == [
+        {"prefix": f"s3://{BUCKET}/labeling/images/"},
+        image.removeprefix(f"s3://{BUCKET}/labeling/images/"),
+    ]
     report = json.loads(read(f"{folder}data-report.json"))
     assert report["run"] == run.run_name
     assert report["manifest"] == f"s3://{BUCKET}/{KEY}"

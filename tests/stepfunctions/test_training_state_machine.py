@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from counting_core.evaluation import EvaluationSummary
 from counting_core.model_record import ActiveModel
 from counting_core.training import DataNotTrainable, PreparedRun
 from stacks.config import load_config
@@ -40,6 +41,7 @@ PREPARED = PreparedRun(
     class_map={"0": "car", "1": "person"},
     train_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/train.manifest",
     validation_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation.manifest",
+    validation_images_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation-images.manifest",
     data_report_uri=f"s3://{BUCKET}/training/manifests/{RUN}/data-report.json",
     hyperparameters={"num_classes": "2", "num_training_samples": "40", "label_width": "350"},
     figures={"num_training_samples": 40, "num_validation_samples": 10},
@@ -49,8 +51,13 @@ PREPARE_OK = Return({"StatusCode": 200, "Payload": PREPARED.model_dump(by_alias=
 # documented error name): FindEndpoint tries 5 times (SAGEMAKER_API: 4 retries), then the
 # run creates the endpoint.
 NOT_FOUND_ATTEMPTS = 5
+# The count gate is on by default (training.max_count_wape 0.25); with it off (null),
+# EvaluateCounts goes straight on to CreateEndpointConfig (tests/infra/test_training_stack.py).
+MAX_COUNT_WAPE = 0.25
+PREDICTIONS = f"s3://{BUCKET}/training/models/{RUN}/predictions/"
+EVALUATED = ["CreateModel", "PredictValidationImages", "EvaluateCounts", "CountGate"]
 FIRST_DEPLOYMENT = [
-    "CreateModel",
+    *EVALUATED,
     "CreateEndpointConfig",
     "FindEndpoint",
     "CreateEndpoint",
@@ -69,6 +76,42 @@ THROUGH_THE_GATE = [
 ]
 RECORDED = ["DescribeActiveModel", "SaveActiveModel", "NotifyDeployed", "Deployed"]
 STOPPED = ["NotifyStopped", "RunStopped"]
+
+
+def evaluation(**figures) -> EvaluationSummary:
+    """What the evaluation Lambda returns; by default a model that counts well enough."""
+    return EvaluationSummary(
+        images=10,
+        best_threshold=0.35,
+        mae=0.3,
+        wape=0.06,
+        mape=0.05,
+        exact_accuracy=0.7,
+        bias=-0.1,
+        report_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.json",
+        plot_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.png",
+    ).model_copy(update=figures)
+
+
+def evaluated(summary: EvaluationSummary) -> Return:
+    return Return({"StatusCode": 200, "Payload": summary.model_dump(by_alias=True)})
+
+
+#: What createTransformJob.sync returns: DescribeTransformJob of the completed job.
+TRANSFORM_DONE = Return(
+    {
+        "TransformJobName": RUN,
+        "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/{RUN}",
+        "TransformJobStatus": "Completed",
+        "ModelName": RUN,
+        "TransformOutput": {"S3OutputPath": PREDICTIONS, "Accept": "application/json"},
+    }
+)
+#: Every run that reaches the evaluation gets these unless a test says otherwise.
+EVALUATION_STUBS = {
+    "PredictValidationImages": [TRANSFORM_DONE],
+    "EvaluateCounts": [evaluated(evaluation())],
+}
 
 
 def finished_job(validation_map: float | None = 0.73) -> Return:
@@ -96,6 +139,7 @@ def endpoint(status: str, config: str, **details) -> Return:
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory) -> Templates:
     app, _ = build_app(rule_packs=False)
+    assert load_config(cdk_context()).training.max_count_wape == MAX_COUNT_WAPE
     assembly = app.synth()
     return Templates(
         {s.stack_name: json.loads(Path(s.template_full_path).read_text()) for s in assembly.stacks}
@@ -132,7 +176,7 @@ class Pipeline:
             self.arn,
             {"manifestUri": MANIFEST},
             name="run",
-            stubs=stubs,
+            stubs={**EVALUATION_STUBS, **stubs},
             **options,
         )
         result.check_requests()
@@ -220,10 +264,15 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
         validation_map=0.73,
         class_map={"0": "car", "1": "person"},
         label_attribute="vehicles",
+        best_threshold=0.35,
+        count_mae=0.3,
+        count_wape=0.06,
+        count_bias=-0.1,
+        evaluation_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.json",
         deployed_at=record.deployed_at,
     )
     assert record.deployed_at
-    assert run.output == json.loads(record.model_dump_json(exclude={"score_threshold"}))
+    assert run.output == json.loads(record.model_dump_json())
     assert pipeline.notifications() == [
         (f"{PREFIX}: new model deployed", json.loads(record.model_dump_json(exclude_none=True)))
     ]
@@ -287,7 +336,7 @@ def test_a_later_run_updates_the_endpoint_in_place(pipeline):
     assert run.status == "SUCCEEDED", run.cause
     assert run.states() == [
         *THROUGH_THE_GATE,
-        "CreateModel",
+        *EVALUATED,
         "CreateEndpointConfig",
         "FindEndpoint",
         "EndpointUsable",
@@ -317,7 +366,7 @@ def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline
     assert run.status == "SUCCEEDED", run.cause
     assert run.states() == [
         *THROUGH_THE_GATE,
-        "CreateModel",
+        *EVALUATED,
         "CreateEndpointConfig",
         "FindEndpoint",
         "EndpointUsable",
@@ -590,3 +639,160 @@ def test_an_endpoint_being_updated_is_waited_for(pipeline):
     waiting = ["WaitForEndpoint", "CheckEndpoint", "EndpointReady"]
     assert run.states()[-10:] == ["UpdateEndpoint", *waiting, *waiting, *RECORDED][-10:]
     assert run.states().count("WaitForEndpoint") == 2
+
+
+# --- Count evaluation: Batch Transform, the evaluation Lambda and the count gate -----------
+
+
+def test_the_new_model_counts_the_validation_images_before_any_endpoint_changes(pipeline):
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    ((job,),) = [run.requests("PredictValidationImages")]  # valid for CreateTransformJob
+    assert job["TransformJobName"] == RUN
+    assert job["ModelName"] == RUN
+    assert job["TransformInput"] == {
+        "DataSource": {
+            "S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": PREPARED.validation_images_uri}
+        },
+        "ContentType": "application/x-image",
+        "CompressionType": "None",
+        "SplitType": "None",
+    }
+    assert job["TransformOutput"]["S3OutputPath"] == PREDICTIONS
+    assert job["TransformResources"]["InstanceType"] == "ml.m5.xlarge"
+    ((evaluate,),) = [run.requests("EvaluateCounts")]
+    assert evaluate["Payload"] == {
+        "runName": RUN,
+        "validationManifestUri": PREPARED.validation_manifest_uri,
+        "labelAttribute": "vehicles",
+        "predictionsUri": PREDICTIONS,
+    }
+
+
+@pytest.mark.parametrize(
+    ("wape", "cause"),
+    [
+        (
+            0.31,
+            "count error (WAPE) 0.31 at the calibrated threshold 0.35 is above the maximum 0.25: "
+            "MAE 0.3 objects per image, bias -0.1, over 10 validation images (report: "
+            f"s3://{BUCKET}/training/models/{RUN}/evaluation.json); nothing was deployed, the "
+            "endpoint keeps its current model.",
+        ),
+        (
+            None,  # no validation image held an object: nothing shows the counts are right
+            "count error (WAPE) null at the calibrated threshold 0.35 is above the maximum 0.25: "
+            "MAE 0.3 objects per image, bias -0.1, over 10 validation images (report: "
+            f"s3://{BUCKET}/training/models/{RUN}/evaluation.json); nothing was deployed, the "
+            "endpoint keeps its current model.",
+        ),
+    ],
+    ids=["above the maximum", "not measurable"],
+)
+def test_the_count_gate_refuses_a_model_that_miscounts(pipeline, wape, cause):
+    pipeline.deploy_previous_model()
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "EvaluateCounts": [evaluated(evaluation(wape=wape))],
+        }
+    )
+
+    assert run.states()[-6:] == [*EVALUATED, "CountGateNotMet", *STOPPED][-6:]
+    assert "CreateEndpointConfig" not in run.states()
+    assert run.cause == cause
+    assert_stopped(pipeline, run, error="CountGateNotMet", outcome="refused", state="CountGate")
+    assert pipeline.active_model().endpoint_config_name == PREVIOUS_RUN
+
+
+def test_a_model_at_the_maximum_count_error_is_deployed(pipeline):
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "EvaluateCounts": [evaluated(evaluation(wape=MAX_COUNT_WAPE))],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert pipeline.active_model().count_wape == MAX_COUNT_WAPE
+
+
+def test_a_failed_transform_job_is_reported_and_nothing_deployed(pipeline):
+    pipeline.deploy_previous_model()
+    job = {
+        "TransformJobName": RUN,
+        "TransformJobStatus": "Failed",
+        "FailureReason": "ClientError: See job logs for more information",
+    }
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "PredictValidationImages": [Throw("States.TaskFailed", json.dumps(job))],
+        }
+    )
+
+    assert run.states()[-5:] == [
+        "CreateModel",
+        "PredictValidationImages",
+        "PredictValidationImagesFailed",
+        *STOPPED,
+    ]
+    assert run.attempts("PredictValidationImages") == 1  # a job that ran and failed
+    assert run.cause == f"States.TaskFailed: {json.dumps(job)}"
+    assert_stopped(
+        pipeline,
+        run,
+        error="PredictValidationImagesFailed",
+        outcome="failed",
+        state="PredictValidationImages",
+    )
+    assert pipeline.active_model().endpoint_config_name == PREVIOUS_RUN
+
+
+def test_no_transform_capacity_is_retried_with_the_same_job_name(pipeline):
+    no_capacity = Throw(
+        "SageMaker.ResourceLimitExceededException",
+        "The account-level service limit 'ml.m5.xlarge for transform job usage' is 0",
+    )
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "PredictValidationImages": [no_capacity, no_capacity, TRANSFORM_DONE],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert [job["TransformJobName"] for job in run.requests("PredictValidationImages")] == [RUN] * 3
+
+
+def test_an_evaluation_that_cannot_be_made_is_reported(pipeline):
+    reason = f"run {RUN}: no response for image s3://{BUCKET}/labeling/images/a.jpg"
+    lambda_error = json.dumps({"errorType": "EvaluationFailed", "errorMessage": reason})
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "EvaluateCounts": [Throw("EvaluationFailed", lambda_error)],
+        }
+    )
+
+    assert run.states()[-4:] == ["EvaluateCounts", "EvaluateCountsFailed", *STOPPED]
+    assert run.attempts("EvaluateCounts") == 1  # the data stays as it is: not retried
+    assert run.cause == f"EvaluationFailed: {lambda_error}"
+    assert_stopped(
+        pipeline, run, error="EvaluateCountsFailed", outcome="failed", state="EvaluateCounts"
+    )

@@ -1,4 +1,4 @@
-"""Step 4, Deploy: the trained model behind the project's one serverless endpoint.
+"""Step 4 (and 7), Deploy: the trained model, then the endpoint once the model passed its checks.
 
 Endpoint configs are immutable, so every run creates its own model and endpoint config
 (both named after the run), then creates the endpoint with its stable name the first
@@ -57,9 +57,14 @@ RUN_NAME = f"{PREPARED}.runName"
 class DeployStep(Construct):
     """Create the model and endpoint config, create or update the endpoint, wait for it.
 
+    The model is created first and evaluated before any endpoint changes: the pipeline
+    chains ``create_model`` to the evaluation and the count gate, then on to ``endpoint``.
+
     Attributes:
-        model_role: what the endpoint's model runs as: reads model artifacts, logs.
-        start: the first state.
+        model_role: what the run's model runs as, behind the endpoint and in the run's
+            Batch Transform job: reads model artifacts, logs.
+        create_model: the first state (CreateModel); what follows it is the caller's.
+        endpoint: the first state of the endpoint's part (CreateEndpointConfig onwards).
     """
 
     def __init__(
@@ -230,7 +235,8 @@ class DeployStep(Construct):
             .when(in_progress, wait)
             .otherwise(not_deployed)
         )
-        self.start = create_model.next(create_config).next(find_endpoint)
+        self.create_model = create_model
+        self.endpoint = create_config.next(find_endpoint)
         find_endpoint.next(
             sfn.Choice(self, "EndpointUsable")
             .when(status_is("Failed"), delete_failed)

@@ -1,4 +1,5 @@
-"""The training state machine: Prepare -> Train -> quality gate -> Deploy -> Record.
+"""The training state machine: Prepare -> Train -> quality gate -> CreateModel -> Evaluate
+(Batch Transform + count error) -> count gate -> endpoint -> Record.
 
 Each step is its own construct (this package's modules); this one wires them in order,
 gives the state machine its role, an encrypted log group at level ALL and X-Ray tracing.
@@ -13,7 +14,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.storage import DataStorage
+from stacks.components.training.count_gate import CountGate
 from stacks.components.training.deploy import DeployStep
+from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
 from stacks.components.training.image import algorithm_image
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PrepareStep
@@ -24,15 +27,16 @@ from stacks.config import AppConfig
 from stacks.nag import acknowledge, arn_finding
 
 # Time for Prepare, waiting for training quota (retry_policies.TRAINING_CAPACITY, under an
-# hour), the deployment and its checks, on top of the training job's own limit.
-OVERHEAD = cdk.Duration.hours(3)
+# hour), the deployment and its checks, on top of the training job's own limit; and for the
+# count evaluation (evaluate.EVALUATION_TIME).
+OVERHEAD = cdk.Duration.hours(3).plus(EVALUATION_TIME)
 
 
 class TrainingPipeline(Construct):
     """Attributes:
     state_machine: ``<prefix>-training``.
     log_group: its execution log (KMS-encrypted).
-    prepare, train, gate, deploy, record: the steps.
+    prepare, train, gate, deploy, evaluation, count_gate, record: the steps.
     """
 
     def __init__(
@@ -85,12 +89,30 @@ class TrainingPipeline(Construct):
             notifications=notifications,
             then=self.record.start,
         )
+        self.count_gate = CountGate(
+            self,
+            "CountGate",
+            max_count_wape=settings.max_count_wape,
+            notifications=notifications,
+            then=self.deploy.endpoint,
+        )
+        self.evaluation = EvaluationStep(
+            self,
+            "Evaluate",
+            prefix=prefix,
+            instance_type=settings.evaluation_instance_type,
+            storage=storage,
+            model_role=self.deploy.model_role,
+            notifications=notifications,
+            then=self.count_gate.start,
+        )
+        self.deploy.create_model.next(self.evaluation.start)
         self.gate = QualityGate(
             self,
             "QualityGate",
             min_validation_map=settings.min_validation_map,
             notifications=notifications,
-            then=self.deploy.start,
+            then=self.deploy.create_model,
         )
 
         self.log_group = logs.LogGroup(
@@ -121,7 +143,7 @@ class TrainingPipeline(Construct):
             tracing_enabled=True,
         )
         role = self.state_machine.role
-        for statement in self.train.statements:
+        for statement in (*self.train.statements, *self.evaluation.statements):
             role.add_to_principal_policy(statement)
         notifications.grant_publish(role)
         self._acknowledge(prefix, config.endpoint_name)
@@ -131,6 +153,10 @@ class TrainingPipeline(Construct):
         policy = self.state_machine.role.node.find_child("DefaultPolicy")
         for resource, why in (
             ("training-job", "starts, watches and stops one training job per run"),
+            (
+                "transform-job",
+                "starts, watches and stops one Batch Transform job per run (its evaluation)",
+            ),
             ("model", "creates one model per run"),
             (
                 "endpoint-config",
@@ -143,13 +169,17 @@ class TrainingPipeline(Construct):
                 f"The training state machine {why}; names are generated per run, so access is "
                 f"limited to names starting with {prefix}-.",
             )
-        function = stack.get_logical_id(self.prepare.handler.function.node.default_child)
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
-            "CDK's Lambda task grants invoking any version of the training data preparation "
-            "function; it is the one function the state machine invokes.",
-        )
+        for handler, what in (
+            (self.prepare.handler, "training data preparation"),
+            (self.evaluation.handler, "count evaluation"),
+        ):
+            function = stack.get_logical_id(handler.function.node.default_child)
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
+                f"CDK's Lambda task grants invoking any version of the {what} function; the "
+                "state machine invokes only its own two functions.",
+            )
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",

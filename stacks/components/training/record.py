@@ -1,4 +1,4 @@
-"""Step 5, Record: publish what is now live, where the counter reads it, then tell people.
+"""Step 8, Record: publish what is now live, where the counter reads it, then tell people.
 
 The record is ``counting.model_record.ActiveModel`` as JSON in one SSM parameter; the
 counter Lambda caches it for a minute, so the new model is used within a minute.
@@ -13,6 +13,7 @@ from constructs import Construct
 
 from counting_core.model_record import ActiveModel
 from stacks.components.training import retry_policies
+from stacks.components.training.evaluate import EVALUATION
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.quality_gate import VALIDATION_MAP
@@ -47,6 +48,13 @@ class RecordStep(Construct):
             "validation_map": sfn.JsonPath.number_at(VALIDATION_MAP),
             "class_map": sfn.JsonPath.object_at(f"{PREPARED}.classMap"),
             "label_attribute": sfn.JsonPath.string_at(f"{PREPARED}.labelAttribute"),
+            # The counter applies best_threshold unless counter.score_threshold pins one.
+            "best_threshold": sfn.JsonPath.number_at(f"{EVALUATION}.bestThreshold"),
+            "count_mae": sfn.JsonPath.number_at(f"{EVALUATION}.mae"),
+            # null when no validation image held an object.
+            "count_wape": sfn.JsonPath.number_at(f"{EVALUATION}.wape"),
+            "count_bias": sfn.JsonPath.number_at(f"{EVALUATION}.bias"),
+            "evaluation_uri": sfn.JsonPath.string_at(f"{EVALUATION}.reportUri"),
             "deployed_at": sfn.JsonPath.state_entered_time,
         }
         unknown = set(record) - set(ActiveModel.model_fields)

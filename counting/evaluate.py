@@ -1,0 +1,86 @@
+"""``counting evaluate``: measure a model's count error offline, as a training run does.
+
+Reads a labeled validation manifest and a folder of endpoint responses, one per image,
+named after the image's file plus ``.out`` (Batch Transform's naming) or ``.json``; prints
+the same report the training run writes as ``evaluation.json``, and can draw
+``evaluation.png``. The figures come from ``counting_core.evaluation`` (definitions there).
+"""
+
+# Pillow is imported only to draw: every command group is imported to build the parser.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from counting_core import evaluation
+from counting_core.errors import InputError
+from counting_core.manifest import parse_manifest
+from counting_core.predictions import parse_response
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure count error against a labeled validation manifest",
+        description=(
+            "Compare the counts in saved endpoint responses with the labeled counts of a "
+            "validation manifest, at each threshold, and print the report as JSON."
+        ),
+    )
+    parser.add_argument("--manifest", required=True, type=Path, metavar="VALIDATION.manifest")
+    parser.add_argument(
+        "--predictions-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="one response per image: <image file name>.out or <image file name>.json",
+    )
+    parser.add_argument(
+        "--thresholds",
+        metavar="T1,T2,...",
+        help="thresholds to try (default 0.05, 0.10, ... 0.95)",
+    )
+    parser.add_argument("--label-attribute", help="the manifest's label attribute, if several")
+    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="also draw the report")
+    parser.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    thresholds = (
+        evaluation.DEFAULT_THRESHOLDS
+        if args.thresholds is None
+        else evaluation.parse_thresholds(args.thresholds)
+    )
+    lines = args.manifest.read_text(encoding="utf-8").split("\n")
+    try:
+        images, class_map = evaluation.labeled_images(parse_manifest(lines), args.label_attribute)
+    except InputError as error:
+        raise InputError(f"{args.manifest}: {error}") from None
+    if not args.predictions_dir.is_dir():
+        raise InputError(f"{args.predictions_dir}: not a folder")
+    names = [
+        path.relative_to(args.predictions_dir).as_posix()
+        for path in sorted(args.predictions_dir.rglob("*"))
+        if path.is_file()
+    ]
+    matched, left_over = evaluation.match_responses(images, names)
+    for name in left_over:
+        print(f"counting: warning: {name}: no image of the manifest has this name; ignored",
+              file=sys.stderr)  # fmt: skip
+    detections = {}
+    for source_ref, name in matched.items():
+        try:
+            detections[source_ref] = parse_response((args.predictions_dir / name).read_bytes())
+        except InputError as error:
+            raise InputError(f"{args.predictions_dir / name}: {error}") from None
+    result = evaluation.evaluate(images, detections, class_map=class_map, thresholds=thresholds)
+    print(json.dumps(result.to_dict(), indent=2))
+    if args.plot is not None:
+        from counting_core.evaluation_plot import plot
+
+        args.plot.write_bytes(plot(result))
+    return 0

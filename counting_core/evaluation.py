@@ -1,0 +1,395 @@
+"""Count error: how far a model's counts are from the labeled truth, and which threshold is best.
+
+The definitions, in one place (docs/training.md explains them to users):
+
+* **true count** of an image: the number of boxes its manifest line holds. A failed item (no
+  labels) is skipped; an item labeled with no boxes counts 0.
+* **predicted count at threshold t**: the number of detections scoring at least t.
+* Over the N images, with ``error = predicted - true`` per image:
+
+  - ``mae`` = Σ|error| / N
+  - ``wape`` = Σ|error| / Σ true (None when no image holds an object)
+  - ``mape`` = mean of |error| / true over the images with true > 0 (None when there is none)
+  - ``exact_accuracy`` = share of images with error 0
+  - ``bias`` = Σ error / N (above 0: the model over-counts)
+
+* ``best_threshold``: the tried threshold with the lowest ``mae``; ties go to the lowest
+  |``bias``|, then to the lowest threshold. Ties are decided on the integer sums behind
+  the figures (every threshold is tried on the same N images), never on rounded floats.
+* ``per_class``: ``mae`` and ``bias`` of each class's count at ``best_threshold``.
+
+Pure: the evaluation Lambda and ``counting evaluate`` read the files and call ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from counting_core import layout
+from counting_core.errors import InputError
+from counting_core.manifest import Record, is_s3_object_uri, validate_manifest
+from counting_core.predictions import Detection, check_threshold
+
+#: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
+#: How many of the images with the largest count errors the evaluation lists for review.
+REVIEW_QUEUE_LENGTH = 20
+#: A response is named after its image's file: ``<file name>.out`` as Batch Transform writes
+#: it (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html), or
+#: ``<file name>.json`` as a person saves an InvokeEndpoint answer.
+RESPONSE_SUFFIXES = (".out", ".json")
+# Figures in the report keep this many decimals: more than any count error needs.
+_DECIMALS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledImage:
+    """One usable line of a labeled manifest: the image and the class id of each of its boxes."""
+
+    source_ref: str
+    class_ids: tuple[int, ...]
+
+    @property
+    def true_count(self) -> int:
+        return len(self.class_ids)
+
+    @property
+    def file_name(self) -> str:
+        return self.source_ref.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class CountErrors:
+    """The figures of one threshold over all images (see the module's definitions)."""
+
+    threshold: float
+    images: int
+    total_true: int
+    total_absolute_error: int
+    total_error: int
+    exact: int
+    mape: float | None
+
+    @property
+    def mae(self) -> float:
+        return self.total_absolute_error / self.images
+
+    @property
+    def wape(self) -> float | None:
+        return self.total_absolute_error / self.total_true if self.total_true else None
+
+    @property
+    def exact_accuracy(self) -> float:
+        return self.exact / self.images
+
+    @property
+    def bias(self) -> float:
+        return self.total_error / self.images
+
+    def rank(self) -> tuple[int, int, float]:
+        """Lower is better: mae, then |bias|, then the threshold (sums share one N)."""
+        return (self.total_absolute_error, abs(self.total_error), self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "mae": _rounded(self.mae),
+            "wape": _rounded(self.wape),
+            "mape": _rounded(self.mape),
+            "exact_accuracy": _rounded(self.exact_accuracy),
+            "bias": _rounded(self.bias),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCount:
+    """One image's true and predicted count at the best threshold."""
+
+    source_ref: str
+    true_count: int
+    predicted_count: int
+
+    @property
+    def error(self) -> int:
+        return self.predicted_count - self.true_count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_ref": self.source_ref,
+            "true_count": self.true_count,
+            "predicted_count": self.predicted_count,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything ``evaluate`` found; ``to_dict`` is the JSON report (``evaluation.json``)."""
+
+    per_threshold: tuple[CountErrors, ...]
+    best: CountErrors
+    per_class: dict[str, dict[str, float]]
+    image_counts: tuple[ImageCount, ...]
+
+    def review_queue(self, length: int = REVIEW_QUEUE_LENGTH) -> list[ImageCount]:
+        """The images the model miscounts most at the best threshold, largest error first
+        (ties by image, for a stable list); images it counts exactly are never listed."""
+        wrong = [image for image in self.image_counts if image.error]
+        wrong.sort(key=lambda image: (-abs(image.error), image.source_ref))
+        return wrong[:length]
+
+    def summary(self, *, report_uri: str, plot_uri: str) -> EvaluationSummary:
+        figures = self.best.to_dict()
+        return EvaluationSummary(
+            images=self.best.images,
+            best_threshold=figures.pop("threshold"),
+            report_uri=report_uri,
+            plot_uri=plot_uri,
+            **figures,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best.to_dict()
+        return {
+            "images": self.best.images,
+            "objects": self.best.total_true,
+            "best_threshold": best.pop("threshold"),
+            **best,
+            "per_threshold": [errors.to_dict() for errors in self.per_threshold],
+            "per_class": self.per_class,
+            "review_queue": [image.to_dict() for image in self.review_queue()],
+        }
+
+
+class EvaluationSummary(BaseModel):
+    """The figures at the best threshold and where the report is: what the evaluation Lambda
+    returns to the state machine (JSON keys in camelCase) for the count gate and the record."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    images: int
+    best_threshold: float
+    mae: float
+    wape: float | None
+    mape: float | None
+    exact_accuracy: float
+    bias: float
+    report_uri: str
+    plot_uri: str
+
+
+def labeled_images(
+    records: Sequence[Record], label_attribute: str | None = None
+) -> tuple[list[LabeledImage], dict[str, str]]:
+    """The images of a valid manifest that can be scored (failed items skipped), and its
+    class map in Ground Truth's form (``{"0": "car"}``)."""
+    manifest = validate_manifest(records, label_attribute)
+    images = [
+        LabeledImage(item.record.data["source-ref"], item.class_ids)
+        for item in manifest.items
+        if item.status != "failed"
+    ]
+    if not images:
+        raise InputError("the manifest has no labeled image to evaluate on (every item failed)")
+    class_map = {str(class_id): name for class_id, name in manifest.class_map.items()}
+    return images, class_map
+
+
+def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
+    """The thresholds to try, each in [0, 1], sorted, without repeats; at least one."""
+    checked = sorted({check_threshold(threshold) for threshold in thresholds})
+    if not checked:
+        raise InputError("no threshold to try")
+    return tuple(checked)
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """``"0.1,0.2,0.3"`` as thresholds to try."""
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise InputError(f"threshold {part.strip()!r} is not a number") from None
+    return check_thresholds(values)
+
+
+def match_responses(
+    images: Sequence[LabeledImage], names: Iterable[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Pair each image with its response file; return the pairs and the names left over.
+
+    ``names`` are paths relative to where the responses are (``a.jpg.out`` or, as Batch
+    Transform may keep the input's folders, ``batch1/a.jpg.out``). A response belongs to an
+    image when its file name is the image's plus a ``RESPONSE_SUFFIXES`` suffix; when several
+    do, the one whose folders match more of the image's key wins. An image without a
+    response, or a response claimed by two images, is an ``InputError``.
+    """
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        by_file[name.rsplit("/", 1)[-1]].append(name)
+    matched: dict[str, str] = {}
+    claimed: dict[str, str] = {}
+    for image in images:
+        candidates = [
+            name
+            for suffix in RESPONSE_SUFFIXES
+            for name in by_file.get(image.file_name + suffix, ())
+        ]
+        if not candidates:
+            expected = " or ".join(image.file_name + suffix for suffix in RESPONSE_SUFFIXES)
+            raise InputError(f"no response for image {image.source_ref}: expected {expected}")
+        scored = sorted(candidates, key=lambda name: -_shared_folders(image.source_ref, name))
+        if len(scored) > 1 and _shared_folders(image.source_ref, scored[0]) == _shared_folders(
+            image.source_ref, scored[1]
+        ):
+            raise InputError(
+                f"several responses could be for image {image.source_ref}: "
+                f"{', '.join(sorted(candidates))}"
+            )
+        name = scored[0]
+        # The same image listed twice (labeled twice) shares its one response.
+        if claimed.get(name, image.source_ref) != image.source_ref:
+            raise InputError(
+                f"images {claimed[name]} and {image.source_ref} share the file name "
+                f"{image.file_name}: keep their responses in folders named like theirs"
+            )
+        claimed[name] = image.source_ref
+        matched[image.source_ref] = name
+    left_over = sorted({name for names_ in by_file.values() for name in names_} - set(claimed))
+    return matched, left_over
+
+
+def _shared_folders(source_ref: str, response_name: str) -> int:
+    """How many folders, from the file upwards, the response's path shares with the image's."""
+    image_folders = source_ref.removeprefix("s3://").split("/")[:-1]
+    response_folders = response_name.split("/")[:-1]
+    shared = 0
+    for image_folder, response_folder in zip(
+        reversed(image_folders), reversed(response_folders), strict=False
+    ):
+        if image_folder != response_folder:
+            break
+        shared += 1
+    return shared
+
+
+def evaluate(
+    images: Sequence[LabeledImage],
+    detections: Mapping[str, Sequence[Detection]],
+    *,
+    class_map: Mapping[str, str],
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+) -> Evaluation:
+    """Score the model's detections (by image ``source_ref``) against the labeled counts."""
+    if not images:
+        raise InputError("no image to evaluate on")
+    tried = check_thresholds(thresholds)
+    missing = [image.source_ref for image in images if image.source_ref not in detections]
+    if missing:
+        raise InputError(f"no detections for image {missing[0]}")
+    # Ascending scores per image: the count at t is how many sit at or above t.
+    scores = {
+        image.source_ref: sorted(detection.score for detection in detections[image.source_ref])
+        for image in images
+    }
+
+    def predicted(image: LabeledImage, threshold: float) -> int:
+        ranked = scores[image.source_ref]
+        return len(ranked) - bisect.bisect_left(ranked, threshold)
+
+    per_threshold = tuple(
+        count_errors([(predicted(image, t), image.true_count) for image in images], t)
+        for t in tried
+    )
+    best = min(per_threshold, key=CountErrors.rank)
+    image_counts = tuple(
+        ImageCount(image.source_ref, image.true_count, predicted(image, best.threshold))
+        for image in images
+    )
+    per_class = _per_class(images, detections, class_map, best.threshold)
+    return Evaluation(per_threshold, best, per_class, image_counts)
+
+
+def count_errors(counts: Sequence[tuple[int, int]], threshold: float) -> CountErrors:
+    """The figures of (predicted, true) count pairs, one pair per image."""
+    if not counts:
+        raise InputError("no image to evaluate on")
+    errors = [predicted - true for predicted, true in counts]
+    relative = [abs(predicted - true) / true for predicted, true in counts if true > 0]
+    return CountErrors(
+        threshold=threshold,
+        images=len(counts),
+        total_true=sum(true for _, true in counts),
+        total_absolute_error=sum(map(abs, errors)),
+        total_error=sum(errors),
+        exact=errors.count(0),
+        mape=sum(relative) / len(relative) if relative else None,
+    )
+
+
+def _per_class(
+    images: Sequence[LabeledImage],
+    detections: Mapping[str, Sequence[Detection]],
+    class_map: Mapping[str, str],
+    threshold: float,
+) -> dict[str, dict[str, float]]:
+    """mae and bias per class name: every class of the map, and any other class predicted
+    (named by its id, as the counter names it)."""
+    per_image: list[tuple[Counter[str], Counter[str]]] = []
+    names = set(class_map.values())
+    for image in images:
+        true = Counter(class_map.get(str(class_id), str(class_id)) for class_id in image.class_ids)
+        predicted = Counter(
+            class_map.get(str(detection.class_id), str(detection.class_id))
+            for detection in detections[image.source_ref]
+            if detection.score >= threshold
+        )
+        names |= set(true) | set(predicted)
+        per_image.append((predicted, true))
+    report = {}
+    for name in sorted(names):
+        errors = [predicted[name] - true[name] for predicted, true in per_image]
+        report[name] = {
+            "mae": _rounded(sum(map(abs, errors)) / len(errors)),
+            "bias": _rounded(sum(errors) / len(errors)),
+        }
+    return report
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, _DECIMALS)
+
+
+def relabeling_copies(report: Mapping[str, Any], image_prefix: str) -> list[tuple[str, str, str]]:
+    """Where to copy the images of an evaluation report's review queue to label them again:
+    ``(source bucket, source key, key under image_prefix)`` per image.
+
+    Each keeps its path below ``labeling/images/`` (or its file name if it was elsewhere),
+    so images of different folders that share a file name stay apart.
+    """
+    queue = report.get("review_queue") if isinstance(report, Mapping) else None
+    if not isinstance(queue, list):
+        raise InputError("not an evaluation report: no 'review_queue' list")
+    if not queue:
+        raise InputError("the evaluation's review queue is empty: every image was counted exactly")
+    copies = []
+    for entry in queue:
+        source_ref = entry.get("source_ref") if isinstance(entry, Mapping) else None
+        if not is_s3_object_uri(source_ref):
+            raise InputError(f"review_queue: {source_ref!r} is not an s3://bucket/key URI")
+        bucket, _, key = source_ref.removeprefix("s3://").partition("/")
+        relative = (
+            key.removeprefix(layout.LABELING_IMAGES)
+            if key.startswith(layout.LABELING_IMAGES)
+            else key.rsplit("/", 1)[-1]
+        )
+        copies.append((bucket, key, f"{image_prefix}{relative}"))
+    return copies

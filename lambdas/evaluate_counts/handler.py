@@ -1,0 +1,68 @@
+"""Evaluate-counts Lambda: the training state machine's count evaluation, before deployment.
+
+Reads the run's validation manifest and the Batch Transform answers for its images,
+measures the count error at every threshold (``counting_core.evaluation``), writes
+``evaluation.json`` and ``evaluation.png`` under ``training/models/<run>/`` and returns
+the figures at the calibrated threshold (``EvaluationSummary``). Anything that cannot be
+evaluated raises ``EvaluationFailed`` with the reason: the state machine reports it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from counting_core.errors import describe_validation_error
+from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
+
+# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(alias="BUCKET", min_length=3)
+
+
+class EvaluateRequest(BaseModel):
+    """What the EvaluateCounts state sends (JSON keys in camelCase)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
+
+    run_name: str = Field(min_length=1)
+    validation_manifest_uri: str = Field(min_length=1)
+    label_attribute: str | None = None
+    predictions_uri: str = Field(min_length=1)
+
+
+ENV = Environment.model_validate(os.environ)
+logger = Logger()
+tracer = Tracer()
+
+
+@cache
+def evaluator() -> RunEvaluator:
+    return RunEvaluator(s3=boto3.client("s3", config=CLIENT_CONFIG), bucket=ENV.bucket)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = EvaluateRequest.model_validate(event)
+    except ValidationError as error:
+        raise EvaluationFailed(
+            f"not an evaluation request: {describe_validation_error(error)[0]}"
+        ) from None
+    summary = evaluator().evaluate(**request.model_dump())
+    logger.info("counts evaluated", extra={"run": request.run_name, **summary.model_dump()})
+    return summary.model_dump(by_alias=True)

@@ -1,0 +1,87 @@
+"""Evaluate one run's model: read the labels and the Batch Transform answers, write the report.
+
+The AWS calls live here, each one line over an injected S3 client, so tests hand in a
+moto-backed client; every figure comes from the pure ``counting_core.evaluation``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from counting_core import evaluation, evaluation_plot, layout, predictions, training
+from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.errors import InputError
+from counting_core.evaluation import EvaluationSummary
+from counting_core.manifest import parse_manifest
+
+#: Where a run's validation manifest and its predictions are; the function reads nothing else.
+READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)
+
+
+class EvaluationFailed(Exception):
+    """The run's counts cannot be evaluated; the message says why. The state machine
+    reports it under this name and deploys nothing."""
+
+
+class RunEvaluator:
+    def __init__(self, *, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+
+    def evaluate(
+        self,
+        *,
+        run_name: str,
+        validation_manifest_uri: str,
+        label_attribute: str | None,
+        predictions_uri: str,
+    ) -> EvaluationSummary:
+        try:
+            lines = self._read(self._key(validation_manifest_uri)).decode("utf-8").split("\n")
+            images, class_map = evaluation.labeled_images(parse_manifest(lines), label_attribute)
+            folder = self._key(predictions_uri)
+            names = [key.removeprefix(folder) for key in self._list(folder)]
+            matched, _ = evaluation.match_responses(images, names)
+            detections = {
+                source_ref: self._detections(folder + name) for source_ref, name in matched.items()
+            }
+            result = evaluation.evaluate(images, detections, class_map=class_map)
+        except (InputError, UnicodeDecodeError) as error:
+            raise EvaluationFailed(f"run {run_name}: {error}") from None
+
+        run_folder = training.model_folder(run_name)
+        report_key = f"{run_folder}{training.EVALUATION_FILE}"
+        plot_key = f"{run_folder}{training.EVALUATION_PLOT_FILE}"
+        report = {"run": run_name, "predictions": predictions_uri, **result.to_dict()}
+        self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
+        self._write(plot_key, evaluation_plot.plot(result), "image/png")
+        return result.summary(
+            report_uri=f"s3://{self._bucket}/{report_key}",
+            plot_uri=f"s3://{self._bucket}/{plot_key}",
+        )
+
+    def _key(self, uri: str) -> str:
+        key = uri.removeprefix(f"s3://{self._bucket}/")
+        if key == uri or not key.startswith(READABLE):
+            allowed = " or ".join(f"s3://{self._bucket}/{prefix}" for prefix in READABLE)
+            raise InputError(f"{uri} is not under {allowed}")
+        return key
+
+    def _detections(self, key: str) -> list[predictions.Detection]:
+        try:
+            return predictions.parse_response(self._read(key))
+        except InputError as error:
+            raise InputError(f"s3://{self._bucket}/{key}: {error}") from None
+
+    def _read(self, key: str) -> bytes:
+        return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
+    def _list(self, prefix: str) -> list[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=prefix
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+    def _write(self, key: str, body: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)

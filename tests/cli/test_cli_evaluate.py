@@ -1,0 +1,138 @@
+"""``counting evaluate`` on the sample in examples/evaluation, its figures counted by hand.
+
+examples/evaluation/validation.manifest (label attribute "vehicles", classes car and truck):
+
+  street-1.jpg  car, car, truck   responses: car .92, car .81, truck .64, car .33, truck .12
+  street-2.jpg  car               responses: car .88, truck .27
+  street-3.jpg  no boxes          responses: car .18
+  street-4.jpg  failed            (skipped: no response needed)
+  street-5.jpg  car x 4           responses: car .95, car .71, car .45
+
+images 4, objects 3 + 1 + 0 + 4 = 8. Predicted counts (scores >= t) and errors:
+
+  t = 0.20: 4, 2, 0, 3 -> +1, +1, 0, -1: mae 3/4, wape 3/8, bias +1/4, exact 1/4,
+            mape (1/3 + 1/1 + 1/4) / 3 = 19/36 (street-3 has no objects: left out)
+  t = 0.35: 3, 1, 0, 3 -> 0, 0, 0, -1: mae 1/4, wape 1/8, bias -1/4, exact 3/4,
+            mape (0 + 0 + 1/4) / 3 = 1/12
+  t = 0.40 and 0.45 give the same as 0.35; t = 0.50 drops street-5's .45 (mae 2/4).
+  t = 0.05 and 0.10 keep everything: 5, 2, 1, 3 -> +2, +1, +1, -1: mae 5/4, bias +3/4.
+
+best_threshold: mae 1/4 is the lowest, shared by 0.35, 0.40, 0.45 with equal |bias|:
+the lowest threshold, 0.35. Per class at 0.35: car 0, 0, 0, -1 (mae 1/4, bias -1/4);
+truck 0, 0, 0, 0. Review queue: street-5.jpg (3 for 4).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evaluation"
+MANIFEST = EXAMPLE / "validation.manifest"
+RESPONSES = EXAMPLE / "responses"
+
+
+def run_example(cli, *options):
+    return cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", RESPONSES, *options)
+
+
+def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
+    plot = tmp_path / "evaluation.png"
+    status, out, err = run_example(cli, "--plot", plot)
+
+    report = json.loads(out)
+    assert (status, err) == (0, "")
+    assert report["images"] == 4
+    assert report["objects"] == 8
+    assert report["best_threshold"] == 0.35
+    assert report["mae"] == 0.25
+    assert report["wape"] == 0.125
+    assert report["mape"] == pytest.approx(1 / 12, abs=1e-4)
+    assert report["exact_accuracy"] == 0.75
+    assert report["bias"] == -0.25
+    assert report["per_class"] == {
+        "car": {"mae": 0.25, "bias": -0.25},
+        "truck": {"mae": 0.0, "bias": 0.0},
+    }
+    rows = {row["threshold"]: row for row in report["per_threshold"]}
+    assert list(rows) == [round(0.05 * step, 2) for step in range(1, 20)]
+    assert rows[0.2] == {
+        "threshold": 0.2,
+        "mae": 0.75,
+        "wape": 0.375,
+        "mape": pytest.approx(19 / 36, abs=1e-4),
+        "exact_accuracy": 0.25,
+        "bias": 0.25,
+    }
+    assert (rows[0.05]["mae"], rows[0.05]["bias"]) == (1.25, 0.75)
+    assert rows[0.5]["mae"] == 0.5
+    assert [entry["source_ref"].rsplit("/", 1)[1] for entry in report["review_queue"]] == [
+        "street-5.jpg"
+    ]
+    assert report["review_queue"][0] | {"source_ref": None} == {
+        "source_ref": None,
+        "true_count": 4,
+        "predicted_count": 3,
+        "error": -1,
+    }
+    with Image.open(plot) as image:
+        assert (image.format, image.size) == ("PNG", (1200, 620))
+
+
+def test_chosen_thresholds(cli):
+    status, out, _ = run_example(cli, "--thresholds", "0.2,0.5")
+
+    report = json.loads(out)
+    assert status == 0
+    assert [row["threshold"] for row in report["per_threshold"]] == [0.2, 0.5]
+    # 0.2 (mae 3/4) and 0.5 (mae 2/4): 0.5 wins.
+    assert (report["best_threshold"], report["mae"]) == (0.5, 0.5)
+
+
+def test_a_missing_response_is_an_error_naming_the_image(cli, tmp_path):
+    responses = tmp_path / "responses"
+    shutil.copytree(RESPONSES, responses)
+    (responses / "street-2.jpg.out").unlink()
+
+    status, out, err = cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", responses)
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "counting: error: no response for image "
+        "s3://my-counting-data/labeling/images/street/street-2.jpg: "
+        "expected street-2.jpg.out or street-2.jpg.json\n"
+    )
+
+
+def test_a_response_for_no_image_is_ignored_with_a_warning(cli, tmp_path):
+    responses = tmp_path / "responses"
+    shutil.copytree(RESPONSES, responses)
+    (responses / "parking-9.jpg.json").write_text('{"prediction": []}')
+
+    status, out, err = cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", responses)
+
+    assert status == 0
+    assert json.loads(out)["images"] == 4
+    assert err == (
+        "counting: warning: parking-9.jpg.json: no image of the manifest has this name; ignored\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--thresholds", "0.2,high"], "threshold 'high' is not a number"),
+        (["--thresholds", "0.2,2"], r"threshold must be in \[0, 1\], got 2.0"),
+    ],
+)
+def test_bad_thresholds_are_one_line(cli, options, message):
+    status, _, err = run_example(cli, *options)
+    assert status == 2
+    assert len(err.splitlines()) == 1
+    assert err.startswith("counting: error: ")
+    assert re.search(message, err)

@@ -1,0 +1,296 @@
+"""Count error figures, best threshold and response matching, checked by hand and by property."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from counting_core import evaluation
+from counting_core.errors import InputError
+from counting_core.evaluation import LabeledImage, evaluate
+from counting_core.evaluation_plot import plot
+from counting_core.manifest import parse_manifest
+from counting_core.predictions import Detection
+from tests.core.hand_checked_manifest import HAND_CHECKED
+
+CLASS_MAP = {"0": "car", "1": "truck", "2": "bus"}
+
+
+def image(name: str, *class_ids: int) -> LabeledImage:
+    return LabeledImage(f"s3://data/labeling/images/{name}", class_ids)
+
+
+def found(*pairs: tuple[int, float]) -> list[Detection]:
+    """Detections of (class id, score); boxes do not matter to counting."""
+    return [Detection(class_id, score, 0.1, 0.1, 0.2, 0.2) for class_id, score in pairs]
+
+
+def test_figures_by_hand_with_an_image_without_objects():
+    # a: 2 cars, b: nothing, c: 1 truck. At 0.5 the model finds 3 in a, 1 in b, 0 in c.
+    images = [image("a.jpg", 0, 0), image("b.jpg"), image("c.jpg", 1)]
+    detections = {
+        images[0].source_ref: found((0, 0.9), (0, 0.8), (0, 0.6)),
+        images[1].source_ref: found((0, 0.7)),
+        images[2].source_ref: found((1, 0.3)),
+    }
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5])
+    figures = result.to_dict()
+    # errors: +1, +1, -1
+    assert figures["images"] == 3
+    assert figures["objects"] == 3
+    assert figures["best_threshold"] == 0.5
+    assert figures["mae"] == pytest.approx(1.0)  # (1 + 1 + 1) / 3
+    assert figures["wape"] == pytest.approx(1.0)  # 3 / 3
+    assert figures["mape"] == pytest.approx(0.75)  # (1/2 + 1/1) / 2: b has no objects
+    assert figures["exact_accuracy"] == 0.0
+    assert figures["bias"] == pytest.approx(0.3333)  # (1 + 1 - 1) / 3, rounded
+    # Every class of the map is reported; bus is neither labeled nor predicted.
+    assert figures["per_class"] == {
+        "bus": {"mae": 0.0, "bias": 0.0},
+        "car": {"mae": pytest.approx(0.6667), "bias": pytest.approx(0.6667)},  # +1, +1, 0
+        "truck": {"mae": pytest.approx(0.3333), "bias": pytest.approx(-0.3333)},  # 0, 0, -1
+    }
+
+
+def test_a_class_absent_from_the_predictions_counts_as_missed():
+    images = [image("a.jpg", 0, 2, 2), image("b.jpg", 2)]
+    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: []}
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.2])
+    assert result.per_class["bus"] == {"mae": 1.5, "bias": -1.5}  # -2 and -1
+    assert result.per_class["car"] == {"mae": 0.0, "bias": 0.0}
+
+
+def test_a_predicted_class_missing_from_the_map_is_named_by_its_id():
+    images = [image("a.jpg", 0)]
+    detections = {images[0].source_ref: found((0, 0.9), (7, 0.9))}
+    result = evaluate(images, detections, class_map={"0": "car"}, thresholds=[0.5])
+    assert result.per_class == {"7": {"mae": 1.0, "bias": 1.0}, "car": {"mae": 0.0, "bias": 0.0}}
+
+
+def test_a_score_equal_to_the_threshold_counts():
+    images = [image("a.jpg", 0)]
+    result = evaluate(images, {images[0].source_ref: found((0, 0.3))}, class_map=CLASS_MAP,
+                      thresholds=[0.3])  # fmt: skip
+    assert result.image_counts[0].predicted_count == 1
+
+
+def test_the_lowest_mae_wins():
+    # a has 2 objects, b has 2. Scores: a 0.9, 0.8, 0.7, 0.6; b 0.9.
+    # t=0.55: a 4 (+2), b 1 (-1): mae 1.5.  t=0.65: a 3 (+1), b 1 (-1): mae 1.
+    # t=0.75: a 2 (0), b 1 (-1): mae 0.5.
+    images = [image("a.jpg", 0, 0), image("b.jpg", 0, 0)]
+    detections = {
+        images[0].source_ref: found((0, 0.9), (0, 0.8), (0, 0.7), (0, 0.6)),
+        images[1].source_ref: found((0, 0.9)),
+    }
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.55, 0.65, 0.75])
+    assert [row.mae for row in result.per_threshold] == [1.5, 1.0, 0.5]
+    assert result.best.threshold == 0.75
+
+
+def test_ties_on_mae_go_to_the_lowest_absolute_bias_even_at_a_higher_threshold():
+    # a: no object, a detection at 0.8. b: 1 object, 0.9 and 0.3. c: 1 object, 0.4.
+    # t=0.2: a +1, b +1, c 0: mae 2/3, bias +2/3.   t=0.5: a +1, b 0, c -1: mae 2/3, bias 0.
+    images = [image("a.jpg"), image("b.jpg", 0), image("c.jpg", 0)]
+    detections = {
+        images[0].source_ref: found((0, 0.8)),
+        images[1].source_ref: found((0, 0.9), (0, 0.3)),
+        images[2].source_ref: found((0, 0.4)),
+    }
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.2, 0.5])
+    low, high = result.per_threshold
+    assert low.mae == high.mae
+    assert (low.bias, high.bias) == (pytest.approx(2 / 3), 0)
+    assert result.best.threshold == 0.5
+
+
+def test_full_ties_go_to_the_lowest_threshold():
+    images = [image("a.jpg", 0)]
+    detections = {images[0].source_ref: found((0, 0.9))}
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.4, 0.2, 0.6])
+    assert [row.threshold for row in result.per_threshold] == [0.2, 0.4, 0.6]
+    assert result.best.threshold == 0.2
+
+
+def test_no_objects_anywhere_leaves_wape_and_mape_undefined():
+    images = [image("a.jpg"), image("b.jpg")]
+    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: []}
+    figures = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5]).to_dict()
+    assert figures["wape"] is None
+    assert figures["mape"] is None
+    assert figures["mae"] == 0.5
+    assert json.loads(json.dumps(figures))["wape"] is None
+
+
+def test_default_thresholds_are_005_to_095():
+    assert evaluation.DEFAULT_THRESHOLDS[0] == 0.05
+    assert evaluation.DEFAULT_THRESHOLDS[-1] == 0.95
+    assert len(evaluation.DEFAULT_THRESHOLDS) == 19
+    assert evaluation.DEFAULT_THRESHOLDS[5] == 0.3
+
+
+def test_review_queue_lists_the_largest_errors_first_and_skips_exact_counts():
+    images = [image("a.jpg", 0), image("b.jpg", 0, 0, 0), image("c.jpg"), image("d.jpg", 0)]
+    detections = {
+        images[0].source_ref: found((0, 0.9)),  # exact
+        images[1].source_ref: [],  # -3
+        images[2].source_ref: found((0, 0.9), (0, 0.9)),  # +2
+        images[3].source_ref: [],  # -1
+    }
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5])
+    queue = [(entry.source_ref.rsplit("/", 1)[1], entry.error) for entry in result.review_queue()]
+    assert queue == [("b.jpg", -3), ("c.jpg", 2), ("d.jpg", -1)]
+    assert [entry["error"] for entry in result.to_dict()["review_queue"]] == [-3, 2, -1]
+    assert len(result.review_queue(length=1)) == 1
+
+
+def test_missing_detections_name_the_image():
+    images = [image("a.jpg", 0)]
+    with pytest.raises(InputError, match=r"no detections for image s3://data/labeling/images/a"):
+        evaluate(images, {}, class_map=CLASS_MAP)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0.1,x", "'x' is not a number"), ("0.1,1.5", r"must be in \[0, 1\]"), ("", "not a number")],
+)
+def test_bad_thresholds_are_refused(text, message):
+    with pytest.raises(InputError, match=message):
+        evaluation.parse_thresholds(text)
+
+
+def test_thresholds_are_sorted_without_repeats():
+    assert evaluation.parse_thresholds("0.3, 0.1,0.3") == (0.1, 0.3)
+
+
+def test_labeled_images_skip_failed_items_and_keep_empty_ones():
+    lines = HAND_CHECKED.read_text().split("\n")
+    images, class_map = evaluation.labeled_images(parse_manifest(lines))
+    assert class_map == {"0": "car", "1": "truck"}
+    counts = {entry.file_name: entry.true_count for entry in images}
+    assert counts["a.jpg"] == 2
+    assert counts["d.jpg"] == 0  # labeled with no boxes
+    assert "c.jpg" not in counts  # failed
+    assert len(images) == 6  # 8 lines, 2 failed
+    assert sum(counts.values()) == 9
+
+
+class TestMatchResponses:
+    images = (image("street/a.jpg", 0), image("street/b.jpg"))
+
+    def test_by_file_name_with_either_suffix(self):
+        matched, left_over = evaluation.match_responses(
+            self.images, ["a.jpg.out", "b.jpg.json", "notes.txt"]
+        )
+        assert matched == {self.images[0].source_ref: "a.jpg.out",
+                           self.images[1].source_ref: "b.jpg.json"}  # fmt: skip
+        assert left_over == ["notes.txt"]
+
+    def test_in_folders_as_batch_transform_may_keep_them(self):
+        images = [image("one/a.jpg"), image("two/a.jpg")]
+        matched, _ = evaluation.match_responses(images, ["two/a.jpg.out", "one/a.jpg.out"])
+        assert matched == {images[0].source_ref: "one/a.jpg.out",
+                           images[1].source_ref: "two/a.jpg.out"}  # fmt: skip
+
+    def test_a_missing_response_names_the_image_and_the_file_expected(self):
+        with pytest.raises(
+            InputError, match=r"no response for image .*street/b.jpg: expected b.jpg.out or b.jpg"
+        ):
+            evaluation.match_responses(self.images, ["a.jpg.out"])
+
+    def test_two_images_cannot_share_one_response(self):
+        images = [image("one/a.jpg"), image("two/a.jpg")]
+        with pytest.raises(InputError, match=r"share the file name a\.jpg"):
+            evaluation.match_responses(images, ["a.jpg.out"])
+
+    def test_an_image_listed_twice_shares_its_response(self):
+        images = [image("street/a.jpg", 0), image("street/a.jpg", 0, 0)]
+        matched, left_over = evaluation.match_responses(images, ["a.jpg.out"])
+        assert matched == {images[0].source_ref: "a.jpg.out"}
+        assert left_over == []
+
+    def test_two_equally_good_responses_are_ambiguous(self):
+        with pytest.raises(InputError, match="several responses could be for image"):
+            evaluation.match_responses(self.images[:1], ["a.jpg.out", "a.jpg.json"])
+
+
+# --- Properties ---------------------------------------------------------------------------
+
+scores = st.floats(min_value=0, max_value=1, allow_nan=False)
+cases = st.lists(
+    st.tuples(
+        st.lists(st.integers(min_value=0, max_value=2), max_size=6),  # true class ids
+        st.lists(st.tuples(st.integers(min_value=0, max_value=2), scores), max_size=8),
+    ),
+    min_size=1,
+    max_size=8,
+)
+threshold_lists = st.lists(scores, min_size=1, max_size=6)
+
+
+def build(case):
+    images = [image(f"{index}.jpg", *ids) for index, (ids, _) in enumerate(case)]
+    detections = {
+        entry.source_ref: found(*pairs) for entry, (_, pairs) in zip(images, case, strict=True)
+    }
+    return images, detections
+
+
+@given(cases, threshold_lists)
+def test_no_tried_threshold_has_a_lower_mae_than_the_best(case, thresholds):
+    images, detections = build(case)
+    result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=thresholds)
+    assert all(row.mae >= result.best.mae for row in result.per_threshold)
+    assert result.best.threshold in {row.threshold for row in result.per_threshold}
+
+
+@given(cases, threshold_lists)
+def test_errors_are_never_negative_and_shares_stay_in_range(case, thresholds):
+    images, detections = build(case)
+    for row in evaluate(
+        images, detections, class_map=CLASS_MAP, thresholds=thresholds
+    ).per_threshold:
+        assert row.mae >= 0
+        assert row.wape is None or row.wape >= 0
+        assert row.mape is None or row.mape >= 0
+        assert 0 <= row.exact_accuracy <= 1
+        assert abs(row.bias) <= row.mae
+
+
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=2), max_size=6), min_size=1))
+def test_perfect_predictions_have_no_error(labels):
+    # Every labeled box is predicted with score 1.0, nothing else: exact at every threshold.
+    images = [image(f"{index}.jpg", *ids) for index, ids in enumerate(labels)]
+    detections = {
+        entry.source_ref: found(*((class_id, 1.0) for class_id in entry.class_ids))
+        for entry in images
+    }
+    result = evaluate(images, detections, class_map=CLASS_MAP)
+    for row in result.per_threshold:
+        assert row.mae == 0
+        assert row.bias == 0
+        assert row.exact_accuracy == 1
+        assert row.wape in (0, None)
+    assert all(figures == {"mae": 0.0, "bias": 0.0} for figures in result.per_class.values())
+    assert result.review_queue() == []
+
+
+@pytest.mark.parametrize(
+    "thresholds", [[0.5], evaluation.DEFAULT_THRESHOLDS], ids=["one threshold", "default"]
+)
+def test_the_plot_is_a_png_even_for_degenerate_evaluations(thresholds):
+    # No objects anywhere (wape undefined), nothing predicted: axes must still have a range.
+    images = [image("a.jpg"), image("b.jpg")]
+    result = evaluate(
+        images, {entry.source_ref: [] for entry in images}, class_map=CLASS_MAP,
+        thresholds=thresholds,
+    )  # fmt: skip
+    with Image.open(io.BytesIO(plot(result))) as drawn:
+        assert (drawn.format, drawn.size) == ("PNG", (1200, 620))
+        # Something besides the white background was drawn.
+        assert drawn.convert("L").getextrema()[0] < 128

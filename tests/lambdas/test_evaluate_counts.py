@@ -1,0 +1,128 @@
+"""The evaluate-counts Lambda against moto's S3, on the hand-checked example of examples/evaluation.
+
+The validation manifest and the responses are the ones ``counting evaluate`` is checked
+on (tests/cli/test_cli_evaluate.py), laid out as a training run leaves them: the manifest
+under training/manifests/<run>/, the Batch Transform answers under
+training/models/<run>/predictions/ with the image's folder kept.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from PIL import Image
+
+from counting_core.evaluation import EvaluationSummary
+from tests.lambdas.conftest import ACCOUNT, REGION
+
+PREFIX = "object-counting-dev"
+BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
+RUN = f"{PREFIX}-20261126-173000-a1b2c3"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evaluation"
+MANIFEST_KEY = f"training/manifests/{RUN}/validation.manifest"
+PREDICTIONS = f"training/models/{RUN}/predictions/"
+
+
+@pytest.fixture
+def handler(aws, monkeypatch):
+    """The handler module, imported with the environment the stack gives it."""
+    for name, value in {
+        "BUCKET": BUCKET,
+        "POWERTOOLS_SERVICE_NAME": "evaluate-counts",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    sys.modules.pop("lambdas.evaluate_counts.handler", None)
+    module = importlib.import_module("lambdas.evaluate_counts.handler")
+    yield module
+    module.evaluator.cache_clear()
+
+
+def s3():
+    return boto3.client("s3", region_name=REGION)
+
+
+def put(key: str, body: bytes) -> None:
+    s3().put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def read(key: str) -> bytes:
+    return s3().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def upload_run(*, skip: str | None = None) -> None:
+    text = (EXAMPLE / "validation.manifest").read_text()
+    put(MANIFEST_KEY, text.replace("s3://my-counting-data/", f"s3://{BUCKET}/").encode())
+    for response in sorted((EXAMPLE / "responses").iterdir()):
+        if response.name != skip:
+            # Batch Transform may keep the input's folder (street/) under the output path.
+            put(f"{PREDICTIONS}street/{response.name}", response.read_bytes())
+
+
+def event() -> dict:
+    """What the EvaluateCounts state sends."""
+    return {
+        "runName": RUN,
+        "validationManifestUri": f"s3://{BUCKET}/{MANIFEST_KEY}",
+        "labelAttribute": "vehicles",
+        "predictionsUri": f"s3://{BUCKET}/{PREDICTIONS}",
+    }
+
+
+def test_writes_the_report_and_the_plot_and_returns_the_figures(handler, lambda_context):
+    upload_run()
+    summary = EvaluationSummary.model_validate(handler.main(event(), lambda_context))
+
+    folder = f"s3://{BUCKET}/training/models/{RUN}/"
+    # Hand-checked in tests/cli/test_cli_evaluate.py.
+    assert summary == EvaluationSummary(
+        images=4,
+        best_threshold=0.35,
+        mae=0.25,
+        wape=0.125,
+        mape=0.0833,
+        exact_accuracy=0.75,
+        bias=-0.25,
+        report_uri=f"{folder}evaluation.json",
+        plot_uri=f"{folder}evaluation.png",
+    )
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert report["run"] == RUN
+    assert report["best_threshold"] == 0.35
+    assert [entry["source_ref"] for entry in report["review_queue"]] == [
+        f"s3://{BUCKET}/labeling/images/street/street-5.jpg"
+    ]
+    plot = Image.open(io.BytesIO(read(f"training/models/{RUN}/evaluation.png")))
+    assert plot.format == "PNG"
+
+
+def test_a_missing_response_fails_the_evaluation_naming_the_image(handler, lambda_context):
+    upload_run(skip="street-2.jpg.out")
+    with pytest.raises(handler.EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
+        handler.main(event(), lambda_context)
+
+
+def test_a_response_in_the_wrong_shape_names_its_file(handler, lambda_context):
+    upload_run()
+    put(f"{PREDICTIONS}street/street-3.jpg.out", b'{"predictions": []}')
+    with pytest.raises(handler.EvaluationFailed, match=r"street-3\.jpg\.out: missing 'prediction'"):
+        handler.main(event(), lambda_context)
+
+
+def test_a_request_outside_the_run_folders_is_refused(handler, lambda_context):
+    upload_run()
+    request = event() | {"validationManifestUri": f"s3://{BUCKET}/incoming/x.manifest"}
+    with pytest.raises(handler.EvaluationFailed, match="is not under"):
+        handler.main(request, lambda_context)
+
+
+def test_a_malformed_request_is_one_line(handler, lambda_context):
+    with pytest.raises(handler.EvaluationFailed, match="not an evaluation request: runName"):
+        handler.main({"predictionsUri": "s3://x/y/"}, lambda_context)

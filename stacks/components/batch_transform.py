@@ -2,9 +2,9 @@
 
 ``createTransformJob.sync`` starts the job and waits until it completes; a job that fails
 or stops fails the task (``States.TaskFailed``). The state is written out (``CustomState``)
-rather than built with CDK's ``SageMakerCreateTransformJob``, which grants
-``transform-job/*``, ``sagemaker:AddTags`` and ``iam:PassRole`` on a role that
-CreateTransformJob does not take: a transform job runs as its model's execution role, so
+rather than built with CDK's ``SageMakerCreateTransformJob``, which grants every
+``transform-job/*`` and ``iam:PassRole`` on a role of its own that CreateTransformJob does
+not take: a transform job runs as its model's execution role, so
 that role (``grant_model_role``) is what reads the images and writes the results. AWS's
 policy template for this integration still lists ``iam:PassRole`` on that role; whether
 CreateTransformJob checks it is not documented, so the state machine keeps the PassRole it
@@ -141,6 +141,8 @@ class BatchTransform(Construct):
                     "sagemaker:DescribeTransformJob",
                     "sagemaker:StopTransformJob",
                     "sagemaker:ListTags",
+                    # Step Functions tags the jobs it starts (as for training jobs).
+                    "sagemaker:AddTags",
                 ],
                 resources=[
                     stack.format_arn(
@@ -186,6 +188,8 @@ class BatchTransform(Construct):
         policy = allow(
             role,
             {
+                # CloudWatch Logs' documented ARN for a group and its streams ends in ":*".
+                # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
                 "WriteTransformLogs": (
                     [
                         "logs:CreateLogGroup",
@@ -193,7 +197,7 @@ class BatchTransform(Construct):
                         "logs:DescribeLogStreams",
                         "logs:PutLogEvents",
                     ],
-                    [log_group, f"{log_group}:log-stream:*"],
+                    [f"{log_group}:*"],
                 ),
                 # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
                 "PutTransformMetrics": (
@@ -220,7 +224,7 @@ class BatchTransform(Construct):
         acknowledge_object_prefixes(policy, bucket_name, {**reads, **writes})
         acknowledge(
             policy,
-            arn_finding(stack, "logs", f"log-group:{TRANSFORM_LOG_GROUP}:log-stream:*"),
+            arn_finding(stack, "logs", f"log-group:{TRANSFORM_LOG_GROUP}:*"),
             f"SageMaker names the log streams of transform jobs in {TRANSFORM_LOG_GROUP} at "
             "run time.",
         )

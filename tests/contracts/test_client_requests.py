@@ -64,7 +64,7 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
         sagemaker_runtime=runtime,
         table=None,
         active_model=lambda: None,
-        default_threshold=0.2,
+        configured_threshold=0.2,
         annotate_images=False,
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:

@@ -28,6 +28,19 @@ SYNC_TRAINING = {
     "events:DescribeRule",
 }
 SYNC_RULE = ":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+# createTransformJob.sync (the run's count evaluation): the same policy for transform jobs;
+# no iam:PassRole of its own, since CreateTransformJob takes no role (the model's runs it).
+SYNC_TRANSFORM = {
+    "sagemaker:CreateTransformJob",
+    "sagemaker:DescribeTransformJob",
+    "sagemaker:StopTransformJob",
+    "sagemaker:ListTags",
+    "sagemaker:AddTags",
+    "events:PutTargets",
+    "events:PutRule",
+    "events:DescribeRule",
+}
+SYNC_TRANSFORM_RULE = ":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule"
 # The execution roles: "CreateTrainingJob API: Execution Role Permissions" and "CreateModel
 # API: ...", with the KMS actions for encrypted input, an output key and a volume key.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html
@@ -77,12 +90,19 @@ def actions(found: list[dict[str, Any]]) -> set[str]:
 def test_the_state_machine_may_run_and_watch_training_jobs_as_aws_documents():
     found = statements("defaults", "StateMachineRole")
     assert actions(found) >= SYNC_TRAINING
-    (watch,) = [s for s in found if "events:PutRule" in s["Action"]]
-    assert json.dumps(watch["Resource"]).endswith(f'{SYNC_RULE}"]]}}')
+    watched = [json.dumps(s["Resource"]) for s in found if "events:PutRule" in s["Action"]]
+    assert [rule for rule in watched if rule.endswith(f'{SYNC_RULE}"]]}}')]
     for passing in [s for s in found if s["Action"] == "iam:PassRole"]:
         assert passing["Condition"] == {
             "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
         }
+
+
+def test_the_state_machine_may_run_and_watch_transform_jobs_as_aws_documents():
+    found = statements("defaults", "StateMachineRole")
+    assert actions(found) >= SYNC_TRANSFORM
+    (watch,) = [s for s in found if "events:PutRule" in s["Action"] and "Transform" in str(s)]
+    assert json.dumps(watch["Resource"]).endswith(f'{SYNC_TRANSFORM_RULE}"]]}}')
 
 
 @pytest.mark.parametrize(
@@ -104,7 +124,10 @@ def test_an_image_of_ones_own_may_be_pulled(role):
 def test_log_permissions_use_the_documented_log_group_arn(role):
     # "arn:...:log-group:NAME:*" for every action but tagging.
     # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
-    (logs,) = [s for s in statements("defaults", role) if "logs:PutLogEvents" in s["Action"]]
-    resource = json.dumps(logs["Resource"])
-    assert resource.count("log-group:") == 1
-    assert resource.endswith(':*"]]}')
+    # The model role also logs for the run's Batch Transform job, in a group of its own.
+    found = [s for s in statements("defaults", role) if "logs:PutLogEvents" in s["Action"]]
+    assert found
+    for logs in found:
+        resource = json.dumps(logs["Resource"])
+        assert resource.count("log-group:") == 1
+        assert resource.endswith(':*"]]}')

@@ -337,12 +337,15 @@ def test_after_create_model_the_validation_images_are_counted_on_a_cpu_with_kms(
         },
     }
     assert task["TimeoutSeconds"] == 3600
-    (retry,) = task["Retry"]
-    assert retry["ErrorEquals"] == ["SageMaker.AmazonSageMakerException"]
-    assert (retry["IntervalSeconds"], retry["MaxAttempts"]) == (60, 3)
+    retries = {tuple(retry["ErrorEquals"]): retry for retry in task["Retry"]}
+    api = retries[("SageMaker.AmazonSageMakerException",)]
+    capacity = retries[("SageMaker.ResourceLimitExceededException",)]
+    assert (api["IntervalSeconds"], api["MaxAttempts"]) == (60, 3)
+    assert (capacity["IntervalSeconds"], capacity["MaxAttempts"]) == (300, 5)
+    assert len(retries) == 2  # a job that ran and failed (States.TaskFailed) is not retried
     (catch,) = task["Catch"]
     assert catch["Next"] == "PredictValidationImagesFailed"
-    # Order: mAP gate -> CreateModel -> transform -> evaluation -> (gate off) -> endpoint.
+    # Order: mAP gate -> CreateModel -> transform -> evaluation -> count gate -> endpoint.
     assert states["CreateModel"]["Next"] == "PredictValidationImages"
     assert task["Next"] == "EvaluateCounts"
     assert states["EvaluateCounts"]["Next"] == "CountGate"

@@ -153,8 +153,9 @@ def _counting(args: argparse.Namespace) -> _Counting:
         try:
             record = ActiveModel.model_validate_json(args.model_record.read_bytes())
         except ValidationError as error:
+            problem = describe_validation_error(error)[0]
             raise InputError(
-                f"{args.model_record}: not an active-model record: {describe_validation_error(error)[0]}"
+                f"{args.model_record}: not an active-model record: {problem}"
             ) from None
     if args.threshold is not None:
         check_threshold(args.threshold)

@@ -404,7 +404,7 @@ def test_a_broken_model_record_is_one_line(cli, files):
     assert (status, out) == (2, "")
     assert err == (
         f"counting: error: {files / 'model.json'}: not an active-model record: "
-        "endpoint_config_name: Field required\n"
+        "endpoint_config_name: missing\n"
     )
 
 

@@ -10,6 +10,7 @@ and dead-lettered event.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -61,6 +62,18 @@ def test_each_pattern_accepts_what_the_models_accepts(path, data):
     assert ours == (java_pattern(model).fullmatch(value) is not None), repr(value)
 
 
+def known_to_python(value: str) -> bool:
+    """Whether Python's Unicode tables know every character of ``value``.
+
+    The launcher classifies letters and numbers with Python's ``unicodedata`` (Unicode 14 on
+    3.11, 15 on 3.13); the ``regex`` module reading the model's pattern knows a newer version,
+    and which one the API's Java runtime knows is not documented. A character assigned only
+    in a newer version is refused by the launcher (category Cn), the safe side: the request
+    gets a ``.rejected.json`` instead of an API error. Equality is checked on the rest.
+    """
+    return all(unicodedata.category(character) != "Cn" for character in value)
+
+
 @pytest.mark.parametrize("path", ["Tags[].Key", "Tags[].Value"])
 @given(value=TEXT)
 def test_tag_text_is_checked_as_the_model_reads_it(path, value):
@@ -68,7 +81,11 @@ def test_tag_text_is_checked_as_the_model_reads_it(path, value):
     rule = labeling.CREATE_LABELING_JOB_RULES[path]
     allowed = java_pattern(model).fullmatch(value) is not None
     fits = rule.least <= len(value.encode("utf-16-le", "surrogatepass")) // 2 <= rule.most
-    assert (rule.problem(value) is None) == (allowed and fits), repr(value)
+    accepted = rule.problem(value) is None
+    # Never accepted where the API refuses; equal wherever both Unicode tables agree.
+    assert not accepted or (allowed and fits), repr(value)
+    if known_to_python(value):
+        assert accepted == (allowed and fits), repr(value)
 
 
 def built(data: dict, region: str = "eu-west-1") -> dict:

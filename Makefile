@@ -41,7 +41,7 @@ help: ## List the targets
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
 
 $(SYNTH_STAMP): requirements.txt constraints.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt

@@ -23,11 +23,12 @@ from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.storage import objects_created
 from stacks.config import CounterSettings
 from stacks.nag import acknowledge
+from stacks.pins import pinned_requirement
 
 # SQS redrives a message to the dead-letter queue after this many failed receives.
 MAX_RECEIVES = 5
-# The image library the counter needs and the Lambda runtime lacks.
-PILLOW = "pillow==13.0.0"
+# The image library the counter needs and the Lambda runtime lacks, at its pinned version.
+PILLOW = pinned_requirement("pillow")
 
 
 class ImageIntake(Construct):

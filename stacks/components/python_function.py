@@ -26,6 +26,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.nag import acknowledge
+from stacks.pins import pinned_version
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / ".build"
@@ -33,10 +34,10 @@ BUILD_DIR = ROOT / ".build"
 # Powertools' public layer is published for python3.13; the runtime follows it.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.X86_64
-# Public SSM parameter naming the layer ARN of one Powertools release, resolved by
-# CloudFormation at deploy time (no lookup at synth).
+# Public SSM parameter naming the layer ARN of one Powertools release (the pinned one, which
+# the handler tests run against), resolved by CloudFormation at deploy time (no lookup at synth).
 # https://docs.aws.amazon.com/powertools/python/latest/getting-started/install/
-POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_VERSION = pinned_version("aws-lambda-powertools")
 POWERTOOLS_LAYER_PARAMETER = (
     f"/aws/service/powertools/python/x86_64/python3.13/{POWERTOOLS_VERSION}"
 )

@@ -1,10 +1,12 @@
 """The algorithm image: the region's built-in Object Detection image, or the configured one.
 
 The built-in image lives in a SageMaker-owned registry whose account differs by region.
-The table is the one the SageMaker Python SDK uses (``image_uris.retrieve``), read at
-synth from the pinned ``sagemaker-core`` package: an environment-agnostic stack gets it
-as a CloudFormation mapping looked up with ``AWS::Region``; a stack with a known region
-gets the one URI.
+The table is the one the SageMaker Python SDK uses (``image_uris.retrieve``), copied
+verbatim into ``object-detection.json`` beside this module from the ``sagemaker-core``
+package pinned in constraints.txt (``sagemaker/core/image_uri_config/``), so that synth needs
+no SDK; tests/infra/test_image_table.py checks the copy against that package. An
+environment-agnostic stack gets the table as a CloudFormation mapping looked up with
+``AWS::Region``; a stack with a known region gets the one URI.
 https://docs.aws.amazon.com/sagemaker/latest/dg-ecr-paths/sagemaker-algo-docker-registry-paths.html
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from importlib import metadata
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -21,8 +23,7 @@ from constructs import Construct
 
 ALGORITHM = "object-detection"
 VERSION = "1"
-_SDK_DISTRIBUTION = "sagemaker-core"
-_SDK_TABLE = f"sagemaker/core/image_uri_config/{ALGORITHM}.json"
+TABLE = Path(__file__).with_name(f"{ALGORITHM}.json")  # sagemaker-core's, copied verbatim
 _MAPPING_ID = "ObjectDetectionRegistry"
 _ACCOUNT_KEY = "account"
 # <account>.dkr.ecr.<region>.<domain>/<repository>[:tag|@digest]: images SageMaker can pull.
@@ -35,8 +36,7 @@ _ECR_IMAGE = re.compile(
 @cache
 def registry_accounts() -> dict[str, str]:
     """Region -> account of the built-in image's registry, from the SageMaker SDK's table."""
-    path = metadata.distribution(_SDK_DISTRIBUTION).locate_file(_SDK_TABLE)
-    table = json.loads(path.read_text(encoding="utf-8"))
+    table = json.loads(TABLE.read_text(encoding="utf-8"))
     return dict(table["versions"][VERSION]["registries"])
 
 

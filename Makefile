@@ -34,7 +34,7 @@ SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test test-runtime lint format diff deploy destroy audit docs bench snapshots clean
+.PHONY: help synth test test-runtime lint format diff deploy destroy audit docs bench snapshots clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -112,6 +112,9 @@ audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments
 
 docs: $(DEV_STAMP) ## Write docs/configuration.md (every setting) from stacks/config.py
 	$(BIN)/python -m stacks.config > docs/configuration.md
+
+measure-synth: ## Time a fresh-clone `make synth` and count its packages (REVISIONS="main HEAD")
+	tools/measure_fresh_synth.sh $(REVISIONS)
 
 clean: ## Remove build output (keeps the virtualenv and node_modules)
 	rm -rf cdk.out .build .pytest_cache .ruff_cache

@@ -19,6 +19,10 @@ export AWS_EC2_METADATA_DISABLED := true
 export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export npm_config_update_notifier := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# No byte-compiling at install: compiling all of aws-cdk-lib takes most of a fresh synth's time,
+# while Python compiles only the modules a run imports, once, on first import.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
 CDK := npx --no-install cdk --no-notices -c stage=$(STAGE)
 
@@ -41,15 +45,15 @@ help: ## List the targets
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
+	$(PIP_INSTALL) --upgrade pip -c constraints.txt
 
 $(SYNTH_STAMP): requirements.txt constraints.txt | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(PIP_INSTALL) -r requirements.txt -c constraints.txt
 	touch $@
 
 $(DEV_STAMP): requirements-dev.txt requirements.txt constraints.txt | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(PIP_INSTALL) -r requirements-dev.txt -c constraints.txt
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $@ $(SYNTH_STAMP)
 
 $(CHECKOV): constraints-checkov.txt

@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        status: int = args.handler(args)
+        return status
     except InputError as error:
         print(f"counting: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -173,7 +173,8 @@ def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes
             Accept=JSON_CONTENT_TYPE,
             Body=payload,
         )
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
 
 
 def _read_class_map(path: Path | None) -> dict[str, str] | None:

@@ -24,7 +24,7 @@ VALIDATION_FILE = "validation.manifest"
 CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser(
         "manifest", help="check, count, split and import labeled-image manifests"
     )
@@ -75,7 +75,7 @@ def run_from_coco(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_stats(commands: argparse._SubParsersAction) -> None:
+def _register_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "stats", help="count images, failed and empty items, and boxes per class"
     )
@@ -84,7 +84,7 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_stats)
 
 
-def _register_split(commands: argparse._SubParsersAction) -> None:
+def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "split", help=f"write {TRAIN_FILE} and {VALIDATION_FILE} for the training job"
     )
@@ -103,7 +103,7 @@ def _register_split(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_split)
 
 
-def _register_from_coco(commands: argparse._SubParsersAction) -> None:
+def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("from-coco", help="write a manifest from a COCO detection export")
     parser.add_argument("coco", type=Path, help="COCO JSON file (CVAT, Label Studio)")
     parser.add_argument(

@@ -84,4 +84,5 @@ def _start_execution(state_machine_arn: str, request: dict[str, str], *, region:
             name=execution_name(datetime.now(UTC)),
             input=json.dumps(request),
         )
-    return response["executionArn"]
+    execution_arn: str = response["executionArn"]
+    return execution_arn

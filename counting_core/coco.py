@@ -171,8 +171,9 @@ def _read_annotations(
 
 
 def _bbox(value: object, where: str) -> tuple[float, float, float, float]:
-    numbers = [_finite_float(number) for number in value] if isinstance(value, list) else []
-    if len(numbers) != 4 or None in numbers:
+    items = value if isinstance(value, list) else []
+    numbers = [number for number in map(_finite_float, items) if number is not None]
+    if len(items) != 4 or len(numbers) != 4:
         raise InputError(f"{where}: bbox must be [x, y, width, height] numbers, got {value!r}")
     x, y, width, height = numbers
     if width < 0 or height < 0:
@@ -206,7 +207,7 @@ def _manifest_line(
 
 def _source_ref(prefix: str, file_name: object, where: str) -> str:
     source_ref = (prefix + file_name.lstrip("/")) if isinstance(file_name, str) else None
-    if not is_s3_object_uri(source_ref):
+    if source_ref is None or not is_s3_object_uri(source_ref):
         raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
     return source_ref
 

@@ -453,8 +453,11 @@ def _as_int(value: object) -> int | None:
 
 def _as_number(value: object, key: str, where: str) -> float:
     # isfinite only on floats: a huge int is finite but cannot be converted to float.
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise InputError(f"{where}: {key} must be a number, got {value!r}")
     return value
 

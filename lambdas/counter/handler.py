@@ -13,6 +13,7 @@ slow endpoint never times the whole invocation out and loses the batch report.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import cache
 from typing import Any
@@ -123,11 +124,16 @@ def active_model() -> ActiveModel:
     return ActiveModel.model_validate_json(record)
 
 
-@idempotent_function(
+ImageCount = Callable[..., dict[str, Any]]
+# Powertools types this decorator as Any; it returns the function with its signature unchanged.
+once_per_image: Callable[[ImageCount], ImageCount] = idempotent_function(
     data_keyword_argument="image",
     persistence_store=DynamoDBPersistenceLayer(table_name=ENV.idempotency_table),
     config=idempotency,
 )
+
+
+@once_per_image
 def count_once(image: dict[str, Any]) -> dict[str, Any]:
     outcome = counting_service().count(ImageRef(**image))
     # Metrics are emitted here, inside the idempotent call, so a duplicate adds nothing.

@@ -108,7 +108,8 @@ class CountingService:
         request = {"Bucket": image.bucket, "Key": image.key}
         if image.version_id:
             request["VersionId"] = image.version_id
-        return self._s3.get_object(**request)["Body"].read()
+        body: bytes = self._s3.get_object(**request)["Body"].read()
+        return body
 
     def _invoke(self, endpoint_name: str, payload: bytes) -> bytes:
         try:
@@ -127,7 +128,8 @@ class CountingService:
             raise EndpointUnavailable(f"{endpoint_name}: {code}") from error
         except BotoCoreError as error:
             raise EndpointUnavailable(f"{endpoint_name}: {error}") from error
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
 
     def _reject(self, image: results.ImageRef, reason: str) -> Outcome:
         self._write(image, results.rejected_document(image, reason, self._clock()))

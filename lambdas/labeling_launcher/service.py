@@ -134,7 +134,8 @@ class LabelingLauncher:
         request = {"Bucket": bucket, "Key": key}
         if version:
             request["VersionId"] = version
-        return self._s3.get_object(**request)["Body"].read()
+        body: bytes = self._s3.get_object(**request)["Body"].read()
+        return body
 
     def _input_manifest(self, bucket: str, prefix: str) -> str:
         pages = self._s3.get_paginator("list_objects_v2").paginate(

@@ -105,7 +105,7 @@ def read_text(key: str) -> str:
     """The manifest's text; a missing or non-UTF-8 object cannot train."""
     uri = f"s3://{ENV.bucket}/{key}"
     try:
-        body = s3().get_object(Bucket=ENV.bucket, Key=key)["Body"].read()
+        body: bytes = s3().get_object(Bucket=ENV.bucket, Key=key)["Body"].read()
     except s3().exceptions.NoSuchKey:
         raise DataNotTrainable(f"{uri}: no such object") from None
     try:

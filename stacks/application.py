@@ -18,34 +18,35 @@ from stacks.workforce_stack import WorkforceStack
 def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     """Add every stack of the configured stage to ``app``; return them by short name."""
     env = cdk.Environment(account=config.account, region=config.region)
-    common = {"env": env}
-
     # Stacks whose deletion would lose data carry termination protection where configured.
-    stateful = {**common, "termination_protection": config.termination_protection}
+    protect = config.termination_protection
     storage = StorageStack(
         app,
         f"{config.prefix}-storage",
         config=config,
         description="Object counting: KMS key, data bucket and access logs",
-        **stateful,
+        env=env,
+        termination_protection=protect,
     )
-    stacks: dict[str, cdk.Stack] = {"storage": storage}
-    stacks["alerts"] = AlertsStack(
+    alerts = AlertsStack(
         app,
         f"{config.prefix}-alerts",
         config=config,
         storage=storage.storage,
         description="Object counting: the topic every alarm and notification goes to",
-        **common,
+        env=env,
     )
-    stacks["counting"] = CountingStack(
+    counting = CountingStack(
         app,
         f"{config.prefix}-counting",
         config=config,
         storage=storage.storage,
         description="Object counting: S3 uploads to counts, results and annotated images",
-        **stateful,
+        env=env,
+        termination_protection=protect,
     )
+    workforce: WorkforceStack | None = None
+    labeling: LabelingStack | None = None
     if config.workforce.enabled:
         workforce = WorkforceStack(
             app,
@@ -53,37 +54,37 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
             config=config,
             storage=storage.storage,
             description="Object counting: labeling workforce (Cognito) and private work team",
-            **stateful,
+            env=env,
+            termination_protection=protect,
         )
-        stacks["workforce"] = workforce
-        stacks["labeling"] = LabelingStack(
+        labeling = LabelingStack(
             app,
             f"{config.prefix}-labeling",
             config=config,
             storage=storage.storage,
             workteam_arn=workforce.workforce.workteam_arn,
             description="Object counting: Ground Truth labeling jobs from requests uploaded to S3",
-            **common,
+            env=env,
         )
-    stacks["training"] = TrainingStack(
+    training = TrainingStack(
         app,
         f"{config.prefix}-training",
         config=config,
         storage=storage.storage,
-        topic=stacks["alerts"].alerts.topic,
+        topic=alerts.alerts.topic,
         description="Object counting: a labeled manifest to a live serverless endpoint",
-        **common,
+        env=env,
     )
-    stacks["monitoring"] = MonitoringStack(
+    monitoring = MonitoringStack(
         app,
         f"{config.prefix}-monitoring",
         config=config,
-        topic=stacks["alerts"].alerts.topic,
-        counting=stacks["counting"],
-        training=stacks["training"],
-        labeling=stacks.get("labeling"),
+        topic=alerts.alerts.topic,
+        counting=counting,
+        training=training,
+        labeling=labeling,
         description="Object counting: dashboard and alarms",
-        **common,
+        env=env,
     )
 
     # Log groups are the record of what ran, counted and failed: they are kept or deleted
@@ -95,4 +96,13 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     tags = {"project": config.project, "stage": config.stage, **config.tags}
     for key, value in sorted(tags.items()):
         cdk.Tags.of(app).add(key, value)
-    return stacks
+    stacks: dict[str, cdk.Stack | None] = {
+        "storage": storage,
+        "alerts": alerts,
+        "counting": counting,
+        "workforce": workforce,
+        "labeling": labeling,
+        "training": training,
+        "monitoring": monitoring,
+    }
+    return {name: stack for name, stack in stacks.items() if stack is not None}

@@ -122,8 +122,8 @@ def photo_jpeg(seed: int = 0) -> bytes:
     It is matplotlib's Grace Hopper sample cropped to 16:9 and upscaled, with sensor-like
     noise (sigma 6 levels) restoring the fine detail that upscaling smooths away.
     """
-    with cbook.get_sample_data("grace_hopper.jpg") as sample:
-        photo = Image.open(sample).convert("RGB")
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as sample:
+        photo = sample.convert("RGB")
     width, height = photo.size
     crop_height = round(width * 9 / 16)
     top = (height - crop_height) // 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -107,12 +109,14 @@ class CountResults(Construct):
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        common = {
-            "billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST,
-            "encryption": dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            "encryption_key": key,
-        }
-        self.table = dynamodb.Table(
+        # Both tables: on demand, encrypted with the project's key.
+        encrypted_table = functools.partial(
+            dynamodb.Table,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+        )
+        self.table = encrypted_table(
             self,
             "Results",
             partition_key=dynamodb.Attribute(name="image", type=dynamodb.AttributeType.STRING),
@@ -122,15 +126,13 @@ class CountResults(Construct):
             ),
             deletion_protection=removal_policy == cdk.RemovalPolicy.RETAIN,
             removal_policy=removal_policy,
-            **common,
         )
-        self.idempotency = dynamodb.Table(
+        self.idempotency = encrypted_table(
             self,
             "Idempotency",
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="expiration",
             removal_policy=cdk.RemovalPolicy.DESTROY,
-            **common,
         )
         acknowledge(
             self.idempotency,

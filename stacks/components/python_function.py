@@ -159,6 +159,8 @@ def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
     stack = cdk.Stack.of(scope)
     existing = stack.node.try_find_child("PowertoolsLayer")
     if existing is not None:
+        # The layer an earlier call imported below: a jsii interface proxy, which no
+        # isinstance check can narrow from IConstruct.
         return existing  # type: ignore[return-value]
     arn = ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
     return lambda_.LayerVersion.from_layer_version_arn(stack, "PowertoolsLayer", arn)

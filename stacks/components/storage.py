@@ -191,6 +191,8 @@ class DataStorage(Construct):
         """The data bucket as seen from another stack (by name, with its key)."""
         existing = cdk.Stack.of(scope).node.try_find_child("DataBucket")
         if existing is not None:
+            # The bucket an earlier call imported below: a jsii interface proxy, which no
+            # isinstance check can narrow from IConstruct.
             return existing  # type: ignore[return-value]
         return s3.Bucket.from_bucket_attributes(
             cdk.Stack.of(scope), "DataBucket", bucket_name=self.bucket_name, encryption_key=self.key

@@ -287,7 +287,8 @@ class LabelingWorkforce(Construct):
         """
         stack = cdk.Stack.of(self)
         role = stack.node.try_find_child("SdkCallRole")
-        if role is None:
+        log_group = stack.node.try_find_child("SdkCallLogs")
+        if not (isinstance(role, iam.Role) and isinstance(log_group, logs.LogGroup)):
             role = iam.Role(
                 stack,
                 "SdkCallRole",
@@ -308,7 +309,7 @@ class LabelingWorkforce(Construct):
             on_update=call,
             policy=cr.AwsCustomResourcePolicy.from_statements([permission]),
             role=role,
-            log_group=stack.node.find_child("SdkCallLogs"),
+            log_group=log_group,
             memory_size=256,
             install_latest_aws_sdk=False,
         )

@@ -56,13 +56,15 @@ def algorithm_image(scope: Construct, image_uri: str | None) -> str:
             f"no built-in {ALGORITHM} image in {stack.region}; set training.image_uri"
         )
         return ""
-    mapping = stack.node.try_find_child(_MAPPING_ID) or cdk.CfnMapping(
-        stack,
-        _MAPPING_ID,
-        mapping={region: {_ACCOUNT_KEY: account} for region, account in accounts.items()},
-        # A stack with a known region gets the value itself, not the whole table.
-        lazy=True,
-    )
+    mapping = stack.node.try_find_child(_MAPPING_ID)
+    if not isinstance(mapping, cdk.CfnMapping):
+        mapping = cdk.CfnMapping(
+            stack,
+            _MAPPING_ID,
+            mapping={region: {_ACCOUNT_KEY: account} for region, account in accounts.items()},
+            # A stack with a known region gets the value itself, not the whole table.
+            lazy=True,
+        )
     account = mapping.find_in_map(stack.region, _ACCOUNT_KEY)
     return f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{ALGORITHM}:{VERSION}"
 

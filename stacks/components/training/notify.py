@@ -67,8 +67,10 @@ class RunNotifications(Construct):
         for Step Functions), the task's error and cause in the cause. Add a more specific
         catch to ``task`` before this one for an error that has its own report.
         """
+        scope = task.node.scope
+        assert isinstance(scope, Construct)  # a state is never the root of the tree
         report = self.report(
-            task.node.scope,
+            scope,
             f"{task.state_id}Failed",
             outcome=FAILED,
             state=task.state_id,

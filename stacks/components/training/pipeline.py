@@ -8,6 +8,7 @@ gives the state machine its role, an encrypted log group at level ALL and X-Ray 
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -173,7 +174,9 @@ class TrainingPipeline(Construct):
             (self.prepare.handler, "training data preparation"),
             (self.evaluation.handler, "count evaluation"),
         ):
-            function = stack.get_logical_id(handler.function.node.default_child)
+            cfn_function = handler.function.node.default_child
+            assert isinstance(cfn_function, lambda_.CfnFunction)  # a Function's L1 resource
+            function = stack.get_logical_id(cfn_function)
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",

@@ -87,10 +87,11 @@ else
 	$(RUNTIME_VENV)/bin/python -m pytest tests/lambdas tests/core
 endif
 
-lint: $(DEV_STAMP) ## ruff lint and format check, import layering (import-linter)
+lint: $(DEV_STAMP) ## ruff lint and format check, import layering (import-linter), types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 format: $(DEV_STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -121,4 +122,4 @@ measure-synth: ## Time a fresh-clone `make synth` and count its packages (REVISI
 	tools/measure_fresh_synth.sh $(REVISIONS)
 
 clean: ## Remove build output (keeps the virtualenv and node_modules)
-	rm -rf cdk.out .build .pytest_cache .ruff_cache
+	rm -rf cdk.out .build .pytest_cache .ruff_cache .mypy_cache

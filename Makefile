@@ -38,7 +38,7 @@ SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test test-runtime lint format diff deploy destroy audit docs bench snapshots clean measure-synth
+.PHONY: help synth test unit test-runtime lint format diff deploy destroy audit docs bench snapshots clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every tes
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-runtime
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
+
+unit: $(DEV_STAMP) ## The fast loop: core, CLI and handler tests, every test that does not synthesize
+	$(BIN)/python -m pytest -m "not synth"
 
 test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
 ifeq ($(RUNTIME_PYTHON),)

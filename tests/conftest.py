@@ -46,6 +46,24 @@ def _no_real_aws(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+class RunningTest:
+    """Whether the test being set up carries the ``synth`` marker (``make unit`` skips those)."""
+
+    marked_synth = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # tryfirst: before the test's fixtures, module-scoped ones included, are set up.
+    RunningTest.marked_synth = item.get_closest_marker("synth") is not None
+
+
+def require_synth_marker() -> None:
+    """Fail a test that builds the CDK app without the ``synth`` marker."""
+    if not RunningTest.marked_synth:
+        pytest.fail("this test builds the CDK app: mark it @pytest.mark.synth", pytrace=False)
+
+
 def cdk_context(**overrides) -> dict:
     """The context `cdk synth` would see: cdk.json's, plus `-c` style overrides."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"]

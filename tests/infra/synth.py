@@ -10,12 +10,13 @@ import aws_cdk as cdk
 from stacks.application import build
 from stacks.config import load_config
 from stacks.nag import register_rule_packs
-from tests.conftest import cdk_context
+from tests.conftest import cdk_context, require_synth_marker
 
 
 def build_app(
     outdir: Path | None = None, *, rule_packs: bool = True, **context
 ) -> tuple[cdk.App, dict[str, cdk.Stack]]:
+    require_synth_marker()
     full_context = cdk_context(**context)
     app = cdk.App(context=full_context, outdir=str(outdir) if outdir else None)
     stacks = build(app, load_config(full_context))

@@ -10,6 +10,8 @@ from tests.conftest import ROOT
 from tests.infra.synth import synth_templates
 from tools.audit import report
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 
 @pytest.fixture(scope="module")
 def assembly(tmp_path_factory) -> Path:

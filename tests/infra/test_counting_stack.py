@@ -11,6 +11,8 @@ from stacks.config import ConfigError, load_config
 from tests.conftest import cdk_context
 from tests.infra.synth import build_app
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 
 @pytest.fixture(scope="module")
 def template() -> Template:

@@ -8,6 +8,8 @@ from aws_cdk.assertions import Annotations, Match, Template
 from tests.infra.synth import build_app
 from tests.infra.test_workforce_stack import only, rendered
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 BUCKET = "object-counting-dev-data-<AWS::AccountId>-<AWS::Region>"
 OBJECTS = f"arn:<AWS::Partition>:s3:::{BUCKET}"
 JOBS = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:labeling-job/"

@@ -9,6 +9,8 @@ from aws_cdk.assertions import Match, Template
 
 from tests.infra.synth import build_app
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 
 @pytest.fixture(scope="module")
 def stacks():

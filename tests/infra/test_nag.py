@@ -9,6 +9,8 @@ from stacks.nag import rule_packs
 from tests.infra.configurations import CONFIGURATIONS
 from tests.infra.synth import build_app
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 
 def findings(app) -> list[str]:
     # Synthesize first, as `cdk synth` does before validating: cross-stack references

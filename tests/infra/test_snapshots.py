@@ -16,6 +16,8 @@ import pytest
 
 from tests.infra.synth import synth_templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 

@@ -11,6 +11,8 @@ import pytest
 from tests.infra.configurations import CONFIGURATIONS
 from tests.infra.synth import synth_templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 
 @pytest.fixture(scope="module")
 def assembly_dir(tmp_path_factory) -> Path:

@@ -15,6 +15,8 @@ from tests.infra.configurations import OWN_TRAINING_IMAGE
 from tests.infra.synth import build_app
 from tests.stepfunctions.template import Templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 PREFIX = "object-counting-dev"
 STACK = f"{PREFIX}-training"
 SAGEMAKER = "arn:aws:sagemaker:us-east-1:123456789012"

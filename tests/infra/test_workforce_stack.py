@@ -12,6 +12,8 @@ from botocore.validate import validate_parameters
 
 from tests.infra.synth import build_app
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 TWO_WORKERS = {"counting.workforce.invite_emails": '["a@example.com", "b@example.com"]'}
 EXISTING = {
     "counting.workforce.existing_user_pool_id": "eu-west-1_AbCdEf123",

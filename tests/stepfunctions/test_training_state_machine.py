@@ -26,6 +26,8 @@ from tests.stepfunctions import harness
 from tests.stepfunctions.harness import Return, Throw
 from tests.stepfunctions.template import ACCOUNT, REGION, Templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 PREFIX = "object-counting-dev"
 ENDPOINT = f"{PREFIX}-counter"
 PARAMETER = f"/{PREFIX}/active-model"

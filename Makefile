@@ -80,7 +80,7 @@ test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every tes
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
 
 unit: $(DEV_STAMP) ## The fast loop: core, CLI and handler tests, every test that does not synthesize
-	$(BIN)/python -m pytest -m "not synth"
+	$(BIN)/python -m pytest -m "not synth" -n auto
 
 test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
 ifeq ($(RUNTIME_PYTHON),)

@@ -119,7 +119,9 @@ def install_wheels(requirement: str) -> Path:
     """pip-install one pinned requirement for the Lambda platform (manylinux, x86_64).
 
     Wheels only, no compiled .pyc (their timestamps would change the asset hash), into
-    ``.build/layers/<requirement>/python``; reused when already there.
+    ``.build/layers/<requirement>/python``; reused when already there. So the first synth
+    of a clone (or after a version bump) asks the package index for the wheel: the
+    Lambda's Python and platform differ from this machine's, so no installed copy fits.
     """
     target = BUILD_DIR / "layers" / requirement.replace("==", "-")
     if not (target / "python").exists():

@@ -14,7 +14,7 @@ from stacks.components.training.image import TABLE
 from stacks.pins import normalized, pinned_versions
 from tests.conftest import ROOT
 
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-runtime.txt")
 SDK_TABLE = "sagemaker/core/image_uri_config/object-detection.json"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 
 import boto3
+import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from counting_core import constants
@@ -75,6 +76,7 @@ def test_the_counter_budgets_one_image_at_its_recomputed_worst_case():
     assert constants.IMAGE_WORST_CASE_SECONDS == image_worst_case() == 366
 
 
+@pytest.mark.synth
 def test_the_deployed_timeouts_fit_the_worst_case():
     template = synthesized("defaults")
     stack = "object-counting-dev-counting"

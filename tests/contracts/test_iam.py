@@ -13,6 +13,8 @@ import pytest
 
 from tests.contracts.conftest import synthesized
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 # createTrainingJob.sync: Step Functions' policy for the state machine's role, plus AddTags
 # (Step Functions tags the jobs it starts; CDK's SageMakerCreateTrainingJob grants it).
 # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html

@@ -31,6 +31,7 @@ def refusals(call: TaskCall) -> list[str]:
     return [str(problem) for problem in problems(call.request, shape)]
 
 
+@pytest.mark.synth
 def test_every_task_state_sends_a_request_its_api_accepts(templates):
     found = calls(templates)
     assert {call.operation for call in found} >= {"CreateTrainingJob", "CreateEndpointConfig"}
@@ -106,6 +107,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("mistake", BROKEN.values(), ids=BROKEN.keys())
+@pytest.mark.synth
 def test_a_broken_definition_is_refused_with_its_mistake_named(mistake):
     break_it, expected = mistake
     (train,) = [call for call in calls(synthesized("defaults")) if call.state == "Train"]
@@ -120,6 +122,7 @@ def test_a_broken_definition_is_refused_with_its_mistake_named(mistake):
         assert start in problem, (start, found)
 
 
+@pytest.mark.synth
 def test_run_time_values_are_checked_by_name_only():
     # A ".$" parameter's value is a path, known only at run time: its name still counts.
     (train,) = [call for call in calls(synthesized("defaults")) if call.state == "Train"]

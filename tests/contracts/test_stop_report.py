@@ -17,6 +17,8 @@ import pytest
 
 from tests.contracts.conftest import synthesized
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 MACHINE = "object-counting-dev-training"
 NOTIFY = "NotifyStopped"
 FAIL = "RunStopped"

@@ -42,6 +42,7 @@ def training_role_key_actions(configuration: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("family", "configuration"), TRAINING_FAMILIES.items())
+@pytest.mark.synth
 def test_each_family_trains_with_a_volume_key_only_where_it_may(family, configuration):
     resources = training_job(configuration)["ResourceConfig"]
 

@@ -60,7 +60,7 @@ def _start(args: argparse.Namespace) -> int:
     # The images first: the upload of the request starts the job, which lists them.
     _copy(copies, args.bucket, args.region)
     _upload(args.bucket, key, body.encode("utf-8"), args.region)
-    printed = {"request": f"s3://{args.bucket}/{key}"}
+    printed: dict[str, str | int] = {"request": f"s3://{args.bucket}/{key}"}
     if args.from_evaluation is not None:
         printed["images_copied"] = len(copies)
     print(json.dumps(printed, indent=2))

@@ -358,8 +358,8 @@ def _per_class(
     for name in sorted(names):
         errors = [predicted[name] - true[name] for predicted, true in per_image]
         report[name] = {
-            "mae": _rounded(sum(map(abs, errors)) / len(errors)),
-            "bias": _rounded(sum(errors) / len(errors)),
+            "mae": round(sum(map(abs, errors)) / len(errors), _DECIMALS),
+            "bias": round(sum(errors) / len(errors), _DECIMALS),
         }
     return report
 

@@ -93,7 +93,11 @@ def plot(evaluation: Evaluation) -> bytes:
     return out.getvalue()
 
 
-def _error_panel(draw: ImageDraw.ImageDraw, font, evaluation: Evaluation) -> None:
+def _error_panel(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    evaluation: Evaluation,
+) -> None:
     rows = evaluation.per_threshold
     maes = [errors.mae for errors in rows]
     biases = [errors.bias for errors in rows]
@@ -129,7 +133,11 @@ def _error_panel(draw: ImageDraw.ImageDraw, font, evaluation: Evaluation) -> Non
         draw.text((axes.left + 32, y), text, fill=INK, font=font, anchor="lm")
 
 
-def _counts_panel(draw: ImageDraw.ImageDraw, font, evaluation: Evaluation) -> None:
+def _counts_panel(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    evaluation: Evaluation,
+) -> None:
     images = evaluation.image_counts
     top = max(1, *(image.true_count for image in images), *(i.predicted_count for i in images))
     axes = _Axes(draw, font, RIGHT_PANEL, (0, top * 1.05), (0, top * 1.05))

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeGuard
 
 from counting_core.errors import InputError
 
@@ -255,7 +255,7 @@ def is_s3_uri(value: object) -> bool:
     return isinstance(value, str) and _S3_URI.fullmatch(value) is not None
 
 
-def is_s3_object_uri(value: object) -> bool:
+def is_s3_object_uri(value: object) -> TypeGuard[str]:
     """Whether ``value`` names one S3 object: ``s3://bucket/key``, the key not ending in "/"."""
     match = _S3_URI.fullmatch(value) if isinstance(value, str) else None
     if match is None or not match["key"]:

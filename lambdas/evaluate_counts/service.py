@@ -75,7 +75,8 @@ class RunEvaluator:
             raise InputError(f"s3://{self._bucket}/{key}: {error}") from None
 
     def _read(self, key: str) -> bytes:
-        return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return body
 
     def _list(self, prefix: str) -> list[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(

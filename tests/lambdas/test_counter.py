@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as persistence
 from botocore.exceptions import ClientError, ReadTimeoutError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from PIL import Image
 from pydantic import ValidationError
 
@@ -174,6 +174,15 @@ def test_images_are_counted_concurrently_and_each_once(handler, endpoint, lambda
 
 
 # --- The failure table, row by row through the handler. -------------------------------------
+
+
+# What the counter sends for every image (the image bytes themselves vary).
+INVOKE_REQUEST = {
+    "EndpointName": ACTIVE_MODEL["endpoint_name"],
+    "ContentType": "application/x-image",
+    "Accept": "application/json",
+    "Body": ANY,
+}
 
 
 def rule_for(start: str) -> failures.Rule:
@@ -384,7 +393,12 @@ def break_model_record(handler):
 def deny_reads(handler):
     s3 = handler.counting_service()._s3
     stub = Stubber(s3)
-    stub.add_client_error("get_object", "AccessDenied", http_status_code=403)
+    stub.add_client_error(
+        "get_object",
+        "AccessDenied",
+        http_status_code=403,
+        expected_params={"Bucket": BUCKET, "Key": "incoming/a.jpg", "VersionId": ANY},
+    )
     stub.activate()
 
 
@@ -392,7 +406,10 @@ def fail_table_writes(handler):
     dynamodb = handler.counting_service()._dynamodb
     stub = Stubber(dynamodb)
     stub.add_client_error(
-        "put_item", "ProvisionedThroughputExceededException", http_status_code=400
+        "put_item",
+        "ProvisionedThroughputExceededException",
+        http_status_code=400,
+        expected_params={"TableName": "results", "Item": ANY},
     )
     stub.activate()
 
@@ -672,7 +689,12 @@ def test_a_cold_endpoint_is_waited_for_and_the_image_counted(
     # botocore does not retry ModelNotReadyException; the counter waits and asks again.
     event = sqs_event(json.dumps(upload("incoming/cold.png", image_bytes())))
     for _ in range(3):
-        endpoint.add_client_error("invoke_endpoint", "ModelNotReadyException", http_status_code=429)
+        endpoint.add_client_error(
+            "invoke_endpoint",
+            "ModelNotReadyException",
+            http_status_code=429,
+            expected_params=INVOKE_REQUEST,
+        )
     answers(endpoint, RESPONSE)
 
     assert handler.main(event, lambda_context) == {"batchItemFailures": []}
@@ -686,7 +708,12 @@ def test_an_endpoint_cold_for_longer_than_a_cold_start_is_retried_later(
     # A cold start has 3 minutes (AWS): after that the image is sent again, one failure on it.
     body = json.dumps(upload("incoming/cold.png", image_bytes()))
     for _ in range(7):
-        endpoint.add_client_error("invoke_endpoint", "ModelNotReadyException", http_status_code=429)
+        endpoint.add_client_error(
+            "invoke_endpoint",
+            "ModelNotReadyException",
+            http_status_code=429,
+            expected_params=INVOKE_REQUEST,
+        )
 
     assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 

@@ -15,6 +15,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import timeit
 import zipfile
 from collections.abc import Callable, Sequence
@@ -38,8 +39,14 @@ from PIL import Image  # noqa: E402
 from pydantic_core import from_json  # noqa: E402
 
 from counting_core.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
+from counting_core.constants import (  # noqa: E402
+    DEFAULT_IMAGE_SHAPE,
+    DEFAULT_PAYLOAD_SCALE,
+    SERVERLESS_MAX_PAYLOAD_BYTES,
+)
 from counting_core.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
 from counting_core.evaluation_plot import plot  # noqa: E402
+from counting_core.images import prepare  # noqa: E402
 from counting_core.predictions import (  # noqa: E402
     CountedDetection,
     Detection,
@@ -261,6 +268,11 @@ def cold_import() -> list[Figure]:
 
 # The counter handler reads its settings from the environment when imported.
 COUNTER_ENVIRONMENT = {
+    "DATA_BUCKET": "bench-data",
+    "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/intake",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dead-letters",
+    "IMAGES_IN_FLIGHT": "3",
+    "PAYLOAD_SCALE": "2",
     "RESULTS_TABLE": "results",
     "IDEMPOTENCY_TABLE": "idempotency",
     "ACTIVE_MODEL_PARAMETER": "/bench/active-model",
@@ -351,6 +363,257 @@ def count_evaluation() -> list[Figure]:
     ]
 
 
+# The counter with real-sized photos: memory, what is sent, and how busy the endpoint is kept.
+
+# (name, width, height, EXIF orientation): a 12 MP phone photo taken upright (stored sideways
+# with orientation 6, as phones do) and a 100 MP medium-format or stitched photo.
+PHOTOS = (("12 MP phone photo", 4032, 3024, 6), ("100 MP photo", 11547, 8660, 1))
+PHOTO_QUALITY = 92  # phones and cameras save at 90-95
+MEMORY_GOALS_MB = {"12 MP phone photo": 150, "100 MP photo": 400}
+
+
+def photo_file(folder: Path, width: int, height: int, orientation: int) -> Path:
+    """A photo-like JPEG made here (no download): the sample portrait scaled up, with noise.
+
+    Built in strips so the noise array never holds the whole image.
+    """
+    path = folder / f"photo-{width}x{height}.jpg"
+    if path.exists():
+        return path
+    # matplotlib ships this portrait; opened by path, so no file object to type or close.
+    sample = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    with Image.open(sample) as portrait:
+        base = portrait.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    rng = np.random.default_rng(0)
+    strip = 512
+    for top in range(0, height, strip):
+        box = (0, top, width, min(height, top + strip))
+        pixels = np.asarray(base.crop(box), dtype=np.int16)
+        pixels = pixels + rng.integers(-12, 13, pixels.shape, dtype=np.int16)
+        base.paste(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), box[:2])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    base.save(path, format="JPEG", quality=PHOTO_QUALITY, exif=exif)
+    return path
+
+
+PEAK_MEMORY = """
+import io, os, sys, time
+from lambdas.counter import service  # what the counter imports: boto3, Pillow, counting_core
+from counting_core import annotate, images, predictions
+
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
+path = sys.argv[1]
+before = peak_mb()
+start = time.perf_counter()
+with open(path, "rb") as body:
+    upload = images.read_upload(body, os.path.getsize(path))
+with upload:
+    prepared = images.prepare(upload, payload_side=1024, picture_side=service.ANNOTATED_MAX_SIDE)
+boxes = [predictions.Detection(n % 3, 0.9, (n % 10) / 10, (n // 10) / 10, (n % 10) / 10 + 0.08,
+         (n // 10) / 10 + 0.08) for n in range(100)]
+result = predictions.count_detections(boxes, image_size=prepared.size)
+png = annotate.annotate(prepared.picture, result.detections, result)
+print(before, peak_mb(), time.perf_counter() - start, len(png))
+"""
+
+
+def _run_fresh(code: str, *args: str) -> list[float]:
+    output = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env={**os.environ, **COUNTER_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()[-1]  # the figures; the handler's JSON log lines come before
+    return [float(number) for number in output.split()]
+
+
+def counter_memory() -> list[Figure]:
+    """Peak resident memory (VmHWM) of a fresh process counting one photo, annotation included."""
+    figures = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, width, height, orientation in PHOTOS:
+            path = photo_file(Path(folder), width, height, orientation)
+            imports, peak, seconds, _ = _run_fresh(PEAK_MEMORY, str(path))
+            goal = MEMORY_GOALS_MB[name]
+            size_mb = path.stat().st_size / 1e6
+            figures += [
+                Figure(f"counter memory: {name} ({size_mb:.1f} MB JPEG), peak of the process",
+                       peak, "MB", f"<= {goal} MB", peak <= goal),
+                Figure("  of which imports (boto3, Pillow, counting_core)", imports, "MB"),
+                Figure("  read, decode, payload, annotated PNG", seconds * 1e3, "ms"),
+            ]  # fmt: skip
+    return figures
+
+
+def _payload_before(data: bytes) -> bytes:
+    """What the counter sent before: the upload itself once fully decoded, if under 4 MB."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    if len(data) <= SERVERLESS_MAX_PAYLOAD_BYTES:
+        return data
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=85, exif=image.info.get("exif", b""))
+    return buffer.getvalue()
+
+
+def _endpoint_side(payload: bytes) -> None:
+    """What the model's container does with a payload before inference: decode, resize to 512."""
+    Image.open(io.BytesIO(payload)).convert("RGB").resize((512, 512), Image.Resampling.BILINEAR)
+
+
+def payload_sent() -> list[Figure]:
+    """Bytes sent and time per image for a 12 MP phone photo, before and after scaling."""
+    with tempfile.TemporaryDirectory() as folder:
+        name, width, height, orientation = PHOTOS[0]
+        data = photo_file(Path(folder), width, height, orientation).read_bytes()
+    side = DEFAULT_IMAGE_SHAPE * DEFAULT_PAYLOAD_SCALE
+    before, after = (
+        _payload_before(data),
+        prepare(data, payload_side=side, picture_side=None).payload,
+    )
+    prepare_before = median_seconds(lambda: _payload_before(data), number=1, repeat=5)
+    prepare_after = median_seconds(
+        lambda: prepare(data, payload_side=side, picture_side=None), number=1, repeat=5
+    )
+    model_before = median_seconds(lambda: _endpoint_side(before), number=1, repeat=5)
+    model_after = median_seconds(lambda: _endpoint_side(after), number=1, repeat=5)
+    return [
+        Figure(f"payload: {name}, bytes sent before (the upload)", len(before) / 1e3, "kB"),
+        Figure(f"  after (JPEG, longest side {side} px)", len(after) / 1e3, "kB"),
+        Figure("  bytes sent, after / before", len(after) / len(before), "x"),
+        Figure("  time per image in the counter, before (full decode)", prepare_before * 1e3, "ms"),
+        Figure("  after (reduced decode, resize, encode)", prepare_after * 1e3, "ms"),
+        Figure("  endpoint-side decode + resize to 512, before", model_before * 1e3, "ms"),
+        Figure("  after", model_after * 1e3, "ms"),
+        Figure("  time per image (counter + endpoint-side), after / before",
+               (prepare_after + model_after) / (prepare_before + model_before), "x"),
+    ]  # fmt: skip
+
+
+THROUGHPUT = """
+import io, json, sys, threading, time, uuid
+import lambdas.counter.handler as handler
+from lambdas.counter.service import Outcome
+from PIL import Image
+
+LATENCY, IN_FLIGHT, BATCHES, BATCH = float(sys.argv[1]), int(sys.argv[2]), 12, 9
+buffer = io.BytesIO()
+Image.new("RGB", (640, 480), (90, 120, 150)).save(buffer, format="JPEG")
+IMAGE = buffer.getvalue()
+ANSWER = json.dumps({"prediction": [[0, 0.9, 0.1, 0.1, 0.3, 0.3]]}).encode()
+
+
+class Endpoint:
+    # Answers after a fixed latency; counts calls in flight and refuses beyond IN_FLIGHT.
+    def __init__(self):
+        self.lock, self.busy, self.most, self.refused = threading.Lock(), 0, 0, 0
+
+    def invoke_endpoint(self, **request):
+        with self.lock:
+            self.busy += 1
+            self.most = max(self.most, self.busy)
+            over = self.busy > IN_FLIGHT
+        try:
+            if over:
+                self.refused += 1
+                raise RuntimeError("throttled")
+            time.sleep(LATENCY)
+            return {"Body": io.BytesIO(ANSWER)}
+        finally:
+            with self.lock:
+                self.busy -= 1
+
+
+class Storage:
+    def get_object(self, **request):
+        return {"Body": io.BytesIO(IMAGE), "ContentLength": len(IMAGE)}
+
+    def put_object(self, **request):
+        pass
+
+    def put_item(self, **request):
+        pass
+
+
+class Queue:
+    def send_message(self, **request):
+        raise AssertionError("nothing is sent again at this pace")
+
+    def delete_message(self, **request):
+        pass
+
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "counter", 1024, "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:counter"
+
+    def get_remaining_time_in_millis(self):
+        return 900_000  # the longest timeout: no image is handed back for lack of time
+
+
+service = handler.counting_service()
+endpoint = Endpoint()
+service._runtime, service._s3, service._dynamodb = endpoint, Storage(), Storage()
+service._active_model = lambda: handler.ActiveModel(
+    endpoint_name="e", endpoint_config_name="c", model_name="m", image_shape=512)
+handler.message_handler()._redelivery._sqs = Queue()
+# Idempotency is DynamoDB round trips outside the endpoint's time: left out here.
+handler.count_once = lambda image, attempt: {
+    **handler.asdict(service.count(handler.ImageRef(**image))), "attempt": attempt}
+body = json.dumps({"detail-type": "Object Created", "detail": {
+    "bucket": {"name": "bench-data"}, "object": {"key": "incoming/a.jpg", "etag": "e"}}})
+
+
+def batch():
+    return {"Records": [{"messageId": str(uuid.uuid4()), "receiptHandle": "r", "body": body,
+                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}}
+                        for _ in range(BATCH)]}
+
+
+handler.main(batch(), Context())  # warm up
+start = time.perf_counter()
+for _ in range(BATCHES):
+    assert handler.main(batch(), Context()) == {"batchItemFailures": []}
+seconds = time.perf_counter() - start
+print(BATCHES * BATCH / seconds, endpoint.most, endpoint.refused)
+"""
+# Fixed endpoint latencies of the throughput runs, in seconds. The goal is checked at the
+# first, about what a CPU serverless endpoint takes to run SSD on a 512 px image (measure
+# yours: the counter's EndpointLatency metric); the second shows the cost of the per-batch
+# work (scaling the first images, writing the last) when answers come twice as fast.
+FAKE_ENDPOINT_LATENCIES = (1.0, 0.5)
+
+
+def endpoint_throughput() -> list[Figure]:
+    """Images per second one counter function sustains against an endpoint of fixed latency.
+
+    Functions share nothing, so the endpoint sees functions x this; the goal is that each
+    keeps its share of MaxConcurrency busy: images_in_flight / latency.
+    """
+    in_flight = int(COUNTER_ENVIRONMENT["IMAGES_IN_FLIGHT"])
+    figures = []
+    for number, latency in enumerate(FAKE_ENDPOINT_LATENCIES):
+        rate, most, refused = _run_fresh(THROUGHPUT, str(latency), str(in_flight))
+        share = rate / (in_flight / latency)
+        checked = number == 0
+        figures += [
+            Figure(f"throughput: 1 function, {in_flight} in flight, {latency} s endpoint", rate,
+                   "/s"),
+            Figure("  of its share of MaxConcurrency / latency", share, "x",
+                   ">= 0.9" if checked else "", share >= 0.9 if checked else None),
+            Figure("  most endpoint calls in flight at once", most, ""),
+            Figure("  calls beyond its share (the fake endpoint refuses them)", refused, ""),
+        ]  # fmt: skip
+    return figures
+
+
 MEASUREMENTS: list[Callable[[], list[Figure]]] = [
     post_processing,
     annotation,
@@ -358,6 +621,9 @@ MEASUREMENTS: list[Callable[[], list[Figure]]] = [
     cold_import,
     counter_cold_import,
     asset_sizes,
+    counter_memory,
+    payload_sent,
+    endpoint_throughput,
 ]
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from counting_core.constants import (
+    DEFAULT_IMAGE_SHAPE,
+    DEFAULT_PAYLOAD_SCALE,
     DEFAULT_SCORE_THRESHOLD,
     IMAGE_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
-    SERVERLESS_MAX_PAYLOAD_BYTES,
 )
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
@@ -51,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send an image to an endpoint and count what it finds",
         description=(
             "Send a JPEG or PNG image to an Object Detection endpoint and print the count as "
-            f"JSON. Images over {SERVERLESS_MAX_PAYLOAD_BYTES} bytes, the serverless "
-            "payload limit, are sent as a smaller JPEG."
+            "JSON. The image is sent as a JPEG at most "
+            f"{DEFAULT_IMAGE_SHAPE * DEFAULT_PAYLOAD_SCALE} pixels on its longest side, as the "
+            "counter Lambda sends it."
         ),
     )
     invoke.add_argument(
@@ -110,14 +112,16 @@ def _count(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from counting_core.images import fit_payload
+    from counting_core.images import prepare
 
     counting = _counting(args)
     endpoint = args.endpoint or (counting.record.endpoint_name if counting.record else None)
     if endpoint is None:
         raise InputError("name the endpoint: --endpoint NAME or --model-record MODEL.json")
     image = args.image.read_bytes()
-    payload = fit_payload(image, SERVERLESS_MAX_PAYLOAD_BYTES)
+    # Scaled as the counter Lambda scales it: to twice the model's image_shape.
+    shape = (counting.record.image_shape if counting.record else None) or DEFAULT_IMAGE_SHAPE
+    payload = prepare(image, payload_side=shape * DEFAULT_PAYLOAD_SCALE, picture_side=None).payload
     body = _invoke_endpoint(endpoint, payload, args.region)
     _report(parse_response(body), image, counting, args.annotate)
     return 0
@@ -143,7 +147,7 @@ def _report(
     if annotate_to is not None and image is not None:
         from counting_core.annotate import annotate
 
-        annotate_to.write_bytes(annotate(image, result.detections))
+        annotate_to.write_bytes(annotate(image, result.detections, result))
 
 
 def _counting(args: argparse.Namespace) -> _Counting:

@@ -1,4 +1,5 @@
-"""Draw counted detections on their image: each box outlined, its number at the centre.
+"""Draw counted detections on their image: each box outlined, its number at the centre, and
+a legend with the total, the count per class and the threshold.
 
 The guide's notebook drew with matplotlib, which lays out a whole figure to draw a few
 rectangles; Pillow's ImageDraw writes straight into the pixels (bench/bench_counting.py
@@ -8,12 +9,13 @@ compares the two).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
-from PIL import ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from counting_core.images import open_image
-from counting_core.predictions import CountedDetection, pixel_box
+from counting_core.predictions import CountedDetection, CountResult, pixel_box
 
 # Okabe-Ito colours, chosen to stay distinct for colour-blind readers, with white in place of
 # its black, which vanishes on dark photos. Class id N takes colour N modulo the palette
@@ -33,23 +35,45 @@ PALETTE = (
 PNG_COMPRESS_LEVEL = 1
 
 
+# The legend is read with the whole image fitted to a screen, never enlarged: a phone held
+# upright (390 x 844 CSS px, iPhone 12 to 15) and a 4K monitor (3840 x 2160).
+SCREENS = ((390, 844), (3840, 2160))
+# Its text is at least this many screen pixels high (font size) on both: the smallest size
+# commonly used for secondary text on phones.
+# https://developer.apple.com/design/human-interface-guidelines/typography (caption: 12 pt)
+LEGEND_TEXT_PX = 12
+# Classes listed by name, most objects first; the rest are summed on one line.
+LEGEND_CLASSES = 12
+# Longer class names are cut to this many characters in the legend (the JSON has them whole).
+LEGEND_NAME_CHARACTERS = 32
+# The legend's backing darkens the photo under it to this fraction of its brightness.
+LEGEND_SHADE = 0.25
+
+
 def class_colour(class_id: int) -> tuple[int, int, int]:
     return PALETTE[class_id % len(PALETTE)]
 
 
-def annotate(image_data: bytes, detections: Iterable[CountedDetection]) -> bytes:
-    """Return ``image_data`` as a PNG with every detection drawn on it.
+def annotate(
+    image: Image.Image | bytes,
+    detections: Iterable[CountedDetection],
+    legend: CountResult | None = None,
+) -> bytes:
+    """Return ``image`` as a PNG with every detection drawn on it, and ``legend``'s figures.
 
     Boxes are placed from their fractions of the image, so detections counted on a
     resized copy of the image (as sent to the endpoint) still land in the right place.
+    An ``Image`` is drawn on in place (the counter hands over its own copy); bytes are decoded.
     """
-    image = open_image(image_data).convert("RGB")
+    if not isinstance(image, Image.Image):
+        image = open_image(image)
     width, height = image.size
     short_side = min(width, height)
     # Lines and tag margins grow with the image so they stay visible once it is scaled down.
     thickness = max(2, short_side // 300)
     font = ImageFont.load_default(size=max(10, short_side // 40))
     draw = ImageDraw.Draw(image)
+    detections = tuple(detections)
     for detection in detections:
         colour = class_colour(detection.class_id)
         left, top, right, bottom = pixel_box(detection.box, width, height)
@@ -70,9 +94,110 @@ def annotate(image_data: bytes, detections: Iterable[CountedDetection]) -> bytes
             fill=colour,
         )
         draw.text(centre, label, fill=_text_colour(colour), font=font, anchor="mm")
+    if legend is not None:
+        _draw_legend(image, legend, detections)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
+
+
+def legend_font_px(width: int, height: int) -> int:
+    """Font size that shows ``LEGEND_TEXT_PX`` high on every screen of ``SCREENS``."""
+    smallest_scale = min(
+        min(1.0, screen_width / width, screen_height / height)
+        for screen_width, screen_height in SCREENS
+    )
+    return math.ceil(LEGEND_TEXT_PX / smallest_scale)
+
+
+def legend_lines(result: CountResult) -> tuple[str, list[tuple[str, str | None]]]:
+    """The legend's heading and its class entries (text, class name or None for the rest)."""
+    heading = f"Total {result.count}  ·  score ≥ {result.threshold:.2f}"
+    ranked = sorted(result.by_class.items(), key=lambda entry: (-entry[1], entry[0]))
+    shown = ranked if len(ranked) <= LEGEND_CLASSES else ranked[: LEGEND_CLASSES - 1]
+    entries: list[tuple[str, str | None]] = [
+        (f"{_cut(name)} {count}", name) for name, count in shown
+    ]
+    if rest := ranked[len(shown) :]:
+        entries.append((f"{len(rest)} more classes {sum(c for _, c in rest)}", None))
+    return heading, entries
+
+
+def _draw_legend(
+    image: Image.Image, result: CountResult, detections: Sequence[CountedDetection]
+) -> None:
+    """Write the legend in the corner that hides the fewest counted boxes."""
+    width, height = image.size
+    size = legend_font_px(width, height)
+    font = ImageFont.load_default(size=size)
+    pad, line_height, swatch = size // 2, round(size * 1.3), size
+    heading, entries = legend_lines(result)
+    draw = ImageDraw.Draw(image)
+    # Lay entries out left to right, wrapping at the image's width.
+    lines: list[list[tuple[str, str | None]]] = [[]]
+    line_width, most = 0.0, draw.textlength(heading, font=font)
+    for text, name in entries:
+        entry_width = swatch + pad / 2 + draw.textlength(text, font=font)
+        if lines[-1] and line_width + pad * 2 + entry_width > width - 2 * pad:
+            lines.append([])
+            line_width = 0.0
+        line_width += (pad * 2 if lines[-1] else 0) + entry_width
+        lines[-1].append((text, name))
+        most = max(most, line_width)
+    lines = [line for line in lines if line]
+    box_width = min(width, math.ceil(most) + 2 * pad)
+    box_height = min(height, (1 + len(lines)) * line_height + 2 * pad)
+    left, top = _quietest_corner(width, height, box_width, box_height, detections)
+    area = (left, top, left + box_width, top + box_height)
+    image.paste(Image.eval(image.crop(area), lambda value: int(value * LEGEND_SHADE)), area[:2])
+
+    colour_of = {d.class_name: class_colour(d.class_id) for d in reversed(detections)}
+    draw.text((left + pad, top + pad), heading, fill=(255, 255, 255), font=font)
+    for row, line in enumerate(lines, start=1):
+        x: float = left + pad
+        y = top + pad + row * line_height
+        for text, name in line:
+            colour = colour_of.get(name, (160, 160, 160)) if name is not None else (160, 160, 160)
+            centre_y = y + size * 0.6
+            draw.rectangle(
+                (x, centre_y - swatch / 2, x + swatch, centre_y + swatch / 2), fill=colour
+            )
+            x += swatch + pad / 2
+            draw.text((x, y), text, fill=(255, 255, 255), font=font)
+            x += draw.textlength(text, font=font) + pad * 2
+
+
+def _quietest_corner(
+    width: int,
+    height: int,
+    box_width: int,
+    box_height: int,
+    detections: Sequence[CountedDetection],
+) -> tuple[int, int]:
+    """Top-left of the corner box that overlaps the least area of the counted boxes."""
+    corners = [
+        (0, height - box_height),
+        (width - box_width, height - box_height),
+        (0, 0),
+        (width - box_width, 0),
+    ]
+
+    def hidden(corner: tuple[int, int]) -> float:
+        left, top = corner
+        total = 0.0
+        for detection in detections:
+            x0, y0, x1, y1 = pixel_box(detection.box, width, height)
+            overlap_x = min(x1, left + box_width) - max(x0, left)
+            overlap_y = min(y1, top + box_height) - max(y0, top)
+            if overlap_x > 0 and overlap_y > 0:
+                total += overlap_x * overlap_y
+        return total
+
+    return min(corners, key=hidden)
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= LEGEND_NAME_CHARACTERS else name[: LEGEND_NAME_CHARACTERS - 1] + "…"
 
 
 def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -80,3 +80,14 @@ COUNTER_TIMEOUT_SECONDS = 600
 # so that a batch being retried by Lambda is not delivered again meanwhile.
 # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
 QUEUE_VISIBILITY_TIMEOUT_FACTOR = 6
+
+# --- What the counter sends the endpoint. ---
+
+# The model's input side when its active-model record does not say: the `image_shape`
+# hyperparameter this app trains with (stacks/config.py DEFAULT_HYPERPARAMETERS).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
+DEFAULT_IMAGE_SHAPE = 512
+# Images are sent with their longest side at most this many times `image_shape`: the model
+# resizes every input to image_shape x image_shape, so 2x keeps the short side of a 4:3 or
+# 16:9 photo above image_shape and sends a fraction of a phone photo's bytes.
+DEFAULT_PAYLOAD_SCALE = 2

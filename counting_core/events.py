@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from counting_core import layout
+from counting_core.errors import InputError
 from counting_core.results import ImageRef
 
 
@@ -36,3 +38,20 @@ class ObjectCreated(BaseModel):
         """The bucket, key, version id and ETag of the object that was created."""
         obj = self.detail.object
         return ImageRef(self.detail.bucket.name, obj.key, obj.version_id, obj.etag)
+
+
+def is_folder_marker(image: ImageRef) -> bool:
+    """A key ending in ``/`` is the console's empty "folder" object: nothing to count."""
+    return image.key.endswith("/")
+
+
+def check_scope(image: ImageRef, data_bucket: str) -> None:
+    """Raise InputError unless the event is an upload to the data bucket's ``incoming/``.
+
+    The EventBridge rule only forwards those; anything else on the queue was put there by
+    hand or by a misconfigured rule, and is not the counter's to write results for.
+    """
+    if image.bucket != data_bucket:
+        raise InputError(f"event for bucket {image.bucket!r}, not the data bucket {data_bucket!r}")
+    if not image.key.startswith(layout.INCOMING):
+        raise InputError(f"key {image.key!r} is not under {layout.INCOMING}")

@@ -1,23 +1,52 @@
-"""Check images before they reach the endpoint, and shrink those too big to send.
+"""Read an uploaded image within a fixed memory budget, and make what the endpoint and the
+annotator need from it.
 
 The built-in Object Detection algorithm takes JPEG and PNG only
-(https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-in-formats.html),
-so anything else is refused here with a message rather than by the endpoint with a 4xx.
+(https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-in-formats.html), so
+anything else is refused here, with a reason, rather than by the endpoint with a 4xx.
+
+Memory: the upload is checked by its declared size and first bytes before its body is read;
+the body is spooled to a temporary file when large, so its bytes are not held beside the
+pixels; a JPEG is decoded at a reduced scale (libjpeg's DCT scaling, Pillow's ``draft``) no
+larger than the biggest copy needed; only one decoded copy of the upload exists at a time.
+``bench/bench_counting.py`` measures the peak for a 12 MP and a 100 MP photo.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import tempfile
 import warnings
-from typing import Literal
+from dataclasses import dataclass
+from typing import IO, Literal
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Bytes read before the body to tell the format: the longer of the two signatures.
+MAGIC_BYTES = len(PNG_MAGIC)
+# Names the counter takes as images (compared in lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png")
+
+# The largest upload the counter reads, in bytes: a 100 MP JPEG straight from a camera is
+# 20-60 MB; a larger file is refused before any of it is read.
+MAX_UPLOAD_BYTES = 100_000_000
+# The most pixels a JPEG may have. It is decoded at a reduced scale, so memory does not grow
+# with this; Pillow's own decompression-bomb limit (89 MP) is replaced by this check.
+MAX_JPEG_PIXELS = 100_000_000
+# The most pixels a PNG may have. PNG cannot be decoded at a reduced scale: Pillow holds 4
+# bytes per pixel (RGB is stored padded), so 50 MP is 200 MB decoded.
+MAX_PNG_PIXELS = 50_000_000
+# Uploads up to this many bytes are read into memory; larger ones go to a temporary file
+# (/tmp), so the compressed bytes never sit beside the decoded pixels.
+SPOOL_IN_MEMORY_BYTES = 8_000_000
+# Chunk size of that copy, in bytes.
+COPY_CHUNK_BYTES = 1 << 20
 
 # Quality of re-encoded images on Pillow's 1..95 scale: a usual setting for photos, which
 # keeps the edges a detector relies on free of visible blocking.
@@ -26,11 +55,54 @@ JPEG_QUALITY = 85
 DOWNSCALE_STEP = 0.75
 # Below this many pixels on the short side there is nothing left worth detecting.
 MIN_SIDE_PIXELS = 32
+# Resizing first reduces by whole factors (box filter) down to this many times the target,
+# then resamples with Lanczos: the result is as sharp, in a fraction of the time and memory.
+# https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.resize
+REDUCING_GAP = 2.0
 
-# What a damaged file makes Pillow raise while reading headers or decoding.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+# What a damaged or hostile file makes Pillow raise while reading headers or decoding.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError)
+
+# EXIF orientation tag, and its values that turn the image a quarter (width <-> height).
+# https://www.cipa.jp/std/documents/download_e.html?DC-008-Translation-2023-E (Exif 3.0, 4.6.5)
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)
 
 ImageFormat = Literal["jpeg", "png"]
+# Modes resized as they are (RGB padded, alpha, grey); others are converted to RGB first.
+_RESIZABLE_MODES = ("RGB", "RGBA", "L")
+_MAX_PIXELS: dict[ImageFormat, int] = {"jpeg": MAX_JPEG_PIXELS, "png": MAX_PNG_PIXELS}
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """What one upload becomes: the endpoint's payload and, if asked, a picture to draw on.
+
+    ``size`` is the upload's size in pixels, upright (EXIF orientation applied); boxes the
+    endpoint returns are fractions of the payload, which has the same proportions.
+    """
+
+    image_format: ImageFormat
+    size: tuple[int, int]
+    payload: bytes
+    payload_size: tuple[int, int]
+    picture: Image.Image | None
+
+
+def check_name(key: str) -> None:
+    """Raise InputError unless ``key`` ends like a JPEG or PNG file name."""
+    if not key.lower().endswith(IMAGE_SUFFIXES):
+        raise InputError(f"not an image name: expected one of {', '.join(IMAGE_SUFFIXES)}")
+
+
+def check_upload_size(size_bytes: int) -> None:
+    """Raise InputError for an empty upload or one over ``MAX_UPLOAD_BYTES``."""
+    if size_bytes <= 0:
+        raise InputError("image is empty")
+    if size_bytes > MAX_UPLOAD_BYTES:
+        raise InputError(
+            f"image is {size_bytes:,} bytes; at most {MAX_UPLOAD_BYTES:,} bytes are counted"
+        )
 
 
 def detect_format(data: bytes) -> ImageFormat:
@@ -41,71 +113,165 @@ def detect_format(data: bytes) -> ImageFormat:
         return "jpeg"
     if data.startswith(PNG_MAGIC):
         return "png"
-    raise InputError(f"not a JPEG or PNG image (starts with {bytes(data[:8])!r})")
+    raise InputError(f"not a JPEG or PNG image (starts with {bytes(data[:MAGIC_BYTES])!r})")
+
+
+def read_upload(body: IO[bytes], declared_bytes: int) -> IO[bytes]:
+    """Check an upload by its declared size and first bytes, then copy it to a seekable file.
+
+    Nothing but ``MAGIC_BYTES`` is read from ``body`` before both checks pass; a body longer
+    than it declared is refused rather than read on without bound.
+    """
+    check_upload_size(declared_bytes)
+    head = body.read(MAGIC_BYTES)
+    detect_format(head)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
+    spool.write(head)
+    copied = len(head)
+    while chunk := body.read(COPY_CHUNK_BYTES):
+        copied += len(chunk)
+        if copied > declared_bytes:
+            spool.close()
+            raise InputError(f"image is longer than the {declared_bytes:,} bytes it declared")
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) in pixels, read from the header without decoding the pixels."""
-    with _open(data) as image:
-        return image.size
+    """(width, height) in pixels, upright, read from the header without decoding."""
+    with _open(io.BytesIO(data), detect_format(data)) as image:
+        return _upright_size(image)
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Decode the whole image, so that truncated or corrupt data is refused with InputError."""
-    image = _open(data)
+    """Decode a whole JPEG or PNG, upright and in RGB, to draw on (the CLI's annotated copy)."""
+    image_format = detect_format(data)
+    image = _open(io.BytesIO(data), image_format)
     try:
-        image.load()
+        longest = max(image.size)
+        return _fit(_decode(image, image_format, longest), longest)
     except _DECODE_ERRORS as error:
-        raise InputError(f"corrupt {detect_format(data).upper()} image: {error}") from None
+        raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
+
+
+def prepare(
+    source: IO[bytes] | bytes,
+    *,
+    payload_side: int,
+    picture_side: int | None,
+    max_payload_bytes: int = SERVERLESS_MAX_PAYLOAD_BYTES,
+) -> PreparedImage:
+    """Decode an upload once and make the endpoint's payload and a picture to draw on.
+
+    The payload is a JPEG whose longest side is at most ``payload_side`` (smaller images are
+    not enlarged) and of at most ``max_payload_bytes``. The picture, made only when
+    ``picture_side`` is given, is the upright RGB image with its longest side at most
+    ``picture_side``. Raises InputError for anything that cannot be counted.
+    """
+    if payload_side < MIN_SIDE_PIXELS:
+        raise InputError(f"payload side must be at least {MIN_SIDE_PIXELS} pixels")
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    image_format = detect_format(stream.read(MAGIC_BYTES))
+    stream.seek(0)
+    image = _open(stream, image_format)
+    try:
+        size = _upright_size(image)
+        image = _decode(image, image_format, max(payload_side, picture_side or 0))
+        payload, payload_size = _encode_payload(image, payload_side, max_payload_bytes)
+        picture = None if picture_side is None else _fit(image, picture_side)
+    except InputError:
+        raise
+    except _DECODE_ERRORS as error:
+        raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
+    return PreparedImage(image_format, size, payload, payload_size, picture)
+
+
+def _open(stream: IO[bytes], image_format: ImageFormat) -> Image.Image:
+    """Open lazily (header only) and refuse an image with too many pixels before decoding."""
+    try:
+        with warnings.catch_warnings():
+            # The pixel limits below replace Pillow's warning between 89 and 179 MP.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream, formats=[image_format.upper()])
+    except Image.DecompressionBombError:
+        raise InputError(_too_many_pixels(image_format, None)) from None
+    except _DECODE_ERRORS as error:
+        raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
+    width, height = image.size
+    if width * height > _MAX_PIXELS[image_format]:
+        image.close()
+        raise InputError(_too_many_pixels(image_format, (width, height)))
     return image
 
 
-def fit_payload(data: bytes, max_bytes: int = SERVERLESS_MAX_PAYLOAD_BYTES) -> bytes:
-    """Return ``data`` if it is a valid image of at most ``max_bytes``; else a smaller JPEG.
+def _too_many_pixels(image_format: ImageFormat, size: tuple[int, int] | None) -> str:
+    most = _MAX_PIXELS[image_format] / 1e6
+    found = "" if size is None else f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP): "
+    return f"{found}a {image_format.upper()} image may have at most {most:g} megapixels"
 
-    The image is re-encoded as JPEG at quality ``JPEG_QUALITY``, first at full size, then
-    shrunk by ``DOWNSCALE_STEP`` per side until it fits. Boxes come back as fractions of the
-    image, so they apply unchanged to the original. Raises InputError when the last size
-    tried before the short side would drop below ``MIN_SIDE_PIXELS`` still does not fit.
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The stored size, with width and height swapped when EXIF says to turn it a quarter."""
+    width, height = image.size
+    turned = image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+    return (height, width) if turned else (width, height)
+
+
+def _decode(image: Image.Image, image_format: ImageFormat, needed_side: int) -> Image.Image:
+    """Decode once, as small as the largest copy needed allows, and upright.
+
+    The result is RGB, RGBA or L: the copies made from it are converted to RGB once they are
+    small, rather than converting a full-resolution PNG into a second full-size copy.
     """
-    if max_bytes <= 0:
-        raise InputError(f"payload limit must be positive, got {max_bytes} bytes")
-    image = open_image(data)
-    if len(data) <= max_bytes:
-        return data
-    # JPEG has no alpha channel or palette; transparent areas keep their underlying colour.
-    rgb = image.convert("RGB")
-    # Keeping EXIF keeps its orientation tag: the endpoint sees the copy as it saw the original.
-    exif = image.info.get("exif", b"")
-    width, height = rgb.size
-    scale = 1.0
-    while True:
+    if image_format == "jpeg":
+        width, height = image.size
+        scale = min(1.0, needed_side / max(width, height))
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly: the largest reduction that
+        # still leaves the longest side at least `needed_side`.
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    image.load()
+    # Sent upright and without an orientation tag, the endpoint sees what is drawn on, whether
+    # or not its decoder honours EXIF orientation (which the algorithm's guide does not say).
+    ImageOps.exif_transpose(image, in_place=True)
+    if image.mode not in _RESIZABLE_MODES:
+        image = image.convert("RGB")  # palette, CMYK, 16-bit: uncommon, converted first
+    return image
+
+
+def _fit(image: Image.Image, longest_side: int) -> Image.Image:
+    """``image`` with its longest side at most ``longest_side``, in RGB (itself if it is)."""
+    width, height = image.size
+    scale = longest_side / max(width, height)
+    if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        candidate = rgb if scale == 1.0 else rgb.resize(size, Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        candidate.save(buffer, format="JPEG", quality=JPEG_QUALITY, exif=exif)
-        if buffer.tell() <= max_bytes:
-            return buffer.getvalue()
-        scale *= DOWNSCALE_STEP
-        if min(width, height) * scale < MIN_SIDE_PIXELS:
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    # JPEG has no alpha: transparent areas keep their underlying colour.
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _encode_payload(
+    image: Image.Image, longest_side: int, max_bytes: int
+) -> tuple[bytes, tuple[int, int]]:
+    """JPEG-encode ``image`` at most ``longest_side`` wide or tall, shrinking it to fit."""
+    side = longest_side
+    while True:
+        candidate = _fit(image, side)
+        # Scaling a very long image for the model leaves nothing of its short side.
+        if min(candidate.size) < MIN_SIDE_PIXELS and candidate.size != image.size:
             raise InputError(
-                f"cannot fit the {width}x{height} image into {max_bytes} bytes, "
-                f"even as a {size[0]}x{size[1]} JPEG"
+                f"a {image.size[0]}x{image.size[1]} image is too narrow to count: scaled to "
+                f"{candidate.size[0]}x{candidate.size[1]} for the model, its short side is "
+                f"under {MIN_SIDE_PIXELS} pixels"
             )
-
-
-def _open(data: bytes) -> Image.Image:
-    """Open lazily (header only), refusing other formats and decompression bombs."""
-    image_format = detect_format(data)
-    try:
-        # Pillow only warns between 1x and 2x its MAX_IMAGE_PIXELS; refuse those too.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=[image_format.upper()])
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise InputError(
-            f"image has more than {Image.MAX_IMAGE_PIXELS} pixels, refused as a possible "
-            "decompression bomb"
-        ) from None
-    except _DECODE_ERRORS as error:
-        raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
+        buffer = io.BytesIO()
+        candidate.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        if buffer.tell() <= max_bytes:
+            return buffer.getvalue(), candidate.size
+        side = math.floor(min(side, max(candidate.size)) * DOWNSCALE_STEP)
+        if min(candidate.size) * DOWNSCALE_STEP < MIN_SIDE_PIXELS:
+            width, height = image.size
+            raise InputError(
+                f"cannot fit the {width}x{height} image into {max_bytes} bytes, even as a "
+                f"{candidate.size[0]}x{candidate.size[1]} JPEG"
+            )

@@ -38,6 +38,9 @@ class ActiveModel(BaseModel):
     count_bias: float | None = None
     evaluation_uri: str = ""
     deployed_at: str = ""
+    # The model's input side in pixels (the `image_shape` hyperparameter it was trained with);
+    # None in records written before it was recorded: DEFAULT_IMAGE_SHAPE is assumed.
+    image_shape: int | None = Field(None, ge=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,24 @@ from decimal import Decimal
 from typing import Any
 
 from counting_core import layout
+from counting_core.errors import InputError
 from counting_core.predictions import CountResult
 
 STATUS_COUNTED = "counted"
 STATUS_REJECTED = "rejected"
+
+# S3 object keys are at most 1,024 bytes of UTF-8.
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
+MAX_KEY_BYTES = 1024
+# DynamoDB items are at most 400 KB (binary: 409,600 bytes), names and values together.
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html
+MAX_ITEM_BYTES = 400 * 1024
+# The table item's per-class counts stop at this many bytes, biggest classes first; the full
+# counts and every detection stay in the result JSON. Leaves the rest of the item far below
+# MAX_ITEM_BYTES whatever a class map holds.
+BY_CLASS_ITEM_BYTES = 64 * 1024
+# Rejection reasons in the item are cut to this many characters (the JSON keeps them whole).
+REASON_ITEM_CHARACTERS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,17 @@ def result_key(image_key: str) -> str:
 def annotated_key(image_key: str) -> str:
     """``incoming/a/b.jpg`` -> ``annotated/a/b.jpg.png``."""
     return f"{layout.ANNOTATED}{_relative_key(image_key)}.png"
+
+
+def check_derived_keys(image_key: str) -> None:
+    """Raise InputError when the image's ``results/`` or ``annotated/`` key would not fit S3."""
+    for derived in (result_key(image_key), annotated_key(image_key)):
+        length = len(derived.encode())
+        if length > MAX_KEY_BYTES:
+            raise InputError(
+                f"key too long to count: {derived.split('/', 1)[0]}/ key would be {length} "
+                f"bytes, S3 keys hold at most {MAX_KEY_BYTES}"
+            )
 
 
 def _source(image: ImageRef) -> dict[str, Any]:
@@ -104,11 +129,47 @@ def table_item(document: dict[str, Any]) -> dict[str, Any]:
     }
     if document["status"] == STATUS_COUNTED:
         item["count"] = document["count"]
-        item["by_class"] = dict(document["by_class"])
+        by_class = _largest_classes(document["by_class"], BY_CLASS_ITEM_BYTES)
+        item["by_class"] = by_class
+        if len(by_class) < len(document["by_class"]):
+            # Named so a reader of the item knows the JSON holds the rest.
+            item["classes_in_result_only"] = len(document["by_class"]) - len(by_class)
         item["threshold"] = Decimal(str(document["threshold"]))
         item["threshold_origin"] = document["threshold_origin"]
         item["model_name"] = document["model"]["model_name"]
         item["endpoint_config_name"] = document["model"]["endpoint_config_name"]
     else:
-        item["reason"] = document["reason"]
+        item["reason"] = document["reason"][:REASON_ITEM_CHARACTERS]
     return item
+
+
+def item_size_bytes(value: Any, name: str = "") -> int:
+    """DynamoDB's size of one attribute (``name`` and ``value``), by its documented rules.
+
+    Strings count their UTF-8 bytes; numbers about one byte per two significant digits plus
+    one; maps and lists 3 bytes plus one per element. A whole item is a map with no name.
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
+    """
+    size = len(name.encode())
+    if isinstance(value, str):
+        return size + len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return size + 1
+    if isinstance(value, int | float | Decimal):
+        digits = len(str(abs(value)).replace(".", "").strip("0")) or 1
+        return size + (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return size + 3 + sum(item_size_bytes(v, str(k)) + 1 for k, v in value.items())
+    return size + 3 + sum(item_size_bytes(v) + 1 for v in value)
+
+
+def _largest_classes(by_class: dict[str, int], budget_bytes: int) -> dict[str, int]:
+    """The classes with the most objects whose entries fit ``budget_bytes``, sorted by name."""
+    kept: dict[str, int] = {}
+    used = 0
+    for name, count in sorted(by_class.items(), key=lambda entry: (-entry[1], entry[0])):
+        used += item_size_bytes(count, name) + 1
+        if used > budget_bytes:
+            break
+        kept[name] = count
+    return dict(sorted(kept.items()))

@@ -35,7 +35,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from counting_core import training
-from counting_core.constants import COUNTER_TIMEOUT_SECONDS, IMAGE_WORST_CASE_SECONDS
+from counting_core.constants import (
+    COUNTER_TIMEOUT_SECONDS,
+    DEFAULT_IMAGE_SHAPE,
+    DEFAULT_PAYLOAD_SCALE,
+    IMAGE_WORST_CASE_SECONDS,
+)
 from counting_core.errors import describe_validation_error
 
 CONTEXT_KEY = "counting"
@@ -215,7 +220,7 @@ CpuTransformInstanceType = Annotated[
 DEFAULT_HYPERPARAMETERS: dict[str, str] = {
     "base_network": "resnet-50",
     "use_pretrained_model": "1",
-    "image_shape": "512",
+    "image_shape": str(DEFAULT_IMAGE_SHAPE),
     "mini_batch_size": "8",
     "epochs": "30",
     "learning_rate": "0.001",
@@ -288,7 +293,15 @@ class TrainingSettings(Settings):
                 "{names} come from the data of each run and cannot be set",
                 {"names": ", ".join(data_driven)},
             )
-        return {**DEFAULT_HYPERPARAMETERS, **given}
+        merged = {**DEFAULT_HYPERPARAMETERS, **given}
+        # The counter scales images to a multiple of it (the active-model record carries it).
+        if not merged["image_shape"].isdigit() or int(merged["image_shape"]) < 1:
+            raise PydanticCustomError(
+                "image_shape",
+                "image_shape must be a whole number of pixels, got {value}",
+                {"value": repr(merged["image_shape"])},
+            )
+        return merged
 
     @field_validator("max_wait_hours")
     @classmethod
@@ -311,7 +324,11 @@ class InferenceSettings(Settings):
         4096, description="Serverless endpoint memory (1024-6144 in 1024 steps)."
     )
     max_concurrency: int = Field(
-        5, ge=1, le=200, description="Serverless endpoint concurrent invocations."
+        6,
+        ge=1,
+        le=200,
+        description="Serverless endpoint concurrent invocations; must equal "
+        "`counter.max_concurrency` x `counter.images_in_flight`.",
     )
     provisioned_concurrency: int | None = Field(
         None,
@@ -349,10 +366,29 @@ class CounterSettings(Settings):
         2,
         ge=2,
         le=1000,
-        description="Counter Lambdas running at once (SQS event source maximum concurrency); "
-        "at most `inference.max_concurrency`.",
+        description="Counter Lambdas running at once (SQS event source maximum concurrency).",
     )
-    batch_size: int = Field(5, ge=1, le=10, description="Images per counter invocation.")
+    images_in_flight: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Images each counter Lambda counts at once; `max_concurrency` x this must "
+        "equal `inference.max_concurrency`, so the endpoint is kept busy but not throttled.",
+    )
+    batch_size: int = Field(
+        9,
+        ge=1,
+        le=10,
+        description="Images per counter invocation; a multiple of `images_in_flight` keeps "
+        "every slot busy to the end of the batch.",
+    )
+    payload_scale: float = Field(
+        DEFAULT_PAYLOAD_SCALE,
+        ge=1,
+        le=8,
+        description="Images are sent to the endpoint as JPEG with their longest side at most "
+        "this many times the model's `image_shape` (the model resizes to `image_shape`).",
+    )
     timeout_seconds: int = Field(
         COUNTER_TIMEOUT_SECONDS,
         ge=IMAGE_WORST_CASE_SECONDS,
@@ -411,13 +447,17 @@ class AppConfig(Settings):
 
     @model_validator(mode="after")
     def _counting_fits_the_endpoint(self) -> AppConfig:
-        if self.counter.max_concurrency > self.inference.max_concurrency:
+        in_flight = self.counter.max_concurrency * self.counter.images_in_flight
+        if in_flight != self.inference.max_concurrency:
             raise PydanticCustomError(
                 "counting_concurrency",
-                "counter.max_concurrency: {counting} exceeds inference.max_concurrency "
-                "{endpoint}; the endpoint would throttle",
+                "counter.max_concurrency x counter.images_in_flight ({functions} x {each} = "
+                "{in_flight}) must equal inference.max_concurrency ({endpoint}): fewer leaves "
+                "the endpoint idle, more gets throttled",
                 {
-                    "counting": self.counter.max_concurrency,
+                    "functions": self.counter.max_concurrency,
+                    "each": self.counter.images_in_flight,
+                    "in_flight": in_flight,
                     "endpoint": self.inference.max_concurrency,
                 },
             )

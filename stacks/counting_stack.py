@@ -48,7 +48,8 @@ class CountingStack(cdk.Stack):
             "Counter",
             settings=settings,
             key=key,
-            queue=self.intake.queue,
+            intake=self.intake,
+            data_bucket_name=storage.bucket_name,
             results=self.results,
             active_model_parameter=config.active_model_parameter,
         )
@@ -81,6 +82,10 @@ class CountingStack(cdk.Stack):
                 [storage.key.key_arn],
             ),
             "RecordResults": (["dynamodb:PutItem"], [self.results.table.table_arn]),
+            "SendAgainOrDeadLetter": (
+                ["sqs:SendMessage"],
+                [self.intake.queue.queue_arn, self.intake.dead_letters.queue_arn],
+            ),
             "TrackIdempotency": (
                 [
                     "dynamodb:GetItem",

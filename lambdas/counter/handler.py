@@ -1,18 +1,18 @@
 """Counter Lambda: SQS batches of S3 "Object Created" events for ``incoming/``.
 
-Parses each message, counts the image once per object version (Powertools
-idempotency), and reports per-message failures so SQS retries only those; a
-message that keeps failing ends in the dead-letter queue. Images that cannot be
-counted (not JPEG/PNG, empty, corrupt) are recorded as rejections, not retried.
-
-An image is started only while the invocation has time left for its worst case
-(``IMAGE_WORST_CASE_SECONDS``); the rest of the batch is handed back untouched, so a
-slow endpoint never times the whole invocation out and loses the batch report.
+Counts the images of a batch ``IMAGES_IN_FLIGHT`` at a time, each once per object version
+(Powertools idempotency). Every message ends counted, rejected (recorded with its reason),
+sent again as a new message, or dead-lettered by the counter itself, as
+``counting_core.failures`` and ``counting_core.delivery`` decide; only a message whose copy
+SQS refused is reported as a batch item failure. Metrics are emitted after the idempotency
+record is saved, and only by the delivery that counted, so no retry counts twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import cache
@@ -23,9 +23,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
+    AsyncBatchProcessor,
     EventType,
-    process_partial_response,
+    async_process_partial_response,
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -34,15 +34,17 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting_core.constants import IMAGE_WORST_CASE_SECONDS
-from counting_core.events import ObjectCreated
+from counting_core import delivery
 from counting_core.model_record import ActiveModel
 from counting_core.results import STATUS_COUNTED, ImageRef
 from lambdas.counter import endpoint
-from lambdas.counter.service import CountingService
+from lambdas.counter.service import CountingService, Handled, MessageHandler, Redelivery
 
 # Seconds the active-model record is cached: a new deployment is picked up within this.
 ACTIVE_MODEL_CACHE_SECONDS = 60
@@ -50,59 +52,36 @@ ACTIVE_MODEL_CACHE_SECONDS = 60
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
 
 
-class NotEnoughTime(Exception):
-    """Too little of the invocation is left to count one more image: SQS delivers it again."""
-
-
-class TimeBudget:
-    """Starts an image only if the invocation can still finish it in the worst case.
-
-    The first image of an invocation always starts: the function timeout is at least
-    one worst case (``CounterSettings.timeout_seconds``), and by the time it starts only
-    milliseconds have gone, which would otherwise refuse it forever at that minimum.
-    """
-
-    def __init__(self) -> None:
-        self.images_started = 0
-
-    def new_invocation(self) -> None:
-        self.images_started = 0
-
-    def start_image(self, remaining_ms: int) -> None:
-        """Count an image as started, or raise NotEnoughTime if it might not finish."""
-        if self.images_started and remaining_ms < IMAGE_WORST_CASE_SECONDS * 1000:
-            raise NotEnoughTime(
-                f"not started: {remaining_ms / 1000:.1f} s left in this invocation, one image "
-                f"may take {IMAGE_WORST_CASE_SECONDS} s; SQS delivers it again"
-            )
-        self.images_started += 1
-
-
 class Environment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=3)
+    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
     results_table: str = Field(alias="RESULTS_TABLE", min_length=1)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
     # Unset: the active model's calibrated threshold (model_record.score_threshold).
     score_threshold: float | None = Field(None, alias="SCORE_THRESHOLD", ge=0, le=1)
     annotate: bool = Field(alias="ANNOTATE")
+    images_in_flight: int = Field(alias="IMAGES_IN_FLIGHT", ge=1, le=10)
+    payload_scale: float = Field(alias="PAYLOAD_SCALE", ge=1)
 
 
 ENV = Environment.model_validate(os.environ)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# Report every failed message, even when all failed, instead of failing the invocation:
-# SQS then retries exactly those messages and redrives each to the DLQ on its own count.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Every message is settled by the counter itself (see MessageHandler); a batch item failure
+# only reports one whose copy SQS refused, and is never raised for the whole batch.
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id, etag]",
     expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
     raise_on_no_idempotency_key=True,
 )
 # Lambda runs one invocation at a time per execution environment, so one budget is enough.
-time_budget = TimeBudget()
+time_budget = delivery.TimeBudget()
 
 
 @cache
@@ -110,10 +89,28 @@ def counting_service() -> CountingService:
     return CountingService(
         s3=boto3.client("s3"),
         sagemaker_runtime=boto3.client("sagemaker-runtime", config=endpoint.CLIENT_CONFIG),
-        table=boto3.resource("dynamodb").Table(ENV.results_table),
+        dynamodb=boto3.client("dynamodb"),
+        table_name=ENV.results_table,
         active_model=active_model,
         configured_threshold=ENV.score_threshold,
         annotate_images=ENV.annotate,
+        payload_scale=ENV.payload_scale,
+        endpoint_slots=ENV.images_in_flight,
+    )
+
+
+@cache
+def message_handler() -> MessageHandler:
+    return MessageHandler(
+        count_once=lambda image, attempt: count_once(image=image, attempt=attempt),
+        redelivery=Redelivery(
+            sqs=boto3.client("sqs"),
+            queue_url=ENV.queue_url,
+            dead_letter_queue_url=ENV.dead_letter_queue_url,
+        ),
+        time_budget=time_budget,
+        data_bucket=ENV.data_bucket,
+        in_progress=IdempotencyAlreadyInProgressError,
     )
 
 
@@ -134,38 +131,26 @@ once_per_image: Callable[[ImageCount], ImageCount] = idempotent_function(
 
 
 @once_per_image
-def count_once(image: dict[str, Any]) -> dict[str, Any]:
-    outcome = counting_service().count(ImageRef(**image))
-    # Metrics are emitted here, inside the idempotent call, so a duplicate adds nothing.
-    if outcome.status == STATUS_COUNTED:
+def count_once(image: dict[str, Any], attempt: str) -> dict[str, Any]:
+    # `attempt` is saved with the outcome: a replay returns another delivery's attempt.
+    return {**asdict(counting_service().count(ImageRef(**image))), "attempt": attempt}
+
+
+def emit_metrics(outcome: dict[str, Any], image: str | None) -> None:
+    if outcome["status"] == STATUS_COUNTED:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
-        metrics.add_metric("ObjectsCounted", MetricUnit.Count, outcome.count)
+        metrics.add_metric("ObjectsCounted", MetricUnit.Count, outcome["count"])
         metrics.add_metric(
-            "EndpointLatency", MetricUnit.Milliseconds, outcome.endpoint_latency_ms or 0
+            "EndpointLatency", MetricUnit.Milliseconds, outcome["endpoint_latency_ms"] or 0
         )
-        for class_name, count in (outcome.by_class or {}).items():
+        for class_name, count in (outcome["by_class"] or {}).items():
             with single_metric(
                 name="ObjectsCountedByClass", unit=MetricUnit.Count, value=count
             ) as metric:
                 metric.add_dimension("ClassName", class_name)
     else:
         metrics.add_metric("ImagesRejected", MetricUnit.Count, 1)
-        logger.warning("image rejected", extra={"image": image, "reason": outcome.reason})
-    return asdict(outcome)
-
-
-@tracer.capture_method
-def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
-    # BatchProcessor passes `lambda_context` to a record handler that names that parameter.
-    image = ObjectCreated.model_validate_json(record.body).object_version()
-    logger.append_keys(image=image.uri)
-    try:
-        # Checked before the idempotent call: nothing is written, no idempotency record.
-        time_budget.start_image(lambda_context.get_remaining_time_in_millis())
-    except NotEnoughTime as error:
-        logger.warning("image left for a later invocation", extra={"reason": str(error)})
-        raise
-    return count_once(image=asdict(image))
+        logger.warning("image rejected", extra={"image": image, "reason": outcome["reason"]})
 
 
 @logger.inject_lambda_context
@@ -174,6 +159,71 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> dict[str,
 def main(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
     time_budget.new_invocation()
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
+    records = [record for record in event.get("Records") or [] if isinstance(record, dict)]
+    tallies = [delivery.Tally.of(_receive_count(r), _attributes(r)) for r in records]
+    handler, _ = message_handler(), counting_service()  # created here, not in the threads
+    # First settle what the plan does not count, so a suspect counted next cannot take them down.
+    passed_on: dict[str, Handled | Exception] = {}
+    counted: dict[str, delivery.Tally] = {}
+    for record, tally, action in zip(records, tallies, delivery.plan_batch(tallies), strict=True):
+        message_id = record.get("messageId", "")
+        if action is delivery.Action.COUNT:
+            counted[message_id] = tally
+            continue
+        try:
+            passed_on[message_id] = handler.pass_on(
+                str(record.get("body", "")), tally, action, str(record.get("receiptHandle", ""))
+            )
+        except Exception as error:  # reported below as this message's batch item failure
+            passed_on[message_id] = error
+    # One image more than the endpoint slots: it is read and scaled, or its results written,
+    # while the others wait for the endpoint, so no slot idles between two images.
+    in_flight = asyncio.Semaphore(ENV.images_in_flight + 1)
+    settled: list[tuple[SQSRecord, Handled]] = []
+
+    async def settle(record: SQSRecord) -> None:
+        early = passed_on.get(record.message_id)
+        if isinstance(early, Exception):
+            raise early
+        if early is not None:
+            settled.append((record, early))
+            return
+        async with in_flight:
+            handled = await asyncio.to_thread(
+                handler.handle,
+                record.body or "",
+                counted[record.message_id],
+                context.get_remaining_time_in_millis,
+                str(uuid.uuid4()),
+            )
+        settled.append((record, handled))
+
+    response = async_process_partial_response(
+        event=event, record_handler=settle, processor=processor, context=context
     )
+    for message, handled in settled:
+        logger.info(
+            "message settled",
+            extra={
+                "message_id": message.message_id,
+                "image": handled.image,
+                "how": handled.how,
+                "reason": handled.reason,
+            },
+        )
+        if handled.outcome is not None:
+            emit_metrics(handled.outcome, handled.image)
+    return response
+
+
+def _attributes(record: Any) -> dict[str, Any]:
+    attributes = record.get("messageAttributes") if isinstance(record, dict) else None
+    return attributes if isinstance(attributes, dict) else {}
+
+
+def _receive_count(record: Any) -> int:
+    attributes = record.get("attributes") if isinstance(record, dict) else None
+    try:
+        return int((attributes or {}).get("ApproximateReceiveCount", 1))
+    except (TypeError, ValueError):
+        return 1

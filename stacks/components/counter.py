@@ -15,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.delivery import MAX_FAILURES
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
     MAX_EVENT_AGE,
@@ -27,8 +28,9 @@ from stacks.config import CounterSettings
 from stacks.nag import acknowledge
 from stacks.pins import pinned_requirement
 
-# SQS redrives a message to the dead-letter queue after this many failed receives.
-MAX_RECEIVES = 5
+# SQS redrives a message to the dead-letter queue after this many failed receives: the
+# counter's own tally (counting_core.delivery) uses the same number, this is the backstop.
+MAX_RECEIVES = MAX_FAILURES
 # The image library the counter needs and the Lambda runtime lacks, at its pinned version.
 PILLOW = pinned_requirement("pillow")
 
@@ -157,7 +159,8 @@ class ImageCounter(Construct):
         *,
         settings: CounterSettings,
         key: kms.IKey,
-        queue: sqs.IQueue,
+        intake: ImageIntake,
+        data_bucket_name: str,
         results: CountResults,
         active_model_parameter: str,
     ) -> None:
@@ -172,6 +175,11 @@ class ImageCounter(Construct):
             timeout=cdk.Duration.seconds(settings.timeout_seconds),
             memory_size=1024,
             environment={
+                "DATA_BUCKET": data_bucket_name,
+                "QUEUE_URL": intake.queue.queue_url,
+                "DEAD_LETTER_QUEUE_URL": intake.dead_letters.queue_url,
+                "IMAGES_IN_FLIGHT": str(settings.images_in_flight),
+                "PAYLOAD_SCALE": str(settings.payload_scale),
                 "RESULTS_TABLE": results.table.table_name,
                 "IDEMPOTENCY_TABLE": results.idempotency.table_name,
                 "ACTIVE_MODEL_PARAMETER": active_model_parameter,
@@ -186,6 +194,7 @@ class ImageCounter(Construct):
             layers=[dependency_layer(self, "Pillow", PILLOW)],
         )
         self.function = self.handler.function
+        queue = intake.queue
         source = event_sources.SqsEventSource(
             queue,
             batch_size=settings.batch_size,
@@ -197,7 +206,7 @@ class ImageCounter(Construct):
             self.function,
             "Serverless-LambdaDLQ",
             "The counter is only invoked synchronously by its SQS event source; a message "
-            "it fails on returns to the queue and ends in the queue's dead-letter queue.",
+            "it fails on is sent again or moved to the queue's dead-letter queue.",
         )
         acknowledge(
             self.function.node.find_child(f"SqsEventSource:{cdk.Names.node_unique_id(queue.node)}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import socket
@@ -13,7 +14,6 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
-from counting import count as count_cli
 from counting_core.images import detect_format, image_size
 
 REGION = "us-east-1"
@@ -224,25 +224,26 @@ def test_invoke_sends_the_image_and_prints_the_count(cli, files, runtime):
         "bottom": 99,
     }
     (request,) = runtime
-    assert request["body"] == (files / "image.png").read_bytes()
+    # Sent re-encoded as a JPEG of the same size (under the 1,024 px the model needs).
+    assert detect_format(request["body"]) == "jpeg"
+    assert Image.open(io.BytesIO(request["body"])).size == (200, 100)
     assert request["headers"]["Content-Type"] == "application/x-image"
     assert request["headers"]["Accept"] == "application/json"
 
 
-def test_invoke_shrinks_images_over_the_payload_limit(cli, files, runtime, monkeypatch):
-    noise = Image.frombytes("RGB", (200, 100), random.Random(0).randbytes(200 * 100 * 3))
+def test_invoke_sends_large_images_at_twice_the_models_input_side(cli, files, runtime):
+    noise = Image.frombytes("RGB", (3000, 1500), random.Random(0).randbytes(3000 * 1500 * 3))
     noise.save(files / "noise.png")
-    monkeypatch.setattr(count_cli, "SERVERLESS_MAX_PAYLOAD_BYTES", 10_000)
     queue_endpoint_response(RESPONSE)
 
     status, out, _ = cli("invoke", "--endpoint", "counter", files / "noise.png")
 
     assert status == 0
     (request,) = runtime
-    assert len(request["body"]) <= 10_000
     assert detect_format(request["body"]) == "jpeg"
-    # Boxes are fractions, so pixels still refer to the original 200 x 100 image.
-    assert json.loads(out)["detections"][1]["box_pixels"]["right"] == 199
+    assert Image.open(io.BytesIO(request["body"])).size == (1024, 512)
+    # Boxes are fractions, so pixels still refer to the original 3000 x 1500 image.
+    assert json.loads(out)["detections"][1]["box_pixels"]["right"] == 2999
 
 
 def test_invoke_rejects_a_bad_image_before_calling(cli, files, runtime):

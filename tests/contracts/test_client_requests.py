@@ -62,10 +62,12 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
     counter = CountingService(
         s3=None,
         sagemaker_runtime=runtime,
-        table=None,
+        dynamodb=None,
+        table_name="results",
         active_model=lambda: None,
         configured_threshold=0.2,
         annotate_images=False,
+        payload_scale=2,
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
         assert counter._invoke(ENDPOINT, b"\xff\xd8 jpeg bytes") == PREDICTIONS

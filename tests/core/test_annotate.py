@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
-from counting_core.annotate import PALETTE, annotate, class_colour
+from counting_core.annotate import LEGEND_CLASSES, PALETTE, annotate, class_colour, legend_lines
 from counting_core.images import detect_format
 from counting_core.predictions import Detection, count_detections
 
@@ -77,3 +78,108 @@ def test_palette_is_distinct_and_deterministic():
     assert len(set(PALETTE)) == len(PALETTE)
     assert [class_colour(i) for i in range(len(PALETTE))] == list(PALETTE)
     assert class_colour(len(PALETTE) + 3) == class_colour(3)
+
+
+# The legend: phones and 4K monitors, measured on the pixels written.
+PHONE, MONITOR_4K = (390, 844), (3840, 2160)
+# Smallest legible height of the legend's text on screen, in screen pixels: its capital letters
+# and digits (about 0.7 of the font size) at 12 px type.
+MIN_GLYPH_PX = 8
+
+
+def legend_result(image_size, classes=(("car", 0, 3), ("person", 1, 2))):
+    detections = [
+        Detection(class_id, 0.9, 0.45, 0.45, 0.55, 0.55)
+        for name, class_id, count in classes
+        for _ in range(count)
+    ]
+    class_map = {str(class_id): name for name, class_id, _ in classes}
+    return count_detections(detections, threshold=0.3, class_map=class_map, image_size=image_size)
+
+
+def heading_glyph_height(out: Image.Image) -> int:
+    """Rows of the legend's first line holding light (text) pixels, near the left or right."""
+    pixels = out.load()
+    width, height = out.size
+    white_rows = [
+        y
+        for y in range(height)
+        if any(sum(pixels[x, y]) > 3 * 128 for x in range(0, min(width, 400)))
+        or any(sum(pixels[x, y]) > 3 * 128 for x in range(max(0, width - 400), width))
+    ]
+    # The first run of consecutive white rows is the heading line.
+    run = [white_rows[0]]
+    for y in white_rows[1:]:
+        if y - run[-1] > 1:
+            break
+        run.append(y)
+    return len(run)
+
+
+def shown_scale(size, screen):
+    return min(1.0, screen[0] / size[0], screen[1] / size[1])
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(4032, 3024), (3024, 4032), (4096, 2304), (1920, 1080), (640, 480), (300, 200)],
+)
+def test_the_legend_is_readable_on_a_phone_and_on_a_4k_monitor(size):
+    # A dark photo, so white text can only come from the legend.
+    image = Image.new("RGB", size, (40, 40, 40))
+    result = legend_result(size)
+
+    out = decode(annotate(image, result.detections, result))
+
+    glyph = heading_glyph_height(out)
+    for screen in (PHONE, MONITOR_4K):
+        assert glyph * shown_scale(out.size, screen) >= MIN_GLYPH_PX, (size, screen, glyph)
+
+
+def test_the_legend_shows_each_class_in_its_colour(png_200x100):
+    result = legend_result((200, 100))
+
+    out = decode(annotate(png_200x100, result.detections, result))
+
+    colours = {colour for _, colour in out.getcolors(maxcolors=100_000)}
+    assert class_colour(0) in colours
+    assert class_colour(1) in colours
+    assert (255, 255, 255) in colours  # the text
+
+
+def test_the_legend_text_says_total_classes_and_threshold():
+    result = legend_result((640, 480))
+
+    heading, entries = legend_lines(result)
+
+    assert heading == "Total 5  ·  score ≥ 0.30"
+    assert entries == [("car 3", "car"), ("person 2", "person")]
+
+
+def test_many_classes_are_summed_after_the_largest():
+    classes = tuple((f"class {index:02d}", index, 20 - index) for index in range(15))
+    result = legend_result((640, 480), classes)
+
+    _, entries = legend_lines(result)
+
+    assert len(entries) == LEGEND_CLASSES
+    assert entries[0] == ("class 00 20", "class 00")
+    rest = sum(20 - index for index in range(LEGEND_CLASSES - 1, 15))
+    assert entries[-1] == (f"4 more classes {rest}", None)
+
+
+def test_the_legend_avoids_the_corner_with_boxes():
+    size = (1000, 800)
+    # One large box filling the bottom-left quarter.
+    detections = count_detections(
+        [Detection(0, 0.9, 0.0, 0.5, 0.5, 1.0)], image_size=size
+    ).detections
+    result = count_detections([Detection(0, 0.9, 0.0, 0.5, 0.5, 1.0)], image_size=size)
+    image = Image.new("RGB", size, (40, 40, 40))
+
+    out = decode(annotate(image, detections, result))
+
+    # The legend darkens the photo (40 -> 10) in the first corner free of boxes, bottom right;
+    # the box's corner, bottom left, keeps its grey.
+    assert out.getpixel((size[0] - 5, size[1] - 5)) == (10, 10, 10)
+    assert out.getpixel((20, size[1] - 20)) == (40, 40, 40)

@@ -1,4 +1,4 @@
-"""Image checks and payload fitting, on images made in memory."""
+"""Image checks, bounded reading and the endpoint payload, on images made in memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 from counting_core import images
 from counting_core.errors import InputError
@@ -46,9 +46,17 @@ def test_formats_are_told_by_their_first_bytes(jpeg_200x100, png_200x100):
     ],
 )
 def test_other_formats_are_refused(data, message):
-    for check in (images.detect_format, images.image_size, images.open_image, images.fit_payload):
+    for check in (images.detect_format, images.image_size, images.open_image, prepare):
         with pytest.raises(InputError, match=message):
             check(data)
+
+
+def prepare(data: bytes, payload_side: int = 1024, picture_side: int | None = None, **options):
+    return images.prepare(data, payload_side=payload_side, picture_side=picture_side, **options)
+
+
+def decoded(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
 
 
 def test_image_size(jpeg_200x100, png_200x100):
@@ -60,10 +68,9 @@ def test_truncated_jpeg_is_refused():
     data = noisy("JPEG", (64, 48))
     truncated = data[: len(data) // 2]
 
-    with pytest.raises(InputError, match="corrupt JPEG image"):
-        images.open_image(truncated)
-    with pytest.raises(InputError, match="corrupt JPEG image"):
-        images.fit_payload(truncated)
+    for check in (images.open_image, prepare):
+        with pytest.raises(InputError, match="corrupt JPEG image"):
+            check(truncated)
 
 
 def test_png_with_a_damaged_chunk_is_refused(png_200x100):
@@ -71,98 +78,201 @@ def test_png_with_a_damaged_chunk_is_refused(png_200x100):
     damaged[40:48] = b"\x00" * 8  # inside the IHDR/IDAT region: fails its CRC or inflates badly
 
     with pytest.raises(InputError, match="corrupt PNG image"):
-        images.open_image(bytes(damaged))
+        prepare(bytes(damaged))
 
 
-@pytest.mark.parametrize("pixels", [150, 250])  # Pillow warns above 1x its limit, fails above 2x
-def test_decompression_bombs_are_refused(monkeypatch, make_image, pixels):
+@pytest.mark.parametrize(
+    ("image_format", "message"),
+    [
+        ("JPEG", r"20x10 \(0.0 MP\): a JPEG image may have at most 0.000199 megapixels"),
+        ("PNG", r"20x10 \(0.0 MP\): a PNG image may have at most 0.000199 megapixels"),
+    ],
+)
+def test_images_over_the_pixel_limit_are_refused_before_decoding(
+    monkeypatch, make_image, image_format, message
+):
+    monkeypatch.setitem(images._MAX_PIXELS, image_format.lower(), 199)
+    data = make_image(image_format, (20, 10))
+
+    with pytest.raises(InputError, match=message):
+        prepare(data)
+    monkeypatch.setitem(images._MAX_PIXELS, image_format.lower(), 200)
+    assert prepare(data).size == (20, 10)
+
+
+def test_pillows_own_bomb_limit_is_reported_as_the_pixel_limit(monkeypatch, make_image):
+    # Pillow refuses outright above twice its MAX_IMAGE_PIXELS, before our check can run.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    data = make_image("PNG", (pixels // 10, 10))
-
-    for check in (images.image_size, images.open_image):
-        with pytest.raises(InputError, match="decompression bomb"):
-            check(data)
+    with pytest.raises(InputError, match="a PNG image may have at most 50 megapixels"):
+        prepare(make_image("PNG", (25, 10)))
 
 
-def test_fit_payload_returns_small_images_unchanged(jpeg_200x100):
-    assert images.fit_payload(jpeg_200x100, max_bytes=len(jpeg_200x100)) is jpeg_200x100
+@pytest.mark.parametrize(
+    ("key", "counted"),
+    [
+        ("incoming/a.jpg", True),
+        ("incoming/b.JPEG", True),
+        ("incoming/c.jpe", True),
+        ("incoming/d.jfif", True),
+        ("incoming/e.Png", True),
+        ("incoming/report.pdf", False),
+        ("incoming/frame0001", False),
+        ("incoming/photo.jpg.txt", False),
+        ("incoming/clip.heic", False),
+    ],
+)
+def test_only_jpeg_and_png_names_are_taken(key, counted):
+    if counted:
+        images.check_name(key)
+    else:
+        with pytest.raises(InputError, match="not an image name"):
+            images.check_name(key)
 
 
-def test_fit_payload_shrinks_a_large_noisy_image_below_the_limit():
-    data = noisy("PNG", (600, 400))
-    limit = 60_000
-    assert len(data) > 10 * limit
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (0, "image is empty"),
+        (images.MAX_UPLOAD_BYTES + 1, "image is 100,000,001 bytes; at most 100,000,000"),
+    ],
+)
+def test_upload_size_is_checked_before_the_body_is_read(size, message):
+    class Unread(io.BytesIO):
+        def read(self, *args):
+            raise AssertionError("the body was read")
 
-    fitted = images.fit_payload(data, max_bytes=limit)
-
-    assert len(fitted) <= limit
-    assert images.detect_format(fitted) == "jpeg"
-    width, height = images.image_size(fitted)
-    assert width < 600
-    assert width / height == pytest.approx(600 / 400, rel=0.01)
-    images.open_image(fitted)  # decodes
+    with pytest.raises(InputError, match=message):
+        images.read_upload(Unread(), size)
 
 
-def test_fit_payload_reencodes_transparent_png_as_jpeg():
-    # A gradient with a noisy channel and an alpha channel: about 89 kB as PNG, 27 kB as JPEG.
+def test_only_the_first_bytes_are_read_from_a_body_that_is_not_an_image():
+    body = io.BytesIO(PDF_START + b"x" * 10_000)
+
+    with pytest.raises(InputError, match="not a JPEG or PNG image"):
+        images.read_upload(body, len(body.getvalue()))
+    assert body.tell() == images.MAGIC_BYTES
+
+
+def test_a_body_longer_than_declared_is_refused(png_200x100):
+    with pytest.raises(InputError, match="longer than the 20 bytes it declared"):
+        images.read_upload(io.BytesIO(png_200x100), 20)
+
+
+def test_large_uploads_are_spooled_to_a_file(monkeypatch):
+    monkeypatch.setattr(images, "SPOOL_IN_MEMORY_BYTES", 1000)
+    data = noisy("PNG", (100, 100))
+
+    with images.read_upload(io.BytesIO(data), len(data)) as upload:
+        assert upload._rolled  # type: ignore[attr-defined]  # moved to a temporary file
+        assert upload.read() == data
+
+
+def test_payload_is_a_jpeg_scaled_to_its_longest_side():
+    data = noisy("PNG", (3000, 2000))
+
+    prepared = prepare(data, payload_side=1024)
+
+    assert prepared.size == (3000, 2000)
+    assert prepared.payload_size == (1024, 683)
+    assert images.detect_format(prepared.payload) == "jpeg"
+    assert decoded(prepared.payload).size == (1024, 683)
+    assert prepared.picture is None
+
+
+def test_small_images_are_not_enlarged(png_200x100):
+    prepared = prepare(png_200x100, payload_side=1024, picture_side=4096)
+
+    assert prepared.payload_size == (200, 100)
+    assert prepared.picture.size == (200, 100)
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale(monkeypatch):
+    decoded_sizes = []
+    original_load = ImageFile.ImageFile.load
+
+    def load(image):
+        pixels = original_load(image)
+        decoded_sizes.append(image.im.size)
+        return pixels
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    data = noisy("JPEG", (1600, 1200))
+
+    prepared = prepare(data, payload_side=300, picture_side=None)
+
+    # 1/4 scale (400x300) is the smallest libjpeg scale that keeps 300 px on the long side.
+    assert set(decoded_sizes) == {(400, 300)}
+    assert prepared.size == (1600, 1200)
+    assert prepared.payload_size == (300, 225)
+
+
+def test_the_picture_is_capped_and_upright():
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(noisy("PNG", (400, 200)))).save(buffer, format="JPEG", exif=exif)
+
+    prepared = prepare(buffer.getvalue(), payload_side=100, picture_side=300)
+
+    assert prepared.size == (200, 400)  # as displayed
+    assert prepared.payload_size == (50, 100)
+    assert prepared.picture.size == (150, 300)
+    assert ORIENTATION not in decoded(prepared.payload).getexif()
+
+
+def test_transparent_png_is_sent_as_an_rgb_jpeg():
     gradient = Image.linear_gradient("L").resize((300, 200))
     noise = Image.effect_noise((300, 200), 30)
     data = encode(Image.merge("RGBA", (gradient, noise, gradient, gradient)), "PNG")
 
-    fitted = images.fit_payload(data, max_bytes=len(data) // 2)
+    prepared = prepare(data, picture_side=300)
 
-    assert images.detect_format(fitted) == "jpeg"
-    assert images.image_size(fitted) == (300, 200)  # fits at full size once re-encoded
-    assert images.open_image(fitted).mode == "RGB"
+    assert decoded(prepared.payload).mode == "RGB"
+    assert prepared.picture.mode == "RGB"
 
 
-def test_fit_payload_keeps_the_exif_orientation():
+def test_a_png_over_4_mb_with_a_large_exif_block_is_counted():
     exif = Image.Exif()
-    exif[ORIENTATION] = 6  # rotate 90 degrees clockwise to display
+    exif[0x010E] = "x" * 4_500_000  # ImageDescription, kept in the PNG's eXIf chunk
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(noisy("PNG", (120, 80)))).save(buffer, format="JPEG", exif=exif)
+    Image.open(io.BytesIO(noisy("PNG", (300, 200)))).save(buffer, format="PNG", exif=exif)
     data = buffer.getvalue()
+    assert len(data) > 4_000_000
 
-    fitted = images.fit_payload(data, max_bytes=len(data) // 3)
+    prepared = prepare(data)
 
-    assert len(fitted) <= len(data) // 3
-    assert images.open_image(fitted).getexif()[ORIENTATION] == 6
-
-
-def test_fit_payload_tries_narrow_images_at_full_size():
-    data = noisy("PNG", (20, 2000))  # short side already under MIN_SIDE_PIXELS
-
-    fitted = images.fit_payload(data, max_bytes=len(data) // 2)
-
-    assert images.image_size(fitted) == (20, 2000)
+    assert len(prepared.payload) < 100_000
+    assert prepared.payload_size == (300, 200)
 
 
-def test_fit_payload_says_when_nothing_fits():
+def test_a_png_wider_than_jpeg_allows_is_refused_as_too_narrow(make_image):
+    data = make_image("PNG", (65_600, 40))
+
+    with pytest.raises(InputError, match=r"65600x40 image is too narrow to count"):
+        prepare(data)
+
+
+def test_the_payload_shrinks_until_it_fits():
+    data = noisy("PNG", (600, 400))
+
+    prepared = prepare(data, max_payload_bytes=60_000)
+
+    assert len(prepared.payload) <= 60_000
+    assert prepared.payload_size[0] < 600
+    assert prepared.payload_size[0] / prepared.payload_size[1] == pytest.approx(1.5, rel=0.01)
+
+
+def test_the_payload_says_when_nothing_fits():
     with pytest.raises(
         InputError, match=r"cannot fit the 200x100 image into 100 bytes, even as a \d+x\d+ JPEG"
     ):
-        images.fit_payload(noisy("PNG", (200, 100)), max_bytes=100)
+        prepare(noisy("PNG", (200, 100)), max_payload_bytes=100)
 
 
-def test_fit_payload_needs_a_positive_limit(jpeg_200x100):
-    with pytest.raises(InputError, match="payload limit must be positive"):
-        images.fit_payload(jpeg_200x100, max_bytes=0)
-
-
-SAMPLES = [noisy("JPEG", (24, 16)), noisy("PNG", (24, 16))]
-
-
-@settings(max_examples=200)
+@settings(max_examples=60, deadline=None)
 @given(
-    st.sampled_from(SAMPLES),
-    st.integers(min_value=1),
-    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=8),
+    data=st.binary(max_size=300), start=st.sampled_from([b"", images.JPEG_MAGIC, images.PNG_MAGIC])
 )
-def test_damaged_images_raise_only_input_error(data, cut, flips):
-    damaged = bytearray(data[: 1 + cut % len(data)])
-    for position, value in flips:
-        damaged[position % len(damaged)] = value
-
-    for check in (images.image_size, images.open_image):
-        with contextlib.suppress(InputError):
-            check(bytes(damaged))
+def test_any_bytes_are_prepared_or_refused_with_input_error(data, start):
+    with contextlib.suppress(InputError):
+        prepare(start + data)

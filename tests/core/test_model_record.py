@@ -24,6 +24,7 @@ WRITTEN = {
     "count_bias": -0.25,
     "evaluation_uri": "s3://bucket/training/models/run/evaluation.json",
     "deployed_at": "2026-11-26T18:02:11.512Z",
+    "image_shape": 512,
 }
 
 
@@ -31,6 +32,12 @@ def test_reads_the_record_the_state_machine_writes():
     record = ActiveModel.model_validate_json(json.dumps(WRITTEN))
 
     assert record.model_dump() == WRITTEN
+
+
+def test_a_record_written_before_image_shape_still_reads():
+    older = {name: value for name, value in WRITTEN.items() if name != "image_shape"}
+
+    assert ActiveModel.model_validate(older).image_shape is None
 
 
 def test_a_record_from_a_newer_writer_still_reads():

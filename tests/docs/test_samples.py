@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from counting_core import images, labeling, predictions, results
+from counting_core import failures, images, labeling, predictions, results
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel
 from tests.docs.pages import PAGES, ROOT, blocks, relative, sample
@@ -89,3 +89,9 @@ def test_every_json_block_is_json(page):
     for block in blocks(page):
         if block.language == "json":
             json.loads("\n".join(block.lines))
+
+
+def test_the_failure_table_in_the_docs_is_the_counters():
+    page = (ROOT / "docs" / "counting.md").read_text()
+
+    assert failures.failure_table() in page, "regenerate it: counting_core.failures.failure_table()"

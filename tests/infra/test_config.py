@@ -70,8 +70,12 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             "training.hyperparameters: label_width come from the data of each run",
         ),
         (
-            {"counting.inference.provisioned_concurrency": "6"},
-            "inference.provisioned_concurrency: 6 exceeds max_concurrency (5)",
+            {"counting.inference.provisioned_concurrency": "7"},
+            "inference.provisioned_concurrency: 7 exceeds max_concurrency (6)",
+        ),
+        (
+            {"counting.training.hyperparameters": '{"image_shape": "big"}'},
+            "training.hyperparameters: image_shape must be a whole number of pixels, got 'big'",
         ),
         (
             {"counting.training.instance_type": "ml.p3.banana"},

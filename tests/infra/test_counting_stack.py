@@ -106,7 +106,7 @@ def test_event_source_reports_item_failures_within_the_endpoint_concurrency(temp
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "BatchSize": 5,
+            "BatchSize": 9,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": 2},
         },
@@ -125,6 +125,11 @@ def test_counter_function_is_traced_logged_and_configured(template):
     # No threshold pinned by default: the active model's calibrated one applies.
     assert "SCORE_THRESHOLD" not in environment
     assert environment["ANNOTATE"] == "true"
+    # 2 functions x 3 images each = the endpoint's MaxConcurrency of 6.
+    assert environment["IMAGES_IN_FLIGHT"] == "3"
+    assert environment["PAYLOAD_SCALE"] == "2"
+    assert environment["DATA_BUCKET"]["Fn::Join"][1][0] == "object-counting-dev-data-"
+    assert set(environment) >= {"QUEUE_URL", "DEAD_LETTER_QUEUE_URL"}
     assert len(properties["Layers"]) == 2  # Powertools (public) and Pillow
     template.has_resource_properties(
         "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 90}
@@ -141,6 +146,9 @@ def test_counter_may_only_do_what_it_needs(template):
     assert statements["ReadIncomingImages"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert statements["WriteResultsAndAnnotatedImages"]["Action"] == "s3:PutObject"
     assert statements["InvokeTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
+    # Sends a message again or dead-letters it itself: the intake queue and its DLQ only.
+    assert statements["SendAgainOrDeadLetter"]["Action"] == "sqs:SendMessage"
+    assert len(statements["SendAgainOrDeadLetter"]["Resource"]) == 2
     assert statements["InvokeTheEndpoint"]["Resource"]["Fn::Join"][1][-1] == (
         ":endpoint/object-counting-dev-counter"
     )
@@ -182,6 +190,27 @@ def test_tables_are_encrypted_with_the_data_key_and_results_are_protected(templa
     )
 
 
-def test_counting_concurrency_above_the_endpoint_fails_the_config():
-    with pytest.raises(ConfigError, match=r"counter.max_concurrency: 9 exceeds"):
-        load_config(cdk_context(**{"counting.counter.max_concurrency": "9"}))
+@pytest.mark.parametrize(
+    ("overrides", "product"),
+    [
+        ({"counting.counter.max_concurrency": "3"}, "3 x 3 = 9"),
+        ({"counting.counter.images_in_flight": "2"}, "2 x 2 = 4"),
+        ({"counting.inference.max_concurrency": "5"}, "2 x 3 = 6"),
+    ],
+)
+def test_counter_concurrency_must_match_the_endpoint(overrides, product):
+    with pytest.raises(ConfigError, match=rf"images_in_flight \({product}\) must equal"):
+        load_config(cdk_context(**overrides))
+
+
+def test_a_matching_product_is_accepted():
+    config = load_config(
+        cdk_context(
+            **{
+                "counting.counter.max_concurrency": "4",
+                "counting.counter.images_in_flight": "5",
+                "counting.inference.max_concurrency": "20",
+            }
+        )
+    )
+    assert config.counter.max_concurrency * config.counter.images_in_flight == 20

@@ -47,3 +47,25 @@ def make_bucket(name: str) -> None:
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=name)
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+@pytest.fixture
+def counter(aws, monkeypatch, request):
+    """The counter handler under moto: (handler module, recorder of the messages it sent).
+
+    Imported with a configured threshold of "0.2" unless a test gives ``(configured
+    threshold or None, active-model record)`` as the fixture's parameter.
+    """
+    from tests.lambdas.counter_harness import create_resources, environment, load_handler
+
+    configured, active_model = getattr(request, "param", ("0.2", None))
+    environment(monkeypatch)
+    if configured is None:
+        monkeypatch.delenv("SCORE_THRESHOLD", raising=False)
+    else:
+        monkeypatch.setenv("SCORE_THRESHOLD", configured)
+    create_resources(active_model)
+    module, recorder = load_handler()
+    yield module, recorder
+    module.counting_service.cache_clear()
+    module.message_handler.cache_clear()

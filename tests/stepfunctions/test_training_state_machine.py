@@ -206,7 +206,7 @@ class Pipeline:
                 {
                     "VariantName": "AllTraffic",
                     "ModelName": PREVIOUS_RUN,
-                    "ServerlessConfig": {"MemorySizeInMB": 4096, "MaxConcurrency": 5},
+                    "ServerlessConfig": {"MemorySizeInMB": 4096, "MaxConcurrency": 6},
                 }
             ],
         )
@@ -272,6 +272,7 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
         count_bias=-0.1,
         evaluation_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.json",
         deployed_at=record.deployed_at,
+        image_shape=512,  # the training image_shape hyperparameter
     )
     assert record.deployed_at
     assert run.output == json.loads(record.model_dump_json())
@@ -287,7 +288,7 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
     config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=RUN)
     (variant,) = config["ProductionVariants"]
     assert variant["ModelName"] == RUN
-    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 6}
     assert pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == RUN
 
 

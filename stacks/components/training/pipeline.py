@@ -76,6 +76,7 @@ class TrainingPipeline(Construct):
             "Record",
             endpoint_name=config.endpoint_name,
             parameter_name=config.active_model_parameter,
+            image_shape=int(config.training.hyperparameters["image_shape"]),
             notifications=notifications,
         )
         self.deploy = DeployStep(

@@ -37,6 +37,7 @@ class RecordStep(Construct):
         *,
         endpoint_name: str,
         parameter_name: str,
+        image_shape: int,
         notifications: RunNotifications,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -56,6 +57,8 @@ class RecordStep(Construct):
             "count_bias": sfn.JsonPath.number_at(f"{EVALUATION}.bias"),
             "evaluation_uri": sfn.JsonPath.string_at(f"{EVALUATION}.reportUri"),
             "deployed_at": sfn.JsonPath.state_entered_time,
+            # The counter scales images to a multiple of it before sending them.
+            "image_shape": image_shape,
         }
         unknown = set(record) - set(ActiveModel.model_fields)
         if unknown:

@@ -1,0 +1,67 @@
+"""The counter's failure table: each row against the function that applies it."""
+
+from __future__ import annotations
+
+import pytest
+
+from counting_core import failures
+from counting_core.failures import Verdict
+
+REJECTED, RETRIED = Verdict.REJECTED, Verdict.RETRIED
+
+
+@pytest.mark.parametrize(
+    ("code", "original_status", "verdict"),
+    [
+        # The model's container refused this input: never countable.
+        ("ModelError", 400, REJECTED),
+        ("ModelError", 413, REJECTED),
+        ("ModelError", 415, REJECTED),
+        ("ModelError", 422, REJECTED),
+        # "Later", not "never".
+        ("ModelError", 408, RETRIED),
+        ("ModelError", 429, RETRIED),
+        ("ModelError", 500, RETRIED),
+        ("ModelError", 503, RETRIED),
+        ("ModelError", None, RETRIED),
+        # SageMaker Runtime's own errors (botocore service model) and throttling.
+        ("ModelNotReadyException", None, RETRIED),
+        ("ThrottlingException", None, RETRIED),
+        ("InternalFailure", None, RETRIED),
+        ("ServiceUnavailable", None, RETRIED),
+        ("InternalDependencyException", None, RETRIED),
+        ("ValidationError", None, RETRIED),
+        # A 4xx status on anything but ModelError is not the container's verdict.
+        ("ValidationError", 400, RETRIED),
+    ],
+)
+def test_endpoint_errors(code, original_status, verdict):
+    assert failures.endpoint_error(code, original_status) is verdict
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [
+        ("NoSuchKey", REJECTED),
+        ("NoSuchVersion", REJECTED),
+        ("AccessDenied", RETRIED),
+        ("KMS.DisabledException", RETRIED),
+        ("SlowDown", RETRIED),
+        ("InternalError", RETRIED),
+    ],
+)
+def test_read_errors(code, verdict):
+    assert failures.read_error(code) is verdict
+
+
+def test_the_table_has_every_verdict_and_no_repeated_row():
+    assert {rule.verdict for rule in failures.RULES} == set(Verdict)
+    assert len({rule.failure for rule in failures.RULES}) == len(failures.RULES)
+
+
+def test_the_markdown_table_has_one_line_per_rule():
+    lines = failures.failure_table().splitlines()
+
+    assert lines[0] == "| Failure | What the counter does |"
+    assert len(lines) == 2 + len(failures.RULES)
+    assert "| Corrupt or truncated image | rejected |" in lines

@@ -1,0 +1,94 @@
+"""Result keys within S3's limit and table items within DynamoDB's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from counting_core import results
+from counting_core.errors import InputError
+from counting_core.predictions import Detection, count_detections
+
+WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+MODEL = results.ModelInUse("endpoint", "config-1", "model-1")
+
+
+def key_of_bytes(total: int, suffix: str = ".jpg") -> str:
+    """An incoming key whose UTF-8 encoding is exactly ``total`` bytes (with 2-byte letters)."""
+    stem = total - len("incoming/") - len(suffix)
+    return "incoming/" + "é" * (stem // 2) + "a" * (stem % 2) + suffix
+
+
+def test_the_longest_countable_key_leaves_its_annotated_key_at_1024_bytes():
+    # annotated/<rest>.png is 14 bytes longer than <rest> and 5 longer than incoming/<rest>.
+    longest = key_of_bytes(1024 - 5)
+    assert len(results.annotated_key(longest).encode()) == 1024
+    results.check_derived_keys(longest)
+
+    with pytest.raises(InputError, match="annotated/ key would be 1025 bytes"):
+        results.check_derived_keys(key_of_bytes(1024 - 4))
+
+
+def counted_item(by_class_ids: int) -> dict:
+    detections = [Detection(class_id, 0.9, 0.1, 0.1, 0.2, 0.2) for class_id in range(by_class_ids)]
+    class_map = {str(class_id): f"class-{class_id:06d}" for class_id in range(by_class_ids)}
+    result = count_detections(detections, class_map=class_map)
+    image = results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag")
+    return results.table_item(results.counted_document(image, result, MODEL, WHEN))
+
+
+def test_an_item_with_100000_classes_stays_under_400_kb():
+    item = counted_item(100_000)
+
+    assert results.item_size_bytes(item) < results.MAX_ITEM_BYTES
+    assert results.item_size_bytes(item["by_class"], "by_class") <= results.BY_CLASS_ITEM_BYTES + 20
+    assert item["classes_in_result_only"] == 100_000 - len(item["by_class"])
+    assert item["count"] == 100_000
+
+
+def test_an_ordinary_item_keeps_every_class():
+    item = counted_item(3)
+
+    assert item["by_class"] == {"class-000000": 1, "class-000001": 1, "class-000002": 1}
+    assert "classes_in_result_only" not in item
+
+
+def test_the_biggest_classes_are_kept():
+    detections = [Detection(0, 0.9, 0, 0, 1, 1)] * 5 + [Detection(1, 0.9, 0, 0, 1, 1)]
+    document = {
+        "source": {"bucket": "b", "key": "incoming/a.jpg", "version_id": None, "etag": "e"},
+        "status": "counted",
+        "counted_at": WHEN.isoformat(),
+        "model": {"model_name": "m", "endpoint_config_name": "c"},
+        **count_detections(detections, class_map={"0": "car", "1": "bus"}).to_dict(),
+    }
+    one_entry = results.item_size_bytes(5, "car") + 1
+
+    kept = results._largest_classes(document["by_class"], one_entry)
+
+    assert kept == {"car": 5}
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "size"),
+    [
+        # Examples worked from the DynamoDB developer guide's rules.
+        ("abc", "s", 4),
+        ("é", "", 2),
+        (12345, "n", 1 + 3 + 1),
+        (True, "flag", 5),
+        ({"a": 1}, "m", 1 + 3 + (1 + 2) + 1),
+        (["x", "y"], "l", 1 + 3 + 2 * (1 + 1)),
+    ],
+)
+def test_item_sizes_follow_the_documented_rules(value, name, size):
+    assert results.item_size_bytes(value, name) == size
+
+
+def test_a_long_rejection_reason_is_cut_in_the_item_only():
+    image = results.ImageRef("bucket", "incoming/a.jpg", None, "etag")
+    document = results.rejected_document(image, "x" * 5000, WHEN)
+
+    assert len(results.table_item(document)["reason"]) == results.REASON_ITEM_CHARACTERS
+    assert len(document["reason"]) == 5000

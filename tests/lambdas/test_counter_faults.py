@@ -1,0 +1,367 @@
+"""Fault injection: the counter under SQS's delivery rules, replayed on a virtual clock.
+
+The queue below does what SQS does with a Lambda event source (receive counts, visibility
+timeout, delays, redrive to the dead-letter queue after 5 receives); the handler runs for
+real against moto (S3, DynamoDB, SSM). The endpoint fails at random, one image crashes the
+function (a BaseException escapes, as a process dies), one image fails every time, the
+endpoint may be slow enough for the time budget to hand images back, and every upload event
+arrives 1 to 3 times in shuffled order. Nothing may be lost or counted twice, and every
+dead-letter entry must be the poison, the persistent fault, or an image that failed five
+times on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from counting_core import delivery
+from lambdas.counter import endpoint as counter_endpoint
+from tests.lambdas.conftest import REGION, image_bytes
+from tests.lambdas.counter_harness import (
+    BUCKET,
+    IDEMPOTENCY_TABLE,
+    RESPONSE,
+    FakeLambdaContext,
+    FakeTime,
+    create_resources,
+    environment,
+    idempotency_items,
+    load_handler,
+    table_items,
+    upload,
+)
+
+# The stack's settings: redrive after 5 receives, visibility 6 x the 600 s timeout, batches of 9.
+MAX_RECEIVES = 5
+VISIBILITY_SECONDS = 3600
+TIMEOUT_SECONDS = 600
+BATCH_SIZE = 9
+IMAGES = 24
+
+
+class Crash(BaseException):
+    """The function dies (out of memory, killed): nothing it had not finished happens."""
+
+
+@dataclass
+class Message:
+    body: str
+    attributes: dict[str, str]
+    visible_at: float
+    receive_count: int = 0
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Letter:
+    body: str
+    attributes: dict[str, str]
+    by: str  # "counter" or "redrive"
+
+
+class Queue:
+    """SQS semantics on a virtual clock."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.now = 0.0
+        self.messages: dict[str, Message] = {}
+        self.dead: list[Letter] = []
+
+    def send(self, body: str, attributes: dict[str, str], delay: int = 0) -> None:
+        message = Message(body, attributes, self.now + delay)
+        self.messages[message.message_id] = message
+
+    def receive(self, most: int) -> list[Message]:
+        visible = [m for m in self.messages.values() if m.visible_at <= self.now]
+        self.rng.shuffle(visible)
+        batch = []
+        for message in visible:
+            if len(batch) == most:
+                break
+            if message.receive_count >= MAX_RECEIVES:  # the next receive would exceed it
+                del self.messages[message.message_id]
+                self.dead.append(Letter(message.body, message.attributes, "redrive"))
+                continue
+            message.receive_count += 1
+            message.visible_at = self.now + VISIBILITY_SECONDS
+            batch.append(message)
+        return batch
+
+    def next_visible(self) -> float | None:
+        return min((m.visible_at for m in self.messages.values()), default=None)
+
+
+class CounterSqs:
+    """The counter's SQS client: sends land in the simulated queues; the dead send nothing."""
+
+    def __init__(self, queue: Queue, queue_url: str) -> None:
+        self.queue = queue
+        self.queue_url = queue_url
+        self.alive = True
+        self.lock = threading.Lock()
+
+    def send_message(self, *, QueueUrl, MessageBody, MessageAttributes, DelaySeconds=0):
+        attributes = {name: value["StringValue"] for name, value in MessageAttributes.items()}
+        with self.lock:
+            if self.alive:
+                if QueueUrl == self.queue_url:
+                    self.queue.send(MessageBody, attributes, DelaySeconds)
+                else:
+                    self.queue.dead.append(Letter(MessageBody, attributes, "counter"))
+        return {"MessageId": str(uuid.uuid4())}
+
+    def delete_message(self, *, QueueUrl, ReceiptHandle):
+        with self.lock:
+            if self.alive:
+                self.queue.messages.pop(ReceiptHandle, None)
+        return {}
+
+
+@dataclass
+class Invocation:
+    """The virtual clock of one invocation: endpoint latency runs it down."""
+
+    elapsed_ms: float = 0.0
+    crashed: bool = False
+
+
+class Endpoint:
+    """Answers by image (told apart by width), failing as the scenario says."""
+
+    def __init__(self, rng, *, fault_rate, poison, persistent, latency_seconds, in_flight):
+        self.rng = rng
+        self.fault_rate = fault_rate
+        self.poison = poison
+        self.persistent = persistent
+        self.latency_ms = latency_seconds * 1000 / in_flight
+        self.invocation = Invocation()
+        self.faults: Counter[int] = Counter()
+        self.lock = threading.Lock()
+
+    def invoke_endpoint(self, **request):
+        index = Image.open(io.BytesIO(request["Body"])).size[0] - 100
+        with self.lock:
+            invocation = self.invocation
+            invocation.elapsed_ms += self.latency_ms
+            if invocation.crashed:
+                raise Crash
+            if index == self.poison:
+                invocation.crashed = True
+                raise Crash
+            failing = index == self.persistent or self.rng.random() < self.fault_rate
+            if failing:
+                self.faults[index] += 1
+        if failing:
+            code, status = self.rng.choice(
+                [
+                    ("ThrottlingException", 400),
+                    ("ModelNotReadyException", 429),
+                    ("ServiceUnavailable", 503),
+                    ("InternalFailure", 500),
+                ]
+            )
+            error = {"Error": {"Code": code, "Message": code}}
+            raise ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": status}}, "X")
+        return {"Body": io.BytesIO(json.dumps(RESPONSE).encode())}
+
+
+@dataclass
+class VirtualContext(FakeLambdaContext):
+    invocation: Invocation = field(default_factory=Invocation)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(TIMEOUT_SECONDS * 1000 - self.invocation.elapsed_ms)
+
+
+def key_of(body: str) -> str | None:
+    try:
+        return json.loads(body)["detail"]["object"]["key"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def index_of(key: str) -> int:
+    return int(key.removeprefix("incoming/").removesuffix(".png"))
+
+
+SCENARIOS = {
+    "20% faults": {"fault_rate": 0.2, "latency_seconds": 1},
+    "60% faults": {"fault_rate": 0.6, "latency_seconds": 1},
+    "slow endpoint": {"fault_rate": 0.1, "latency_seconds": 45},
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
+    settings = SCENARIOS[scenario]
+    rng = random.Random(f"counter faults {scenario}")
+    environment(monkeypatch, images_in_flight=3)
+    # Cold-start waits (lambdas.counter.endpoint) pass at once.
+    monkeypatch.setattr(counter_endpoint, "time", FakeTime())
+    create_resources()
+    handler, _ = load_handler()
+    queue = Queue(rng)
+    sqs = CounterSqs(queue, handler.ENV.queue_url)
+    handler.message_handler()._redelivery._sqs = sqs
+    poison, persistent = 3, 7
+    endpoint = Endpoint(
+        rng,
+        fault_rate=settings["fault_rate"],
+        poison=poison,
+        persistent=persistent,
+        latency_seconds=settings["latency_seconds"],
+        in_flight=3,
+    )
+    handler.counting_service()._runtime = endpoint
+
+    # Each image is as wide as 100 + its index, so the endpoint can tell which it was sent.
+    bodies = [
+        json.dumps(upload(f"incoming/{index}.png", image_bytes("PNG", (100 + index, 60))))
+        for index in range(IMAGES)
+    ]
+    deliveries = [body for body in bodies for _ in range(rng.randint(1, 3))]
+    rng.shuffle(deliveries)
+    for body in deliveries:
+        queue.send(body, {})
+
+    # Which delivery counted each image (a fresh outcome: the one that wrote and reported it).
+    fresh: Counter[str] = Counter()
+    in_flight = Counter()
+    lock = threading.Lock()
+    handle = handler.message_handler().handle
+
+    def watched(body, *args):
+        with lock:
+            in_flight["threads"] += 1
+        try:
+            handled = handle(body, *args)
+        finally:
+            with lock:
+                in_flight["threads"] -= 1
+        if handled.outcome is not None and handled.outcome["status"] == "counted":
+            with lock:
+                fresh[key_of(body)] += 1
+        return handled
+
+    handler.message_handler().handle = watched
+
+    for _ in range(2000):
+        if not queue.messages:
+            break
+        batch = queue.receive(BATCH_SIZE)
+        if not batch:
+            if queue.messages:
+                queue.now = max(queue.now, queue.next_visible())
+            continue
+        event = lambda_event(batch)
+        invocation = Invocation()
+        endpoint.invocation = invocation
+        sqs.alive = True
+        try:
+            response = handler.main(event, VirtualContext(invocation=invocation))
+        except Crash:
+            die(sqs, in_flight)
+            queue.now += TIMEOUT_SECONDS
+            continue
+        failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+        for message in batch:
+            if message.message_id not in failed:  # Lambda deletes what the counter did not
+                queue.messages.pop(message.message_id, None)
+        queue.now += invocation.elapsed_ms / 1000 + 1
+    else:
+        pytest.fail(f"the queue never drained: {len(queue.messages)} messages left")
+
+    check(bodies, queue.dead, fresh, endpoint, poison=poison, persistent=persistent)
+    if settings["fault_rate"] <= 0.2:
+        assert len(table_items()) >= IMAGES - 3
+
+
+def check(bodies, dead, fresh, endpoint, *, poison, persistent):
+    """Nothing lost, nothing counted twice, and only the guilty in the dead-letter queue."""
+    counted = {item["image"].removeprefix(f"s3://{BUCKET}/"): item for item in table_items()}
+    dead_keys = defaultdict(list)
+    for letter in dead:
+        dead_keys[key_of(letter.body)].append(letter)
+
+    for index, body in enumerate(bodies):
+        key = key_of(body)
+        if index == poison:
+            assert key not in counted
+            assert dead_keys[key], "the poison image ends in the dead-letter queue"
+        elif index == persistent:
+            assert key not in counted
+            assert all(
+                letter.attributes.get(delivery.FAILURES_ATTRIBUTE) in {"4", "5"}
+                for letter in dead_keys[key]
+            )
+        elif key in counted:
+            # Counted once: one table item, one delivery that reported it.
+            assert counted[key]["status"] == "counted"
+            assert fresh[key] == 1, (key, fresh[key])
+        else:
+            # Not counted: then it failed five times of its own (faults injected on it).
+            assert dead_keys[key], f"{key} was lost"
+            for letter in dead_keys[key]:
+                own = int(letter.attributes.get(delivery.FAILURES_ATTRIBUTE, "0"))
+                crashes = int(letter.attributes.get(delivery.CRASHES_ATTRIBUTE, "0"))
+                assert crashes <= 1, "paid for more than the one crash it shared"
+                assert own + crashes >= delivery.MAX_FAILURES
+                assert endpoint.faults[index] >= own
+    # Healthy images (no fault injected) never reach the dead-letter queue.
+    for key, letters in dead_keys.items():
+        index = index_of(key)
+        if index not in {poison, persistent}:
+            assert endpoint.faults[index] >= delivery.MAX_FAILURES - 1, (key, letters)
+    assert sum(fresh.values()) == len(counted)
+
+
+def lambda_event(batch: list[Message]) -> dict:
+    return {
+        "Records": [
+            {
+                "messageId": message.message_id,
+                "receiptHandle": message.message_id,
+                "body": message.body,
+                "attributes": {"ApproximateReceiveCount": str(message.receive_count)},
+                "messageAttributes": {
+                    name: {"stringValue": value, "dataType": "Number"}
+                    for name, value in message.attributes.items()
+                },
+                "eventSource": "aws:sqs",
+            }
+            for message in batch
+        ]
+    }
+
+
+def die(sqs: CounterSqs, in_flight: Counter) -> None:
+    """The process is gone: nothing of the batch is deleted, its threads' work dies with it.
+
+    The next invocation runs in a new process (a new event loop: the dead one's pending
+    tasks must not wake up in it), and by the time the batch is visible again, its
+    in-progress idempotency records have expired.
+    """
+    sqs.alive = False
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    deadline = time.monotonic() + 30
+    while in_flight["threads"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for item in idempotency_items():
+        if item["status"] == "INPROGRESS":
+            boto3.client("dynamodb", region_name=REGION).delete_item(
+                TableName=IDEMPOTENCY_TABLE, Key={"id": {"S": item["id"]}}
+            )

@@ -330,7 +330,7 @@ def parse_request_json(text: bytes, *, bucket: str) -> LabelingRequest:
     except json_input.JsonInputError as error:
         message = str(error)
         if not message.startswith("the request"):
-            message = f"the request: {message}"
+            message = f"the request {'is' if message.startswith('not ') else 'has'} {message}"
         raise InputError(message) from None
     if isinstance(data, list):
         raise InputError(

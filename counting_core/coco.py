@@ -78,7 +78,9 @@ class CocoConversion:
             f"in {_count(len(self.class_map), 'class')}"
         )
         skipped = [
-            f"{_count(self.crowd_skipped, 'crowd region')} (iscrowd: 1)" if self.crowd_skipped else "",
+            f"{_count(self.crowd_skipped, 'crowd region')} (iscrowd: 1)"
+            if self.crowd_skipped
+            else "",
             f"{_count(self.dropped_boxes, 'box')} with no area inside its image"
             if self.dropped_boxes
             else "",
@@ -159,7 +161,10 @@ def coco_to_manifest(
     lines = tuple(
         _manifest_line(
             image,
-            [{"class_id": class_ids[category_id], **box} for category_id, box in boxes.get(image.id, [])],
+            [
+                {"class_id": class_ids[category_id], **box}
+                for category_id, box in boxes.get(image.id, [])
+            ],
             label_attribute,
             metadata,
         )

@@ -454,8 +454,7 @@ class _LineChecker:
         if self.attribute not in data:
             if "failure-reason" not in metadata:
                 raise InputError(
-                    f"{where}: no {self.attribute!r} and no failure-reason in "
-                    f"{self.metadata_key!r}"
+                    f"{where}: no {self.attribute!r} and no failure-reason in {self.metadata_key!r}"
                 )
             return _Checked("failed", (), None, source_ref)
         if not is_s3_object_uri(source_ref):
@@ -520,9 +519,7 @@ def _line_class_map(metadata: dict[str, Any], where: str, *, required: bool) -> 
     class_map = {}
     for key, name in raw.items():
         if not _CLASS_ID_KEY.fullmatch(key):
-            raise InputError(
-                f"{where}: class-map key {_quoted(key)} is not a class id (0, 1, ...)"
-            )
+            raise InputError(f"{where}: class-map key {_quoted(key)} is not a class id (0, 1, ...)")
         class_id = int(key)
         if class_id >= MAX_CLASSES:
             raise InputError(
@@ -554,10 +551,10 @@ def _fast_box(
         and type(top) in _NUMBER_TYPES
         and type(width) in _NUMBER_TYPES
         and type(height) in _NUMBER_TYPES
-        and 0 <= left
-        and 0 <= top
-        and 0 < width
-        and 0 < height
+        and left >= 0
+        and top >= 0
+        and width > 0
+        and height > 0
         and left + width <= image_width
         and top + height <= image_height
     ):
@@ -759,7 +756,7 @@ def _merge_duplicates(scan: _Scan) -> None:
     collision can neither merge two images nor refuse one.
     """
     ordered = sorted(scan.image_hashes)
-    repeated = {a for a, b in zip(ordered, islice(ordered, 1, None)) if a == b}
+    repeated = {a for a, b in zip(ordered[:-1], islice(ordered, 1, None), strict=True) if a == b}
     del ordered
     if not repeated:
         return
@@ -800,7 +797,9 @@ def _merge_image(scan: _Scan, source_ref: object, lines: list[tuple[int, _Checke
 def _difference(first: _Checked, other: _Checked) -> str:
     counts = [len(checked.class_ids) for checked in (first, other)]
     if counts[0] != counts[1]:
-        return " / ".join("no boxes" if not n else f"{n} box{'es' if n > 1 else ''}" for n in counts)
+        return " / ".join(
+            "no boxes" if not n else f"{n} box{'es' if n > 1 else ''}" for n in counts
+        )
     if first.label[:2] != other.label[:2]:
         return "different image sizes"
     return "different boxes"

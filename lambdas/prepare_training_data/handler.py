@@ -19,8 +19,8 @@ import os
 import shutil
 import tempfile
 from datetime import datetime
-from pathlib import Path
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import boto3

@@ -88,8 +88,7 @@ def test_small_export_converts_as_worked_out_by_hand():
         "classes": CLASS_MAP,
     }
     assert conversion.summary_line() == (
-        "imported 3 images with 4 boxes in 3 classes; skipped 2 boxes with no area inside "
-        "its image"
+        "imported 3 images with 4 boxes in 3 classes; skipped 2 boxes with no area inside its image"
     )
 
 

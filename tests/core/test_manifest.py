@@ -41,7 +41,11 @@ def split_lines(file: io.BytesIO, **options: Any) -> tuple[manifest.SplitResult,
     split = manifest.split(file, **options)
     train, validation = io.BytesIO(), io.BytesIO()
     split.write(train, validation)
-    return split.result, train.getvalue().decode().splitlines(), validation.getvalue().decode().splitlines()
+    return (
+        split.result,
+        train.getvalue().decode().splitlines(),
+        validation.getvalue().decode().splitlines(),
+    )
 
 
 def box(class_id: Any = 0, left: Any = 1, top: Any = 2, width: Any = 3, height: Any = 4) -> dict:
@@ -124,9 +128,7 @@ def test_split_lines_are_the_manifest_lines_byte_for_byte():
 def test_windows_line_endings_and_a_byte_order_mark_stay_out_of_the_channels():
     text = "\ufeff" + HAND_CHECKED.read_text().replace("\n", "\r\n")
 
-    _, train, validation = split_lines(
-        io.BytesIO(text.encode()), validation_fraction=0.2, seed=7
-    )
+    _, train, validation = split_lines(io.BytesIO(text.encode()), validation_fraction=0.2, seed=7)
 
     assert all(json.loads(line) for line in train + validation)
     assert not any(line.endswith("\r") or line.startswith("\ufeff") for line in train + validation)
@@ -214,7 +216,7 @@ def test_a_line_that_is_not_utf_8_is_named():
 def test_an_overlong_line_is_refused_before_it_is_read_whole():
     file = io.BytesIO(b'{"a": "' + b"x" * manifest.MAX_LINE_BYTES + b'"}\n')
 
-    with pytest.raises(InputError, match="^line 1 is longer than 1,048,576 bytes"):
+    with pytest.raises(InputError, match=r"^line 1 is longer than 1,048,576 bytes"):
         manifest.stats(file)
 
 
@@ -567,7 +569,9 @@ def test_split_partitions_the_usable_lines_by_the_fraction_rule(lines, fraction,
     assert sorted(both, key=json.dumps) == sorted(usable, key=json.dumps)
     assert result.dropped_failed + result.dropped_empty == len(lines) - len(usable)
     assert split_lines(as_file(*lines), validation_fraction=fraction, seed=seed) == (
-        result, train, validation
+        result,
+        train,
+        validation,
     )
 
 
@@ -575,9 +579,7 @@ def test_split_partitions_the_usable_lines_by_the_fraction_rule(lines, fraction,
 @given(manifests(repeats=True), fractions, st.integers())
 def test_no_split_puts_one_image_in_both_channels(lines, fraction, seed):
     try:
-        _, train, validation = split_lines(
-            as_file(*lines), validation_fraction=fraction, seed=seed
-        )
+        _, train, validation = split_lines(as_file(*lines), validation_fraction=fraction, seed=seed)
     except InputError:
         return  # too few images, or an image labeled two ways
 

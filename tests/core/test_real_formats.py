@@ -187,7 +187,8 @@ def test_conflicting_batches_are_refused_with_both_lines():
 #   frame_000000.jpg 1280 x 720
 #     car    [100, 200, 300, 150]             -> (0, 100, 200, 300, 150)
 #     person [640.5, 100.25, 80, 200]         -> x 640.5 -> 640 (ties to even), 720.5 -> 720;
-#                                               y 100.25 -> 100, 300.25 -> 300: (1, 640, 100, 80, 200)
+#                                                y 100.25 -> 100, 300.25 -> 300:
+#                                                (1, 640, 100, 80, 200)
 #     person iscrowd 1 (RLE)                  -> skipped
 #   frame_000001.jpg: car [1200, 600, 100, 150] -> clamped to 1280 x 720: (0, 1200, 600, 80, 120)
 #   subset/frame_000002.png: no annotations -> empty
@@ -237,7 +238,8 @@ def test_a_roboflow_export_leaves_out_its_placeholder_category():
 
 # --- Label Studio on Windows: label_studio_windows.json ---------------------------------
 #   images\cb06a1f2-IMG_2301.png -> <prefix>images/cb06a1f2-IMG_2301.png
-#     Car [80, 120, 160.00000000000003, 90] -> x 80..240.00000000000003 -> 240: (0, 80, 120, 160, 90)
+#     Car [80, 120, 160.00000000000003, 90] -> x 80..240.00000000000003 -> 240:
+#                                              (0, 80, 120, 160, 90)
 #   images\5e77d0b4-IMG_2302.png: Truck [400, 300, 240, 180] -> (1, 400, 300, 240, 180)
 
 
@@ -287,9 +289,9 @@ def test_paths_outside_the_prefix_are_refused(file_name, problem):
 
 
 # --- segmentation_only.json: no bbox keys, polygons only ---------------------------------
-#   bottle [[10,20, 110,20, 110,70, 10,70]]               -> x 10..110, y 20..70: (0, 10, 20, 100, 50)
+#   bottle [[10,20, 110,20, 110,70, 10,70]] -> x 10..110, y 20..70: (0, 10, 20, 100, 50)
 #   can [[200,200, 220,200, 210,230], [230,210, 250,215, 240,240]]
-#                                                         -> x 200..250, y 200..240: (1, 200, 200, 50, 40)
+#                                           -> x 200..250, y 200..240: (1, 200, 200, 50, 40)
 
 
 def test_a_segmentation_only_export_gets_the_boxes_around_its_polygons():
@@ -302,7 +304,8 @@ def test_a_segmentation_only_export_gets_the_boxes_around_its_polygons():
 
 # --- person_keypoints.json (COCO 2017 val, image 785) ------------------------------------
 #   person bbox [280.79, 44.73, 218.7, 346.68] -> x 280.79 -> 281, 499.49 -> 499;
-#                                                 y 44.73 -> 45, 391.41 -> 391: (0, 281, 45, 218, 346)
+#                                                 y 44.73 -> 45, 391.41 -> 391:
+#                                                 (0, 281, 45, 218, 346)
 #   crowd of people (iscrowd 1, RLE) -> skipped; keypoints and skeleton ignored
 
 

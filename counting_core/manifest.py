@@ -75,6 +75,8 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _BOX_KEYS = ("left", "top", "width", "height")
 _NUMBER_TYPES = frozenset((int, float))
 _MAX_LISTED = 10
+# Enough for every label combination of a real job; bounds the cache whatever the input.
+_MAX_MERGED_MAPS = 1024
 # Line states in a scan's ``statuses`` array.
 _LABELED, _EMPTY, _FAILED, _DUPLICATE = 0, 1, 2, 3
 _STATUS_CODES: dict[Status, int] = {"labeled": _LABELED, "empty": _EMPTY, "failed": _FAILED}
@@ -434,6 +436,8 @@ class _LineChecker:
         self.metadata_key = attribute + METADATA_SUFFIX
         self.class_map: dict[int, str] = {}
         self._ids: dict[str, int] = {}
+        # Class maps already checked and merged, by content: most lines repeat a few.
+        self._merged_maps: dict[tuple, dict[int, str]] = {}
 
     def sorted_class_map(self) -> dict[int, str]:
         return dict(sorted(self.class_map.items()))
@@ -466,13 +470,18 @@ class _LineChecker:
         annotations = label.get("annotations")
         if not isinstance(annotations, list):
             raise InputError(f"{where}: {self.attribute!r} has no 'annotations' array")
-        class_map = _line_class_map(metadata, where, required=bool(annotations))
+        raw_map = metadata.get("class-map")
+        known = self._merged_maps.get(_map_key(raw_map))
+        class_map = known or _line_class_map(raw_map, where, required=bool(annotations))
         boxes = [
             _fast_box(box, width, height, class_map)
             or _check_box(box, f"{where}: annotations[{index}]", (width, height), class_map)
             for index, box in enumerate(annotations)
         ]
-        self._merge(class_map, line_number)
+        if known is None:
+            self._merge(class_map, line_number)
+            if len(self._merged_maps) < _MAX_MERGED_MAPS and _map_key(raw_map) is not None:
+                self._merged_maps[_map_key(raw_map)] = class_map
         class_ids = tuple(box[0] for box in boxes)
         status: Status = "labeled" if boxes else "empty"
         return _Checked(status, class_ids, (width, height, tuple(sorted(boxes))), source_ref)
@@ -510,8 +519,14 @@ def _image_size(label: dict[str, Any], where: str) -> tuple[int, int]:
     return width, height
 
 
-def _line_class_map(metadata: dict[str, Any], where: str, *, required: bool) -> dict[int, str]:
-    raw = metadata.get("class-map")
+def _map_key(raw: object) -> tuple | None:
+    """A class-map's items as a dict key, or None if it is not a map of strings."""
+    if type(raw) is not dict or not all(type(name) is str for name in raw.values()):
+        return None
+    return tuple(raw.items())
+
+
+def _line_class_map(raw: object, where: str, *, required: bool) -> dict[int, str]:
     if raw is None and not required:
         return {}
     if not isinstance(raw, dict):

@@ -80,7 +80,7 @@ def _describe(message: str, data: bytes, within: str) -> str:
         )
     if problem.startswith("EOF while parsing"):
         return (
-            f"the JSON ends at {where} before it is complete: the {within} looks cut off "
+            f"the {within} ends at {where} before its JSON is complete: it looks cut off "
             "(an interrupted download or copy?)"
         )
     try:

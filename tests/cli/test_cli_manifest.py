@@ -55,7 +55,7 @@ def test_a_broken_line_is_named_with_file_and_line(tmp_path):
         run(["stats", str(broken)])
 
     assert str(caught.value) == (
-        f"{broken}: line 7: the JSON ends at column 40 before it is complete: the line looks "
+        f"{broken}: line 7: the line ends at column 40 before its JSON is complete: it looks "
         "cut off (an interrupted download or copy?)"
     )
 
@@ -179,7 +179,10 @@ def test_from_coco_blames_a_bad_argument_not_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"images": [', r"coco\.json: the JSON ends at line 1 column 12 before it is complete"),
+        (
+            '{"images": [',
+            r"coco\.json: the file ends at line 1 column 12 before its JSON is complete",
+        ),
         ("[]", r"coco\.json: the file is a JSON array of 0 item\(s\), not a COCO object"),
         (
             '{"images": []}\n{"images": []}\n',

@@ -166,7 +166,9 @@ def test_images_outside_the_image_source_are_refused_with_their_line():
 
 
 def test_a_line_ending_does_not_move_the_error_column():
-    with pytest.raises(InputError, match=r"^line 1: the JSON ends at column 5 before it is comp"):
+    with pytest.raises(
+        InputError, match=r"^line 1: the line ends at column 5 before its JSON is comp"
+    ):
         manifest.parse_manifest(['{"a":\r\n'])
 
 
@@ -177,14 +179,14 @@ def test_blank_lines_are_skipped_and_lines_keep_their_numbers():
     assert parsed[1].data == {}
 
 
-CUT_OFF = "before it is complete: the line looks cut off (an interrupted download or copy?)"
+CUT_OFF = "before its JSON is complete: it looks cut off (an interrupted download or copy?)"
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"source-ref": ', f"line 3: the JSON ends at column 15 {CUT_OFF}"),
-        ('{"source-ref": "s3://b/a.jpg", "vehi', f"line 3: the JSON ends at column 36 {CUT_OFF}"),
+        ('{"source-ref": ', f"line 3: the line ends at column 15 {CUT_OFF}"),
+        ('{"source-ref": "s3://b/a.jpg", "vehi', f"line 3: the line ends at column 36 {CUT_OFF}"),
         ("[1, 2]", "line 3: expected a JSON object, got an array: a manifest has one image's"),
         ('"text"', "line 3: expected a JSON object, got a string"),
         ("null", "line 3: expected a JSON object, got null"),

@@ -345,7 +345,10 @@ def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(
             json.dumps(REQUEST) + "\n" + json.dumps(REQUEST),
             "the request has more than one JSON value: another one starts at line 2 column 1",
         ),
-        (json.dumps(REQUEST)[:50], "the request looks cut off"),
+        (
+            json.dumps(REQUEST)[:50],
+            "the request ends at line 1 column 50 before its JSON is complete",
+        ),
         (
             json.dumps({**REQUEST, "instructions": {"short": "Boxes", "full": "x" * 70_000}}),
             "a request has at most 65,536",

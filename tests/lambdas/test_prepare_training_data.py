@@ -142,7 +142,7 @@ def test_a_manifest_it_may_not_or_cannot_read(handler, lambda_context, manifest_
     ("text", "reason"),
     [
         (HAND_CHECKED.replace('"class_id":1', '"class_id":7', 1), "class_id 7 is not in the"),
-        ('{"source-ref": "s3://x/y.jpg"\n', "line 1: the JSON ends at column 29 before it is"),
+        ('{"source-ref": "s3://x/y.jpg"\n', "line 1: the line ends at column 29 before its JSON"),
         (HAND_CHECKED.split("\n")[0] + "\n", "cannot fill both a training and a validation"),
         (
             HAND_CHECKED.replace(f"s3://{BUCKET}/labeling/images/", f"s3://{BUCKET}/incoming/"),

@@ -10,9 +10,9 @@ Every problem is an ``InputError`` naming the line (1-based, as an editor shows
 it) and, for a box, its index in ``annotations`` (0-based, as in the JSON).
 
 ``stats`` and ``split`` stream a manifest file: they read it once to check and count it,
-keeping per line only its place in the file and two 64-bit hashes, so memory stays flat
-with size; ``Split.write`` reads it a second time to copy each kept line, byte for byte,
-into its channel.
+keeping per line only its place in the file, its state and a hash of its image, so memory
+stays nearly flat with size; ``Split.write`` reads it a second time to copy each kept
+line, byte for byte, into its channel.
 
 One image, one label: lines with the same ``source-ref`` are the same image (merged
 labeling batches list some images twice). Their labels (image size and boxes, in any
@@ -647,9 +647,8 @@ class _Scan:
     offsets: array = field(default_factory=lambda: array("q"))
     lengths: array = field(default_factory=lambda: array("q"))
     line_numbers: array = field(default_factory=lambda: array("q"))
-    # hash() of the source-ref and of the label: equal for equal values within one process.
+    # hash() of the source-ref: equal for equal names within one process.
     image_hashes: array = field(default_factory=lambda: array("q"))
-    label_hashes: array = field(default_factory=lambda: array("q"))
     statuses: array = field(default_factory=lambda: array("b"))
     boxes_by_class: Counter = field(default_factory=Counter)
     most_boxes: int = 0
@@ -699,7 +698,7 @@ def _scan(file: BinaryIO, label_attribute: str | None, image_source: str | None 
 
 
 def _first_candidate(file: BinaryIO) -> str:
-    """The label attribute the first line that has one points to (a placeholder if none)."""
+    """The label attribute the first line that has one points to; ``InputError`` if none does."""
     candidates = _Candidates()
     for line_number, _, content in _read_lines(file):
         candidates.add(_parse_line(content, line_number))
@@ -738,7 +737,6 @@ def _check_lines(
         scan.line_numbers.append(line_number)
         scan.statuses.append(_STATUS_CODES[checked.status])
         scan.image_hashes.append(_image_hash(checked.source_ref, line_number))
-        scan.label_hashes.append(hash(checked.label))
         scan.boxes_by_class.update(checked.class_ids)
         scan.most_boxes = max(scan.most_boxes, len(checked.class_ids))
     scan.class_map = checker.sorted_class_map()

@@ -281,3 +281,19 @@ def test_any_valid_export_converts_to_a_valid_manifest(coco):
     assert figures["objects"] == conversion.objects
     assert conversion.objects + conversion.dropped_boxes == len(coco["annotations"])
     assert figures["failed"] == 0
+
+
+@given(st.text(alphabet="ab./\\:C ", max_size=16) | st.text(max_size=16))
+def test_any_file_name_is_refused_or_stays_below_the_prefix(file_name):
+    image = {"id": 1, "file_name": file_name, "width": 10, "height": 10}
+    try:
+        conversion = convert({"images": [image], "annotations": [], "categories": []})
+    except InputError:
+        return
+
+    source_ref = json.loads(conversion.lines[0])["source-ref"]
+    assert source_ref.startswith(f"{PREFIX}/")
+    key = source_ref.removeprefix(f"{PREFIX}/")
+    assert "\\" not in key
+    assert ".." not in key.split("/")
+    assert not key.startswith("/")

@@ -256,8 +256,9 @@ def _bbox(entry: Mapping[str, Any], where: str) -> tuple[float, float, float, fl
         # Segmentation-only exports: COCO's bbox is the box enclosing the segmentation.
         return _polygon_box(entry["segmentation"], where)
     value = _field(entry, "bbox", where)
-    numbers = [_finite_float(number) for number in value] if isinstance(value, list) else []
-    if len(numbers) != 4 or None in numbers:
+    items = value if isinstance(value, list) else []
+    numbers = [number for number in map(_finite_float, items) if number is not None]
+    if len(items) != 4 or len(numbers) != 4:
         raise InputError(f"{where}: bbox must be [x, y, width, height] numbers, got {value!r}")
     x, y, width, height = numbers
     if width < 0 or height < 0:
@@ -266,14 +267,19 @@ def _bbox(entry: Mapping[str, Any], where: str) -> tuple[float, float, float, fl
 
 
 def _polygon_box(segmentation: object, where: str) -> tuple[float, float, float, float]:
-    points: list[float | None] = []
-    for polygon in segmentation if isinstance(segmentation, list) and segmentation else [None]:
-        # A polygon is [x1, y1, x2, y2, ...] with at least three points.
-        if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
-            points.append(None)
-            break
-        points += map(_finite_float, polygon)
-    if None in points:
+    polygons = segmentation if isinstance(segmentation, list) and segmentation else [None]
+    points = [
+        number
+        for polygon in polygons
+        if isinstance(polygon, list)
+        for number in map(_finite_float, polygon)
+        if number is not None
+    ]
+    # Each polygon is [x1, y1, x2, y2, ...] of at least three points, all numbers.
+    if any(
+        not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
+        for polygon in polygons
+    ) or len(points) != sum(len(polygon) for polygon in polygons if isinstance(polygon, list)):
         raise InputError(
             f"{where}: no bbox, and no polygon segmentation [[x1, y1, x2, y2, ...]] to "
             "take one from"

@@ -213,8 +213,8 @@ class Split:
     validation_fraction: float
     seed: int
     _scan: _Scan = field(repr=False, compare=False)
-    _train: array = field(repr=False, compare=False)
-    _validation: array = field(repr=False, compare=False)
+    _train: array[int] = field(repr=False, compare=False)
+    _validation: array[int] = field(repr=False, compare=False)
 
     def report(self) -> dict[str, Any]:
         """``stats`` and ``SplitResult.figures`` plus the class map and the split's inputs,
@@ -383,7 +383,8 @@ class _Candidates:
                 self.untyped.add(key)
 
     def present(self) -> bool:
-        return self.given in self.keys or self.given + METADATA_SUFFIX in self.keys
+        given = self.given or ""
+        return given in self.keys or given + METADATA_SUFFIX in self.keys
 
     def attribute(self) -> str:
         if not self.lines:
@@ -420,11 +421,14 @@ class _Candidates:
 # --- checking one line -------------------------------------------------------------------
 
 
+Box = tuple[int, float, float, float, float]  # class id, left, top, width, height
+
+
 class _Checked(NamedTuple):
     status: Status
     class_ids: tuple[int, ...]
     # Image size and sorted boxes: what two lines of one image must agree on (None: failed).
-    label: tuple | None
+    label: tuple[int, int, tuple[Box, ...]] | None
     source_ref: object
 
 
@@ -437,7 +441,7 @@ class _LineChecker:
         self.class_map: dict[int, str] = {}
         self._ids: dict[str, int] = {}
         # Class maps already checked and merged, by content: most lines repeat a few.
-        self._merged_maps: dict[tuple, dict[int, str]] = {}
+        self._merged_maps: dict[tuple[tuple[str, str], ...], dict[int, str]] = {}
 
     def sorted_class_map(self) -> dict[int, str]:
         return dict(sorted(self.class_map.items()))
@@ -471,7 +475,8 @@ class _LineChecker:
         if not isinstance(annotations, list):
             raise InputError(f"{where}: {self.attribute!r} has no 'annotations' array")
         raw_map = metadata.get("class-map")
-        known = self._merged_maps.get(_map_key(raw_map))
+        map_key = _map_key(raw_map)
+        known = None if map_key is None else self._merged_maps.get(map_key)
         class_map = known or _line_class_map(raw_map, where, required=bool(annotations))
         boxes = [
             _fast_box(box, width, height, class_map)
@@ -480,8 +485,8 @@ class _LineChecker:
         ]
         if known is None:
             self._merge(class_map, line_number)
-            if len(self._merged_maps) < _MAX_MERGED_MAPS and _map_key(raw_map) is not None:
-                self._merged_maps[_map_key(raw_map)] = class_map
+            if map_key is not None and len(self._merged_maps) < _MAX_MERGED_MAPS:
+                self._merged_maps[map_key] = class_map
         class_ids = tuple(box[0] for box in boxes)
         status: Status = "labeled" if boxes else "empty"
         return _Checked(status, class_ids, (width, height, tuple(sorted(boxes))), source_ref)
@@ -519,7 +524,7 @@ def _image_size(label: dict[str, Any], where: str) -> tuple[int, int]:
     return width, height
 
 
-def _map_key(raw: object) -> tuple | None:
+def _map_key(raw: object) -> tuple[tuple[str, str], ...] | None:
     """A class-map's items as a dict key, or None if it is not a map of strings."""
     if type(raw) is not dict or not all(type(name) is str for name in raw.values()):
         return None
@@ -549,15 +554,17 @@ def _line_class_map(raw: object, where: str, *, required: bool) -> dict[int, str
 
 def _fast_box(
     box: object, image_width: int, image_height: int, class_map: dict[int, str]
-) -> tuple | None:
+) -> Box | None:
     """A well-formed box as (class id, left, top, width, height); None to check it slowly.
 
     Only the common case, without a message: NaN and infinities fail a comparison here.
     """
     if type(box) is not dict:
         return None
+    # A missing value defaults to one the checks below refuse.
     class_id, left, top, width, height = (
-        box.get("class_id"), box.get("left"), box.get("top"), box.get("width"), box.get("height")
+        box.get("class_id", -1), box.get("left", -1), box.get("top", -1), box.get("width", 0),
+        box.get("height", 0),
     )  # fmt: skip
     if (
         type(class_id) is int
@@ -579,7 +586,7 @@ def _fast_box(
 
 def _check_box(
     box: object, where: str, image_size: tuple[int, int], class_map: dict[int, str]
-) -> tuple:
+) -> Box:
     if not isinstance(box, dict):
         raise InputError(f"{where}: expected an object, got {json_type(box)}")
     class_id = _as_int(box.get("class_id"))
@@ -615,8 +622,11 @@ def _as_int(value: object) -> int | None:
 
 def _as_number(value: object, key: str, where: str) -> float:
     # isfinite only on floats: a huge int is finite but cannot be converted to float.
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise InputError(f"{where}: {key} must be a number, got {_quoted(value)}")
     return value
 
@@ -644,13 +654,13 @@ class _Scan:
     file: BinaryIO
     attribute: str
     class_map: dict[int, str] = field(default_factory=dict)
-    offsets: array = field(default_factory=lambda: array("q"))
-    lengths: array = field(default_factory=lambda: array("q"))
-    line_numbers: array = field(default_factory=lambda: array("q"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    lengths: array[int] = field(default_factory=lambda: array("q"))
+    line_numbers: array[int] = field(default_factory=lambda: array("q"))
     # hash() of the source-ref: equal for equal names within one process.
-    image_hashes: array = field(default_factory=lambda: array("q"))
-    statuses: array = field(default_factory=lambda: array("b"))
-    boxes_by_class: Counter = field(default_factory=Counter)
+    image_hashes: array[int] = field(default_factory=lambda: array("q"))
+    statuses: array[int] = field(default_factory=lambda: array("b"))
+    boxes_by_class: Counter[int] = field(default_factory=Counter)
     most_boxes: int = 0
 
     def stats(self) -> dict[str, Any]:
@@ -813,7 +823,7 @@ def _difference(first: _Checked, other: _Checked) -> str:
         return " / ".join(
             "no boxes" if not n else f"{n} box{'es' if n > 1 else ''}" for n in counts
         )
-    if first.label[:2] != other.label[:2]:
+    if first.label and other.label and first.label[:2] != other.label[:2]:
         return "different image sizes"
     return "different boxes"
 

@@ -316,6 +316,8 @@ def _source_ref(prefix: str, file_name: object, where: str) -> str:
     if not isinstance(file_name, str):
         raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
     path = file_name.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
     if "://" in path:
         problem = "is a URL, not a path below the image prefix"
     elif path.startswith("/") or _DRIVE.match(path):
@@ -326,7 +328,7 @@ def _source_ref(prefix: str, file_name: object, where: str) -> str:
         problem = ""
     if problem:
         raise InputError(f"{where}: file_name {file_name!r} {problem}")
-    source_ref = prefix + path.removeprefix("./")
+    source_ref = prefix + path
     if not is_s3_object_uri(source_ref):
         raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
     return source_ref

@@ -274,6 +274,7 @@ def test_label_studio_upload_paths_are_refused_naming_the_image():
         ("c:/images/a.png", "is an absolute path"),
         ("/data/upload/4/a.png", "is an absolute path"),
         ("\\\\server\\share\\a.png", "is an absolute path"),
+        (".\\/data/a.png", "is an absolute path"),  # found by a property test
         ("images/../../a.png", "climbs out of the image folder"),
         ("http://localhost:8080/data/upload/4/a.png", "is a URL"),
     ],

@@ -111,6 +111,7 @@ destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets an
 
 bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset sizes) beside their goals
 	$(BIN)/python bench/bench_counting.py
+	$(BIN)/python bench/bench_manifest.py
 
 snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py

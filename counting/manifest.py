@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from counting_core import manifest
+from counting_core import json_input, manifest
 from counting_core.coco import coco_to_manifest, normalise_image_prefix
 from counting_core.errors import InputError
 
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_stats(args: argparse.Namespace) -> int:
     _check_label_attribute(args)
-    with _about(args.manifest):
-        figures = manifest.stats(_read_records(args.manifest), args.label_attribute)
+    with _about(args.manifest), args.manifest.open("rb") as file:
+        figures = manifest.stats(file, args.label_attribute)
     _print_json(figures)
     return 0
 
@@ -45,17 +46,21 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     _check_label_attribute(args)
     manifest.check_validation_fraction(args.validation_fraction)
-    with _about(args.manifest):
-        result = manifest.split(
-            _read_records(args.manifest),
+    with _about(args.manifest), args.manifest.open("rb") as file:
+        split = manifest.split(
+            file,
             label_attribute=args.label_attribute,
             validation_fraction=args.validation_fraction,
             seed=args.seed,
         )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / TRAIN_FILE).write_text(manifest.manifest_text(result.train), "utf-8")
-    (args.out_dir / VALIDATION_FILE).write_text(manifest.manifest_text(result.validation), "utf-8")
-    _print_json(result.figures())
+        # Written only once the whole manifest has passed its checks.
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        with (
+            (args.out_dir / TRAIN_FILE).open("wb") as train,
+            (args.out_dir / VALIDATION_FILE).open("wb") as validation,
+        ):
+            split.write(train, validation)
+    _print_json({**split.result.figures(), "duplicates": split.stats["duplicates"]})
     return 0
 
 
@@ -69,8 +74,10 @@ def run_from_coco(args: argparse.Namespace) -> int:
             label_attribute=args.label_attribute,
             creation_date=datetime.now(UTC).strftime(CREATION_DATE_FORMAT),
             job_name=args.job_name,
+            keep_empty_categories=args.keep_empty_categories,
         )
     args.out.write_text(manifest.manifest_text(conversion.lines), "utf-8")
+    print(f"{args.coco}: {conversion.summary_line()}", file=sys.stderr)
     _print_json({**conversion.summary(), "out": str(args.out)})
     return 0
 
@@ -105,7 +112,7 @@ def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("from-coco", help="write a manifest from a COCO detection export")
-    parser.add_argument("coco", type=Path, help="COCO JSON file (CVAT, Label Studio)")
+    parser.add_argument("coco", type=Path, help="COCO JSON file (CVAT, Roboflow, Label Studio)")
     parser.add_argument(
         "--image-prefix", required=True, help="s3:// URI that file_name values are relative to"
     )
@@ -114,6 +121,11 @@ def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     parser.add_argument("--out", type=Path, required=True, help="manifest file to write")
     parser.add_argument("--job-name", help="job-name to record (default: the label attribute)")
+    parser.add_argument(
+        "--keep-empty-categories",
+        action="store_true",
+        help="give a class id to categories with no box too (default: leave them out)",
+    )
     parser.set_defaults(handler=run_from_coco)
 
 
@@ -136,24 +148,11 @@ def _about(path: Path) -> Iterator[None]:
         yield
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason})") from None
-
-
-def _read_records(path: Path) -> list[manifest.Record]:
-    # utf-8-sig: a byte-order mark left by a Windows editor is not part of line 1's JSON.
-    with path.open(encoding="utf-8-sig") as file:
-        return manifest.parse_manifest(file)
 
 
 def _read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8-sig") as file:
-        try:
-            return json.load(file)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-            ) from None
+    # A byte-order mark left by a Windows editor is not part of the JSON.
+    return json_input.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
 
 
 def _print_json(value: Any) -> None:

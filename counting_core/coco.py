@@ -1,27 +1,39 @@
-"""Turn a COCO detection export (CVAT, Label Studio) into Ground Truth manifest lines.
+"""Turn a COCO detection export (CVAT/Datumaro, Roboflow, Label Studio) into Ground Truth
+manifest lines.
 
 Boxes labeled outside Ground Truth then train exactly like a labeling job's output.
-Decisions, each so that the output is what Ground Truth itself would write:
+Decisions, each so that the output is what Ground Truth itself would write, and what the
+COCO format means (https://cocodataset.org/#format-data):
 
-* COCO category ids become class ids 0..k-1 in ascending category id order, and every
-  line carries the whole class map, including categories no box uses.
+* Crowd regions (``iscrowd: 1``) mark many objects at once, which COCO's own evaluation
+  ignores: they are skipped and counted in ``crowd_skipped``, never trained as one box.
+* An annotation without ``bbox`` (segmentation-only exports) gets the box enclosing its
+  polygons, which is how COCO defines ``bbox``; keypoints are ignored.
+* Categories that end up with no box (Roboflow's placeholder category 0, a label nobody
+  used) get no class id, and are listed in ``unused_categories``; with
+  ``keep_empty_categories`` they keep one. The others become class ids 0..k-1 in
+  ascending category id order, and every line carries the whole class map.
 * Box edges are rounded to whole pixels (ties to even) and clamped inside the image.
   A box left with no width or height (a sliver, or one wholly outside the image) is
   dropped and counted in ``dropped_boxes``: it cannot train a detector.
 * Each kept box gets ``{"confidence": 1.0}`` in ``objects``: people drew it.
 * Images without boxes stay, with an empty ``annotations`` list.
-* A leading "/" in ``file_name`` is dropped so that the key does not get a "//".
+* ``file_name`` is a path below the image prefix: Windows separators (Label Studio on
+  Windows) become "/"; a path that climbs out (".."), starts at a root ("/", "C:") or is
+  a URL is refused, naming the image entry, as it matches no uploaded image.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from counting_core.errors import InputError
 from counting_core.manifest import (
+    MAX_CLASSES,
     METADATA_SUFFIX,
     OBJECT_DETECTION_TYPE,
     SOURCE_REF,
@@ -34,6 +46,9 @@ from counting_core.manifest import (
 IMAGE_DEPTH = 3  # Colour images; the algorithm reads RGB.
 HUMAN_CONFIDENCE = 1.0
 
+# "C:", "C:\" and "c:/": a Windows drive, which no S3 key below the prefix starts with.
+_DRIVE = re.compile(r"[A-Za-z]:")
+
 
 @dataclass(frozen=True)
 class CocoConversion:
@@ -43,14 +58,39 @@ class CocoConversion:
     class_map: dict[str, str]
     objects: int
     dropped_boxes: int
+    crowd_skipped: int = 0
+    unused_categories: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
             "images": len(self.lines),
             "objects": self.objects,
             "dropped_boxes": self.dropped_boxes,
+            "crowd_skipped": self.crowd_skipped,
+            "unused_categories": list(self.unused_categories),
             "classes": self.class_map,
         }
+
+    def summary_line(self) -> str:
+        """One line for a person: what was imported, and what was skipped and why."""
+        imported = (
+            f"imported {_count(len(self.lines), 'image')} with {_count(self.objects, 'box')} "
+            f"in {_count(len(self.class_map), 'class')}"
+        )
+        skipped = [
+            f"{_count(self.crowd_skipped, 'crowd region')} (iscrowd: 1)"
+            if self.crowd_skipped
+            else "",
+            f"{_count(self.dropped_boxes, 'box')} with no area inside its image"
+            if self.dropped_boxes
+            else "",
+            f"{_count(len(self.unused_categories), 'category', 'categories')} without boxes "
+            f"({', '.join(map(repr, self.unused_categories))})"
+            if self.unused_categories
+            else "",
+        ]
+        listed = [text for text in skipped if text]
+        return imported + (f"; skipped {', '.join(listed)}" if listed else "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +99,12 @@ class _Image:
     source_ref: str
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class _Category:
+    id: int
+    name: str
 
 
 def normalise_image_prefix(image_prefix: str) -> str:
@@ -75,6 +121,7 @@ def coco_to_manifest(
     label_attribute: str,
     creation_date: str,
     job_name: str | None = None,
+    keep_empty_categories: bool = False,
 ) -> CocoConversion:
     """Convert a parsed COCO file; images are ``image_prefix`` + ``file_name`` in S3.
 
@@ -83,11 +130,26 @@ def coco_to_manifest(
     """
     check_label_attribute_name(label_attribute)
     prefix = normalise_image_prefix(image_prefix)
+    if isinstance(coco, list):
+        raise InputError(
+            f"the file is a JSON array of {len(coco)} item(s), not a COCO object with images, "
+            "annotations and categories (Label Studio's JSON export is such an array of "
+            "tasks: export in COCO format instead)"
+        )
     if not isinstance(coco, Mapping):
         raise InputError("a COCO file is a JSON object with images, annotations and categories")
     images = _read_images(_section(coco, "images"), prefix)
-    class_ids, class_map = _read_categories(_section(coco, "categories"))
-    boxes, dropped = _read_annotations(_section(coco, "annotations"), images, class_ids)
+    categories = _read_categories(_section(coco, "categories"))
+    boxes, dropped, crowd = _read_annotations(_section(coco, "annotations"), images, categories)
+    used = {category_id for image_boxes in boxes.values() for category_id, _ in image_boxes}
+    kept = sorted(categories if keep_empty_categories else used)
+    if len(kept) > MAX_CLASSES:
+        raise InputError(
+            f"{len(kept)} categories have boxes, but a model here trains at most {MAX_CLASSES} "
+            "classes: merge or leave out categories in the labeling tool before exporting"
+        )
+    class_ids = {category_id: class_id for class_id, category_id in enumerate(kept)}
+    class_map = {str(class_ids[category_id]): categories[category_id].name for category_id in kept}
     metadata = {
         "class-map": class_map,
         "type": OBJECT_DETECTION_TYPE,
@@ -96,11 +158,20 @@ def coco_to_manifest(
         "job-name": f"labeling-job/{job_name or label_attribute}",
     }
     lines = tuple(
-        _manifest_line(image, boxes.get(image.id, []), label_attribute, metadata)
+        _manifest_line(
+            image,
+            [
+                {"class_id": class_ids[category_id], **box}
+                for category_id, box in boxes.get(image.id, [])
+            ],
+            label_attribute,
+            metadata,
+        )
         for image in images.values()
     )
     objects = sum(len(image_boxes) for image_boxes in boxes.values())
-    return CocoConversion(lines, class_map, objects, dropped)
+    unused = tuple(categories[category_id].name for category_id in sorted(set(categories) - used))
+    return CocoConversion(lines, class_map, objects, dropped, crowd, unused)
 
 
 def _section(coco: Mapping[str, Any], name: str) -> list[Any]:
@@ -129,48 +200,61 @@ def _read_images(entries: list[Any], prefix: str) -> dict[int, _Image]:
     return images
 
 
-def _read_categories(entries: list[Any]) -> tuple[dict[int, int], dict[str, str]]:
-    names: dict[int, str] = {}
+def _read_categories(entries: list[Any]) -> dict[int, _Category]:
+    categories: dict[int, _Category] = {}
     for index, entry in enumerate(entries):
         where = f"categories[{index}]"
         category_id = _integer(_field(entry, "id", where), "id", where)
         name = _field(entry, "name", where)
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"{where}: name must be a non-empty string, got {name!r}")
-        if category_id in names:
+        if category_id in categories:
             raise InputError(f"{where}: duplicate id {category_id}")
         # Counts are reported per class name, so two categories must not share one.
-        if name in names.values():
+        if any(category.name == name for category in categories.values()):
             raise InputError(f"{where}: duplicate name {name!r}")
-        names[category_id] = name
-    ordered = sorted(names)
-    class_ids = {category_id: class_id for class_id, category_id in enumerate(ordered)}
-    class_map = {str(class_ids[category_id]): names[category_id] for category_id in ordered}
-    return class_ids, class_map
+        categories[category_id] = _Category(category_id, name)
+    return categories
 
 
 def _read_annotations(
-    entries: list[Any], images: dict[int, _Image], class_ids: dict[int, int]
-) -> tuple[dict[int, list[dict[str, int]]], int]:
-    boxes: dict[int, list[dict[str, int]]] = {}
-    dropped = 0
+    entries: list[Any], images: dict[int, _Image], categories: dict[int, _Category]
+) -> tuple[dict[int, list[tuple[int, dict[str, int]]]], int, int]:
+    """Boxes per image id as (category id, box), and how many were dropped and skipped."""
+    boxes: dict[int, list[tuple[int, dict[str, int]]]] = {}
+    dropped = crowd = 0
     for index, entry in enumerate(entries):
         where = f"annotations[{index}]"
         image_id = _integer(_field(entry, "image_id", where), "image_id", where)
         if image_id not in images:
             raise InputError(f"{where}: image_id {image_id} is not in images")
         category_id = _integer(_field(entry, "category_id", where), "category_id", where)
-        if category_id not in class_ids:
+        if category_id not in categories:
             raise InputError(f"{where}: category_id {category_id} is not in categories")
-        box = _pixel_box(_bbox(_field(entry, "bbox", where), where), images[image_id])
+        if _is_crowd(entry, where):
+            crowd += 1
+            continue
+        box = _pixel_box(_bbox(entry, where), images[image_id])
         if box is None:
             dropped += 1
         else:
-            boxes.setdefault(image_id, []).append({"class_id": class_ids[category_id], **box})
-    return boxes, dropped
+            boxes.setdefault(image_id, []).append((category_id, box))
+    return boxes, dropped, crowd
 
 
-def _bbox(value: object, where: str) -> tuple[float, float, float, float]:
+def _is_crowd(entry: Mapping[str, Any], where: str) -> bool:
+    value = entry.get("iscrowd", 0)
+    if value not in (0, 1) or isinstance(value, float):
+        raise InputError(f"{where}: iscrowd must be 0 or 1, got {value!r}")
+    return bool(value)
+
+
+def _bbox(entry: Mapping[str, Any], where: str) -> tuple[float, float, float, float]:
+    value = entry.get("bbox")
+    if value in (None, []) and "segmentation" in entry:
+        # Segmentation-only exports: COCO's bbox is the box enclosing the segmentation.
+        return _polygon_box(entry["segmentation"], where)
+    value = _field(entry, "bbox", where)
     items = value if isinstance(value, list) else []
     numbers = [number for number in map(_finite_float, items) if number is not None]
     if len(items) != 4 or len(numbers) != 4:
@@ -179,6 +263,28 @@ def _bbox(value: object, where: str) -> tuple[float, float, float, float]:
     if width < 0 or height < 0:
         raise InputError(f"{where}: bbox width and height must not be negative, got {value!r}")
     return x, y, width, height
+
+
+def _polygon_box(segmentation: object, where: str) -> tuple[float, float, float, float]:
+    polygons = segmentation if isinstance(segmentation, list) and segmentation else [None]
+    points = [
+        number
+        for polygon in polygons
+        if isinstance(polygon, list)
+        for number in map(_finite_float, polygon)
+        if number is not None
+    ]
+    # Each polygon is [x1, y1, x2, y2, ...] of at least three points, all numbers.
+    if any(
+        not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
+        for polygon in polygons
+    ) or len(points) != sum(len(polygon) for polygon in polygons if isinstance(polygon, list)):
+        raise InputError(
+            f"{where}: no bbox, and no polygon segmentation [[x1, y1, x2, y2, ...]] to "
+            "take one from"
+        )
+    xs, ys = points[0::2], points[1::2]
+    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
 
 
 def _pixel_box(bbox: tuple[float, float, float, float], image: _Image) -> dict[str, int] | None:
@@ -206,8 +312,23 @@ def _manifest_line(
 
 
 def _source_ref(prefix: str, file_name: object, where: str) -> str:
-    source_ref = (prefix + file_name.lstrip("/")) if isinstance(file_name, str) else None
-    if source_ref is None or not is_s3_object_uri(source_ref):
+    if not isinstance(file_name, str):
+        raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
+    path = file_name.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    if "://" in path:
+        problem = "is a URL, not a path below the image prefix"
+    elif path.startswith("/") or _DRIVE.match(path):
+        problem = "is an absolute path; give it relative to the folder of the images"
+    elif ".." in path.split("/"):
+        problem = "climbs out of the image folder ('..'); give it relative to that folder"
+    else:
+        problem = ""
+    if problem:
+        raise InputError(f"{where}: file_name {file_name!r} {problem}")
+    source_ref = prefix + path
+    if not is_s3_object_uri(source_ref):
         raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
     return source_ref
 
@@ -246,3 +367,9 @@ def _finite_float(value: object) -> float | None:
 def _pixel(edge: float, size: int) -> int:
     # Clamp before rounding: x + width may overflow to infinity, which round() refuses.
     return round(min(max(edge, 0.0), size))
+
+
+def _count(number: int, singular: str, plural: str = "") -> str:
+    if number == 1:
+        return f"1 {singular}"
+    return f"{number:,} {plural or singular + ('es' if singular.endswith(('s', 'x')) else 's')}"

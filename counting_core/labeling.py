@@ -42,7 +42,7 @@ from pydantic import (
     field_validator,
 )
 
-from counting_core import layout
+from counting_core import json_input, layout
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.manifest import SOURCE_REF, check_label_attribute_name, to_json_line
 from counting_core.training import TrainingRequest
@@ -96,6 +96,8 @@ COMPLETED = "Completed"
 COMPLETION_DETAIL_TYPE = "Labeling Job Completed"
 
 REQUEST_SUFFIX = ".json"
+# A request is a few hundred bytes; instructions make it a few kilobytes at most.
+MAX_REQUEST_BYTES = 64 * 1024
 REJECTION_SUFFIX = ".rejected.json"
 
 DEFAULT_FULL_INSTRUCTIONS = (
@@ -317,17 +319,23 @@ def parse_request(data: object, *, bucket: str) -> LabelingRequest:
         raise InputError("; ".join(describe_validation_error(error, whole="request"))) from None
 
 
-def parse_request_json(text: bytes | str, *, bucket: str) -> LabelingRequest:
-    """``parse_request`` for the text of a request file."""
-    try:
-        data = json.loads(text)
-    except UnicodeDecodeError:
-        raise InputError("the request is not UTF-8 text") from None
-    except json.JSONDecodeError as error:
+def parse_request_json(text: bytes, *, bucket: str) -> LabelingRequest:
+    """``parse_request`` for the bytes of a request file, bounded before parsing."""
+    if len(text) > MAX_REQUEST_BYTES:
         raise InputError(
-            f"the request is not valid JSON: {error.msg} at line {error.lineno} "
-            f"column {error.colno}"
-        ) from None
+            f"the request is {len(text):,} bytes; a request has at most {MAX_REQUEST_BYTES:,}"
+        )
+    try:
+        data = json_input.loads(text, within="request")
+    except json_input.JsonInputError as error:
+        message = str(error)
+        if not message.startswith("the request"):
+            message = f"the request {'is' if message.startswith('not ') else 'has'} {message}"
+        raise InputError(message) from None
+    if isinstance(data, list):
+        raise InputError(
+            f"the request is a JSON array of {len(data)} item(s); a request is one JSON object"
+        )
     return parse_request(data, bucket=bucket)
 
 

@@ -8,6 +8,18 @@ details); a failed item has no ``<attr>`` and a ``failure-reason`` instead.
 
 Every problem is an ``InputError`` naming the line (1-based, as an editor shows
 it) and, for a box, its index in ``annotations`` (0-based, as in the JSON).
+
+``stats`` and ``split`` stream a manifest file: they read it once to check and count it,
+keeping per line only its place in the file, its state and a hash of its image, so memory
+stays nearly flat with size; ``Split.write`` reads it a second time to copy each kept
+line, byte for byte, into its channel.
+
+One image, one label: lines with the same ``source-ref`` are the same image (merged
+labeling batches list some images twice). Their labels (image size and boxes, in any
+order; a failed line has none) must agree: the image then counts once, on its first
+line with a label, and the other lines are reported as ``duplicates``. Lines that
+label one image differently are refused with both line numbers. So no image can reach
+both the training and the validation channel.
 """
 
 from __future__ import annotations
@@ -16,12 +28,16 @@ import json
 import math
 import random
 import re
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TypeGuard
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import count, islice
+from typing import Any, BinaryIO, Literal, NamedTuple, TypeGuard
 
+from counting_core import json_input
 from counting_core.errors import InputError
+from counting_core.json_input import json_type
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 SOURCE_REF = "source-ref"
@@ -31,17 +47,40 @@ METADATA_SUFFIX = "-metadata"
 DEFAULT_LABEL_WIDTH = 350
 LABEL_HEADER_WIDTH = 2
 VALUES_PER_BOX = 5
+# Class ids a manifest may use: 0..MAX_CLASSES-1. The algorithm trains ids 0..num_classes-1
+# for any positive num_classes (Object Detection hyperparameters: no maximum documented), and
+# each class widens the network's output, so the bound is ours: ten times COCO's 80 classes
+# and far above any counting task, so that a stray id (10,000,000) is refused, never trained
+# as millions of empty classes. A Ground Truth bounding-box job writes ids 0..9 only (at most
+# 10 labels, checked when a labeling request is read); COCO exports may use many more.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeLabelingJob.html
+MAX_CLASSES = 1000
+# Far above any real line (a line with 1,000 boxes is about 100 kB); bounds what one line
+# can make the reader hold.
+MAX_LINE_BYTES = 1 << 20
 
 Status = Literal["labeled", "empty", "failed"]
 
-# S3's bucket naming rule (lower-case, digits, dots, hyphens; 3-63 characters).
-_S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?", re.S)
+# An S3 bucket name as S3 has ever allowed it: today's rule (3-63 lower-case letters,
+# digits, dots and hyphens) and the legacy US East (N. Virginia) rule of buckets created
+# before March 1, 2018 (up to 255 characters, upper case and underscores too), which
+# botocore also accepts (botocore.handlers.VALID_BUCKET).
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_S3_URI = re.compile(r"s3://(?P<bucket>[A-Za-z0-9._-]{3,255})(?:/(?P<key>.*))?", re.S)
 # Class-map keys are class ids written as canonical decimal strings: "0", "1", ...
-_CLASS_ID_KEY = re.compile(r"0|[1-9][0-9]*")
+_CLASS_ID_KEY = re.compile(r"0|[1-9][0-9]{0,8}")
 # JSON's own whitespace; str.strip() would also drop characters json.loads rejects.
 _JSON_WHITESPACE = " \t\r\n"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _BOX_KEYS = ("left", "top", "width", "height")
+_NUMBER_TYPES = frozenset((int, float))
 _MAX_LISTED = 10
+# Enough for every label combination of a real job; bounds the cache whatever the input.
+_MAX_MERGED_MAPS = 1024
+# Line states in a scan's ``statuses`` array.
+_LABELED, _EMPTY, _FAILED, _DUPLICATE = 0, 1, 2, 3
+_STATUS_CODES: dict[Status, int] = {"labeled": _LABELED, "empty": _EMPTY, "failed": _FAILED}
 
 
 class Record(NamedTuple):
@@ -74,26 +113,19 @@ class Manifest:
 
 @dataclass(frozen=True)
 class SplitResult:
-    """Train and validation channels (one JSON line per image) and the hyperparameters they need.
+    """How many images go to the train and validation channels, and the hyperparameters
+    the data decides.
 
     ``class_map`` is in Ground Truth's ``class-map`` form (``{"0": "car"}``), ready for JSON.
     """
 
     label_attribute: str
     class_map: dict[str, str]
-    train: tuple[str, ...]
-    validation: tuple[str, ...]
+    num_training_samples: int
+    num_validation_samples: int
     label_width: int
     dropped_failed: int
     dropped_empty: int
-
-    @property
-    def num_training_samples(self) -> int:
-        return len(self.train)
-
-    @property
-    def num_validation_samples(self) -> int:
-        return len(self.validation)
 
     @property
     def num_classes(self) -> int:
@@ -117,18 +149,10 @@ class SplitResult:
         }
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """What the training-data Lambda writes (``split``) and records (``report``)."""
-
-    split: SplitResult
-    report: dict[str, Any]
-
-
 def parse_manifest(lines: Iterable[str]) -> list[Record]:
-    """Parse JSON Lines (a file object or ``text.split("\\n")``); blank lines are skipped."""
+    """Parse JSON Lines held in memory (``text.split("\\n")``); blank lines are skipped."""
     return [
-        Record(line_number, _parse_line(line, line_number))
+        Record(line_number, _parse_line(line.rstrip("\r\n").encode("utf-8"), line_number))
         for line_number, line in enumerate(lines, start=1)
         if line.strip(_JSON_WHITESPACE)
     ]
@@ -153,84 +177,105 @@ def detect_label_attribute(records: Sequence[Record], label_attribute: str | Non
     only when no line has such a type, a key whose value has ``annotations`` or whose
     ``-metadata`` has a ``failure-reason`` (Ground Truth writes no type for a failure).
     """
-    if not records:
-        raise InputError("the manifest has no lines")
-    if label_attribute is not None:
-        return _check_present(records, check_label_attribute_name(label_attribute))
-    candidates = _typed_candidates(records) or _untyped_candidates(records)
-    if not candidates:
-        raise InputError(
-            f"no object-detection label attribute: no '<name>{METADATA_SUFFIX}' has type "
-            f"{OBJECT_DETECTION_TYPE!r} or a failure-reason and no '<name>' has 'annotations' "
-            f"(keys found: {_listing(map(repr, _all_keys(records)))})"
-        )
-    if len(candidates) > 1:
-        raise InputError(
-            f"several object-detection label attributes: {_listing(map(repr, candidates))}; "
-            "name the one to use"
-        )
-    return check_label_attribute_name(candidates[0])
+    candidates = _Candidates(label_attribute)
+    for record in records:
+        candidates.add(record.data)
+    return candidates.attribute()
 
 
 def validate_manifest(records: Sequence[Record], label_attribute: str | None = None) -> Manifest:
-    """Check every line and the class maps together; the first problem raises ``InputError``."""
-    attribute = detect_label_attribute(records, label_attribute)
-    class_map: dict[int, str] = {}
+    """Check every line held in memory and the class maps together; the first problem raises
+    ``InputError``. Lines are kept as they are: duplicates are ``stats``' and ``split``'s."""
+    checker = _LineChecker(detect_label_attribute(records, label_attribute))
     items = []
     for record in records:
-        item, line_class_map = _check_line(record, attribute)
-        _merge_class_map(class_map, line_class_map, record.line_number)
-        items.append(item)
-    return Manifest(attribute, tuple(items), dict(sorted(class_map.items())))
+        checked = checker.check(record.data, record.line_number)
+        items.append(Item(record, checked.status, checked.class_ids))
+    return Manifest(checker.attribute, tuple(items), checker.sorted_class_map())
 
 
-def stats(records: Sequence[Record], label_attribute: str | None = None) -> dict[str, Any]:
-    """Counts of a valid manifest: lines, labeled/failed/empty lines, boxes and boxes per class.
+def stats(file: BinaryIO, label_attribute: str | None = None) -> dict[str, Any]:
+    """Counts of a valid manifest file (opened in binary mode, seekable).
 
-    ``labeled`` counts lines with at least one box, so images = labeled + failed + empty.
+    ``lines`` counts non-blank lines; ``duplicates`` the lines that repeat an image an
+    earlier line already labels alike. Images are counted once: ``images`` = ``labeled``
+    (at least one box) + ``failed`` + ``empty``, and ``lines`` = ``images`` + ``duplicates``.
     ``by_class`` lists every class of the class map, in class id order, even with 0 boxes.
     """
-    return _stats(validate_manifest(records, label_attribute))
+    return _scan(file, label_attribute).stats()
+
+
+@dataclass(frozen=True)
+class Split:
+    """A checked manifest cut into channels: the figures now, the files on ``write``."""
+
+    result: SplitResult
+    stats: dict[str, Any]
+    validation_fraction: float
+    seed: int
+    _scan: _Scan = field(repr=False, compare=False)
+    _train: array[int] = field(repr=False, compare=False)
+    _validation: array[int] = field(repr=False, compare=False)
+
+    def report(self) -> dict[str, Any]:
+        """``stats`` and ``SplitResult.figures`` plus the class map and the split's inputs,
+        so a training run can be traced back to exactly how its data was cut."""
+        return {
+            **self.stats,
+            **self.result.figures(),
+            "class_map": self.result.class_map,
+            "unnamed_class_ids": self.result.unnamed_class_ids,
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
+        }
+
+    def write(self, train: BinaryIO, validation: BinaryIO) -> None:
+        """Copy each channel's lines, in shuffled order, from the manifest into the files."""
+        for lines, out in ((self._train, train), (self._validation, validation)):
+            self._scan.copy_lines(lines, out)
 
 
 def split(
-    records: Sequence[Record],
+    file: BinaryIO,
     *,
     label_attribute: str | None = None,
     validation_fraction: float,
     seed: int,
-) -> SplitResult:
-    """Drop failed and box-less lines, shuffle with ``seed`` and cut off the validation channel.
+    image_source: str | None = None,
+) -> Split:
+    """Drop failed, box-less and duplicate lines, shuffle with ``seed`` and cut off the
+    validation channel.
 
     The validation channel gets ``round(n * validation_fraction)`` images (Python's round:
     halves go to the even number), at least 1; the training channel must keep at least 1.
+    ``image_source``, if given, is the only ``s3://bucket/prefix`` training may read images
+    from: a labeled image elsewhere is refused.
     """
-    return _split(validate_manifest(records, label_attribute), validation_fraction, seed)
-
-
-def prepare_training_data(
-    lines: Iterable[str],
-    *,
-    label_attribute: str | None = None,
-    validation_fraction: float,
-    seed: int,
-) -> TrainingData:
-    """The training-data Lambda's one call: parse, check, count and split a manifest.
-
-    The report holds ``stats`` and ``SplitResult.figures`` plus the class map and the
-    split's inputs, so a training run can be traced back to exactly how its data was cut.
-    """
-    manifest = validate_manifest(parse_manifest(lines), label_attribute)
-    result = _split(manifest, validation_fraction, seed)
-    report = {
-        **_stats(manifest),
-        **result.figures(),
-        "class_map": result.class_map,
-        "unnamed_class_ids": result.unnamed_class_ids,
-        "validation_fraction": validation_fraction,
-        "seed": seed,
-    }
-    return TrainingData(result, report)
+    check_validation_fraction(validation_fraction)
+    scan = _scan(file, label_attribute, image_source)
+    usable = array("q", (index for index, code in enumerate(scan.statuses) if code == _LABELED))
+    figures = scan.stats()
+    dropped_failed, dropped_empty = figures["failed"], figures["empty"]
+    validation_size = _validation_size(
+        len(usable),
+        validation_fraction,
+        f"{dropped_failed} failed, {dropped_empty} without boxes",
+    )
+    # Shuffling an array of line indexes draws exactly what shuffling the lines would.
+    random.Random(seed).shuffle(usable)
+    result = SplitResult(
+        label_attribute=scan.attribute,
+        class_map={str(class_id): name for class_id, name in scan.class_map.items()},
+        num_training_samples=len(usable) - validation_size,
+        num_validation_samples=validation_size,
+        label_width=max(DEFAULT_LABEL_WIDTH, VALUES_PER_BOX * scan.most_boxes + LABEL_HEADER_WIDTH),
+        dropped_failed=dropped_failed,
+        dropped_empty=dropped_empty,
+    )
+    return Split(
+        result, figures, validation_fraction, seed, scan, usable[validation_size:],
+        usable[:validation_size],
+    )  # fmt: skip
 
 
 def check_validation_fraction(fraction: float) -> float:
@@ -263,126 +308,207 @@ def is_s3_object_uri(value: object) -> TypeGuard[str]:
     return not match["key"].endswith("/")
 
 
-def _parse_line(line: str, line_number: int) -> dict[str, Any]:
+# --- reading ---------------------------------------------------------------------------
+
+
+def _parse_line(content: bytes, line_number: int) -> dict[str, Any]:
+    where = f"line {line_number}"
+    if content.strip(b" \t\r\n") in (b"{", b"["):
+        raise InputError(
+            f"{where} holds only {content.strip().decode()!r}: this is one JSON document "
+            "written over several lines, not JSON Lines (one image's JSON object per line); "
+            "for a COCO export, use `counting manifest from-coco`"
+        )
     try:
-        # Without its line ending, an error at the end of the line is placed on this line.
-        text = line.rstrip("\r\n")
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as error:
+        value = json_input.loads(content, within="line")
+    except json_input.JsonInputError as error:
+        raise InputError(f"{where}: {error}") from None
+    if isinstance(value, list):
         raise InputError(
-            f"line {line_number}: not valid JSON: {error.msg} at column {error.pos + 1}"
-        ) from None
-    except (ValueError, RecursionError) as error:
-        # ValueError: a non-finite number or an integer too long to convert.
-        raise InputError(f"line {line_number}: not valid JSON: {error}") from None
+            f"{where}: expected a JSON object, got an array: a manifest has one image's "
+            "object per line, not a JSON array of them"
+        )
     if not isinstance(value, dict):
-        raise InputError(f"line {line_number}: expected a JSON object, got {_json_type(value)}")
+        raise InputError(f"{where}: expected a JSON object, got {json_type(value)}")
     return value
 
 
-def _reject_constant(name: str) -> float:
-    # json.loads accepts NaN and Infinity, which are not JSON and break the algorithm.
-    raise ValueError(f"{name} is not a JSON number")
+def _read_lines(file: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, offset, bytes without the line ending) of each non-blank line."""
+    offset = 0
+    for line_number in count(1):
+        raw = file.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise InputError(
+                f"line {line_number} is longer than {MAX_LINE_BYTES:,} bytes: "
+                "not a manifest line (is this a JSON Lines file?)"
+            )
+        start, offset = offset, offset + len(raw)
+        if line_number == 1 and raw.startswith(_UTF8_BOM):
+            # A byte-order mark left by a Windows editor is not part of line 1's JSON.
+            raw, start = raw[len(_UTF8_BOM) :], start + len(_UTF8_BOM)
+        content = raw.rstrip(b"\r\n")
+        if content.strip(b" \t\r\n"):
+            yield line_number, start, content
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
+# --- the label attribute -----------------------------------------------------------------
 
 
-def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number")
+class _Candidates:
+    """Collects, line by line, what ``detect_label_attribute`` decides from."""
+
+    def __init__(self, given: str | None = None) -> None:
+        self.given = None if given is None else check_label_attribute_name(given)
+        self.typed: set[str] = set()
+        self.untyped: set[str] = set()
+        self.keys: set[str] = set()
+        self.lines = 0
+
+    def add(self, data: dict[str, Any]) -> None:
+        self.lines += 1
+        if len(self.keys) < 100:  # enough to list in a message
+            self.keys.update(data)
+        for key, value in data.items():
+            if not isinstance(value, dict):
+                continue
+            if key.endswith(METADATA_SUFFIX):
+                name = key.removesuffix(METADATA_SUFFIX)
+                if value.get("type") == OBJECT_DETECTION_TYPE:
+                    self.typed.add(name)
+                if "failure-reason" in value:
+                    self.untyped.add(name)
+            elif key != SOURCE_REF and "annotations" in value:
+                self.untyped.add(key)
+
+    def present(self) -> bool:
+        given = self.given or ""
+        return given in self.keys or given + METADATA_SUFFIX in self.keys
+
+    def attribute(self) -> str:
+        if not self.lines:
+            raise InputError("the manifest has no lines")
+        if self.given is not None:
+            if not self.present():
+                raise InputError(
+                    f"label attribute {self.given!r} is not in the manifest "
+                    f"(keys found: {_listing(map(repr, sorted(self.keys)))})"
+                )
+            return self.given
+        candidates = sorted(self.typed or self.untyped)
+        if not candidates:
+            raise InputError(
+                f"no object-detection label attribute: no '<name>{METADATA_SUFFIX}' has type "
+                f"{OBJECT_DETECTION_TYPE!r} or a failure-reason and no '<name>' has "
+                f"'annotations' (keys found: {_listing(map(repr, sorted(self.keys)))})"
+            )
+        if len(candidates) > 1:
+            raise InputError(
+                f"several object-detection label attributes: {_listing(map(repr, candidates))}; "
+                "name the one to use"
+            )
+        return check_label_attribute_name(candidates[0])
+
+    def guess(self) -> str | None:
+        """The attribute the lines so far point to, if any: checking can start with it."""
+        if self.given is not None:
+            return self.given
+        candidates = sorted(self.typed or self.untyped)
+        return candidates[0] if candidates else None
 
 
-def _listing(names: Iterable[str]) -> str:
-    # Keeps a message to one readable line however many keys or ids there are.
-    listed = list(names)
-    shown = ", ".join(listed[:_MAX_LISTED])
-    return shown + (f" and {len(listed) - _MAX_LISTED} more" if len(listed) > _MAX_LISTED else "")
+# --- checking one line -------------------------------------------------------------------
 
 
-def _all_keys(records: Sequence[Record]) -> list[str]:
-    return sorted({key for record in records for key in record.data})
+Box = tuple[int, float, float, float, float]  # class id, left, top, width, height
 
 
-def _typed_candidates(records: Sequence[Record]) -> list[str]:
-    return sorted(
-        {
-            key.removesuffix(METADATA_SUFFIX)
-            for record in records
-            for key, value in record.data.items()
-            if key.endswith(METADATA_SUFFIX)
-            and isinstance(value, dict)
-            and value.get("type") == OBJECT_DETECTION_TYPE
-        }
-    )
+class _Checked(NamedTuple):
+    status: Status
+    class_ids: tuple[int, ...]
+    # Image size and sorted boxes: what two lines of one image must agree on (None: failed).
+    label: tuple[int, int, tuple[Box, ...]] | None
+    source_ref: object
 
 
-def _untyped_candidates(records: Sequence[Record]) -> list[str]:
-    return sorted(
-        {
-            key.removesuffix(METADATA_SUFFIX)
-            for record in records
-            for key, value in record.data.items()
-            if key != SOURCE_REF
-            and isinstance(value, dict)
-            and ("failure-reason" if key.endswith(METADATA_SUFFIX) else "annotations") in value
-        }
-    )
+class _LineChecker:
+    """Checks lines against one label attribute and merges their class maps."""
 
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+        self.metadata_key = attribute + METADATA_SUFFIX
+        self.class_map: dict[int, str] = {}
+        self._ids: dict[str, int] = {}
+        # Class maps already checked and merged, by content: most lines repeat a few.
+        self._merged_maps: dict[tuple[tuple[str, str], ...], dict[int, str]] = {}
 
-def _check_present(records: Sequence[Record], attribute: str) -> str:
-    keys = (attribute, attribute + METADATA_SUFFIX)
-    if not any(key in record.data for record in records for key in keys):
-        raise InputError(
-            f"label attribute {attribute!r} is not in the manifest "
-            f"(keys found: {_listing(map(repr, _all_keys(records)))})"
-        )
-    return attribute
+    def sorted_class_map(self) -> dict[int, str]:
+        return dict(sorted(self.class_map.items()))
 
+    def check(self, data: dict[str, Any], line_number: int) -> _Checked:
+        where = f"line {line_number}"
+        metadata = data.get(self.metadata_key, {})
+        if not isinstance(metadata, dict):
+            raise InputError(
+                f"{where}: {self.metadata_key!r} is {json_type(metadata)}, not an object"
+            )
+        kind = metadata.get("type", OBJECT_DETECTION_TYPE)
+        if kind != OBJECT_DETECTION_TYPE:
+            raise InputError(
+                f"{where}: {self.metadata_key!r} has type {kind!r}, not {OBJECT_DETECTION_TYPE!r}"
+            )
+        source_ref = data.get(SOURCE_REF)
+        if self.attribute not in data:
+            if "failure-reason" not in metadata:
+                raise InputError(
+                    f"{where}: no {self.attribute!r} and no failure-reason in {self.metadata_key!r}"
+                )
+            return _Checked("failed", (), None, source_ref)
+        if not is_s3_object_uri(source_ref):
+            raise InputError(f"{where}: {SOURCE_REF} {source_ref!r} is not an s3://bucket/key URI")
+        label = data[self.attribute]
+        if not isinstance(label, dict):
+            raise InputError(f"{where}: {self.attribute!r} is {json_type(label)}, not an object")
+        width, height = _image_size(label, where)
+        annotations = label.get("annotations")
+        if not isinstance(annotations, list):
+            raise InputError(f"{where}: {self.attribute!r} has no 'annotations' array")
+        raw_map = metadata.get("class-map")
+        map_key = _map_key(raw_map)
+        known = None if map_key is None else self._merged_maps.get(map_key)
+        class_map = known or _line_class_map(raw_map, where, required=bool(annotations))
+        boxes = [
+            _fast_box(box, width, height, class_map)
+            or _check_box(box, f"{where}: annotations[{index}]", (width, height), class_map)
+            for index, box in enumerate(annotations)
+        ]
+        if known is None:
+            self._merge(class_map, line_number)
+            if map_key is not None and len(self._merged_maps) < _MAX_MERGED_MAPS:
+                self._merged_maps[map_key] = class_map
+        class_ids = tuple(box[0] for box in boxes)
+        status: Status = "labeled" if boxes else "empty"
+        return _Checked(status, class_ids, (width, height, tuple(sorted(boxes))), source_ref)
 
-def _check_line(record: Record, attribute: str) -> tuple[Item, dict[int, str]]:
-    where = f"line {record.line_number}"
-    metadata_key = attribute + METADATA_SUFFIX
-    metadata = record.data.get(metadata_key, {})
-    if not isinstance(metadata, dict):
-        raise InputError(f"{where}: {metadata_key!r} is {_json_type(metadata)}, not an object")
-    kind = metadata.get("type", OBJECT_DETECTION_TYPE)
-    if kind != OBJECT_DETECTION_TYPE:
-        raise InputError(
-            f"{where}: {metadata_key!r} has type {kind!r}, not {OBJECT_DETECTION_TYPE!r}"
-        )
-    if attribute not in record.data:
-        if "failure-reason" not in metadata:
-            raise InputError(f"{where}: no {attribute!r} and no failure-reason in {metadata_key!r}")
-        return Item(record, "failed"), {}
-    return _check_labeled(record, attribute, metadata, where)
-
-
-def _check_labeled(
-    record: Record, attribute: str, metadata: dict[str, Any], where: str
-) -> tuple[Item, dict[int, str]]:
-    source_ref = record.data.get(SOURCE_REF)
-    if not is_s3_object_uri(source_ref):
-        raise InputError(f"{where}: {SOURCE_REF} {source_ref!r} is not an s3://bucket/key URI")
-    label = record.data[attribute]
-    if not isinstance(label, dict):
-        raise InputError(f"{where}: {attribute!r} is {_json_type(label)}, not an object")
-    image_size = _image_size(label, where)
-    annotations = label.get("annotations")
-    if not isinstance(annotations, list):
-        raise InputError(f"{where}: {attribute!r} has no 'annotations' array")
-    class_map = _line_class_map(metadata, where, required=bool(annotations))
-    class_ids = tuple(
-        _check_box(box, f"{where}: annotations[{index}]", image_size, class_map)
-        for index, box in enumerate(annotations)
-    )
-    return Item(record, "labeled" if class_ids else "empty", class_ids), class_map
+    def _merge(self, line_map: dict[int, str], line_number: int) -> None:
+        # Boxes are counted per class name, so a name must keep one id and an id one name.
+        for class_id, name in line_map.items():
+            known_name = self.class_map.get(class_id, name)
+            if known_name != name:
+                raise InputError(
+                    f"line {line_number}: class-map names id {class_id} {name!r}, "
+                    f"an earlier line named it {known_name!r}"
+                )
+            known_id = self._ids.get(name, class_id)
+            if known_id != class_id:
+                raise InputError(
+                    f"line {line_number}: class-map gives {name!r} id {class_id}, "
+                    f"but id {known_id} has that name"
+                )
+            self.class_map[class_id] = name
+            self._ids[name] = class_id
 
 
 def _image_size(label: dict[str, Any], where: str) -> tuple[int, int]:
@@ -399,8 +525,14 @@ def _image_size(label: dict[str, Any], where: str) -> tuple[int, int]:
     return width, height
 
 
-def _line_class_map(metadata: dict[str, Any], where: str, *, required: bool) -> dict[int, str]:
-    raw = metadata.get("class-map")
+def _map_key(raw: object) -> tuple[tuple[str, str], ...] | None:
+    """A class-map's items as a dict key, or None if it is not a map of strings."""
+    if type(raw) is not dict or not all(type(name) is str for name in raw.values()):
+        return None
+    return tuple(raw.items())
+
+
+def _line_class_map(raw: object, where: str, *, required: bool) -> dict[int, str]:
     if raw is None and not required:
         return {}
     if not isinstance(raw, dict):
@@ -408,22 +540,60 @@ def _line_class_map(metadata: dict[str, Any], where: str, *, required: bool) -> 
     class_map = {}
     for key, name in raw.items():
         if not _CLASS_ID_KEY.fullmatch(key):
-            raise InputError(f"{where}: class-map key {key!r} is not a class id (0, 1, ...)")
+            raise InputError(f"{where}: class-map key {_quoted(key)} is not a class id (0, 1, ...)")
+        class_id = int(key)
+        if class_id >= MAX_CLASSES:
+            raise InputError(
+                f"{where}: class-map key {key!r} is outside the class ids 0..{MAX_CLASSES - 1} "
+                "a model here trains"
+            )
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"{where}: class-map gives id {key} the name {name!r}")
-        class_map[int(key)] = name
+        class_map[class_id] = name
     return class_map
+
+
+def _fast_box(
+    box: object, image_width: int, image_height: int, class_map: dict[int, str]
+) -> Box | None:
+    """A well-formed box as (class id, left, top, width, height); None to check it slowly.
+
+    Only the common case, without a message: NaN and infinities fail a comparison here.
+    """
+    if type(box) is not dict:
+        return None
+    # A missing value defaults to one the checks below refuse.
+    class_id, left, top, width, height = (
+        box.get("class_id", -1), box.get("left", -1), box.get("top", -1), box.get("width", 0),
+        box.get("height", 0),
+    )  # fmt: skip
+    if (
+        type(class_id) is int
+        and class_id in class_map
+        and type(left) in _NUMBER_TYPES
+        and type(top) in _NUMBER_TYPES
+        and type(width) in _NUMBER_TYPES
+        and type(height) in _NUMBER_TYPES
+        and left >= 0
+        and top >= 0
+        and width > 0
+        and height > 0
+        and left + width <= image_width
+        and top + height <= image_height
+    ):
+        return class_id, left, top, width, height
+    return None
 
 
 def _check_box(
     box: object, where: str, image_size: tuple[int, int], class_map: dict[int, str]
-) -> int:
+) -> Box:
     if not isinstance(box, dict):
-        raise InputError(f"{where}: expected an object, got {_json_type(box)}")
+        raise InputError(f"{where}: expected an object, got {json_type(box)}")
     class_id = _as_int(box.get("class_id"))
     if class_id not in class_map:
         raise InputError(
-            f"{where}: class_id {box.get('class_id')!r} is not in the class-map "
+            f"{where}: class_id {_quoted(box.get('class_id'))} is not in the class-map "
             f"(ids {_listing(map(str, class_map))})"
         )
     left, top, width, height = (_as_number(box.get(key), key, where) for key in _BOX_KEYS)
@@ -437,7 +607,7 @@ def _check_box(
             f"{where}: the box reaches ({left + width}, {top + height}), "
             f"outside the {image_width} x {image_height} image"
         )
-    return class_id
+    return class_id, left, top, width, height
 
 
 def _as_int(value: object) -> int | None:
@@ -458,59 +628,205 @@ def _as_number(value: object, key: str, where: str) -> float:
         or not isinstance(value, int | float)
         or (isinstance(value, float) and not math.isfinite(value))
     ):
-        raise InputError(f"{where}: {key} must be a number, got {value!r}")
+        raise InputError(f"{where}: {key} must be a number, got {_quoted(value)}")
     return value
 
 
-def _merge_class_map(merged: dict[int, str], line_map: dict[int, str], line_number: int) -> None:
-    # Boxes are counted per class name, so a name must keep one id and an id one name.
-    for class_id, name in line_map.items():
-        known_name = merged.get(class_id, name)
-        if known_name != name:
+def _quoted(value: object) -> str:
+    # A value quoted in a message stays short, whatever its size.
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text):,} characters)"
+
+
+def _listing(names: Iterable[str]) -> str:
+    # Keeps a message to one readable line however many keys or ids there are.
+    listed = list(names)
+    shown = ", ".join(listed[:_MAX_LISTED])
+    return shown + (f" and {len(listed) - _MAX_LISTED} more" if len(listed) > _MAX_LISTED else "")
+
+
+# --- scanning a file ---------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """One pass over a manifest file: per non-blank line, where it is and what it holds."""
+
+    file: BinaryIO
+    attribute: str
+    class_map: dict[int, str] = field(default_factory=dict)
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    lengths: array[int] = field(default_factory=lambda: array("q"))
+    line_numbers: array[int] = field(default_factory=lambda: array("q"))
+    # hash() of the source-ref: equal for equal names within one process.
+    image_hashes: array[int] = field(default_factory=lambda: array("q"))
+    statuses: array[int] = field(default_factory=lambda: array("b"))
+    boxes_by_class: Counter[int] = field(default_factory=Counter)
+    most_boxes: int = 0
+
+    def stats(self) -> dict[str, Any]:
+        states = Counter(self.statuses)
+        return {
+            "label_attribute": self.attribute,
+            "lines": len(self.statuses),
+            "images": len(self.statuses) - states[_DUPLICATE],
+            "labeled": states[_LABELED],
+            "failed": states[_FAILED],
+            "empty": states[_EMPTY],
+            "duplicates": states[_DUPLICATE],
+            "objects": sum(self.boxes_by_class[class_id] for class_id in self.class_map),
+            "by_class": {
+                name: self.boxes_by_class[class_id] for class_id, name in self.class_map.items()
+            },
+        }
+
+    def read(self, index: int) -> bytes:
+        self.file.seek(self.offsets[index])
+        return self.file.read(self.lengths[index])
+
+    def copy_lines(self, indexes: Iterable[int], out: BinaryIO) -> None:
+        for index in indexes:
+            out.write(self.read(index))
+            out.write(b"\n")
+
+
+def _scan(file: BinaryIO, label_attribute: str | None, image_source: str | None = None) -> _Scan:
+    """Check and count every line, then merge or refuse lines that repeat an image.
+
+    Checking needs the label attribute, which may only be known from every line: it starts
+    with the one the first lines point to, collects what the whole file points to, and
+    checks again from the start in the rare case that differs.
+    """
+    candidates = _Candidates(label_attribute)
+    attribute = candidates.guess() or _first_candidate(file)
+    scan = _check_lines(file, attribute, candidates, image_source)
+    final = candidates.attribute()
+    if final != attribute:
+        file.seek(0)
+        scan = _check_lines(file, final, None, image_source)
+    _merge_duplicates(scan)
+    return scan
+
+
+def _first_candidate(file: BinaryIO) -> str:
+    """The label attribute the first line that has one points to; ``InputError`` if none does."""
+    candidates = _Candidates()
+    for line_number, _, content in _read_lines(file):
+        candidates.add(_parse_line(content, line_number))
+        guess = candidates.guess()
+        if guess is not None:
+            file.seek(0)
+            return guess
+    file.seek(0)
+    return candidates.attribute()  # raises: no lines, or no attribute
+
+
+def _check_lines(
+    file: BinaryIO, attribute: str, candidates: _Candidates | None, image_source: str | None
+) -> _Scan:
+    scan = _Scan(file, attribute)
+    checker = _LineChecker(attribute)
+    lines = _read_lines(file)
+    for line_number, offset, content in lines:
+        data = _parse_line(content, line_number)
+        if candidates is not None:
+            candidates.add(data)
+        try:
+            checked = checker.check(data, line_number)
+            if image_source is not None and checked.status == "labeled":
+                _check_image_source(checked.source_ref, image_source, line_number)
+        except InputError:
+            if candidates is None:
+                raise
+            # Raised only if the whole file confirms this attribute (or has none).
+            _finish_candidates(lines, candidates)
+            if candidates.attribute() == attribute:
+                raise
+            return scan
+        scan.offsets.append(offset)
+        scan.lengths.append(len(content))
+        scan.line_numbers.append(line_number)
+        scan.statuses.append(_STATUS_CODES[checked.status])
+        scan.image_hashes.append(_image_hash(checked.source_ref, line_number))
+        scan.boxes_by_class.update(checked.class_ids)
+        scan.most_boxes = max(scan.most_boxes, len(checked.class_ids))
+    scan.class_map = checker.sorted_class_map()
+    return scan
+
+
+def _finish_candidates(lines: Iterator[tuple[int, int, bytes]], candidates: _Candidates) -> None:
+    for line_number, _, content in lines:
+        candidates.add(_parse_line(content, line_number))
+
+
+def _image_hash(source_ref: object, line_number: int) -> int:
+    # A line without a source-ref (possible for a failed item) is an image of its own.
+    return hash(source_ref if isinstance(source_ref, str) else ("no source-ref", line_number))
+
+
+def _check_image_source(source_ref: object, image_source: str, line_number: int) -> None:
+    if not str(source_ref).startswith(image_source):
+        raise InputError(
+            f"line {line_number}: image {source_ref} is outside {image_source}: training "
+            "reads images only there; upload the images there and reference them from the "
+            "manifest"
+        )
+
+
+def _merge_duplicates(scan: _Scan) -> None:
+    """Mark lines that repeat an image as duplicates, or refuse images labeled two ways.
+
+    Hashes only find the candidates; each is read again and compared exactly, so a hash
+    collision can neither merge two images nor refuse one.
+    """
+    ordered = sorted(scan.image_hashes)
+    repeated = {a for a, b in zip(ordered[:-1], islice(ordered, 1, None), strict=True) if a == b}
+    del ordered
+    if not repeated:
+        return
+    checker = _LineChecker(scan.attribute)
+    groups: dict[object, list[tuple[int, _Checked]]] = {}
+    for index, image_hash in enumerate(scan.image_hashes):
+        if image_hash in repeated:
+            line_number = scan.line_numbers[index]
+            checked = checker.check(_parse_line(scan.read(index), line_number), line_number)
+            key = _image_key(checked.source_ref, line_number)
+            groups.setdefault(key, []).append((index, checked))
+    for key, lines in groups.items():
+        if len(lines) > 1:
+            _merge_image(scan, key, lines)
+
+
+def _image_key(source_ref: object, line_number: int) -> object:
+    return source_ref if isinstance(source_ref, str) else ("no source-ref", line_number)
+
+
+def _merge_image(scan: _Scan, source_ref: object, lines: list[tuple[int, _Checked]]) -> None:
+    labeled = [(index, checked) for index, checked in lines if checked.label is not None]
+    for index, checked in labeled[1:]:
+        first_index, first = labeled[0]
+        if checked.label != first.label:
             raise InputError(
-                f"line {line_number}: class-map names id {class_id} {name!r}, "
-                f"an earlier line named it {known_name!r}"
+                f"lines {scan.line_numbers[first_index]} and {scan.line_numbers[index]} label "
+                f"the same image {source_ref} differently ({_difference(first, checked)}): an "
+                "image can have one label only; remove or correct one of the lines"
             )
-        known_id = {value: key for key, value in merged.items()}.get(name, class_id)
-        if known_id != class_id:
-            raise InputError(
-                f"line {line_number}: class-map gives {name!r} id {class_id}, "
-                f"but id {known_id} has that name"
-            )
-        merged[class_id] = name
+    keep = (labeled or lines)[0][0]
+    for index, checked in lines:
+        if index != keep:
+            scan.statuses[index] = _DUPLICATE
+            scan.boxes_by_class.subtract(checked.class_ids)
 
 
-def _stats(manifest: Manifest) -> dict[str, Any]:
-    counts = Counter(class_id for item in manifest.items for class_id in item.class_ids)
-    return {
-        "label_attribute": manifest.label_attribute,
-        "images": len(manifest.items),
-        "labeled": len(manifest.having("labeled")),
-        "failed": len(manifest.having("failed")),
-        "empty": len(manifest.having("empty")),
-        "objects": counts.total(),
-        "by_class": {name: counts[class_id] for class_id, name in manifest.class_map.items()},
-    }
-
-
-def _split(manifest: Manifest, validation_fraction: float, seed: int) -> SplitResult:
-    usable = manifest.having("labeled")
-    dropped_failed, dropped_empty = len(manifest.having("failed")), len(manifest.having("empty"))
-    validation_size = _validation_size(
-        len(usable), validation_fraction, f"{dropped_failed} failed, {dropped_empty} without boxes"
-    )
-    random.Random(seed).shuffle(usable)
-    lines = tuple(to_json_line(item.record.data) for item in usable)
-    most_boxes = max(len(item.class_ids) for item in usable)
-    return SplitResult(
-        label_attribute=manifest.label_attribute,
-        class_map={str(class_id): name for class_id, name in manifest.class_map.items()},
-        train=lines[validation_size:],
-        validation=lines[:validation_size],
-        label_width=max(DEFAULT_LABEL_WIDTH, VALUES_PER_BOX * most_boxes + LABEL_HEADER_WIDTH),
-        dropped_failed=dropped_failed,
-        dropped_empty=dropped_empty,
-    )
+def _difference(first: _Checked, other: _Checked) -> str:
+    counts = [len(checked.class_ids) for checked in (first, other)]
+    if counts[0] != counts[1]:
+        return " / ".join(
+            "no boxes" if not n else f"{n} box{'es' if n > 1 else ''}" for n in counts
+        )
+    if first.label and other.label and first.label[:2] != other.label[:2]:
+        return "different image sizes"
+    return "different boxes"
 
 
 def _validation_size(usable: int, fraction: float, dropped: str) -> int:

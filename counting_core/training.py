@@ -22,7 +22,8 @@ from counting_core.manifest import SOURCE_REF, SplitResult
 
 #: Where a manifest to train on may be: uploaded for training, or written by Ground Truth.
 MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)
-#: The only images the training job may read (its role is limited to this prefix).
+#: The only images the training job may read (its role is limited to this prefix):
+#: ``counting_core.manifest.split``'s ``image_source`` in the data bucket.
 IMAGE_SOURCE = layout.LABELING_IMAGES
 
 TRAIN_FILE = "train.manifest"
@@ -132,18 +133,6 @@ def manifest_key(uri: str, bucket: str) -> str:
 def image_prefix_uri(bucket: str) -> str:
     """Where every image a run trains or is evaluated on lies."""
     return f"s3://{bucket}/{IMAGE_SOURCE}"
-
-
-def check_image_locations(lines: Iterable[str], bucket: str) -> None:
-    """Refuse a manifest line whose image the training job may not read."""
-    allowed = image_prefix_uri(bucket)
-    for line in lines:
-        image = json.loads(line)[SOURCE_REF]
-        if not image.startswith(allowed):
-            raise DataNotTrainable(
-                f"image {image} is outside {allowed}: training reads images only there; "
-                "upload the images there and reference them from the manifest"
-            )
 
 
 def data_hyperparameters(split: SplitResult) -> dict[str, str]:

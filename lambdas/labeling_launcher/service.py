@@ -22,6 +22,8 @@ from counting_core.errors import InputError
 WORKER_TEMPLATE = Path(__file__).with_name("worker_template.liquid.html")
 # CreateLabelingJob's answer to a name already taken: this request version already started.
 JOB_NAME_TAKEN = "ResourceInUse"
+# Its answer to a request it cannot run (no retry helps): a rejection, like a bad request.
+REQUEST_REFUSED = "ValidationException"
 # Keys per ListObjectsV2 call (S3's maximum); a batch can span many pages.
 LISTING_PAGE_SIZE = 1000
 
@@ -98,13 +100,19 @@ class LabelingLauncher:
             labeling.check_create_labeling_job_request(job)
         except InputError as error:
             return self._reject(bucket, key, str(error))
-        self._write_inputs(bucket, job_name, request, manifest)
+        written = self._write_inputs(bucket, job_name, request, manifest)
         try:
             self._sagemaker.create_labeling_job(**job)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != JOB_NAME_TAKEN:
+            code = error.response.get("Error", {}).get("Code")
+            if code == JOB_NAME_TAKEN:  # the inputs are that job's: they stay
+                return {"status": "already started", "request": key, "labelingJobName": job_name}
+            # No job uses the inputs: a refused or retried request leaves none behind.
+            self._delete(bucket, written)
+            if code != REQUEST_REFUSED:
                 raise
-            return {"status": "already started", "request": key, "labelingJobName": job_name}
+            message = error.response.get("Error", {}).get("Message", "")
+            return self._reject(bucket, key, f"CreateLabelingJob refused the request: {message}")
         return {"status": "started", "request": key, "labelingJobName": job_name}
 
     def announce_completion(self, labeling_job_arn: str) -> dict[str, str]:
@@ -134,7 +142,8 @@ class LabelingLauncher:
         request = {"Bucket": bucket, "Key": key}
         if version:
             request["VersionId"] = version
-        body: bytes = self._s3.get_object(**request)["Body"].read()
+        # One byte more than a request may have: enough to refuse a larger one unread.
+        body: bytes = self._s3.get_object(**request)["Body"].read(labeling.MAX_REQUEST_BYTES + 1)
         return body
 
     def _input_manifest(self, bucket: str, prefix: str) -> str:
@@ -154,17 +163,34 @@ class LabelingLauncher:
 
     def _write_inputs(
         self, bucket: str, job_name: str, request: labeling.LabelingRequest, manifest: str
-    ) -> None:
+    ) -> list[str]:
+        """Write the job's three inputs (all or none) and return their keys."""
         inputs = labeling.JobInputs.for_job(job_name)
         categories = labeling.label_category_config(request.labels)
         template = labeling.render_worker_template(self._worker_template, request)
-        for key, body, content_type in (
-            (inputs.manifest_key, manifest, "application/jsonlines"),
-            (inputs.categories_key, json.dumps(categories, indent=2), JSON_CONTENT_TYPE),
-            (inputs.template_key, template, "text/html"),
-        ):
-            self._s3.put_object(
-                Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType=content_type
+        # Every body is encoded before the first is written.
+        bodies = [
+            (key, body.encode("utf-8"), content_type)
+            for key, body, content_type in (
+                (inputs.manifest_key, manifest, "application/jsonlines"),
+                (inputs.categories_key, json.dumps(categories, indent=2), JSON_CONTENT_TYPE),
+                (inputs.template_key, template, "text/html"),
+            )
+        ]
+        written: list[str] = []
+        try:
+            for key, body, content_type in bodies:
+                self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+                written.append(key)
+        except Exception:
+            self._delete(bucket, written)
+            raise
+        return written
+
+    def _delete(self, bucket: str, keys: list[str]) -> None:
+        if keys:
+            self._s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
             )
 
     def _reject(self, bucket: str, key: str, reason: str) -> dict[str, str]:

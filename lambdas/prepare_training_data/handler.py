@@ -1,18 +1,26 @@
 """Prepare Lambda: the training state machine's first step, before any GPU is paid for.
 
 Reads the labeled manifest the run was started with, checks and splits it with
-``counting.manifest``, writes ``train.manifest``, ``validation.manifest`` and
+``counting_core.manifest``, writes ``train.manifest``, ``validation.manifest`` and
 ``data-report.json`` under ``training/manifests/<run>/`` and returns the run's names and
-figures (``counting.training.PreparedRun``). A request or manifest that cannot train
+figures (``counting_core.training.PreparedRun``). A request or manifest that cannot train
 raises ``DataNotTrainable`` with the reason: the state machine reports it and stops.
+
+The manifest is streamed to a file in /tmp and split from there, and the channels are
+written to /tmp before they are uploaded, so memory stays flat however many images there
+are; the function's ephemeral storage bounds the manifest size instead (see
+``stacks/components/training/prepare.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,6 +36,8 @@ from counting_core.training import DataNotTrainable, TrainingRequest
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 MANIFEST_CONTENT_TYPE = "application/jsonlines"
+# Bytes per read while streaming the manifest from S3 into /tmp.
+DOWNLOAD_CHUNK = 1 << 20
 
 
 class Environment(BaseModel):
@@ -67,52 +77,62 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise DataNotTrainable(f"not a training request: {problem}") from None
     request = prepare.request
     key = training.manifest_key(request.manifest_uri, ENV.bucket)
-    try:
-        data = manifest.prepare_training_data(
-            read_text(key).split("\n"),
-            label_attribute=request.label_attribute,
-            validation_fraction=ENV.validation_fraction,
-            seed=ENV.split_seed,
-        )
-    except InputError as error:
-        raise DataNotTrainable(f"{request.manifest_uri}: {error}") from None
-    split = data.split
-    training.check_image_locations(split.train + split.validation, ENV.bucket)
-
     name = training.run_name(ENV.name_prefix, prepare.execution_id, prepare.started_at)
     folder = training.run_folder(name)
-    report = {"run": name, "manifest": request.manifest_uri, **data.report}
+    image_source = training.image_prefix_uri(ENV.bucket)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch)
+        download(key, local / "input.manifest")
+        try:
+            with (local / "input.manifest").open("rb") as file:
+                split = manifest.split(
+                    file,
+                    label_attribute=request.label_attribute,
+                    validation_fraction=ENV.validation_fraction,
+                    seed=ENV.split_seed,
+                    image_source=image_source,
+                )
+                with (
+                    (local / training.TRAIN_FILE).open("wb") as train,
+                    (local / training.VALIDATION_FILE).open("wb") as validation,
+                ):
+                    split.write(train, validation)
+        except InputError as error:
+            raise DataNotTrainable(f"{request.manifest_uri}: {error}") from None
+        for file_name in (training.TRAIN_FILE, training.VALIDATION_FILE):
+            upload(f"{folder}{file_name}", local / file_name)
+        # What the run's Batch Transform counts to evaluate the model (the images checked above).
+        with (local / training.VALIDATION_FILE).open("rb") as validation:
+            images = training.transform_manifest(
+                (json.loads(line)[manifest.SOURCE_REF] for line in validation), image_source
+            )
+        write(f"{folder}{training.VALIDATION_IMAGES_FILE}", images, "application/json")
+
+    report = {"run": name, "manifest": request.manifest_uri, **split.report()}
     if request.labeling_job_name:
         report["labeling_job"] = request.labeling_job_name
-    write(f"{folder}{training.TRAIN_FILE}", manifest.manifest_text(split.train))
-    write(f"{folder}{training.VALIDATION_FILE}", manifest.manifest_text(split.validation))
-    # What the run's Batch Transform counts to evaluate the model (the images checked above).
-    write(
-        f"{folder}{training.VALIDATION_IMAGES_FILE}",
-        training.transform_manifest(
-            (json.loads(line)[manifest.SOURCE_REF] for line in split.validation),
-            training.image_prefix_uri(ENV.bucket),
-        ),
-        "application/json",
-    )
     write(f"{folder}{training.REPORT_FILE}", json.dumps(report, indent=2), "application/json")
-    logger.info("training data prepared", extra={"run": name, **split.figures()})
-    run = training.prepared_run(name=name, bucket=ENV.bucket, split=split, figures=split.figures())
+    figures = split.result.figures()
+    logger.info("training data prepared", extra={"run": name, **figures})
+    run = training.prepared_run(name=name, bucket=ENV.bucket, split=split.result, figures=figures)
     return run.model_dump(by_alias=True)
 
 
-def read_text(key: str) -> str:
-    """The manifest's text; a missing or non-UTF-8 object cannot train."""
-    uri = f"s3://{ENV.bucket}/{key}"
+def download(key: str, path: Path) -> None:
+    """Stream the manifest into ``path``; a missing object cannot train."""
     try:
-        body: bytes = s3().get_object(Bucket=ENV.bucket, Key=key)["Body"].read()
+        body = s3().get_object(Bucket=ENV.bucket, Key=key)["Body"]
     except s3().exceptions.NoSuchKey:
-        raise DataNotTrainable(f"{uri}: no such object") from None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataNotTrainable(f"{uri}: not UTF-8 text (byte {error.start})") from None
+        raise DataNotTrainable(f"s3://{ENV.bucket}/{key}: no such object") from None
+    with path.open("wb") as file:
+        shutil.copyfileobj(body, file, DOWNLOAD_CHUNK)
 
 
-def write(key: str, text: str, content_type: str = MANIFEST_CONTENT_TYPE) -> None:
+def upload(key: str, path: Path) -> None:
+    # A file body is streamed: a channel of a million lines is never held in memory.
+    with path.open("rb") as body:
+        s3().put_object(Bucket=ENV.bucket, Key=key, Body=body, ContentType=MANIFEST_CONTENT_TYPE)
+
+
+def write(key: str, text: str, content_type: str) -> None:
     s3().put_object(Bucket=ENV.bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type)

@@ -234,8 +234,9 @@ class LabelingJobs(Construct):
                 [bucket.arn_for_objects(f"{layout.LABELING_REQUESTS}*{labeling.REJECTION_SUFFIX}")],
                 None,
             ),
+            # Deleted again when no job starts, so that a refused request leaves none.
             "WriteJobInputs": (
-                ["s3:PutObject"],
+                ["s3:PutObject", "s3:DeleteObject"],
                 [bucket.arn_for_objects(f"{layout.LABELING_INPUT}*")],
                 None,
             ),
@@ -279,7 +280,8 @@ class LabelingJobs(Construct):
                 layout.LABELING_REQUESTS: "The labeling launcher reads each uploaded request, "
                 f"whatever its name, under {layout.LABELING_REQUESTS}.",
                 layout.LABELING_INPUT: "The labeling launcher writes each new job's inputs into "
-                f"a folder named after it under {layout.LABELING_INPUT}.",
+                f"a folder named after it under {layout.LABELING_INPUT}, and deletes them when "
+                "the job does not start.",
             },
         )
         rejections = f"{layout.LABELING_REQUESTS}*{labeling.REJECTION_SUFFIX}"

@@ -51,8 +51,13 @@ def test_a_broken_line_is_named_with_file_and_line(tmp_path):
     lines[6] = lines[6][:40]
     broken.write_text("\n".join(lines), encoding="utf-8")
 
-    with pytest.raises(InputError, match=rf"^{re.escape(str(broken))}: line 7: not valid JSON: "):
+    with pytest.raises(InputError) as caught:
         run(["stats", str(broken)])
+
+    assert str(caught.value) == (
+        f"{broken}: line 7: the line ends at column 40 before its JSON is complete: it looks "
+        "cut off (an interrupted download or copy?)"
+    )
 
 
 def test_a_bad_label_attribute_is_not_blamed_on_the_file():
@@ -66,7 +71,7 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     binary = tmp_path / "image.manifest"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not a manifest")
 
-    with pytest.raises(InputError, match=r"image\.manifest: not UTF-8 text"):
+    with pytest.raises(InputError, match=r"image\.manifest: line 1: not UTF-8 text \(byte 1\)$"):
         run(["stats", str(binary)])
 
 
@@ -88,7 +93,7 @@ def test_split_writes_both_channels_and_prints_the_figures(tmp_path, capsys):
 
     assert run([*argv, "--out-dir", str(out_dir)]) == 0
 
-    assert printed_json(capsys) == HAND_CHECKED_SPLIT_AT_0_2
+    assert printed_json(capsys) == {**HAND_CHECKED_SPLIT_AT_0_2, "duplicates": 0}
     train = (out_dir / "train.manifest").read_text(encoding="utf-8")
     validation = (out_dir / "validation.manifest").read_text(encoding="utf-8")
     assert train.endswith("\n")
@@ -112,19 +117,54 @@ def test_from_coco_writes_a_manifest_that_stats_reads(tmp_path, capsys):
 
     assert run([*argv, "--label-attribute", "vehicles", "--out", str(out)]) == 0
 
-    assert printed_json(capsys) == {
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == {
         "images": 3,
         "objects": 4,
         "dropped_boxes": 2,
+        "crowd_skipped": 0,
+        "unused_categories": [],
         "classes": {"0": "car", "1": "truck", "2": "bus"},
         "out": str(out),
     }
+    assert printed.err == (
+        f"{COCO_SMALL}: imported 3 images with 4 boxes in 3 classes; skipped 2 boxes with no "
+        "area inside its image\n"
+    )
     first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     metadata = first["vehicles-metadata"]
     assert metadata["job-name"] == "labeling-job/vehicles"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", metadata["creation-date"])
     assert run(["stats", str(out)]) == 0
     assert printed_json(capsys)["by_class"] == {"car": 2, "truck": 1, "bus": 1}
+
+
+def test_from_coco_keeps_empty_categories_when_asked(tmp_path, capsys):
+    out = tmp_path / "out.manifest"
+    argv = ["from-coco", str(DATA / "coco" / "roboflow.json"), "--image-prefix", "s3://b-1/x"]
+
+    run([*argv, "--label-attribute", "vehicles", "--out", str(out), "--keep-empty-categories"])
+
+    assert printed_json(capsys)["classes"] == {"0": "vehicles-8xjm", "1": "car", "2": "truck"}
+
+
+def test_split_merges_an_image_listed_twice(tmp_path, capsys):
+    merged = DATA / "ground_truth" / "merged_batches.manifest"
+    argv = ["split", str(merged), "--validation-fraction", "0.34", "--seed", "1"]
+
+    assert run([*argv, "--out-dir", str(tmp_path)]) == 0
+
+    figures = printed_json(capsys)
+    assert (figures["num_training_samples"], figures["duplicates"]) == (2, 2)
+
+
+def test_split_refuses_an_image_labeled_two_ways_and_writes_nothing(tmp_path):
+    conflicting = DATA / "ground_truth" / "conflicting_batches.manifest"
+    argv = ["split", str(conflicting), "--validation-fraction", "0.5", "--seed", "1"]
+
+    with pytest.raises(InputError, match=r"conflicting_batches\.manifest: lines 1 and 3 label "):
+        run([*argv, "--out-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_from_coco_blames_a_bad_argument_not_the_file(tmp_path):
@@ -139,7 +179,16 @@ def test_from_coco_blames_a_bad_argument_not_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"images": [', r"coco\.json: not valid JSON: Expecting value at line 1 column 13$"),
+        (
+            '{"images": [',
+            r"coco\.json: the file ends at line 1 column 12 before its JSON is complete",
+        ),
+        ("[]", r"coco\.json: the file is a JSON array of 0 item\(s\), not a COCO object"),
+        (
+            '{"images": []}\n{"images": []}\n',
+            r"coco\.json: more than one JSON value: another one starts at line 2 column 1 \(JSON",
+        ),
+        ("", r"coco\.json: the file is empty$"),
         ('{"images": [], "categories": []}', r"coco\.json: the COCO file has no 'annotations'"),
     ],
 )

@@ -12,7 +12,7 @@ Shared by the manifest domain tests and the ``counting manifest`` CLI tests.
   line 7 g.jpg  car
   line 8 h.jpg  car, truck
 
-images 8 = labeled 5 (a, b, e, g, h) + failed 2 (c, f) + empty 1 (d)
+images 8 = labeled 5 (a, b, e, g, h) + failed 2 (c, f) + empty 1 (d); 8 lines, no duplicates
 objects 9: car 2 + 1 + 1 + 1 = 5, truck 1 + 2 + 1 = 4
 most boxes in one image 3 -> label_width max(350, 5 * 3 + 2) = 350; num_classes 2
 validation fraction 0.2: round(5 * 0.2) = 1 validation, 4 train
@@ -28,10 +28,12 @@ HAND_CHECKED = DATA / "hand_checked.manifest"
 
 HAND_CHECKED_STATS = {
     "label_attribute": "vehicles",
+    "lines": 8,
     "images": 8,
     "labeled": 5,
     "failed": 2,
     "empty": 1,
+    "duplicates": 0,
     "objects": 9,
     "by_class": {"car": 5, "truck": 4},
 }

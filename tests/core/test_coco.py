@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -28,7 +29,7 @@ DATE = "2026-11-26T10:00:00.000000"
 #   annotations[1] truck [100.4, 50.6, 200.2, 100.3]   -> edges 100..301 (300.6), 51..151
 #                                                         (150.9) -> left 100, top 51, 201 x 100
 #   annotations[5] car   [700, 10, 20, 20]             -> wholly right of x = 640: dropped
-# images[1] id 2 "/two.jpg" 100 x 50 (leading "/" dropped)
+# images[1] id 2 "two.jpg" 100 x 50
 #   annotations[2] bus   [-5, 10, 50, 60]              -> x clamped 0..45, y 10..50 (70)
 #                                                         -> left 0, top 10, 45 x 40
 #   annotations[3] car   [90, 10, 20, 10]              -> x 90..100 (110) -> 10 x 10
@@ -61,6 +62,10 @@ def small_coco() -> dict[str, Any]:
     return json.loads((DATA / "coco_small.json").read_text(encoding="utf-8"))
 
 
+def stats_of(lines: tuple[str, ...]) -> dict[str, Any]:
+    return manifest.stats(io.BytesIO(manifest.manifest_text(lines).encode()))
+
+
 def convert(coco: dict[str, Any], **options: Any):
     arguments = {"image_prefix": PREFIX, "label_attribute": "vehicles", "creation_date": DATE}
     return coco_to_manifest(coco, **{**arguments, **options})
@@ -78,15 +83,22 @@ def test_small_export_converts_as_worked_out_by_hand():
         "images": 3,
         "objects": 4,
         "dropped_boxes": 2,
+        "crowd_skipped": 0,
+        "unused_categories": [],
         "classes": CLASS_MAP,
     }
+    assert conversion.summary_line() == (
+        "imported 3 images with 4 boxes in 3 classes; skipped 2 boxes with no area inside its image"
+    )
 
 
 def test_small_export_passes_the_manifest_checks():
     lines = convert(small_coco()).lines
 
-    assert manifest.stats(manifest.parse_manifest(lines)) == {
+    assert stats_of(lines) == {
         "label_attribute": "vehicles",
+        "lines": 3,
+        "duplicates": 0,
         "images": 3,
         "labeled": 2,
         "failed": 0,
@@ -155,14 +167,17 @@ def _change(path: str, value: Any = None, *, delete: bool = False):
         (_change("images/1/id", 10), "images[1]: duplicate id 10"),
         (_change("images/1/id", True), "images[1]: id must be an integer, got True"),
         (_change("images/2/file_name", "img/one.jpg"), "images[2]: file_name is also used by"),
-        (_change("images/2/file_name", "/"), "images[2]: file_name '/' does not name an image"),
+        (_change("images/2/file_name", "/"), "images[2]: file_name '/' is an absolute path"),
+        (_change("images/2/file_name", "a/"), "images[2]: file_name 'a/' does not name an image"),
+        (_change("annotations/4/iscrowd", 2), "annotations[4]: iscrowd must be 0 or 1, got 2"),
+        (_change("annotations/4/bbox", []), "annotations[4]: no bbox, and no polygon segment"),
         (_change("images/2/file_name", 5), "images[2]: file_name 5 does not name an image file"),
         (_change("images/1/width", 0), "images[1]: width must be positive, got 0"),
         (_change("images/1/height", 50.5), "images[1]: height must be an integer, got 50.5"),
         (_change("annotations/4/image_id", 99), "annotations[4]: image_id 99 is not in images"),
         (_change("annotations/4/image_id", [2]), "annotations[4]: image_id must be an integer"),
         (_change("annotations/4/category_id", 2), "annotations[4]: category_id 2 is not in categ"),
-        (_change("annotations/4/bbox", delete=True), "annotations[4]: missing 'bbox'"),
+        (_change("annotations/4/bbox", delete=True), "annotations[4]: no bbox, and no polygon"),
         (_change("annotations/4/bbox", [1, 2, 3]), "annotations[4]: bbox must be [x, y, width,"),
         (_change("annotations/4/bbox", [1, 2, "3", 4]), "annotations[4]: bbox must be [x, y, "),
         (_change("annotations/4/bbox", [1, 2, True, 4]), "annotations[4]: bbox must be [x, y"),
@@ -182,7 +197,12 @@ def test_malformed_exports_name_the_entry(change, message):
 
 def test_a_coco_file_must_be_an_object():
     with pytest.raises(InputError, match="a COCO file is a JSON object"):
-        convert([])
+        convert("images")
+
+
+def test_a_json_array_is_named_as_such():
+    with pytest.raises(InputError, match=r"^the file is a JSON array of 2 item\(s\), not a COCO"):
+        convert([{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}, {"id": 2}])
 
 
 # --- properties ----------------------------------------------------------------------
@@ -240,9 +260,14 @@ def test_round_trip_keeps_the_objects_of_each_class_in_category_order(coco):
     names = {category["id"]: category["name"] for category in coco["categories"]}
     expected = Counter(names[annotation["category_id"]] for annotation in coco["annotations"])
 
-    figures = manifest.stats(manifest.parse_manifest(conversion.lines))
+    figures = stats_of(conversion.lines)
 
-    assert figures["by_class"] == {names[key]: expected[names[key]] for key in sorted(names)}
+    assert figures["by_class"] == {
+        names[key]: expected[names[key]] for key in sorted(names) if expected[names[key]]
+    }
+    assert conversion.unused_categories == tuple(
+        names[key] for key in sorted(names) if not expected[names[key]]
+    )
     assert figures["images"] == len(coco["images"])
     assert conversion.dropped_boxes == 0
 
@@ -251,8 +276,24 @@ def test_round_trip_keeps_the_objects_of_each_class_in_category_order(coco):
 def test_any_valid_export_converts_to_a_valid_manifest(coco):
     conversion = convert(coco)
 
-    figures = manifest.stats(manifest.parse_manifest(conversion.lines))
+    figures = stats_of(conversion.lines)
 
     assert figures["objects"] == conversion.objects
     assert conversion.objects + conversion.dropped_boxes == len(coco["annotations"])
     assert figures["failed"] == 0
+
+
+@given(st.text(alphabet="ab./\\:C ", max_size=16) | st.text(max_size=16))
+def test_any_file_name_is_refused_or_stays_below_the_prefix(file_name):
+    image = {"id": 1, "file_name": file_name, "width": 10, "height": 10}
+    try:
+        conversion = convert({"images": [image], "annotations": [], "categories": []})
+    except InputError:
+        return
+
+    source_ref = json.loads(conversion.lines[0])["source-ref"]
+    assert source_ref.startswith(f"{PREFIX}/")
+    key = source_ref.removeprefix(f"{PREFIX}/")
+    assert "\\" not in key
+    assert ".." not in key.split("/")
+    assert not key.startswith("/")

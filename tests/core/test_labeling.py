@@ -115,13 +115,30 @@ def test_every_problem_is_reported_at_once():
     assert "extra: unknown key" in text
 
 
-def test_request_files_must_be_json():
-    with pytest.raises(InputError, match="not valid JSON: Expecting value at line 1 column 1"):
-        labeling.parse_request_json(b"batch_name: x", bucket=BUCKET)
-    with pytest.raises(InputError, match="not UTF-8"):
-        labeling.parse_request_json(b"\xff\xfe{", bucket=BUCKET)
-    with pytest.raises(InputError, match="request: must be a JSON object"):
-        labeling.parse_request_json(b"[]", bucket=BUCKET)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"batch_name: x", "the request is not valid JSON: expected value at line 1 column 1"),
+        (b"\xff\xfe{", "the request is not UTF-8 text (byte 1)"),
+        (b"[]", "the request is a JSON array of 0 item(s); a request is one JSON object"),
+        (b'"street"', "request: must be a JSON object"),
+        (b"", "the request is empty"),
+        (b"{}\n{}\n", "the request has more than one JSON value: another one starts at line 2"),
+        (
+            b'{"batch_name": "str',
+            "the request ends at line 1 column 19 before its JSON is complete",
+        ),
+        (b"[" * 100 + b"]" * 100, "the request has JSON nested more than 32 levels deep"),
+        (b'{"workers_per_object": ' + b"9" * 41 + b"}", "has a number of 41 characters"),
+        (b'{"labels": ["\\udc00"]}', "a \\u escape that is half of a character"),
+        (b" " * (labeling.MAX_REQUEST_BYTES + 1), "the request is 65,537 bytes; a request has at"),
+    ],
+)
+def test_request_files_are_bounded_json_objects(text, message):
+    with pytest.raises(InputError) as caught:
+        labeling.parse_request_json(text, bucket=BUCKET)
+
+    assert message in str(caught.value)
 
 
 # Hand-checked against CreateLabelingJob's LabelAttributeName rules: the API pattern,

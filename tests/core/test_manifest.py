@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import re
 from typing import Any
 
 import pytest
@@ -24,9 +26,26 @@ ATTRIBUTE = "vehicles"
 CLASS_MAP = {"0": "car", "1": "truck"}
 
 
-def hand_checked() -> list[manifest.Record]:
-    with HAND_CHECKED.open(encoding="utf-8") as file:
-        return manifest.parse_manifest(file)
+def hand_checked() -> io.BytesIO:
+    return io.BytesIO(HAND_CHECKED.read_bytes())
+
+
+def as_file(*lines: dict[str, Any] | str) -> io.BytesIO:
+    """A manifest file of ``lines`` (objects as JSON, text as it is)."""
+    text = "".join(f"{line if isinstance(line, str) else json.dumps(line)}\n" for line in lines)
+    return io.BytesIO(text.encode("utf-8"))
+
+
+def split_lines(file: io.BytesIO, **options: Any) -> tuple[manifest.SplitResult, list, list]:
+    """Split ``file`` and return the result with the train and validation lines written."""
+    split = manifest.split(file, **options)
+    train, validation = io.BytesIO(), io.BytesIO()
+    split.write(train, validation)
+    return (
+        split.result,
+        train.getvalue().decode().splitlines(),
+        validation.getvalue().decode().splitlines(),
+    )
 
 
 def box(class_id: Any = 0, left: Any = 1, top: Any = 2, width: Any = 3, height: Any = 4) -> dict:
@@ -70,7 +89,7 @@ def records(*lines: dict[str, Any]) -> list[manifest.Record]:
     return manifest.parse_manifest(json.dumps(line) for line in lines)
 
 
-def names(lines: tuple[str, ...]) -> list[str]:
+def names(lines: list[str]) -> list[str]:
     return [json.loads(line)["source-ref"].rsplit("/", 1)[1] for line in lines]
 
 
@@ -82,40 +101,45 @@ def test_hand_checked_stats():
 
 
 def test_hand_checked_split_figures():
-    result = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+    result, train, validation = split_lines(hand_checked(), validation_fraction=0.2, seed=7)
 
     assert result.figures() == HAND_CHECKED_SPLIT_AT_0_2
     assert result.label_attribute == "vehicles"
     assert result.class_map == CLASS_MAP
-    assert sorted(names(result.train + result.validation)) == HAND_CHECKED_USABLE
+    assert sorted(names(train + validation)) == HAND_CHECKED_USABLE
+    assert (len(train), len(validation)) == (4, 1)
 
 
 def test_half_is_rounded_to_even():
-    result = manifest.split(hand_checked(), validation_fraction=0.5, seed=7)
+    result, _, _ = split_lines(hand_checked(), validation_fraction=0.5, seed=7)
 
     assert (result.num_training_samples, result.num_validation_samples) == (3, 2)
 
 
-def test_split_lines_are_the_records_compact():
-    by_name = {
-        record.data["source-ref"].rsplit("/", 1)[1]: record.data for record in hand_checked()
-    }
-    result = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+def test_split_lines_are_the_manifest_lines_byte_for_byte():
+    originals = {names([line])[0]: line for line in HAND_CHECKED.read_text().splitlines()}
 
-    for line in result.train + result.validation:
-        assert line == json.dumps(by_name[names((line,))[0]], separators=(",", ":"))
+    _, train, validation = split_lines(hand_checked(), validation_fraction=0.2, seed=7)
+
+    for line in train + validation:
+        assert line == originals[names([line])[0]]
 
 
-def test_prepare_training_data_reports_stats_figures_and_inputs():
-    text = HAND_CHECKED.read_text(encoding="utf-8")
+def test_windows_line_endings_and_a_byte_order_mark_stay_out_of_the_channels():
+    text = "\ufeff" + HAND_CHECKED.read_text().replace("\n", "\r\n")
 
-    prepared = manifest.prepare_training_data(text.split("\n"), validation_fraction=0.2, seed=7)
+    _, train, validation = split_lines(io.BytesIO(text.encode()), validation_fraction=0.2, seed=7)
 
-    # same code: the Lambda's entry point splits exactly as `counting manifest split` does.
-    assert prepared.split == manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
-    assert prepared.report == {
+    assert all(json.loads(line) for line in train + validation)
+    assert not any(line.endswith("\r") or line.startswith("\ufeff") for line in train + validation)
+
+
+def test_the_report_holds_stats_figures_and_inputs():
+    split = manifest.split(hand_checked(), validation_fraction=0.2, seed=7)
+
+    assert split.report() == {
         **HAND_CHECKED_STATS,
-        **prepared.split.figures(),
+        **HAND_CHECKED_SPLIT_AT_0_2,
         "class_map": CLASS_MAP,
         "unnamed_class_ids": [],
         "validation_fraction": 0.2,
@@ -123,11 +147,28 @@ def test_prepare_training_data_reports_stats_figures_and_inputs():
     }
 
 
+def test_images_outside_the_image_source_are_refused_with_their_line():
+    with pytest.raises(InputError) as caught:
+        manifest.split(
+            hand_checked(),
+            validation_fraction=0.2,
+            seed=7,
+            image_source="s3://counting-data/labeling/images/",
+        )
+
+    assert str(caught.value).startswith(
+        "line 1: image s3://counting-data/images/a.jpg is outside "
+        "s3://counting-data/labeling/images/: training reads images only there"
+    )
+
+
 # --- parsing -------------------------------------------------------------------------
 
 
 def test_a_line_ending_does_not_move_the_error_column():
-    with pytest.raises(InputError, match=r"^line 1: not valid JSON: Expecting value at column 6$"):
+    with pytest.raises(
+        InputError, match=r"^line 1: the line ends at column 5 before its JSON is comp"
+    ):
         manifest.parse_manifest(['{"a":\r\n'])
 
 
@@ -138,22 +179,47 @@ def test_blank_lines_are_skipped_and_lines_keep_their_numbers():
     assert parsed[1].data == {}
 
 
+CUT_OFF = "before its JSON is complete: it looks cut off (an interrupted download or copy?)"
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"source-ref": ', "line 3: not valid JSON: Expecting value at column 16"),
-        ("[1, 2]", "line 3: expected a JSON object, got an array"),
+        ('{"source-ref": ', f"line 3: the line ends at column 15 {CUT_OFF}"),
+        ('{"source-ref": "s3://b/a.jpg", "vehi', f"line 3: the line ends at column 36 {CUT_OFF}"),
+        ("[1, 2]", "line 3: expected a JSON object, got an array: a manifest has one image's"),
         ('"text"', "line 3: expected a JSON object, got a string"),
         ("null", "line 3: expected a JSON object, got null"),
-        ('{"a": NaN}', "line 3: not valid JSON: NaN is not a JSON number"),
-        ('{"a": 1e999}', "line 3: not valid JSON: number 1e999 is out of range"),
+        ('{"a": NaN}', "line 3: not valid JSON: expected value at column 7"),
+        ('{"a": 1}{"b": 2}', "line 3: two JSON values on one line: the second starts at column 9"),
+        ("{", "line 3 holds only '{': this is one JSON document written over several lines"),
+        ('{"a": "\\ud800"}', "line 3: not valid JSON: a \\u escape that is half of a character"),
+        ('{"a": ' + "1" * 5000 + "}", "line 3: a number of 5,000 characters (111111111111...)"),
+        ("[" * 5000, "line 3: JSON nested more than 32 levels deep (at byte 33)"),
     ],
 )
 def test_unusable_lines_name_their_line_number(line, message):
     with pytest.raises(InputError) as caught:
         manifest.parse_manifest(["{}", "", line])
+    with pytest.raises(InputError) as streamed:
+        manifest.stats(as_file("{}", "", line))
 
-    assert str(caught.value) == message
+    assert str(caught.value).startswith(message)
+    assert str(streamed.value).startswith(message)
+
+
+def test_a_line_that_is_not_utf_8_is_named():
+    file = io.BytesIO(b'{"source-ref": "s3://b/caf\xe9.jpg"}\n')
+
+    with pytest.raises(InputError, match=r"^line 1: not UTF-8 text \(byte 27\)$"):
+        manifest.stats(file)
+
+
+def test_an_overlong_line_is_refused_before_it_is_read_whole():
+    file = io.BytesIO(b'{"a": "' + b"x" * manifest.MAX_LINE_BYTES + b'"}\n')
+
+    with pytest.raises(InputError, match=r"^line 1 is longer than 1,048,576 bytes"):
+        manifest.stats(file)
 
 
 # --- the label attribute -------------------------------------------------------------
@@ -192,7 +258,7 @@ def test_an_empty_manifest_has_no_label_attribute():
 
 def test_a_given_label_attribute_must_be_in_the_manifest():
     with pytest.raises(InputError, match="label attribute 'people' is not in the manifest"):
-        manifest.stats(records(labeled()), "people")
+        manifest.stats(as_file(labeled()), "people")
 
 
 @pytest.mark.parametrize(
@@ -239,7 +305,8 @@ SIZE = f"{ATTRIBUTE}/image_size/0"
         (_set("source-ref", "https://x/a.jpg"), "source-ref 'https://x/a.jpg' is not an s3"),
         (_set("source-ref", "s3://counting-data/"), "is not an s3://bucket/key URI"),
         (_set("source-ref", "s3://counting-data/dir/"), "is not an s3://bucket/key URI"),
-        (_set("source-ref", "s3://Bad_Bucket/a.jpg"), "is not an s3://bucket/key URI"),
+        (_set("source-ref", "s3://my bucket/a.jpg"), "is not an s3://bucket/key URI"),
+        (_set("source-ref", "s3://ab/a.jpg"), "is not an s3://bucket/key URI"),
         (_set(ATTRIBUTE, []), "line 2: 'vehicles' is an array, not an object"),
         (_set(f"{ATTRIBUTE}-metadata", "x"), "line 2: 'vehicles-metadata' is a string, not an"),
         (_set(f"{ATTRIBUTE}-metadata/type", "groundtruth/image-classification"), "has type"),
@@ -274,10 +341,22 @@ def test_a_bad_line_is_named_with_the_box(change, message):
     assert str(caught.value).startswith("line 2: ")
 
 
+@pytest.mark.parametrize(
+    "bucket",
+    # Legacy US East (N. Virginia) names, as in AWS's own documentation examples.
+    ["AWSDOC-EXAMPLE-BUCKET", "Legacy_Bucket.2017", "b" * 255, "abc"],
+)
+def test_every_bucket_name_s3_has_allowed_is_an_image_location(bucket):
+    line = labeled()
+    line["source-ref"] = f"s3://{bucket}/images/a.jpg"
+
+    assert manifest.stats(as_file(line))["labeled"] == 1
+
+
 def test_boxes_may_touch_the_image_edges_and_use_whole_floats():
     line = labeled(boxes=[box(1.0, 0, 0, 640, 480), box(0, 0.5, 0.5, 10.25, 3)])
 
-    assert manifest.stats(records(line))["by_class"] == {"car": 1, "truck": 1}
+    assert manifest.stats(as_file(line))["by_class"] == {"car": 1, "truck": 1}
 
 
 def test_a_line_without_label_or_failure_reason_is_refused():
@@ -289,10 +368,10 @@ def test_a_line_without_label_or_failure_reason_is_refused():
 
 
 def test_an_empty_line_needs_no_class_map():
-    line = labeled(boxes=[])
+    line = labeled("e.jpg", boxes=[])
     del line[f"{ATTRIBUTE}-metadata"]["class-map"]
 
-    assert manifest.stats(records(labeled(), line))["empty"] == 1
+    assert manifest.stats(as_file(labeled(), line))["empty"] == 1
 
 
 # --- class maps ----------------------------------------------------------------------
@@ -333,7 +412,7 @@ def test_labels_no_one_drew_leave_gaps_that_still_train():
         labeled("c.jpg", [box(0), box(2)], class_map={"0": "car", "2": "bus"}),
     ]
 
-    result = manifest.split(records(*lines), validation_fraction=0.34, seed=1)
+    result = manifest.split(as_file(*lines), validation_fraction=0.34, seed=1).result
 
     assert result.class_map == {"0": "car", "2": "bus"}
     assert result.num_classes == 3
@@ -346,8 +425,8 @@ def test_labels_no_one_drew_leave_gaps_that_still_train():
 def test_label_width_grows_with_the_busiest_image():
     def width_for(most_boxes: int) -> int:
         busy = labeled("busy.jpg", [box() for _ in range(most_boxes)])
-        lines = records(busy, labeled("b.jpg"))
-        return manifest.split(lines, validation_fraction=0.5, seed=1).label_width
+        split = manifest.split(as_file(busy, labeled("b.jpg")), validation_fraction=0.5, seed=1)
+        return split.result.label_width
 
     assert width_for(69) == 350  # 5 * 69 + 2 = 347 fits the default
     assert width_for(70) == 352
@@ -360,7 +439,7 @@ def test_validation_fraction_must_be_between_0_and_1(fraction):
 
 
 def test_too_few_usable_images_are_explained():
-    lines = records(labeled(), failed(), labeled(boxes=[]))
+    lines = as_file(labeled(), failed(), labeled("c.jpg", boxes=[]))
 
     with pytest.raises(InputError) as caught:
         manifest.split(lines, validation_fraction=0.2, seed=1)
@@ -372,10 +451,68 @@ def test_too_few_usable_images_are_explained():
 
 
 def test_a_fraction_leaving_no_training_image_is_refused():
-    lines = records(labeled("a.jpg"), labeled("b.jpg"))
+    lines = as_file(labeled("a.jpg"), labeled("b.jpg"))
 
     with pytest.raises(InputError, match="2 usable image"):
         manifest.split(lines, validation_fraction=0.8, seed=1)
+
+
+# --- one image, one label ----------------------------------------------------------------
+
+
+def test_an_image_listed_twice_alike_counts_once():
+    twice = labeled("a.jpg", [box(0), box(1, 10, 20, 30, 10)])
+    again = labeled("a.jpg", [box(1, 10, 20, 30, 10), box(0)])  # boxes in another order
+    again[f"{ATTRIBUTE}-metadata"]["job-name"] = "labeling-job/second-batch"
+
+    figures = manifest.stats(as_file(twice, labeled("b.jpg"), again))
+
+    assert (figures["lines"], figures["images"], figures["duplicates"]) == (3, 2, 1)
+    assert figures["by_class"] == {"car": 2, "truck": 1}
+
+
+def test_a_failed_line_gives_way_to_a_label_of_the_same_image():
+    figures = manifest.stats(as_file(failed("a.jpg"), labeled("b.jpg"), labeled("a.jpg")))
+
+    assert (figures["labeled"], figures["failed"], figures["duplicates"]) == (2, 0, 1)
+
+
+def test_an_image_labeled_two_ways_is_refused_with_both_lines():
+    moved = labeled("a.jpg", [box(0, left=2)])
+
+    with pytest.raises(InputError) as caught:
+        manifest.stats(as_file(labeled("a.jpg"), labeled("b.jpg"), moved))
+
+    assert str(caught.value) == (
+        "lines 1 and 3 label the same image s3://counting-data/images/a.jpg differently "
+        "(different boxes): an image can have one label only; remove or correct one of "
+        "the lines"
+    )
+
+
+def test_boxes_against_no_boxes_is_a_conflict_too():
+    with pytest.raises(InputError, match=r"lines 1 and 2 .* differently \(1 box / no boxes\)"):
+        manifest.split(
+            as_file(labeled("a.jpg"), labeled("a.jpg", boxes=[])), validation_fraction=0.5, seed=1
+        )
+
+
+# --- bounds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("1000", "class-map key '1000' is outside the class ids 0..999 a model here trains"),
+        ("10000000", "class-map key '10000000' is outside the class ids 0..999"),
+        ("1" * 5000, "class-map key '1111111111111111111... (5,002 characters) is not a class"),
+    ],
+)
+def test_class_ids_stay_within_ground_truths_label_limit(key, message):
+    line = labeled(class_map={"0": "car", key: "truck"})
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        manifest.stats(as_file(line))
 
 
 # --- properties ----------------------------------------------------------------------
@@ -384,30 +521,31 @@ def test_a_fraction_leaving_no_training_image_is_refused():
 @given(st.lists(st.text() | json_values.map(json.dumps) | st.just("[" * 5000), max_size=5))
 def test_parsing_any_lines_raises_only_input_error(lines):
     with contextlib.suppress(InputError):
-        manifest.stats(manifest.parse_manifest(lines))
+        manifest.stats(as_file(*lines))
 
 
 @settings(max_examples=300)
 @given(damages(labeled(boxes=[box(), box(1, 5, 5, 10, 10)])))
 def test_checking_a_damaged_line_raises_only_input_error(line):
     with contextlib.suppress(InputError):
-        manifest.prepare_training_data(
-            [json.dumps(labeled("ok.jpg")), json.dumps(line)], validation_fraction=0.5, seed=0
-        )
+        split_lines(as_file(labeled("ok.jpg"), line), validation_fraction=0.5, seed=0)
 
 
 @st.composite
-def manifests(draw) -> list[dict[str, Any]]:
-    """Lines with distinct images: labeled (1-4 boxes), empty or failed, in any mix."""
+def manifests(draw, *, repeats: bool = False) -> list[dict[str, Any]]:
+    """Lines labeled (1-4 boxes), empty or failed, in any mix; with ``repeats``, images
+    may come back on later lines, labeled the same or not."""
     lines = []
     for index in range(draw(st.integers(0, 12))):
+        name = f"{draw(st.integers(0, 4)) if repeats else index}.jpg"
         kind = draw(st.sampled_from(["labeled", "labeled", "empty", "failed"]))
-        name = f"{index}.jpg"
         if kind == "failed":
             lines.append(failed(name))
         else:
             count = 0 if kind == "empty" else draw(st.integers(1, 4))
             lines.append(labeled(name, [box(draw(st.integers(0, 1))) for _ in range(count)]))
+        if repeats and draw(st.booleans()):
+            lines.append(draw(st.sampled_from(lines)))  # an earlier line again, as it was
     return lines
 
 
@@ -416,30 +554,50 @@ fractions = st.floats(0, 1, exclude_min=True, exclude_max=True)
 
 @given(manifests(), fractions, st.integers())
 def test_split_partitions_the_usable_lines_by_the_fraction_rule(lines, fraction, seed):
-    parsed = records(*lines)
     usable = [line for line in lines if line.get(ATTRIBUTE, {}).get("annotations")]
     validation_size = max(1, round(len(usable) * fraction))
-    if not parsed or validation_size >= len(usable):
+    if not lines or validation_size >= len(usable):
         with pytest.raises(InputError):
-            manifest.split(parsed, validation_fraction=fraction, seed=seed)
+            manifest.split(as_file(*lines), validation_fraction=fraction, seed=seed)
         return
 
-    result = manifest.split(parsed, validation_fraction=fraction, seed=seed)
+    result, train, validation = split_lines(
+        as_file(*lines), validation_fraction=fraction, seed=seed
+    )
 
-    assert result.num_validation_samples == validation_size
-    assert result.num_training_samples == len(usable) - validation_size
-    both = [json.loads(line) for line in result.train + result.validation]
+    assert result.num_validation_samples == len(validation) == validation_size
+    assert result.num_training_samples == len(train) == len(usable) - validation_size
+    both = [json.loads(line) for line in train + validation]
     assert sorted(both, key=json.dumps) == sorted(usable, key=json.dumps)
     assert result.dropped_failed + result.dropped_empty == len(lines) - len(usable)
-    # same code: the same seed gives the same split.
-    assert result == manifest.split(parsed, validation_fraction=fraction, seed=seed)
+    assert split_lines(as_file(*lines), validation_fraction=fraction, seed=seed) == (
+        result,
+        train,
+        validation,
+    )
 
 
-@given(manifests())
+@settings(max_examples=300)
+@given(manifests(repeats=True), fractions, st.integers())
+def test_no_split_puts_one_image_in_both_channels(lines, fraction, seed):
+    try:
+        _, train, validation = split_lines(as_file(*lines), validation_fraction=fraction, seed=seed)
+    except InputError:
+        return  # too few images, or an image labeled two ways
+
+    train_images, validation_images = names(train), names(validation)
+    assert not set(train_images) & set(validation_images)
+    assert len(set(train_images + validation_images)) == len(train_images + validation_images)
+
+
+@given(manifests(repeats=True))
 def test_stats_add_up(lines):
-    if not lines:
-        return
-    figures = manifest.stats(records(*lines))
+    try:
+        figures = manifest.stats(as_file(*lines))
+    except InputError:
+        return  # no lines, or an image labeled two ways
 
     assert figures["images"] == figures["labeled"] + figures["failed"] + figures["empty"]
+    assert figures["lines"] == figures["images"] + figures["duplicates"] == len(lines)
+    assert figures["images"] == len({line["source-ref"] for line in lines})
     assert figures["objects"] == sum(figures["by_class"].values())

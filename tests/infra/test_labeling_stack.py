@@ -157,6 +157,8 @@ def test_launcher_permissions_are_scoped(template):
     assert granted["ReadRequests"]["Resource"] == f"{OBJECTS}/labeling/requests/*"
     assert granted["WriteRejections"]["Resource"] == f"{OBJECTS}/labeling/requests/*.rejected.json"
     assert granted["WriteJobInputs"]["Resource"] == f"{OBJECTS}/labeling/input/*"
+    # Deleted again when no job starts, so a refused request leaves only its rejection.
+    assert sorted(granted["WriteJobInputs"]["Action"]) == ["s3:DeleteObject", "s3:PutObject"]
     assert granted["ListImages"] == {
         "Sid": "ListImages",
         "Action": "s3:ListBucket",

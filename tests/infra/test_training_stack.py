@@ -463,3 +463,17 @@ def test_the_evaluation_function_has_pillow_and_reads_only_run_folders(template)
     assert granted["WriteEvaluations"]["Resource"]["Fn::Join"][1][-1] == (
         "/training/models/*/evaluation.*"
     )
+
+
+def test_prepare_has_the_memory_and_storage_the_manifest_benchmark_sizes(template):
+    # bench/bench_manifest.py: a 1,000,000-line manifest peaks at about 130 MB; /tmp holds
+    # the manifest and both channels (see stacks/components/training/prepare.py).
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lambdas.prepare_training_data.handler.main",
+            "MemorySize": 1024,
+            "EphemeralStorage": {"Size": 4096},
+            "Timeout": 300,
+        },
+    )

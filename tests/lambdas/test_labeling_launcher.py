@@ -287,6 +287,31 @@ def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, regio
 
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
     assert keys_under(region, "labeling/requests/") == [REQUEST_KEY]  # no rejection written
+    # The retry writes them again; meanwhile no job uses them.
+    assert keys_under(region, "labeling/input/") == []
+
+
+def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(
+    handler, sagemaker, region, lambda_context
+):
+    put_images(region, f"{IMAGES}a.jpg")
+    event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
+    sagemaker.add_client_error(
+        "create_labeling_job",
+        service_error_code="ValidationException",
+        service_message="The workteam is not in this Region.",
+        http_status_code=400,
+        expected_params=create_request(region),
+    )
+
+    outcome = handler.main(event, lambda_context)
+
+    assert outcome["status"] == "rejected"
+    rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
+    assert rejection["reason"] == (
+        "CreateLabelingJob refused the request: The workteam is not in this Region."
+    )
+    assert keys_under(region, "labeling/input/") == []
 
 
 @pytest.mark.parametrize(
@@ -299,7 +324,32 @@ def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, regio
         ({**REQUEST, "colour": "red"}, "colour: unknown key"),
         ({**REQUEST, "label_attribute": "vehicles-ref"}, "must not end in '-ref'"),
         ({**REQUEST, "image_prefix": "labeling/images/empty/"}, "no JPEG or PNG images"),
-        ("not json", "the request is not valid JSON"),
+        ("not json", "the request is not valid JSON: expected ident at line 1 column 2"),
+        (
+            '{"batch_name": ' + "[" * 10_000 + "]" * 10_000 + "}",
+            "the request has JSON nested more than 32 levels deep",
+        ),
+        (
+            json.dumps(REQUEST)[:-1] + ', "workers_per_object": ' + "9" * 5000 + "}",
+            "the request has a number of 5,000 characters",
+        ),
+        (
+            json.dumps({**REQUEST, "labels": ["car", "\ud800"]}),
+            "the request is not valid JSON: a \\u escape that is half of a character",
+        ),
+        (json.dumps([REQUEST]), "the request is a JSON array of 1 item(s); a request is one"),
+        (
+            json.dumps(REQUEST) + "\n" + json.dumps(REQUEST),
+            "the request has more than one JSON value: another one starts at line 2 column 1",
+        ),
+        (
+            json.dumps(REQUEST)[:50],
+            "the request ends at line 1 column 50 before its JSON is complete",
+        ),
+        (
+            json.dumps({**REQUEST, "instructions": {"short": "Boxes", "full": "x" * 70_000}}),
+            "a request has at most 65,536",
+        ),
         # CreateLabelingJob's TaskDescription is ".+": one line. Refused here, not retried.
         (
             {**REQUEST, "instructions": {"short": "Box every car.\nAnd every person."}},

@@ -18,9 +18,10 @@ BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
 EXECUTION = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{PREFIX}-training:run-1"
 STARTED = "2026-11-26T17:30:00.123Z"
 KEY = "training/requests/vehicles.manifest"
+DATA = Path(__file__).parents[1] / "data"
 # The hand-checked manifest (5 labeled, 2 failed, 1 empty), its images in the data bucket.
 HAND_CHECKED = (
-    (Path(__file__).parents[1] / "data" / "hand_checked.manifest")
+    (DATA / "hand_checked.manifest")
     .read_text()
     .replace("s3://counting-data/images/", f"s3://{BUCKET}/labeling/images/street/")
 )
@@ -141,18 +142,58 @@ def test_a_manifest_it_may_not_or_cannot_read(handler, lambda_context, manifest_
     ("text", "reason"),
     [
         (HAND_CHECKED.replace('"class_id":1', '"class_id":7', 1), "class_id 7 is not in the"),
-        ('{"source-ref": "s3://x/y.jpg"\n', "line 1: not valid JSON"),
+        ('{"source-ref": "s3://x/y.jpg"\n', "line 1: the line ends at column 29 before its JSON"),
         (HAND_CHECKED.split("\n")[0] + "\n", "cannot fill both a training and a validation"),
         (
             HAND_CHECKED.replace(f"s3://{BUCKET}/labeling/images/", f"s3://{BUCKET}/incoming/"),
             "training reads images only there",
         ),
+        (
+            HAND_CHECKED.replace('"1":"truck"', '"' + "1" * 5000 + '":"truck"', 1),
+            "line 1: class-map key '1111111111111111111[.][.][.] [(]5,002 characters[)] is not",
+        ),
+        (
+            HAND_CHECKED.replace('"1":"truck"', '"10000000":"truck"', 1),
+            "line 1: class-map key '10000000' is outside the class ids 0..999",
+        ),
+        (
+            (DATA / "ground_truth" / "conflicting_batches.manifest")
+            .read_text()
+            .replace("s3://counting-data/", f"s3://{BUCKET}/"),
+            "lines 1 and 3 label the same image",
+        ),
     ],
-    ids=["class id out of range", "broken JSON", "too few images", "images elsewhere"],
+    ids=[
+        "class id out of range",
+        "broken JSON",
+        "too few images",
+        "images elsewhere",
+        "5,000-digit class id",
+        "class id of 10,000,000",
+        "one image labeled two ways",
+    ],
 )
 def test_data_that_cannot_train_is_refused_with_the_reason(handler, lambda_context, text, reason):
     with pytest.raises(DataNotTrainable, match=reason):
         handler.main(event(upload(text)), lambda_context)
+
+
+def test_an_image_listed_twice_reaches_one_channel_and_the_report(handler, lambda_context):
+    merged = (DATA / "ground_truth" / "merged_batches.manifest").read_text()
+    uri = upload(merged.replace("s3://counting-data/", f"s3://{BUCKET}/"))
+
+    run = PreparedRun.model_validate(handler.main(event(uri), lambda_context))
+
+    folder = f"training/manifests/{run.run_name}/"
+    channels = [
+        [json.loads(line)["source-ref"] for line in read(f"{folder}{name}").splitlines()]
+        for name in ("train.manifest", "validation.manifest")
+    ]
+    assert sorted(channels[0] + channels[1]) == [
+        f"s3://{BUCKET}/labeling/images/street/{name}" for name in ("a.jpg", "b.jpg", "d.jpg")
+    ]
+    report = json.loads(read(f"{folder}data-report.json"))
+    assert (report["lines"], report["images"], report["duplicates"]) == (6, 4, 2)
 
 
 def test_undecodable_bytes_are_refused(handler, lambda_context):

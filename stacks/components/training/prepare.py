@@ -19,6 +19,19 @@ from stacks.nag import acknowledge
 #: Where the state machine keeps Prepare's result (``counting.training.PreparedRun``).
 PREPARED = "$.prepared"
 
+# Sized from `make bench` ("prepare code path" figures): splitting a 1,000,000-line manifest
+# peaks at about 120 MB and memory stays flat with size (the manifest is streamed through
+# /tmp). 1,024 MB leaves room for boto3 and Powertools and buys CPU: Lambda gives CPU in
+# proportion to memory (one vCPU at 1,769 MB), and the benchmark's ~20 s of CPU at a million
+# lines becomes about a minute here, inside TIMEOUT with room for the S3 transfers.
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html
+MEMORY_MB = 1024
+TIMEOUT = cdk.Duration.minutes(5)
+# /tmp holds the manifest and both channels, about twice the manifest's size: 4 GiB takes a
+# manifest of 2 GB, some 2.5 million lines as Ground Truth writes them (~750 bytes each).
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-ephemeral-storage.html
+EPHEMERAL_STORAGE = cdk.Size.gibibytes(4)
+
 
 class PrepareStep(Construct):
     """The ``prepare_training_data`` Lambda and the task state that invokes it.
@@ -50,8 +63,9 @@ class PrepareStep(Construct):
             description="Checks and splits a labeled manifest for a training run",
             key=storage.key,
             service="prepare-training-data",
-            timeout=cdk.Duration.minutes(5),
-            memory_size=1024,
+            timeout=TIMEOUT,
+            memory_size=MEMORY_MB,
+            ephemeral_storage=EPHEMERAL_STORAGE,
             environment={
                 "BUCKET": storage.bucket_name,
                 "NAME_PREFIX": prefix,

@@ -31,6 +31,11 @@ ENDPOINT_INVOCATION_LIMIT_SECONDS = 60
 # when a model may take 50-60 s, so SageMaker's own timeout error arrives before ours.
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html
 ENDPOINT_READ_TIMEOUT_SECONDS = ENDPOINT_INVOCATION_LIMIT_SECONDS + 10
+# Calls per S3, DynamoDB or SageMaker request of the labeling, Prepare and evaluation Lambdas,
+# the first included (botocore's ``total_max_attempts``): standard mode's backoff spreads them
+# over about 15 s, enough for throttling to pass within the functions' timeouts.
+# https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+AWS_CALL_ATTEMPTS = 5
 # Calls per invocation attempt, the first included (botocore's ``total_max_attempts``;
 # its ``max_attempts`` counts retries only: botocore/args.py, _compute_retry_max_attempts).
 # Standard mode retries throttling, 5xx answers, timeouts and broken connections.

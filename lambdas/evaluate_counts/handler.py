@@ -20,11 +20,12 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.errors import describe_validation_error
 from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 
 class Environment(BaseModel):

@@ -23,11 +23,12 @@ from botocore.config import Config
 from pydantic import BaseModel, Field
 
 from counting_core import labeling
+from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.events import ObjectCreated
 from lambdas.labeling_launcher.service import LabelingLauncher, LauncherSettings
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 
 class LabelingJobStateChange(BaseModel):

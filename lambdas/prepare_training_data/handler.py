@@ -30,11 +30,12 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from counting_core import manifest, training
+from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.training import DataNotTrainable, TrainingRequest
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 MANIFEST_CONTENT_TYPE = "application/jsonlines"
 # Bytes per read while streaming the manifest from S3 into /tmp.
 DOWNLOAD_CHUNK = 1 << 20

@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
@@ -48,6 +49,9 @@ from lambdas.counter.service import CountingService
 ACTIVE_MODEL_CACHE_SECONDS = 60
 # How long a counted version is remembered as done (S3 duplicates arrive within minutes).
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
+# Result events: botocore retries throttled or failed PutEvents requests (standard mode);
+# announcements.publish retries the entries EventBridge refuses one by one.
+EVENTS_CLIENT_CONFIG = Config(retries={"mode": "standard"})
 
 
 class NotEnoughTime(Exception):
@@ -87,6 +91,7 @@ class Environment(BaseModel):
     # Unset: the active model's calibrated threshold (model_record.score_threshold).
     score_threshold: float | None = Field(None, alias="SCORE_THRESHOLD", ge=0, le=1)
     annotate: bool = Field(alias="ANNOTATE")
+    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
 
 
 ENV = Environment.model_validate(os.environ)
@@ -114,6 +119,8 @@ def counting_service() -> CountingService:
         active_model=active_model,
         configured_threshold=ENV.score_threshold,
         annotate_images=ENV.annotate,
+        put_events=boto3.client("events", config=EVENTS_CLIENT_CONFIG).put_events,
+        event_source=ENV.event_source,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from counting_core import annotate, images, predictions, results
+from counting_core import annotate, announcements, images, results
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel, score_threshold
@@ -48,6 +48,8 @@ class CountingService:
         active_model: Callable[[], ActiveModel],
         configured_threshold: float | None,
         annotate_images: bool,
+        put_events: Callable[..., Any],
+        event_source: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._s3 = s3
@@ -56,6 +58,8 @@ class CountingService:
         self._active_model = active_model
         self._configured_threshold = configured_threshold
         self._annotate = annotate_images
+        self._put_events = put_events
+        self._event_source = event_source
         self._clock = clock
 
     def count(self, image: results.ImageRef) -> Outcome:
@@ -72,31 +76,20 @@ class CountingService:
         body = self._invoke(model.endpoint_name, payload)
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            detections = predictions.parse_response(body)
+            document, result = results.count_response(
+                image,
+                body,
+                model=model,
+                configured_threshold=self._configured_threshold,
+                image_size=size,
+                counted_at=self._clock(),
+                pipeline=results.PIPELINE_UPLOAD,
+            )
         except InputError as error:
             # The model answered, but not in the documented shape: not the image's fault.
             raise EndpointUnavailable(f"endpoint answered an unexpected body: {error}") from None
-
-        threshold = score_threshold(model, self._configured_threshold)
-        result = predictions.count_detections(
-            detections,
-            threshold=threshold.value,
-            threshold_origin=threshold.origin,
-            class_map=model.class_map,
-            image_size=size,
-        )
-        in_use = results.ModelInUse(
-            model.endpoint_name, model.endpoint_config_name, model.model_name
-        )
-        document = results.counted_document(image, result, in_use, self._clock())
-        self._write(image, document)
-        if self._annotate:
-            self._s3.put_object(
-                Bucket=image.bucket,
-                Key=results.annotated_key(image.key),
-                Body=annotate.annotate(data, result.detections),
-                ContentType="image/png",
-            )
+        annotated = annotate.annotate(data, result.detections) if self._annotate else None
+        self._write(image, document, annotated)
         return Outcome(
             status=results.STATUS_COUNTED,
             count=result.count,
@@ -132,14 +125,33 @@ class CountingService:
         return body
 
     def _reject(self, image: results.ImageRef, reason: str) -> Outcome:
-        self._write(image, results.rejected_document(image, reason, self._clock()))
+        document = results.rejected_document(
+            image, reason, self._clock(), pipeline=results.PIPELINE_UPLOAD
+        )
+        self._write(image, document, None)
         return Outcome(status=results.STATUS_REJECTED, reason=reason)
 
-    def _write(self, image: results.ImageRef, document: dict[str, Any]) -> None:
+    def _write(
+        self, image: results.ImageRef, document: dict[str, Any], annotated: bytes | None
+    ) -> None:
+        """Result (and annotated image), then its event, then its table item: an image in
+        the table has been announced. A publish that fails after its retries raises
+        EventsNotDelivered, and SQS delivers the image again."""
         self._s3.put_object(
             Bucket=image.bucket,
             Key=results.result_key(image.key),
             Body=json.dumps(document, indent=2, sort_keys=True).encode(),
             ContentType=JSON_CONTENT_TYPE,
         )
+        if annotated is not None:
+            self._s3.put_object(
+                Bucket=image.bucket,
+                Key=results.annotated_key(image.key),
+                Body=annotated,
+                ContentType="image/png",
+            )
+        entry = announcements.entry(
+            document, source=self._event_source, annotated=annotated is not None
+        )
+        announcements.publish([entry], self._put_events)
         self._table.put_item(Item=results.table_item(document))

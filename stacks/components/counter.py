@@ -160,6 +160,7 @@ class ImageCounter(Construct):
         queue: sqs.IQueue,
         results: CountResults,
         active_model_parameter: str,
+        event_source: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = PythonFunction(
@@ -182,6 +183,7 @@ class ImageCounter(Construct):
                     if settings.score_threshold is None
                     else {"SCORE_THRESHOLD": str(settings.score_threshold)}
                 ),
+                "EVENT_SOURCE": event_source,
             },
             layers=[dependency_layer(self, "Pillow", PILLOW)],
         )

@@ -24,27 +24,28 @@ from pydantic import ValidationError
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 from lambdas.counter import endpoint as counter_endpoint
 from stacks.config import CounterSettings
-from tests.lambdas.conftest import REGION, FakeLambdaContext, image_bytes, make_bucket
+from tests.lambdas.conftest import (
+    HAND_CHECKED_RESPONSE,
+    REGION,
+    FakeLambdaContext,
+    image_bytes,
+    make_bucket,
+    make_results_table,
+)
+from tests.schema_checks import assert_valid, capture_result_events, sqs_events
 
 BUCKET = "counting-data"
 RESULTS_TABLE = "results"
 IDEMPOTENCY_TABLE = "idempotency"
 PARAMETER = "/object-counting-dev/active-model"
+EVENT_SOURCE = "object-counting-dev.counting"
 ACTIVE_MODEL = {
     "endpoint_name": "object-counting-dev-counter",
     "endpoint_config_name": "object-counting-dev-config-1",
     "model_name": "object-counting-dev-model-1",
     "class_map": {"0": "car", "1": "person"},
 }
-# Hand-checked: four boxes, two at or above 0.2 for "car", one for "person", one below.
-RESPONSE = {
-    "prediction": [
-        [0.0, 0.91, 0.10, 0.20, 0.30, 0.60],
-        [1.0, 0.55, 0.50, 0.10, 0.70, 0.90],
-        [0.0, 0.20, 0.60, 0.50, 0.80, 0.70],
-        [1.0, 0.19, 0.00, 0.00, 0.10, 0.10],
-    ]
-}
+RESPONSE = HAND_CHECKED_RESPONSE
 
 # The function timeout's default (stacks/config.py CounterSettings.timeout_seconds).
 DEFAULT_TIMEOUT_MS = 600_000
@@ -79,24 +80,13 @@ def handler(aws, monkeypatch, request):
     else:
         monkeypatch.setenv("SCORE_THRESHOLD", configured)
     monkeypatch.setenv("ANNOTATE", "true")
+    monkeypatch.setenv("EVENT_SOURCE", EVENT_SOURCE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "counter")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ObjectCounting")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     make_bucket(BUCKET)
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=RESULTS_TABLE,
-        KeySchema=[
-            {"AttributeName": "image", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "image", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
+    make_results_table(RESULTS_TABLE)
+    boto3.client("dynamodb", region_name=REGION).create_table(
         TableName=IDEMPOTENCY_TABLE,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -587,3 +577,60 @@ def test_fuzz_malformed_events_and_responses_never_escape(handler, lambda_contex
         retried = probed_id in failed and document is None
         rejected = probed_id not in failed and document is not None
         assert retried or (rejected and document["status"] == "rejected"), (failed, document)
+
+
+@pytest.fixture
+def result_events(handler):
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = capture_result_events(boto3.client("events", region_name=REGION), sqs, EVENT_SOURCE)
+    return lambda: sqs_events(sqs, url)
+
+
+def test_every_result_is_announced_and_matches_the_published_schemas(
+    handler, endpoint, result_events, lambda_context
+):
+    counted = upload("incoming/street/cam1.png", image_bytes())
+    rejected = upload("incoming/report.pdf", b"%PDF-1.7 not an image")
+    answers(endpoint, RESPONSE)
+
+    handler.main(sqs_event(json.dumps(counted), json.dumps(rejected)), lambda_context)
+
+    events = {event["detail-type"]: event for event in result_events()}
+    assert sorted(events) == ["Image Counted", "Image Rejected"]
+    detail = events["Image Counted"]["detail"]
+    assert events["Image Counted"]["source"] == EVENT_SOURCE
+    assert detail["image"] == f"s3://{BUCKET}/incoming/street/cam1.png"
+    assert detail["version"] == counted["detail"]["object"]["version-id"]
+    assert (detail["count"], detail["by_class"]) == (3, {"car": 2, "person": 1})
+    assert (detail["threshold"], detail["threshold_origin"]) == (0.2, "configured")
+    assert (detail["pipeline"], detail["model"]["model_name"]) == (
+        "upload",
+        ACTIVE_MODEL["model_name"],
+    )
+    assert detail["result"] == f"s3://{BUCKET}/results/street/cam1.png.json"
+    assert detail["annotated"] == f"s3://{BUCKET}/annotated/street/cam1.png.png"
+    assert events["Image Rejected"]["detail"]["reason"].startswith("not a JPEG or PNG image")
+    assert_valid("image-counted-event.json", events["Image Counted"])
+    assert_valid("image-rejected-event.json", events["Image Rejected"])
+    for key in ("results/street/cam1.png.json", "results/report.pdf.json"):
+        assert_valid("result-document.json", read_json(key))
+    for item in table_items():
+        assert_valid("result-table-item.json", item)
+
+
+def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_result(
+    handler, endpoint, monkeypatch, lambda_context
+):
+    event = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
+    answers(endpoint, RESPONSE)
+    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
+    monkeypatch.setattr(handler.counting_service(), "_put_events", lambda **_: refused)
+    monkeypatch.setattr("counting_core.announcements.time.sleep", lambda _: None)
+
+    response = handler.main(sqs_event(event), lambda_context)
+
+    assert len(response["batchItemFailures"]) == 1
+    assert read_json("results/street/cam1.png.json")["count"] == 3
+    assert table_items() == []
+    # Nothing marks the image as done: SQS delivers it again and it is counted then.
+    assert idempotency_items() == []

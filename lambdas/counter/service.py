@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from counting_core import annotate, announcements, images, results
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel, score_threshold
+from counting_core.model_record import ActiveModel
 from lambdas.counter import endpoint
 
 

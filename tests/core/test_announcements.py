@@ -58,20 +58,20 @@ def test_a_counted_image_is_announced_with_its_count_and_where_to_find_it():
     }
 
 
-def test_a_models_own_threshold_is_used_and_named():
-    calibrated = MODEL.model_copy(update={"score_threshold": 0.05})
+def test_a_models_calibrated_threshold_is_used_and_named_when_none_is_pinned():
+    calibrated = MODEL.model_copy(update={"best_threshold": 0.05})
     document, _ = results.count_response(
         IMAGE,
         b'{"prediction": [[0, 0.1, 0.1, 0.1, 0.4, 0.4]]}',
         model=calibrated,
-        configured_threshold=0.2,
+        configured_threshold=None,
         image_size=(200, 100),
         counted_at=NOW,
         pipeline=results.PIPELINE_BULK,
     )
 
     assert (document["count"], document["threshold"]) == (1, 0.05)
-    assert (document["threshold_origin"], document["pipeline"]) == ("model", "bulk")
+    assert (document["threshold_origin"], document["pipeline"]) == ("calibrated", "bulk")
 
 
 def test_a_rejected_image_is_announced_with_the_reason():

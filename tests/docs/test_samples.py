@@ -45,7 +45,6 @@ def test_the_counted_document_is_what_the_counter_writes_for_the_example():
         model,
         datetime.fromisoformat(shown["counted_at"]),
         pipeline=results.PIPELINE_UPLOAD,
-        threshold_origin=results.THRESHOLD_CONFIGURED,
     )
 
     assert document == shown

@@ -28,6 +28,7 @@ from constructs import Construct
 
 from counting_core import bulk, layout
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
+from stacks.components.batch_transform import SYNC_EVENTS_RULE, TRANSFORM_LOG_GROUP
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
@@ -45,11 +46,6 @@ TRANSFORM = "$.transform"
 ACTIVE_MODEL = "$.active.record"
 #: The run's name: its transform job, its model and its folder under ``bulk/``.
 RUN = "$.run"
-# The service's own rule that .sync uses to hear about transform job state changes.
-# https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
-SYNC_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
-# Where transform jobs log, and the namespace of their metrics.
-TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 
 class TransformStep(Construct):

@@ -86,7 +86,7 @@ def post_process(root: Path, path: Path, image: bytes, now: datetime) -> int:
     json.dumps(document, indent=2, sort_keys=True).encode()
     results.table_item(document)
     announcements.entry(document, source=SOURCE, annotated=False)
-    return document["count"]
+    return int(document["count"])
 
 
 def main(argv: list[str]) -> int:

@@ -62,7 +62,9 @@ def acknowledge_state_machine_role(
             f"{name} {why}; names are generated per run, so access is limited to names "
             f"starting with {prefix}-.",
         )
-    logical_id = stack.get_logical_id(function.node.default_child)
+    cfn_function = function.node.default_child
+    assert isinstance(cfn_function, lambda_.CfnFunction)  # a Function's L1 resource
+    logical_id = stack.get_logical_id(cfn_function)
     acknowledge(
         policy,
         f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",

@@ -19,7 +19,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk import aws_eventschemas as eventschemas
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from counting_core import announcements, contracts
 
@@ -34,7 +34,7 @@ SCHEMA_NAMES = {
 }
 
 
-def default_bus_arn(scope: Construct) -> str:
+def default_bus_arn(scope: IConstruct) -> str:
     return cdk.Stack.of(scope).format_arn(
         service="events", resource="event-bus", resource_name=announcements.EVENT_BUS
     )

@@ -8,7 +8,7 @@ from constructs import Construct
 
 from counting_core import bulk, layout
 from stacks.components.counter import PILLOW
-from stacks.components.permissions import acknowledge_object_prefixes, allow
+from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.result_events import grant_put_result_events
 from stacks.components.storage import DataStorage
@@ -75,7 +75,7 @@ class BulkCounterFunction(Construct):
         self, sources: tuple[str, ...], storage: DataStorage, results_table: dynamodb.ITable
     ) -> None:
         bucket = storage.bucket_in(self)
-        statements = {
+        statements: dict[str, Statement] = {
             "ReadImagesToCount": (
                 ["s3:GetObject"],
                 [bucket.arn_for_objects(f"{prefix}*") for prefix in sources],

@@ -377,7 +377,9 @@ class BulkCountingPipeline(Construct):
             function=self.function.handler.function,
             invokes="the bulk-counting function",
         )
-        machine = stack.get_logical_id(self.state_machine.node.default_child)
+        cfn_machine = self.state_machine.node.default_child
+        assert isinstance(cfn_machine, sfn.CfnStateMachine)  # a StateMachine's L1 resource
+        machine = stack.get_logical_id(cfn_machine)
         # As cdk-nag renders it: pseudo parameters as <AWS::Region>, a known environment
         # written out (stacks.nag.arn_finding does the same for plain ARNs).
         region = "<AWS::Region>" if cdk.Token.is_unresolved(stack.region) else stack.region

@@ -69,7 +69,7 @@ class RunNotifications(Construct):
         notify.add_catch(run_stopped, result_path="$.notificationFailure")
         self.stopped = notify.next(run_stopped)
 
-    def catch(self, task: sfn.TaskStateBase | sfn.CustomState) -> sfn.Pass:
+    def catch(self, task: sfn.TaskStateBase | sfn.CustomState | sfn.DistributedMap) -> sfn.Pass:
         """Report whatever ``task`` still fails with after its retries; return the report state.
 
         The run fails as ``<state>Failed`` (error names starting with "States." are reserved

@@ -15,6 +15,8 @@ from tests.conftest import cdk_context
 from tests.infra.synth import build_app
 from tests.stepfunctions.template import ACCOUNT, REGION, Templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 PREFIX = "object-counting-dev"
 STACK = f"{PREFIX}-bulk-counting"
 BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"

@@ -33,6 +33,8 @@ from tests.stepfunctions.distributed import for_interpreter, lambdas_in_process
 from tests.stepfunctions.harness import Return, Throw
 from tests.stepfunctions.template import ACCOUNT, REGION, Templates
 
+pytestmark = pytest.mark.synth  # every test here builds the CDK app
+
 PREFIX = "object-counting-dev"
 STACK = f"{PREFIX}-bulk-counting"
 BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"

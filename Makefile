@@ -38,7 +38,7 @@ SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test unit test-runtime lint format diff deploy destroy audit docs bench snapshots clean measure-synth
+.PHONY: help synth test unit test-runtime lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -112,9 +112,13 @@ destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets an
 bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset sizes) beside their goals
 	$(BIN)/python bench/bench_counting.py
 	$(BIN)/python bench/bench_manifest.py
+	$(BIN)/python bench/bench_bulk.py
 
 snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py
+
+schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, result events) from counting_core.contracts
+	$(BIN)/python -m tools.schemas
 
 audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out
 	$(BIN)/python -m tools.audit cdk.out audit/report.md

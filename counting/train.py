@@ -22,7 +22,7 @@ from counting_core.errors import InputError
 from counting_core.manifest import check_label_attribute_name, is_s3_object_uri
 from counting_core.training import TrainingRequest
 
-_STATE_MACHINE_ARN = re.compile(
+STATE_MACHINE_ARN = re.compile(
     r"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}"
 )
 
@@ -60,7 +60,7 @@ def execution_name(now: datetime) -> str:
 def _start(args: argparse.Namespace) -> int:
     if not is_s3_object_uri(args.manifest):
         raise InputError(f"--manifest: {args.manifest!r} is not an s3://bucket/key URI")
-    match = _STATE_MACHINE_ARN.fullmatch(args.state_machine_arn)
+    match = STATE_MACHINE_ARN.fullmatch(args.state_machine_arn)
     if match is None:
         raise InputError(
             f"--state-machine-arn: {args.state_machine_arn!r} is not a state machine ARN"
@@ -68,14 +68,14 @@ def _start(args: argparse.Namespace) -> int:
     if args.label_attribute is not None:
         check_label_attribute_name(args.label_attribute)
     request = TrainingRequest(manifest_uri=args.manifest, label_attribute=args.label_attribute)
-    arn = _start_execution(
+    arn = start_execution(
         args.state_machine_arn, request.payload(), region=args.region or match["region"]
     )
     print(json.dumps({"executionArn": arn}, indent=2))
     return 0
 
 
-def _start_execution(state_machine_arn: str, request: dict[str, str], *, region: str) -> str:
+def start_execution(state_machine_arn: str, request: dict[str, str], *, region: str) -> str:
     from counting import aws
 
     with aws.reported(state_machine_arn, doing=f"start {state_machine_arn}"):

@@ -66,8 +66,9 @@ ENDPOINT_COLD_START_SECONDS = 180
 MODEL_NOT_READY_FIRST_WAIT_SECONDS = 5
 MODEL_NOT_READY_LONGEST_WAIT_SECONDS = 40
 # Seconds allowed for the rest of one image: reading it from S3, decoding and re-encoding,
-# the idempotency record, the result JSON, the table item and the annotated PNG. These are
-# small same-region calls, about a second together; 30 s absorbs a slow call and its retries.
+# the idempotency record, the result JSON, the annotated PNG, the result event and the table
+# item. These are small same-region calls, about a second together; 30 s absorbs a slow call
+# and its retries.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html
 IMAGE_STORAGE_ALLOWANCE_SECONDS = 30
 # The longest one image can take in the counter: a retry for a cold endpoint starts at most

@@ -30,6 +30,10 @@ INCOMING: Final = "incoming/"
 RESULTS: Final = "results/"
 #: Images with each counted object outlined and numbered.
 ANNOTATED: Final = "annotated/"
+#: Working files of bulk-counting runs (selections, transform manifest and outputs, summary).
+BULK: Final = "bulk/"
+#: Where images a bulk run may count are kept (its transform may read only these).
+ARCHIVE: Final = "archive/"
 
 ALL_PREFIXES: Final = (
     LABELING_IMAGES,
@@ -42,4 +46,6 @@ ALL_PREFIXES: Final = (
     INCOMING,
     RESULTS,
     ANNOTATED,
+    BULK,
+    ARCHIVE,
 )

@@ -11,12 +11,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from counting_core import layout
+from counting_core import layout, predictions
 from counting_core.errors import InputError
+from counting_core.model_record import ActiveModel, score_threshold
 from counting_core.predictions import CountResult
 
 STATUS_COUNTED = "counted"
 STATUS_REJECTED = "rejected"
+#: Which pipeline made a result: an image uploaded under incoming/, or a bulk run.
+PIPELINE_UPLOAD = "upload"
+PIPELINE_BULK = "bulk"
 
 # S3 object keys are at most 1,024 bytes of UTF-8.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
@@ -89,13 +93,47 @@ def _source(image: ImageRef) -> dict[str, Any]:
     }
 
 
+def count_response(
+    image: ImageRef,
+    body: bytes | str,
+    *,
+    model: ActiveModel,
+    configured_threshold: float | None,
+    image_size: tuple[int, int],
+    counted_at: datetime,
+    pipeline: str,
+) -> tuple[dict[str, Any], CountResult]:
+    """The post-processing both pipelines share: the model's JSON answer to a result document.
+
+    The upload pipeline hands in the endpoint's response, a bulk run the transform's
+    output for the image (the same JSON). Raises InputError if ``body`` is not the
+    model's documented answer.
+    """
+    threshold = score_threshold(model, configured_threshold)
+    result = predictions.count_detections(
+        predictions.parse_response(body),
+        threshold=threshold.value,
+        threshold_origin=threshold.origin,
+        class_map=model.class_map,
+        image_size=image_size,
+    )
+    in_use = ModelInUse(model.endpoint_name, model.endpoint_config_name, model.model_name)
+    return counted_document(image, result, in_use, counted_at, pipeline=pipeline), result
+
+
 def counted_document(
-    image: ImageRef, result: CountResult, model: ModelInUse, counted_at: datetime
+    image: ImageRef,
+    result: CountResult,
+    model: ModelInUse,
+    counted_at: datetime,
+    *,
+    pipeline: str,
 ) -> dict[str, Any]:
     """The JSON written to ``results/<key>.json`` for a counted image."""
     width, height = result.image_size or (None, None)
     return {
         "status": STATUS_COUNTED,
+        "pipeline": pipeline,
         "source": _source(image),
         "image_size": {"width": width, "height": height},
         "model": {
@@ -108,10 +146,13 @@ def counted_document(
     }
 
 
-def rejected_document(image: ImageRef, reason: str, counted_at: datetime) -> dict[str, Any]:
+def rejected_document(
+    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: str
+) -> dict[str, Any]:
     """The JSON written for an image that cannot be counted (not retried)."""
     return {
         "status": STATUS_REJECTED,
+        "pipeline": pipeline,
         "source": _source(image),
         "reason": reason,
         "counted_at": counted_at.isoformat(),
@@ -125,8 +166,12 @@ def table_item(document: dict[str, Any]) -> dict[str, Any]:
         "image": f"s3://{source['bucket']}/{source['key']}",
         "version": source["version_id"] or source["etag"] or "-",
         "status": document["status"],
+        "pipeline": document["pipeline"],
         "counted_at": document["counted_at"],
     }
+    if source["etag"]:
+        # A bulk run skips an object whose content this model counted already.
+        item["etag"] = source["etag"]
     if document["status"] == STATUS_COUNTED:
         item["count"] = document["count"]
         by_class = _largest_classes(document["by_class"], BY_CLASS_ITEM_BYTES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from stacks.alerts_stack import AlertsStack
+from stacks.bulk_stack import BulkCountingStack
 from stacks.components.storage import REMOVAL_POLICIES
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
@@ -75,6 +76,16 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         description="Object counting: a labeled manifest to a live serverless endpoint",
         env=env,
     )
+    bulk = BulkCountingStack(
+        app,
+        f"{config.prefix}-bulk-counting",
+        config=config,
+        storage=storage.storage,
+        results_table=counting.results.table,
+        topic=alerts.alerts.topic,
+        description="Object counting: images already in S3 counted on Batch Transform",
+        env=env,
+    )
     monitoring = MonitoringStack(
         app,
         f"{config.prefix}-monitoring",
@@ -103,6 +114,7 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         "workforce": workforce,
         "labeling": labeling,
         "training": training,
+        "bulk": bulk,
         "monitoring": monitoring,
     }
     return {name: stack for name, stack in stacks.items() if stack is not None}

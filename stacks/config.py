@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from counting_core import training
+from counting_core import announcements, layout, training
 from counting_core.constants import (
     COUNTER_TIMEOUT_SECONDS,
     DEFAULT_IMAGE_SHAPE,
@@ -400,6 +400,77 @@ class CounterSettings(Settings):
     )
 
 
+# Batch Transform instance names look like ml.m5.xlarge; the default is checked against
+# botocore's TransformInstanceType enum in the tests.
+_TRANSFORM_INSTANCE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*/$")
+TransformInstanceType = Annotated[
+    str, _check(_TRANSFORM_INSTANCE, "is not a SageMaker instance type (like ml.m5.xlarge)")
+]
+KeyPrefix = Annotated[
+    str, _check(_KEY_PREFIX, "is not an S3 key prefix ending in / (like archive/)")
+]
+
+
+class BulkSettings(Settings):
+    instance_type: TransformInstanceType = Field(
+        "ml.m5.xlarge",
+        description="Batch Transform instance type of bulk runs (CPU or GPU; Batch Transform "
+        "has no managed spot instances).",
+    )
+    instance_count: int = Field(1, ge=1, le=100, description="Batch Transform instances.")
+    # The API's default is 6 MB, below many phone and drone photos; 100 MB is its limit.
+    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+    max_payload_mb: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Largest image a bulk run sends to the model (Batch Transform's "
+        "`MaxPayloadInMB`); larger ones are rejected: upload them under `incoming/` instead.",
+    )
+    batch_size: int = Field(
+        500,
+        ge=1,
+        le=1000,
+        description="Images per Distributed Map child execution (`MaxItemsPerBatch`).",
+    )
+    max_concurrency: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="Child executions (bulk Lambda invocations) running at once per map.",
+    )
+    tolerated_failure_percentage: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="Share of failed batches a map tolerates before the run stops.",
+    )
+    annotate: bool = Field(
+        False, description="Write `annotated/<key>.png` for each image of a bulk run."
+    )
+    source_prefixes: tuple[KeyPrefix, ...] = Field(
+        ("archive/",),
+        min_length=1,
+        description="Prefixes of the data bucket a bulk run may count (its transform reads "
+        "only these).",
+    )
+    timeout_hours: int = Field(48, ge=1, le=8760, description="A bulk run stops after this.")
+
+    @field_validator("source_prefixes")
+    @classmethod
+    def _not_the_app_outputs(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        # Counting results, annotated images or a run's own files would feed on themselves.
+        outputs = (layout.RESULTS, layout.ANNOTATED, layout.BULK)
+        if clashing := [prefix for prefix in prefixes if prefix.startswith(outputs)]:
+            raise PydanticCustomError(
+                "bulk_source",
+                "{prefixes} hold the app's own outputs and cannot be counted",
+                {"prefixes": ", ".join(clashing)},
+            )
+        return prefixes
+
+
 class AlertsSettings(Settings):
     emails: tuple[Email, ...] = Field(
         (),
@@ -432,6 +503,7 @@ class AppConfig(Settings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     counter: CounterSettings = Field(default_factory=CounterSettings)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @model_validator(mode="after")
@@ -484,6 +556,11 @@ class AppConfig(Settings):
     def active_model_parameter(self) -> str:
         """SSM parameter holding the active-model record (``counting.model_record``)."""
         return f"/{self.prefix}/active-model"
+
+    @property
+    def event_source(self) -> str:
+        """Source of every result event on the default bus (``counting_core.announcements``)."""
+        return announcements.event_source(self.prefix)
 
 
 def describe_errors(error: ValidationError) -> str:

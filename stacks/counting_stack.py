@@ -9,6 +9,7 @@ from counting_core import layout
 from counting_core.constants import QUEUE_VISIBILITY_TIMEOUT_FACTOR
 from stacks.components.counter import CountResults, ImageCounter, ImageIntake
 from stacks.components.permissions import acknowledge_object_prefixes, allow
+from stacks.components.result_events import ResultContracts, grant_put_result_events
 from stacks.components.storage import REMOVAL_POLICIES, DataStorage
 from stacks.config import AppConfig
 
@@ -52,14 +53,25 @@ class CountingStack(cdk.Stack):
             data_bucket_name=storage.bucket_name,
             results=self.results,
             active_model_parameter=config.active_model_parameter,
+            event_source=config.event_source,
+        )
+        self.contracts = ResultContracts(
+            self, "ResultContracts", prefix=config.prefix, source=config.event_source
         )
 
         self._grant_counter(config, storage)
+        grant_put_result_events(self.counter.handler.role, source=config.event_source)
 
         cdk.CfnOutput(self, "IntakeQueueUrl", value=self.intake.queue.queue_url)
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=self.intake.dead_letters.queue_url)
         cdk.CfnOutput(self, "ResultsTableName", value=self.results.table.table_name)
         cdk.CfnOutput(self, "CounterFunctionName", value=self.counter.function.function_name)
+        cdk.CfnOutput(
+            self,
+            "SchemaRegistryName",
+            value=self.contracts.registry.attr_registry_name,
+            description="Result document, table item and result event schemas",
+        )
 
     def _grant_counter(self, config: AppConfig, storage: DataStorage) -> None:
         """Exactly what the counter does: read an image, write its result, call one endpoint."""

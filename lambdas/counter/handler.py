@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from counting_core import delivery
@@ -50,6 +51,9 @@ from lambdas.counter.service import CountingService, Handled, MessageHandler, Re
 ACTIVE_MODEL_CACHE_SECONDS = 60
 # How long a counted version is remembered as done (S3 duplicates arrive within minutes).
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
+# Result events: botocore retries throttled or failed PutEvents requests (standard mode);
+# announcements.publish retries the entries EventBridge refuses one by one.
+EVENTS_CLIENT_CONFIG = Config(retries={"mode": "standard"})
 
 
 class Environment(BaseModel):
@@ -66,6 +70,7 @@ class Environment(BaseModel):
     annotate: bool = Field(alias="ANNOTATE")
     images_in_flight: int = Field(alias="IMAGES_IN_FLIGHT", ge=1, le=10)
     payload_scale: float = Field(alias="PAYLOAD_SCALE", ge=1)
+    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
 
 
 ENV = Environment.model_validate(os.environ)
@@ -96,6 +101,8 @@ def counting_service() -> CountingService:
         annotate_images=ENV.annotate,
         payload_scale=ENV.payload_scale,
         endpoint_slots=ENV.images_in_flight,
+        put_events=boto3.client("events", config=EVENTS_CLIENT_CONFIG).put_events,
+        event_source=ENV.event_source,
     )
 
 

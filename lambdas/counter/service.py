@@ -19,11 +19,11 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from counting_core import annotate, delivery, events, images, predictions, results
+from counting_core import annotate, announcements, delivery, events, images, results
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.errors import InputError
 from counting_core.failures import TryAgain, Verdict, endpoint_error, read_error
-from counting_core.model_record import ActiveModel, score_threshold
+from counting_core.model_record import ActiveModel
 from lambdas.counter import endpoint
 
 # The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
@@ -64,6 +64,8 @@ class CountingService:
         annotate_images: bool,
         payload_scale: float,
         endpoint_slots: int = 1,
+        put_events: Callable[..., Any],
+        event_source: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._s3 = s3
@@ -78,6 +80,8 @@ class CountingService:
         self._configured_threshold = configured_threshold
         self._annotate = annotate_images
         self._payload_scale = payload_scale
+        self._put_events = put_events
+        self._event_source = event_source
         self._clock = clock
         # One image is decoded at a time, so one full-resolution copy at most is in memory
         # while other images of the batch wait for the endpoint.
@@ -108,30 +112,24 @@ class CountingService:
             return self._reject(image, str(error))
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            detections = predictions.parse_response(body)
+            document, result = results.count_response(
+                image,
+                body,
+                model=model,
+                configured_threshold=self._configured_threshold,
+                image_size=prepared.size,
+                counted_at=self._clock(),
+                pipeline=results.PIPELINE_UPLOAD,
+            )
         except InputError as error:
             # The model answered, but not in the documented shape: not the image's fault.
             raise TryAgain(f"endpoint answered an unexpected body: {error}") from None
-
-        threshold = score_threshold(model, self._configured_threshold)
-        result = predictions.count_detections(
-            detections,
-            threshold=threshold.value,
-            threshold_origin=threshold.origin,
-            class_map=model.class_map,
-            image_size=prepared.size,
+        annotated = (
+            annotate.annotate(prepared.picture, result.detections, result)
+            if prepared.picture is not None
+            else None
         )
-        in_use = results.ModelInUse(
-            model.endpoint_name, model.endpoint_config_name, model.model_name
-        )
-        if prepared.picture is not None:
-            self._s3.put_object(
-                Bucket=image.bucket,
-                Key=results.annotated_key(image.key),
-                Body=annotate.annotate(prepared.picture, result.detections, result),
-                ContentType="image/png",
-            )
-        self._write(image, results.counted_document(image, result, in_use, self._clock()))
+        self._write(image, document, annotated)
         return Outcome(
             status=results.STATUS_COUNTED,
             count=result.count,
@@ -202,13 +200,30 @@ class CountingService:
             raise TryAgain(f"{endpoint_name}: {error}") from error
 
     def _reject(self, image: results.ImageRef, reason: str, *, keys_fit: bool = True) -> Outcome:
-        document = results.rejected_document(image, reason, self._clock())
-        self._write(image, document, json_too=keys_fit)
+        document = results.rejected_document(
+            image, reason, self._clock(), pipeline=results.PIPELINE_UPLOAD
+        )
+        self._write(image, document, None, json_too=keys_fit)
         return Outcome(status=results.STATUS_REJECTED, reason=reason)
 
     def _write(
-        self, image: results.ImageRef, document: dict[str, Any], *, json_too: bool = True
+        self,
+        image: results.ImageRef,
+        document: dict[str, Any],
+        annotated: bytes | None,
+        *,
+        json_too: bool = True,
     ) -> None:
+        """The annotated image and the result, then its event, then its table item last: an
+        image in the table has every write done and has been announced. A publish that fails
+        after its retries raises, and the image is tried again (idempotency makes it safe)."""
+        if annotated is not None:
+            self._s3.put_object(
+                Bucket=image.bucket,
+                Key=results.annotated_key(image.key),
+                Body=annotated,
+                ContentType="image/png",
+            )
         if json_too:
             self._s3.put_object(
                 Bucket=image.bucket,
@@ -216,6 +231,10 @@ class CountingService:
                 Body=json.dumps(document, indent=2, sort_keys=True).encode(),
                 ContentType=JSON_CONTENT_TYPE,
             )
+        entry = announcements.entry(
+            document, source=self._event_source, annotated=annotated is not None
+        )
+        announcements.publish([entry], self._put_events)
         item = results.table_item(document)
         self._dynamodb.put_item(
             TableName=self._table_name,

@@ -163,6 +163,7 @@ class ImageCounter(Construct):
         data_bucket_name: str,
         results: CountResults,
         active_model_parameter: str,
+        event_source: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = PythonFunction(
@@ -190,6 +191,7 @@ class ImageCounter(Construct):
                     if settings.score_threshold is None
                     else {"SCORE_THRESHOLD": str(settings.score_threshold)}
                 ),
+                "EVENT_SOURCE": event_source,
             },
             layers=[dependency_layer(self, "Pillow", PILLOW)],
         )

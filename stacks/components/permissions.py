@@ -12,6 +12,8 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
 from stacks.components.training.image import grant_pull
@@ -33,6 +35,48 @@ def allow(role: iam.IRole, statements: Mapping[str, Statement]) -> IConstruct:
             )
         )
     return role.node.find_child("DefaultPolicy")
+
+
+def acknowledge_state_machine_role(
+    state_machine: sfn.StateMachine,
+    *,
+    name: str,
+    prefix: str,
+    sagemaker: Mapping[str, str],
+    function: lambda_.IFunction,
+    invokes: str,
+) -> None:
+    """Acknowledge what every state machine here is granted: its SageMaker resources named
+    per run (``sagemaker``: resource type -> what the machine does with it), invoking the
+    versions of its one function (CDK's Lambda task), and log delivery and X-Ray on ``*``.
+
+    ``name`` says which state machine ("The training state machine"), ``invokes`` which
+    function ("the training data preparation function").
+    """
+    stack = cdk.Stack.of(state_machine)
+    policy = state_machine.role.node.find_child("DefaultPolicy")
+    for resource, why in sagemaker.items():
+        acknowledge(
+            policy,
+            arn_finding(stack, "sagemaker", f"{resource}/{prefix}-*"),
+            f"{name} {why}; names are generated per run, so access is limited to names "
+            f"starting with {prefix}-.",
+        )
+    cfn_function = function.node.default_child
+    assert isinstance(cfn_function, lambda_.CfnFunction)  # a Function's L1 resource
+    logical_id = stack.get_logical_id(cfn_function)
+    acknowledge(
+        policy,
+        f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+        f"CDK's Lambda task grants invoking any version of {invokes}; it is the one function "
+        "the state machine invokes.",
+    )
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        f"{name} delivers its execution logs and X-Ray traces: logs:*LogDelivery*, "
+        "logs:Describe* and xray:Put* have no resource-level permissions.",
+    )
 
 
 def acknowledge_object_prefixes(

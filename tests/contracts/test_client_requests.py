@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -22,6 +23,7 @@ from botocore.stub import ANY, Stubber
 from counting import aws
 from counting import count as count_cli
 from counting import train as train_cli
+from counting_core import announcements, results
 from lambdas.counter import endpoint
 from lambdas.counter.service import CountingService
 from tests.contracts.model import request_problems
@@ -68,6 +70,8 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
         configured_threshold=0.2,
         annotate_images=False,
         payload_scale=2,
+        put_events=None,
+        event_source="object-counting-dev.counting",
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
         assert counter._invoke(ENDPOINT, b"\xff\xd8 jpeg bytes") == PREDICTIONS
@@ -103,7 +107,22 @@ def test_counting_train_start_starts_an_execution_as_the_api_allows(cli_client):
     request = {"manifestUri": "s3://bucket/training/requests/a.manifest"}
     expected = {"stateMachineArn": STATE_MACHINE, "name": ANY, "input": json.dumps(request)}
     with answered(stepfunctions, "start_execution", started, expected) as sent:
-        train_cli._start_execution(STATE_MACHINE, request, region=REGION)
+        train_cli.start_execution(STATE_MACHINE, request, region=REGION)
 
     (params,) = sent
     assert request_problems("stepfunctions", "StartExecution", params) == []
+
+
+def test_result_events_are_put_as_the_api_allows():
+    events = boto3.client("events", region_name=REGION)
+    image = results.ImageRef("amzn-s3-demo-bucket", "archive/a.jpg", "v1", "e1")
+    document = results.rejected_document(
+        image, "image is empty", datetime(2026, 11, 29, tzinfo=UTC), pipeline="bulk"
+    )
+    entry = announcements.entry(document, source="object-counting-dev.counting", annotated=False)
+    answer = {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+    with answered(events, "put_events", answer, {"Entries": [entry]}) as sent:
+        announcements.publish([entry], events.put_events)
+
+    (request,) = sent
+    assert request_problems("events", "PutEvents", request) == []

@@ -35,7 +35,9 @@ def counted_item(by_class_ids: int) -> dict:
     class_map = {str(class_id): f"class-{class_id:06d}" for class_id in range(by_class_ids)}
     result = count_detections(detections, class_map=class_map)
     image = results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag")
-    return results.table_item(results.counted_document(image, result, MODEL, WHEN))
+    return results.table_item(
+        results.counted_document(image, result, MODEL, WHEN, pipeline=results.PIPELINE_UPLOAD)
+    )
 
 
 def test_an_item_with_100000_classes_stays_under_400_kb():
@@ -88,7 +90,7 @@ def test_item_sizes_follow_the_documented_rules(value, name, size):
 
 def test_a_long_rejection_reason_is_cut_in_the_item_only():
     image = results.ImageRef("bucket", "incoming/a.jpg", None, "etag")
-    document = results.rejected_document(image, "x" * 5000, WHEN)
+    document = results.rejected_document(image, "x" * 5000, WHEN, pipeline=results.PIPELINE_UPLOAD)
 
     assert len(results.table_item(document)["reason"]) == results.REASON_ITEM_CHARACTERS
     assert len(document["reason"]) == 5000

@@ -40,7 +40,11 @@ def test_the_counted_document_is_what_the_counter_writes_for_the_example():
     model = results.ModelInUse(**shown["model"])
 
     document = results.counted_document(
-        _image(shown), counted, model, datetime.fromisoformat(shown["counted_at"])
+        _image(shown),
+        counted,
+        model,
+        datetime.fromisoformat(shown["counted_at"]),
+        pipeline=results.PIPELINE_UPLOAD,
     )
 
     assert document == shown
@@ -52,7 +56,10 @@ def test_the_rejected_document_gives_the_reason_a_pdf_gets():
         images.detect_format(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
 
     document = results.rejected_document(
-        _image(shown), str(refused.value), datetime.fromisoformat(shown["counted_at"])
+        _image(shown),
+        str(refused.value),
+        datetime.fromisoformat(shown["counted_at"]),
+        pipeline=results.PIPELINE_UPLOAD,
     )
 
     assert document == shown

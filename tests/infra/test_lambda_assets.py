@@ -25,7 +25,13 @@ def python_files(folder: Path) -> set[str]:
 
 
 def test_every_handler_folder_is_covered():
-    assert HANDLERS == ["counter", "evaluate_counts", "labeling_launcher", "prepare_training_data"]
+    assert HANDLERS == [
+        "bulk_counter",
+        "counter",
+        "evaluate_counts",
+        "labeling_launcher",
+        "prepare_training_data",
+    ]
 
 
 @pytest.mark.parametrize("name", HANDLERS)

@@ -27,6 +27,7 @@ def test_every_stack_has_a_template(assembly_dir):
         f"object-counting-dev-{stack}.template.json"
         for stack in (
             "alerts",
+            "bulk-counting",
             "counting",
             "labeling",
             "monitoring",

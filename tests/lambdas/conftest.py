@@ -69,3 +69,30 @@ def counter(aws, monkeypatch, request):
     yield module, recorder
     module.counting_service.cache_clear()
     module.message_handler.cache_clear()
+
+
+# Hand-checked: four boxes, two at or above 0.2 for "car", one for "person", one below.
+HAND_CHECKED_RESPONSE = {
+    "prediction": [
+        [0.0, 0.91, 0.10, 0.20, 0.30, 0.60],
+        [1.0, 0.55, 0.50, 0.10, 0.70, 0.90],
+        [0.0, 0.20, 0.60, 0.50, 0.80, 0.70],
+        [1.0, 0.19, 0.00, 0.00, 0.10, 0.10],
+    ]
+}
+
+
+def make_results_table(name: str) -> None:
+    """The results table as the counting stack defines it: image (hash), version (range)."""
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "image", "KeyType": "HASH"},
+            {"AttributeName": "version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "image", "AttributeType": "S"},
+            {"AttributeName": "version", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -22,6 +22,7 @@ BUCKET = "counting-data"
 RESULTS_TABLE = "results"
 IDEMPOTENCY_TABLE = "idempotency"
 PARAMETER = "/object-counting-dev/active-model"
+EVENT_SOURCE = "object-counting-dev.counting"
 ACTIVE_MODEL = {
     "endpoint_name": "object-counting-dev-counter",
     "endpoint_config_name": "object-counting-dev-config-1",
@@ -137,6 +138,7 @@ def environment(monkeypatch, *, images_in_flight: int = 3) -> None:
     monkeypatch.setenv("ACTIVE_MODEL_PARAMETER", PARAMETER)
     monkeypatch.setenv("SCORE_THRESHOLD", "0.2")
     monkeypatch.setenv("ANNOTATE", "true")
+    monkeypatch.setenv("EVENT_SOURCE", EVENT_SOURCE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "counter")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ObjectCounting")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")

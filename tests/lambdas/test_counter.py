@@ -33,6 +33,7 @@ from tests.lambdas.counter_harness import (
     ACTIVE_MODEL,
     BUCKET,
     DEFAULT_TIMEOUT_MS,
+    EVENT_SOURCE,
     PARAMETER,
     RESPONSE,
     FakeTime,
@@ -46,6 +47,7 @@ from tests.lambdas.counter_harness import (
     table_items,
     upload,
 )
+from tests.schema_checks import assert_valid, capture_result_events, sqs_events
 
 
 @pytest.fixture(autouse=True)
@@ -728,3 +730,59 @@ def test_the_client_gives_the_time_budget_its_worst_case(handler):
     assert runtime.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
     assert (runtime.meta.config.connect_timeout, runtime.meta.config.read_timeout) == (5, 70)
     assert IMAGE_WORST_CASE_SECONDS == 366
+
+
+@pytest.fixture
+def result_events(handler):
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = capture_result_events(boto3.client("events", region_name=REGION), sqs, EVENT_SOURCE)
+    return lambda: sqs_events(sqs, url)
+
+
+def test_every_result_is_announced_and_matches_the_published_schemas(
+    handler, endpoint, result_events, lambda_context
+):
+    counted = upload("incoming/street/cam1.png", image_bytes())
+    # A PDF under an image's name: read, then refused for its content.
+    rejected = upload("incoming/report.jpg", b"%PDF-1.7 not an image")
+    answers(endpoint, RESPONSE)
+
+    handler.main(sqs_event(json.dumps(counted), json.dumps(rejected)), lambda_context)
+
+    events = {event["detail-type"]: event for event in result_events()}
+    assert sorted(events) == ["Image Counted", "Image Rejected"]
+    detail = events["Image Counted"]["detail"]
+    assert events["Image Counted"]["source"] == EVENT_SOURCE
+    assert detail["image"] == f"s3://{BUCKET}/incoming/street/cam1.png"
+    assert detail["version"] == counted["detail"]["object"]["version-id"]
+    assert (detail["count"], detail["by_class"]) == (3, {"car": 2, "person": 1})
+    assert (detail["threshold"], detail["threshold_origin"]) == (0.2, "configured")
+    assert (detail["pipeline"], detail["model"]["model_name"]) == (
+        "upload",
+        ACTIVE_MODEL["model_name"],
+    )
+    assert detail["result"] == f"s3://{BUCKET}/results/street/cam1.png.json"
+    assert detail["annotated"] == f"s3://{BUCKET}/annotated/street/cam1.png.png"
+    assert events["Image Rejected"]["detail"]["reason"].startswith("not a JPEG or PNG image")
+    assert_valid("image-counted-event.json", events["Image Counted"])
+    assert_valid("image-rejected-event.json", events["Image Rejected"])
+    for key in ("results/street/cam1.png.json", "results/report.jpg.json"):
+        assert_valid("result-document.json", read_json(key))
+    for item in table_items():
+        assert_valid("result-table-item.json", item)
+
+
+def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_result(
+    handler, endpoint, sent, monkeypatch, lambda_context
+):
+    body = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
+    answers(endpoint, RESPONSE)
+    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
+    monkeypatch.setattr(handler.counting_service(), "_put_events", lambda **_: refused)
+    monkeypatch.setattr("counting_core.announcements.time.sleep", lambda _: None)
+
+    handler.main(sqs_event(body), lambda_context)
+
+    assert read_json("results/street/cam1.png.json")["count"] == 3
+    # Nothing marks the image as done: it is sent again as a new message and counted then.
+    assert_retried_once(sent, body)

@@ -57,6 +57,8 @@ class Templates:
             ),
             "Fn::FindInMap": lambda lookup: self._find_in_map(stack, *lookup),
             "Fn::ImportValue": lambda name: self._import(self.resolve(stack, name)),
+            "Fn::Select": lambda pick: self.resolve(stack, pick[1])[int(pick[0])],
+            "Fn::Split": lambda split: str(self.resolve(stack, split[1])).split(split[0]),
         }
         if function not in functions:
             raise NotImplementedError(f"{function} in {stack}")

@@ -40,7 +40,16 @@ class RunNotifications(Construct):
         stopped: the shared chain every report goes to (``NotifyStopped`` -> ``RunStopped``).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, prefix: str, topic: sns.ITopic):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        topic: sns.ITopic,
+        stopped_subject: str = "training run stopped, no model deployed",
+    ):
+        """``stopped_subject`` ends the subject of every stop report."""
         super().__init__(scope, construct_id)
         self._topic = topic
         self._prefix = prefix
@@ -49,7 +58,7 @@ class RunNotifications(Construct):
             self,
             "NotifyStopped",
             topic=topic,
-            subject=f"{prefix}: training run stopped, no model deployed",
+            subject=f"{prefix}: {stopped_subject}",
             message=sfn.TaskInput.from_text(
                 sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))
             ),
@@ -60,7 +69,7 @@ class RunNotifications(Construct):
         notify.add_catch(run_stopped, result_path="$.notificationFailure")
         self.stopped = notify.next(run_stopped)
 
-    def catch(self, task: sfn.TaskStateBase | sfn.CustomState) -> sfn.Pass:
+    def catch(self, task: sfn.TaskStateBase | sfn.CustomState | sfn.DistributedMap) -> sfn.Pass:
         """Report whatever ``task`` still fails with after its retries; return the report state.
 
         The run fails as ``<state>Failed`` (error names starting with "States." are reserved
@@ -119,13 +128,22 @@ class RunNotifications(Construct):
         self, scope: Construct, construct_id: str, *, record_path: str
     ) -> tasks.SnsPublish:
         """Publish the new active-model record; failing to, the run is reported as failed."""
+        return self.finished(
+            scope, construct_id, subject="new model deployed", message_path=record_path
+        )
+
+    def finished(
+        self, scope: Construct, construct_id: str, *, subject: str, message_path: str
+    ) -> tasks.SnsPublish:
+        """Publish the JSON at ``message_path`` with subject ``<prefix>: <subject>``;
+        failing to, the run is reported as failed."""
         notify = tasks.SnsPublish(
             scope,
             construct_id,
             topic=self._topic,
-            subject=f"{self._prefix}: new model deployed",
+            subject=f"{self._prefix}: {subject}",
             message=sfn.TaskInput.from_text(
-                sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(record_path))
+                sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(message_path))
             ),
             result_path=sfn.JsonPath.DISCARD,
         )

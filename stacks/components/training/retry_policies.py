@@ -95,6 +95,14 @@ TRANSFORM_CAPACITY = RetryPolicy(
     backoff_rate=1.0,
 )
 
+#: SSM GetParameter: throttling and internal errors have no documented name, so any failure
+#: is retried, as for SSM_WRITE; a missing parameter is excluded by the task itself.
+SSM_READ = RetryPolicy(
+    errors=("States.TaskFailed",),
+    interval=cdk.Duration.seconds(1),
+    max_attempts=4,
+)
+
 #: SageMaker's model, endpoint-config and endpoint calls. Their throttling and internal
 #: errors have no documented name, so any failure is retried, four times in about 30 s:
 #: creating twice fails on the name already taken, the rest are reads, updates and a

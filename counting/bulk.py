@@ -1,0 +1,81 @@
+"""``counting bulk start``: count every image under a prefix of the data bucket.
+
+The run is the deployed bulk-counting state machine's (``StateMachineArn`` output of the
+bulk-counting stack): it skips images the active model counted already, counts the rest
+on SageMaker Batch Transform, and writes a summary to ``bulk/<run>/summary.json`` and to
+the alerts topic. Prints the execution's ARN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+from counting.train import STATE_MACHINE_ARN, start_execution
+from counting_core.errors import InputError
+
+_PREFIX_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)")
+# The data bucket is "<project>-<stage>-data-<account>-<region>" (stacks/components/storage.py),
+# so its name says which state machine counts it.
+_DATA_BUCKET = re.compile(
+    r"(?P<prefix>[a-z][a-z0-9-]*)-data-(?P<account>\d{12})-"
+    r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d)"
+)
+# Partitions by Region name; every other Region is in "aws".
+# https://docs.aws.amazon.com/whitepapers/latest/aws-fault-isolation-boundaries/partitions.html
+_PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = subparsers.add_parser("bulk", help="count images already in S3, in bulk")
+    commands = group.add_subparsers(dest="bulk_command", required=True)
+    start = commands.add_parser(
+        "start",
+        help="count every image under a prefix of the data bucket",
+        description=(
+            "Start the bulk-counting state machine on every image under a prefix of the data "
+            "bucket (one of bulk.source_prefixes, archive/ by default). Images the active "
+            "model counted already are skipped. Prints JSON with the execution's ARN."
+        ),
+    )
+    start.add_argument(
+        "--prefix", required=True, metavar="s3://BUCKET/PREFIX", help="the images to count"
+    )
+    start.add_argument(
+        "--state-machine-arn",
+        metavar="ARN",
+        help="the StateMachineArn output (default: the one named after the data bucket)",
+    )
+    start.add_argument("--region", help="AWS Region (default: the state machine's)")
+    start.set_defaults(handler=_start)
+
+
+def default_state_machine_arn(bucket: str) -> str:
+    """``<prefix>-data-<account>-<region>`` -> that stage's bulk-counting state machine."""
+    match = _DATA_BUCKET.fullmatch(bucket)
+    if match is None:
+        raise InputError(
+            f"--prefix: {bucket} is not named like an app's data bucket "
+            "(<project>-<stage>-data-<account>-<region>); give --state-machine-arn"
+        )
+    region = match["region"]
+    partition = next((name for start, name in _PARTITIONS if region.startswith(start)), "aws")
+    return (
+        f"arn:{partition}:states:{region}:{match['account']}:stateMachine:"
+        f"{match['prefix']}-bulk-counting"
+    )
+
+
+def _start(args: argparse.Namespace) -> int:
+    location = _PREFIX_URI.fullmatch(args.prefix)
+    if location is None:
+        raise InputError(f"--prefix: {args.prefix!r} is not an s3://bucket/prefix URI")
+    arn = args.state_machine_arn or default_state_machine_arn(location["bucket"])
+    match = STATE_MACHINE_ARN.fullmatch(arn)
+    if match is None:
+        raise InputError(f"--state-machine-arn: {arn!r} is not a state machine ARN")
+    request = {"bucket": location["bucket"], "prefix": location["prefix"]}
+    execution = start_execution(arn, request, region=args.region or match["region"])
+    print(json.dumps({"executionArn": execution}, indent=2))
+    return 0

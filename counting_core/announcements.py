@@ -1,0 +1,161 @@
+"""Result events: one EventBridge event per counted or rejected image, from either pipeline.
+
+Downstream pipelines subscribe with a rule on the default bus (source
+``<project>-<stage>.counting``, detail-type ``Image Counted`` or ``Image Rejected``)
+instead of polling S3 or DynamoDB. The detail is ``contracts.ImageCountedDetail`` or
+``contracts.ImageRejectedDetail``; both are published as JSON Schemas (``schemas/``).
+
+Delivery is at least once: an image's event is published after its result document is
+written and before its table item is, and a publish that still fails after the retries
+here fails the image, which its pipeline then retries whole. A consumer deduplicates on
+(image, version, model), see ``contracts.ImageCountedDetail``.
+
+Pure: ``publish`` takes the ``put_events`` call as an argument, so this module stays free
+of AWS SDKs and each Lambda hands in its own client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from counting_core import results
+
+#: ``<project>-<stage>`` + this is every result event's source.
+SOURCE_SUFFIX = ".counting"
+IMAGE_COUNTED = "Image Counted"
+IMAGE_REJECTED = "Image Rejected"
+DETAIL_TYPES = {results.STATUS_COUNTED: IMAGE_COUNTED, results.STATUS_REJECTED: IMAGE_REJECTED}
+#: The bus every result goes to: rules of other teams in the account subscribe there.
+EVENT_BUS = "default"
+
+# PutEvents takes at most 10 entries per request, and the entries' total size must be
+# under 256 KB, counted as the UTF-8 bytes of Source, DetailType, Detail and Resources
+# (plus 14 for Time, which is not sent here).
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevents.html
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/events/CalculatePutEventsEntrySize.html
+MAX_ENTRIES_PER_REQUEST = 10
+MAX_REQUEST_BYTES = 256 * 1024
+# Attempts for entries EventBridge refused (throttling, internal errors), the first
+# included; botocore already retries whole requests that fail (standard mode).
+PUBLISH_ATTEMPTS = 4
+# Seconds before the first retry of refused entries, doubled for each next one.
+PUBLISH_BACKOFF_SECONDS = 0.2
+
+
+class EventsNotDelivered(Exception):
+    """EventBridge still refused some entries after every attempt; the images are retried."""
+
+
+def event_source(prefix: str) -> str:
+    """``object-counting-dev`` -> ``object-counting-dev.counting``."""
+    return f"{prefix}{SOURCE_SUFFIX}"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def event_detail(document: Mapping[str, Any], *, annotated: bool) -> dict[str, Any]:
+    """The detail of ``document``'s event (``contracts.ImageCountedDetail`` or ``...Rejected``).
+
+    ``annotated`` says whether the pipeline wrote the annotated image beside the result.
+    """
+    source = document["source"]
+    bucket, key = source["bucket"], source["key"]
+    detail: dict[str, Any] = {
+        "image": s3_uri(bucket, key),
+        "version": source["version_id"] or source["etag"] or "-",
+        "pipeline": document["pipeline"],
+        "result": s3_uri(bucket, results.result_key(key)),
+        "counted_at": document["counted_at"],
+    }
+    if document["status"] == results.STATUS_REJECTED:
+        detail["reason"] = document["reason"]
+        return detail
+    model = document["model"]
+    detail.update(
+        count=document["count"],
+        by_class=dict(document["by_class"]),
+        threshold=document["threshold"],
+        threshold_origin=document["threshold_origin"],
+        model={
+            "model_name": model["model_name"],
+            "endpoint_config_name": model["endpoint_config_name"],
+        },
+        annotated=s3_uri(bucket, results.annotated_key(key)) if annotated else None,
+    )
+    return detail
+
+
+def entry(document: Mapping[str, Any], *, source: str, annotated: bool) -> dict[str, Any]:
+    """The PutEvents entry announcing ``document`` on the default bus."""
+    return {
+        "Source": source,
+        "DetailType": DETAIL_TYPES[document["status"]],
+        "Detail": json.dumps(event_detail(document, annotated=annotated), sort_keys=True),
+        "EventBusName": EVENT_BUS,
+    }
+
+
+def entry_size(item: Mapping[str, Any]) -> int:
+    """An entry's size as EventBridge counts it against the 256 KB request limit."""
+    size = sum(len(item.get(field, "").encode()) for field in ("Source", "DetailType", "Detail"))
+    size += sum(len(resource.encode()) for resource in item.get("Resources", ()))
+    return size + (14 if "Time" in item else 0)
+
+
+def requests(entries: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    """Group entries into PutEvents requests within the entry and size limits."""
+    batch: list[Mapping[str, Any]] = []
+    batch_bytes = 0
+    for item in entries:
+        size = entry_size(item)
+        if size > MAX_REQUEST_BYTES:
+            raise ValueError(f"an event of {size} bytes exceeds PutEvents' {MAX_REQUEST_BYTES}")
+        if len(batch) == MAX_ENTRIES_PER_REQUEST or batch_bytes + size > MAX_REQUEST_BYTES:
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(item)
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def publish(
+    entries: Sequence[Mapping[str, Any]],
+    put_events: Callable[..., Mapping[str, Any]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send every entry, retrying those EventBridge refuses; return how many were sent.
+
+    Raises EventsNotDelivered naming the error codes if some are still refused after
+    ``PUBLISH_ATTEMPTS`` attempts. Entries are independent events, so a retry resends
+    only the refused ones (the response lists entries in the request's order).
+    """
+    for request in requests(entries):
+        pending = list(request)
+        for attempt in range(PUBLISH_ATTEMPTS):
+            if attempt:
+                sleep(PUBLISH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            response = put_events(Entries=pending)
+            if not response.get("FailedEntryCount"):
+                pending = []
+                break
+            pending = [
+                sent
+                for sent, answer in zip(pending, response["Entries"], strict=True)
+                if answer.get("ErrorCode")
+            ]
+            codes = sorted(
+                {answer["ErrorCode"] for answer in response["Entries"] if "ErrorCode" in answer}
+            )
+        if pending:
+            raise EventsNotDelivered(
+                f"{len(pending)} result events not delivered after {PUBLISH_ATTEMPTS} "
+                f"attempts ({', '.join(codes)})"
+            )
+    return len(entries)

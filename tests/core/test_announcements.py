@@ -1,0 +1,176 @@
+"""Result events: their detail, PutEvents' limits, and retrying refused entries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from counting_core import announcements, results
+from counting_core.errors import InputError
+from counting_core.model_record import ActiveModel
+
+SOURCE = "object-counting-dev.counting"
+IMAGE = results.ImageRef("counting-data", "incoming/street/cam1.png", "v1", "e1")
+MODEL = ActiveModel(
+    endpoint_name="object-counting-dev-counter",
+    endpoint_config_name="run-1",
+    model_name="run-1",
+    class_map={"0": "car"},
+)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def counted() -> dict:
+    document, _ = results.count_response(
+        IMAGE,
+        json.dumps({"prediction": [[0, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 0.1, 0.5, 0.5, 0.6, 0.6]]}),
+        model=MODEL,
+        configured_threshold=0.2,
+        image_size=(200, 100),
+        counted_at=NOW,
+        pipeline=results.PIPELINE_UPLOAD,
+    )
+    return document
+
+
+def test_a_counted_image_is_announced_with_its_count_and_where_to_find_it():
+    entry = announcements.entry(counted(), source=SOURCE, annotated=True)
+
+    assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+        SOURCE,
+        "Image Counted",
+        "default",
+    )
+    assert json.loads(entry["Detail"]) == {
+        "image": "s3://counting-data/incoming/street/cam1.png",
+        "version": "v1",
+        "pipeline": "upload",
+        "count": 1,
+        "by_class": {"car": 1},
+        "threshold": 0.2,
+        "threshold_origin": "configured",
+        "model": {"model_name": "run-1", "endpoint_config_name": "run-1"},
+        "result": "s3://counting-data/results/street/cam1.png.json",
+        "annotated": "s3://counting-data/annotated/street/cam1.png.png",
+        "counted_at": "2026-11-29T12:00:00+00:00",
+    }
+
+
+def test_a_models_calibrated_threshold_is_used_and_named_when_none_is_pinned():
+    calibrated = MODEL.model_copy(update={"best_threshold": 0.05})
+    document, _ = results.count_response(
+        IMAGE,
+        b'{"prediction": [[0, 0.1, 0.1, 0.1, 0.4, 0.4]]}',
+        model=calibrated,
+        configured_threshold=None,
+        image_size=(200, 100),
+        counted_at=NOW,
+        pipeline=results.PIPELINE_BULK,
+    )
+
+    assert (document["count"], document["threshold"]) == (1, 0.05)
+    assert (document["threshold_origin"], document["pipeline"]) == ("calibrated", "bulk")
+
+
+def test_a_rejected_image_is_announced_with_the_reason():
+    document = results.rejected_document(
+        IMAGE, "image is empty", NOW, pipeline=results.PIPELINE_BULK
+    )
+
+    entry = announcements.entry(document, source=SOURCE, annotated=False)
+
+    assert entry["DetailType"] == "Image Rejected"
+    assert json.loads(entry["Detail"]) == {
+        "image": "s3://counting-data/incoming/street/cam1.png",
+        "version": "v1",
+        "pipeline": "bulk",
+        "reason": "image is empty",
+        "result": "s3://counting-data/results/street/cam1.png.json",
+        "counted_at": "2026-11-29T12:00:00+00:00",
+    }
+
+
+def test_the_model_answer_that_is_not_json_is_an_input_error():
+    with pytest.raises(InputError, match="response is not JSON"):
+        results.count_response(
+            IMAGE,
+            b"<html>",
+            model=MODEL,
+            configured_threshold=0.2,
+            image_size=(1, 1),
+            counted_at=NOW,
+            pipeline=results.PIPELINE_UPLOAD,
+        )
+
+
+def entries(count: int, detail_bytes: int = 10) -> list[dict]:
+    return [
+        {"Source": SOURCE, "DetailType": "Image Counted", "Detail": "x" * detail_bytes}
+        for _ in range(count)
+    ]
+
+
+def test_requests_hold_at_most_ten_entries():
+    assert [len(request) for request in announcements.requests(entries(23))] == [10, 10, 3]
+
+
+def test_requests_stay_under_256_kb():
+    # Each entry: 28 bytes of source and detail-type plus 100,000 of detail.
+    sizes = [len(request) for request in announcements.requests(entries(5, 100_000))]
+
+    assert sizes == [2, 2, 1]
+
+
+def test_an_entry_too_large_for_any_request_is_an_error():
+    with pytest.raises(ValueError, match="exceeds PutEvents"):
+        list(announcements.requests(entries(1, 256 * 1024)))
+
+
+class Bus:
+    """put_events answering with the given per-entry error codes, call after call."""
+
+    def __init__(self, *answers: list[str | None]) -> None:
+        self.answers = list(answers)
+        self.calls: list[list[str]] = []
+
+    def put_events(self, Entries):
+        self.calls.append([entry["Detail"] for entry in Entries])
+        codes = self.answers.pop(0) if self.answers else [None] * len(Entries)
+        return {
+            "FailedEntryCount": sum(code is not None for code in codes),
+            "Entries": [
+                {"ErrorCode": code, "ErrorMessage": "no"} if code else {"EventId": "id"}
+                for code in codes
+            ],
+        }
+
+
+def numbered(count: int) -> list[dict]:
+    return [
+        {"Source": SOURCE, "DetailType": "Image Counted", "Detail": str(number)}
+        for number in range(count)
+    ]
+
+
+def test_only_refused_entries_are_sent_again():
+    bus = Bus([None, "ThrottlingException", None])
+    waits = []
+
+    sent = announcements.publish(numbered(3), bus.put_events, sleep=waits.append)
+
+    assert sent == 3
+    assert bus.calls == [["0", "1", "2"], ["1"]]
+    assert waits == [announcements.PUBLISH_BACKOFF_SECONDS]
+
+
+def test_entries_still_refused_after_every_attempt_fail_the_publish():
+    bus = Bus(*[["InternalFailure"]] * announcements.PUBLISH_ATTEMPTS)
+
+    with pytest.raises(
+        announcements.EventsNotDelivered, match=r"1 result events .*InternalFailure"
+    ):
+        announcements.publish(numbered(1), bus.put_events, sleep=lambda _: None)
+
+    assert len(bus.calls) == announcements.PUBLISH_ATTEMPTS

@@ -1,0 +1,175 @@
+"""The pure decisions of a bulk run: keys, selection, manifest, summary."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from counting_core import bulk
+from counting_core.errors import InputError
+
+RUN = "object-counting-dev-bulk-1a2b3c4d"
+BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(12)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(8)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
+def test_an_output_key_names_its_image(key):
+    output = f"bulk/{RUN}/outputs/{key}.out"
+
+    assert bulk.image_key_of_output(RUN, output) == key
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"bulk/{RUN}/outputs/archive/a.jpg",  # no .out
+        "bulk/other-run/outputs/archive/a.jpg.out",
+        "archive/a.jpg.out",
+    ],
+)
+def test_what_is_not_an_output_of_the_run_is_refused(output):
+    with pytest.raises(InputError, match="is not a transform output of run"):
+        bulk.image_key_of_output(RUN, output)
+
+
+@pytest.mark.parametrize(
+    ("key", "image"),
+    [("a/b.jpg", True), ("a/B.JPEG", True), ("c.png", True), ("notes.txt", False), ("dir/", False)],
+)
+def test_only_jpeg_and_png_names_are_images(key, image):
+    assert bulk.is_image_key(key) is image
+
+
+def test_refusals_say_why_in_the_upload_pipelines_words():
+    assert bulk.refusal(1000, JPEG, 6_000_000) is None
+    assert bulk.refusal(1000, PNG, 6_000_000) is None
+    assert bulk.refusal(0, b"", 6_000_000) == "image is empty"
+    assert bulk.refusal(9, b"%PDF-1.7\n", 6_000_000).startswith("not a JPEG or PNG image")
+    too_big = bulk.refusal(7_000_000, JPEG, 6_000_000)
+    assert too_big.startswith("image is 7000000 bytes, more than the 6000000")
+
+
+def test_the_manifest_is_batch_transforms_manifest_file():
+    keys = ["archive/2026/a.jpg", 'archive/odd "name".png']
+
+    manifest = json.loads(b"".join(bulk.manifest_chunks(BUCKET, iter(keys))))
+
+    assert manifest == [{"prefix": f"s3://{BUCKET}/"}, *keys]
+
+
+def test_an_empty_selection_makes_a_manifest_of_the_prefix_alone():
+    assert json.loads(b"".join(bulk.manifest_chunks(BUCKET, []))) == [{"prefix": f"s3://{BUCKET}/"}]
+
+
+def test_batch_names_depend_on_the_keys_only():
+    assert bulk.batch_name(["a", "b"]) == bulk.batch_name(iter(["a", "b"]))
+    assert bulk.batch_name(["a", "b"]) != bulk.batch_name(["ab"])
+
+
+def test_listing_items_keep_key_etag_and_size():
+    listed = bulk.ListedObject.model_validate(
+        {
+            "Key": "archive/a.jpg",
+            "ETag": '"9b2cf535f27731c974343645a3985328"',
+            "Size": 2048,
+            "LastModified": "2026-11-29T10:00:00Z",
+            "StorageClass": "STANDARD",
+        }
+    )
+
+    assert (listed.key, listed.size) == ("archive/a.jpg", 2048)
+    assert bulk.unquoted_etag(listed.etag) == "9b2cf535f27731c974343645a3985328"
+
+
+def summarize(selections, counts, transform=None):
+    return bulk.summarize(
+        run=RUN,
+        prefix="archive/2026/",
+        model_name="object-counting-dev-20261101-090000-0f0f0f",
+        bucket=BUCKET,
+        selections=selections,
+        counts=counts,
+        transform=transform or bulk.TransformOutcome(),
+    )
+
+
+def test_a_complete_run_adds_up_its_batches():
+    selections = [
+        bulk.BatchReport(listed=5, ignored=1, skipped=1, rejected=1, selected=2),
+        bulk.BatchReport(listed=2, selected=2),
+    ]
+    counts = [
+        bulk.BatchReport(counted=3, objects_by_class={"car": 4, "person": 1}),
+        bulk.BatchReport(rejected=1, objects_by_class={}),
+    ]
+
+    summary = summarize(selections, counts)
+
+    assert (summary.outcome, summary.images_listed, summary.counted) == ("complete", 7, 3)
+    assert (summary.rejected, summary.skipped, summary.ignored, summary.failed) == (2, 1, 1, 0)
+    assert summary.objects_by_class == {"car": 4, "person": 1}
+    assert summary.summary_uri == f"s3://{BUCKET}/bulk/{RUN}/summary.json"
+
+
+def test_selected_images_without_a_result_are_failed():
+    selections = [bulk.BatchReport(listed=10, selected=10)]
+
+    partial = summarize(selections, [bulk.BatchReport(counted=7)])
+    nothing = summarize(selections, [])
+
+    assert (partial.outcome, partial.failed) == ("partial", 3)
+    assert (nothing.outcome, nothing.failed) == ("failed", 10)
+
+
+def test_nothing_to_count_is_complete():
+    assert summarize([bulk.BatchReport(listed=3, skipped=3)], []).outcome == "complete"
+
+
+def test_instance_hours_come_from_the_finished_job():
+    transform = bulk.TransformOutcome.model_validate(
+        {
+            "TransformJobStatus": "Completed",
+            # Step Functions gives SageMaker's times as epoch milliseconds.
+            "TransformStartTime": 1_795_000_000_000,
+            "TransformEndTime": 1_795_000_000_000 + 90 * 60 * 1000,
+            "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2},
+        }
+    )
+
+    assert transform.started == datetime.fromtimestamp(1_795_000_000, UTC)
+    assert bulk.instance_hours(transform) == 3.0
+
+
+def test_a_failed_job_is_read_from_the_caught_error():
+    described = {
+        "TransformJobStatus": "Failed",
+        "FailureReason": "ClientError: See job logs for more information",
+        "TransformStartTime": 1_795_000_000_000,
+        "TransformEndTime": 1_795_000_360_000,
+        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+    }
+    caught = {"Error": "States.TaskFailed", "Cause": json.dumps(described)}
+
+    transform = bulk.TransformOutcome.model_validate(caught)
+
+    assert transform.status == "Failed"
+    assert transform.failure_reason == "ClientError: See job logs for more information"
+    assert bulk.instance_hours(transform) == 0.1
+
+
+def test_a_caught_error_without_a_job_keeps_its_words():
+    caught = {"Error": "States.TaskFailed", "Cause": "no capacity"}
+
+    transform = bulk.TransformOutcome.model_validate(caught)
+
+    assert (transform.status, transform.failure_reason) == (
+        "Failed",
+        "States.TaskFailed: no capacity",
+    )
+    assert bulk.instance_hours(transform) == 0.0

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from tests.lambdas.conftest import REGION, FakeLambdaContext, make_bucket
+from tests.lambdas.conftest import REGION, FakeLambdaContext, make_bucket, make_results_table
 
 BUCKET = "counting-data"
 RESULTS_TABLE = "results"
@@ -146,19 +146,8 @@ def environment(monkeypatch, *, images_in_flight: int = 3) -> None:
 
 def create_resources(active_model: dict | None = None) -> None:
     make_bucket(BUCKET)
+    make_results_table(RESULTS_TABLE)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=RESULTS_TABLE,
-        KeySchema=[
-            {"AttributeName": "image", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "image", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
     dynamodb.create_table(
         TableName=IDEMPOTENCY_TABLE,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],

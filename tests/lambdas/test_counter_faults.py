@@ -44,6 +44,9 @@ from tests.lambdas.counter_harness import (
     upload,
 )
 
+# Thousands of generated cases: run by `make test`, left out of the `make unit` loop.
+pytestmark = pytest.mark.slow
+
 # The stack's settings: redrive after 5 receives, visibility 6 x the 600 s timeout, batches of 9.
 MAX_RECEIVES = 5
 VISIBILITY_SECONDS = 3600

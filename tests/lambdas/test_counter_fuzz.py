@@ -29,6 +29,9 @@ from tests.lambdas.counter_harness import (
     upload,
 )
 
+# Thousands of generated cases: run by `make test`, left out of the `make unit` loop.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = 2000
 
 json_values = st.recursive(

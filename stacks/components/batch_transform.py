@@ -132,36 +132,7 @@ class BatchTransform(Construct):
         retry_policies.TRANSFORM_JOB_API.apply(self.state)
         retry_policies.TRANSFORM_CAPACITY.apply(self.state)
 
-        stack = cdk.Stack.of(self)
-        self.statements = [
-            iam.PolicyStatement(
-                sid="RunTransformJobs",
-                actions=[
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                    "sagemaker:ListTags",
-                    # Step Functions tags the jobs it starts (as for training jobs).
-                    "sagemaker:AddTags",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="sagemaker",
-                        resource="transform-job",
-                        resource_name=f"{job_name_prefix}*",
-                    )
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="WatchTransformJobs",
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[
-                    stack.format_arn(
-                        service="events", resource="rule", resource_name=SYNC_EVENTS_RULE
-                    )
-                ],
-            ),
-        ]
+        self.statements = transform_job_statements(self, f"{job_name_prefix}*")
 
     @staticmethod
     def grant_model_role(
@@ -229,3 +200,37 @@ class BatchTransform(Construct):
             "run time.",
         )
         return policy
+
+
+def transform_job_statements(scope: Construct, job_names: str) -> list[iam.PolicyStatement]:
+    """What a state machine needs to run ``createTransformJob.sync`` jobs named ``job_names``:
+    the job calls, the tags Step Functions puts on the jobs it starts, and the managed
+    EventBridge rule through which it learns that a job ended.
+    https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+    """
+    stack = cdk.Stack.of(scope)
+    return [
+        iam.PolicyStatement(
+            sid="RunTransformJobs",
+            actions=[
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:StopTransformJob",
+                "sagemaker:ListTags",
+                # Step Functions tags the jobs it starts (as for training jobs).
+                "sagemaker:AddTags",
+            ],
+            resources=[
+                stack.format_arn(
+                    service="sagemaker", resource="transform-job", resource_name=job_names
+                )
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="WatchTransformJobs",
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[
+                stack.format_arn(service="events", resource="rule", resource_name=SYNC_EVENTS_RULE)
+            ],
+        ),
+    ]

@@ -28,7 +28,7 @@ from constructs import Construct
 
 from counting_core import bulk, layout
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from stacks.components.batch_transform import SYNC_EVENTS_RULE, TRANSFORM_LOG_GROUP
+from stacks.components.batch_transform import TRANSFORM_LOG_GROUP, transform_job_statements
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
@@ -71,7 +71,6 @@ class TransformStep(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._storage = storage
-        stack = cdk.Stack.of(self)
         self.role = self._transform_role(settings, image_uri)
 
         describe = tasks.CallAwsService(
@@ -118,30 +117,12 @@ class TransformStep(Construct):
         describe.next(create).next(self.transform).next(then)
 
         self.statements = [
-            iam.PolicyStatement(
-                sid="RunTransformJobs",
-                actions=[
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                    "sagemaker:ListTags",
-                ],
-                resources=[self._arn("transform-job", prefix)],
-            ),
+            *transform_job_statements(self, f"{prefix}-*"),
             iam.PolicyStatement(
                 sid="PassTheTransformRole",
                 actions=["iam:PassRole"],
                 resources=[self.role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ),
-            iam.PolicyStatement(
-                sid="WatchTransformJobs",
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[
-                    stack.format_arn(
-                        service="events", resource="rule", resource_name=SYNC_EVENTS_RULE
-                    )
-                ],
             ),
         ]
 

@@ -83,10 +83,10 @@ def post_process(root: Path, path: Path, image: bytes, now: datetime) -> int:
         counted_at=now,
         pipeline=results.PIPELINE_BULK,
     )
-    json.dumps(document, indent=2, sort_keys=True).encode()
-    results.table_item(document)
+    results.document_json(document)
+    results.dynamodb_item(results.table_item(document))
     announcements.entry(document, source=SOURCE, annotated=False)
-    return int(document["count"])
+    return document.count
 
 
 def main(argv: list[str]) -> int:

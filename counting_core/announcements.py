@@ -16,15 +16,20 @@ of AWS SDKs and each Lambda hands in its own client.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from counting_core import results
+from counting_core.contracts import (
+    SOURCE_SUFFIX,
+    EventModel,
+    ImageCountedDetail,
+    ImageRejectedDetail,
+    RejectedDocument,
+    ResultDocument,
+)
 
-#: ``<project>-<stage>`` + this is every result event's source.
-SOURCE_SUFFIX = ".counting"
 IMAGE_COUNTED = "Image Counted"
 IMAGE_REJECTED = "Image Rejected"
 DETAIL_TYPES = {results.STATUS_COUNTED: IMAGE_COUNTED, results.STATUS_REJECTED: IMAGE_REJECTED}
@@ -58,44 +63,43 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def event_detail(document: Mapping[str, Any], *, annotated: bool) -> dict[str, Any]:
-    """The detail of ``document``'s event (``contracts.ImageCountedDetail`` or ``...Rejected``).
+def event_detail(
+    document: ResultDocument, *, annotated: bool
+) -> ImageCountedDetail | ImageRejectedDetail:
+    """The detail of ``document``'s event.
 
     ``annotated`` says whether the pipeline wrote the annotated image beside the result.
     """
-    source = document["source"]
-    bucket, key = source["bucket"], source["key"]
-    detail: dict[str, Any] = {
-        "image": s3_uri(bucket, key),
-        "version": source["version_id"] or source["etag"] or "-",
-        "pipeline": document["pipeline"],
-        "result": s3_uri(bucket, results.result_key(key)),
-        "counted_at": document["counted_at"],
+    source = document.source
+    common: dict[str, Any] = {
+        "image": s3_uri(source.bucket, source.key),
+        "version": source.version_id or source.etag or "-",
+        "pipeline": document.pipeline,
+        "result": s3_uri(source.bucket, results.result_key(source.key)),
+        "counted_at": document.counted_at,
     }
-    if document["status"] == results.STATUS_REJECTED:
-        detail["reason"] = document["reason"]
-        return detail
-    model = document["model"]
-    detail.update(
-        count=document["count"],
-        by_class=dict(document["by_class"]),
-        threshold=document["threshold"],
-        threshold_origin=document["threshold_origin"],
-        model={
-            "model_name": model["model_name"],
-            "endpoint_config_name": model["endpoint_config_name"],
-        },
-        annotated=s3_uri(bucket, results.annotated_key(key)) if annotated else None,
+    if isinstance(document, RejectedDocument):
+        return ImageRejectedDetail(**common, reason=document.reason)
+    return ImageCountedDetail(
+        **common,
+        count=document.count,
+        by_class=document.by_class,
+        threshold=document.threshold,
+        threshold_origin=document.threshold_origin,
+        model=EventModel(
+            model_name=document.model.model_name,
+            endpoint_config_name=document.model.endpoint_config_name,
+        ),
+        annotated=s3_uri(source.bucket, results.annotated_key(source.key)) if annotated else None,
     )
-    return detail
 
 
-def entry(document: Mapping[str, Any], *, source: str, annotated: bool) -> dict[str, Any]:
+def entry(document: ResultDocument, *, source: str, annotated: bool) -> dict[str, Any]:
     """The PutEvents entry announcing ``document`` on the default bus."""
     return {
         "Source": source,
-        "DetailType": DETAIL_TYPES[document["status"]],
-        "Detail": json.dumps(event_detail(document, annotated=annotated), sort_keys=True),
+        "DetailType": DETAIL_TYPES[document.status],
+        "Detail": event_detail(document, annotated=annotated).model_dump_json(),
         "EventBusName": EVENT_BUS,
     }
 

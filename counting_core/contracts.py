@@ -1,10 +1,11 @@
 """The published contracts: what a result document, a table item and a result event hold.
 
-These models describe what ``results`` and ``announcements`` write; they are not used to
-write it (building plain dicts keeps the hot path fast). ``json_schemas`` turns them into
-the JSON Schemas checked into ``schemas/`` (``make schemas``) and registered in the
-stack's EventBridge schema registry, and tests validate real outputs of both pipelines
-against those schemas, so a field added without its contract fails the build.
+``results`` and ``announcements`` build every document, item and event detail as one of
+these models, and the Lambdas write them only through the models' serializers, so nothing
+reaches S3, DynamoDB or EventBridge that the contract does not name (``extra="forbid"``).
+``json_schemas`` turns them into the JSON Schemas checked into ``schemas/``
+(``make schemas``) and registered in the stack's EventBridge schema registry; tests also
+validate real outputs of both pipelines against those schemas.
 
 EventBridge registries take ``OpenApi3`` or ``JSONSchemaDraft4`` schemas; pydantic writes
 JSON Schema 2020-12, so ``_draft4`` rewrites the few constructs that differ (``$defs``,
@@ -14,17 +15,17 @@ https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resou
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from counting_core import announcements
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 
 Pipeline = Literal["upload", "bulk"]
 # model_record.score_threshold: pinned in the config, the model's calibrated one, or 0.2.
 ThresholdOrigin = Literal["configured", "calibrated", "default"]
+#: ``<project>-<stage>`` + this is every result event's source.
+SOURCE_SUFFIX = ".counting"
 
 
 class _Contract(BaseModel):
@@ -108,10 +109,10 @@ class RejectedDocument(_Contract):
     counted_at: str
 
 
-class ResultDocument(BaseModel):
-    """Either document; ``status`` tells which."""
-
-    document: CountedDocument | RejectedDocument = Field(discriminator="status")
+#: ``results/<key>.json``: either document; ``status`` tells which.
+ResultDocument = Annotated[CountedDocument | RejectedDocument, Field(discriminator="status")]
+#: Reads (``validate_json``) and writes (``dump_json``) a result document of either kind.
+RESULT_DOCUMENT: TypeAdapter[ResultDocument] = TypeAdapter(ResultDocument)
 
 
 class TableItem(_Contract):
@@ -124,7 +125,14 @@ class TableItem(_Contract):
     counted_at: str
     etag: str | None = None
     count: int | None = Field(None, ge=0)
-    by_class: dict[str, int] | None = None
+    by_class: dict[str, int] | None = Field(
+        None,
+        description="class name -> objects counted; the biggest classes only, when too many "
+        "for one item (classes_in_result_only)",
+    )
+    classes_in_result_only: int | None = Field(
+        None, ge=1, description="classes left out of by_class; the result document has all"
+    )
     threshold: float | None = Field(None, ge=0, le=1)
     threshold_origin: ThresholdOrigin | None = None
     model_name: str | None = None
@@ -173,7 +181,7 @@ class _Event(_Contract):
     version: str
     id: str = Field(description="Differs per delivery attempt: not a deduplication key")
     detail_type: str = Field(alias="detail-type")
-    source: str = Field(description="<project>-<stage>" + announcements.SOURCE_SUFFIX)
+    source: str = Field(description="<project>-<stage>" + SOURCE_SUFFIX)
     account: str
     time: str
     region: str
@@ -190,12 +198,12 @@ class ImageRejectedEvent(_Event):
     detail: ImageRejectedDetail
 
 
-#: File name under ``schemas/`` -> the model it describes.
-SCHEMAS: dict[str, type[BaseModel]] = {
-    "result-document.json": ResultDocument,
-    "result-table-item.json": TableItem,
-    "image-counted-event.json": ImageCountedEvent,
-    "image-rejected-event.json": ImageRejectedEvent,
+#: File name under ``schemas/`` -> the contract it describes.
+SCHEMAS: dict[str, TypeAdapter[Any]] = {
+    "result-document.json": RESULT_DOCUMENT,
+    "result-table-item.json": TypeAdapter(TableItem),
+    "image-counted-event.json": TypeAdapter(ImageCountedEvent),
+    "image-rejected-event.json": TypeAdapter(ImageRejectedEvent),
 }
 
 
@@ -217,13 +225,11 @@ def _draft4(node: Any) -> Any:
     return converted
 
 
-def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s JSON Schema, draft 4, as registered and checked in."""
-    generated = model.model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
-    if model is ResultDocument:
-        # The wrapper only names the union: publish the union itself.
-        union = generated["properties"]["document"]
-        generated = {"title": "ResultDocument", **union, "$defs": generated["$defs"]}
+def json_schema(contract: TypeAdapter[Any]) -> dict[str, Any]:
+    """``contract``'s JSON Schema, draft 4, as registered and checked in."""
+    generated = contract.json_schema(by_alias=True, ref_template="#/definitions/{model}")
+    if contract is RESULT_DOCUMENT:
+        generated = {"title": "ResultDocument", **generated}  # a union has no title of its own
     return {"$schema": DRAFT4, **_draft4(generated)}
 
 

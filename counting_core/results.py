@@ -1,7 +1,8 @@
 """What a counted (or refused) image leaves behind: its S3 result and its table item.
 
-Pure: the counter Lambda writes these documents, the CLI prints the same shape,
-and tests read them back without AWS.
+Pure: both pipelines build their result documents and table items here, as the published
+``contracts`` models, and write them only through those models (``document_json``,
+``dynamodb_item``); tests read them back through the same models.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from counting_core import layout, predictions
+from counting_core import contracts, layout, predictions
+from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument, TableItem
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel, score_threshold
 from counting_core.predictions import CountResult
@@ -19,8 +21,8 @@ from counting_core.predictions import CountResult
 STATUS_COUNTED = "counted"
 STATUS_REJECTED = "rejected"
 #: Which pipeline made a result: an image uploaded under incoming/, or a bulk run.
-PIPELINE_UPLOAD = "upload"
-PIPELINE_BULK = "bulk"
+PIPELINE_UPLOAD: contracts.Pipeline = "upload"
+PIPELINE_BULK: contracts.Pipeline = "bulk"
 
 # S3 object keys are at most 1,024 bytes of UTF-8.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
@@ -84,13 +86,10 @@ def check_derived_keys(image_key: str) -> None:
             )
 
 
-def _source(image: ImageRef) -> dict[str, Any]:
-    return {
-        "bucket": image.bucket,
-        "key": image.key,
-        "version_id": image.version_id,
-        "etag": image.etag,
-    }
+def _source(image: ImageRef) -> contracts.SourceObject:
+    return contracts.SourceObject(
+        bucket=image.bucket, key=image.key, version_id=image.version_id, etag=image.etag
+    )
 
 
 def count_response(
@@ -101,8 +100,8 @@ def count_response(
     configured_threshold: float | None,
     image_size: tuple[int, int],
     counted_at: datetime,
-    pipeline: str,
-) -> tuple[dict[str, Any], CountResult]:
+    pipeline: contracts.Pipeline,
+) -> tuple[CountedDocument, CountResult]:
     """The post-processing both pipelines share: the model's JSON answer to a result document.
 
     The upload pipeline hands in the endpoint's response, a bulk run the transform's
@@ -127,65 +126,85 @@ def counted_document(
     model: ModelInUse,
     counted_at: datetime,
     *,
-    pipeline: str,
-) -> dict[str, Any]:
-    """The JSON written to ``results/<key>.json`` for a counted image."""
+    pipeline: contracts.Pipeline,
+) -> CountedDocument:
+    """The document written to ``results/<key>.json`` for a counted image."""
     width, height = result.image_size or (None, None)
-    return {
-        "status": STATUS_COUNTED,
-        "pipeline": pipeline,
-        "source": _source(image),
-        "image_size": {"width": width, "height": height},
-        "model": {
-            "endpoint_name": model.endpoint_name,
-            "endpoint_config_name": model.endpoint_config_name,
-            "model_name": model.model_name,
-        },
-        "counted_at": counted_at.isoformat(),
-        **result.to_dict(),
-    }
+    # One validation of the whole document: pydantic checks the detections in bulk, faster
+    # than building each one as a model (make bench, bulk post-processing).
+    return CountedDocument.model_validate(
+        {
+            "status": STATUS_COUNTED,
+            "pipeline": pipeline,
+            "source": _source(image),
+            "image_size": {"width": width, "height": height},
+            "model": {
+                "endpoint_name": model.endpoint_name,
+                "endpoint_config_name": model.endpoint_config_name,
+                "model_name": model.model_name,
+            },
+            "counted_at": counted_at.isoformat(),
+            **result.to_dict(),
+        }
+    )
 
 
 def rejected_document(
-    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: str
-) -> dict[str, Any]:
-    """The JSON written for an image that cannot be counted (not retried)."""
-    return {
-        "status": STATUS_REJECTED,
-        "pipeline": pipeline,
-        "source": _source(image),
-        "reason": reason,
-        "counted_at": counted_at.isoformat(),
-    }
+    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: contracts.Pipeline
+) -> RejectedDocument:
+    """The document written for an image that cannot be counted (not retried)."""
+    return RejectedDocument(
+        status=STATUS_REJECTED,
+        pipeline=pipeline,
+        source=_source(image),
+        reason=reason,
+        counted_at=counted_at.isoformat(),
+    )
 
 
-def table_item(document: dict[str, Any]) -> dict[str, Any]:
-    """The DynamoDB item (resource-layer types) summarising a result document."""
-    source = document["source"]
-    item: dict[str, Any] = {
-        "image": f"s3://{source['bucket']}/{source['key']}",
-        "version": source["version_id"] or source["etag"] or "-",
-        "status": document["status"],
-        "pipeline": document["pipeline"],
-        "counted_at": document["counted_at"],
-    }
-    if source["etag"]:
+def document_json(document: ResultDocument) -> bytes:
+    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented."""
+    return contracts.RESULT_DOCUMENT.dump_json(document, indent=2)
+
+
+def table_item(document: ResultDocument) -> TableItem:
+    """The results table's item summarising a result document."""
+    source = document.source
+    common: dict[str, Any] = {
+        "image": f"s3://{source.bucket}/{source.key}",
+        "version": source.version_id or source.etag or "-",
+        "status": document.status,
+        "pipeline": document.pipeline,
+        "counted_at": document.counted_at,
         # A bulk run skips an object whose content this model counted already.
-        item["etag"] = source["etag"]
-    if document["status"] == STATUS_COUNTED:
-        item["count"] = document["count"]
-        by_class = _largest_classes(document["by_class"], BY_CLASS_ITEM_BYTES)
-        item["by_class"] = by_class
-        if len(by_class) < len(document["by_class"]):
-            # Named so a reader of the item knows the JSON holds the rest.
-            item["classes_in_result_only"] = len(document["by_class"]) - len(by_class)
-        item["threshold"] = Decimal(str(document["threshold"]))
-        item["threshold_origin"] = document["threshold_origin"]
-        item["model_name"] = document["model"]["model_name"]
-        item["endpoint_config_name"] = document["model"]["endpoint_config_name"]
-    else:
-        item["reason"] = document["reason"][:REASON_ITEM_CHARACTERS]
-    return item
+        "etag": source.etag or None,
+    }
+    if isinstance(document, RejectedDocument):
+        return TableItem(**common, reason=document.reason[:REASON_ITEM_CHARACTERS])
+    by_class = _largest_classes(document.by_class, BY_CLASS_ITEM_BYTES)
+    return TableItem(
+        **common,
+        count=document.count,
+        by_class=by_class,
+        # Named so a reader of the item knows the JSON holds the rest.
+        classes_in_result_only=(len(document.by_class) - len(by_class)) or None,
+        threshold=document.threshold,
+        threshold_origin=document.threshold_origin,
+        model_name=document.model.model_name,
+        endpoint_config_name=document.model.endpoint_config_name,
+    )
+
+
+def dynamodb_item(item: TableItem) -> dict[str, Any]:
+    """``item`` in boto3's resource-layer types: absent fields left out, numbers as Decimal.
+
+    boto3 refuses Python floats (they may not round-trip); the threshold goes through its
+    shortest text form, so 0.2 is stored as 0.2, not 0.2000000000000000111.
+    """
+    fields = item.model_dump(exclude_none=True)
+    if "threshold" in fields:
+        fields["threshold"] = Decimal(str(fields["threshold"]))
+    return fields
 
 
 def item_size_bytes(value: Any, name: str = "") -> int:

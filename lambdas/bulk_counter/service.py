@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from counting_core import annotate, announcements, bulk, images, results
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel
 
@@ -40,7 +41,7 @@ WORKERS = 10
 class _Result:
     """One image's result document, and its annotated PNG when the run writes them."""
 
-    document: dict[str, Any]
+    document: ResultDocument
     annotated: bytes | None = None
 
 
@@ -164,9 +165,9 @@ class BulkCounter:
         report = bulk.BatchReport(failed=len(outputs) - len(made))
         by_class: Counter[str] = Counter()
         for document in (item.document for item in made):
-            if document["status"] == results.STATUS_COUNTED:
+            if isinstance(document, CountedDocument):
                 report.counted += 1
-                by_class.update(document["by_class"])
+                by_class.update(document.by_class)
             else:
                 report.rejected += 1
         report.objects_by_class = dict(sorted(by_class.items()))
@@ -236,7 +237,7 @@ class BulkCounter:
 
     # --- Writing ----------------------------------------------------------------------------
 
-    def _rejected(self, image: results.ImageRef, reason: str) -> dict[str, Any]:
+    def _rejected(self, image: results.ImageRef, reason: str) -> RejectedDocument:
         return results.rejected_document(
             image, reason, self._clock(), pipeline=results.PIPELINE_BULK
         )
@@ -256,11 +257,16 @@ class BulkCounter:
         )
         with self._table.batch_writer() as writer:
             for item in made:
-                writer.put_item(Item=results.table_item(item.document))
+                writer.put_item(Item=results.dynamodb_item(results.table_item(item.document)))
 
     def _write(self, item: _Result) -> None:
-        key = item.document["source"]["key"]
-        self._put_json(results.result_key(key), item.document, indent=2)
+        key = item.document.source.key
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=results.result_key(key),
+            Body=results.document_json(item.document),
+            ContentType=JSON_CONTENT_TYPE,
+        )
         if item.annotated is not None:
             self._s3.put_object(
                 Bucket=self._bucket,
@@ -269,11 +275,11 @@ class BulkCounter:
                 ContentType="image/png",
             )
 
-    def _put_json(self, key: str, value: Any, indent: int | None = None) -> None:
+    def _put_json(self, key: str, value: Any) -> None:
         self._s3.put_object(
             Bucket=self._bucket,
             Key=key,
-            Body=json.dumps(value, indent=indent, sort_keys=True).encode(),
+            Body=json.dumps(value, sort_keys=True).encode(),
             ContentType=JSON_CONTENT_TYPE,
         )
 

@@ -7,7 +7,6 @@ planned, how images are scaled, what is written) is made by the pure ``counting_
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 
 from counting_core import annotate, announcements, delivery, events, images, results
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
+from counting_core.contracts import ResultDocument
 from counting_core.errors import InputError
 from counting_core.failures import TryAgain, Verdict, endpoint_error, read_error
 from counting_core.model_record import ActiveModel
@@ -209,7 +209,7 @@ class CountingService:
     def _write(
         self,
         image: results.ImageRef,
-        document: dict[str, Any],
+        document: ResultDocument,
         annotated: bytes | None,
         *,
         json_too: bool = True,
@@ -228,14 +228,14 @@ class CountingService:
             self._s3.put_object(
                 Bucket=image.bucket,
                 Key=results.result_key(image.key),
-                Body=json.dumps(document, indent=2, sort_keys=True).encode(),
+                Body=results.document_json(document),
                 ContentType=JSON_CONTENT_TYPE,
             )
         entry = announcements.entry(
             document, source=self._event_source, annotated=annotated is not None
         )
         announcements.publish([entry], self._put_events)
-        item = results.table_item(document)
+        item = results.dynamodb_item(results.table_item(document))
         self._dynamodb.put_item(
             TableName=self._table_name,
             Item={name: self._serialize(value) for name, value in item.items()},

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from counting_core import announcements, results
+from counting_core.contracts import CountedDocument
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel
 
@@ -22,7 +23,7 @@ MODEL = ActiveModel(
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def counted() -> dict:
+def counted() -> CountedDocument:
     document, _ = results.count_response(
         IMAGE,
         json.dumps({"prediction": [[0, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 0.1, 0.5, 0.5, 0.6, 0.6]]}),
@@ -70,8 +71,8 @@ def test_a_models_calibrated_threshold_is_used_and_named_when_none_is_pinned():
         pipeline=results.PIPELINE_BULK,
     )
 
-    assert (document["count"], document["threshold"]) == (1, 0.05)
-    assert (document["threshold_origin"], document["pipeline"]) == ("calibrated", "bulk")
+    assert (document.count, document.threshold) == (1, 0.05)
+    assert (document.threshold_origin, document.pipeline) == ("calibrated", "bulk")
 
 
 def test_a_rejected_image_is_announced_with_the_reason():

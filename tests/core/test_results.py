@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from counting_core import results
 from counting_core.errors import InputError
@@ -31,13 +32,15 @@ def test_the_longest_countable_key_leaves_its_annotated_key_at_1024_bytes():
 
 
 def counted_item(by_class_ids: int) -> dict:
+    """The item as it is sent to DynamoDB."""
     detections = [Detection(class_id, 0.9, 0.1, 0.1, 0.2, 0.2) for class_id in range(by_class_ids)]
     class_map = {str(class_id): f"class-{class_id:06d}" for class_id in range(by_class_ids)}
-    result = count_detections(detections, class_map=class_map)
+    result = count_detections(detections, class_map=class_map, threshold_origin="default")
     image = results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag")
-    return results.table_item(
-        results.counted_document(image, result, MODEL, WHEN, pipeline=results.PIPELINE_UPLOAD)
+    document = results.counted_document(
+        image, result, MODEL, WHEN, pipeline=results.PIPELINE_UPLOAD
     )
+    return results.dynamodb_item(results.table_item(document))
 
 
 def test_an_item_with_100000_classes_stays_under_400_kb():
@@ -58,16 +61,10 @@ def test_an_ordinary_item_keeps_every_class():
 
 def test_the_biggest_classes_are_kept():
     detections = [Detection(0, 0.9, 0, 0, 1, 1)] * 5 + [Detection(1, 0.9, 0, 0, 1, 1)]
-    document = {
-        "source": {"bucket": "b", "key": "incoming/a.jpg", "version_id": None, "etag": "e"},
-        "status": "counted",
-        "counted_at": WHEN.isoformat(),
-        "model": {"model_name": "m", "endpoint_config_name": "c"},
-        **count_detections(detections, class_map={"0": "car", "1": "bus"}).to_dict(),
-    }
+    by_class = count_detections(detections, class_map={"0": "car", "1": "bus"}).by_class
     one_entry = results.item_size_bytes(5, "car") + 1
 
-    kept = results._largest_classes(document["by_class"], one_entry)
+    kept = results._largest_classes(by_class, one_entry)
 
     assert kept == {"car": 5}
 
@@ -92,5 +89,26 @@ def test_a_long_rejection_reason_is_cut_in_the_item_only():
     image = results.ImageRef("bucket", "incoming/a.jpg", None, "etag")
     document = results.rejected_document(image, "x" * 5000, WHEN, pipeline=results.PIPELINE_UPLOAD)
 
-    assert len(results.table_item(document)["reason"]) == results.REASON_ITEM_CHARACTERS
-    assert len(document["reason"]) == 5000
+    assert len(results.table_item(document).reason or "") == results.REASON_ITEM_CHARACTERS
+    assert len(document.reason) == 5000
+
+
+def test_a_rejected_item_holds_no_count_fields():
+    image = results.ImageRef("bucket", "incoming/a.jpg", None, None)
+    document = results.rejected_document(image, "image is empty", WHEN, pipeline="bulk")
+
+    assert results.dynamodb_item(results.table_item(document)) == {
+        "image": "s3://bucket/incoming/a.jpg",
+        "version": "-",
+        "status": "rejected",
+        "pipeline": "bulk",
+        "counted_at": "2026-11-29T12:00:00+00:00",
+        "reason": "image is empty",
+    }
+
+
+def test_a_document_outside_the_contract_is_refused():
+    image = results.ImageRef("bucket", "incoming/a.jpg", None, None)
+
+    with pytest.raises(ValidationError, match="pipeline"):
+        results.rejected_document(image, "image is empty", WHEN, pipeline="cli")  # type: ignore[arg-type]

@@ -124,8 +124,13 @@ def inline_commands(page: Path) -> list[str]:
     return found
 
 
-def sample(page: Path, name: str) -> Any:
-    """The JSON of the block tagged ``<!-- sample: name -->`` on ``page``."""
+def sample_text(page: Path, name: str) -> str:
+    """The text of the block tagged ``<!-- sample: name -->`` on ``page``."""
     tagged = [block for block in blocks(page) if block.sample == name]
     assert len(tagged) == 1, f"{relative(page)}: expected one sample {name!r}, found {len(tagged)}"
-    return json.loads("\n".join(tagged[0].lines))
+    return "\n".join(tagged[0].lines)
+
+
+def sample(page: Path, name: str) -> Any:
+    """The JSON of the block tagged ``<!-- sample: name -->`` on ``page``."""
+    return json.loads(sample_text(page, name))

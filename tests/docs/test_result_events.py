@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from counting_core import announcements
-from tests.docs.pages import ROOT, sample
+from counting_core import announcements, contracts
+from tests.docs.pages import ROOT, sample, sample_text
 from tests.schema_checks import assert_valid, sqs_events
 
 PIPELINES = ROOT / "docs" / "pipelines.md"
@@ -18,18 +18,23 @@ REGION = "eu-west-1"
 
 def test_the_counted_event_carries_what_the_counted_document_says():
     shown = sample(PIPELINES, "image-counted-event")
-    document = sample(PIPELINES, "counted-document")
+    document = contracts.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "counted-document"))
 
-    assert announcements.event_detail(document, annotated=True) == shown["detail"]
-    assert shown["detail-type"] == announcements.DETAIL_TYPES[document["status"]]
+    entry = announcements.entry(document, source=shown["source"], annotated=True)
+
+    assert json.loads(entry["Detail"]) == shown["detail"]
+    assert entry["DetailType"] == shown["detail-type"]
     assert_valid("image-counted-event.json", shown)
 
 
 def test_the_rejected_event_carries_the_rejected_documents_reason():
     shown = sample(PIPELINES, "image-rejected-event")
-    document = sample(PIPELINES, "rejected-document")
+    document = contracts.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "rejected-document"))
 
-    assert announcements.event_detail(document, annotated=False) == shown["detail"]
+    entry = announcements.entry(document, source=shown["source"], annotated=False)
+
+    assert json.loads(entry["Detail"]) == shown["detail"]
+    assert entry["DetailType"] == shown["detail-type"]
     assert_valid("image-rejected-event.json", shown)
 
 

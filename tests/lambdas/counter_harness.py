@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
+from counting_core import contracts
 from tests.lambdas.conftest import REGION, FakeLambdaContext, make_bucket, make_results_table
 
 BUCKET = "counting-data"
@@ -244,10 +245,19 @@ def read_json(key: str) -> dict:
 
 
 def result_or_none(key: str) -> dict | None:
+    """The image's result document, read through its contract (which refuses any other)."""
     result_key = f"results/{key.removeprefix('incoming/')}.json"
-    return read_json(result_key) if result_key in keys_under(result_key) else None
+    if result_key not in keys_under(result_key):
+        return None
+    document = read_json(result_key)
+    contracts.RESULT_DOCUMENT.validate_python(document)
+    return document
 
 
 def table_items() -> list[dict]:
+    """Every results-table item, each read through its contract (which refuses any other)."""
     table = boto3.resource("dynamodb", region_name=REGION).Table(RESULTS_TABLE)
-    return table.scan()["Items"]
+    items = table.scan()["Items"]
+    for item in items:
+        contracts.TableItem.model_validate(item)
+    return items

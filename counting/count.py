@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from counting_core.cold_start import call_until_ready
 from counting_core.constants import (
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
@@ -170,12 +172,25 @@ def _counting(args: argparse.Namespace) -> _Counting:
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:
     from counting import aws
 
+    runtime = aws.client("sagemaker-runtime", region)
+
+    def waiting(seconds: float) -> None:
+        print(
+            f"endpoint {endpoint} is starting (ModelNotReadyException): "
+            f"asking again in {seconds:g} s",
+            file=sys.stderr,
+        )
+
     with aws.reported(f"endpoint {endpoint}", doing=f"call endpoint {endpoint}"):
-        response = aws.client("sagemaker-runtime", region).invoke_endpoint(
-            EndpointName=endpoint,
-            ContentType=IMAGE_CONTENT_TYPE,
-            Accept=JSON_CONTENT_TYPE,
-            Body=payload,
+        # A serverless endpoint idle for a while starts cold: wait for it as the counter does.
+        response = call_until_ready(
+            lambda: runtime.invoke_endpoint(
+                EndpointName=endpoint,
+                ContentType=IMAGE_CONTENT_TYPE,
+                Accept=JSON_CONTENT_TYPE,
+                Body=payload,
+            ),
+            on_wait=waiting,
         )
         body: bytes = response["Body"].read()
         return body

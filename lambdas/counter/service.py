@@ -19,12 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from counting_core import annotate, announcements, delivery, events, images, results
+from counting_core.cold_start import call_until_ready
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.contracts import ResultDocument
 from counting_core.errors import InputError
 from counting_core.failures import TryAgain, Verdict, endpoint_error, read_error
 from counting_core.model_record import ActiveModel
-from lambdas.counter import endpoint
 
 # The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
 # phone photo (4032 px) is drawn on at full resolution and larger photos are scaled down.
@@ -174,8 +174,8 @@ class CountingService:
         """The endpoint's answer; InputError when the model refuses this image for good."""
         try:
             with self._endpoint_slots:
-                # botocore's retries, then a cold start's (endpoint.invoke).
-                response = endpoint.invoke(
+                # botocore's retries, then a cold start's.
+                response = call_until_ready(
                     lambda: self._runtime.invoke_endpoint(
                         EndpointName=endpoint_name,
                         ContentType=IMAGE_CONTENT_TYPE,

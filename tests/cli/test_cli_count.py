@@ -10,10 +10,12 @@ import socket
 import boto3
 import pytest
 import requests
+from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
+from counting_core import cold_start
 from counting_core.images import detect_format, image_size
 
 REGION = "us-east-1"
@@ -265,12 +267,20 @@ def test_invoke_reports_an_unexpected_endpoint_body(cli, files, runtime):
     assert one_error_line(err) == "missing 'prediction' list in the response"
 
 
-@pytest.fixture
-def failing_runtime(aws_env, monkeypatch):
-    """Make boto3.client hand out a stubbed client whose invoke_endpoint fails as told.
+INVOKE_REQUEST = {
+    "EndpointName": "counter",
+    "ContentType": "application/x-image",
+    "Accept": "application/json",
+    "Body": ANY,
+}
 
-    Returns (fail, made): fail(code, message) queues the error; made lists the
-    boto3.client calls, so their arguments can be checked.
+
+@pytest.fixture
+def stubbed_runtime(aws_env, monkeypatch):
+    """Make boto3.client hand out one stubbed sagemaker-runtime client.
+
+    Returns (stubber, made): made lists the boto3.client calls, so their arguments can be
+    checked.
     """
     client = boto3.client("sagemaker-runtime", region_name=REGION)
     stubber = Stubber(client)
@@ -281,20 +291,23 @@ def failing_runtime(aws_env, monkeypatch):
         made.append({"service": service, **kwargs})
         return client
 
+    monkeypatch.setattr(boto3, "client", fake_client)
+    return stubber, made
+
+
+@pytest.fixture
+def failing_runtime(stubbed_runtime):
+    """Returns (fail, made): fail(code, message) makes the next invoke_endpoint fail so."""
+    stubber, made = stubbed_runtime
+
     def fail(code: str, message: str) -> None:
         stubber.add_client_error(
             "invoke_endpoint",
             service_error_code=code,
             service_message=message,
-            expected_params={
-                "EndpointName": "counter",
-                "ContentType": "application/x-image",
-                "Accept": "application/json",
-                "Body": ANY,
-            },
+            expected_params=INVOKE_REQUEST,
         )
 
-    monkeypatch.setattr(boto3, "client", fake_client)
     return fail, made
 
 
@@ -324,6 +337,37 @@ def test_invoke_maps_service_errors_to_one_line(cli, files, failing_runtime, err
     (kwargs,) = made
     assert kwargs["service"] == "sagemaker-runtime"
     assert kwargs["config"].retries == {"mode": "standard"}
+
+
+def test_invoke_waits_for_a_cold_endpoint_and_says_so(cli, files, stubbed_runtime, monkeypatch):
+    stubber, _ = stubbed_runtime
+    waits: list[float] = []
+    monkeypatch.setattr(cold_start.time, "sleep", waits.append)
+    for _ in range(2):
+        stubber.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelNotReadyException",
+            service_message="Model is not ready to serve inference requests.",
+            http_status_code=429,
+            expected_params=INVOKE_REQUEST,
+        )
+    answer = json.dumps(RESPONSE).encode()
+    stubber.add_response(
+        "invoke_endpoint",
+        {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "application/json"},
+        expected_params=INVOKE_REQUEST,
+    )
+
+    status, out, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 0
+    assert json.loads(out)["count"] == 2
+    assert waits == [5, 10]
+    assert err.splitlines() == [
+        "endpoint counter is starting (ModelNotReadyException): asking again in 5 s",
+        "endpoint counter is starting (ModelNotReadyException): asking again in 10 s",
+    ]
+    stubber.assert_no_pending_responses()
 
 
 def closed_port_url() -> str:

@@ -45,7 +45,7 @@ DEFAULT_TIMEOUT_MS = 600_000
 
 
 class FakeTime:
-    """``time`` for lambdas.counter.endpoint: waits are recorded and pass at once."""
+    """``time`` for counting_core.cold_start: waits are recorded and pass at once."""
 
     def __init__(self) -> None:
         self.now = 0.0

@@ -23,10 +23,9 @@ from botocore.stub import ANY, Stubber
 from PIL import Image
 from pydantic import ValidationError
 
-from counting_core import delivery, failures, images
+from counting_core import cold_start, delivery, failures, images
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 from counting_core.failures import Verdict
-from lambdas.counter import endpoint as counter_endpoint
 from stacks.config import CounterSettings
 from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
@@ -54,7 +53,7 @@ from tests.schema_checks import assert_valid, capture_result_events, sqs_events
 def fake_time(monkeypatch) -> FakeTime:
     """Cold-start waits pass at once (and are recorded) in every test here."""
     fake = FakeTime()
-    monkeypatch.setattr(counter_endpoint, "time", fake)
+    monkeypatch.setattr(cold_start, "time", fake)
     return fake
 
 

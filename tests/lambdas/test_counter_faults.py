@@ -27,8 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from counting_core import delivery
-from lambdas.counter import endpoint as counter_endpoint
+from counting_core import cold_start, delivery
 from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
     BUCKET,
@@ -213,8 +212,8 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
     settings = SCENARIOS[scenario]
     rng = random.Random(f"counter faults {scenario}")
     environment(monkeypatch, images_in_flight=3)
-    # Cold-start waits (lambdas.counter.endpoint) pass at once.
-    monkeypatch.setattr(counter_endpoint, "time", FakeTime())
+    # Cold-start waits (counting_core.cold_start) pass at once.
+    monkeypatch.setattr(cold_start, "time", FakeTime())
     create_resources()
     handler, _ = load_handler()
     queue = Queue(rng)

@@ -79,8 +79,8 @@ test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every tes
 	$(MAKE) --no-print-directory test-runtime
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
 
-unit: $(DEV_STAMP) ## The fast loop: the core, CLI and handler tests, nothing synthesized
-	$(BIN)/python -m pytest -m "not synth and not slow" -n auto tests/core tests/cli tests/lambdas tests/test_guidelines.py
+unit: $(DEV_STAMP) ## The fast loop: the core, CLI, handler and docs tests, nothing synthesized
+	$(BIN)/python -m pytest -m "not synth and not slow" -n auto tests/core tests/cli tests/lambdas tests/docs tests/test_guidelines.py
 
 test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
 ifeq ($(RUNTIME_PYTHON),)

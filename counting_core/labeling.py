@@ -497,9 +497,19 @@ def rejection_key(request_key: str) -> str:
     return request_key.removesuffix(REQUEST_SUFFIX) + REJECTION_SUFFIX
 
 
-def rejection_document(request_key: str, reason: str, time: datetime) -> dict[str, str]:
+class Rejection(BaseModel):
+    """``labeling/requests/<name>.rejected.json``: a request that started nothing, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request: str = Field(description="The request's S3 key")
+    reason: str = Field(description="One line")
+    time: str = Field(description="ISO 8601 time of the rejection")
+
+
+def rejection_document(request_key: str, reason: str, time: datetime) -> Rejection:
     """What is written beside a request that started nothing, and why (one line)."""
-    return {"request": request_key, "reason": " ".join(reason.split()), "time": time.isoformat()}
+    return Rejection(request=request_key, reason=" ".join(reason.split()), time=time.isoformat())
 
 
 def completion_event_source(prefix: str) -> str:

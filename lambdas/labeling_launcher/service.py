@@ -198,7 +198,7 @@ class LabelingLauncher:
         self._s3.put_object(
             Bucket=bucket,
             Key=labeling.rejection_key(key),
-            Body=json.dumps(document, indent=2).encode("utf-8"),
+            Body=document.model_dump_json(indent=2).encode(),
             ContentType=JSON_CONTENT_TYPE,
         )
-        return {"status": "rejected", "request": key, "reason": document["reason"]}
+        return {"status": "rejected", "request": key, "reason": document.reason}

@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from counting_core import images, layout
+from counting_core import layout
 from counting_core.errors import InputError
+from counting_core.image_formats import detect_format
 
 #: Keys counted as images; anything else under the prefix is left alone ("ignored").
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -114,7 +115,7 @@ def refusal(size: int, header: bytes, max_bytes: int) -> str | None:
     larger than the transform's payload limit would fail the job, so it is refused here.
     """
     try:
-        images.detect_format(header)
+        detect_format(header)
     except InputError as error:
         return str(error)
     if size > max_bytes:

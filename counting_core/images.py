@@ -19,17 +19,14 @@ import math
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO
 
 from PIL import Image, ImageOps
 
 from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
+from counting_core.image_formats import MAGIC_BYTES, ImageFormat, detect_format
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Bytes read before the body to tell the format: the longer of the two signatures.
-MAGIC_BYTES = len(PNG_MAGIC)
 # Names the counter takes as images (compared in lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png")
 
@@ -68,7 +65,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)
 
-ImageFormat = Literal["jpeg", "png"]
 # Modes resized as they are (RGB padded, alpha, grey); others are converted to RGB first.
 _RESIZABLE_MODES = ("RGB", "RGBA", "L")
 _MAX_PIXELS: dict[ImageFormat, int] = {"jpeg": MAX_JPEG_PIXELS, "png": MAX_PNG_PIXELS}
@@ -103,17 +99,6 @@ def check_upload_size(size_bytes: int) -> None:
         raise InputError(
             f"image is {size_bytes:,} bytes; at most {MAX_UPLOAD_BYTES:,} bytes are counted"
         )
-
-
-def detect_format(data: bytes) -> ImageFormat:
-    """Name the format from the first bytes; raise InputError unless JPEG or PNG."""
-    if not data:
-        raise InputError("image is empty")
-    if data.startswith(JPEG_MAGIC):
-        return "jpeg"
-    if data.startswith(PNG_MAGIC):
-        return "png"
-    raise InputError(f"not a JPEG or PNG image (starts with {bytes(data[:MAGIC_BYTES])!r})")
 
 
 def read_upload(body: IO[bytes], declared_bytes: int) -> IO[bytes]:

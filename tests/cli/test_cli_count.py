@@ -16,7 +16,8 @@ from moto import mock_aws
 from PIL import Image
 
 from counting_core import cold_start
-from counting_core.images import detect_format, image_size
+from counting_core.image_formats import detect_format
+from counting_core.images import image_size
 
 REGION = "us-east-1"
 RESPONSE = {

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from counting_core import images
+from counting_core import image_formats, images
 from counting_core.errors import InputError
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -32,8 +32,8 @@ def noisy(image_format: str, size: tuple[int, int]) -> bytes:
 
 
 def test_formats_are_told_by_their_first_bytes(jpeg_200x100, png_200x100):
-    assert images.detect_format(jpeg_200x100) == "jpeg"
-    assert images.detect_format(png_200x100) == "png"
+    assert image_formats.detect_format(jpeg_200x100) == "jpeg"
+    assert image_formats.detect_format(png_200x100) == "png"
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_formats_are_told_by_their_first_bytes(jpeg_200x100, png_200x100):
     ],
 )
 def test_other_formats_are_refused(data, message):
-    for check in (images.detect_format, images.image_size, images.open_image, prepare):
+    for check in (image_formats.detect_format, images.image_size, images.open_image, prepare):
         with pytest.raises(InputError, match=message):
             check(data)
 
@@ -150,7 +150,7 @@ def test_only_the_first_bytes_are_read_from_a_body_that_is_not_an_image():
 
     with pytest.raises(InputError, match="not a JPEG or PNG image"):
         images.read_upload(body, len(body.getvalue()))
-    assert body.tell() == images.MAGIC_BYTES
+    assert body.tell() == image_formats.MAGIC_BYTES
 
 
 def test_a_body_longer_than_declared_is_refused(png_200x100):
@@ -174,7 +174,7 @@ def test_payload_is_a_jpeg_scaled_to_its_longest_side():
 
     assert prepared.size == (3000, 2000)
     assert prepared.payload_size == (1024, 683)
-    assert images.detect_format(prepared.payload) == "jpeg"
+    assert image_formats.detect_format(prepared.payload) == "jpeg"
     assert decoded(prepared.payload).size == (1024, 683)
     assert prepared.picture is None
 
@@ -271,7 +271,8 @@ def test_the_payload_says_when_nothing_fits():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    data=st.binary(max_size=300), start=st.sampled_from([b"", images.JPEG_MAGIC, images.PNG_MAGIC])
+    data=st.binary(max_size=300),
+    start=st.sampled_from([b"", image_formats.JPEG_MAGIC, image_formats.PNG_MAGIC]),
 )
 def test_any_bytes_are_prepared_or_refused_with_input_error(data, start):
     with contextlib.suppress(InputError):

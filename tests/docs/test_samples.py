@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from counting_core import contracts, failures, images, labeling, predictions, results
+from counting_core import contracts, failures, image_formats, labeling, predictions, results
 from counting_core.errors import InputError
 from counting_core.model_record import ActiveModel
 from tests.docs.pages import PAGES, ROOT, blocks, relative, sample, sample_text
@@ -54,7 +54,7 @@ def test_the_counted_document_is_what_the_counter_writes_for_the_example():
 def test_the_rejected_document_gives_the_reason_a_pdf_gets():
     shown = sample(PIPELINES, "rejected-document")
     with pytest.raises(InputError) as refused:
-        images.detect_format(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+        image_formats.detect_format(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
 
     document = results.rejected_document(
         _image(shown),

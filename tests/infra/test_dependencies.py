@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
+import grimp
 import pytest
+from packaging.requirements import Requirement
 
 from stacks.components.counter import PILLOW
 from stacks.components.python_function import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_VERSION
@@ -61,3 +64,42 @@ def test_the_image_table_is_the_pinned_sdks_copy():
     sdk_copy = Path(str(metadata.distribution("sagemaker-core").locate_file(SDK_TABLE)))
     # On a mismatch after an SDK update: cp "$(that path)" stacks/components/training/.
     assert TABLE.read_bytes() == sdk_copy.read_bytes(), f"refresh {TABLE.name} from {sdk_copy}"
+
+
+def installed_with(names: list[str]) -> set[str]:
+    """``names`` and every distribution they require here, as pip installs them (no extras)."""
+    found: set[str] = set()
+    pending = [normalized(name) for name in names]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for text in metadata.requires(name) or ():
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(normalized(requirement.name))
+    return found
+
+
+def test_the_stacks_import_only_what_make_synth_installs():
+    # make synth installs requirements.txt alone (no Pillow, boto3 or SageMaker SDK): a stack
+    # reaching, even through counting_core, a module of anything else fails a fresh clone.
+    graph = grimp.build_graph("stacks", "counting_core", include_external_packages=True)
+    imported = {
+        module
+        for module in graph.find_upstream_modules("stacks", as_package=True)
+        if not module.startswith(("stacks", "counting_core"))
+        and module not in sys.stdlib_module_names
+    }
+    providers = metadata.packages_distributions()
+    synth_environment = installed_with(requirement_names("requirements.txt"))
+
+    outside = {
+        module: providers.get(module)
+        for module in imported
+        if not {normalized(name) for name in providers.get(module, [])} & synth_environment
+    }
+
+    assert "aws_cdk" in imported  # the graph did reach the stacks' imports
+    assert outside == {}, "imported by the stacks but not installed by make synth"

@@ -18,7 +18,13 @@ from counting_core.errors import InputError
 
 
 def client(service: str, region: str | None) -> Any:
-    return boto3.client(service, region_name=region, config=Config(retries={"mode": "standard"}))
+    """A client with standard retries; InputError when none can be made (no Region, say)."""
+    try:
+        return boto3.client(
+            service, region_name=region, config=Config(retries={"mode": "standard"})
+        )
+    except BotoCoreError as error:
+        raise InputError(one_line(f"cannot call {service}: {error}")) from None
 
 
 @contextmanager

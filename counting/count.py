@@ -172,8 +172,6 @@ def _counting(args: argparse.Namespace) -> _Counting:
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:
     from counting import aws
 
-    runtime = aws.client("sagemaker-runtime", region)
-
     def waiting(seconds: float) -> None:
         print(
             f"endpoint {endpoint} is starting (ModelNotReadyException): "
@@ -181,6 +179,7 @@ def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes
             file=sys.stderr,
         )
 
+    runtime = aws.client("sagemaker-runtime", region)
     with aws.reported(f"endpoint {endpoint}", doing=f"call endpoint {endpoint}"):
         # A serverless endpoint idle for a while starts cold: wait for it as the counter does.
         response = call_until_ready(

@@ -72,8 +72,8 @@ def event_detail(
     """
     source = document.source
     common: dict[str, Any] = {
-        "image": s3_uri(source.bucket, source.key),
-        "version": source.version_id or source.etag or "-",
+        "image": source.uri,
+        "version": source.version,
         "pipeline": document.pipeline,
         "result": s3_uri(source.bucket, results.result_key(source.key)),
         "counted_at": document.counted_at,

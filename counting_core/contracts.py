@@ -41,6 +41,15 @@ class SourceObject(_Contract):
     version_id: str | None = Field(description="S3 version id (versioned buckets)")
     etag: str | None = Field(description="S3 ETag, without quotes")
 
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def version(self) -> str:
+        """What tells this version of the object apart: version id, else ETag, else ``-``."""
+        return self.version_id or self.etag or "-"
+
 
 class ImageSize(_Contract):
     width: int | None = Field(ge=1)

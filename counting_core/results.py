@@ -171,8 +171,8 @@ def table_item(document: ResultDocument) -> TableItem:
     """The results table's item summarising a result document."""
     source = document.source
     common: dict[str, Any] = {
-        "image": f"s3://{source.bucket}/{source.key}",
-        "version": source.version_id or source.etag or "-",
+        "image": source.uri,
+        "version": source.version,
         "status": document.status,
         "pipeline": document.pipeline,
         "counted_at": document.counted_at,

@@ -24,6 +24,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from counting_core import annotate, announcements, bulk, images, results
 from counting_core.constants import JSON_CONTENT_TYPE
@@ -205,8 +206,10 @@ class BulkCounter:
                 counted_at=now,
                 pipeline=results.PIPELINE_BULK,
             )
-        except InputError:
-            return None  # the model answered something else than its documented JSON
+        except (InputError, ValidationError):
+            # The model answered something else than its documented JSON, or (a bug) the
+            # result breaks its contract: nothing is written, the summary counts it failed.
+            return None
         annotated = annotate.annotate(data, result.detections) if self._annotate else None
         return _Result(document, annotated)
 

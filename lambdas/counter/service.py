@@ -22,7 +22,7 @@ from counting_core import annotate, announcements, delivery, events, images, res
 from counting_core.cold_start import call_until_ready
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.contracts import ResultDocument
-from counting_core.errors import InputError
+from counting_core.errors import InputError, describe_validation_error
 from counting_core.failures import TryAgain, Verdict, endpoint_error, read_error
 from counting_core.model_record import ActiveModel
 
@@ -357,7 +357,7 @@ class MessageHandler:
                 delivery.IN_PROGRESS_DELAY_SECONDS,
             )
         failed = tally.failed()
-        reason = _first_line(error) or type(error).__name__
+        reason = _reason(error)
         if failed.exhausted:
             return self._dead_letter(body, failed, reason)
         return self._send_again(body, failed, reason, failed.retry_delay_seconds(), "retried")
@@ -385,6 +385,13 @@ def _image_fields(image: results.ImageRef) -> dict[str, Any]:
         "version_id": image.version_id,
         "etag": image.etag,
     }
+
+
+def _reason(error: Exception) -> str:
+    """One line naming the failure: pydantic's first line only counts the problems."""
+    if isinstance(error, ValidationError):
+        return f"{error.title}: {describe_validation_error(error)[0]}"
+    return _first_line(error) or type(error).__name__
 
 
 def _first_line(error: object) -> str:

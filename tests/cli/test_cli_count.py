@@ -378,6 +378,16 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def test_invoke_without_a_region_says_so(cli, files, aws_env, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert status == 2
+    assert one_error_line(err) == "cannot call sagemaker-runtime: You must specify a region."
+
+
 def test_invoke_without_credentials_says_so(cli, files, aws_env, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

@@ -25,7 +25,9 @@ from pydantic import ValidationError
 
 from counting_core import cold_start, delivery, failures, images
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
+from counting_core.contracts import CountedDocument
 from counting_core.failures import Verdict
+from lambdas.counter import service as counter_service
 from stacks.config import CounterSettings
 from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
@@ -785,3 +787,14 @@ def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_resul
     assert read_json("results/street/cam1.png.json")["count"] == 3
     # Nothing marks the image as done: it is sent again as a new message and counted then.
     assert_retried_once(sent, body)
+
+
+def test_a_result_outside_its_contract_is_reported_by_field_not_by_count():
+    # Pydantic's first line is "1 validation error for CountedDocument"; a dead-letter reason
+    # has one line, so it names the field instead.
+    with pytest.raises(ValidationError) as refused:
+        CountedDocument.model_validate({"status": "counted"})
+
+    reason = counter_service._reason(refused.value)
+
+    assert reason == "CountedDocument: pipeline: missing"

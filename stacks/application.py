@@ -94,6 +94,7 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         counting=counting,
         training=training,
         labeling=labeling,
+        bulk=bulk,
         description="Object counting: dashboard and alarms",
         env=env,
     )

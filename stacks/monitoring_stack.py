@@ -6,7 +6,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.components.monitoring import CountingMonitoring, DeadLetters
+from stacks.bulk_stack import BulkCountingStack
+from stacks.components.monitoring import CountingMonitoring, DeadLetters, WatchedPipeline
 from stacks.config import AppConfig
 from stacks.counting_stack import CountingStack
 from stacks.labeling_stack import LabelingStack
@@ -55,6 +56,28 @@ def dead_letters_of(
     return found
 
 
+def pipelines_of(
+    training: TrainingStack | None = None, bulk: BulkCountingStack | None = None
+) -> dict[str, WatchedPipeline]:
+    """Every state machine whose failed runs page, by alarm name."""
+    found = {}
+    if training is not None:
+        found["TrainingPipelineFailed"] = WatchedPipeline(
+            training.pipeline.state_machine,
+            "Training runs",
+            "A training pipeline run failed or timed out; its notification names the state "
+            "and the cause.",
+        )
+    if bulk is not None:
+        found["BulkCountingFailed"] = WatchedPipeline(
+            bulk.pipeline.state_machine,
+            "Bulk counting runs",
+            "A bulk counting run failed or timed out; its notification names the state and "
+            "the cause. Running the same prefix again retries only what was not counted.",
+        )
+    return found
+
+
 class MonitoringStack(cdk.Stack):
     def __init__(
         self,
@@ -66,6 +89,7 @@ class MonitoringStack(cdk.Stack):
         counting: CountingStack,
         training: TrainingStack | None = None,
         labeling: LabelingStack | None = None,
+        bulk: BulkCountingStack | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -78,7 +102,7 @@ class MonitoringStack(cdk.Stack):
             dead_letters=dead_letters_of(counting, training, labeling),
             counter=counting.counter.function,
             endpoint_name=config.endpoint_name,
-            state_machine=training.pipeline.state_machine if training else None,
+            pipelines=pipelines_of(training, bulk),
         )
         cdk.CfnOutput(
             self,

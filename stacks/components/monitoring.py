@@ -58,13 +58,27 @@ class DeadLetters:
     description: str
 
 
+@dataclass(frozen=True)
+class WatchedPipeline:
+    """A state machine whose failed or timed-out runs page, and how its alarm reads.
+
+    ``runs`` titles its dashboard graph ("Training runs"); ``description`` says what failed
+    and where the run's own report is.
+    """
+
+    state_machine: sfn.IStateMachine
+    runs: str
+    description: str
+
+
 class CountingMonitoring(Construct):
-    """Dashboard and alarms over the counting pipeline, the endpoint and training.
+    """Dashboard and alarms over the counting pipeline, the endpoint and the state machines.
 
     Attributes:
         dashboard: the one CloudWatch dashboard.
         alarms: every alarm by short name; each notifies ``topic`` on alarm and on recovery.
-            A dead-letter queue's alarm is named by its key in ``dead_letters``.
+            A dead-letter queue's alarm is named by its key in ``dead_letters``, a state
+            machine's by its key in ``pipelines``.
     """
 
     def __init__(
@@ -78,7 +92,7 @@ class CountingMonitoring(Construct):
         dead_letters: Mapping[str, DeadLetters],
         counter: lambda_.IFunction,
         endpoint_name: str,
-        state_machine: sfn.IStateMachine | None = None,
+        pipelines: Mapping[str, WatchedPipeline],
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -132,24 +146,18 @@ class CountingMonitoring(Construct):
             threshold=0,
             description="The endpoint's model fails (5xx): check the endpoint's logs.",
         )
-        if state_machine is not None:
+        for name, pipeline in pipelines.items():
             # A run that hits the state machine's timeout is not counted as failed.
             ended_badly = cloudwatch.MathExpression(
                 expression="failed + timedOut",
                 using_metrics={
-                    "failed": state_machine.metric_failed(period=FIVE_MINUTES),
-                    "timedOut": state_machine.metric_timed_out(period=FIVE_MINUTES),
+                    "failed": pipeline.state_machine.metric_failed(period=FIVE_MINUTES),
+                    "timedOut": pipeline.state_machine.metric_timed_out(period=FIVE_MINUTES),
                 },
-                label="Training runs failed or timed out",
+                label=f"{pipeline.runs} failed or timed out",
                 period=FIVE_MINUTES,
             )
-            self._alarm(
-                "TrainingPipelineFailed",
-                ended_badly,
-                threshold=0,
-                description="A training pipeline run failed or timed out; its notification "
-                "names the state and the cause.",
-            )
+            self._alarm(name, ended_badly, threshold=0, description=pipeline.description)
 
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -207,17 +215,21 @@ class CountingMonitoring(Construct):
                 width=8,
             ),
         )
-        if state_machine is not None:
+        if pipelines:
+            hourly = cdk.Duration.hours(1)
             self.dashboard.add_widgets(
-                cloudwatch.GraphWidget(
-                    title="Training runs",
-                    left=[
-                        state_machine.metric_started(period=cdk.Duration.hours(1)),
-                        state_machine.metric_succeeded(period=cdk.Duration.hours(1)),
-                        state_machine.metric_failed(period=cdk.Duration.hours(1)),
-                        state_machine.metric_timed_out(period=cdk.Duration.hours(1)),
-                    ],
-                    width=24,
+                *(
+                    cloudwatch.GraphWidget(
+                        title=pipeline.runs,
+                        left=[
+                            pipeline.state_machine.metric_started(period=hourly),
+                            pipeline.state_machine.metric_succeeded(period=hourly),
+                            pipeline.state_machine.metric_failed(period=hourly),
+                            pipeline.state_machine.metric_timed_out(period=hourly),
+                        ],
+                        width=24 // len(pipelines),
+                    )
+                    for pipeline in pipelines.values()
                 )
             )
         self.dashboard.add_widgets(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from tests.conftest import ROOT
 from tests.infra.synth import build_app
 
 pytestmark = pytest.mark.synth  # every test here builds the CDK app
@@ -34,6 +36,7 @@ OTHER_ALARMS = (
     "Endpoint4xx",
     "Endpoint5xx",
     "TrainingPipelineFailed",
+    "BulkCountingFailed",
 )
 
 
@@ -64,7 +67,8 @@ def alarm_named(template: Template, metric_name: str) -> dict:
 
 def test_every_alarm_notifies_the_alerts_topic_on_alarm_and_recovery(template):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 9
+    # 4 dead-letter queues, the counter's 2, the endpoint's 2, 2 state machines.
+    assert len(alarms) == 10
     for alarm in alarms.values():
         properties = alarm["Properties"]
         assert len(properties["AlarmActions"]) == 1
@@ -225,3 +229,36 @@ def test_only_this_accounts_alarms_may_publish_to_the_alerts_topic(stacks):
             }
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("alarm", "pipeline"),
+    [("TrainingPipelineFailed", "training"), ("BulkCountingFailed", "bulk")],
+)
+def test_a_failed_or_timed_out_run_of_each_state_machine_pages(stacks, template, alarm, pipeline):
+    found = alarms_by_name(template)[alarm]
+    state_machine = stacks[pipeline].pipeline.state_machine
+    arn = stacks[pipeline].resolve(state_machine.state_machine_arn)
+
+    (expression,) = [query for query in found["Metrics"] if "Expression" in query]
+    assert expression["Expression"] == "failed + timedOut"
+    watched = {
+        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"]
+        for query in found["Metrics"]
+        if "MetricStat" in query
+    }
+    assert sorted(watched) == ["ExecutionsFailed", "ExecutionsTimedOut"]
+    for dimensions in watched.values():
+        (dimension,) = dimensions
+        assert dimension["Name"] == "StateMachineArn"
+        # Another stack's state machine: imported from the stack that owns it.
+        assert "Fn::ImportValue" in dimension["Value"], dimension
+        assert arn["Ref"] in json.dumps(dimension["Value"])
+    assert found["Threshold"] == 0
+
+
+def test_every_alarm_has_its_row_in_the_on_call_page(template):
+    page = (ROOT / "docs" / "operating.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", page, flags=re.MULTILINE))
+
+    assert documented == set(alarms_by_name(template)), "docs/operating.md's alarm table"

@@ -60,22 +60,21 @@ def pipelines_of(
     training: TrainingStack | None = None, bulk: BulkCountingStack | None = None
 ) -> dict[str, WatchedPipeline]:
     """Every state machine whose failed runs page, by alarm name."""
-    found = {}
-    if training is not None:
-        found["TrainingPipelineFailed"] = WatchedPipeline(
-            training.pipeline.state_machine,
-            "Training runs",
-            "A training pipeline run failed or timed out; its notification names the state "
-            "and the cause.",
-        )
-    if bulk is not None:
-        found["BulkCountingFailed"] = WatchedPipeline(
-            bulk.pipeline.state_machine,
+    stopped = "failed or timed out; its notification names the state and the cause."
+    watched = {
+        "TrainingPipelineFailed": (training, "Training runs", f"A training run {stopped}"),
+        "BulkCountingFailed": (
+            bulk,
             "Bulk counting runs",
-            "A bulk counting run failed or timed out; its notification names the state and "
-            "the cause. Running the same prefix again retries only what was not counted.",
-        )
-    return found
+            f"A bulk counting run {stopped} Running the same prefix again retries only what "
+            "was not counted.",
+        ),
+    }
+    return {
+        name: WatchedPipeline(stack.pipeline.state_machine, runs, description)
+        for name, (stack, runs, description) in watched.items()
+        if stack is not None
+    }
 
 
 class MonitoringStack(cdk.Stack):

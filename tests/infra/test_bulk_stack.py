@@ -133,13 +133,23 @@ def test_the_transform_job_runs_the_active_model_on_each_image_encrypted(synthes
     }
     assert (job["BatchStrategy"], job["MaxPayloadInMB"]) == ("SingleRecord", 20)
     assert "MaxConcurrentTransforms" not in job
-    # A job that failed on some images goes on to count the others' outputs.
+    # A job that failed on some images goes on to count the others' outputs, deleting the
+    # run's model copy first, as a job that completed does.
     (partial, *_others) = transform["Catch"]
     assert partial == {
         "ErrorEquals": ["States.TaskFailed"],
         "ResultPath": "$.transform",
-        "Next": "CountResults",
+        "Next": "DeleteTransformModel",
     }
+    assert transform["Next"] == "DeleteTransformModel"
+    delete = states["DeleteTransformModel"]
+    assert delete["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:deleteModel"
+    assert delete["Parameters"] == {"ModelName.$": "$.run"}
+    # Whether or not the copy could be deleted, the outputs are counted.
+    assert delete["Next"] == "CountResults"
+    assert delete["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "CountResults"}
+    ]
 
 
 def test_the_transform_request_fits_botocores_model(states):

@@ -51,7 +51,13 @@ ANSWER = HAND_CHECKED_RESPONSE
 REQUEST = {"bucket": BUCKET, "prefix": "archive/2026/"}
 IMAGES = ("archive/2026/cam1.png", "archive/2026/cam2.png")
 ON_THE_WAY = ["CheckRequest", "NameRun", "ReadActiveModel", "SelectImages", "WriteManifest"]
-TRANSFORMED = ["DescribeActiveModel", "CreateTransformModel", "Transform", "CountResults"]
+TRANSFORMED = [
+    "DescribeActiveModel",
+    "CreateTransformModel",
+    "Transform",
+    "DeleteTransformModel",
+    "CountResults",
+]
 
 
 def finished_job(status: str = "Completed") -> dict:
@@ -210,8 +216,12 @@ def test_a_backlog_is_counted_summarized_and_announced(bulk):
     }
     assert job["TransformOutput"]["S3OutputPath"] == f"s3://{BUCKET}/bulk/{run_name}/outputs/"
     assert job["TransformResources"]["InstanceType"] == "ml.m5.xlarge"
-    model = bulk.sagemaker.describe_model(ModelName=run_name)
-    assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    (copy,) = run.requests("CreateTransformModel")
+    assert (copy["ModelName"], copy["PrimaryContainer"]["ModelDataUrl"]) == (run_name, MODEL_DATA)
+    # The run's copy is deleted once the job has ended; the deployed model stays.
+    assert run.requests("DeleteTransformModel") == [{"ModelName": run_name}]
+    models = [model["ModelName"] for model in bulk.sagemaker.list_models()["Models"]]
+    assert models == [MODEL_NAME]
 
     for key in IMAGES:
         document = bulk.result(key)
@@ -234,13 +244,27 @@ def test_images_the_transform_failed_on_end_a_partial_run_with_them_counted_as_f
     run = bulk.run({"Transform": [failed]})
 
     assert run.status == "SUCCEEDED"
-    assert "CountResults" in run.states()
+    assert [s for s in run.states() if s in TRANSFORMED] == TRANSFORMED
     summary = run.output
     assert (summary["outcome"], summary["counted"], summary["failed"]) == ("partial", 1, 1)
     assert summary["transform_status"] == "Failed"
     assert summary["transform_failure"] == "ClientError: See job logs"
     ((subject, message),) = bulk.notifications()
     assert (subject, message["failed"]) == (f"{PREFIX}: bulk counting run finished", 1)
+
+
+def test_a_transform_model_that_cannot_be_deleted_does_not_cost_the_run_its_counts(bulk):
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+    # The first try and SAGEMAKER_API's 4 retries all refused.
+    refused = [Throw("SageMaker.SageMakerException", "Rate exceeded")] * 5
+
+    run = bulk.run({"Transform": [Return(finished_job())], "DeleteTransformModel": refused})
+
+    assert run.attempts("DeleteTransformModel") == 5
+    assert (run.status, run.output["counted"]) == ("SUCCEEDED", 2)
+    ((subject, _),) = bulk.notifications()
+    assert subject == f"{PREFIX}: bulk counting run finished"
 
 
 def test_a_second_run_skips_what_the_same_model_counted_and_starts_no_transform(bulk):

@@ -43,7 +43,7 @@ from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
 from stacks.components.training.notify import FAILED, FAILURE_PATH, REFUSED, RunNotifications
 from stacks.config import AppConfig, BulkSettings
-from stacks.nag import acknowledge, object_prefix_finding
+from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
 #: Where Step Functions writes each map run's record of its child executions.
 MAP_RUNS = f"{layout.BULK}map-runs/"
@@ -403,6 +403,13 @@ class BulkCountingPipeline(Construct):
             "with its own states: logging every event would bill gigabytes of logs per run. "
             "Errors are logged; each run's summary and the maps' result files under "
             f"{MAP_RUNS} record what every batch did.",
+        )
+        acknowledge(
+            policy,
+            arn_finding(stack, "sagemaker", f"model/{prefix}-bulk-*"),
+            "The bulk-counting state machine deletes each run's transform model once its job "
+            f"has ended; runs are named at run time, so deleting is limited to names starting "
+            f"with {prefix}-bulk- (deployed models are named {prefix}-<time>-<id>).",
         )
         acknowledge(
             policy,

@@ -105,16 +105,34 @@ class TransformStep(Construct):
         self.transform = sfn.CustomState(
             self, "Transform", state_json=self._state_json(settings, storage)
         )
-        for state in (describe, create):
+        # The run's copy of the model has served once the job has ended, either way: deleted,
+        # so models do not pile up run after run.
+        delete = tasks.CallAwsService(
+            self,
+            "DeleteTransformModel",
+            service="sagemaker",
+            action="deleteModel",
+            parameters={"ModelName": sfn.JsonPath.string_at(RUN)},
+            # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME): the deployed models
+            # ("<prefix>-<time>-<id>") are out of this permission's reach.
+            iam_resources=[self._arn("model", f"{prefix}-bulk")],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        for state in (describe, create, delete):
             retry_policies.SAGEMAKER_API.apply(state)
+        for state in (describe, create):
             notifications.catch(state)
+        # A model left behind costs nothing and must not cost the run its counts: the run goes
+        # on, the error stays in the execution's history, and the model (named like the run)
+        # can be deleted by hand.
+        delete.add_catch(then, result_path=sfn.JsonPath.DISCARD)
         retry_policies.TRANSFORM_JOB_API.apply(self.transform)
         retry_policies.TRANSFORM_CAPACITY.apply(self.transform)
         # Some images failed: the others' outputs are there; count them and report the rest.
-        self.transform.add_catch(then, errors=["States.TaskFailed"], result_path=TRANSFORM)
+        self.transform.add_catch(delete, errors=["States.TaskFailed"], result_path=TRANSFORM)
         notifications.catch(self.transform)
         self.start = describe
-        describe.next(create).next(self.transform).next(then)
+        describe.next(create).next(self.transform).next(delete).next(then)
 
         self.statements = [
             *transform_job_statements(self, f"{prefix}-*"),

@@ -28,10 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from counting_core import layout
 from counting_core.errors import InputError
-from counting_core.image_formats import detect_format
+from counting_core.image_formats import IMAGE_SUFFIXES, detect_format
 
-#: Keys counted as images; anything else under the prefix is left alone ("ignored").
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Bytes read from the start of each candidate: enough for the JPEG and PNG signatures.
 HEADER_BYTES = 16
 #: Suffix Batch Transform gives each output object.
@@ -78,6 +76,8 @@ def batch_name(keys: Iterable[str]) -> str:
 
 
 def is_image_key(key: str) -> bool:
+    """Whether a listed key is named like an image, as an upload's must be; anything else
+    under the prefix is left alone ("ignored")."""
     return key.lower().endswith(IMAGE_SUFFIXES)
 
 

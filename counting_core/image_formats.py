@@ -16,6 +16,9 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Bytes read before the body to tell the format: the longer of the two signatures.
 MAGIC_BYTES = len(PNG_MAGIC)
+# Names both counting pipelines take as images (compared in lower case); the first bytes
+# decide whether a file really is one.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png")
 
 ImageFormat = Literal["jpeg", "png"]
 

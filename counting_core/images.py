@@ -25,10 +25,7 @@ from PIL import Image, ImageOps
 
 from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
-from counting_core.image_formats import MAGIC_BYTES, ImageFormat, detect_format
-
-# Names the counter takes as images (compared in lower case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png")
+from counting_core.image_formats import IMAGE_SUFFIXES, MAGIC_BYTES, ImageFormat, detect_format
 
 # The largest upload the counter reads, in bytes: a 100 MP JPEG straight from a camera is
 # 20-60 MB; a larger file is refused before any of it is read.

@@ -40,7 +40,17 @@ def test_what_is_not_an_output_of_the_run_is_refused(output):
 
 @pytest.mark.parametrize(
     ("key", "image"),
-    [("a/b.jpg", True), ("a/B.JPEG", True), ("c.png", True), ("notes.txt", False), ("dir/", False)],
+    [
+        ("a/b.jpg", True),
+        ("a/B.JPEG", True),
+        ("c.png", True),
+        # Cameras and Windows save JPEGs under these names too; uploads take them as well.
+        ("d.jpe", True),
+        ("e.JFIF", True),
+        ("notes.txt", False),
+        ("f.gif", False),
+        ("dir/", False),
+    ],
 )
 def test_only_jpeg_and_png_names_are_images(key, image):
     assert bulk.is_image_key(key) is image

@@ -203,7 +203,7 @@ class Summary(BaseModel):
     counted: int
     rejected: int
     skipped: int = Field(description="already counted by the same model version")
-    ignored: int = Field(description="not named .jpg, .jpeg or .png")
+    ignored: int = Field(description="not named like an image (image_formats.IMAGE_SUFFIXES)")
     failed: int = Field(description="sent to the transform but not counted; a rerun retries them")
     objects_by_class: dict[str, int]
     transform_status: str

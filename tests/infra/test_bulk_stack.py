@@ -135,11 +135,26 @@ def test_the_transform_job_runs_the_active_model_on_each_image_encrypted(synthes
     assert "MaxConcurrentTransforms" not in job
     # A job that failed on some images goes on to count the others' outputs, deleting the
     # run's model copy first, as a job that completed does.
-    (partial, *_others) = transform["Catch"]
+    # States.TaskFailed matches every error but a timeout: the job's start failing is
+    # caught first, and stops the run.
+    not_started, partial, anything_else = transform["Catch"]
+    assert not_started == {
+        "ErrorEquals": [
+            "SageMaker.AmazonSageMakerException",
+            "SageMaker.ResourceLimitExceededException",
+        ],
+        "ResultPath": "$.failure",
+        "Next": "TransformFailed",
+    }
     assert partial == {
         "ErrorEquals": ["States.TaskFailed"],
         "ResultPath": "$.transform",
         "Next": "DeleteTransformModel",
+    }
+    assert anything_else == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.failure",
+        "Next": "TransformFailed",
     }
     assert transform["Next"] == "DeleteTransformModel"
     delete = states["DeleteTransformModel"]

@@ -242,11 +242,11 @@ def test_a_failed_or_timed_out_run_of_each_state_machine_pages(stacks, template,
 
     (expression,) = [query for query in found["Metrics"] if "Expression" in query]
     assert expression["Expression"] == "failed + timedOut"
-    watched = {
-        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"]
-        for query in found["Metrics"]
-        if "MetricStat" in query
+    stats = [query["MetricStat"] for query in found["Metrics"] if "MetricStat" in query]
+    assert {(stat["Metric"]["Namespace"], stat["Stat"], stat["Period"]) for stat in stats} == {
+        ("AWS/States", "Sum", 300)
     }
+    watched = {stat["Metric"]["MetricName"]: stat["Metric"]["Dimensions"] for stat in stats}
     assert sorted(watched) == ["ExecutionsFailed", "ExecutionsTimedOut"]
     for dimensions in watched.values():
         (dimension,) = dimensions

@@ -253,6 +253,24 @@ def test_images_the_transform_failed_on_end_a_partial_run_with_them_counted_as_f
     assert (subject, message["failed"]) == (f"{PREFIX}: bulk counting run finished", 1)
 
 
+def test_a_transform_job_that_cannot_be_started_stops_the_run_and_keeps_its_model(bulk):
+    # After TRANSFORM_JOB_API's 3 retries. The job may have started all the same (an answer
+    # lost on the way): its outputs are not counted as final, nor its model deleted.
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+    refused = [Throw("SageMaker.AmazonSageMakerException", "Rate exceeded")] * 4
+
+    run = bulk.run({"Transform": refused})
+
+    assert (run.status, run.error) == ("FAILED", "TransformFailed")
+    assert run.attempts("Transform") == 4
+    assert "DeleteTransformModel" not in run.states()
+    assert "CountResults" not in run.states()
+    ((subject, report),) = bulk.notifications()
+    assert subject == f"{PREFIX}: bulk counting run stopped"
+    assert report["cause"] == "SageMaker.AmazonSageMakerException: Rate exceeded"
+
+
 def test_a_transform_model_that_cannot_be_deleted_does_not_cost_the_run_its_counts(bulk):
     bulk.deploy_model()
     bulk.upload(*IMAGES)

@@ -408,8 +408,10 @@ class BulkCountingPipeline(Construct):
             policy,
             arn_finding(stack, "sagemaker", f"model/{prefix}-bulk-*"),
             "The bulk-counting state machine deletes each run's transform model once its job "
-            f"has ended; runs are named at run time, so deleting is limited to names starting "
-            f"with {prefix}-bulk- (deployed models are named {prefix}-<time>-<id>).",
+            f"has ended. Runs are named at run time, so deleting is limited to names starting "
+            f"with {prefix}-bulk-; the one name deleted is the one NameRun generates (never "
+            "one from the execution's input), and this stage's deployed models are named "
+            f"{prefix}-<time>-<id>.",
         )
         acknowledge(
             policy,

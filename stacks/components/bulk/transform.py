@@ -1,11 +1,12 @@
 """The transform step of a bulk run: the active model on SageMaker Batch Transform.
 
-Three states: ``DescribeActiveModel`` reads the image and model data of the model behind
+Four states: ``DescribeActiveModel`` reads the image and model data of the model behind
 the endpoint, ``CreateTransformModel`` registers the same container and artifacts as a
 model of this run that runs as the transform role (which may read the images to count and
-write the outputs, and nothing else), and ``Transform`` runs ``createTransformJob.sync``
-on the run's manifest: one request per image (``application/x-image``, ``SplitType``
-None), one ``<key>.out`` per image, everything encrypted with the data key.
+write the outputs, and nothing else), ``Transform`` runs ``createTransformJob.sync`` on
+the run's manifest: one request per image (``application/x-image``, ``SplitType`` None),
+one ``<key>.out`` per image, everything encrypted with the data key; and
+``DeleteTransformModel`` deletes the run's model once the job has ended.
 
 Batch Transform has no managed spot instances (spot is a training-job feature), so a run
 pays on-demand prices for ``bulk.instance_count`` instances while the job runs.
@@ -14,7 +15,11 @@ https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
 
 When some images fail, SageMaker still writes the outputs of the others and marks the
 job Failed (TransformOutput.S3OutputPath), so ``States.TaskFailed`` is caught as a
-partial result and counting goes on with what is there; other errors stop the run.
+partial result and counting goes on with what is there. In a Catch, ``States.TaskFailed``
+matches every error but a timeout, so the errors of starting the job (the SageMaker API's,
+after their retries) are caught before it and stop the run: their job may still be
+running, and neither its outputs nor its model may be taken as final.
+https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
 """
 
@@ -49,7 +54,8 @@ RUN = "$.run"
 
 
 class TransformStep(Construct):
-    """DescribeActiveModel -> CreateTransformModel -> Transform, and the transform role.
+    """DescribeActiveModel -> CreateTransformModel -> Transform -> DeleteTransformModel, and
+    the transform role.
 
     Attributes:
         role: what the transform job runs as.
@@ -113,8 +119,9 @@ class TransformStep(Construct):
             service="sagemaker",
             action="deleteModel",
             parameters={"ModelName": sfn.JsonPath.string_at(RUN)},
-            # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME): the deployed models
-            # ("<prefix>-<time>-<id>") are out of this permission's reach.
+            # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME), not this stage's
+            # deployed models ("<prefix>-<time>-<id>"). A stage named "<stage>-bulk..." would
+            # share the prefix; the state machine deletes only the name it generated.
             iam_resources=[self._arn("model", f"{prefix}-bulk")],
             result_path=sfn.JsonPath.DISCARD,
         )
@@ -128,6 +135,14 @@ class TransformStep(Construct):
         delete.add_catch(then, result_path=sfn.JsonPath.DISCARD)
         retry_policies.TRANSFORM_JOB_API.apply(self.transform)
         retry_policies.TRANSFORM_CAPACITY.apply(self.transform)
+        # The job could not be started (the errors the two policies above retry): stop.
+        notifications.catch(
+            self.transform,
+            errors=[
+                *retry_policies.TRANSFORM_JOB_API.errors,
+                *retry_policies.TRANSFORM_CAPACITY.errors,
+            ],
+        )
         # Some images failed: the others' outputs are there; count them and report the rest.
         self.transform.add_catch(delete, errors=["States.TaskFailed"], result_path=TRANSFORM)
         notifications.catch(self.transform)

@@ -10,6 +10,8 @@ which fails the execution with the report's error and cause, so the execution li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
@@ -69,15 +71,25 @@ class RunNotifications(Construct):
         notify.add_catch(run_stopped, result_path="$.notificationFailure")
         self.stopped = notify.next(run_stopped)
 
-    def catch(self, task: sfn.TaskStateBase | sfn.CustomState | sfn.DistributedMap) -> sfn.Pass:
-        """Report whatever ``task`` still fails with after its retries; return the report state.
+    def catch(
+        self,
+        task: sfn.TaskStateBase | sfn.CustomState | sfn.DistributedMap,
+        *,
+        errors: Sequence[str] = (sfn.Errors.ALL,),
+    ) -> sfn.Pass:
+        """Report ``errors`` (by default whatever ``task`` still fails with after its retries);
+        return the report state, one per task however many of its catchers lead to it.
 
         The run fails as ``<state>Failed`` (error names starting with "States." are reserved
         for Step Functions), the task's error and cause in the cause. Add a more specific
-        catch to ``task`` before this one for an error that has its own report.
+        catch to ``task`` before the catch-all for an error that has its own report.
         """
         scope = task.node.scope
         assert isinstance(scope, Construct)  # a state is never the root of the tree
+        existing = scope.node.try_find_child(f"{task.state_id}Failed")
+        if isinstance(existing, sfn.Pass):
+            task.add_catch(existing, errors=list(errors), result_path=FAILURE_PATH)
+            return existing
         report = self.report(
             scope,
             f"{task.state_id}Failed",
@@ -90,7 +102,7 @@ class RunNotifications(Construct):
                 sfn.JsonPath.string_at(f"{FAILURE_PATH}.Cause"),
             ),
         )
-        task.add_catch(report, result_path=FAILURE_PATH)
+        task.add_catch(report, errors=list(errors), result_path=FAILURE_PATH)
         return report
 
     def report(

@@ -613,6 +613,31 @@ def _read_file(path: str) -> dict[str, Any]:
     return data
 
 
+def _check_no_stage_extends_another(
+    project_settings: Mapping[str, Any], stages: Mapping[str, Any], stage: str
+) -> None:
+    """Refuse a stage whose name prefix is another stage's followed by a hyphen.
+
+    Names, and the permissions scoped to them (``<prefix>-*``: training jobs, models,
+    state machine runs), would then include the other stage's: ``dev``'s reach
+    ``dev-eu``'s resources in a shared account.
+    """
+    default_project = AppConfig.model_fields["project"].default
+
+    def prefix(name: str) -> str:
+        settings = stages.get(name)
+        settings = settings if isinstance(settings, dict) else {}
+        return f"{settings.get('project', project_settings.get('project', default_project))}-{name}"
+
+    for other in sorted(set(stages) - {stage}):
+        inner, outer = sorted((prefix(stage), prefix(other)), key=len)
+        if outer.startswith(f"{inner}-"):
+            raise ConfigError(
+                f"stages: {outer!r} starts with {inner!r} and a hyphen, so names and "
+                f"permissions scoped to {inner}-* would include its resources; rename a stage"
+            )
+
+
 def load_config(context: Mapping[str, Any]) -> AppConfig:
     """Build the configuration from CDK context (``cdk.json`` plus ``-c`` values)."""
     project_settings = dict(context.get(CONTEXT_KEY) or {})
@@ -621,6 +646,8 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
     if stages and stage not in stages:
         known = ", ".join(sorted(stages))
         raise ConfigError(f"stage: {stage!r} is not one of the stages in cdk.json ({known})")
+
+    _check_no_stage_extends_another(project_settings, stages, stage)
 
     merged = _deep_merge(project_settings, stages.get(stage, {}))
     if file_path := context.get(FILE_CONTEXT_KEY):

@@ -187,3 +187,48 @@ def test_the_count_gate_is_on_unless_switched_off():
     assert config.training.max_count_wape == 0.1
     with pytest.raises(ConfigError, match=r"training\.max_count_wape: Input should be greater"):
         load_config(cdk_context(**{"counting.training.max_count_wape": "-1"}))
+
+
+@pytest.mark.parametrize(
+    ("stages", "chosen", "message"),
+    [
+        (
+            {"dev": {}, "dev-eu": {}},
+            "dev",
+            "stages: 'object-counting-dev-eu' starts with 'object-counting-dev' and a hyphen, "
+            "so names and permissions scoped to object-counting-dev-* would include its "
+            "resources; rename a stage",
+        ),
+        (
+            # The bulk runs' model copies are object-counting-dev-bulk-<id>.
+            {"dev": {}, "dev-bulk": {}},
+            "dev-bulk",
+            "stages: 'object-counting-dev-bulk' starts with 'object-counting-dev' and a "
+            "hyphen, so names and permissions scoped to object-counting-dev-* would include "
+            "its resources; rename a stage",
+        ),
+        (
+            {"dev": {}, "eu": {"project": "object-counting-dev"}},
+            "dev",
+            "stages: 'object-counting-dev-eu' starts with 'object-counting-dev' and a hyphen, "
+            "so names and permissions scoped to object-counting-dev-* would include its "
+            "resources; rename a stage",
+        ),
+    ],
+    ids=["stage extends stage", "a stage named like a bulk run", "through a project"],
+)
+def test_a_stage_whose_names_would_fall_inside_another_stages_is_refused(stages, chosen, message):
+    context = cdk_context(stage=chosen)
+    context["counting"]["stages"] = stages
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(context)
+
+    assert str(refused.value) == message
+
+
+def test_stages_that_only_share_letters_are_fine():
+    context = cdk_context(stage="dev")
+    context["counting"]["stages"] = {"dev": {}, "deveu": {}, "prod": {}}
+
+    assert load_config(context).prefix == "object-counting-dev"

@@ -410,8 +410,8 @@ class BulkCountingPipeline(Construct):
             "The bulk-counting state machine deletes each run's transform model once its job "
             f"has ended. Runs are named at run time, so deleting is limited to names starting "
             f"with {prefix}-bulk-; the one name deleted is the one NameRun generates (never "
-            "one from the execution's input), and this stage's deployed models are named "
-            f"{prefix}-<time>-<id>.",
+            "one from the execution's input), this stage's deployed models are named "
+            f"{prefix}-<time>-<id>, and synth refuses a stage whose prefix extends this one.",
         )
         acknowledge(
             policy,

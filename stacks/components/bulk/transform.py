@@ -120,8 +120,8 @@ class TransformStep(Construct):
             action="deleteModel",
             parameters={"ModelName": sfn.JsonPath.string_at(RUN)},
             # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME), not this stage's
-            # deployed models ("<prefix>-<time>-<id>"). A stage named "<stage>-bulk..." would
-            # share the prefix; the state machine deletes only the name it generated.
+            # deployed models ("<prefix>-<time>-<id>"); synth refuses a stage "<stage>-bulk"
+            # beside this one in cdk.json (config._check_no_stage_extends_another).
             iam_resources=[self._arn("model", f"{prefix}-bulk")],
             result_path=sfn.JsonPath.DISCARD,
         )

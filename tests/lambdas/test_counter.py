@@ -7,6 +7,7 @@ back, suspects counted alone, and writes that a failure cannot leave half done.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -29,6 +30,7 @@ from counting_core.contracts import CountedDocument
 from counting_core.failures import Verdict
 from lambdas.counter import service as counter_service
 from stacks.config import CounterSettings
+from tests.conftest import ROOT
 from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
     ACTIVE_MODEL,
@@ -798,3 +800,16 @@ def test_a_result_outside_its_contract_is_reported_by_field_not_by_count():
     reason = counter_service._reason(refused.value)
 
     assert reason == "CountedDocument: pipeline: missing"
+
+
+def test_the_benchmarks_counter_environment_is_one_the_handler_accepts(handler):
+    # make bench imports the handler in a fresh interpreter with this environment; a setting
+    # the handler gains must be added there too, or make bench stops at that figure.
+    source = (ROOT / "bench" / "bench_counting.py").read_text()
+    (assignment,) = [
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "COUNTER_ENVIRONMENT"
+    ]
+
+    handler.Environment.model_validate(ast.literal_eval(assignment.value))

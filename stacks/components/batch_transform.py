@@ -60,7 +60,7 @@ class BatchTransform(Construct):
 
     Attributes:
         state: the task state, retried on SageMaker's start-up errors and missing capacity
-            (``retry_policies.TRANSFORM_JOB_API``, ``TRANSFORM_CAPACITY``); the caller adds
+            (``retry_policies.SAGEMAKER_JOB_API``, ``TRANSFORM_CAPACITY``); the caller adds
             its catch.
         statements: what the state machine's role needs to run, watch and stop the job.
     """
@@ -129,7 +129,7 @@ class BatchTransform(Construct):
                 "ResultPath": result_path,
             },
         )
-        retry_policies.TRANSFORM_JOB_API.apply(self.state)
+        retry_policies.SAGEMAKER_JOB_API.apply(self.state)
         retry_policies.TRANSFORM_CAPACITY.apply(self.state)
 
         self.statements = transform_job_statements(self, f"{job_name_prefix}*")

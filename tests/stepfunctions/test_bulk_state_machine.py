@@ -254,7 +254,7 @@ def test_images_the_transform_failed_on_end_a_partial_run_with_them_counted_as_f
 
 
 def test_a_transform_job_that_cannot_be_started_stops_the_run_and_keeps_its_model(bulk):
-    # After TRANSFORM_JOB_API's 3 retries. The job may have started all the same (an answer
+    # After SAGEMAKER_JOB_API's 3 retries. The job may have started all the same (an answer
     # lost on the way): its outputs are not counted as final, nor its model deleted.
     bulk.deploy_model()
     bulk.upload(*IMAGES)

@@ -133,13 +133,13 @@ class TransformStep(Construct):
         # on, the error stays in the execution's history, and the model (named like the run)
         # can be deleted by hand.
         delete.add_catch(then, result_path=sfn.JsonPath.DISCARD)
-        retry_policies.TRANSFORM_JOB_API.apply(self.transform)
+        retry_policies.SAGEMAKER_JOB_API.apply(self.transform)
         retry_policies.TRANSFORM_CAPACITY.apply(self.transform)
         # The job could not be started (the errors the two policies above retry): stop.
         notifications.catch(
             self.transform,
             errors=[
-                *retry_policies.TRANSFORM_JOB_API.errors,
+                *retry_policies.SAGEMAKER_JOB_API.errors,
                 *retry_policies.TRANSFORM_CAPACITY.errors,
             ],
         )

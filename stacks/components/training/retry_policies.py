@@ -53,14 +53,16 @@ LAMBDA_SERVICE = RetryPolicy(
     max_attempts=6,
 )
 
-#: Starting the training job: AWS's createTrainingJob.sync example retries
-#: SageMaker.AmazonSageMakerException (the API's errors and throttling) and, separately,
-#: SageMaker.ResourceLimitExceededException (no quota or capacity left right now).
-#: https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
-#: A retry reuses the run's job name, so it can never start a second GPU job: if the first
-#: one started, the retry fails at once. A job that fails or stops (States.TaskFailed) is
-#: not retried. API errors: 1, 2 and 4 minutes apart.
-TRAINING_JOB_API = RetryPolicy(
+#: Starting a SageMaker job (createTrainingJob.sync, createTransformJob.sync): AWS's .sync
+#: example retries SageMaker.AmazonSageMakerException (the API's errors and throttling) and,
+#: separately, SageMaker.ResourceLimitExceededException (no quota or capacity left right
+#: now: the *_CAPACITY policies). https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
+#: A retry reuses the run's job name, so it can never start a second job: if the first one
+#: started, the retry fails at once. A job that fails or stops (States.TaskFailed) is not
+#: retried (a transform fails the whole job when one image fails, and would again:
+#: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html).
+#: API errors: 1, 2 and 4 minutes apart.
+SAGEMAKER_JOB_API = RetryPolicy(
     errors=("SageMaker.AmazonSageMakerException",),
     interval=cdk.Duration.minutes(1),
     max_attempts=3,
@@ -74,18 +76,6 @@ TRAINING_CAPACITY = RetryPolicy(
     backoff_rate=1.0,
 )
 
-#: Starting a Batch Transform job (createTransformJob.sync): the two errors AWS's .sync
-#: example names for SageMaker jobs, as for training. The API's errors and throttling: 1, 2
-#: and 4 minutes apart. A retry reuses the run's job name, so it never starts a second job.
-#: A job that fails (States.TaskFailed) is not retried: Batch Transform fails the whole job
-#: when one image fails, and would again.
-#: https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html
-#: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
-TRANSFORM_JOB_API = RetryPolicy(
-    errors=("SageMaker.AmazonSageMakerException",),
-    interval=cdk.Duration.minutes(1),
-    max_attempts=3,
-)
 #: No quota for the CPU transform instance right now: every 5 minutes for up to 25 minutes
 #: (the evaluation's share of the execution's time limit, pipeline.OVERHEAD).
 TRANSFORM_CAPACITY = RetryPolicy(

@@ -71,7 +71,7 @@ class TrainStep(Construct):
         self.state = sfn.CustomState(
             self, "Train", state_json=self._state_json(settings, image, storage)
         )
-        retry_policies.TRAINING_JOB_API.apply(self.state)
+        retry_policies.SAGEMAKER_JOB_API.apply(self.state)
         retry_policies.TRAINING_CAPACITY.apply(self.state)
         notifications.catch(self.state)
 

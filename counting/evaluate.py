@@ -18,7 +18,7 @@ from pathlib import Path
 
 from counting_core import evaluation
 from counting_core.errors import InputError
-from counting_core.manifest import parse_manifest
+from counting_core.manifest import read_manifest
 from counting_core.predictions import parse_response
 
 
@@ -55,9 +55,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.thresholds is None
         else evaluation.parse_thresholds(args.thresholds)
     )
-    lines = args.manifest.read_text(encoding="utf-8").split("\n")
     try:
-        images, class_map = evaluation.labeled_images(parse_manifest(lines), args.label_attribute)
+        with args.manifest.open("rb") as file:
+            records = read_manifest(file)
+        images, class_map = evaluation.labeled_images(records, args.label_attribute)
     except InputError as error:
         raise InputError(f"{args.manifest}: {error}") from None
     if not args.predictions_dir.is_dir():

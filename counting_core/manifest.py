@@ -24,6 +24,7 @@ both the training and the validation channel.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -70,8 +71,6 @@ Status = Literal["labeled", "empty", "failed"]
 _S3_URI = re.compile(r"s3://(?P<bucket>[A-Za-z0-9._-]{3,255})(?:/(?P<key>.*))?", re.S)
 # Class-map keys are class ids written as canonical decimal strings: "0", "1", ...
 _CLASS_ID_KEY = re.compile(r"0|[1-9][0-9]{0,8}")
-# JSON's own whitespace; str.strip() would also drop characters json.loads rejects.
-_JSON_WHITESPACE = " \t\r\n"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _BOX_KEYS = ("left", "top", "width", "height")
 _NUMBER_TYPES = frozenset((int, float))
@@ -149,13 +148,19 @@ class SplitResult:
         }
 
 
-def parse_manifest(lines: Iterable[str]) -> list[Record]:
-    """Parse JSON Lines held in memory (``text.split("\\n")``); blank lines are skipped."""
+def read_manifest(file: BinaryIO) -> list[Record]:
+    """Parse a whole manifest from a binary file, line by line as ``stats`` and Prepare read
+    theirs (a byte-order mark, bad UTF-8 and overlong lines handled alike); blank lines are
+    skipped."""
     return [
-        Record(line_number, _parse_line(line.rstrip("\r\n").encode("utf-8"), line_number))
-        for line_number, line in enumerate(lines, start=1)
-        if line.strip(_JSON_WHITESPACE)
+        Record(number, _parse_line(content, number)) for number, _, content in _read_lines(file)
     ]
+
+
+def parse_manifest(lines: Iterable[str]) -> list[Record]:
+    """Parse JSON Lines held in memory (``text.split("\\n")``), as ``read_manifest`` does."""
+    text = "\n".join(line.rstrip("\r\n") for line in lines)
+    return read_manifest(io.BytesIO(text.encode("utf-8")))
 
 
 def check_label_attribute_name(name: str) -> str:

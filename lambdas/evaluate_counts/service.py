@@ -6,6 +6,7 @@ moto-backed client; every figure comes from the pure ``counting_core.evaluation`
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from counting_core import evaluation, evaluation_plot, layout, predictions, trai
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.errors import InputError
 from counting_core.evaluation import EvaluationSummary
-from counting_core.manifest import parse_manifest
+from counting_core.manifest import read_manifest
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
 READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)
@@ -38,8 +39,8 @@ class RunEvaluator:
         predictions_uri: str,
     ) -> EvaluationSummary:
         try:
-            lines = self._read(self._key(validation_manifest_uri)).decode("utf-8").split("\n")
-            images, class_map = evaluation.labeled_images(parse_manifest(lines), label_attribute)
+            manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
+            images, class_map = evaluation.labeled_images(manifest, label_attribute)
             folder = self._key(predictions_uri)
             names = [key.removeprefix(folder) for key in self._list(folder)]
             matched, _ = evaluation.match_responses(images, names)

@@ -136,3 +136,25 @@ def test_bad_thresholds_are_one_line(cli, options, message):
     assert len(err.splitlines()) == 1
     assert err.startswith("counting: error: ")
     assert re.search(message, err)
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_reads_like_the_one_without(cli, tmp_path):
+    # Windows editors start UTF-8 files with a BOM; manifest stats and Prepare skip it too.
+    marked = tmp_path / "validation.manifest"
+    marked.write_bytes(b"\xef\xbb\xbf" + MANIFEST.read_bytes())
+
+    status, out, err = cli("evaluate", "--manifest", marked, "--predictions-dir", RESPONSES)
+
+    assert (status, err) == (0, "")
+    assert (json.loads(out)["best_threshold"], json.loads(out)["mae"]) == (0.35, 0.25)
+
+
+def test_a_manifest_that_is_not_utf8_is_one_line(cli, tmp_path):
+    latin = tmp_path / "validation.manifest"
+    latin.write_bytes('{"source-ref": "s3://b/caf\xe9.jpg"}\n'.encode("latin-1"))
+
+    status, _, err = cli("evaluate", "--manifest", latin, "--predictions-dir", RESPONSES)
+
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"counting: error: {latin}: line 1")

@@ -17,7 +17,13 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from counting_core import contracts
-from tests.lambdas.conftest import REGION, FakeLambdaContext, make_bucket, make_results_table
+from tests.lambdas.conftest import (
+    HAND_CHECKED_RESPONSE,
+    REGION,
+    FakeLambdaContext,
+    make_bucket,
+    make_results_table,
+)
 
 BUCKET = "counting-data"
 RESULTS_TABLE = "results"
@@ -31,15 +37,7 @@ ACTIVE_MODEL = {
     "class_map": {"0": "car", "1": "person"},
     "image_shape": 512,
 }
-# Hand-checked: four boxes, two at or above 0.2 for "car", one for "person", one below.
-RESPONSE = {
-    "prediction": [
-        [0.0, 0.91, 0.10, 0.20, 0.30, 0.60],
-        [1.0, 0.55, 0.50, 0.10, 0.70, 0.90],
-        [0.0, 0.20, 0.60, 0.50, 0.80, 0.70],
-        [1.0, 0.19, 0.00, 0.00, 0.10, 0.10],
-    ]
-}
+RESPONSE = HAND_CHECKED_RESPONSE
 # The function timeout's default (stacks/config.py CounterSettings.timeout_seconds).
 DEFAULT_TIMEOUT_MS = 600_000
 

@@ -210,7 +210,7 @@ class BulkCounter:
             # The model answered something else than its documented JSON, or (a bug) the
             # result breaks its contract: nothing is written, the summary counts it failed.
             return None
-        annotated = annotate.annotate(data, result.detections) if self._annotate else None
+        annotated = annotate.annotate(data, result.detections, result) if self._annotate else None
         return _Result(document, annotated)
 
     # --- Step 4: the run's summary ----------------------------------------------------------

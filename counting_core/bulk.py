@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from counting_core import layout
 from counting_core.errors import InputError
-from counting_core.image_formats import IMAGE_SUFFIXES, detect_format
+from counting_core.image_formats import detect_format
 
 #: Bytes read from the start of each candidate: enough for the JPEG and PNG signatures.
 HEADER_BYTES = 16
@@ -73,12 +73,6 @@ def batch_name(keys: Iterable[str]) -> str:
     for key in keys:
         digest.update(key.encode() + b"\0")
     return digest.hexdigest()[:32]
-
-
-def is_image_key(key: str) -> bool:
-    """Whether a listed key is named like an image, as an upload's must be; anything else
-    under the prefix is left alone ("ignored")."""
-    return key.lower().endswith(IMAGE_SUFFIXES)
 
 
 def image_key_of_output(run: str, output_key: str) -> str:

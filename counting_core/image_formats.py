@@ -23,6 +23,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png")
 ImageFormat = Literal["jpeg", "png"]
 
 
+def is_image_name(key: str) -> bool:
+    """Whether ``key`` is named like an image, in any letter case."""
+    return key.lower().endswith(IMAGE_SUFFIXES)
+
+
 def detect_format(data: bytes) -> ImageFormat:
     """Name the format from the first bytes; raise InputError unless JPEG or PNG."""
     if not data:

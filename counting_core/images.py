@@ -25,7 +25,13 @@ from PIL import Image, ImageOps
 
 from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
-from counting_core.image_formats import IMAGE_SUFFIXES, MAGIC_BYTES, ImageFormat, detect_format
+from counting_core.image_formats import (
+    IMAGE_SUFFIXES,
+    MAGIC_BYTES,
+    ImageFormat,
+    detect_format,
+    is_image_name,
+)
 
 # The largest upload the counter reads, in bytes: a 100 MP JPEG straight from a camera is
 # 20-60 MB; a larger file is refused before any of it is read.
@@ -84,7 +90,7 @@ class PreparedImage:
 
 def check_name(key: str) -> None:
     """Raise InputError unless ``key`` ends like a JPEG or PNG file name."""
-    if not key.lower().endswith(IMAGE_SUFFIXES):
+    if not is_image_name(key):
         raise InputError(f"not an image name: expected one of {', '.join(IMAGE_SUFFIXES)}")
 
 

@@ -30,6 +30,7 @@ from counting_core import annotate, announcements, bulk, images, results
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument
 from counting_core.errors import InputError
+from counting_core.image_formats import is_image_name
 from counting_core.model_record import ActiveModel
 
 # Requests in flight per batch: S3 and DynamoDB calls are I/O-bound, and the default
@@ -78,7 +79,7 @@ class BulkCounter:
         """Drop what is not an image, skip what this model counted, refuse what would fail
         the transform; write the rest as this batch's selection."""
         report = bulk.BatchReport(listed=len(listed))
-        candidates = [item for item in listed if bulk.is_image_key(item.key)]
+        candidates = [item for item in listed if is_image_name(item.key)]
         report.ignored = len(listed) - len(candidates)
         with ThreadPoolExecutor(WORKERS) as pool:
             done = list(pool.map(lambda item: self._counted_by(item, model), candidates))

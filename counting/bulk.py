@@ -14,8 +14,8 @@ import re
 
 from counting.train import STATE_MACHINE_ARN, start_execution
 from counting_core.errors import InputError
+from counting_core.manifest import split_s3_uri
 
-_PREFIX_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)")
 # The data bucket is "<project>-<stage>-data-<account>-<region>" (stacks/components/storage.py),
 # so its name says which state machine counts it.
 _DATA_BUCKET = re.compile(
@@ -68,14 +68,15 @@ def default_state_machine_arn(bucket: str) -> str:
 
 
 def _start(args: argparse.Namespace) -> int:
-    location = _PREFIX_URI.fullmatch(args.prefix)
-    if location is None:
+    location = split_s3_uri(args.prefix)
+    if location is None or not location[1]:
         raise InputError(f"--prefix: {args.prefix!r} is not an s3://bucket/prefix URI")
-    arn = args.state_machine_arn or default_state_machine_arn(location["bucket"])
+    bucket, prefix = location
+    arn = args.state_machine_arn or default_state_machine_arn(bucket)
     match = STATE_MACHINE_ARN.fullmatch(arn)
     if match is None:
         raise InputError(f"--state-machine-arn: {arn!r} is not a state machine ARN")
-    request = {"bucket": location["bucket"], "prefix": location["prefix"]}
+    request = {"bucket": bucket, "prefix": prefix}
     execution = start_execution(arn, request, region=args.region or match["region"])
     print(json.dumps({"executionArn": execution}, indent=2))
     return 0

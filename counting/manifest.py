@@ -151,8 +151,7 @@ def _about(path: Path) -> Iterator[None]:
 
 
 def _read_json(path: Path) -> Any:
-    # A byte-order mark left by a Windows editor is not part of the JSON.
-    return json_input.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    return json_input.loads(path.read_bytes().removeprefix(manifest.UTF8_BOM))
 
 
 def _print_json(value: Any) -> None:

@@ -71,7 +71,8 @@ Status = Literal["labeled", "empty", "failed"]
 _S3_URI = re.compile(r"s3://(?P<bucket>[A-Za-z0-9._-]{3,255})(?:/(?P<key>.*))?", re.S)
 # Class-map keys are class ids written as canonical decimal strings: "0", "1", ...
 _CLASS_ID_KEY = re.compile(r"0|[1-9][0-9]{0,8}")
-_UTF8_BOM = b"\xef\xbb\xbf"
+#: A byte-order mark left by a Windows editor: not part of the JSON that follows.
+UTF8_BOM = b"\xef\xbb\xbf"
 _BOX_KEYS = ("left", "top", "width", "height")
 _NUMBER_TYPES = frozenset((int, float))
 _MAX_LISTED = 10
@@ -305,6 +306,12 @@ def is_s3_uri(value: object) -> bool:
     return isinstance(value, str) and _S3_URI.fullmatch(value) is not None
 
 
+def split_s3_uri(value: str) -> tuple[str, str] | None:
+    """``s3://bucket/key`` -> (bucket, key), the key possibly empty; None if not an S3 URI."""
+    match = _S3_URI.fullmatch(value)
+    return None if match is None else (match["bucket"], match["key"] or "")
+
+
 def is_s3_object_uri(value: object) -> TypeGuard[str]:
     """Whether ``value`` names one S3 object: ``s3://bucket/key``, the key not ending in "/"."""
     match = _S3_URI.fullmatch(value) if isinstance(value, str) else None
@@ -351,9 +358,9 @@ def _read_lines(file: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
                 "not a manifest line (is this a JSON Lines file?)"
             )
         start, offset = offset, offset + len(raw)
-        if line_number == 1 and raw.startswith(_UTF8_BOM):
+        if line_number == 1 and raw.startswith(UTF8_BOM):
             # A byte-order mark left by a Windows editor is not part of line 1's JSON.
-            raw, start = raw[len(_UTF8_BOM) :], start + len(_UTF8_BOM)
+            raw, start = raw[len(UTF8_BOM) :], start + len(UTF8_BOM)
         content = raw.rstrip(b"\r\n")
         if content.strip(b" \t\r\n"):
             yield line_number, start, content

@@ -28,7 +28,7 @@ IMAGE_SOURCE = layout.LABELING_IMAGES
 
 TRAIN_FILE = "train.manifest"
 VALIDATION_FILE = "validation.manifest"
-#: The validation images as Batch Transform reads them (``evaluation.transform_manifest``).
+#: The validation images as Batch Transform reads them (``transform_manifest``).
 VALIDATION_IMAGES_FILE = "validation-images.manifest"
 REPORT_FILE = "data-report.json"
 #: Under ``model_folder(run)``: the Batch Transform answers, the count evaluation and its plot.

@@ -27,9 +27,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from stacks.components.permissions import acknowledge_object_prefixes, allow
+from stacks.components.permissions import (
+    acknowledge_job_logs,
+    acknowledge_object_prefixes,
+    allow,
+    job_logging,
+)
 from stacks.components.training import retry_policies
-from stacks.nag import acknowledge, arn_finding
 
 #: The service's own rule that ``.sync`` uses to hear about transform job state changes.
 #: https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
@@ -149,32 +153,11 @@ class BatchTransform(Construct):
         ``reads`` and ``writes`` map key prefixes (the manifest file and the images; the
         output folder) to why the job needs them, for the acknowledgments a reviewer reads.
         """
-        stack = cdk.Stack.of(role)
-        log_group = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=TRANSFORM_LOG_GROUP,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-        )
         policy = allow(
             role,
             {
-                # CloudWatch Logs' documented ARN for a group and its streams ends in ":*".
-                # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
-                "WriteTransformLogs": (
-                    [
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                    ],
-                    [f"{log_group}:*"],
-                ),
-                # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
-                "PutTransformMetrics": (
-                    ["cloudwatch:PutMetricData"],
-                    ["*"],
-                    {"StringEquals": {"cloudwatch:namespace": TRANSFORM_LOG_GROUP}},
+                **job_logging(
+                    cdk.Stack.of(role), TRANSFORM_LOG_GROUP, TRANSFORM_LOG_GROUP, job="Transform"
                 ),
                 "ReadTransformInputs": (
                     ["s3:GetObject"],
@@ -193,12 +176,7 @@ class BatchTransform(Construct):
             },
         )
         acknowledge_object_prefixes(policy, bucket_name, {**reads, **writes})
-        acknowledge(
-            policy,
-            arn_finding(stack, "logs", f"log-group:{TRANSFORM_LOG_GROUP}:*"),
-            f"SageMaker names the log streams of transform jobs in {TRANSFORM_LOG_GROUP} at "
-            "run time.",
-        )
+        acknowledge_job_logs(policy, TRANSFORM_LOG_GROUP, "transform jobs")
         return policy
 
 

@@ -87,6 +87,53 @@ def acknowledge_object_prefixes(
         acknowledge(policy, object_prefix_finding(bucket_name, prefix), reason)
 
 
+def job_logging(
+    stack: cdk.Stack, log_group_name: str, metrics_namespace: str | None, *, job: str = ""
+) -> dict[str, Statement]:
+    """What a SageMaker job's role needs to log to ``log_group_name`` and publish metrics:
+    ``Write<job>Logs`` and ``Put<job>Metrics`` (``job`` keeps the Sids apart in one policy).
+
+    Acknowledge the log streams with ``acknowledge_job_logs``.
+    """
+    log_group = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name=log_group_name,
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+    )
+    return {
+        # CloudWatch Logs' documented ARN for permissions on a group and its streams ends in
+        # ":*" (the bare ARN is only for tagging actions).
+        # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
+        f"Write{job}Logs": (
+            [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+            ],
+            [f"{log_group}:*"],
+        ),
+        # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
+        f"Put{job}Metrics": (
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            {"StringEquals": {"cloudwatch:namespace": metrics_namespace}}
+            if metrics_namespace
+            else None,
+        ),
+    }
+
+
+def acknowledge_job_logs(policy: IConstruct, log_group_name: str, runs: str) -> None:
+    """Acknowledge ``job_logging``'s log streams, which SageMaker names at run time."""
+    acknowledge(
+        policy,
+        arn_finding(cdk.Stack.of(policy), "logs", f"log-group:{log_group_name}:*"),
+        f"SageMaker names the log streams of {runs} in {log_group_name} at run time.",
+    )
+
+
 class SageMakerExecutionRole(Construct):
     """A role SageMaker runs a job or model as, writing to one log group and metrics.
 
@@ -119,42 +166,8 @@ class SageMakerExecutionRole(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=description,
         )
-        log_group = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=log_group_name,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.policy = allow(
-            self.role,
-            {
-                # CloudWatch Logs' documented ARN for permissions on a group and its streams
-                # ends in ":*" (the bare ARN is only for tagging actions).
-                # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html
-                "WriteLogs": (
-                    [
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                    ],
-                    [f"{log_group}:*"],
-                ),
-                # CloudWatch metrics have no ARNs; a namespace condition is the narrowest scope.
-                "PutMetrics": (
-                    ["cloudwatch:PutMetricData"],
-                    ["*"],
-                    {"StringEquals": {"cloudwatch:namespace": metrics_namespace}}
-                    if metrics_namespace
-                    else None,
-                ),
-            },
-        )
-        acknowledge(
-            self.policy,
-            arn_finding(stack, "logs", f"log-group:{log_group_name}:*"),
-            f"SageMaker names the log streams of {runs} in {log_group_name} at run time.",
-        )
+        self.policy = allow(self.role, job_logging(stack, log_group_name, metrics_namespace))
+        acknowledge_job_logs(self.policy, log_group_name, runs)
         registry_login = grant_pull(self.role, image_uri)
         acknowledge(
             self.policy,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -118,17 +118,6 @@ def refusal(size: int, header: bytes, max_bytes: int) -> str | None:
             "upload it under incoming/ to have it shrunk and counted"
         )
     return None
-
-
-def manifest_chunks(bucket: str, keys: Iterable[str]) -> Iterator[bytes]:
-    """Batch Transform's ``ManifestFile`` (a JSON array: the prefix, then relative keys),
-    written piece by piece so that millions of keys never sit in memory at once.
-    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
-    """
-    yield b"[" + json.dumps({"prefix": f"s3://{bucket}/"}).encode()
-    for key in keys:
-        yield b",\n" + json.dumps(key).encode()
-    yield b"]\n"
 
 
 class BatchReport(BaseModel):

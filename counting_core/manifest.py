@@ -149,6 +149,19 @@ class SplitResult:
         }
 
 
+def transform_manifest_chunks(prefix: str, keys: Iterable[str]) -> Iterator[bytes]:
+    """Batch Transform's input manifest (``S3DataType: ManifestFile``): a JSON array of
+    ``{"prefix": prefix}`` and then keys relative to it, written piece by piece so that
+    millions of keys never sit in memory at once. Batch Transform cannot read an augmented
+    manifest, so the evaluation and bulk runs list their images so.
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
+    """
+    yield b"[" + json.dumps({"prefix": prefix}).encode()
+    for key in keys:
+        yield b",\n" + json.dumps(key).encode()
+    yield b"]\n"
+
+
 def read_manifest(file: BinaryIO) -> list[Record]:
     """Parse a whole manifest from a binary file, line by line as ``stats`` and Prepare read
     theirs (a byte-order mark, bad UTF-8 and overlong lines handled alike); blank lines are

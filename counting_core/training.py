@@ -9,7 +9,6 @@ figures and names every later state of the run uses. Pure: no AWS calls.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from counting_core import layout
 from counting_core.errors import InputError
-from counting_core.manifest import SOURCE_REF, SplitResult
+from counting_core.manifest import SOURCE_REF, SplitResult, transform_manifest_chunks
 
 #: Where a manifest to train on may be: uploaded for training, or written by Ground Truth.
 MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)
@@ -165,16 +164,11 @@ def prepared_run(
 
 
 def transform_manifest(source_refs: Iterable[str], prefix: str) -> str:
-    """Batch Transform's input manifest (``S3DataType: ManifestFile``) for images under
-    ``prefix`` (``s3://bucket/folder/``): ``[{"prefix": ...}, "relative/key", ...]``.
-
-    Batch Transform cannot read an augmented manifest, so a run's evaluation lists its
-    validation images so.
-    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
-    """
+    """Batch Transform's input manifest (``manifest.transform_manifest_chunks``) for the
+    run's validation images, all under ``prefix`` (``s3://bucket/folder/``)."""
     keys = []
     for source_ref in source_refs:
         if not source_ref.startswith(prefix) or source_ref == prefix:
             raise InputError(f"image {source_ref} is not under {prefix}")
         keys.append(source_ref.removeprefix(prefix))
-    return json.dumps([{"prefix": prefix}, *keys])
+    return b"".join(transform_manifest_chunks(prefix, keys)).decode()

@@ -31,6 +31,7 @@ from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument
 from counting_core.errors import InputError
 from counting_core.image_formats import is_image_name
+from counting_core.manifest import transform_manifest_chunks
 from counting_core.model_record import ActiveModel
 
 # Requests in flight per batch: S3 and DynamoDB calls are I/O-bound, and the default
@@ -147,7 +148,9 @@ class BulkCounter:
 
         key = bulk.manifest_key(run)
         self._s3.upload_fileobj(
-            io.BufferedReader(_ChunkStream(bulk.manifest_chunks(self._bucket, keys()))),
+            io.BufferedReader(
+                _ChunkStream(transform_manifest_chunks(f"s3://{self._bucket}/", keys()))
+            ),
             self._bucket,
             key,
             ExtraArgs={"ContentType": JSON_CONTENT_TYPE},

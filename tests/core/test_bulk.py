@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting_core import bulk, image_formats
+from counting_core import bulk, image_formats, manifest
 from counting_core.errors import InputError
 
 RUN = "object-counting-dev-bulk-1a2b3c4d"
@@ -69,13 +69,17 @@ def test_refusals_say_why_in_the_upload_pipelines_words():
 def test_the_manifest_is_batch_transforms_manifest_file():
     keys = ["archive/2026/a.jpg", 'archive/odd "name".png']
 
-    manifest = json.loads(b"".join(bulk.manifest_chunks(BUCKET, iter(keys))))
+    written = json.loads(
+        b"".join(manifest.transform_manifest_chunks(f"s3://{BUCKET}/", iter(keys)))
+    )
 
-    assert manifest == [{"prefix": f"s3://{BUCKET}/"}, *keys]
+    assert written == [{"prefix": f"s3://{BUCKET}/"}, *keys]
 
 
 def test_an_empty_selection_makes_a_manifest_of_the_prefix_alone():
-    assert json.loads(b"".join(bulk.manifest_chunks(BUCKET, []))) == [{"prefix": f"s3://{BUCKET}/"}]
+    assert json.loads(b"".join(manifest.transform_manifest_chunks(f"s3://{BUCKET}/", []))) == [
+        {"prefix": f"s3://{BUCKET}/"}
+    ]
 
 
 def test_batch_names_depend_on_the_keys_only():

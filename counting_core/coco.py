@@ -223,8 +223,17 @@ def _read_annotations(
     """Boxes per image id as (category id, box), and how many were dropped and skipped."""
     boxes: dict[int, list[tuple[int, dict[str, int]]]] = {}
     dropped = crowd = 0
+    first_use: dict[int, str] = {}
     for index, entry in enumerate(entries):
         where = f"annotations[{index}]"
+        # COCO ids are unique per list; a repeated one is usually an export merged into itself,
+        # which would train and count the same object twice. Exports without ids pass.
+        if isinstance(entry, Mapping) and "id" in entry:
+            annotation_id = _integer(entry["id"], "id", where)
+            if annotation_id in first_use:
+                first = first_use[annotation_id]
+                raise InputError(f"{where}: duplicate id {annotation_id}, also used by {first}")
+            first_use[annotation_id] = where
         image_id = _integer(_field(entry, "image_id", where), "image_id", where)
         if image_id not in images:
             raise InputError(f"{where}: image_id {image_id} is not in images")

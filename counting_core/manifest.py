@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Literal, NamedTuple, TypeGuard
 
 from counting_core import json_input
 from counting_core.errors import InputError
-from counting_core.json_input import json_type
+from counting_core.json_input import UTF8_BOM, json_type
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 SOURCE_REF = "source-ref"
@@ -71,8 +71,6 @@ Status = Literal["labeled", "empty", "failed"]
 _S3_URI = re.compile(r"s3://(?P<bucket>[A-Za-z0-9._-]{3,255})(?:/(?P<key>.*))?", re.S)
 # Class-map keys are class ids written as canonical decimal strings: "0", "1", ...
 _CLASS_ID_KEY = re.compile(r"0|[1-9][0-9]{0,8}")
-#: A byte-order mark left by a Windows editor: not part of the JSON that follows.
-UTF8_BOM = b"\xef\xbb\xbf"
 _BOX_KEYS = ("left", "top", "width", "height")
 _NUMBER_TYPES = frozenset((int, float))
 _MAX_LISTED = 10
@@ -336,13 +334,19 @@ def is_s3_object_uri(value: object) -> TypeGuard[str]:
 # --- reading ---------------------------------------------------------------------------
 
 
+_FROM_COCO = "for a COCO export, use `counting manifest from-coco`"
+# The top-level arrays of a COCO file (https://cocodataset.org/#format-data): a one-line COCO
+# export parses as one JSON Lines record holding them.
+_COCO_KEYS = frozenset({"images", "annotations", "categories"})
+
+
 def _parse_line(content: bytes, line_number: int) -> dict[str, Any]:
     where = f"line {line_number}"
     if content.strip(b" \t\r\n") in (b"{", b"["):
         raise InputError(
             f"{where} holds only {content.strip().decode()!r}: this is one JSON document "
             "written over several lines, not JSON Lines (one image's JSON object per line); "
-            "for a COCO export, use `counting manifest from-coco`"
+            f"{_FROM_COCO}"
         )
     try:
         value = json_input.loads(content, within="line")
@@ -428,6 +432,7 @@ class _Candidates:
                 f"no object-detection label attribute: no '<name>{METADATA_SUFFIX}' has type "
                 f"{OBJECT_DETECTION_TYPE!r} or a failure-reason and no '<name>' has "
                 f"'annotations' (keys found: {_listing(map(repr, sorted(self.keys)))})"
+                + (f"; {_FROM_COCO}" if self.keys >= _COCO_KEYS else "")
             )
         if len(candidates) > 1:
             raise InputError(

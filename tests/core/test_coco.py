@@ -170,6 +170,11 @@ def _change(path: str, value: Any = None, *, delete: bool = False):
         (_change("images/2/file_name", "/"), "images[2]: file_name '/' is an absolute path"),
         (_change("images/2/file_name", "a/"), "images[2]: file_name 'a/' does not name an image"),
         (_change("annotations/4/iscrowd", 2), "annotations[4]: iscrowd must be 0 or 1, got 2"),
+        (
+            _change("annotations/3/id", 2),
+            "annotations[3]: duplicate id 2, also used by annotations[1]",
+        ),
+        (_change("annotations/3/id", "4"), "annotations[3]: id must be an integer, got '4'"),
         (_change("annotations/4/bbox", []), "annotations[4]: no bbox, and no polygon segment"),
         (_change("images/2/file_name", 5), "images[2]: file_name 5 does not name an image file"),
         (_change("images/1/width", 0), "images[1]: width must be positive, got 0"),

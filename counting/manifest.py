@@ -151,7 +151,7 @@ def _about(path: Path) -> Iterator[None]:
 
 
 def _read_json(path: Path) -> Any:
-    return json_input.loads(path.read_bytes().removeprefix(manifest.UTF8_BOM))
+    return json_input.loads(path.read_bytes())
 
 
 def _print_json(value: Any) -> None:

@@ -24,6 +24,9 @@ from pydantic_core import from_json
 from counting_core.errors import InputError
 
 MAX_DEPTH = 32
+#: Editors on Windows save UTF-8 with this mark; JSON parsers "MAY ignore" it (RFC 8259,
+#: section 8.1), and people cannot see it, so a whole document may start with it.
+UTF8_BOM = b"\xef\xbb\xbf"
 MAX_NUMBER_LENGTH = 40
 
 # Every byte a JSON number can hold becomes "0": a run of MAX_NUMBER_LENGTH + 1 of them may
@@ -47,8 +50,11 @@ def loads(data: bytes, *, within: str = "file") -> Any:
     reads as infinity, as with the json module: callers check the numbers they use.
 
     ``within`` names the text in messages ("file", "line", "request"); for "line" a
-    problem's place is given by column only.
+    problem's place is given by column only. A whole document may start with ``UTF8_BOM``;
+    a line may not (manifest readers strip it from a file's first line themselves).
     """
+    if within != "line":
+        data = data.removeprefix(UTF8_BOM)
     _check_depth(data)
     if _LONG_RUN in data.translate(_NUMBER_BYTES):
         return _loads_checking_numbers(data, within)

@@ -71,3 +71,11 @@ def _finite(value) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_document_may_start_with_a_byte_order_mark_and_a_line_may_not():
+    saved_on_windows = b'\xef\xbb\xbf{"batch_name": "street"}'
+
+    assert json_input.loads(saved_on_windows) == {"batch_name": "street"}
+    with pytest.raises(json_input.JsonInputError, match="not valid JSON"):
+        json_input.loads(saved_on_windows, within="line")

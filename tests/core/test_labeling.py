@@ -141,6 +141,18 @@ def test_request_files_are_bounded_json_objects(text, message):
     assert message in str(caught.value)
 
 
+def test_a_request_saved_with_a_byte_order_mark_is_read_as_manifests_are():
+    request = {"batch_name": "street-2026-11", "labels": ["car"]}
+    text = b"\xef\xbb\xbf" + json.dumps(request).encode()
+
+    with pytest.raises(InputError) as caught:
+        labeling.parse_request_json(text, bucket=BUCKET)
+
+    # Read as JSON: what is left are the fields this request lacks, not a parse error.
+    assert "not valid JSON" not in str(caught.value)
+    assert "image_prefix: missing" in str(caught.value)
+
+
 # Hand-checked against CreateLabelingJob's LabelAttributeName rules: the API pattern,
 # at most 127 characters, no "-ref" ending, no "-metadata" inside.
 attribute_alphabet = string.ascii_letters + string.digits + "-_ ."

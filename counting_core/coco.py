@@ -59,7 +59,9 @@ class CocoConversion:
     objects: int
     dropped_boxes: int
     crowd_skipped: int = 0
+    # Categories without boxes: left out (no class id), or kept as classes when asked.
     unused_categories: tuple[str, ...] = ()
+    empty_classes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class CocoConversion:
             "dropped_boxes": self.dropped_boxes,
             "crowd_skipped": self.crowd_skipped,
             "unused_categories": list(self.unused_categories),
+            "empty_classes": list(self.empty_classes),
             "classes": self.class_map,
         }
 
@@ -77,6 +80,11 @@ class CocoConversion:
             f"imported {_count(len(self.lines), 'image')} with {_count(self.objects, 'box')} "
             f"in {_count(len(self.class_map), 'class')}"
         )
+        if self.empty_classes:
+            imported += (
+                f" ({len(self.empty_classes)} without boxes: "
+                f"{', '.join(map(repr, self.empty_classes))})"
+            )
         skipped = [
             f"{_count(self.crowd_skipped, 'crowd region')} (iscrowd: 1)"
             if self.crowd_skipped
@@ -170,8 +178,10 @@ def coco_to_manifest(
         for image in images.values()
     )
     objects = sum(len(image_boxes) for image_boxes in boxes.values())
-    unused = tuple(categories[category_id].name for category_id in sorted(set(categories) - used))
-    return CocoConversion(lines, class_map, objects, dropped, crowd, unused)
+    empty = tuple(categories[category_id].name for category_id in sorted(set(categories) - used))
+    if keep_empty_categories:
+        return CocoConversion(lines, class_map, objects, dropped, crowd, empty_classes=empty)
+    return CocoConversion(lines, class_map, objects, dropped, crowd, unused_categories=empty)
 
 
 def _section(coco: Mapping[str, Any], name: str) -> list[Any]:

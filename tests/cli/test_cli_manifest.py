@@ -124,6 +124,7 @@ def test_from_coco_writes_a_manifest_that_stats_reads(tmp_path, capsys):
         "dropped_boxes": 2,
         "crowd_skipped": 0,
         "unused_categories": [],
+        "empty_classes": [],
         "classes": {"0": "car", "1": "truck", "2": "bus"},
         "out": str(out),
     }

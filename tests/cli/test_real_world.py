@@ -5,6 +5,7 @@ does, citing the format's own definition; the tests below hold the tool to it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,37 @@ def test_a_coco_file_given_to_manifest_stats_points_to_from_coco(cli: RunCli, na
     assert (status, stdout) == (2, "")
     assert stderr.count("\n") == 1
     assert stderr.rstrip().endswith("for a COCO export, use `counting manifest from-coco`")
+
+
+def test_coco80_categories_are_left_out_or_kept_and_the_summary_says_which(
+    cli: RunCli, tmp_path: Path
+):
+    # cc07: SAHI's file lists COCO's 80 categories; boxes use 6 of them (category ids
+    # 0,1,2,3,5,7: person, bicycle, car, motorcycle, bus, truck), 249 boxes in 2 images.
+    dataset = CASES / "cc07_sahi_coco80_categories" / "dataset.json"
+    argv = ["manifest", "from-coco", dataset, "--label-attribute", "coco"]
+    argv += ["--image-prefix", "s3://my-counting-data/labeling/images/coco/"]
+
+    status, stdout, stderr = cli(*argv, "--out", tmp_path / "default.manifest")
+    default = json.loads(stdout)
+    status_kept, stdout, stderr_kept = cli(
+        *argv, "--out", tmp_path / "keep.manifest", "--keep-empty-categories"
+    )
+    kept = json.loads(stdout)
+
+    assert (status, status_kept) == (0, 0)
+    assert default["classes"] == {
+        "0": "person",
+        "1": "bicycle",
+        "2": "car",
+        "3": "motorcycle",
+        "4": "bus",
+        "5": "truck",
+    }
+    assert (default["objects"], len(default["unused_categories"])) == (249, 74)
+    assert "skipped 74 categories without boxes" in stderr
+    # Kept: all 80 get class ids, so none is reported as skipped.
+    assert (len(kept["classes"]), kept["unused_categories"]) == (80, [])
+    assert kept["empty_classes"] == default["unused_categories"]
+    assert "in 80 classes (74 without boxes: 'airplane'" in stderr_kept
+    assert "skipped" not in stderr_kept

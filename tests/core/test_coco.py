@@ -85,6 +85,7 @@ def test_small_export_converts_as_worked_out_by_hand():
         "dropped_boxes": 2,
         "crowd_skipped": 0,
         "unused_categories": [],
+        "empty_classes": [],
         "classes": CLASS_MAP,
     }
     assert conversion.summary_line() == (

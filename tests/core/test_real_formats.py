@@ -215,7 +215,12 @@ def test_empty_categories_keep_a_class_id_when_asked():
     conversion = convert("cvat_datumaro.json", keep_empty_categories=True)
 
     assert conversion.class_map == {"0": "car", "1": "person", "2": "bicycle"}
-    assert conversion.unused_categories == ("bicycle",)
+    # bicycle has class id 2 now: it is a class without boxes, not a skipped category.
+    assert (conversion.unused_categories, conversion.empty_classes) == ((), ("bicycle",))
+    assert conversion.summary_line() == (
+        "imported 3 images with 3 boxes in 3 classes (1 without boxes: 'bicycle'); "
+        "skipped 1 crowd region (iscrowd: 1)"
+    )
 
 
 # --- Roboflow: roboflow.json --------------------------------------------------------------

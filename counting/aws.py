@@ -14,22 +14,22 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from counting_core.errors import InputError
+from counting import AwsFailure
 
 
 def client(service: str, region: str | None) -> Any:
-    """A client with standard retries; InputError when none can be made (no Region, say)."""
+    """A client with standard retries; AwsFailure when none can be made (no Region, say)."""
     try:
         return boto3.client(
             service, region_name=region, config=Config(retries={"mode": "standard"})
         )
     except BotoCoreError as error:
-        raise InputError(one_line(f"cannot call {service}: {error}")) from None
+        raise AwsFailure(one_line(f"cannot call {service}: {error}")) from None
 
 
 @contextmanager
 def reported(subject: str, *, doing: str) -> Iterator[None]:
-    """Raise AWS errors in the block as one-line ``InputError``s.
+    """Raise AWS errors in the block as one-line ``AwsFailure``s.
 
     A service's refusal reads ``<subject>: <Code>: <Message>``; a failure to reach it
     (no credentials, no Region, no network: botocore's message says which) reads
@@ -40,9 +40,9 @@ def reported(subject: str, *, doing: str) -> Iterator[None]:
     except ClientError as error:
         details = error.response.get("Error", {})
         message = f"{subject}: {details.get('Code', 'error')}: {details.get('Message', '')}"
-        raise InputError(one_line(message)) from None
+        raise AwsFailure(one_line(message)) from None
     except BotoCoreError as error:
-        raise InputError(one_line(f"cannot {doing}: {error}")) from None
+        raise AwsFailure(one_line(f"cannot {doing}: {error}")) from None
 
 
 def one_line(text: str) -> str:

@@ -333,7 +333,7 @@ def test_invoke_maps_service_errors_to_one_line(cli, files, failing_runtime, err
 
     status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
 
-    assert status == 2
+    assert status == 3  # an AWS failure, not bad input
     assert one_error_line(err) == line
     (kwargs,) = made
     assert kwargs["service"] == "sagemaker-runtime"
@@ -384,7 +384,7 @@ def test_invoke_without_a_region_says_so(cli, files, aws_env, monkeypatch):
 
     status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
 
-    assert status == 2
+    assert status == 3  # an AWS failure, not bad input
     assert one_error_line(err) == "cannot call sagemaker-runtime: You must specify a region."
 
 
@@ -396,7 +396,7 @@ def test_invoke_without_credentials_says_so(cli, files, aws_env, monkeypatch):
 
     status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
 
-    assert status == 2
+    assert status == 3  # an AWS failure, not bad input
     assert one_error_line(err) == "cannot call endpoint counter: Unable to locate credentials"
 
 
@@ -407,7 +407,7 @@ def test_invoke_without_network_says_so(cli, files, aws_env, monkeypatch):
 
     status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png")
 
-    assert status == 2
+    assert status == 3  # an AWS failure, not bad input
     assert one_error_line(err).startswith(
         f'cannot call endpoint counter: Could not connect to the endpoint URL: "{url}/'
     )

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
-from counting.train import STATE_MACHINE_ARN, start_execution
+from counting.train import STATE_MACHINE_ARN, stage_of, start_execution
+from counting_core import stage_names
 from counting_core.errors import InputError
 from counting_core.manifest import split_s3_uri
-
-# The data bucket is "<project>-<stage>-data-<account>-<region>" (stacks/components/storage.py),
-# so its name says which state machine counts it.
-_DATA_BUCKET = re.compile(
-    r"(?P<prefix>[a-z][a-z0-9-]*)-data-(?P<account>\d{12})-"
-    r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d)"
-)
-# Partitions by Region name; every other Region is in "aws".
-# https://docs.aws.amazon.com/whitepapers/latest/aws-fault-isolation-boundaries/partitions.html
-_PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,18 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def default_state_machine_arn(bucket: str) -> str:
     """``<prefix>-data-<account>-<region>`` -> that stage's bulk-counting state machine."""
-    match = _DATA_BUCKET.fullmatch(bucket)
-    if match is None:
-        raise InputError(
-            f"--prefix: {bucket} is not named like an app's data bucket "
-            "(<project>-<stage>-data-<account>-<region>); give --state-machine-arn"
-        )
-    region = match["region"]
-    partition = next((name for start, name in _PARTITIONS if region.startswith(start)), "aws")
-    return (
-        f"arn:{partition}:states:{region}:{match['account']}:stateMachine:"
-        f"{match['prefix']}-bulk-counting"
-    )
+    stage = stage_of(bucket, option="--prefix")
+    return stage.state_machine_arn(stage_names.bulk_counting_state_machine(stage.prefix))
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from counting_core import announcements, layout, training
+from counting_core import announcements, layout, stage_names, training
 from counting_core.constants import (
     COUNTER_TIMEOUT_SECONDS,
     DEFAULT_IMAGE_SHAPE,
@@ -550,12 +550,12 @@ class AppConfig(Settings):
     @property
     def endpoint_name(self) -> str:
         """The serverless endpoint's stable name: the training pipeline updates it in place."""
-        return f"{self.prefix}-counter"
+        return stage_names.endpoint(self.prefix)
 
     @property
     def active_model_parameter(self) -> str:
         """SSM parameter holding the active-model record (``counting.model_record``)."""
-        return f"/{self.prefix}/active-model"
+        return stage_names.active_model_parameter(self.prefix)
 
     @property
     def event_source(self) -> str:

@@ -9,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from counting_core import stage_names
 from stacks.config import StorageSettings
 
 REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPolicy.DESTROY}
@@ -16,7 +17,7 @@ REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPo
 
 def data_bucket_name(prefix: str) -> str:
     """Globally unique and predictable: the same name renders the same ARN in every stack."""
-    return f"{prefix}-data-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+    return stage_names.data_bucket(prefix, cdk.Aws.ACCOUNT_ID, cdk.Aws.REGION)
 
 
 def objects_created(bucket_name: str, key: dict[str, str]) -> events.EventPattern:

@@ -17,7 +17,12 @@ from counting import build_parser
 from tests.docs.pages import PAGES, ROOT, commands, inline_commands, relative
 
 # (command, sub-command) that call AWS: they are parsed, never run.
-NEEDS_AWS = {("invoke",), ("labeling", "start"), ("train", "start"), ("bulk", "start")}
+NEEDS_AWS = {
+    ("invoke",),
+    ("labeling", "start"),
+    *(("train", command) for command in ("start", "status", "wait", "rollback")),
+    ("bulk", "start"),
+}
 
 
 def needs_aws(argv: tuple[str, ...]) -> bool:

@@ -35,7 +35,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting_core import layout
+from counting_core import layout, stage_names
 from stacks.components.bulk.function import BulkCounterFunction
 from stacks.components.bulk.transform import ACTIVE_MODEL, RUN, TRANSFORM, TransformStep
 from stacks.components.permissions import acknowledge_state_machine_role
@@ -268,14 +268,14 @@ class BulkCountingPipeline(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{prefix}-bulk-counting",
+            log_group_name=f"/aws/vendedlogs/states/{stage_names.bulk_counting_state_machine(prefix)}",
             encryption_key=storage.key,
             retention=logs.RetentionDays.SIX_MONTHS,
         )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_name=f"{prefix}-bulk-counting",
+            state_machine_name=stage_names.bulk_counting_state_machine(prefix),
             comment="Every image under a prefix counted on Batch Transform, results announced",
             definition_body=sfn.DefinitionBody.from_chainable(check),
             timeout=cdk.Duration.hours(settings.timeout_hours),

@@ -24,7 +24,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # while Python compiles only the modules a run imports, once, on first import.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
-CDK := npx --no-install cdk --no-notices -c stage=$(STAGE)
+# Settings for one command, as `make deploy SETTINGS="counting.workforce.enabled=false"`:
+# each NAME=VALUE becomes `-c NAME=VALUE` (values without spaces; lists go in cdk.json).
+SETTINGS ?=
+CDK := npx --no-install cdk --no-notices -c stage=$(STAGE) $(foreach setting,$(SETTINGS),-c $(setting))
 
 CHECKOV := .tools/checkov/bin/checkov
 

@@ -36,9 +36,13 @@ from counting_core.image_formats import (
 # The largest upload the counter reads, in bytes: a 100 MP JPEG straight from a camera is
 # 20-60 MB; a larger file is refused before any of it is read.
 MAX_UPLOAD_BYTES = 100_000_000
-# The most pixels a JPEG may have. It is decoded at a reduced scale, so memory does not grow
-# with this; Pillow's own decompression-bomb limit (89 MP) is replaced by this check.
-MAX_JPEG_PIXELS = 100_000_000
+# The most pixels a JPEG may have: the largest camera sensors sold, with room to spare
+# (Phase One IQ4 150MP: 14,204 x 10,652 = 151.3 MP; Fujifilm GFX100: 11,648 x 8,736 =
+# 101.8 MP). A JPEG is decoded at a reduced scale, so memory grows far slower than this:
+# 151 MP decodes at 1/2 for the 4,096 px annotated copy, 37.8 MP or 113 MB as RGB.
+# Pillow's own decompression-bomb limit (89 MP, refused outright above 179 MP) is replaced
+# by this check below 179 MP.
+MAX_JPEG_PIXELS = 160_000_000
 # The most pixels a PNG may have. PNG cannot be decoded at a reduced scale: Pillow holds 4
 # bytes per pixel (RGB is stored padded), so 50 MP is 200 MB decoded.
 MAX_PNG_PIXELS = 50_000_000

@@ -100,6 +100,35 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(
     assert prepare(data).size == (20, 10)
 
 
+@pytest.mark.parametrize(
+    "size",
+    [(11648, 8736), (14204, 10652)],
+    ids=["Fujifilm GFX100, 101.8 MP", "Phase One IQ4 150MP, 151.3 MP"],
+)
+def test_photos_from_the_largest_camera_sensors_are_counted(size):
+    photo = io.BytesIO()
+    Image.new("L", size, 128).save(photo, "JPEG", quality=50)  # grey: small and quick
+
+    prepared = prepare(photo.getvalue(), picture_side=4096)
+
+    assert prepared.size == size
+    # 1024 px on the longest side, the height in proportion: 1024 * 8736 / 11648 = 768,
+    # 1024 * 10652 / 14204 = 767.9 -> 768.
+    assert decoded(prepared.payload).size == (1024, 768)
+
+
+def test_a_jpeg_beyond_the_limit_is_refused_naming_it():
+    photo = io.BytesIO()
+    Image.new("L", (16000, 10001), 128).save(photo, "JPEG", quality=50)  # 160.016 MP
+
+    with pytest.raises(InputError) as refused:
+        prepare(photo.getvalue())
+
+    assert str(refused.value) == (
+        "16000x10001 (160.0 MP): a JPEG image may have at most 160 megapixels"
+    )
+
+
 def test_pillows_own_bomb_limit_is_reported_as_the_pixel_limit(monkeypatch, make_image):
     # Pillow refuses outright above twice its MAX_IMAGE_PIXELS, before our check can run.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)

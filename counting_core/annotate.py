@@ -8,6 +8,7 @@ compares the two).
 
 from __future__ import annotations
 
+import colorsys
 import io
 import math
 from collections.abc import Iterable, Sequence
@@ -17,9 +18,13 @@ from PIL import Image, ImageDraw, ImageFont
 from counting_core.images import open_image
 from counting_core.predictions import CountedDetection, CountResult, pixel_box
 
-# Okabe-Ito colours, chosen to stay distinct for colour-blind readers, with white in place of
-# its black, which vanishes on dark photos. Class id N takes colour N modulo the palette
-# size, so a class keeps its colour from one image to the next.
+# Okabe-Ito's colours, chosen to stay distinct for colour-blind readers, with white in place
+# of its black, which vanishes on dark photos; then Paul Tol's "muted" scheme (also made for
+# colour-blind readers) less its cyan and teal, too close to Okabe-Ito's sky blue and bluish
+# green, and a vivid red. Every two differ by at least 21 in CIE76 Lab distance (the test
+# works it out), and each from the legend's grey by more. Class id N takes colour N modulo
+# the palette's size, so a class keeps its colour from one image to the next.
+# https://jfly.uni-koeln.de/color/  https://personal.sron.nl/~pault/
 PALETTE = (
     (230, 159, 0),
     (86, 180, 233),
@@ -29,7 +34,17 @@ PALETTE = (
     (213, 94, 0),
     (204, 121, 167),
     (255, 255, 255),
+    (204, 102, 119),
+    (51, 34, 136),
+    (221, 204, 119),
+    (17, 119, 51),
+    (136, 34, 85),
+    (153, 153, 51),
+    (170, 68, 153),
+    (190, 0, 50),
 )
+# The legend's swatch for the classes summed on one line.
+REST_COLOUR = (160, 160, 160)
 # zlib level 1: on a 1080p photo, under a third of the default level's (6) time for about
 # 1.5% more bytes. Encoding the PNG is most of the time annotate takes.
 PNG_COMPRESS_LEVEL = 1
@@ -51,7 +66,35 @@ LEGEND_SHADE = 0.25
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
+    """The class's own colour, the same on every image (two classes may share it)."""
     return PALETTE[class_id % len(PALETTE)]
+
+
+def image_colours(class_ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
+    """A different colour for each class of one image: its own, unless a lower class id of
+    the image took it; then the first colour of the palette no class of the image has.
+
+    Past the palette (more classes in one image than colours), hues are spread around the
+    colour wheel by the golden angle, each new one as far as can be from those before.
+    """
+    classes = sorted(set(class_ids))
+    colours: dict[int, tuple[int, int, int]] = {}
+    unused = list(PALETTE)
+    for class_id in classes:
+        own = class_colour(class_id)
+        if own in unused:
+            colours[class_id] = own
+            unused.remove(own)
+    extra = 0
+    for class_id in (class_id for class_id in classes if class_id not in colours):
+        if unused:
+            colours[class_id] = unused.pop(0)
+        else:
+            hue = (extra * 0.618033988749895) % 1.0
+            red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+            colours[class_id] = (round(red * 255), round(green * 255), round(blue * 255))
+            extra += 1
+    return colours
 
 
 def annotate(
@@ -74,8 +117,9 @@ def annotate(
     font = ImageFont.load_default(size=max(10, short_side // 40))
     draw = ImageDraw.Draw(image)
     detections = tuple(detections)
+    colours = image_colours(detection.class_id for detection in detections)
     for detection in detections:
-        colour = class_colour(detection.class_id)
+        colour = colours[detection.class_id]
         left, top, right, bottom = pixel_box(detection.box, width, height)
         draw.rectangle((left, top, right, bottom), outline=colour, width=thickness)
         centre = ((left + right) / 2, (top + bottom) / 2)
@@ -95,7 +139,7 @@ def annotate(
         )
         draw.text(centre, label, fill=_text_colour(colour), font=font, anchor="mm")
     if legend is not None:
-        _draw_legend(image, legend, detections)
+        _draw_legend(image, legend, detections, colours)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
@@ -124,7 +168,10 @@ def legend_lines(result: CountResult) -> tuple[str, list[tuple[str, str | None]]
 
 
 def _draw_legend(
-    image: Image.Image, result: CountResult, detections: Sequence[CountedDetection]
+    image: Image.Image,
+    result: CountResult,
+    detections: Sequence[CountedDetection],
+    colours: dict[int, tuple[int, int, int]],
 ) -> None:
     """Write the legend in the corner that hides the fewest counted boxes."""
     width, height = image.size
@@ -151,13 +198,13 @@ def _draw_legend(
     area = (left, top, left + box_width, top + box_height)
     image.paste(Image.eval(image.crop(area), lambda value: int(value * LEGEND_SHADE)), area[:2])
 
-    colour_of = {d.class_name: class_colour(d.class_id) for d in reversed(detections)}
+    colour_of = {d.class_name: colours[d.class_id] for d in detections}
     draw.text((left + pad, top + pad), heading, fill=(255, 255, 255), font=font)
     for row, line in enumerate(lines, start=1):
         x: float = left + pad
         y = top + pad + row * line_height
         for text, name in line:
-            colour = colour_of.get(name, (160, 160, 160)) if name is not None else (160, 160, 160)
+            colour = REST_COLOUR if name is None else colour_of.get(name, REST_COLOUR)
             centre_y = y + size * 0.6
             draw.rectangle(
                 (x, centre_y - swatch / 2, x + swatch, centre_y + swatch / 2), fill=colour

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+import itertools
+import math
 
 import pytest
 from PIL import Image
 
-from counting_core.annotate import LEGEND_CLASSES, PALETTE, annotate, class_colour, legend_lines
+from counting_core.annotate import (
+    LEGEND_CLASSES,
+    PALETTE,
+    REST_COLOUR,
+    annotate,
+    class_colour,
+    image_colours,
+    legend_lines,
+)
 from counting_core.images import detect_format
 from counting_core.predictions import Detection, count_detections
 
@@ -78,6 +88,74 @@ def test_palette_is_distinct_and_deterministic():
     assert len(set(PALETTE)) == len(PALETTE)
     assert [class_colour(i) for i in range(len(PALETTE))] == list(PALETTE)
     assert class_colour(len(PALETTE) + 3) == class_colour(3)
+
+
+def cie_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """sRGB (D65) to CIE L*a*b*, by the sRGB and CIE 1976 definitions."""
+
+    def linear(channel: int) -> float:
+        value = channel / 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = map(linear, rgb)
+    x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / 0.95047
+    y = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    z = (0.0193 * red + 0.1192 * green + 0.9505 * blue) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def test_sixteen_colours_each_two_far_apart_and_from_the_legends_grey():
+    distances = [
+        math.dist(cie_lab(first), cie_lab(second))
+        for first, second in itertools.combinations((*PALETTE, REST_COLOUR), 2)
+    ]
+
+    assert len(PALETTE) >= 16
+    # 21.1 between Okabe-Ito's reddish purple and Tol's rose, the closest pair; about 2.3
+    # is a just-noticeable difference.
+    assert min(distances) > 21
+
+
+@pytest.mark.parametrize(
+    ("class_ids", "expected"),
+    [
+        # 16 would take class 0's orange: it gets the first colour no class here has.
+        ([0, 16], {0: PALETTE[0], 16: PALETTE[1]}),
+        # 17 would take class 1's sky blue; orange (class 0's) is free, as class 0 is absent.
+        ([17, 2, 1], {1: PALETTE[1], 2: PALETTE[2], 17: PALETTE[0]}),
+        ([3, 3, 5], {3: PALETTE[3], 5: PALETTE[5]}),
+    ],
+)
+def test_two_classes_of_one_image_never_share_a_colour(class_ids, expected):
+    assert image_colours(class_ids) == expected
+
+
+def test_past_the_palette_every_class_still_gets_its_own_colour():
+    colours = image_colours(range(20))
+
+    assert [colours[class_id] for class_id in range(16)] == list(PALETTE)
+    # Class 16: hue 0 at saturation 0.85 and value 0.95: (0.95, 0.95 * 0.15, 0.95 * 0.15).
+    assert colours[16] == (242, 36, 36)
+    assert len(set(colours.values())) == 20
+
+
+def test_classes_that_share_a_palette_colour_are_drawn_apart(png_200x100):
+    # Classes 0 and 16 (16 % 16 == 0): boxes (20, 20, 120, 90) and (150, 10, 190, 40).
+    out = decode(
+        annotate(
+            png_200x100,
+            counted(
+                Detection(0, 0.9, 0.1, 0.2, 0.6, 0.9), Detection(16, 0.8, 0.75, 0.1, 0.95, 0.4)
+            ),
+        )
+    )
+
+    assert out.getpixel((20, 50)) == ORANGE
+    assert out.getpixel((150, 30)) == SKY_BLUE
 
 
 # The legend: phones and 4K monitors, measured on the pixels written.

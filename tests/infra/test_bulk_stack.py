@@ -228,6 +228,28 @@ def test_the_state_machine_may_run_its_own_children_and_its_jobs(synthesized):
     assert all(s["Resource"] == f"arn:aws:s3:::{BUCKET}" for s in listing)
 
 
+def test_listing_is_limited_to_the_prefixes_a_run_may_list(synthesized):
+    # The select map lists a source prefix (bulk.source_prefixes: archive/ by default), the
+    # count map the run's transform outputs under bulk/; nothing else, and never unconditioned.
+    prefixes = [
+        # A single value is written as it is, several as a list.
+        [*statement["Condition"]["StringLike"]["s3:prefix"]]
+        if isinstance(statement["Condition"]["StringLike"]["s3:prefix"], list)
+        else [statement["Condition"]["StringLike"]["s3:prefix"]]
+        for statement in all_statements(synthesized, STACK)
+        if statement.get("Action") == "s3:ListBucket" and "Condition" in statement
+    ]
+    unconditioned = [
+        statement
+        for statement in all_statements(synthesized, STACK)
+        if statement.get("Action") == "s3:ListBucket" and "Condition" not in statement
+    ]
+
+    assert unconditioned == []
+    # The function's own listing of run files, then the two maps'.
+    assert sorted(prefixes) == [["archive/*"], ["bulk/*"], ["bulk/*"]]
+
+
 def test_both_pipelines_may_announce_results_only_on_the_default_bus_as_their_source(
     synthesized,
 ):

@@ -25,6 +25,8 @@ https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -56,6 +58,29 @@ RUN_NAME = (
     "States.Format('{}-bulk-{}', '%s', "
     "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0))"
 )
+
+
+class _ListedPrefixes(sfn.S3ObjectsItemReader):
+    """CDK's S3 listing reader, allowed to list only the prefixes a run may list (CDK grants
+    s3:ListBucket on the whole bucket). The prefix read comes from the run's input, so the
+    condition names the prefixes known at synth time, as AWS's Distributed Map IAM guidance
+    scopes ListBucket with an ``s3:prefix`` condition.
+    https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html
+    """
+
+    def __init__(self, bucket: s3.IBucket, prefix: str, allowed: Sequence[str]) -> None:
+        super().__init__(bucket=bucket, prefix=prefix)
+        self._bucket_arn = bucket.bucket_arn
+        self._allowed = [f"{allowed_prefix}*" for allowed_prefix in allowed]
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self._bucket_arn],
+                conditions={"StringLike": {"s3:prefix": self._allowed}},
+            )
+        ]
 
 
 class _MapRunResults(sfn.ResultWriterV2):
@@ -135,6 +160,7 @@ class BulkCountingPipeline(Construct):
         self.count_map = self._map(
             "CountResults",
             listing=sfn.JsonPath.format(f"{layout.BULK}{{}}/outputs/", sfn.JsonPath.string_at(RUN)),
+            allowed=[layout.BULK],
             action="count",
             settings=settings,
             bucket=bucket,
@@ -177,6 +203,8 @@ class BulkCountingPipeline(Construct):
         self.select_map = self._map(
             "SelectImages",
             listing=sfn.JsonPath.string_at("$.prefix"),
+            # The choice before the map lets only prefixes under these through.
+            allowed=settings.source_prefixes,
             action="select",
             settings=settings,
             bucket=bucket,
@@ -324,15 +352,17 @@ class BulkCountingPipeline(Construct):
         state_id: str,
         *,
         listing: str,
+        allowed: Sequence[str],
         action: str,
         settings: BulkSettings,
         bucket: s3.IBucket,
     ) -> sfn.DistributedMap:
-        """A Distributed Map over ``listing`` (an S3 prefix) whose batches go to the Lambda."""
+        """A Distributed Map over ``listing`` (an S3 prefix under one of ``allowed``) whose
+        batches go to the Lambda."""
         distributed = sfn.DistributedMap(
             self,
             state_id,
-            item_reader=sfn.S3ObjectsItemReader(bucket=bucket, prefix=listing),
+            item_reader=_ListedPrefixes(bucket, listing, allowed),
             item_batcher=sfn.ItemBatcher(
                 max_items_per_batch=settings.batch_size,
                 # Written out: CDK copies BatchInput as it is, without resolving JsonPath tokens.

@@ -105,7 +105,9 @@ def post_processing() -> list[Figure]:
     class_map = {str(class_id): f"class {class_id}" for class_id in range(5)}
 
     def run() -> None:
-        count_detections(parse_response(body), class_map=class_map, image_size=IMAGE_SIZE)
+        count_detections(
+            parse_response(body).detections, class_map=class_map, image_size=IMAGE_SIZE
+        )
 
     seconds = median_seconds(run, number=100, repeat=31)
     parse = median_seconds(lambda: parse_response(body), number=100, repeat=31)
@@ -352,14 +354,14 @@ def count_evaluation() -> list[Figure]:
         LabeledImage(f"s3://b/labeling/images/{index}.jpg", (0,) * rng.randrange(30))
         for index in range(EVALUATION_IMAGES)
     ]
-    detections = {
+    responses = {
         image.source_ref: parse_response(endpoint_response(EVALUATION_DETECTIONS, seed=index))
         for index, image in enumerate(images)
     }
     class_map = {str(class_id): f"class {class_id}" for class_id in range(5)}
-    result = evaluate(images, detections, class_map=class_map)
+    result = evaluate(images, responses, class_map=class_map)
     seconds = median_seconds(
-        lambda: evaluate(images, detections, class_map=class_map), number=1, repeat=3
+        lambda: evaluate(images, responses, class_map=class_map), number=1, repeat=3
     )
     drawing = median_seconds(lambda: plot(result), number=1, repeat=3)
     return [

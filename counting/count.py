@@ -28,7 +28,7 @@ from counting_core.constants import (
 )
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
-from counting_core.predictions import Detection, check_threshold, count_detections, parse_response
+from counting_core.predictions import Response, check_threshold, count_detections, parse_response
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,9 +107,9 @@ def _count(args: argparse.Namespace) -> int:
     counting = _counting(args)
     if args.annotate is not None and args.image is None:
         raise InputError("--annotate needs --image: the boxes are drawn on that image")
-    detections = parse_response(args.predictions.read_bytes())
+    response = parse_response(args.predictions.read_bytes())
     image = None if args.image is None else args.image.read_bytes()
-    _report(detections, image, counting, args.annotate)
+    _report(response, image, counting, args.annotate)
     return 0
 
 
@@ -130,22 +130,30 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _report(
-    detections: list[Detection],
+    response: Response,
     image: bytes | None,
     counting: _Counting,
     annotate_to: Path | None,
 ) -> None:
-    """Print the count as JSON and write the annotated image if asked."""
+    """Print the count as JSON, warn on stderr if it is capped, annotate the image if asked."""
     from counting_core.images import image_size
 
     result = count_detections(
-        detections,
+        response.detections,
         threshold=counting.threshold.value,
         threshold_origin=counting.threshold.origin,
         class_map=counting.class_map,
         image_size=None if image is None else image_size(image),
+        capped=response.capped,
     )
     print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    if response.capped:
+        print(
+            f"counting: warning: capped: the model returned {len(response.detections)} "
+            f"detections and its cap is {response.max_detections} (max_detections), so the "
+            "image may hold more objects than counted; raise max_detections or count it in tiles",
+            file=sys.stderr,
+        )
     if annotate_to is not None and image is not None:
         from counting_core.annotate import annotate
 

@@ -72,13 +72,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name in left_over:
         print(f"counting: warning: {name}: no image of the manifest has this name; ignored",
               file=sys.stderr)  # fmt: skip
-    detections = {}
+    responses = {}
     for source_ref, name in matched.items():
         try:
-            detections[source_ref] = parse_response((args.predictions_dir / name).read_bytes())
+            responses[source_ref] = parse_response((args.predictions_dir / name).read_bytes())
         except InputError as error:
             raise InputError(f"{args.predictions_dir / name}: {error}") from None
-    result = evaluation.evaluate(images, detections, class_map=class_map, thresholds=thresholds)
+    result = evaluation.evaluate(images, responses, class_map=class_map, thresholds=thresholds)
     print(json.dumps(result.to_dict(), indent=2))
     if args.plot is not None:
         from counting_core.evaluation_plot import plot

@@ -83,6 +83,7 @@ def event_detail(
     return ImageCountedDetail(
         **common,
         count=document.count,
+        capped=document.capped,
         by_class=document.by_class,
         threshold=document.threshold,
         threshold_origin=document.threshold_origin,

@@ -130,9 +130,15 @@ class BatchReport(BaseModel):
     skipped: int = 0
     selected: int = 0
     counted: int = 0
+    # Of the counted: the model returned as many detections as its cap (CountedDocument.capped).
+    capped: int = 0
     rejected: int = 0
     failed: int = 0
     objects_by_class: dict[str, int] = Field(default_factory=dict)
+
+
+# The figures of a BatchReport that add up across batches: all but objects_by_class.
+_TALLIES = tuple(name for name in BatchReport.model_fields if name != "objects_by_class")
 
 
 class _TransformResources(BaseModel):
@@ -184,6 +190,10 @@ class Summary(BaseModel):
     outcome: Literal["complete", "partial", "failed"]
     images_listed: int
     counted: int
+    capped: int = Field(
+        description="of the counted, how many hit the model's detection cap: their counts "
+        "may be low"
+    )
     rejected: int
     skipped: int = Field(description="already counted by the same model version")
     ignored: int = Field(description="not named like an image (image_formats.IMAGE_SUFFIXES)")
@@ -231,6 +241,7 @@ def summarize(
         outcome=outcome,
         images_listed=selected.listed,
         counted=counted.counted,
+        capped=counted.capped,
         rejected=selected.rejected + counted.rejected,
         skipped=selected.skipped,
         ignored=selected.ignored,
@@ -247,7 +258,7 @@ def _total(reports: Iterable[BatchReport]) -> BatchReport:
     total = BatchReport()
     by_class: Counter[str] = Counter()
     for report in reports:
-        for field in ("listed", "ignored", "skipped", "selected", "counted", "rejected", "failed"):
+        for field in _TALLIES:
             setattr(total, field, getattr(total, field) + getattr(report, field))
         by_class.update(report.objects_by_class)
     total.objects_by_class = dict(sorted(by_class.items()))

@@ -89,6 +89,15 @@ class Detection(_Contract):
     box_pixels: PixelBox | None = None
 
 
+_CAPPED = (
+    "true: the model returned as many detections as its cap (max_detections), so the image "
+    "may hold more objects than count says; false: fewer, or the model does not say its cap"
+)
+# Results written before the flag existed lack it; they meant false (the built-in algorithm
+# does not say its cap), so readers take a missing flag as false.
+_CAPPED_OR_ABSENT = f"{_CAPPED}. Absent in results written before this field: read as false"
+
+
 class CountedDocument(_Contract):
     """``results/<key>.json`` of a counted image."""
 
@@ -99,6 +108,7 @@ class CountedDocument(_Contract):
     model: ModelUsed
     counted_at: str = Field(description="ISO 8601 time the result was made")
     count: int = Field(ge=0)
+    capped: bool = Field(False, description=_CAPPED_OR_ABSENT)
     by_class: dict[str, int] = Field(description="class name -> objects counted")
     threshold: float = Field(ge=0, le=1, description="detections scoring at least this count")
     threshold_origin: ThresholdOrigin = Field(
@@ -134,6 +144,7 @@ class TableItem(_Contract):
     counted_at: str
     etag: str | None = None
     count: int | None = Field(None, ge=0)
+    capped: bool | None = Field(None, description=f"counted images: {_CAPPED_OR_ABSENT}")
     by_class: dict[str, int] | None = Field(
         None,
         description="class name -> objects counted; the biggest classes only, when too many "
@@ -164,6 +175,7 @@ class ImageCountedDetail(_Contract):
     version: str = Field(description="S3 version id, else ETag")
     pipeline: Pipeline
     count: int = Field(ge=0)
+    capped: bool = Field(description=_CAPPED)
     by_class: dict[str, int]
     threshold: float = Field(ge=0, le=1)
     threshold_origin: ThresholdOrigin

@@ -17,6 +17,8 @@ The definitions, in one place (docs/training.md explains them to users):
   |``bias``|, then to the lowest threshold. Ties are decided on the integer sums behind
   the figures (every threshold is tried on the same N images), never on rounded floats.
 * ``per_class``: ``mae`` and ``bias`` of each class's count at ``best_threshold``.
+* ``capped_images``: how many images' responses held as many detections as the model's cap
+  (``predictions.Response.capped``): their predicted counts may be low at every threshold.
 
 Pure: the evaluation Lambda and ``counting evaluate`` read the files and call ``evaluate``.
 """
@@ -35,7 +37,7 @@ from pydantic.alias_generators import to_camel
 from counting_core import layout
 from counting_core.errors import InputError
 from counting_core.manifest import Record, is_s3_object_uri, validate_manifest
-from counting_core.predictions import Detection, check_threshold
+from counting_core.predictions import Detection, Response, check_threshold
 
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
@@ -137,6 +139,7 @@ class Evaluation:
     best: CountErrors
     per_class: dict[str, dict[str, float]]
     image_counts: tuple[ImageCount, ...]
+    capped_images: int = 0
 
     def review_queue(self, length: int = REVIEW_QUEUE_LENGTH) -> list[ImageCount]:
         """The images the model miscounts most at the best threshold, largest error first
@@ -160,6 +163,7 @@ class Evaluation:
         return {
             "images": self.best.images,
             "objects": self.best.total_true,
+            "capped_images": self.capped_images,
             "best_threshold": best.pop("threshold"),
             **best,
             "per_threshold": [errors.to_dict() for errors in self.per_threshold],
@@ -283,18 +287,19 @@ def _shared_folders(source_ref: str, response_name: str) -> int:
 
 def evaluate(
     images: Sequence[LabeledImage],
-    detections: Mapping[str, Sequence[Detection]],
+    responses: Mapping[str, Response],
     *,
     class_map: Mapping[str, str],
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
 ) -> Evaluation:
-    """Score the model's detections (by image ``source_ref``) against the labeled counts."""
+    """Score the model's responses (by image ``source_ref``) against the labeled counts."""
     if not images:
         raise InputError("no image to evaluate on")
     tried = check_thresholds(thresholds)
-    missing = [image.source_ref for image in images if image.source_ref not in detections]
+    missing = [image.source_ref for image in images if image.source_ref not in responses]
     if missing:
         raise InputError(f"no detections for image {missing[0]}")
+    detections = {source_ref: response.detections for source_ref, response in responses.items()}
     # Ascending scores per image: the count at t is how many sit at or above t.
     scores = {
         image.source_ref: sorted(detection.score for detection in detections[image.source_ref])
@@ -315,7 +320,8 @@ def evaluate(
         for image in images
     )
     per_class = _per_class(images, detections, class_map, best.threshold)
-    return Evaluation(per_threshold, best, per_class, image_counts)
+    capped_images = sum(1 for image in images if responses[image.source_ref].capped)
+    return Evaluation(per_threshold, best, per_class, image_counts, capped_images)
 
 
 def count_errors(counts: Sequence[tuple[int, int]], threshold: float) -> CountErrors:

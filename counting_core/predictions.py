@@ -3,6 +3,10 @@
 The built-in algorithm answers ``{"prediction": [[class_id, score, xmin, ymin, xmax, ymax], ...]}``
 with corners as fractions of the image's width and height
 (https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-in-formats.html).
+The torchvision detector answers the same and adds ``"max_detections": N``, the most boxes it
+returns per image: a response holding N boxes may have been cut there, so its count is
+flagged ``capped`` rather than passed off as exact. Without that key the cap is unknown (the
+built-in algorithm's) and nothing is flagged.
 A response can hold hundreds of boxes, so parsing is one plain loop of range checks; the
 careful diagnosis that names the problem runs only for the item that fails them.
 """
@@ -71,6 +75,23 @@ class CountedDetection(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Response:
+    """An endpoint response: its detections, in its order, and the cap it echoed (if any)."""
+
+    detections: list[Detection]
+    # The most detections the model returns per image; None: the response does not say.
+    max_detections: int | None = None
+
+    @property
+    def capped(self) -> bool:
+        """True when the model may have dropped detections: it returned as many as its cap.
+
+        Counted before any score threshold: the cap applies to what the model returns.
+        """
+        return self.max_detections is not None and len(self.detections) >= self.max_detections
+
+
+@dataclass(frozen=True, slots=True)
 class CountResult:
     """What ``count_detections`` found; ``to_dict`` gives the JSON the CLI prints."""
 
@@ -81,10 +102,13 @@ class CountResult:
     image_size: tuple[int, int] | None = None  # (width, height) in pixels
     # "configured", "calibrated" or "default" (model_record.score_threshold); None: not said.
     threshold_origin: str | None = None
+    # The model returned as many detections as its cap: the true count may be higher.
+    capped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "count": self.count,
+            "capped": self.capped,
             "by_class": dict(self.by_class),
             "threshold": self.threshold,
             "threshold_origin": self.threshold_origin,
@@ -92,11 +116,12 @@ class CountResult:
         }
 
 
-def parse_response(body: bytes | str | Mapping[str, Any]) -> list[Detection]:
-    """Read an endpoint response, raw JSON or already decoded, into detections.
+def parse_response(body: bytes | str | Mapping[str, Any]) -> Response:
+    """Read an endpoint response, raw JSON or already decoded, into its detections and cap.
 
     Corners slightly outside [0, 1] are clamped into it. Raises InputError naming the
-    problem and, for a bad box, its index, e.g. "prediction[3]: expected 6 numbers, got 5".
+    problem and, for a bad box, its index, e.g. "prediction[3]: expected 6 numbers, got 5";
+    a ``max_detections`` that is not a positive integer is refused the same way.
     """
     if isinstance(body, bytes | bytearray | str):
         # JSON true/false decode to bools, which pass every numeric check below; a text
@@ -108,9 +133,10 @@ def parse_response(body: bytes | str | Mapping[str, Any]) -> list[Detection]:
             raise InputError(f"response is not JSON: {error}") from None
     else:
         check_types = True
-    items = body.get("prediction") if isinstance(body, Mapping) else None
-    if not isinstance(items, list | tuple):
+    if not isinstance(body, Mapping) or not isinstance(body.get("prediction"), list | tuple):
         raise InputError("missing 'prediction' list in the response")
+    items = body["prediction"]
+    max_detections = _max_detections(body)
 
     detections: list[Detection] = []
     for index, item in enumerate(items):
@@ -128,13 +154,25 @@ def parse_response(body: bytes | str | Mapping[str, Any]) -> list[Detection]:
         if not valid or (check_types and _holds_boolean(item)):
             raise InputError(f"prediction[{index}]: {_describe_problem(item)}")
         detections.append(Detection(whole_id, score, xmin, ymin, xmax, ymax))
-    return detections
+    return Response(detections, max_detections)
+
+
+def _max_detections(body: Mapping[str, Any]) -> int | None:
+    """The cap the response echoes; None when it has none (the built-in algorithm)."""
+    if "max_detections" not in body:
+        return None
+    cap = body["max_detections"]
+    # Whole JSON numbers only: 1000.0 or true would be a writer's bug, not a cap to guess at.
+    if type(cap) is not int or cap < 1:
+        shown = cap if type(cap) in (int, float) else _json_type(cap)
+        raise InputError(f"max_detections: expected a positive integer, got {shown}")
+    return cap
 
 
 def _may_hold_booleans(text: bytes | bytearray | str) -> bool:
     # "true" holds a "u" and "false" an "l"; neither letter can appear in numbers, NaN,
-    # Infinity or the key "prediction". A one-letter search runs at memchr speed: 2 us on
-    # a 1,000-box response, against 100 us for searching the two words.
+    # Infinity or the keys "prediction" and "max_detections". A one-letter search runs at
+    # memchr speed: 2 us on a 1,000-box response, against 100 us for searching the two words.
     if isinstance(text, str):
         return "u" in text or "l" in text
     return b"u" in text or b"l" in text
@@ -188,12 +226,14 @@ def count_detections(
     class_map: Mapping[str, str] | None = None,
     image_size: tuple[int, int] | None = None,
     threshold_origin: str | None = None,
+    capped: bool = False,
 ) -> CountResult:
     """Count the detections scoring at least ``threshold`` (which came from ``threshold_origin``).
 
     ``class_map`` names classes by their id as text, like Ground Truth's ``{"0": "car"}``;
     a class it does not name is called by its id. With ``image_size`` (width, height) in
-    pixels, each detection also gets its box in pixels (see ``pixel_box``).
+    pixels, each detection also gets its box in pixels (see ``pixel_box``). ``capped``
+    (``Response.capped``) is carried into the result.
     """
     check_threshold(threshold)
     size = None if image_size is None else _check_image_size(image_size)
@@ -218,6 +258,7 @@ def count_detections(
         detections=tuple(counted),
         image_size=size,
         threshold_origin=threshold_origin,
+        capped=capped,
     )
 
 

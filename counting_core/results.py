@@ -109,12 +109,14 @@ def count_response(
     model's documented answer.
     """
     threshold = score_threshold(model, configured_threshold)
+    response = predictions.parse_response(body)
     result = predictions.count_detections(
-        predictions.parse_response(body),
+        response.detections,
         threshold=threshold.value,
         threshold_origin=threshold.origin,
         class_map=model.class_map,
         image_size=image_size,
+        capped=response.capped,
     )
     in_use = ModelInUse(model.endpoint_name, model.endpoint_config_name, model.model_name)
     return counted_document(image, result, in_use, counted_at, pipeline=pipeline), result
@@ -185,6 +187,7 @@ def table_item(document: ResultDocument) -> TableItem:
     return TableItem(
         **common,
         count=document.count,
+        capped=document.capped,
         by_class=by_class,
         # Named so a reader of the item knows the JSON holds the rest.
         classes_in_result_only=(len(document.by_class) - len(by_class)) or None,

@@ -100,6 +100,7 @@ def _emit(report: bulk.BatchReport) -> None:
     """The upload pipeline's metrics, a batch at a time (dimension service=bulk-counting)."""
     metrics.add_metric("ImagesCounted", MetricUnit.Count, report.counted)
     metrics.add_metric("ObjectsCounted", MetricUnit.Count, sum(report.objects_by_class.values()))
+    metrics.add_metric("ImagesCapped", MetricUnit.Count, report.capped)
     metrics.add_metric("ImagesRejected", MetricUnit.Count, report.rejected)
     for class_name, count in report.objects_by_class.items():
         with single_metric(

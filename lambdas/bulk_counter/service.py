@@ -172,6 +172,7 @@ class BulkCounter:
         for document in (item.document for item in made):
             if isinstance(document, CountedDocument):
                 report.counted += 1
+                report.capped += int(document.capped)
                 by_class.update(document.by_class)
             else:
                 report.rejected += 1

@@ -147,9 +147,16 @@ def emit_metrics(outcome: dict[str, Any], image: str | None) -> None:
     if outcome["status"] == STATUS_COUNTED:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
         metrics.add_metric("ObjectsCounted", MetricUnit.Count, outcome["count"])
+        # 0 or 1 per counted image: the sum counts capped images, the average is their share.
+        metrics.add_metric("ImagesCapped", MetricUnit.Count, int(outcome["capped"]))
         metrics.add_metric(
             "EndpointLatency", MetricUnit.Milliseconds, outcome["endpoint_latency_ms"] or 0
         )
+        if outcome["capped"]:
+            logger.warning(
+                "count capped: the model returned as many detections as its cap",
+                extra={"image": image, "count": outcome["count"]},
+            )
         for class_name, count in (outcome["by_class"] or {}).items():
             with single_metric(
                 name="ObjectsCountedByClass", unit=MetricUnit.Count, value=count

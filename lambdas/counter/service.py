@@ -40,6 +40,7 @@ class Outcome:
     status: str
     count: int = 0
     by_class: dict[str, int] | None = None
+    capped: bool = False
     endpoint_latency_ms: float | None = None
     reason: str | None = None
 
@@ -134,6 +135,7 @@ class CountingService:
             status=results.STATUS_COUNTED,
             count=result.count,
             by_class=result.by_class,
+            capped=result.capped,
             endpoint_latency_ms=latency_ms,
         )
 

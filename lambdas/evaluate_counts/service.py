@@ -44,10 +44,10 @@ class RunEvaluator:
             folder = self._key(predictions_uri)
             names = [key.removeprefix(folder) for key in self._list(folder)]
             matched, _ = evaluation.match_responses(images, names)
-            detections = {
-                source_ref: self._detections(folder + name) for source_ref, name in matched.items()
+            responses = {
+                source_ref: self._response(folder + name) for source_ref, name in matched.items()
             }
-            result = evaluation.evaluate(images, detections, class_map=class_map)
+            result = evaluation.evaluate(images, responses, class_map=class_map)
         except (InputError, UnicodeDecodeError) as error:
             raise EvaluationFailed(f"run {run_name}: {error}") from None
 
@@ -69,7 +69,7 @@ class RunEvaluator:
             raise InputError(f"{uri} is not under {allowed}")
         return key
 
-    def _detections(self, key: str) -> list[predictions.Detection]:
+    def _response(self, key: str) -> predictions.Response:
         try:
             return predictions.parse_response(self._read(key))
         except InputError as error:

@@ -14,7 +14,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-# Metrics the counter publishes (lambdas/counter/handler.py, Powertools EMF).
+# Metrics the counter and the bulk-counting function publish (lambdas/counter/handler.py,
+# lambdas/bulk_counter/handler.py; Powertools EMF, dimension service).
 COUNTING_NAMESPACE = "ObjectCounting"
 COUNTER_SERVICE = "counter"
 # The endpoint's only production variant (set by the training pipeline's deploy step).
@@ -33,6 +34,17 @@ def _counting_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cl
         metric_name=name,
         dimensions_map={"service": COUNTER_SERVICE, **dimensions},
         statistic=statistic,
+        period=FIVE_MINUTES,
+    )
+
+
+def _per_service_search(name: str, *dimensions: str) -> cloudwatch.MathExpression:
+    """Every series of ``name`` (sums per 5 minutes) whatever its ``service``: the counter's
+    and the bulk-counting function's, one line each."""
+    schema = ",".join((COUNTING_NAMESPACE, *dimensions, "service"))
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('{{{schema}}} MetricName=\"{name}\"', 'Sum', 300)",
+        label="",
         period=FIVE_MINUTES,
     )
 
@@ -169,27 +181,25 @@ class CountingMonitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Images",
                 left=[_counting_metric("ImagesCounted"), _counting_metric("ImagesRejected")],
-                width=8,
+                width=6,
+            ),
+            # No alarm: a count at the cap is the model meeting a dense scene, not an outage;
+            # the answer is a setting (docs/operating.md), so it is watched, not paged.
+            cloudwatch.GraphWidget(
+                title="Images counted at the model's detection cap (counts may be low)",
+                left=[_per_service_search("ImagesCapped")],
+                width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Objects counted per class",
-                left=[
-                    cloudwatch.MathExpression(
-                        expression=(
-                            f"SEARCH('{{{COUNTING_NAMESPACE},ClassName,service}} "
-                            f"MetricName=\"ObjectsCountedByClass\"', 'Sum', 300)"
-                        ),
-                        label="",
-                        period=FIVE_MINUTES,
-                    )
-                ],
-                width=8,
+                left=[_per_service_search("ObjectsCountedByClass", "ClassName")],
+                width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Counter errors and duration",
                 left=[errors, error_rate],
                 right=[counter.metric_duration(period=FIVE_MINUTES, statistic="p90")],
-                width=8,
+                width=6,
             ),
         )
         self.dashboard.add_widgets(

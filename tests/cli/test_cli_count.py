@@ -153,6 +153,38 @@ def test_bad_predictions_and_images_are_named(cli, files):
     assert "missing.json" in one_error_line(err)
 
 
+CAPPED_WARNING = (
+    "counting: warning: capped: the model returned 3 detections and its cap is 3 "
+    "(max_detections), so the image may hold more objects than counted; raise "
+    "max_detections or count it in tiles\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("cap", "capped", "warning"),
+    [(3, True, CAPPED_WARNING), (4, False, ""), (None, False, "")],
+    ids=["at cap", "one below", "cap unknown"],
+)
+def test_count_flags_a_response_at_its_cap_and_warns(cli, files, cap, capped, warning):
+    # RESPONSE holds 3 detections, 2 of them at or above 0.2.
+    extra = {} if cap is None else {"max_detections": cap}
+    (files / "capped.json").write_text(json.dumps({**RESPONSE, **extra}))
+
+    status, out, err = cli("count", files / "capped.json")
+
+    assert (status, err) == (0, warning)
+    assert (json.loads(out)["count"], json.loads(out)["capped"]) == (2, capped)
+
+
+def test_a_cap_that_is_not_a_positive_integer_is_named(cli, files):
+    (files / "bad-cap.json").write_text(json.dumps({**RESPONSE, "max_detections": 0}))
+
+    status, out, err = cli("count", files / "bad-cap.json")
+
+    assert (status, out) == (2, "")
+    assert one_error_line(err) == "max_detections: expected a positive integer, got 0"
+
+
 # invoke, against moto.
 
 
@@ -247,6 +279,15 @@ def test_invoke_sends_large_images_at_twice_the_models_input_side(cli, files, ru
     assert Image.open(io.BytesIO(request["body"])).size == (1024, 512)
     # Boxes are fractions, so pixels still refer to the original 3000 x 1500 image.
     assert json.loads(out)["detections"][1]["box_pixels"]["right"] == 2999
+
+
+def test_invoke_flags_a_capped_answer_and_warns(cli, files, runtime):
+    queue_endpoint_response({**RESPONSE, "max_detections": 3})
+
+    status, out, err = cli("invoke", "--endpoint", "counter", files / "image.png")
+
+    assert (status, err) == (0, CAPPED_WARNING)
+    assert (json.loads(out)["count"], json.loads(out)["capped"]) == (2, True)
 
 
 def test_invoke_rejects_a_bad_image_before_calling(cli, files, runtime):

@@ -49,6 +49,7 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
     assert (status, err) == (0, "")
     assert report["images"] == 4
     assert report["objects"] == 8
+    assert report["capped_images"] == 0  # the built-in algorithm's responses: cap unknown
     assert report["best_threshold"] == 0.35
     assert report["mae"] == 0.25
     assert report["wape"] == 0.125
@@ -120,6 +121,40 @@ def test_a_response_for_no_image_is_ignored_with_a_warning(cli, tmp_path):
     assert json.loads(out)["images"] == 4
     assert err == (
         "counting: warning: parking-9.jpg.json: no image of the manifest has this name; ignored\n"
+    )
+
+
+def with_cap(responses: Path, name: str, cap: object) -> None:
+    """Add ``"max_detections": cap`` to the response ``name``, as the torchvision detector does."""
+    response = json.loads((responses / name).read_bytes())
+    (responses / name).write_text(json.dumps({**response, "max_detections": cap}))
+
+
+def test_images_whose_responses_hit_the_cap_are_counted(cli, tmp_path):
+    responses = tmp_path / "responses"
+    shutil.copytree(RESPONSES, responses)
+    # street-1 has 5 detections and street-3 has 1: caps of 5 and 1 are reached; street-2
+    # has 2, one below a cap of 3.
+    for name, cap in (("street-1.jpg.out", 5), ("street-3.jpg.out", 1), ("street-2.jpg.out", 3)):
+        with_cap(responses, name, cap)
+
+    status, out, err = cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", responses)
+
+    assert (status, err) == (0, "")
+    assert json.loads(out)["capped_images"] == 2
+
+
+def test_a_cap_that_is_not_a_positive_integer_is_one_line_naming_the_file(cli, tmp_path):
+    responses = tmp_path / "responses"
+    shutil.copytree(RESPONSES, responses)
+    with_cap(responses, "street-2.jpg.out", "1000")
+
+    status, out, err = cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", responses)
+
+    assert (status, out) == (2, "")
+    assert err == (
+        f"counting: error: {responses / 'street-2.jpg.out'}: "
+        "max_detections: expected a positive integer, got a string\n"
     )
 
 

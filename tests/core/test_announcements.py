@@ -23,10 +23,12 @@ MODEL = ActiveModel(
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def counted() -> CountedDocument:
+def counted(**extra: object) -> CountedDocument:
+    """Two detections, one above the threshold; ``extra`` keys join the response."""
+    response = {"prediction": [[0, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 0.1, 0.5, 0.5, 0.6, 0.6]]}
     document, _ = results.count_response(
         IMAGE,
-        json.dumps({"prediction": [[0, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 0.1, 0.5, 0.5, 0.6, 0.6]]}),
+        json.dumps({**response, **extra}),
         model=MODEL,
         configured_threshold=0.2,
         image_size=(200, 100),
@@ -49,6 +51,7 @@ def test_a_counted_image_is_announced_with_its_count_and_where_to_find_it():
         "version": "v1",
         "pipeline": "upload",
         "count": 1,
+        "capped": False,
         "by_class": {"car": 1},
         "threshold": 0.2,
         "threshold_origin": "configured",
@@ -73,6 +76,16 @@ def test_a_models_calibrated_threshold_is_used_and_named_when_none_is_pinned():
 
     assert (document.count, document.threshold) == (1, 0.05)
     assert (document.threshold_origin, document.pipeline) == ("calibrated", "bulk")
+
+
+@pytest.mark.parametrize(("cap", "capped"), [(2, True), (3, False)])
+def test_the_counted_event_says_whether_the_count_is_capped(cap, capped):
+    # Two detections: a cap of 2 was reached (though only one counts at 0.2), 3 was not.
+    detail = json.loads(
+        announcements.entry(counted(max_detections=cap), source=SOURCE, annotated=False)["Detail"]
+    )
+
+    assert (detail["count"], detail["capped"]) == (1, capped)
 
 
 def test_a_rejected_image_is_announced_with_the_reason():

@@ -120,13 +120,14 @@ def test_a_complete_run_adds_up_its_batches():
         bulk.BatchReport(listed=2, selected=2),
     ]
     counts = [
-        bulk.BatchReport(counted=3, objects_by_class={"car": 4, "person": 1}),
+        bulk.BatchReport(counted=3, capped=1, objects_by_class={"car": 4, "person": 1}),
         bulk.BatchReport(rejected=1, objects_by_class={}),
     ]
 
     summary = summarize(selections, counts)
 
     assert (summary.outcome, summary.images_listed, summary.counted) == ("complete", 7, 3)
+    assert summary.capped == 1
     assert (summary.rejected, summary.skipped, summary.ignored, summary.failed) == (2, 1, 1, 0)
     assert summary.objects_by_class == {"car": 4, "person": 1}
     assert summary.summary_uri == f"s3://{BUCKET}/bulk/{RUN}/summary.json"

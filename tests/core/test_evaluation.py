@@ -15,7 +15,7 @@ from counting_core.errors import InputError
 from counting_core.evaluation import LabeledImage, evaluate
 from counting_core.evaluation_plot import plot
 from counting_core.manifest import parse_manifest
-from counting_core.predictions import Detection
+from counting_core.predictions import Detection, Response
 from tests.core.hand_checked_manifest import HAND_CHECKED
 
 CLASS_MAP = {"0": "car", "1": "truck", "2": "bus"}
@@ -25,9 +25,10 @@ def image(name: str, *class_ids: int) -> LabeledImage:
     return LabeledImage(f"s3://data/labeling/images/{name}", class_ids)
 
 
-def found(*pairs: tuple[int, float]) -> list[Detection]:
-    """Detections of (class id, score); boxes do not matter to counting."""
-    return [Detection(class_id, score, 0.1, 0.1, 0.2, 0.2) for class_id, score in pairs]
+def found(*pairs: tuple[int, float], cap: int | None = None) -> Response:
+    """A response of detections of (class id, score) and cap; boxes do not matter to counting."""
+    detections = [Detection(class_id, score, 0.1, 0.1, 0.2, 0.2) for class_id, score in pairs]
+    return Response(detections, cap)
 
 
 def test_figures_by_hand_with_an_image_without_objects():
@@ -43,6 +44,7 @@ def test_figures_by_hand_with_an_image_without_objects():
     # errors: +1, +1, -1
     assert figures["images"] == 3
     assert figures["objects"] == 3
+    assert figures["capped_images"] == 0  # no response says its cap
     assert figures["best_threshold"] == 0.5
     assert figures["mae"] == pytest.approx(1.0)  # (1 + 1 + 1) / 3
     assert figures["wape"] == pytest.approx(1.0)  # 3 / 3
@@ -57,9 +59,26 @@ def test_figures_by_hand_with_an_image_without_objects():
     }
 
 
+def test_images_whose_responses_reached_the_cap_are_counted():
+    images = [image("a.jpg", 0, 0, 0), image("b.jpg", 0), image("c.jpg"), image("d.jpg", 0)]
+    responses = {
+        images[0].source_ref: found((0, 0.9), (0, 0.8), cap=2),  # 2 of 2: capped
+        images[1].source_ref: found((0, 0.9), cap=2),  # 1 of 2: one below the cap
+        images[2].source_ref: found((0, 0.9), (0, 0.8)),  # cap unknown: not flagged
+        # 2 of 2, though none scores 0.5: the cap applies before any threshold.
+        images[3].source_ref: found((0, 0.2), (0, 0.1), cap=2),
+    }
+    result = evaluate(images, responses, class_map=CLASS_MAP, thresholds=[0.5])
+
+    assert result.capped_images == 2
+    assert result.to_dict()["capped_images"] == 2
+    # The figures themselves are unchanged by the flag: a is counted 2 of its 3 (error -1).
+    assert result.image_counts[0].error == -1
+
+
 def test_a_class_absent_from_the_predictions_counts_as_missed():
     images = [image("a.jpg", 0, 2, 2), image("b.jpg", 2)]
-    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: []}
+    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: found()}
     result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.2])
     assert result.per_class["bus"] == {"mae": 1.5, "bias": -1.5}  # -2 and -1
     assert result.per_class["car"] == {"mae": 0.0, "bias": 0.0}
@@ -119,7 +138,7 @@ def test_full_ties_go_to_the_lowest_threshold():
 
 def test_no_objects_anywhere_leaves_wape_and_mape_undefined():
     images = [image("a.jpg"), image("b.jpg")]
-    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: []}
+    detections = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: found()}
     figures = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5]).to_dict()
     assert figures["wape"] is None
     assert figures["mape"] is None
@@ -138,9 +157,9 @@ def test_review_queue_lists_the_largest_errors_first_and_skips_exact_counts():
     images = [image("a.jpg", 0), image("b.jpg", 0, 0, 0), image("c.jpg"), image("d.jpg", 0)]
     detections = {
         images[0].source_ref: found((0, 0.9)),  # exact
-        images[1].source_ref: [],  # -3
+        images[1].source_ref: found(),  # -3
         images[2].source_ref: found((0, 0.9), (0, 0.9)),  # +2
-        images[3].source_ref: [],  # -1
+        images[3].source_ref: found(),  # -1
     }
     result = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5])
     queue = [(entry.source_ref.rsplit("/", 1)[1], entry.error) for entry in result.review_queue()]
@@ -287,7 +306,7 @@ def test_the_plot_is_a_png_even_for_degenerate_evaluations(thresholds):
     # No objects anywhere (wape undefined), nothing predicted: axes must still have a range.
     images = [image("a.jpg"), image("b.jpg")]
     result = evaluate(
-        images, {entry.source_ref: [] for entry in images}, class_map=CLASS_MAP,
+        images, {entry.source_ref: found() for entry in images}, class_map=CLASS_MAP,
         thresholds=thresholds,
     )  # fmt: skip
     with Image.open(io.BytesIO(plot(result))) as drawn:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from counting_core.errors import InputError
 from counting_core.predictions import (
     Detection,
+    Response,
     check_threshold,
     count_detections,
     parse_response,
@@ -54,7 +55,7 @@ DOCUMENTED_EXAMPLE = """{"prediction":[
 
 
 def test_hand_checked_count_on_a_200x100_image():
-    detections = parse_response(json.dumps(HAND_CHECKED).encode())
+    detections = parse_response(json.dumps(HAND_CHECKED).encode()).detections
     result = count_detections(detections, threshold=0.2, class_map=CLASS_MAP, image_size=(200, 100))
 
     assert result.count == 4
@@ -72,11 +73,12 @@ def test_hand_checked_count_on_a_200x100_image():
 
 def test_hand_checked_to_dict_is_the_printed_shape():
     result = count_detections(
-        parse_response(HAND_CHECKED), class_map=CLASS_MAP, image_size=(200, 100)
+        parse_response(HAND_CHECKED).detections, class_map=CLASS_MAP, image_size=(200, 100)
     )
     document = json.loads(json.dumps(result.to_dict()))
 
     assert document["count"] == 4
+    assert document["capped"] is False
     assert document["threshold"] == 0.2
     assert document["detections"][0] == {
         "number": 1,
@@ -89,7 +91,7 @@ def test_hand_checked_to_dict_is_the_printed_shape():
 
 
 def test_without_an_image_size_there_are_no_pixel_boxes():
-    result = count_detections(parse_response(HAND_CHECKED))
+    result = count_detections(parse_response(HAND_CHECKED).detections)
 
     assert result.image_size is None
     assert all(d.box_pixels is None for d in result.detections)
@@ -98,7 +100,11 @@ def test_without_an_image_size_there_are_no_pixel_boxes():
 
 
 def test_documented_example_response():
-    detections = parse_response(DOCUMENTED_EXAMPLE)
+    response = parse_response(DOCUMENTED_EXAMPLE)
+    detections = response.detections
+
+    # The built-in algorithm does not say its cap: nothing is flagged.
+    assert (response.max_detections, response.capped) == (None, False)
 
     assert [d.class_id for d in detections] == [4, 0, 4, 8, 3]
     assert all(type(d.class_id) is int for d in detections)
@@ -110,7 +116,8 @@ def test_documented_example_response():
 
 def test_threshold_is_inclusive():
     just_below = math.nextafter(0.2, 0.0)
-    detections = parse_response({"prediction": [[0, 0.2, 0, 0, 1, 1], [0, just_below, 0, 0, 1, 1]]})
+    response = {"prediction": [[0, 0.2, 0, 0, 1, 1], [0, just_below, 0, 0, 1, 1]]}
+    detections = parse_response(response).detections
 
     assert count_detections(detections, threshold=0.2).count == 1
     assert count_detections(detections, threshold=just_below).count == 2
@@ -119,7 +126,7 @@ def test_threshold_is_inclusive():
 def test_equal_scores_keep_the_response_order():
     detections = parse_response(
         {"prediction": [[c, 0.5, 0, 0, 1, 1] for c in (3, 1, 2)] + [[0, 0.9, 0, 0, 1, 1]]}
-    )
+    ).detections
 
     assert [d.class_id for d in count_detections(detections).detections] == [0, 3, 1, 2]
 
@@ -135,18 +142,18 @@ def test_bytes_text_and_decoded_responses_parse_alike():
         Detection(1, 0.1, 0.4, 0.4, 0.5, 0.5),
     ]
 
-    assert parse_response(text) == parse_response(text.encode()) == expected
-    assert parse_response(HAND_CHECKED) == expected
+    assert parse_response(text) == parse_response(text.encode()) == Response(expected, None)
+    assert parse_response(HAND_CHECKED) == Response(expected, None)
 
 
 def test_corners_slightly_outside_the_image_are_clamped():
-    (detection,) = parse_response({"prediction": [[0, 0.5, -0.01, -0.2, 1.3, 1.0001]]})
+    (detection,) = parse_response({"prediction": [[0, 0.5, -0.01, -0.2, 1.3, 1.0001]]}).detections
 
     assert detection == Detection(0, 0.5, 0.0, 0.0, 1.0, 1.0)
 
 
 def test_empty_prediction_list_counts_zero():
-    result = count_detections(parse_response(b'{"prediction": []}'), image_size=(10, 10))
+    result = count_detections(parse_response(b'{"prediction": []}').detections, image_size=(10, 10))
 
     assert (result.count, result.by_class, result.detections) == (0, {}, ())
 
@@ -229,6 +236,70 @@ def test_bad_responses_are_named(body, message):
     assert str(caught.value).startswith(message)
 
 
+def a_response(boxes: int, **extra: object) -> dict[str, object]:
+    """``boxes`` detections scoring 0.9, 0.8, ... (at least 0.1), plus ``extra`` keys."""
+    scores = [max(0.9 - 0.1 * index, 0.1) for index in range(boxes)]
+    return {"prediction": [[0, score, 0.1, 0.1, 0.2, 0.2] for score in scores], **extra}
+
+
+@pytest.mark.parametrize(
+    ("boxes", "cap", "capped"),
+    [
+        (2, 3, False),  # one below the cap
+        (3, 3, True),  # exactly at the cap: the model may have dropped more
+        (4, 3, True),  # past it (a model that keeps one extra): still flagged
+        (0, 1, False),
+        (1000, 1000, True),  # the torchvision detector's default cap
+    ],
+)
+def test_a_response_at_its_cap_is_capped(boxes, cap, capped):
+    response = parse_response(json.dumps(a_response(boxes, max_detections=cap)))
+
+    assert (len(response.detections), response.max_detections) == (boxes, cap)
+    assert response.capped is capped
+
+
+def test_without_max_detections_the_cap_is_unknown_and_nothing_is_flagged():
+    response = parse_response(json.dumps(a_response(1000)))
+
+    assert (response.max_detections, response.capped) == (None, False)
+
+
+def test_the_cap_is_counted_before_the_threshold():
+    # Three detections scoring 0.9, 0.8, 0.7 and a cap of 3: at threshold 0.85 one is
+    # counted, but the model still returned its cap's worth, so the count is flagged.
+    response = parse_response(a_response(3, max_detections=3))
+    result = count_detections(response.detections, threshold=0.85, capped=response.capped)
+
+    assert (result.count, result.capped) == (1, True)
+    assert result.to_dict()["capped"] is True
+
+
+@pytest.mark.parametrize(
+    ("cap", "shown"),
+    [
+        ("0", "0"),
+        ("-5", "-5"),
+        ("1000.0", "1000.0"),
+        ("1e3", "1000.0"),
+        ("2.5", "2.5"),
+        ('"1000"', "a string"),
+        ("true", "a boolean"),
+        ("null", "null"),
+        ("[1000]", "a list"),
+        ('{"n": 1000}', "an object"),
+    ],
+)
+def test_a_max_detections_that_is_not_a_positive_integer_is_named(cap, shown):
+    body = b'{"prediction": [[0, 0.5, 0, 0, 1, 1]], "max_detections": ' + cap.encode() + b"}"
+    expected = f"max_detections: expected a positive integer, got {shown}"
+    for form in (body, body.decode(), json.loads(body)):
+        with pytest.raises(InputError) as caught:
+            parse_response(form)
+
+        assert str(caught.value) == expected
+
+
 def test_booleans_are_refused_in_decoded_responses_too():
     with pytest.raises(InputError, match=r"prediction\[0\]: xmax must be a number, got a boolean"):
         parse_response({"prediction": [[0, 0.5, 0, 0, True, 1]]})
@@ -281,7 +352,8 @@ almost_responses = st.fixed_dictionaries(
         "prediction": st.lists(
             st.lists(number_like, min_size=5, max_size=7) | json_values, max_size=6
         )
-    }
+    },
+    optional={"max_detections": number_like | json_values},
 )
 fractions = st.floats(min_value=0.0, max_value=1.0)
 
@@ -293,23 +365,30 @@ def valid_items(draw) -> list[float]:
     return [float(draw(st.integers(0, 20))), draw(fractions), xmin, ymin, xmax, ymax]
 
 
-valid_responses = st.lists(valid_items(), max_size=40).map(lambda items: {"prediction": items})
+valid_responses = st.fixed_dictionaries(
+    {"prediction": st.lists(valid_items(), max_size=40)},
+    optional={"max_detections": st.integers(1, 50)},
+)
 
 
-def parse_or_message(body: object) -> list[Detection] | str:
+def parse_or_message(body: object) -> Response | str:
     try:
         return parse_response(body)
     except InputError as error:
         return str(error)
 
 
-def check_outcome(outcome: list[Detection] | str) -> None:
-    """A one-line message, or detections that all hold the documented ranges."""
+def check_outcome(outcome: Response | str) -> None:
+    """A one-line message, or detections that all hold the documented ranges and a cap that
+    is a positive integer or absent."""
     if isinstance(outcome, str):
         assert outcome
         assert "\n" not in outcome  # the CLI prints it as one line
         return
-    for d in outcome:
+    cap = outcome.max_detections
+    assert cap is None or (type(cap) is int and cap >= 1)
+    assert outcome.capped == (cap is not None and len(outcome.detections) >= cap)
+    for d in outcome.detections:
         assert type(d.class_id) is int
         assert d.class_id >= 0
         assert 0.0 <= d.score <= 1.0
@@ -336,7 +415,7 @@ def test_fast_and_strict_paths_agree(response):
 
 @given(valid_responses, fractions)
 def test_count_is_the_number_of_scores_at_or_above_threshold(response, threshold):
-    detections = parse_response(response)
+    detections = parse_response(response).detections
     result = count_detections(detections, threshold=threshold)
 
     expected = sum(1 for item in response["prediction"] if item[1] >= threshold)
@@ -349,7 +428,9 @@ def test_count_is_the_number_of_scores_at_or_above_threshold(response, threshold
 
 @given(valid_responses, st.integers(1, 5000), st.integers(1, 5000))
 def test_pixel_boxes_are_always_inside_the_image(response, width, height):
-    result = count_detections(parse_response(response), threshold=0.0, image_size=(width, height))
+    result = count_detections(
+        parse_response(response).detections, threshold=0.0, image_size=(width, height)
+    )
 
     for d in result.detections:
         left, top, right, bottom = d.box_pixels
@@ -371,7 +452,7 @@ def nearest_pixel(fraction: float, side: int) -> int:
 
 @given(valid_responses)
 def test_to_dict_is_plain_json(response):
-    result = count_detections(parse_response(response), image_size=(640, 480))
+    result = count_detections(parse_response(response).detections, image_size=(640, 480))
     document = result.to_dict()
 
     assert json.loads(json.dumps(document, allow_nan=False)) == document

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from counting_core import json_input, manifest
+from counting_core import evaluation, json_input, manifest, predictions
 from counting_core.coco import coco_to_manifest
 from counting_core.errors import InputError
 
@@ -340,3 +340,47 @@ def test_every_import_passes_the_manifest_checks(name):
 
     assert figures["objects"] == conversion.objects
     assert figures["images"] == len(conversion.lines)
+
+
+# Real endpoint answers from ../shared/real-world/ (beside the checkout, as CI has it; never
+# copied in): the built-in algorithm's, which never say their cap. Boxes counted by hand in
+# each file.
+REAL_WORLD = Path(__file__).resolve().parents[3] / "shared" / "real-world"
+real_world = pytest.mark.skipif(
+    not REAL_WORLD.is_dir(), reason=f"{REAL_WORLD} is not beside this checkout (CI has it)"
+)
+
+
+@real_world
+@pytest.mark.parametrize(
+    ("case", "boxes"),
+    [
+        ("2026-11-29/r01_docs_response/response.json", 5),
+        ("2026-11-29/r04_clarify_cli_response/invoke-endpoint.out", 5),
+        ("2026-11-29/r06_batch_transform_out/terrain2.png.out", 5),
+        ("2026-11-29/r07_empty_prediction/response.json", 0),
+        ("2026-12-04/rs01_anpr_real_response/response.json", 1),
+        ("2026-12-04/rs04_class_id_not_in_class_map/response.json", 2),
+        ("2026-12-04/rs06_bee_image_response_with_pixels/response.json", 4),
+        ("2026-12-04/rs07_gt_metadata_unsorted_classmap/response.json", 6),
+    ],
+)
+def test_real_responses_parse_with_their_cap_unknown(case: str, boxes: int):
+    response = predictions.parse_response((REAL_WORLD / case).read_bytes())
+
+    assert len(response.detections) == boxes
+    assert (response.max_detections, response.capped) == (None, False)
+
+
+@real_world
+def test_every_real_evaluation_response_parses_and_none_is_capped():
+    paths = sorted(
+        path
+        for path in REAL_WORLD.glob("*/ev*/responses/**/*")
+        if path.suffix in evaluation.RESPONSE_SUFFIXES  # not the notes beside them
+    )
+
+    assert len(paths) >= 148  # as of 2026-12-04; the corpus only grows
+    for path in paths:
+        response = predictions.parse_response(path.read_bytes())
+        assert (response.max_detections, response.capped) == (None, False), path

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from counting_core import results
+from counting_core import contracts, results
 from counting_core.errors import InputError
+from counting_core.model_record import ActiveModel
 from counting_core.predictions import Detection, count_detections
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -92,6 +93,47 @@ def test_a_long_rejection_reason_is_cut_in_the_item_only():
     # REASON_ITEM_CHARACTERS: reasons are cut to 1,000 characters in the item.
     assert len(results.table_item(document).reason or "") == 1000
     assert len(document.reason) == 5000
+
+
+def test_a_capped_count_is_flagged_in_the_document_and_the_item():
+    # Three detections and a cap of 3: the model may have dropped more.
+    response = '{"prediction": [[0, 0.9, 0, 0, 1, 1], [0, 0.5, 0, 0, 1, 1], [0, 0.1, 0, 0, 1, 1]], '
+    document, result = results.count_response(
+        results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag"),
+        response + '"max_detections": 3}',
+        model=ActiveModel(endpoint_name="e", endpoint_config_name="c", model_name="m"),
+        configured_threshold=0.2,
+        image_size=(10, 10),
+        counted_at=WHEN,
+        pipeline=results.PIPELINE_UPLOAD,
+    )
+
+    # 0.9 and 0.5 count at 0.2; the cap counts all three.
+    assert (result.count, result.capped, document.count, document.capped) == (2, True, 2, True)
+    assert b'"capped": true' in results.document_json(document)
+    assert results.dynamodb_item(results.table_item(document))["capped"] is True
+
+
+def test_a_document_written_before_the_flag_reads_as_not_capped():
+    # A counted document as the counter wrote it before `capped` existed.
+    old = {
+        "status": "counted",
+        "pipeline": "upload",
+        "source": {"bucket": "bucket", "key": "incoming/a.jpg", "version_id": None, "etag": "e"},
+        "image_size": {"width": 10, "height": 10},
+        "model": {"endpoint_name": "e", "endpoint_config_name": "c", "model_name": "m"},
+        "counted_at": "2026-11-29T12:00:00+00:00",
+        "count": 0,
+        "by_class": {},
+        "threshold": 0.2,
+        "threshold_origin": "default",
+        "detections": [],
+    }
+
+    document = contracts.RESULT_DOCUMENT.validate_python(old)
+
+    assert document.capped is False
+    assert results.dynamodb_item(results.table_item(document))["capped"] is False
 
 
 def test_a_rejected_item_holds_no_count_fields():

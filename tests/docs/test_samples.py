@@ -29,13 +29,14 @@ def _image(document: dict) -> results.ImageRef:
 def test_the_counted_document_is_what_the_counter_writes_for_the_example():
     shown = sample(PIPELINES, "counted-document")
     class_map = json.loads((EXAMPLES / "classes.json").read_text())
-    detections = predictions.parse_response((EXAMPLES / "predictions.json").read_bytes())
+    response = predictions.parse_response((EXAMPLES / "predictions.json").read_bytes())
     counted = predictions.count_detections(
-        detections,
+        response.detections,
         threshold=0.2,
         threshold_origin="default",
         class_map=class_map,
         image_size=(640, 480),
+        capped=response.capped,
     )
     model = results.ModelInUse(**shown["model"])
 

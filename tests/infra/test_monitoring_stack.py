@@ -194,6 +194,27 @@ def test_dashboard_shows_counts_per_class_and_cold_starts(template):
         assert expected in body
 
 
+def test_capped_counts_of_uploads_and_bulk_runs_are_graphed_but_page_no_one(template):
+    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    # The body is a Fn::Join of JSON text and tokens (ARNs, the region), which sit inside
+    # JSON strings: with each token as "T" the text is the dashboard's JSON.
+    _, parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"]
+    body = json.loads("".join(part if isinstance(part, str) else "T" for part in parts))
+    graphs = {widget["properties"].get("title"): widget for widget in body["widgets"]}
+
+    capped = graphs["Images counted at the model's detection cap (counts may be low)"]
+    # Every service's series: the counter's and the bulk-counting function's.
+    assert capped["properties"]["metrics"] == [
+        [
+            {
+                "expression": "SEARCH('{ObjectCounting,service} MetricName=\"ImagesCapped\"', "
+                "'Sum', 300)"
+            }
+        ]
+    ]
+    assert "ImagesCapped" not in json.dumps(template.find_resources("AWS::CloudWatch::Alarm"))
+
+
 def test_alerts_topic_is_encrypted_and_subscribes_the_configured_emails(stacks):
     alerts = Template.from_stack(stacks["alerts"])
     alerts.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})

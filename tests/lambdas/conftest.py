@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 from dataclasses import dataclass
 
 import boto3
@@ -96,3 +98,18 @@ def make_results_table(name: str) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def emitted(capsys, metric: str) -> float:
+    """The sum of ``metric`` over the EMF documents Powertools printed to stdout."""
+    total = 0.0
+    for line in capsys.readouterr().out.splitlines():
+        with contextlib.suppress(ValueError):
+            document = json.loads(line)
+            if isinstance(document, dict) and "_aws" in document:
+                total += sum(
+                    document.get(metric, [])
+                    if isinstance(document.get(metric), list)
+                    else [document.get(metric, 0)]
+                )
+    return total

@@ -20,6 +20,7 @@ from counting_core.announcements import EventsNotDelivered
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     REGION,
+    emitted,
     image_bytes,
     make_bucket,
     make_results_table,
@@ -118,7 +119,7 @@ def test_a_backlog_is_selected_counted_announced_and_summarized(
 
     assert selected == {
         "listed": 4, "ignored": 1, "skipped": 0, "selected": 2,
-        "counted": 0, "rejected": 1, "failed": 0, "objects_by_class": {},
+        "counted": 0, "capped": 0, "rejected": 1, "failed": 0, "objects_by_class": {},
     }  # fmt: skip
     assert manifest == {"selected": 2, "uri": f"s3://{BUCKET}/bulk/{RUN}/transform.manifest"}
     assert read_json(f"bulk/{RUN}/transform.manifest") == [
@@ -157,6 +158,7 @@ def test_a_backlog_is_selected_counted_announced_and_summarized(
         "outcome": "partial",
         "images_listed": 4,
         "counted": 1,
+        "capped": 0,
         "rejected": 1,
         "skipped": 0,
         "ignored": 1,
@@ -253,6 +255,35 @@ def test_events_that_cannot_be_published_fail_the_batch_before_its_table_items(
     # The result is written (and rewritten by the retry); the table does not claim it yet.
     assert read_json("results/archive/a.png.json")["count"] == 3
     assert table().scan()["Items"] == []
+
+
+def test_outputs_at_the_models_cap_are_flagged_reported_and_measured(
+    handler, results_bus, lambda_context, capsys
+):
+    # ANSWER holds 4 detections (3 at or above 0.2): a cap of 4 was reached, 5 was not.
+    for name, cap in (("dense", 4), ("sparse", 5)):
+        put(f"archive/{name}.png", image_bytes())
+        answer = json.dumps({**ANSWER, "max_detections": cap}).encode()
+        put(f"bulk/{RUN}/outputs/archive/{name}.png.out", answer)
+
+    report = invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+
+    assert (report["counted"], report["capped"]) == (2, 1)
+    flags = {
+        name: read_json(f"results/archive/{name}.png.json")["capped"]
+        for name in ("dense", "sparse")
+    }
+    assert flags == {"dense": True, "sparse": False}
+    items = {item["image"]: item["capped"] for item in table().scan()["Items"]}
+    assert items == {
+        f"s3://{BUCKET}/archive/dense.png": True,
+        f"s3://{BUCKET}/archive/sparse.png": False,
+    }
+    events = {event["detail"]["image"]: event["detail"]["capped"] for event in results_bus()}
+    assert events == items
+    assert emitted(capsys, "ImagesCapped") == 1
 
 
 def test_an_output_the_model_garbled_is_failed_not_counted(handler, lambda_context):

@@ -8,7 +8,6 @@ back, suspects counted alone, and writes that a failure cannot leave half done.
 from __future__ import annotations
 
 import ast
-import contextlib
 import io
 import json
 from decimal import Decimal
@@ -31,7 +30,7 @@ from counting_core.failures import Verdict
 from lambdas.counter import service as counter_service
 from stacks.config import CounterSettings
 from tests.conftest import ROOT
-from tests.lambdas.conftest import REGION, image_bytes
+from tests.lambdas.conftest import REGION, emitted, image_bytes
 from tests.lambdas.counter_harness import (
     ACTIVE_MODEL,
     BUCKET,
@@ -149,21 +148,6 @@ def test_the_threshold_and_its_origin_are_recorded(handler, endpoint, lambda_con
     threshold, origin, _ = expected
     (item,) = table_items()
     assert (item["threshold"], item["threshold_origin"]) == (Decimal(str(threshold)), origin)
-
-
-def emitted(capsys, metric: str) -> float:
-    """The sum of ``metric`` over the EMF documents Powertools printed to stdout."""
-    total = 0.0
-    for line in capsys.readouterr().out.splitlines():
-        with contextlib.suppress(ValueError):
-            document = json.loads(line)
-            if isinstance(document, dict) and "_aws" in document:
-                total += sum(
-                    document.get(metric, [])
-                    if isinstance(document.get(metric), list)
-                    else [document.get(metric, 0)]
-                )
-    return total
 
 
 def test_images_are_counted_concurrently_and_each_once(handler, endpoint, lambda_context):
@@ -773,6 +757,30 @@ def test_every_result_is_announced_and_matches_the_published_schemas(
         assert_valid("result-document.json", read_json(key))
     for item in table_items():
         assert_valid("result-table-item.json", item)
+
+
+@pytest.mark.parametrize("cap", [4, 5], ids=["at cap", "one below"])
+def test_a_count_at_the_models_cap_is_flagged_everywhere(
+    handler, endpoint, result_events, capsys, cap
+):
+    # RESPONSE holds 4 detections (3 at or above 0.2): a cap of 4 was reached, 5 was not.
+    capped = {4: True, 5: False}[cap]
+    answers(endpoint, {**RESPONSE, "max_detections": cap})
+    body = json.dumps(upload("incoming/street/dense.png", image_bytes()))
+
+    assert handler.main(sqs_event(body), TimedContext()) == {"batchItemFailures": []}
+
+    document = read_json("results/street/dense.png.json")
+    assert (document["count"], document["capped"]) == (3, capped)
+    (item,) = table_items()
+    assert (item["count"], item["capped"]) == (3, capped)
+    (event,) = result_events()
+    assert (event["detail"]["count"], event["detail"]["capped"]) == (3, capped)
+    # One counted image: the capped metric is 1 or 0 for it.
+    assert emitted(capsys, "ImagesCapped") == int(capped)
+    assert_valid("result-document.json", document)
+    assert_valid("result-table-item.json", item)
+    assert_valid("image-counted-event.json", event)
 
 
 def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_result(

@@ -96,11 +96,28 @@ def test_writes_the_report_and_the_plot_and_returns_the_figures(handler, lambda_
     report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
     assert report["run"] == RUN
     assert report["best_threshold"] == 0.35
+    assert report["capped_images"] == 0  # the example's responses do not say their cap
     assert [entry["source_ref"] for entry in report["review_queue"]] == [
         f"s3://{BUCKET}/labeling/images/street/street-5.jpg"
     ]
     plot = Image.open(io.BytesIO(read(f"training/models/{RUN}/evaluation.png")))
     assert plot.format == "PNG"
+
+
+def test_the_report_counts_the_validation_images_whose_responses_hit_the_cap(
+    handler, lambda_context
+):
+    upload_run()
+    # street-5 has 3 detections and street-2 has 2: a cap of 3 is reached by street-5 only.
+    for name in ("street-5.jpg.out", "street-2.jpg.out"):
+        response = json.loads((EXAMPLE / "responses" / name).read_bytes())
+        put(f"{PREDICTIONS}street/{name}", json.dumps({**response, "max_detections": 3}).encode())
+
+    handler.main(event(), lambda_context)
+
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert report["capped_images"] == 1
+    assert report["mae"] == 0.25  # the figures are the uncapped example's
 
 
 def test_a_missing_response_fails_the_evaluation_naming_the_image(handler, lambda_context):

@@ -58,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         with args.manifest.open("rb") as file:
             records = read_manifest(file)
-        images, class_map = evaluation.labeled_images(records, args.label_attribute)
+        images, class_map, failed = evaluation.labeled_images(records, args.label_attribute)
     except InputError as error:
         raise InputError(f"{args.manifest}: {error}") from None
     if not args.predictions_dir.is_dir():
@@ -69,9 +69,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if path.is_file()
     ]
     matched, left_over = evaluation.match_responses(images, names)
+    of_failed = evaluation.responses_of(failed, left_over)
     for name in left_over:
-        print(f"counting: warning: {name}: no image of the manifest has this name; ignored",
-              file=sys.stderr)  # fmt: skip
+        why = (
+            f"the manifest lists {of_failed[name]} as a failed item (no label to score against)"
+            if name in of_failed
+            else "no image of the manifest has this name"
+        )
+        print(f"counting: warning: {name}: {why}; not scored", file=sys.stderr)
     responses = {}
     for source_ref, name in matched.items():
         try:

@@ -29,7 +29,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -189,11 +189,19 @@ class EvaluationSummary(BaseModel):
     plot_uri: str
 
 
-def labeled_images(
-    records: Sequence[Record], label_attribute: str | None = None
-) -> tuple[list[LabeledImage], dict[str, str]]:
-    """The images of a valid manifest that can be scored (failed items skipped), and its
-    class map in Ground Truth's form (``{"0": "car"}``)."""
+class LabeledImages(NamedTuple):
+    """What a validation manifest gives the evaluation."""
+
+    #: The images that can be scored, each once however often the manifest lists it.
+    images: list[LabeledImage]
+    #: The class map in Ground Truth's form (``{"0": "car"}``).
+    class_map: dict[str, str]
+    #: Failed items: listed, but with no label to score a response against.
+    failed: tuple[str, ...]
+
+
+def labeled_images(records: Sequence[Record], label_attribute: str | None = None) -> LabeledImages:
+    """The images of a valid manifest that can be scored, its class map and its failed items."""
     manifest = validate_manifest(records, label_attribute)
     images = [
         LabeledImage(item.record.data["source-ref"], item.class_ids)
@@ -203,7 +211,22 @@ def labeled_images(
     if not images:
         raise InputError("the manifest has no labeled image to evaluate on (every item failed)")
     class_map = {str(class_id): name for class_id, name in manifest.class_map.items()}
-    return images, class_map
+    failed = tuple(
+        str(item.record.data.get("source-ref", "")) for item in manifest.having("failed")
+    )
+    return LabeledImages(images, class_map, failed)
+
+
+def responses_of(source_refs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
+    """Response name -> the image among ``source_refs`` whose file name it carries."""
+    by_file = {source_ref.rsplit("/", 1)[-1]: source_ref for source_ref in source_refs}
+    found = {}
+    for name in names:
+        file_name = name.rsplit("/", 1)[-1]
+        for suffix in RESPONSE_SUFFIXES:
+            if file_name.endswith(suffix) and file_name.removesuffix(suffix) in by_file:
+                found[name] = by_file[file_name.removesuffix(suffix)]
+    return found
 
 
 def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:

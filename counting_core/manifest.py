@@ -30,7 +30,7 @@ import math
 import random
 import re
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import count, islice
@@ -202,13 +202,25 @@ def detect_label_attribute(records: Sequence[Record], label_attribute: str | Non
 
 def validate_manifest(records: Sequence[Record], label_attribute: str | None = None) -> Manifest:
     """Check every line held in memory and the class maps together; the first problem raises
-    ``InputError``. Lines are kept as they are: duplicates are ``stats``' and ``split``'s."""
+    ``InputError``. An image listed on several lines is one item, as ``stats`` and ``split``
+    count it: the lines must label it alike (else ``InputError`` with both line numbers)."""
     checker = _LineChecker(detect_label_attribute(records, label_attribute))
-    items = []
-    for record in records:
-        checked = checker.check(record.data, record.line_number)
-        items.append(Item(record, checked.status, checked.class_ids))
-    return Manifest(checker.attribute, tuple(items), checker.sorted_class_map())
+    checked = [(record, checker.check(record.data, record.line_number)) for record in records]
+    positions: dict[object, list[int]] = defaultdict(list)
+    for position, (record, line) in enumerate(checked):
+        positions[_image_key(line.source_ref, record.line_number)].append(position)
+    repeats: set[int] = set()
+    for key, image_positions in positions.items():
+        if len(image_positions) > 1:
+            lines = [(checked[p][0].line_number, checked[p][1]) for p in image_positions]
+            kept = _kept_line(key, lines)
+            repeats.update(p for i, p in enumerate(image_positions) if i != kept)
+    items = tuple(
+        Item(record, line.status, line.class_ids)
+        for position, (record, line) in enumerate(checked)
+        if position not in repeats
+    )
+    return Manifest(checker.attribute, items, checker.sorted_class_map())
 
 
 def stats(file: BinaryIO, label_attribute: str | None = None) -> dict[str, Any]:
@@ -832,20 +844,26 @@ def _image_key(source_ref: object, line_number: int) -> object:
 
 
 def _merge_image(scan: _Scan, source_ref: object, lines: list[tuple[int, _Checked]]) -> None:
-    labeled = [(index, checked) for index, checked in lines if checked.label is not None]
-    for index, checked in labeled[1:]:
-        first_index, first = labeled[0]
-        if checked.label != first.label:
-            raise InputError(
-                f"lines {scan.line_numbers[first_index]} and {scan.line_numbers[index]} label "
-                f"the same image {source_ref} differently ({_difference(first, checked)}): an "
-                "image can have one label only; remove or correct one of the lines"
-            )
-    keep = (labeled or lines)[0][0]
-    for index, checked in lines:
-        if index != keep:
+    kept = _kept_line(source_ref, [(scan.line_numbers[index], line) for index, line in lines])
+    for position, (index, checked) in enumerate(lines):
+        if position != kept:
             scan.statuses[index] = _DUPLICATE
             scan.boxes_by_class.subtract(checked.class_ids)
+
+
+def _kept_line(source_ref: object, lines: Sequence[tuple[int, _Checked]]) -> int:
+    """Which of the (line number, line) pairs naming one image stands for it: the first with
+    a label (else the first). Labeled lines that differ are refused with both line numbers."""
+    labeled = [position for position, (_, line) in enumerate(lines) if line.label is not None]
+    for position in labeled[1:]:
+        (first_number, first), (number, line) = lines[labeled[0]], lines[position]
+        if line.label != first.label:
+            raise InputError(
+                f"lines {first_number} and {number} label the same image {source_ref} "
+                f"differently ({_difference(first, line)}): an image can have one label only; "
+                "remove or correct one of the lines"
+            )
+    return labeled[0] if labeled else 0
 
 
 def _difference(first: _Checked, other: _Checked) -> str:

@@ -40,7 +40,7 @@ class RunEvaluator:
     ) -> EvaluationSummary:
         try:
             manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
-            images, class_map = evaluation.labeled_images(manifest, label_attribute)
+            images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
             folder = self._key(predictions_uri)
             names = [key.removeprefix(folder) for key in self._list(folder)]
             matched, _ = evaluation.match_responses(images, names)

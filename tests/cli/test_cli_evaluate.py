@@ -120,7 +120,8 @@ def test_a_response_for_no_image_is_ignored_with_a_warning(cli, tmp_path):
     assert status == 0
     assert json.loads(out)["images"] == 4
     assert err == (
-        "counting: warning: parking-9.jpg.json: no image of the manifest has this name; ignored\n"
+        "counting: warning: parking-9.jpg.json: no image of the manifest has this name; "
+        "not scored\n"
     )
 
 

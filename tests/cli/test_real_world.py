@@ -97,3 +97,68 @@ def test_coco80_categories_are_left_out_or_kept_and_the_summary_says_which(
     assert kept["empty_classes"] == default["unused_categories"]
     assert "in 80 classes (74 without boxes: 'airplane'" in stderr_kept
     assert "skipped" not in stderr_kept
+
+
+def figures(report: dict, threshold: float) -> dict:
+    (row,) = [row for row in report["per_threshold"] if row["threshold"] == threshold]
+    return {name: value for name, value in row.items() if name != "threshold"}
+
+
+def test_an_image_listed_twice_is_scored_once(cli: RunCli):
+    # ev02: ev01's four cat images (true counts 0, 1, 2, 1, worked by hand in ev01's
+    # EXPECTED.txt) with one line repeated: the same figures as ev01, not a fifth image.
+    case = CASES / "ev02_cat_job_image_listed_twice"
+
+    status, out, _ = cli(
+        "evaluate", "--manifest", case / "validation.manifest",
+        "--predictions-dir", case / "responses", "--thresholds", "0.1,0.3,0.5,0.9",
+    )  # fmt: skip
+    report = json.loads(out)
+
+    assert status == 0
+    assert (report["images"], report["objects"]) == (4, 4)
+    assert figures(report, 0.3) == {
+        "mae": 0.75, "wape": 0.75, "mape": 0.5, "exact_accuracy": 0.25, "bias": 0.75,
+    }  # fmt: skip
+    assert figures(report, 0.9) == {
+        "mae": 0.75, "wape": 0.75, "mape": 0.6667, "exact_accuracy": 0.5, "bias": -0.75,
+    }  # fmt: skip
+
+
+def test_a_failed_items_response_is_not_scored_and_the_warning_says_why(cli: RunCli):
+    # ev08: five responses, one for the failed item; true 2, 1, 1, 0. At 0.2 predicted
+    # 2, 1, 2, 1: errors 0, 0, 1, 1 -> mae 0.5, wape 2/4, mape (0 + 0 + 1) / 3, bias 0.5.
+    case = CASES / "ev08_failed_item_and_empty_image"
+
+    status, out, err = cli(
+        "evaluate", "--manifest", case / "validation.manifest",
+        "--predictions-dir", case / "responses", "--thresholds", "0.2,0.5,0.75",
+    )  # fmt: skip
+    report = json.loads(out)
+
+    assert status == 0
+    assert (report["images"], report["objects"]) == (4, 4)
+    assert figures(report, 0.2) == {
+        "mae": 0.5, "wape": 0.5, "mape": 0.3333, "exact_accuracy": 0.5, "bias": 0.5,
+    }  # fmt: skip
+    assert err == (
+        "counting: warning: 10-10_bcbs-kansas-solutions-inc-id-card-samples.png.out: the "
+        "manifest lists s3://bcbs-logo-training-images/gray_images/"
+        "10-10_bcbs-kansas-solutions-inc-id-card-samples.png as a failed item (no label to "
+        "score against); not scored\n"
+    )
+
+
+def test_evaluate_refuses_an_image_labeled_two_ways_as_stats_does(cli: RunCli):
+    # ev11: one exam page on two lines with different boxes.
+    case = CASES / "ev11_one_page_labeled_two_ways"
+    manifest = case / "validation.manifest"
+
+    stats = cli("manifest", "stats", manifest)
+    evaluated = cli("evaluate", "--manifest", manifest, "--predictions-dir", case / "responses")
+
+    for status, out, err in (stats, evaluated):
+        assert (status, out) == (2, "")
+        assert "label the same image" in err
+        assert "differently" in err
+        assert err.count("\n") == 1

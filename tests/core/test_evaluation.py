@@ -189,7 +189,7 @@ def test_thresholds_are_sorted_without_repeats():
 
 def test_labeled_images_skip_failed_items_and_keep_empty_ones():
     lines = HAND_CHECKED.read_text().split("\n")
-    images, class_map = evaluation.labeled_images(parse_manifest(lines))
+    images, class_map, _ = evaluation.labeled_images(parse_manifest(lines))
     assert class_map == {"0": "car", "1": "truck"}
     counts = {entry.file_name: entry.true_count for entry in images}
     assert counts["a.jpg"] == 2

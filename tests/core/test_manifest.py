@@ -378,7 +378,9 @@ def test_an_empty_line_needs_no_class_map():
 
 
 def test_class_maps_merge_across_lines():
-    lines = records(labeled(class_map={"0": "car"}), labeled(boxes=[box(1)], class_map=CLASS_MAP))
+    lines = records(
+        labeled(class_map={"0": "car"}), labeled("b.jpg", boxes=[box(1)], class_map=CLASS_MAP)
+    )
 
     assert manifest.validate_manifest(lines).class_map == {0: "car", 1: "truck"}
 
@@ -394,6 +396,22 @@ def test_class_maps_merge_across_lines():
 def test_class_maps_must_agree(second_map, message):
     with pytest.raises(InputError, match=message):
         manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+
+def test_an_image_on_several_lines_is_one_item_if_they_agree_and_refused_if_not():
+    # Lines 1 and 3 repeat a.jpg alike (one car): one item, the first line. Line 4 gives
+    # b.jpg a truck where line 2 gave it a car.
+    agreeing = records(labeled("a.jpg"), labeled("b.jpg"), labeled("a.jpg"))
+    conflicting = records(labeled("a.jpg"), labeled("b.jpg"), labeled("b.jpg", [box(1)]))
+
+    items = manifest.validate_manifest(agreeing).items
+
+    assert [item.record.line_number for item in items] == [1, 2]
+    with pytest.raises(InputError) as refused:
+        manifest.validate_manifest(conflicting)
+    assert str(refused.value).startswith(
+        "lines 2 and 3 label the same image s3://counting-data/images/b.jpg differently"
+    )
 
 
 def test_one_class_map_must_not_name_two_ids_alike():

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from counting import bulk, count, evaluate, labeling, manifest, train
+from counting import bulk, count, detector, evaluate, labeling, manifest, train
 from counting_core.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="counting", description="Count objects in images with a SageMaker model."
     )
     groups = parser.add_subparsers(dest="command", required=True)
-    for module in (count, manifest, labeling, train, evaluate, bulk):
+    for module in (count, manifest, labeling, train, evaluate, bulk, detector):
         module.register(groups)
     return parser
 

@@ -72,8 +72,8 @@ def _average_precision(
             hits.append(hit)
     if total_truths == 0:
         return 0.0
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    hit_tensor = torch.tensor([hits[i] for i in order], dtype=torch.float64)
+    ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
+    hit_tensor = torch.tensor([hits[i] for i in ranked], dtype=torch.float64)
     true_positives = torch.cumsum(hit_tensor, 0)
     false_positives = torch.cumsum(1.0 - hit_tensor, 0)
     recall = true_positives / total_truths

@@ -55,9 +55,10 @@ def build(name: str, *, num_classes: int, image_size: int, max_detections: int) 
         model = kind.builder(**common, detections_per_img=max_detections)
         # SSDlite is built for 320 x 320 inputs; its anchors are fractions of the image, so
         # another square size only changes the resolution it sees.
-        model.transform.min_size = (image_size,)
-        model.transform.max_size = image_size
-        model.transform.fixed_size = (image_size, image_size)
+        transform: Any = model.transform  # a GeneralizedRCNNTransform (torchvision is untyped)
+        transform.min_size = (image_size,)
+        transform.max_size = image_size
+        transform.fixed_size = (image_size, image_size)
         return model
     return kind.builder(
         **common,

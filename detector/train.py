@@ -75,7 +75,8 @@ class Channels:
 
 
 def parse_hyperparameters(argv: Sequence[str]) -> Hyperparameters:
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__)
+    # allow_abbrev=False: a misspelt "--epoch" must not pass for "--epochs".
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__, allow_abbrev=False)
     parser.add_argument("--label_attribute", required=True)
     parser.add_argument("--num_classes", required=True, type=int)
     parser.add_argument("--detector", default=models.DEFAULT_DETECTOR, choices=models.DETECTORS)

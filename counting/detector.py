@@ -95,11 +95,17 @@ def _register_train_local(commands: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed")
     parser.add_argument("--label-attribute", help="the manifest's label attribute, if several")
-    parser.add_argument("--minutes", type=float, metavar="N", help="training time budget")
-    parser.add_argument("--detector", default="fasterrcnn_mobilenet_v3_large_fpn")
-    parser.add_argument("--image-size", type=int, default=512, metavar="PX")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--minutes", type=_positive(float), metavar="N", help="training time budget"
+    )
+    # COCO_WEIGHTS names every detector detector.models builds (tests/detector checks it),
+    # without importing torch to build the parser.
+    parser.add_argument(
+        "--detector", default="fasterrcnn_mobilenet_v3_large_fpn", choices=sorted(COCO_WEIGHTS)
+    )
+    parser.add_argument("--image-size", type=_positive(int), default=512, metavar="PX")
+    parser.add_argument("--epochs", type=_positive(int), default=30)
+    parser.add_argument("--batch-size", type=_positive(int), default=4)
     parser.add_argument(
         "--weights", type=Path, metavar="FILE", help="torchvision's COCO weights (.pth)"
     )
@@ -381,6 +387,22 @@ def _scenes(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of ``kind`` above 0."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _require_torch(modules: Sequence[str] = ("torch", "torchvision")) -> None:

@@ -71,7 +71,6 @@ class Channels:
     images: Path
     weights: Path | None
     model: Path
-    output: Path | None  # where SageMaker reads the failure reason
 
 
 def parse_hyperparameters(argv: Sequence[str]) -> Hyperparameters:
@@ -98,6 +97,8 @@ def parse_hyperparameters(argv: Sequence[str]) -> Hyperparameters:
     for name in ("num_classes", "image_size", "epochs", "batch_size", "max_detections"):
         if getattr(args, name) < 1:
             parser.error(f"{name} must be at least 1, got {getattr(args, name)}")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        parser.error(f"learning_rate must be above 0, got {args.learning_rate}")
     learning_rate = args.learning_rate or DEFAULT_LEARNING_RATES[args.optimizer]
     return Hyperparameters(**{**vars(args), "learning_rate": learning_rate})
 
@@ -110,14 +111,12 @@ def channels_from(environ: Mapping[str, str]) -> Channels:
         return Path(value)
 
     weights = environ.get("SM_CHANNEL_WEIGHTS")
-    output = environ.get("SM_OUTPUT_DIR")
     return Channels(
         train=folder("train"),
         validation=folder("validation"),
         images=folder("images"),
         weights=Path(weights) if weights else None,
         model=Path(environ.get("SM_MODEL_DIR", "/opt/ml/model")),
-        output=Path(output) if output else None,
     )
 
 

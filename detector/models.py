@@ -17,6 +17,10 @@ from torch import nn
 from torchvision.models import detection
 
 DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
+# Candidates a model keeps before its final selection: never fewer than the detections it
+# may return, or dense scenes would be capped below max_detections without saying so (the
+# 320 px Faster R-CNN keeps 150 region proposals by default, SSDlite 300 boxes per class).
+MIN_CANDIDATES = 1000
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,11 @@ def build(name: str, *, num_classes: int, image_size: int, max_detections: int) 
         "weights_backbone": None,
         "num_classes": num_classes + 1,
     }
+    candidates = max(MIN_CANDIDATES, max_detections)
     if name.startswith("ssdlite"):
-        model = kind.builder(**common, detections_per_img=max_detections)
+        model = kind.builder(
+            **common, detections_per_img=max_detections, topk_candidates=candidates
+        )
         # SSDlite is built for 320 x 320 inputs; its anchors are fractions of the image, so
         # another square size only changes the resolution it sees.
         transform: Any = model.transform  # a GeneralizedRCNNTransform (torchvision is untyped)
@@ -65,6 +72,8 @@ def build(name: str, *, num_classes: int, image_size: int, max_detections: int) 
         box_detections_per_img=max_detections,
         min_size=image_size,
         max_size=image_size,
+        rpn_pre_nms_top_n_test=candidates,
+        rpn_post_nms_top_n_test=candidates,
     )
 
 

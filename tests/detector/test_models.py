@@ -36,6 +36,26 @@ def test_ssdlite_is_resized_to_the_image_size_and_capped():
     assert model.head.classification_head.num_columns == 3
 
 
+def test_the_320_px_faster_rcnn_keeps_enough_proposals_for_its_cap():
+    model = models.build(
+        "fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=1, image_size=320, max_detections=1500
+    )
+
+    # torchvision's default for this model is 150 proposals: 150 objects at most.
+    assert model.rpn._pre_nms_top_n["testing"] == 1500
+    assert model.rpn._post_nms_top_n["testing"] == 1500
+    assert model.roi_heads.detections_per_img == 1500
+
+
+def test_ssdlite_keeps_at_least_1000_candidates_per_class():
+    model = models.build(
+        "ssdlite320_mobilenet_v3_large", num_classes=1, image_size=320, max_detections=500
+    )
+
+    # torchvision's default is 300 per class, below this cap of 500.
+    assert model.topk_candidates == 1000
+
+
 def test_an_unknown_detector_is_named_with_the_choices():
     with pytest.raises(ValueError, match="unknown detector 'yolo': one of fasterrcnn_mobilenet"):
         models.build("yolo", num_classes=1, image_size=320, max_detections=10)

@@ -235,3 +235,53 @@ def test_without_torch_the_commands_say_how_to_install_it():
 
     assert str(raised.value) == MISSING_TORCH
     assert "make detector" in MISSING_TORCH
+
+
+def test_coco_weights_start_the_training_with_batch_norm_kept_as_loaded(trained, tmp_path):
+    import torch
+
+    from detector import models
+
+    coco = models.build(
+        "fasterrcnn_mobilenet_v3_large_fpn", num_classes=90, image_size=128, max_detections=10
+    )
+    state = coco.state_dict()
+    statistic, scale = "backbone.body.0.1.running_mean", "backbone.body.0.1.weight"
+    state[statistic] = torch.full_like(state[statistic], 0.5)
+    state[scale] = torch.full_like(state[scale], 2.0)
+    (tmp_path / "weights").mkdir()
+    torch.save(state, tmp_path / "weights" / "coco-made.pth")
+    channels = {name: tmp_path / name for name in ("train", "validation", "model")}
+    for folder in channels.values():
+        folder.mkdir()
+    lines = trained["files"].manifest.read_text().splitlines()
+    (channels["train"] / "train.manifest").write_text("\n".join(lines[1:3]) + "\n")
+    (channels["validation"] / "validation.manifest").write_text(lines[3] + "\n")
+    environ = {
+        "SM_CHANNEL_TRAIN": str(channels["train"]),
+        "SM_CHANNEL_VALIDATION": str(channels["validation"]),
+        "SM_CHANNEL_IMAGES": str(trained["files"].images),
+        "SM_CHANNEL_WEIGHTS": str(tmp_path / "weights"),
+        "SM_MODEL_DIR": str(channels["model"]),
+    }
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = train.main(
+            [
+                "--label_attribute", "scenes", "--num_classes", "4", "--image_size", "128",
+                "--epochs", "1", "--batch_size", "2",
+                "--checkpoint_dir", str(tmp_path / "checkpoints"),
+            ],
+            environ,
+        )  # fmt: skip
+
+    assert status == 0
+    assert (
+        "weights: coco-made.pth; trained afresh: roi_heads.box_predictor.bbox_pred.bias, "
+        "roi_heads.box_predictor.bbox_pred.weight, roi_heads.box_predictor.cls_score.bias, "
+        "roi_heads.box_predictor.cls_score.weight"
+    ) in out.getvalue()
+    trained_state = torch.load(channels["model"] / "model.pth", weights_only=True)
+    # Frozen as torchvision fine-tunes Faster R-CNN: statistics and scales as loaded.
+    assert torch.all(trained_state[statistic] == 0.5)
+    assert torch.all(trained_state[scale] == 2.0)

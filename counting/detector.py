@@ -168,9 +168,11 @@ def _train_local(args: argparse.Namespace) -> int:
     _require_torch()
     from detector import train
 
+    if not args.images.is_dir():
+        raise InputError(f"{args.images}: not a folder")
     with tempfile.TemporaryDirectory(prefix="counting-detector-") as scratch:
         folder = Path(scratch)
-        channels = {name: folder / name for name in ("train", "validation", "model", "output")}
+        channels = {name: folder / name for name in ("train", "validation", "model")}
         for path in channels.values():
             path.mkdir()
         label_attribute, num_classes = _write_channels(

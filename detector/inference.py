@@ -59,7 +59,8 @@ def model_fn(model_dir: str) -> LoadedModel:
 
 def input_fn(body: bytes, content_type: str) -> bytes:
     """The image as sent: it is decoded in ``predict_fn``, straight to the model's size."""
-    if content_type not in IMAGE_CONTENT_TYPES:
+    # "image/jpeg; charset=binary" is image/jpeg: parameters say nothing about the pixels.
+    if content_type.split(";", 1)[0].strip().lower() not in IMAGE_CONTENT_TYPES:
         served = ", ".join(sorted(IMAGE_CONTENT_TYPES))
         raise ValueError(f"content type {content_type!r} is not served: send {served}")
     return bytes(body)

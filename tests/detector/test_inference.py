@@ -79,6 +79,12 @@ def test_the_counters_parser_reads_the_answer(make_image: MakeImage):
     assert count_detections(detections, threshold=0.6).count == 1
 
 
+def test_a_content_type_with_parameters_is_still_an_image(make_image: MakeImage):
+    response, _ = answer(make_image("JPEG", (200, 100)), "Image/JPEG; q=1", image_size=512)
+
+    assert response["prediction"][1] == [1, 0.5, 0.05, 0.2, 0.55, 0.7]
+
+
 def test_other_content_types_are_refused_by_name():
     with pytest.raises(ValueError, match=r"^content type 'text/csv' is not served: send "):
         inference.input_fn(b"1,2,3", "text/csv")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,24 @@ def trained(tmp_path_factory):
     )  # fmt: skip
     assert status == 0, err
     return {"files": files, "model": model, "out": json.loads(out), "log": err, "folder": folder}
+
+
+def sagemaker_channels(
+    folder: Path, files: scenes.SceneFiles, *, train: tuple[int, int], validation: int
+) -> dict[str, str]:
+    """SM_* variables for channels holding the scenes' manifest lines ``train`` (a range)
+    and ``validation`` (one line), as SageMaker sets them."""
+    lines = files.manifest.read_text().splitlines()
+    for name, chosen in (("train", lines[slice(*train)]), ("validation", [lines[validation]])):
+        (folder / name).mkdir()
+        (folder / name / f"{name}.manifest").write_text("\n".join(chosen) + "\n")
+    (folder / "model").mkdir()
+    return {
+        "SM_CHANNEL_TRAIN": str(folder / "train"),
+        "SM_CHANNEL_VALIDATION": str(folder / "validation"),
+        "SM_CHANNEL_IMAGES": str(files.images),
+        "SM_MODEL_DIR": str(folder / "model"),
+    }
 
 
 def test_the_model_tarball_is_laid_out_as_the_inference_container_loads_it(trained):
@@ -161,18 +180,7 @@ def test_the_shipped_train_py_runs_and_a_second_run_resumes_from_its_checkpoint(
     source.write_source_tarball(tmp_path / "sourcedir.tar.gz")
     with tarfile.open(tmp_path / "sourcedir.tar.gz") as archive:
         archive.extractall(code, filter="data")
-    channels = {name: tmp_path / name for name in ("train", "validation", "model")}
-    for folder in channels.values():
-        folder.mkdir()
-    lines = trained["files"].manifest.read_text().splitlines()
-    (channels["train"] / "train.manifest").write_text("\n".join(lines[1:4]) + "\n")
-    (channels["validation"] / "validation.manifest").write_text(lines[4] + "\n")
-    environ = {
-        "SM_CHANNEL_TRAIN": str(channels["train"]),
-        "SM_CHANNEL_VALIDATION": str(channels["validation"]),
-        "SM_CHANNEL_IMAGES": str(trained["files"].images),
-        "SM_MODEL_DIR": str(channels["model"]),
-    }
+    environ = sagemaker_channels(tmp_path, trained["files"], train=(1, 4), validation=4)
     hyperparameters = [
         "--label_attribute", "scenes", "--num_classes", "4",
         "--detector", "ssdlite320_mobilenet_v3_large", "--image_size", "128",
@@ -195,7 +203,7 @@ def test_the_shipped_train_py_runs_and_a_second_run_resumes_from_its_checkpoint(
     assert "checkpoint: resuming after epoch 1" in out.getvalue()
     assert "trained 2 of 2 epoch(s)" in out.getvalue()
     assert len(MAP_LINE.findall(out.getvalue())) == 1  # only the epoch left to train
-    assert (channels["model"] / "code" / "inference.py").is_file()
+    assert (tmp_path / "model" / "code" / "inference.py").is_file()
 
 
 def test_a_misspelt_hyperparameter_stops_the_job():
@@ -251,19 +259,8 @@ def test_coco_weights_start_the_training_with_batch_norm_kept_as_loaded(trained,
     state[scale] = torch.full_like(state[scale], 2.0)
     (tmp_path / "weights").mkdir()
     torch.save(state, tmp_path / "weights" / "coco-made.pth")
-    channels = {name: tmp_path / name for name in ("train", "validation", "model")}
-    for folder in channels.values():
-        folder.mkdir()
-    lines = trained["files"].manifest.read_text().splitlines()
-    (channels["train"] / "train.manifest").write_text("\n".join(lines[1:3]) + "\n")
-    (channels["validation"] / "validation.manifest").write_text(lines[3] + "\n")
-    environ = {
-        "SM_CHANNEL_TRAIN": str(channels["train"]),
-        "SM_CHANNEL_VALIDATION": str(channels["validation"]),
-        "SM_CHANNEL_IMAGES": str(trained["files"].images),
-        "SM_CHANNEL_WEIGHTS": str(tmp_path / "weights"),
-        "SM_MODEL_DIR": str(channels["model"]),
-    }
+    environ = sagemaker_channels(tmp_path, trained["files"], train=(1, 3), validation=3)
+    environ["SM_CHANNEL_WEIGHTS"] = str(tmp_path / "weights")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = train.main(
@@ -281,7 +278,7 @@ def test_coco_weights_start_the_training_with_batch_norm_kept_as_loaded(trained,
         "roi_heads.box_predictor.bbox_pred.weight, roi_heads.box_predictor.cls_score.bias, "
         "roi_heads.box_predictor.cls_score.weight"
     ) in out.getvalue()
-    trained_state = torch.load(channels["model"] / "model.pth", weights_only=True)
+    trained_state = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
     # Frozen as torchvision fine-tunes Faster R-CNN: statistics and scales as loaded.
     assert torch.all(trained_state[statistic] == 0.5)
     assert torch.all(trained_state[scale] == 2.0)

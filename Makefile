@@ -39,9 +39,10 @@ RUNTIME_STAMP := $(RUNTIME_VENV)/.deps
 
 SYNTH_STAMP := $(VENV)/.synth-deps
 DEV_STAMP := $(VENV)/.dev-deps
+DETECTOR_STAMP := $(VENV)/.detector-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test unit test-runtime lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
+.PHONY: help synth test unit test-runtime test-detector detector bench-detector lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +59,12 @@ $(DEV_STAMP): requirements-dev.txt requirements.txt constraints.txt | $(VENV)/bi
 	$(PIP_INSTALL) -r requirements-dev.txt -c constraints.txt
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $@ $(SYNTH_STAMP)
+
+# torch and torchvision for the detector's CPU training and prediction here: gigabytes, so
+# never part of make synth or the dev install.
+$(DETECTOR_STAMP): requirements-detector.txt constraints.txt | $(DEV_STAMP)
+	$(PIP_INSTALL) -r requirements-detector.txt -c constraints.txt
+	touch $@
 
 $(CHECKOV): constraints-checkov.txt
 	$(PYTHON) -m venv .tools/checkov
@@ -77,13 +84,19 @@ synth: $(SYNTH_STAMP) $(NODE_STAMP) ## Synthesize every stack offline into cdk.o
 	$(CDK) synth --quiet
 	@ls cdk.out/*.template.json
 
-test: $(DEV_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test, then checkov
-	$(BIN)/python -m pytest
+test: $(DEV_STAMP) $(DETECTOR_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test, then checkov
+	$(BIN)/python -m pytest --ignore=tests/detector
+	$(MAKE) --no-print-directory test-detector
 	$(MAKE) --no-print-directory test-runtime
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
 
 unit: $(DEV_STAMP) ## The fast loop: the core, CLI, handler and docs tests, nothing synthesized
 	$(BIN)/python -m pytest -m "not synth and not slow" -n auto tests/core tests/cli tests/lambdas tests/docs tests/test_guidelines.py
+
+detector: $(DETECTOR_STAMP) ## Install torch and torchvision: counting detector train-local and predict
+
+test-detector: $(DETECTOR_STAMP) ## The detector tests, torch required (a real CPU training run)
+	REQUIRE_TORCH=1 $(BIN)/python -m pytest -p no:xdist tests/detector
 
 test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
 ifeq ($(RUNTIME_PYTHON),)
@@ -93,7 +106,7 @@ else
 	$(RUNTIME_VENV)/bin/python -m pytest tests/lambdas tests/core
 endif
 
-lint: $(DEV_STAMP) ## ruff lint and format check, import layering (import-linter), types (mypy)
+lint: $(DEV_STAMP) $(DETECTOR_STAMP) ## ruff lint and format check, import layering (import-linter), types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
@@ -116,6 +129,12 @@ bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset 
 	$(BIN)/python bench/bench_counting.py
 	$(BIN)/python bench/bench_manifest.py
 	$(BIN)/python bench/bench_bulk.py
+	@if $(BIN)/python -c 'import torch, torchvision' 2>/dev/null; then \
+		$(MAKE) --no-print-directory bench-detector; \
+	else echo "bench: no torch in $(VENV): run make detector, then make bench-detector"; fi
+
+bench-detector: $(DETECTOR_STAMP) ## Train the detector 10 minutes on this CPU: count MAE, latency, size
+	$(BIN)/python bench/bench_detector.py
 
 snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py

@@ -2,7 +2,7 @@
 
 - Expected values never come from the code under test: in ``assert actual == expected``
   the expected side is written by hand (or read from a hand-checked file), not the result
-  of calling a function of counting_core, counting, lambdas, stacks or tools. Relations
+  of calling a function of counting_core, counting, lambdas, stacks, tools or detector. Relations
   between two runs of the same code (determinism, bytes vs text) state it: either the
   same function is called on both sides, or the line says ``# same code: <why>``.
 - ``pytest.raises`` names the exception expected, never bare ``Exception``.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-PRODUCTION = {"counting_core", "counting", "lambdas", "stacks", "tools"}
+PRODUCTION = {"counting_core", "counting", "lambdas", "stacks", "tools", "detector"}
 TEST_FILES = sorted(TESTS.rglob("test_*.py"))
 
 

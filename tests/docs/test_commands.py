@@ -16,12 +16,16 @@ import pytest
 from counting import build_parser
 from tests.docs.pages import PAGES, ROOT, commands, inline_commands, relative
 
-# (command, sub-command) that call AWS: they are parsed, never run.
+# (command, sub-command) that call AWS, or train and run a model (minutes, and torch from
+# make detector; tests/detector runs them on small scenes): they are parsed, never run.
 NEEDS_AWS = {
     ("invoke",),
     ("labeling", "start"),
     *(("train", command) for command in ("start", "status", "wait", "rollback")),
     ("bulk", "start"),
+    ("detector", "fetch-weights"),
+    ("detector", "train-local"),
+    ("detector", "predict"),
 }
 
 

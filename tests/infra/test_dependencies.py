@@ -17,7 +17,12 @@ from stacks.components.training.image import TABLE
 from stacks.pins import normalized, pinned_versions
 from tests.conftest import ROOT
 
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-runtime.txt")
+REQUIREMENTS = (
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-runtime.txt",
+    "requirements-detector.txt",
+)
 SDK_TABLE = "sagemaker/core/image_uri_config/object-detection.json"
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from counting.train import STATE_MACHINE_ARN, stage_of, start_execution
+from counting.options import stage_of
+from counting.train import STATE_MACHINE_ARN, start_execution
 from counting_core import stage_names
 from counting_core.errors import InputError
 from counting_core.manifest import split_s3_uri

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from counting.options import bucket_name
 from counting_core import manifest
 from counting_core.errors import InputError
 from counting_core.image_formats import detect_format
@@ -336,6 +337,7 @@ def _unpack_model(archive_path: Path, folder: Path) -> None:
 def _fetch_weights(args: argparse.Namespace) -> int:
     from counting import aws
 
+    bucket = bucket_name(args.bucket)
     published = COCO_WEIGHTS[args.detector]
     with tempfile.TemporaryDirectory(prefix="counting-weights-") as scratch:
         path = args.file if args.file is not None else _download(published, Path(scratch))
@@ -350,11 +352,11 @@ def _fetch_weights(args: argparse.Namespace) -> int:
         # put_object, not upload_file: a refusal stays a ClientError (one line), and a
         # weights file (75 MB) is far below a single request's 5 GB.
         with (
-            aws.reported(f"s3://{args.bucket}/{key}", doing="upload the weights"),
+            aws.reported(f"s3://{bucket}/{key}", doing="upload the weights"),
             path.open("rb") as body,
         ):
-            s3.put_object(Bucket=args.bucket, Key=key, Body=body)
-    print(json.dumps({"weights": f"s3://{args.bucket}/{key}", "sha256": digest}, indent=2))
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+    print(json.dumps({"weights": f"s3://{bucket}/{key}", "sha256": digest}, indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from counting.options import bucket_name
 from counting_core import evaluation, labeling, layout
 from counting_core.errors import InputError
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _start(args: argparse.Namespace) -> int:
+    args.bucket = bucket_name(args.bucket)
     try:
         request = labeling.parse_request_json(args.request.read_bytes(), bucket=args.bucket)
     except InputError as error:

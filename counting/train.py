@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from counting.options import bucket_name, stage_of
 from counting_core import stage_names
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.manifest import check_label_attribute_name, is_s3_object_uri, split_s3_uri
@@ -111,25 +112,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def execution_name(now: datetime) -> str:
     """Unique and readable: ``cli-<UTC time>-<8 hex digits>`` (names cannot be reused)."""
     return f"cli-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def bucket_name(value: str, *, option: str = "--bucket") -> str:
-    """A bucket given by name or as ``s3://name`` (``/`` after it allowed)."""
-    location = split_s3_uri(value if value.startswith("s3://") else f"s3://{value}")
-    if location is None or location[1]:
-        raise InputError(f"{option}: {value!r} is not a bucket name or s3://bucket URI")
-    return location[0]
-
-
-def stage_of(bucket: str, *, option: str) -> stage_names.Stage:
-    """The stage whose data bucket ``bucket`` is; InputError naming ``option`` if none."""
-    stage = stage_names.stage_of_data_bucket(bucket)
-    if stage is None:
-        raise InputError(
-            f"{option}: {bucket} is not named like an app's data bucket "
-            "(<project>-<stage>-data-<account>-<region>); give --state-machine-arn"
-        )
-    return stage
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -34,12 +34,13 @@ def objects(s3) -> list[str]:
     return [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
 
 
-def test_a_valid_request_is_uploaded_under_requests(cli, s3, tmp_path):
+@pytest.mark.parametrize("bucket", [BUCKET, f"s3://{BUCKET}", f"s3://{BUCKET}/"])
+def test_a_valid_request_is_uploaded_under_requests(cli, s3, tmp_path, bucket):
     path = tmp_path / "request.json"
     path.write_text(json.dumps(REQUEST))
 
     status, out, err = cli(
-        "labeling", "start", "--bucket", BUCKET, "--request", path, "--region", REGION
+        "labeling", "start", "--bucket", bucket, "--request", path, "--region", REGION
     )
 
     assert (status, err) == (0, "")

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from counting import aws
 from counting import train as train_cli
+from counting.options import bucket_name
 from counting_core.errors import InputError
 
 REGION = "eu-west-1"
@@ -176,12 +177,12 @@ def test_status_refuses_what_is_not_an_execution_arn(cli):
     [(BUCKET, BUCKET), (f"s3://{BUCKET}", BUCKET), (f"s3://{BUCKET}/", BUCKET)],
 )
 def test_a_bucket_is_given_by_name_or_as_an_s3_uri(given, bucket):
-    assert train_cli.bucket_name(given) == bucket
+    assert bucket_name(given) == bucket
 
 
 @pytest.mark.parametrize("given", [f"s3://{BUCKET}/training/", "my bucket", "s3://"])
 def test_what_is_not_a_bucket_is_refused_in_one_line(given):
     with pytest.raises(InputError) as caught:
-        train_cli.bucket_name(given)
+        bucket_name(given)
 
     assert str(caught.value) == f"--bucket: {given!r} is not a bucket name or s3://bucket URI"

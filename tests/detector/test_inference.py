@@ -70,13 +70,15 @@ def test_an_image_larger_than_the_model_size_is_shrunk_first(make_image: MakeIma
 def test_the_counters_parser_reads_the_answer(make_image: MakeImage):
     response, _ = answer(make_image("PNG", (200, 100)), "application/x-image", image_size=512)
 
-    detections = parse_response(json.dumps(response))
+    parsed = parse_response(json.dumps(response))
 
-    assert detections == [
+    assert parsed.detections == [
         Detection(0, 0.9, 0.0, 0.0, 1.0, 1.0),
         Detection(1, 0.5, 0.05, 0.2, 0.55, 0.7),
     ]
-    assert count_detections(detections, threshold=0.6).count == 1
+    # Two boxes under a cap of 1,000: not capped.
+    assert (parsed.max_detections, parsed.capped) == (1000, False)
+    assert count_detections(parsed.detections, threshold=0.6).count == 1
 
 
 def test_a_content_type_with_parameters_is_still_an_image(make_image: MakeImage):

@@ -126,9 +126,14 @@ def test_predictions_are_read_by_counting_evaluate_and_counting_count(trained, t
         "count", responses / "scene-00100.jpg.out", "--threshold", "0.2",
         "--class-map", held_out.class_map,
     )  # fmt: skip
-    assert (status, err) == (0, "")
+    # A model trained for seconds may fill its whole cap with weak boxes: the count then
+    # says so (capped), as it must for any answer holding max_detections boxes.
+    capped = len(response["prediction"]) == response["max_detections"]
+    assert status == 0
+    assert err.startswith("counting: warning: capped:") if capped else err == ""
     scored = [row for row in response["prediction"] if row[1] >= 0.2]
     assert json.loads(out)["count"] == len(scored)
+    assert json.loads(out)["capped"] is capped
 
 
 def test_predict_runs_the_models_own_code_not_the_projects(trained, tmp_path):

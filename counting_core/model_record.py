@@ -41,6 +41,10 @@ class ActiveModel(BaseModel):
     # The model's input side in pixels (the `image_shape` hyperparameter it was trained with);
     # None in records written before it was recorded: DEFAULT_IMAGE_SHAPE is assumed.
     image_shape: int | None = Field(None, ge=1)
+    # What trained and serves the model (stacks/config.py training.algorithm, training.detector);
+    # records written before these were recorded are the built-in algorithm's.
+    algorithm: Literal["builtin", "torchvision"] = "builtin"
+    detector: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

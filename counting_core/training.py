@@ -29,15 +29,24 @@ TRAIN_FILE = "train.manifest"
 VALIDATION_FILE = "validation.manifest"
 #: The validation images as Batch Transform reads them (``transform_manifest``).
 VALIDATION_IMAGES_FILE = "validation-images.manifest"
+#: Every image of the run (train and validation), in the same format: the torchvision training
+#: job's ``images`` channel (a ManifestFile in File mode puts each image at its key below
+#: the manifest's prefix, as detector/train.py looks them up).
+IMAGES_FILE = "images.manifest"
 REPORT_FILE = "data-report.json"
-#: Under ``model_folder(run)``: the Batch Transform answers, the count evaluation and its plot.
+#: Under ``model_folder(run)``: the Batch Transform answers (the run's model's, and the active
+#: model's on the same images), the count evaluation and its plot.
 PREDICTIONS_FOLDER = "predictions/"
+CHAMPION_PREDICTIONS_FOLDER = "champion-predictions/"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
 
 #: Object Detection hyperparameters that come from the data, not from the configuration.
 #: https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
 DATA_HYPERPARAMETERS = ("num_classes", "num_training_samples", "label_width")
+#: torchvision's (detector/train.py) that the data or other settings decide: the class count
+#: and label attribute from Prepare, where the images lie, the detector from its setting.
+TORCHVISION_DATA_HYPERPARAMETERS = ("num_classes", "label_attribute", "image_prefix", "detector")
 
 # SageMaker training job, model and endpoint config names: at most 63 characters of
 # letters, digits and hyphens (API reference: CreateTrainingJob, TrainingJobName).
@@ -93,6 +102,7 @@ class PreparedRun(BaseModel):
     train_manifest_uri: str
     validation_manifest_uri: str
     validation_images_uri: str
+    images_uri: str
     data_report_uri: str
     hyperparameters: dict[str, str]
     figures: dict[str, int]
@@ -129,6 +139,11 @@ def manifest_key(uri: str, bucket: str) -> str:
     return key
 
 
+def data_hyperparameters_of(algorithm: str) -> tuple[str, ...]:
+    """The hyperparameters of ``algorithm`` (``builtin`` or ``torchvision``) no setting may give."""
+    return TORCHVISION_DATA_HYPERPARAMETERS if algorithm == "torchvision" else DATA_HYPERPARAMETERS
+
+
 def image_prefix_uri(bucket: str) -> str:
     """Where every image a run trains or is evaluated on lies."""
     return f"s3://{bucket}/{IMAGE_SOURCE}"
@@ -157,6 +172,7 @@ def prepared_run(
         train_manifest_uri=f"{folder}{TRAIN_FILE}",
         validation_manifest_uri=f"{folder}{VALIDATION_FILE}",
         validation_images_uri=f"{folder}{VALIDATION_IMAGES_FILE}",
+        images_uri=f"{folder}{IMAGES_FILE}",
         data_report_uri=f"{folder}{REPORT_FILE}",
         hyperparameters=data_hyperparameters(split),
         figures=figures,
@@ -164,8 +180,9 @@ def prepared_run(
 
 
 def transform_manifest(source_refs: Iterable[str], prefix: str) -> str:
-    """Batch Transform's input manifest (``manifest.transform_manifest_chunks``) for the
-    run's validation images, all under ``prefix`` (``s3://bucket/folder/``)."""
+    """A ManifestFile (``manifest.transform_manifest_chunks``) listing images all under
+    ``prefix`` (``s3://bucket/folder/``): Batch Transform's input (the run's validation
+    images) and the torchvision training job's ``images`` channel (all the run's images)."""
     keys = []
     for source_ref in source_refs:
         if not source_ref.startswith(prefix) or source_ref == prefix:

@@ -25,6 +25,8 @@ WRITTEN = {
     "evaluation_uri": "s3://bucket/training/models/run/evaluation.json",
     "deployed_at": "2026-11-26T18:02:11.512Z",
     "image_shape": 512,
+    "algorithm": "torchvision",
+    "detector": "fasterrcnn_mobilenet_v3_large_fpn",
 }
 
 
@@ -38,6 +40,16 @@ def test_a_record_written_before_image_shape_still_reads():
     older = {name: value for name, value in WRITTEN.items() if name != "image_shape"}
 
     assert ActiveModel.model_validate(older).image_shape is None
+
+
+def test_a_record_written_before_the_algorithm_was_recorded_is_the_builtin_ones():
+    older = {
+        name: value for name, value in WRITTEN.items() if name not in ("algorithm", "detector")
+    }
+
+    record = ActiveModel.model_validate(older)
+
+    assert (record.algorithm, record.detector) == ("builtin", None)
 
 
 def test_a_record_from_a_newer_writer_still_reads():

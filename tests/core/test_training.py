@@ -84,6 +84,7 @@ def test_a_prepared_run_names_its_files_and_carries_the_data_hyperparameters():
         "trainManifestUri": f"s3://{BUCKET}/training/manifests/r/train.manifest",
         "validationManifestUri": f"s3://{BUCKET}/training/manifests/r/validation.manifest",
         "validationImagesUri": f"s3://{BUCKET}/training/manifests/r/validation-images.manifest",
+        "imagesUri": f"s3://{BUCKET}/training/manifests/r/images.manifest",
         "dataReportUri": f"s3://{BUCKET}/training/manifests/r/data-report.json",
         "hyperparameters": {"num_classes": "2", "num_training_samples": "3", "label_width": "352"},
         "figures": split.figures(),

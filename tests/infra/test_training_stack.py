@@ -1,4 +1,8 @@
-"""The training stack: the training job's parameters, IAM, logging, starts and the gates."""
+"""The training stack: the training job's parameters, IAM, logging, starts and the gates.
+
+The built-in algorithm's training job and image are checked here (``builtin``); the torchvision
+job, its images, channels and IAM in test_torchvision_training.py.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ STACK = f"{PREFIX}-training"
 SAGEMAKER = "arn:aws:sagemaker:us-east-1:123456789012"
 BUCKET_URI = f"s3://{PREFIX}-data-123456789012-us-east-1/"
 PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+BUILTIN = {"counting.training.algorithm": "builtin"}
 
 
 def synthesized(**context) -> tuple[Template, Templates]:
@@ -44,6 +49,16 @@ def template(default) -> Template:
 
 
 @pytest.fixture(scope="module")
+def builtin() -> tuple[Template, Templates]:
+    return synthesized(**BUILTIN)
+
+
+@pytest.fixture(scope="module")
+def builtin_states(builtin) -> dict:
+    return builtin[1].definition(STACK)["States"]
+
+
+@pytest.fixture(scope="module")
 def states(default) -> dict:
     return default[1].definition(STACK)["States"]
 
@@ -62,7 +77,8 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_the_training_job_reads_augmented_manifests_in_pipe_mode(states):
+def test_the_builtin_training_job_reads_augmented_manifests_in_pipe_mode(builtin_states):
+    states = builtin_states
     assert states["Train"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     job = states["Train"]["Parameters"]
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
@@ -79,8 +95,11 @@ def test_the_training_job_reads_augmented_manifests_in_pipe_mode(states):
         assert source["S3Uri.$"] == f"$.prepared.{name}ManifestUri"
 
 
-def test_the_training_job_runs_on_a_gpu_with_spot_checkpoints_and_kms(default, states):
-    _, templates = default
+def test_the_builtin_training_job_runs_on_a_gpu_with_spot_checkpoints_and_kms(
+    builtin, builtin_states
+):
+    _, templates = builtin
+    states = builtin_states
     storage = f"{PREFIX}-storage"
     (key,) = templates.resources(storage, "AWS::KMS::Key")
     key_arn = templates.resolve(storage, {"Fn::GetAtt": [key, "Arn"]})
@@ -118,8 +137,9 @@ def test_without_spot_there_is_no_wait_and_no_checkpoint():
     assert "CheckpointConfig" not in job
 
 
-def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
-    configured = load_config(cdk_context()).training.hyperparameters
+def test_builtin_hyperparameters_are_the_configured_ones_plus_the_data_ones(builtin_states):
+    states = builtin_states
+    configured = load_config(cdk_context(**BUILTIN)).training.hyperparameters
     assert configured  # else only the data ones would be checked
 
     assert states["Train"]["Parameters"]["HyperParameters"] == {
@@ -130,7 +150,8 @@ def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
     }
 
 
-def test_the_built_in_image_comes_from_the_sdk_table_by_region(template):
+def test_the_built_in_image_comes_from_the_sdk_table_by_region(builtin):
+    template, _ = builtin
     mapping = template.to_json()["Mappings"]["ObjectDetectionRegistry"]
     assert mapping == {
         region: {"account": account} for region, account in registry_accounts().items()
@@ -147,7 +168,7 @@ def test_the_built_in_image_comes_from_the_sdk_table_by_region(template):
 
 def test_a_known_region_gets_its_image_without_a_mapping():
     template, templates = synthesized(
-        **{"counting.account": "123456789012", "counting.region": "eu-west-1"}
+        **BUILTIN, **{"counting.account": "123456789012", "counting.region": "eu-west-1"}
     )
     job = templates.definition(STACK)["States"]["Train"]["Parameters"]
 
@@ -158,7 +179,9 @@ def test_a_known_region_gets_its_image_without_a_mapping():
 
 
 def test_a_configured_image_is_used_and_may_be_pulled():
-    template, templates = synthesized(**{"counting.training.image_uri": OWN_TRAINING_IMAGE})
+    template, templates = synthesized(
+        **BUILTIN, **{"counting.training.image_uri": OWN_TRAINING_IMAGE}
+    )
     states = templates.definition(STACK)["States"]
 
     train, create_model = states["Train"]["Parameters"], states["CreateModel"]["Parameters"]
@@ -174,7 +197,7 @@ def test_a_configured_image_is_used_and_may_be_pulled():
 
 
 def test_an_image_outside_ecr_stops_synth():
-    _, stacks = build_app(**{"counting.training.image_uri": "docker.io/library/x:1"})
+    _, stacks = build_app(**BUILTIN, **{"counting.training.image_uri": "docker.io/library/x:1"})
 
     Annotations.from_stack(stacks["training"]).has_error(
         "*", Match.string_like_regexp("training.image_uri: .* is not an Amazon ECR image URI")

@@ -44,6 +44,7 @@ PREPARED = PreparedRun(
     train_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/train.manifest",
     validation_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation.manifest",
     validation_images_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation-images.manifest",
+    images_uri=f"s3://{BUCKET}/training/manifests/{RUN}/images.manifest",
     data_report_uri=f"s3://{BUCKET}/training/manifests/{RUN}/data-report.json",
     hyperparameters={"num_classes": "2", "num_training_samples": "40", "label_width": "350"},
     figures={"num_training_samples": 40, "num_validation_samples": 10},
@@ -272,7 +273,9 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
         count_bias=-0.1,
         evaluation_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.json",
         deployed_at=record.deployed_at,
-        image_shape=512,  # the training image_shape hyperparameter
+        image_shape=512,  # the training image_size hyperparameter
+        algorithm="torchvision",
+        detector="fasterrcnn_mobilenet_v3_large_fpn",
     )
     assert record.deployed_at
     assert run.output == json.loads(record.model_dump_json())
@@ -283,7 +286,7 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
     model = pipeline.sagemaker.describe_model(ModelName=RUN)
     assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     assert model["PrimaryContainer"]["Image"] == (
-        f"811284229777.dkr.ecr.{REGION}.amazonaws.com/object-detection:1"
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
     )
     config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=RUN)
     (variant,) = config["ProductionVariants"]
@@ -307,18 +310,21 @@ def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(
     assert job["TrainingJobName"] == RUN
     assert job["HyperParameters"] == {
         **load_config(cdk_context()).training.hyperparameters,
+        "detector": "fasterrcnn_mobilenet_v3_large_fpn",
+        "image_prefix": f"s3://{BUCKET}/labeling/images/",
         "num_classes": "2",
-        "num_training_samples": "40",
-        "label_width": "350",
+        "label_attribute": "vehicles",
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": job["HyperParameters"]["sagemaker_submit_directory"],
+        "sagemaker_region": REGION,
     }
     channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
     for name, uri in (
         ("train", PREPARED.train_manifest_uri),
         ("validation", PREPARED.validation_manifest_uri),
+        ("images", PREPARED.images_uri),
     ):
-        source = channels[name]["DataSource"]["S3DataSource"]
-        assert source["S3Uri"] == uri
-        assert source["AttributeNames"] == ["source-ref", "vehicles"]
+        assert channels[name]["DataSource"]["S3DataSource"]["S3Uri"] == uri
     assert job["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/training/models/checkpoints/{RUN}/"}
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/training/models/"
 

@@ -18,7 +18,12 @@ from stacks.components.storage import DataStorage
 from stacks.components.training.count_gate import CountGate
 from stacks.components.training.deploy import DeployStep
 from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
-from stacks.components.training.image import algorithm_image
+from stacks.components.training.image import (
+    PYTORCH_INFERENCE,
+    PYTORCH_TRAINING,
+    algorithm_image,
+    pytorch_image,
+)
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PrepareStep
 from stacks.components.training.quality_gate import QualityGate
@@ -51,7 +56,11 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         prefix, settings = config.prefix, config.training
-        image = algorithm_image(self, settings.image_uri)
+        if settings.algorithm == "torchvision":
+            training_image = pytorch_image(self, PYTORCH_TRAINING)
+            serving_image = pytorch_image(self, PYTORCH_INFERENCE)
+        else:
+            training_image = serving_image = algorithm_image(self, settings.image_uri)
         notifications = RunNotifications(self, "Notifications", prefix=prefix, topic=topic)
 
         self.prepare = PrepareStep(
@@ -68,7 +77,7 @@ class TrainingPipeline(Construct):
             prefix=prefix,
             settings=settings,
             storage=storage,
-            image=image,
+            image=training_image,
             notifications=notifications,
         )
         self.record = RecordStep(
@@ -76,7 +85,7 @@ class TrainingPipeline(Construct):
             "Record",
             endpoint_name=config.endpoint_name,
             parameter_name=config.active_model_parameter,
-            image_shape=int(config.training.hyperparameters["image_shape"]),
+            settings=settings,
             notifications=notifications,
         )
         self.deploy = DeployStep(
@@ -86,8 +95,9 @@ class TrainingPipeline(Construct):
             endpoint_name=config.endpoint_name,
             settings=config.inference,
             storage=storage,
-            image=image,
+            image=serving_image,
             image_uri=settings.image_uri,
+            algorithm=settings.algorithm,
             notifications=notifications,
             then=self.record.start,
         )

@@ -38,6 +38,8 @@ REPORT_FILE = "data-report.json"
 #: model's on the same images), the count evaluation and its plot.
 PREDICTIONS_FOLDER = "predictions/"
 CHAMPION_PREDICTIONS_FOLDER = "champion-predictions/"
+#: The active model's Batch Transform job of a run is named ``<run><CHAMPION_JOB_SUFFIX>``.
+CHAMPION_JOB_SUFFIX = "-champion"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
 
@@ -55,8 +57,9 @@ _RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
 _RUN_DIGEST_LENGTH = 6
 #: "-20261126-173000-a1b2c3": what ``run_name`` adds to the prefix.
 RUN_SUFFIX_LENGTH = 1 + len("20261126-173000") + 1 + _RUN_DIGEST_LENGTH
-#: The longest name prefix whose run names still fit SageMaker's limit.
-MAX_PREFIX_LENGTH = MAX_SAGEMAKER_NAME - RUN_SUFFIX_LENGTH
+#: The longest name prefix whose run names, and the champion's transform job named after the
+#: run, still fit SageMaker's limit.
+MAX_PREFIX_LENGTH = MAX_SAGEMAKER_NAME - RUN_SUFFIX_LENGTH - len(CHAMPION_JOB_SUFFIX)
 
 
 class DataNotTrainable(InputError):

@@ -287,10 +287,10 @@ class TrainingSettings(Settings):
         "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
         validate_default=True,
         description="torchvision only: the COCO-pretrained weights file the job starts from, "
-        f"by name under the data bucket's `{layout.DETECTOR_WEIGHTS}` (where `counting detector "
-        "fetch-weights` puts torchvision's published file, whose name starts with the "
+        f"by name under the data bucket's `{layout.DETECTOR_WEIGHTS}` (where the command counting "
+        "detector fetch-weights puts torchvision's published file, whose name starts with the "
         "detector's); `none` trains from scratch. The default is the default detector's "
-        "published file: run `counting detector fetch-weights` once before the first run.",
+        "published file: run counting detector fetch-weights once before the first run.",
     )
     force_deploy: str | None = Field(
         None,

@@ -27,6 +27,8 @@ WRITTEN = {
     "image_shape": 512,
     "algorithm": "torchvision",
     "detector": "fasterrcnn_mobilenet_v3_large_fpn",
+    "champion": None,  # the first model
+    "forced_deploy": None,
 }
 
 
@@ -50,6 +52,25 @@ def test_a_record_written_before_the_algorithm_was_recorded_is_the_builtin_ones(
     record = ActiveModel.model_validate(older)
 
     assert (record.algorithm, record.detector) == ("builtin", None)
+
+
+def test_a_record_says_what_it_replaced_and_why_it_was_forced():
+    # As the state machine writes it: the evaluation's champion figures in camelCase.
+    champion = {
+        "modelName": "object-counting-dev-20261101-090000-0f0f0f",
+        "images": 4,
+        "bestThreshold": 0.05,
+        "mae": 2.0,
+        "wape": 1.0,
+        "bias": -2.0,
+    }
+    written = {**WRITTEN, "champion": champion, "forced_deploy": "rollback of a bad labeling"}
+
+    record = ActiveModel.model_validate_json(json.dumps(written))
+
+    assert record.champion is not None
+    assert (record.champion.model_name, record.champion.mae) == (champion["modelName"], 2.0)
+    assert record.forced_deploy == "rollback of a bad labeling"
 
 
 def test_a_record_from_a_newer_writer_still_reads():

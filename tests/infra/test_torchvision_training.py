@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.components.training.image import pytorch_registry_accounts
+from stacks.components.training.image import PYTORCH_TABLE
 from tests.infra.synth import build_app
 from tests.stepfunctions.template import Templates
 
@@ -241,7 +241,15 @@ def test_the_images_come_from_the_sdk_table_by_region(default):
     template, _, _ = default
     mapping = template.to_json()["Mappings"]["PyTorchRegistry"]
 
-    assert mapping == pytorch_registry_accounts()
+    # The vendored table, read here: PyTorch 2.6.0's training and inference registries, in
+    # the regions that have both.
+    table = json.loads(PYTORCH_TABLE.read_text())
+    training = table["training"]["versions"]["2.6.0"]["registries"]
+    inference = table["inference"]["versions"]["2.6.0"]["registries"]
+    assert mapping == {
+        region: {"training": training[region], "inference": inference[region]}
+        for region in set(training) & set(inference)
+    }
     # Spot checks against the DLC registry table in the SageMaker documentation.
     assert mapping["us-east-1"] == {"training": "763104351884", "inference": "763104351884"}
     assert mapping["ap-east-1"] == {"training": "871362719292", "inference": "871362719292"}

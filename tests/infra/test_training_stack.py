@@ -252,6 +252,8 @@ def test_the_state_machine_reaches_only_this_projects_resources(default):
     assert granted["ssm:PutParameter"] == {
         f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/active-model"
     }
+    # The champion: the active model named in the record.
+    assert granted["ssm:GetParameters"] == granted["ssm:PutParameter"]
     wildcard = sorted(action for action, resources in granted.items() if "*" in resources)
     assert all(action.startswith(("logs:", "xray:")) for action in wildcard), wildcard
 
@@ -370,10 +372,76 @@ def test_after_create_model_the_validation_images_are_counted_on_a_cpu_with_kms(
     assert len(retries) == 2  # a job that ran and failed (States.TaskFailed) is not retried
     (catch,) = task["Catch"]
     assert catch["Next"] == "PredictValidationImagesFailed"
-    # Order: mAP gate -> CreateModel -> transform -> evaluation -> count gate -> endpoint.
+    # Order: mAP gate -> CreateModel -> transform -> the active model's transform (if there
+    # is one) -> evaluation -> count gate -> champion gate -> endpoint.
     assert states["CreateModel"]["Next"] == "PredictValidationImages"
-    assert task["Next"] == "EvaluateCounts"
+    assert task["Next"] == "FindChampion"
+    assert states["FindChampion"]["Next"] == "ChampionFound"
+    (found,) = states["ChampionFound"]["Choices"]
+    assert found == {
+        "Variable": "$.championLookup.values[0]",
+        "IsPresent": True,
+        "Next": "ReadChampion",
+    }
+    assert states["ChampionFound"]["Default"] == "NoChampion"
+    assert states["ReadChampion"]["Next"] == "PredictWithChampion"
+    assert states["PredictWithChampion"]["Next"] == "CompareWithChampion"
+    assert states["CompareWithChampion"]["Next"] == "EvaluateCounts"
+    assert states["NoChampion"]["Next"] == "EvaluateCounts"
     assert states["EvaluateCounts"]["Next"] == "CountGate"
+
+
+def test_the_active_model_counts_the_same_images_in_a_job_of_its_own(states):
+    task = states["PredictWithChampion"]
+    challenger = states["PredictValidationImages"]["Parameters"]
+
+    # The same request but for the job's name, the model and the output folder.
+    assert task["Parameters"] == {
+        **challenger,
+        "TransformJobName.$": "States.Format('{}-champion', $.prepared.runName)",
+        "ModelName.$": "$.champion.record.model_name",
+        "TransformOutput": {
+            **challenger["TransformOutput"],
+            "S3OutputPath.$": (
+                f"States.Format('{BUCKET_URI}training/models/{{}}/champion-predictions/', "
+                "$.prepared.runName)"
+            ),
+        },
+    }
+    assert task["Catch"][0]["Next"] == "PredictWithChampionFailed"
+    # The active-model record, read with GetParameters: a missing one is no error.
+    find = states["FindChampion"]
+    assert find["Resource"] == "arn:aws:states:::aws-sdk:ssm:getParameters"
+    assert find["Parameters"] == {"Names": [f"/{PREFIX}/active-model"]}
+    assert find["ResultSelector"] == {"values.$": "$.Parameters[*].Value"}
+
+
+def test_the_champion_gate_deploys_a_first_model_or_one_no_worse(states):
+    gate = states["ChampionGate"]
+
+    assert gate["Choices"] == [
+        {"Variable": "$.evaluation.champion", "IsNull": True, "Next": "CreateEndpointConfig"},
+        {
+            "Variable": "$.evaluation.mae",
+            "NumericLessThanEqualsPath": "$.evaluation.champion.mae",
+            "Next": "CreateEndpointConfig",
+        },
+    ]
+    assert gate["Default"] == "ChampionNotBeaten"
+    assert states["DescribeActiveModel"]["Parameters"]["champion.$"] == "$.evaluation.champion"
+    assert "forced_deploy" not in states["DescribeActiveModel"]["Parameters"]
+
+
+def test_force_deploy_skips_the_champion_gate_and_is_recorded():
+    reason = "the active model was trained on mislabeled images"
+    _, templates = synthesized(**{"counting.training.force_deploy": reason})
+    states = templates.definition(STACK)["States"]
+
+    assert "ChampionGate" not in states
+    assert states["CountGate"]["Choices"][0]["Next"] == "CreateEndpointConfig"
+    assert states["DescribeActiveModel"]["Parameters"]["forced_deploy"] == reason
+    # The active model is still measured, its figures recorded.
+    assert "PredictWithChampion" in states
 
 
 def resolved_parameters(parameters: dict, values: dict[str, str]) -> dict:
@@ -422,7 +490,7 @@ def test_the_transform_task_matches_botocores_create_transform_job(states):
 def test_the_count_gate_refuses_above_the_maximum_by_default(states):
     gate = states["CountGate"]
     (choice,) = gate["Choices"]
-    assert choice["Next"] == "CreateEndpointConfig"
+    assert choice["Next"] == "ChampionGate"
     assert choice["And"] == [
         {"Variable": "$.evaluation.wape", "IsNumeric": True},
         {"Variable": "$.evaluation.wape", "NumericLessThanEquals": 0.25},
@@ -434,7 +502,7 @@ def test_without_a_maximum_the_count_gate_is_off():
     _, templates = synthesized(**{"counting.training.max_count_wape": "null"})
     states = templates.definition(STACK)["States"]
 
-    assert states["EvaluateCounts"]["Next"] == "CreateEndpointConfig"
+    assert states["EvaluateCounts"]["Next"] == "ChampionGate"
     assert "CountGate" not in states
     assert "CountGateNotMet" not in states
 
@@ -451,7 +519,10 @@ def test_the_model_role_reads_the_validation_images_and_writes_the_predictions(t
         "/training/manifests/*",
     ]
     assert granted["WriteTransformResults"]["Action"] == "s3:PutObject"
-    assert objects(granted["WriteTransformResults"]) == ["/training/models/*/predictions/*"]
+    assert sorted(objects(granted["WriteTransformResults"])) == [
+        "/training/models/*/champion-predictions/*",
+        "/training/models/*/predictions/*",
+    ]
     assert sorted(granted["UseTheDataKeyForTransforms"]["Action"]) == [
         "kms:CreateGrant",
         "kms:Decrypt",
@@ -478,9 +549,10 @@ def test_the_evaluation_function_has_pillow_and_reads_only_run_folders(template)
         "StringLike": {"s3:prefix": "training/models/*"}
     }
     assert granted["ReadPredictions"]["Action"] == "s3:GetObject"
-    assert granted["ReadPredictions"]["Resource"]["Fn::Join"][1][-1] == (
-        "/training/models/*/predictions/*"
-    )
+    assert sorted(r["Fn::Join"][1][-1] for r in granted["ReadPredictions"]["Resource"]) == [
+        "/training/models/*/champion-predictions/*",
+        "/training/models/*/predictions/*",
+    ]
     assert granted["WriteEvaluations"]["Action"] == "s3:PutObject"
     # evaluation.json and evaluation.png, nothing else.
     assert granted["WriteEvaluations"]["Resource"]["Fn::Join"][1][-1] == (

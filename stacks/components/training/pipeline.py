@@ -1,5 +1,6 @@
 """The training state machine: Prepare -> Train -> quality gate -> CreateModel -> Evaluate
-(Batch Transform + count error) -> count gate -> endpoint -> Record.
+(Batch Transform of the new and of the active model + count errors) -> count gate ->
+champion gate -> endpoint -> Record.
 
 Each step is its own construct (this package's modules); this one wires them in order,
 gives the state machine its role, an encrypted log group at level ALL and X-Ray tracing.
@@ -15,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.storage import DataStorage
+from stacks.components.training.champion_gate import ChampionGate
 from stacks.components.training.count_gate import CountGate
 from stacks.components.training.deploy import DeployStep
 from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
@@ -42,7 +44,7 @@ class TrainingPipeline(Construct):
     """Attributes:
     state_machine: ``<prefix>-training``.
     log_group: its execution log (KMS-encrypted).
-    prepare, train, gate, deploy, evaluation, count_gate, record: the steps.
+    prepare, train, gate, deploy, evaluation, count_gate, champion_gate, record: the steps.
     """
 
     def __init__(
@@ -101,12 +103,19 @@ class TrainingPipeline(Construct):
             notifications=notifications,
             then=self.record.start,
         )
+        self.champion_gate = ChampionGate(
+            self,
+            "ChampionGate",
+            force_deploy=settings.force_deploy,
+            notifications=notifications,
+            then=self.deploy.endpoint,
+        )
         self.count_gate = CountGate(
             self,
             "CountGate",
             max_count_wape=settings.max_count_wape,
             notifications=notifications,
-            then=self.deploy.endpoint,
+            then=self.champion_gate.start,
         )
         self.evaluation = EvaluationStep(
             self,
@@ -115,6 +124,7 @@ class TrainingPipeline(Construct):
             instance_type=settings.evaluation_instance_type,
             storage=storage,
             model_role=self.deploy.model_role,
+            active_model_parameter=config.active_model_parameter,
             notifications=notifications,
             then=self.count_gate.start,
         )

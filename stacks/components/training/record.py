@@ -62,6 +62,10 @@ class RecordStep(Construct):
             "image_shape": settings.image_shape,
             "algorithm": settings.algorithm,
             "detector": settings.detector if settings.algorithm == "torchvision" else None,
+            # The active model it replaced, measured on the same images (null for the first).
+            "champion": sfn.JsonPath.object_at(f"{EVALUATION}.champion"),
+            # Why it was deployed without the champion comparison, if it was.
+            "forced_deploy": settings.force_deploy,
         }
         unknown = set(record) - set(ActiveModel.model_fields)
         if unknown:

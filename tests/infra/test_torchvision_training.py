@@ -94,6 +94,8 @@ def test_the_hyperparameters_are_the_contracts_and_script_modes(known_region):
     job = known_region["Train"]["Parameters"]
 
     assert job["HyperParameters"] == {
+        # 24 hours of max_runtime_hours, less 30 minutes to evaluate, save and upload.
+        "max_minutes": "1410",
         "image_size": "512",
         "epochs": "30",
         "batch_size": "8",
@@ -108,6 +110,22 @@ def test_the_hyperparameters_are_the_contracts_and_script_modes(known_region):
         "sagemaker_submit_directory": f"/opt/ml/input/data/code/{code_key(known_region)}",
         "sagemaker_region": "eu-west-1",
     }
+
+
+def test_a_time_budget_given_in_the_hyperparameters_wins():
+    _, templates, _ = synthesized(
+        **{
+            "counting.training.max_runtime_hours": "2",
+            "counting.training.hyperparameters": '{"max_minutes": "60"}',
+        }
+    )
+    job = templates.definition(STACK)["States"]["Train"]["Parameters"]
+
+    assert job["HyperParameters"]["max_minutes"] == "60"
+    _, templates, _ = synthesized(**{"counting.training.max_runtime_hours": "2"})
+    job = templates.definition(STACK)["States"]["Train"]["Parameters"]
+
+    assert job["HyperParameters"]["max_minutes"] == "90"  # 2 hours less 30 minutes
 
 
 def test_every_channel_is_a_file_channel_of_the_runs_data_the_weights_and_the_code(

@@ -375,6 +375,7 @@ def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(
     ((job,),) = [run.requests("Train")]
     assert job["TrainingJobName"] == RUN
     assert job["HyperParameters"] == {
+        "max_minutes": "1410",  # max_runtime_hours (24) less 30 minutes
         **load_config(cdk_context()).training.hyperparameters,
         "detector": "fasterrcnn_mobilenet_v3_large_fpn",
         "image_prefix": f"s3://{BUCKET}/labeling/images/",

@@ -57,6 +57,10 @@ METRIC_DEFINITIONS = [
     {"Name": METRIC, "Regex": "validation:mAP=([0-9.]+)"},
     {"Name": "train:loss", "Regex": "train:loss=([0-9.]+)"},
 ]
+# detector/train.py stops training at its time budget (max_minutes), then evaluates and saves
+# the model; a job stopped at MaxRuntimeInSeconds instead fails and saves nothing. The budget
+# leaves this much of the runtime for the last evaluation, the save and the upload.
+RUNTIME_MARGIN_MINUTES = 30
 # Script mode: the script to run from the unpacked source directory.
 # https://github.com/aws/sagemaker-training-toolkit/blob/master/src/sagemaker_training/params.py
 ENTRY_POINT = "train.py"
@@ -220,6 +224,7 @@ class TrainStep(Construct):
                 "MetricDefinitions": METRIC_DEFINITIONS,
             },
             "HyperParameters": {
+                "max_minutes": str(settings.max_runtime_hours * 60 - RUNTIME_MARGIN_MINUTES),
                 **configured,
                 "detector": settings.detector,
                 "image_prefix": training.image_prefix_uri(storage.bucket_name),

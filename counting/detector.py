@@ -31,17 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from counting.options import bucket_name
-from counting_core import manifest
+from counting_core import layout, manifest, training
 from counting_core.errors import InputError
 from counting_core.image_formats import detect_format
 from detector.weights import COCO_WEIGHTS, PublishedWeights, sha256
 
-# The data bucket's prefix for COCO weights files: counting_core.layout.DETECTOR_WEIGHTS,
-# which the training stack's change adds (this value until then).
-WEIGHTS_PREFIX = "training/weights/"
-# Prepare's defaults (stacks/config.py: training.validation_fraction and split_seed).
-DEFAULT_VALIDATION_FRACTION = 0.2
-DEFAULT_SEED = 42
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 RESPONSE_SUFFIX = ".out"
 DOWNLOAD_CHUNK = 1 << 20
@@ -93,8 +87,12 @@ def _register_train_local(commands: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--images", required=True, type=Path, metavar="DIR")
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL.tar.gz")
     parser.add_argument("--validation-manifest", type=Path, metavar="V")
-    parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed")
+    parser.add_argument(
+        "--validation-fraction", type=float, default=training.DEFAULT_VALIDATION_FRACTION
+    )
+    parser.add_argument(
+        "--seed", type=int, default=training.DEFAULT_SPLIT_SEED, help="split and training seed"
+    )
     parser.add_argument("--label-attribute", help="the manifest's label attribute, if several")
     parser.add_argument(
         "--minutes", type=_positive(float), metavar="N", help="training time budget"
@@ -136,7 +134,8 @@ def _register_fetch_weights(commands: argparse._SubParsersAction[argparse.Argume
         description=(
             "Download the detector's COCO-pretrained weights file that torchvision publishes "
             "(or take --file), check its SHA-256 against the prefix in its published name, and "
-            f"upload it to s3://BUCKET/{WEIGHTS_PREFIX}<file name>, where training reads it."
+            f"upload it to s3://BUCKET/{layout.DETECTOR_WEIGHTS}<file name>, where training "
+            "reads it."
         ),
     )
     parser.add_argument("--detector", required=True, choices=sorted(COCO_WEIGHTS))
@@ -347,7 +346,7 @@ def _fetch_weights(args: argparse.Namespace) -> int:
                 f"{path}: SHA-256 {digest[:12]}... does not start with {published.hash_prefix}, "
                 f"the prefix torchvision publishes for {published.file_name}: not that file"
             )
-        key = WEIGHTS_PREFIX + published.file_name
+        key = layout.DETECTOR_WEIGHTS + published.file_name
         s3 = aws.client("s3", args.region)
         # put_object, not upload_file: a refusal stays a ClientError (one line), and a
         # weights file (75 MB) is far below a single request's 5 GB.

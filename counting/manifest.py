@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from counting_core import json_input, manifest
+from counting_core import json_input, manifest, training
 from counting_core.coco import coco_to_manifest, normalise_image_prefix
 from counting_core.errors import InputError
 
-TRAIN_FILE = "train.manifest"
-VALIDATION_FILE = "validation.manifest"
+TRAIN_FILE, VALIDATION_FILE = training.TRAIN_FILE, training.VALIDATION_FILE
 # Ground Truth's creation-date format.
 CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
@@ -99,11 +98,15 @@ def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument(
         "--validation-fraction",
         type=float,
-        required=True,
-        help="share of usable images for validation, between 0 and 1",
+        default=training.DEFAULT_VALIDATION_FRACTION,
+        help="share of usable images for validation, between 0 and 1 (default: the "
+        "pipeline's, %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, required=True, help="shuffle seed (same seed, same split)"
+        "--seed",
+        type=int,
+        default=training.DEFAULT_SPLIT_SEED,
+        help="shuffle seed; same seed, same split (default: the pipeline's, %(default)s)",
     )
     parser.add_argument("--out-dir", type=Path, required=True, help="directory to write into")
     _add_label_attribute(parser)

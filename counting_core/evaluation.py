@@ -37,6 +37,7 @@ from pydantic.alias_generators import to_camel
 from counting_core import layout
 from counting_core.errors import InputError
 from counting_core.manifest import Record, is_s3_object_uri, validate_manifest
+from counting_core.model_record import ChampionSummary
 from counting_core.predictions import Detection, Response, check_threshold
 
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
@@ -187,6 +188,19 @@ class EvaluationSummary(BaseModel):
     bias: float
     report_uri: str
     plot_uri: str
+
+
+def champion_summary(model_name: str, evaluation: Evaluation) -> ChampionSummary:
+    """The active model's figures at its best threshold, for the champion comparison."""
+    figures = evaluation.best.to_dict()
+    return ChampionSummary(
+        model_name=model_name,
+        images=evaluation.best.images,
+        best_threshold=figures["threshold"],
+        mae=figures["mae"],
+        wape=figures["wape"],
+        bias=figures["bias"],
+    )
 
 
 class LabeledImages(NamedTuple):

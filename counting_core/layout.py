@@ -24,6 +24,9 @@ TRAINING_REQUESTS: Final = "training/requests/"
 TRAINING_MANIFESTS: Final = "training/manifests/"
 #: Model artifacts and spot-training checkpoints.
 MODEL_ARTIFACTS: Final = "training/models/"
+#: Pretrained detector weights (torchvision's published COCO weights, uploaded by
+#: ``counting detector fetch-weights``): training jobs run without internet access.
+DETECTOR_WEIGHTS: Final = "training/weights/"
 #: Images uploaded here are counted.
 INCOMING: Final = "incoming/"
 #: One JSON result per counted image, mirroring the incoming key.
@@ -43,6 +46,7 @@ ALL_PREFIXES: Final = (
     TRAINING_REQUESTS,
     TRAINING_MANIFESTS,
     MODEL_ARTIFACTS,
+    DETECTOR_WEIGHTS,
     INCOMING,
     RESULTS,
     ANNOTATED,

@@ -11,12 +11,31 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from counting_core.constants import DEFAULT_SCORE_THRESHOLD
 
 #: Where a count's threshold came from: the configuration pinned it, the model's training run
 #: calibrated it (``counting_core.evaluation``), or neither and the guide's 0.2 applies.
 ThresholdOrigin = Literal["configured", "calibrated", "default"]
+
+
+class ChampionSummary(BaseModel):
+    """The active model's figures on a run's validation images, each at its own calibrated
+    threshold as the new model's are (``counting_core.evaluation.champion_summary``): what the
+    champion comparison reads, and what the record of the model that replaced it keeps.
+    JSON keys in camelCase, as the evaluation Lambda returns them and the record holds them."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True
+    )
+
+    model_name: str
+    images: int
+    best_threshold: float
+    mae: float
+    wape: float | None
+    bias: float
 
 
 class ActiveModel(BaseModel):
@@ -41,6 +60,14 @@ class ActiveModel(BaseModel):
     # The model's input side in pixels (the `image_shape` hyperparameter it was trained with);
     # None in records written before it was recorded: DEFAULT_IMAGE_SHAPE is assumed.
     image_shape: int | None = Field(None, ge=1)
+    # What trained and serves the model (stacks/config.py training.algorithm, training.detector);
+    # records written before these were recorded are the built-in algorithm's.
+    algorithm: Literal["builtin", "torchvision"] = "builtin"
+    detector: str | None = None
+    # The model this one replaced, measured on the same validation images (None for the
+    # first model, and in older records); the reason, when it was deployed without beating it.
+    champion: ChampionSummary | None = None
+    forced_deploy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,19 +25,35 @@ MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)
 #: ``counting_core.manifest.split``'s ``image_source`` in the data bucket.
 IMAGE_SOURCE = layout.LABELING_IMAGES
 
+#: How Prepare splits a manifest unless a stage says otherwise (training.validation_fraction,
+#: training.split_seed); `counting manifest split` and `detector train-local` split alike.
+DEFAULT_VALIDATION_FRACTION = 0.2
+DEFAULT_SPLIT_SEED = 42
+
 TRAIN_FILE = "train.manifest"
 VALIDATION_FILE = "validation.manifest"
 #: The validation images as Batch Transform reads them (``transform_manifest``).
 VALIDATION_IMAGES_FILE = "validation-images.manifest"
+#: Every image of the run (train and validation), in the same format: the torchvision training
+#: job's ``images`` channel (a ManifestFile in File mode puts each image at its key below
+#: the manifest's prefix, as detector/train.py looks them up).
+IMAGES_FILE = "images.manifest"
 REPORT_FILE = "data-report.json"
-#: Under ``model_folder(run)``: the Batch Transform answers, the count evaluation and its plot.
+#: Under ``model_folder(run)``: the Batch Transform answers (the run's model's, and the active
+#: model's on the same images), the count evaluation and its plot.
 PREDICTIONS_FOLDER = "predictions/"
+CHAMPION_PREDICTIONS_FOLDER = "champion-predictions/"
+#: The active model's Batch Transform job of a run is named ``<run><CHAMPION_JOB_SUFFIX>``.
+CHAMPION_JOB_SUFFIX = "-champion"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
 
 #: Object Detection hyperparameters that come from the data, not from the configuration.
 #: https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
 DATA_HYPERPARAMETERS = ("num_classes", "num_training_samples", "label_width")
+#: torchvision's (detector/train.py) that the data or other settings decide: the class count
+#: and label attribute from Prepare, where the images lie, the detector from its setting.
+TORCHVISION_DATA_HYPERPARAMETERS = ("num_classes", "label_attribute", "image_prefix", "detector")
 
 # SageMaker training job, model and endpoint config names: at most 63 characters of
 # letters, digits and hyphens (API reference: CreateTrainingJob, TrainingJobName).
@@ -46,8 +62,9 @@ _RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
 _RUN_DIGEST_LENGTH = 6
 #: "-20261126-173000-a1b2c3": what ``run_name`` adds to the prefix.
 RUN_SUFFIX_LENGTH = 1 + len("20261126-173000") + 1 + _RUN_DIGEST_LENGTH
-#: The longest name prefix whose run names still fit SageMaker's limit.
-MAX_PREFIX_LENGTH = MAX_SAGEMAKER_NAME - RUN_SUFFIX_LENGTH
+#: The longest name prefix whose run names, and the champion's transform job named after the
+#: run, still fit SageMaker's limit.
+MAX_PREFIX_LENGTH = MAX_SAGEMAKER_NAME - RUN_SUFFIX_LENGTH - len(CHAMPION_JOB_SUFFIX)
 
 
 class DataNotTrainable(InputError):
@@ -93,6 +110,7 @@ class PreparedRun(BaseModel):
     train_manifest_uri: str
     validation_manifest_uri: str
     validation_images_uri: str
+    images_uri: str
     data_report_uri: str
     hyperparameters: dict[str, str]
     figures: dict[str, int]
@@ -129,6 +147,11 @@ def manifest_key(uri: str, bucket: str) -> str:
     return key
 
 
+def data_hyperparameters_of(algorithm: str) -> tuple[str, ...]:
+    """The hyperparameters of ``algorithm`` (``builtin`` or ``torchvision``) no setting may give."""
+    return TORCHVISION_DATA_HYPERPARAMETERS if algorithm == "torchvision" else DATA_HYPERPARAMETERS
+
+
 def image_prefix_uri(bucket: str) -> str:
     """Where every image a run trains or is evaluated on lies."""
     return f"s3://{bucket}/{IMAGE_SOURCE}"
@@ -157,6 +180,7 @@ def prepared_run(
         train_manifest_uri=f"{folder}{TRAIN_FILE}",
         validation_manifest_uri=f"{folder}{VALIDATION_FILE}",
         validation_images_uri=f"{folder}{VALIDATION_IMAGES_FILE}",
+        images_uri=f"{folder}{IMAGES_FILE}",
         data_report_uri=f"{folder}{REPORT_FILE}",
         hyperparameters=data_hyperparameters(split),
         figures=figures,
@@ -164,8 +188,9 @@ def prepared_run(
 
 
 def transform_manifest(source_refs: Iterable[str], prefix: str) -> str:
-    """Batch Transform's input manifest (``manifest.transform_manifest_chunks``) for the
-    run's validation images, all under ``prefix`` (``s3://bucket/folder/``)."""
+    """A ManifestFile (``manifest.transform_manifest_chunks``) listing images all under
+    ``prefix`` (``s3://bucket/folder/``): Batch Transform's input (the run's validation
+    images) and the torchvision training job's ``images`` channel (all the run's images)."""
     keys = []
     for source_ref in source_refs:
         if not source_ref.startswith(prefix) or source_ref == prefix:

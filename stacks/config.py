@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from counting_core import announcements, layout, stage_names, training
+from counting_core import announcements, detectors, layout, stage_names, training
 from counting_core.constants import (
     COUNTER_TIMEOUT_SECONDS,
     DEFAULT_IMAGE_SHAPE,
@@ -151,28 +151,48 @@ class LabelingSettings(Settings):
     )
 
 
-# Instance families the built-in Object Detection algorithm trains on: GPU only, P2, P3,
-# G4dn and G5. https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html
-OBJECT_DETECTION_TRAINING_FAMILIES = ("p2", "p3", "g4dn", "g5")
+#: What trains the detector: torchvision in SageMaker's PyTorch containers, or SageMaker's
+#: built-in Object Detection algorithm (MXNet, which no longer gets patches).
+Algorithm = Literal["torchvision", "builtin"]
+
+# GPU instance families each algorithm trains on. Built-in Object Detection: P2, P3, G4dn and
+# G5 (https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html). torchvision: the
+# PyTorch training image's CUDA build (12.4 for 2.6, stacks/components/training/image.py) runs
+# Volta (P3) to Hopper (P5) GPUs: T4 (G4dn), A10G (G5), L4 (G6), L40S (G6e), A100 (P4d/P4de),
+# H100/H200 (P5, P5e, P5en). Not P2: its K80s are below what PyTorch 2 builds for. Not P6 or
+# G7: Blackwell GPUs need a CUDA 12.8 build.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/pre-built-containers-frameworks-deep-learning.html
+TRAINING_FAMILIES: dict[str, tuple[str, ...]] = {
+    "builtin": ("p2", "p3", "g4dn", "g5"),
+    "torchvision": ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p4de", "p5", "p5e", "p5en"),
+}
+# The cheapest instance of each that trains the default detector well: a 16 GiB V100 for the
+# built-in algorithm (as before), a 16 GiB T4 for torchvision (mixed precision; about a fifth
+# of a P3's price).
+DEFAULT_TRAINING_INSTANCE: dict[str, str] = {
+    "builtin": "ml.p3.2xlarge",
+    "torchvision": "ml.g4dn.xlarge",
+}
 # Of those, the families whose instances have local NVMe storage. SageMaker encrypts it with
 # a hardware module on the instance and refuses a VolumeKmsKeyId for them (botocore's
 # ResourceConfig: "ML instance families with the NVMe-type instance storage include ml.p4d,
 # ml.g4dn, and ml.g5"; "ML instance families that use EBS volumes include ml.c5 and ml.p2";
-# ml.p3 instances other than p3dn are EBS-only: EC2's instance store table).
+# EC2's instance store table lists NVMe SSDs on G6, G6e, P4de, P5, P5e and P5en too, and none
+# on P3 other than p3dn).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/InstanceStorage.html
-INSTANCE_STORE_FAMILIES = frozenset({"g4dn", "g5"})
+INSTANCE_STORE_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p4d", "p4de", "p5", "p5e", "p5en"})
 
 
 @cache
-def training_instance_types() -> tuple[str, ...]:
+def training_instance_types(algorithm: str = "builtin") -> tuple[str, ...]:
     """Instance types CreateTrainingJob accepts (botocore's ``TrainingInstanceType`` enum)
     in the algorithm's families, in the model's order."""
     model = botocore.session.get_session().get_service_model("sagemaker")
     return tuple(
         name
         for name in model.shape_for("TrainingInstanceType").enum
-        if instance_family(name) in OBJECT_DETECTION_TRAINING_FAMILIES
+        if instance_family(name) in TRAINING_FAMILIES[algorithm]
     )
 
 
@@ -181,16 +201,16 @@ def instance_family(instance_type: str) -> str:
     return instance_type.split(".")[1] if instance_type.count(".") == 2 else ""
 
 
-def _trains_object_detection(instance_type: str) -> str:
-    if instance_type not in training_instance_types():
-        raise ValueError(
-            f"{instance_type!r} is not a SageMaker training instance type the Object "
-            f"Detection algorithm trains on: {', '.join(training_instance_types())}"
-        )
-    return instance_type
+def _is_detector(name: str) -> str:
+    if name not in detectors.DETECTORS:
+        raise ValueError(f"{name!r} is not one of {', '.join(detectors.DETECTORS)}")
+    return name
 
 
-TrainingInstanceType = Annotated[str, AfterValidator(_trains_object_detection)]
+Detector = Annotated[str, AfterValidator(_is_detector)]
+# A file name as `counting detector fetch-weights` uploads it (torchvision's published name).
+_WEIGHTS_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.pth$")
+NO_WEIGHTS = "none"
 
 
 # CPU instance families without local storage that Batch Transform offers (botocore's
@@ -217,7 +237,7 @@ CpuTransformInstanceType = Annotated[
 # pixels of image_shape: at 512, (512 / 300) ** 2 = 2.9 times as many, so 32 / 2.9 = 11
 # images fit, and 8 leaves room. 8 also fits the smallest GPU of the allowed families
 # (ml.p2: one 12 GiB K80, 11 * 12 / 16 = 8.2). 16, the value before, would not fit.
-DEFAULT_HYPERPARAMETERS: dict[str, str] = {
+BUILTIN_HYPERPARAMETERS: dict[str, str] = {
     "base_network": "resnet-50",
     "use_pretrained_model": "1",
     "image_shape": str(DEFAULT_IMAGE_SHAPE),
@@ -230,12 +250,67 @@ DEFAULT_HYPERPARAMETERS: dict[str, str] = {
 }
 
 
+# torchvision (detector/train.py, docs/training.md): the detector's input side as the built-in
+# algorithm's image_shape (the counter scales images to it); 30 epochs and batches of 8 as the
+# built-in defaults; a cap of 1,000 detections per image, above the densest scenes counted so
+# far (the response echoes it, so a count at the cap is flagged). The learning rate is left to
+# the detector's own default for its optimizer.
+TORCHVISION_HYPERPARAMETERS: dict[str, str] = {
+    "image_size": str(DEFAULT_IMAGE_SHAPE),
+    "epochs": "30",
+    "batch_size": "8",
+    "max_detections": "1000",
+    "seed": "42",
+}
+DEFAULT_HYPERPARAMETERS: dict[str, dict[str, str]] = {
+    "builtin": BUILTIN_HYPERPARAMETERS,
+    "torchvision": TORCHVISION_HYPERPARAMETERS,
+}
+# The hyperparameter each algorithm takes the model's input side from.
+IMAGE_SIZE_HYPERPARAMETER = {"builtin": "image_shape", "torchvision": "image_size"}
+
+
 class TrainingSettings(Settings):
-    instance_type: TrainingInstanceType = Field(
-        "ml.p3.2xlarge",
-        description="GPU instance type for training: ml.p2, ml.p3, ml.g4dn or ml.g5, as "
-        "SageMaker lists them. ml.g4dn and ml.g5 keep the job's data on their own "
-        "hardware-encrypted NVMe storage instead of a KMS-encrypted volume.",
+    algorithm: Algorithm = Field(
+        "torchvision",
+        description="What trains and serves the detector: `torchvision` (PyTorch containers, "
+        "`detector/train.py` and `detector/inference.py`) or `builtin` (SageMaker's Object "
+        "Detection algorithm, MXNet-based, no longer patched). See docs/training.md to switch "
+        "a stage or roll back.",
+    )
+    detector: Detector = Field(
+        detectors.DEFAULT,
+        description="torchvision only: the torchvision detector to train "
+        f"({', '.join(detectors.DETECTORS)}).",
+    )
+    pretrained_weights: str = Field(
+        "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+        validate_default=True,
+        description="torchvision only: the COCO-pretrained weights file the job starts from, "
+        f"by name under the data bucket's `{layout.DETECTOR_WEIGHTS}` (where the command counting "
+        "detector fetch-weights puts torchvision's published file, whose name starts with the "
+        "detector's); `none` trains from scratch. The default is the default detector's "
+        "published file: run counting detector fetch-weights once before the first run.",
+    )
+    force_deploy: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Why runs deploy even when their count error on the validation images is "
+        "worse than the active model's (the champion comparison is skipped, the other gates "
+        "still apply, the reason is written into the active-model record). Applies to every "
+        "run until unset: give it for one deployment (`-c`) and remove it.",
+    )
+    instance_type: str | None = Field(
+        None,
+        validate_default=True,
+        description="GPU instance type for training, as SageMaker lists them. Unset: "
+        f"`{DEFAULT_TRAINING_INSTANCE['torchvision']}` for torchvision (families "
+        f"{', '.join(TRAINING_FAMILIES['torchvision'])}), "
+        f"`{DEFAULT_TRAINING_INSTANCE['builtin']}` for the built-in algorithm (families "
+        f"{', '.join(TRAINING_FAMILIES['builtin'])}). Instances with NVMe storage (g4dn, g5, "
+        "g6, g6e, p4d, p5...) keep the job's data on it, hardware-encrypted, instead of on a "
+        "KMS-encrypted volume.",
     )
     volume_size_gb: int = Field(50, ge=1, le=16384, description="Training volume size.")
     max_runtime_hours: int = Field(24, ge=1, le=672, description="Training stops after this.")
@@ -246,9 +321,14 @@ class TrainingSettings(Settings):
         48, ge=1, le=672, description="Spot only: time to wait for capacity plus training."
     )
     validation_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of labeled images held out for validation."
+        training.DEFAULT_VALIDATION_FRACTION,
+        gt=0,
+        lt=1,
+        description="Share of labeled images held out for validation.",
     )
-    split_seed: int = Field(42, description="Seed of the train/validation shuffle.")
+    split_seed: int = Field(
+        training.DEFAULT_SPLIT_SEED, description="Seed of the train/validation shuffle."
+    )
     min_validation_map: float = Field(
         0.5, ge=0, le=1, description="Quality gate: deploy only at or above this validation:mAP."
     )
@@ -268,38 +348,109 @@ class TrainingSettings(Settings):
     )
     image_uri: str | None = Field(
         None,
-        description="Training and inference image. Unset: the region's built-in "
-        "`object-detection:1`.",
+        description="Built-in algorithm only: its training and inference image. Unset: the "
+        "region's built-in `object-detection:1`. (torchvision uses SageMaker's PyTorch "
+        "training and inference images.)",
     )
     hyperparameters: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_HYPERPARAMETERS),
-        description="Object Detection hyperparameters, merged onto these defaults; "
-        "`num_classes`, `num_training_samples` and `label_width` come from the data.",
+        default_factory=dict,
+        validate_default=True,
+        description="Hyperparameters, merged onto the algorithm's defaults: torchvision "
+        f"`{json.dumps(TORCHVISION_HYPERPARAMETERS)}` (`num_classes`, `label_attribute` and "
+        "`image_prefix` come from the data, `detector` from `training.detector`); built-in "
+        f"`{json.dumps(BUILTIN_HYPERPARAMETERS)}` (`num_classes`, `num_training_samples` and "
+        "`label_width` come from the data).",
     )
 
     @property
     def uses_instance_store(self) -> bool:
         """Whether the instance keeps the job's data on local NVMe storage (no volume key)."""
-        return instance_family(self.instance_type) in INSTANCE_STORE_FAMILIES
+        return instance_family(self.instance_type or "") in INSTANCE_STORE_FAMILIES
+
+    @property
+    def image_shape(self) -> int:
+        """The model's input side in pixels (the counter scales images to a multiple of it)."""
+        return int(self.hyperparameters[IMAGE_SIZE_HYPERPARAMETER[self.algorithm]])
+
+    @property
+    def uses_pretrained_weights(self) -> bool:
+        return self.pretrained_weights != NO_WEIGHTS
+
+    @field_validator("pretrained_weights")
+    @classmethod
+    def _weights_of_the_detector(cls, name: str, info: ValidationInfo) -> str:
+        detector = info.data.get("detector")
+        if name == NO_WEIGHTS or info.data.get("algorithm") != "torchvision" or detector is None:
+            return name
+        # torchvision names each published file after its model builder, so weights of
+        # another detector are caught here, not by a failed GPU run.
+        if not _WEIGHTS_FILE.match(name) or not name.startswith(detector):
+            raise PydanticCustomError(
+                "pretrained_weights",
+                "{name} is not a weights file of {detector} (a .pth file under "
+                "{prefix} whose name starts with the detector's, as `counting detector "
+                "fetch-weights` uploads it) nor none",
+                {"name": repr(name), "detector": detector, "prefix": layout.DETECTOR_WEIGHTS},
+            )
+        return name
+
+    @field_validator("instance_type")
+    @classmethod
+    def _trains_the_algorithm(cls, instance_type: str | None, info: ValidationInfo) -> str:
+        algorithm = info.data.get("algorithm", "torchvision")
+        if instance_type is None:
+            return DEFAULT_TRAINING_INSTANCE[algorithm]
+        allowed = training_instance_types(algorithm)
+        if instance_type not in allowed:
+            raise PydanticCustomError(
+                "training_instance_type",
+                "{instance_type} is not a SageMaker training instance type the {algorithm} "
+                "algorithm trains on: {allowed}",
+                {
+                    "instance_type": repr(instance_type),
+                    "algorithm": algorithm,
+                    "allowed": ", ".join(allowed),
+                },
+            )
+        return instance_type
+
+    @field_validator("image_uri")
+    @classmethod
+    def _builtin_only(cls, image_uri: str | None, info: ValidationInfo) -> str | None:
+        if image_uri is not None and info.data.get("algorithm") == "torchvision":
+            raise PydanticCustomError(
+                "image_uri",
+                "applies to the built-in algorithm only; torchvision trains and serves with "
+                "SageMaker's PyTorch images",
+            )
+        return image_uri
 
     @field_validator("hyperparameters")
     @classmethod
-    def _merged_onto_the_defaults(cls, given: dict[str, str]) -> dict[str, str]:
+    def _merged_onto_the_defaults(
+        cls, given: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        algorithm = info.data.get("algorithm", "torchvision")
         # A stage or file setting one hyperparameter must not drop the others: the job
         # would silently train with the algorithm's own defaults instead.
-        if data_driven := sorted(set(given) & set(training.DATA_HYPERPARAMETERS)):
+        reserved = training.data_hyperparameters_of(algorithm)
+        # sagemaker_*: the container's own (script, code location, region), set by the stack.
+        if data_driven := sorted(
+            name for name in given if name in reserved or name.startswith("sagemaker_")
+        ):
             raise PydanticCustomError(
                 "data_hyperparameter",
-                "{names} come from the data of each run and cannot be set",
+                "{names} come from the data of each run or other settings and cannot be set",
                 {"names": ", ".join(data_driven)},
             )
-        merged = {**DEFAULT_HYPERPARAMETERS, **given}
+        merged = {**DEFAULT_HYPERPARAMETERS[algorithm], **given}
         # The counter scales images to a multiple of it (the active-model record carries it).
-        if not merged["image_shape"].isdigit() or int(merged["image_shape"]) < 1:
+        size = IMAGE_SIZE_HYPERPARAMETER[algorithm]
+        if not merged[size].isdigit() or int(merged[size]) < 1:
             raise PydanticCustomError(
                 "image_shape",
-                "image_shape must be a whole number of pixels, got {value}",
-                {"value": repr(merged["image_shape"])},
+                "{name} must be a whole number of pixels, got {value}",
+                {"name": size, "value": repr(merged[size])},
             )
         return merged
 

@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.errors import describe_validation_error
-from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
+from lambdas.evaluate_counts.service import Champion, EvaluationFailed, RunEvaluator
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
@@ -34,6 +34,15 @@ class Environment(BaseModel):
     bucket: str = Field(alias="BUCKET", min_length=3)
 
 
+class ChampionRequest(BaseModel):
+    """The active model to compare with: empty when there is none (a first model)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
+
+    model_name: str | None = Field(None, min_length=1)
+    predictions_uri: str | None = Field(None, min_length=1)
+
+
 class EvaluateRequest(BaseModel):
     """What the EvaluateCounts state sends (JSON keys in camelCase)."""
 
@@ -43,6 +52,7 @@ class EvaluateRequest(BaseModel):
     validation_manifest_uri: str = Field(min_length=1)
     label_attribute: str | None = None
     predictions_uri: str = Field(min_length=1)
+    champion: ChampionRequest = ChampionRequest()
 
 
 ENV = Environment.model_validate(os.environ)
@@ -64,6 +74,18 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise EvaluationFailed(
             f"not an evaluation request: {describe_validation_error(error)[0]}"
         ) from None
-    summary = evaluator().evaluate(**request.model_dump())
-    logger.info("counts evaluated", extra={"run": request.run_name, **summary.model_dump()})
-    return summary.model_dump(by_alias=True)
+    champion = request.champion
+    result = evaluator().evaluate(
+        run_name=request.run_name,
+        validation_manifest_uri=request.validation_manifest_uri,
+        label_attribute=request.label_attribute,
+        predictions_uri=request.predictions_uri,
+        champion=(
+            Champion(champion.model_name, champion.predictions_uri)
+            if champion.model_name and champion.predictions_uri
+            else None
+        ),
+    )
+    payload = result.payload()
+    logger.info("counts evaluated", extra={"run": request.run_name, **payload})
+    return payload

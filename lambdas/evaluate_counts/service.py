@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from counting_core import evaluation, evaluation_plot, layout, predictions, training
@@ -15,9 +16,32 @@ from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.errors import InputError
 from counting_core.evaluation import EvaluationSummary
 from counting_core.manifest import read_manifest
+from counting_core.model_record import ChampionSummary
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
 READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The active model and where its Batch Transform answers for this run's images are."""
+
+    model_name: str
+    predictions_uri: str
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    summary: EvaluationSummary
+    champion: ChampionSummary | None
+
+    def payload(self) -> dict[str, Any]:
+        """What the state machine keeps at ``$.evaluation``: the summary's fields and
+        ``champion`` (null for a first model)."""
+        return {
+            **self.summary.model_dump(by_alias=True),
+            "champion": None if self.champion is None else self.champion.model_dump(by_alias=True),
+        }
 
 
 class EvaluationFailed(Exception):
@@ -37,30 +61,60 @@ class RunEvaluator:
         validation_manifest_uri: str,
         label_attribute: str | None,
         predictions_uri: str,
-    ) -> EvaluationSummary:
+        champion: Champion | None = None,
+    ) -> RunEvaluation:
+        """The new model's figures and, when there is an active model (``champion``), its
+        figures on the same images, side by side in ``evaluation.json``."""
         try:
             manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
             images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
-            folder = self._key(predictions_uri)
-            names = [key.removeprefix(folder) for key in self._list(folder)]
-            matched, _ = evaluation.match_responses(images, names)
-            responses = {
-                source_ref: self._response(folder + name) for source_ref, name in matched.items()
-            }
-            result = evaluation.evaluate(images, responses, class_map=class_map)
+            result = self._evaluate(images, class_map, predictions_uri)
+            champion_result = (
+                None
+                if champion is None
+                else self._evaluate(images, class_map, champion.predictions_uri)
+            )
         except (InputError, UnicodeDecodeError) as error:
             raise EvaluationFailed(f"run {run_name}: {error}") from None
 
         run_folder = training.model_folder(run_name)
         report_key = f"{run_folder}{training.EVALUATION_FILE}"
         plot_key = f"{run_folder}{training.EVALUATION_PLOT_FILE}"
-        report = {"run": run_name, "predictions": predictions_uri, **result.to_dict()}
+        report: dict[str, Any] = {
+            "run": run_name,
+            "predictions": predictions_uri,
+            **result.to_dict(),
+        }
+        champion_summary = None
+        if champion is not None and champion_result is not None:
+            champion_summary = evaluation.champion_summary(champion.model_name, champion_result)
+            # The active model's figures beside the new model's (its per-image detail too).
+            report["champion"] = {
+                "model": champion.model_name,
+                "predictions": champion.predictions_uri,
+                **champion_result.to_dict(),
+            }
         self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
         self._write(plot_key, evaluation_plot.plot(result), "image/png")
-        return result.summary(
+        summary = result.summary(
             report_uri=f"s3://{self._bucket}/{report_key}",
             plot_uri=f"s3://{self._bucket}/{plot_key}",
         )
+        return RunEvaluation(summary=summary, champion=champion_summary)
+
+    def _evaluate(
+        self,
+        images: list[evaluation.LabeledImage],
+        class_map: dict[str, str],
+        predictions_uri: str,
+    ) -> evaluation.Evaluation:
+        folder = self._key(predictions_uri)
+        names = [key.removeprefix(folder) for key in self._list(folder)]
+        matched, _ = evaluation.match_responses(images, names)
+        responses = {
+            source_ref: self._response(folder + name) for source_ref, name in matched.items()
+        }
+        return evaluation.evaluate(images, responses, class_map=class_map)
 
     def _key(self, uri: str) -> str:
         key = uri.removeprefix(f"s3://{self._bucket}/")

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -102,12 +103,20 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             raise DataNotTrainable(f"{request.manifest_uri}: {error}") from None
         for file_name in (training.TRAIN_FILE, training.VALIDATION_FILE):
             upload(f"{folder}{file_name}", local / file_name)
-        # What the run's Batch Transform counts to evaluate the model (the images checked above).
-        with (local / training.VALIDATION_FILE).open("rb") as validation:
-            images = training.transform_manifest(
-                (json.loads(line)[manifest.SOURCE_REF] for line in validation), image_source
-            )
-        write(f"{folder}{training.VALIDATION_IMAGES_FILE}", images, "application/json")
+        # What the run's Batch Transform counts to evaluate the model (the images checked
+        # above), and every image of the run: the torchvision job's images channel.
+        write(
+            f"{folder}{training.VALIDATION_IMAGES_FILE}",
+            images_manifest([local / training.VALIDATION_FILE], image_source),
+            "application/json",
+        )
+        write(
+            f"{folder}{training.IMAGES_FILE}",
+            images_manifest(
+                [local / training.TRAIN_FILE, local / training.VALIDATION_FILE], image_source
+            ),
+            "application/json",
+        )
 
     report = {"run": name, "manifest": request.manifest_uri, **split.report()}
     if request.labeling_job_name:
@@ -117,6 +126,17 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("training data prepared", extra={"run": name, **figures})
     run = training.prepared_run(name=name, bucket=ENV.bucket, split=split.result, figures=figures)
     return run.model_dump(by_alias=True)
+
+
+def images_manifest(channels: list[Path], image_source: str) -> str:
+    """The images the ``channels`` (written above) list, as a ManifestFile."""
+
+    def source_refs() -> Iterator[str]:
+        for channel in channels:
+            with channel.open("rb") as lines:
+                yield from (json.loads(line)[manifest.SOURCE_REF] for line in lines)
+
+    return training.transform_manifest(source_refs(), image_source)
 
 
 def download(key: str, path: Path) -> None:

@@ -110,10 +110,16 @@ def test_the_state_machine_may_run_and_watch_transform_jobs_as_aws_documents():
 @pytest.mark.parametrize(
     ("role", "documented"), [("TrainingRole", TRAINING_ROLE), ("ModelRole", MODEL_ROLE)]
 )
-def test_execution_roles_grant_what_aws_documents(role, documented):
-    found = statements("defaults", role)
+@pytest.mark.parametrize(
+    "configuration",
+    # torchvision and the built-in algorithm on instances with an EBS volume (ml.p3), which
+    # takes the volume key: AWS's policy in full, kms:CreateGrant included.
+    ["explicit environment, ml.p3, from scratch", "built-in algorithm on ml.p3"],
+)
+def test_execution_roles_grant_what_aws_documents(role, documented, configuration):
+    found = statements(configuration, role)
     assert documented <= actions(found)
-    # The built-in algorithm's image is SageMaker's to pull: no ECR permission for it.
+    # The PyTorch and built-in images are SageMaker's to pull: no ECR permission for them.
     assert actions(found).isdisjoint(ECR_PULL)
 
 

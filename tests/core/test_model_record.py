@@ -25,6 +25,10 @@ WRITTEN = {
     "evaluation_uri": "s3://bucket/training/models/run/evaluation.json",
     "deployed_at": "2026-11-26T18:02:11.512Z",
     "image_shape": 512,
+    "algorithm": "torchvision",
+    "detector": "fasterrcnn_mobilenet_v3_large_fpn",
+    "champion": None,  # the first model
+    "forced_deploy": None,
 }
 
 
@@ -38,6 +42,35 @@ def test_a_record_written_before_image_shape_still_reads():
     older = {name: value for name, value in WRITTEN.items() if name != "image_shape"}
 
     assert ActiveModel.model_validate(older).image_shape is None
+
+
+def test_a_record_written_before_the_algorithm_was_recorded_is_the_builtin_ones():
+    older = {
+        name: value for name, value in WRITTEN.items() if name not in ("algorithm", "detector")
+    }
+
+    record = ActiveModel.model_validate(older)
+
+    assert (record.algorithm, record.detector) == ("builtin", None)
+
+
+def test_a_record_says_what_it_replaced_and_why_it_was_forced():
+    # As the state machine writes it: the evaluation's champion figures in camelCase.
+    champion = {
+        "modelName": "object-counting-dev-20261101-090000-0f0f0f",
+        "images": 4,
+        "bestThreshold": 0.05,
+        "mae": 2.0,
+        "wape": 1.0,
+        "bias": -2.0,
+    }
+    written = {**WRITTEN, "champion": champion, "forced_deploy": "rollback of a bad labeling"}
+
+    record = ActiveModel.model_validate_json(json.dumps(written))
+
+    assert record.champion is not None
+    assert (record.champion.model_name, record.champion.mae) == (champion["modelName"], 2.0)
+    assert record.forced_deploy == "rollback of a bad labeling"
 
 
 def test_a_record_from_a_newer_writer_still_reads():

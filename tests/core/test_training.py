@@ -36,10 +36,13 @@ def test_run_names_fit_sagemaker_whenever_the_prefix_fits(project, stage, execut
     prefix = f"{project}-{stage}"
     name = training.run_name(prefix, execution, STARTED)
 
+    # The run's jobs: its own, and the active model's transform job over its images.
+    champion_job = f"{name}{training.CHAMPION_JOB_SUFFIX}"
     if len(prefix) <= training.MAX_PREFIX_LENGTH:
         assert SAGEMAKER_NAME.fullmatch(name)
+        assert SAGEMAKER_NAME.fullmatch(champion_job)
     else:
-        assert len(name) > training.MAX_SAGEMAKER_NAME
+        assert len(champion_job) > training.MAX_SAGEMAKER_NAME
 
 
 @pytest.mark.parametrize(
@@ -84,6 +87,7 @@ def test_a_prepared_run_names_its_files_and_carries_the_data_hyperparameters():
         "trainManifestUri": f"s3://{BUCKET}/training/manifests/r/train.manifest",
         "validationManifestUri": f"s3://{BUCKET}/training/manifests/r/validation.manifest",
         "validationImagesUri": f"s3://{BUCKET}/training/manifests/r/validation-images.manifest",
+        "imagesUri": f"s3://{BUCKET}/training/manifests/r/images.manifest",
         "dataReportUri": f"s3://{BUCKET}/training/manifests/r/data-report.json",
         "hyperparameters": {"num_classes": "2", "num_training_samples": "3", "label_width": "352"},
         "figures": split.figures(),

@@ -120,3 +120,12 @@ def test_the_weights_table_is_torchvisions_own():
         name: weights.COCO_V1.url for name, weights in published.items()
     }
     assert set(COCO_WEIGHTS) == set(models.DETECTORS)
+
+
+def test_the_configuration_offers_exactly_the_detectors_the_package_builds():
+    # training.detector is checked at synth against counting_core.detectors, which cannot
+    # import this package (torch stays out of synth): the two lists are kept alike here.
+    from counting_core import detectors
+
+    assert set(detectors.DETECTORS) == set(models.DETECTORS)
+    assert detectors.DEFAULT == models.DEFAULT_DETECTOR == "fasterrcnn_mobilenet_v3_large_fpn"

@@ -1,8 +1,8 @@
 """The configurations every whole-app gate (cdk-nag, cfn-lint) runs over.
 
 Each switches on a part of the app or changes how it is built; the gates must hold
-in all of them, not only with the defaults. Between them they train on every instance
-family the algorithm supports (TRAINING_FAMILIES), with and without local NVMe storage.
+in all of them, not only with the defaults. Between them they train with both algorithms,
+each on instance families with and without local NVMe storage (TRAINING_FAMILIES).
 """
 
 # An Object Detection image of one's own, in ECR: the training role may pull it.
@@ -12,9 +12,11 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     "defaults": {},
     "prod": {"stage": "prod"},
     "everything on": {
+        # The built-in algorithm on ml.p2 (an EBS volume), with an image of one's own.
         "counting.alerts.emails": '["ops@example.com", "lead@example.com"]',
         "counting.workforce.invite_emails": '["ann@example.com", "bob@example.com"]',
         "counting.workforce.mfa": "required",
+        "counting.training.algorithm": "builtin",
         "counting.training.image_uri": OWN_TRAINING_IMAGE,
         "counting.training.instance_type": "ml.p2.xlarge",
         "counting.training.max_count_wape": "null",
@@ -27,20 +29,26 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     },
     "no workforce": {"counting.workforce.enabled": "false"},
     "on-demand training on ml.g5": {
+        "counting.training.algorithm": "builtin",
         "counting.training.use_spot": "false",
         "counting.training.instance_type": "ml.g5.2xlarge",
     },
-    "explicit environment, ml.g4dn": {
+    "explicit environment, ml.p3, from scratch": {
         "counting.account": "123456789012",
         "counting.region": "eu-west-1",
-        "counting.training.instance_type": "ml.g4dn.xlarge",
+        "counting.training.instance_type": "ml.p3.2xlarge",
+        "counting.training.pretrained_weights": "none",
+        "counting.training.force_deploy": "rolling back to the model of run 2026-11-01",
     },
+    "built-in algorithm on ml.p3": {"counting.training.algorithm": "builtin"},
 }
 
-# The training instance family each configuration uses (the default is ml.p3.2xlarge).
+# The (algorithm, training instance family) each configuration uses (the defaults:
+# torchvision on ml.g4dn.xlarge; the built-in algorithm on ml.p3.2xlarge).
 TRAINING_FAMILIES = {
-    "p3": "defaults",
-    "p2": "everything on",
-    "g5": "on-demand training on ml.g5",
-    "g4dn": "explicit environment, ml.g4dn",
+    ("torchvision", "g4dn"): "defaults",
+    ("torchvision", "p3"): "explicit environment, ml.p3, from scratch",
+    ("builtin", "p2"): "everything on",
+    ("builtin", "g5"): "on-demand training on ml.g5",
+    ("builtin", "p3"): "built-in algorithm on ml.p3",
 }

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from stacks.config import (
-    DEFAULT_HYPERPARAMETERS,
+    BUILTIN_HYPERPARAMETERS,
+    TORCHVISION_HYPERPARAMETERS,
     AppConfig,
     ConfigError,
     configuration_page,
@@ -66,15 +67,59 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             "training.max_wait_hours: 2 is below max_runtime_hours (24); spot training waits",
         ),
         (
-            {"counting.training.hyperparameters": '{"label_width": "500"}'},
+            {
+                "counting.training.algorithm": "builtin",
+                "counting.training.hyperparameters": '{"label_width": "500"}',
+            },
             "training.hyperparameters: label_width come from the data of each run",
+        ),
+        (
+            {"counting.training.hyperparameters": '{"label_attribute": "cars", "seed": "1"}'},
+            "training.hyperparameters: label_attribute come from the data of each run or other",
+        ),
+        (
+            {"counting.training.hyperparameters": '{"sagemaker_program": "mine.py"}'},
+            "training.hyperparameters: sagemaker_program come from the data of each run or other",
+        ),
+        (
+            {"counting.training.hyperparameters": '{"image_size": "large"}'},
+            "training.hyperparameters: image_size must be a whole number of pixels, got 'large'",
+        ),
+        (
+            {"counting.training.algorithm": "mxnet"},
+            "training.algorithm: Input should be 'torchvision' or 'builtin' (got 'mxnet')",
+        ),
+        (
+            {"counting.training.detector": "yolo"},
+            "training.detector: 'yolo' is not one of fasterrcnn_mobilenet_v3_large_fpn, ",
+        ),
+        (
+            # Another detector, the default detector's weights: caught before a GPU run.
+            {"counting.training.detector": "ssdlite320_mobilenet_v3_large"},
+            "training.pretrained_weights: 'fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth' is "
+            "not a weights file of ssdlite320_mobilenet_v3_large",
+        ),
+        (
+            {"counting.training.pretrained_weights": "s3://elsewhere/w.pth"},
+            "training.pretrained_weights: 's3://elsewhere/w.pth' is not a weights file of",
+        ),
+        (
+            {"counting.training.image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/d:1"},
+            "training.image_uri: applies to the built-in algorithm only",
+        ),
+        (
+            {"counting.training.force_deploy": ""},
+            "training.force_deploy: String should have at least 1 character",
         ),
         (
             {"counting.inference.provisioned_concurrency": "7"},
             "inference.provisioned_concurrency: 7 exceeds max_concurrency (6)",
         ),
         (
-            {"counting.training.hyperparameters": '{"image_shape": "big"}'},
+            {
+                "counting.training.algorithm": "builtin",
+                "counting.training.hyperparameters": '{"image_shape": "big"}',
+            },
             "training.hyperparameters: image_shape must be a whole number of pixels, got 'big'",
         ),
         (
@@ -135,10 +180,65 @@ def test_configuration_page_documents_every_setting_as_generated():
 
 
 def test_hyperparameters_given_in_part_keep_the_other_defaults():
-    config = load_config(cdk_context(**{"counting.training.hyperparameters": '{"epochs": "5"}'}))
+    config = load_config(
+        cdk_context(
+            **{
+                "counting.training.algorithm": "builtin",
+                "counting.training.hyperparameters": '{"epochs": "5"}',
+            }
+        )
+    )
 
-    assert config.training.hyperparameters == {**DEFAULT_HYPERPARAMETERS, "epochs": "5"}
+    assert config.training.hyperparameters == {**BUILTIN_HYPERPARAMETERS, "epochs": "5"}
     assert config.training.hyperparameters["base_network"] == "resnet-50"
+
+
+def test_torchvision_is_the_default_with_the_contracts_hyperparameters():
+    config = load_config(
+        cdk_context(**{"counting.training.hyperparameters": '{"learning_rate": "0.005"}'})
+    )
+
+    training = config.training
+    assert training.algorithm == "torchvision"
+    assert training.detector == "fasterrcnn_mobilenet_v3_large_fpn"
+    assert training.pretrained_weights == "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"
+    assert training.force_deploy is None
+    assert training.hyperparameters == {
+        "image_size": "512",
+        "epochs": "30",
+        "batch_size": "8",
+        "max_detections": "1000",
+        "seed": "42",
+        "learning_rate": "0.005",
+    }
+    assert training.hyperparameters == {**TORCHVISION_HYPERPARAMETERS, "learning_rate": "0.005"}
+    assert training.image_shape == 512
+
+
+# torchvision's published file for SSDlite 320 (its model builder's name, then _coco-<hash>).
+SSDLITE_WEIGHTS = "ssdlite320_mobilenet_v3_large_coco-a79551df.pth"
+
+
+def test_another_detector_takes_its_own_weights_or_none():
+    ssdlite = load_config(
+        cdk_context(
+            **{
+                "counting.training.detector": "ssdlite320_mobilenet_v3_large",
+                "counting.training.pretrained_weights": SSDLITE_WEIGHTS,
+            }
+        )
+    )
+    scratch = load_config(
+        cdk_context(
+            **{
+                "counting.training.detector": "fasterrcnn_mobilenet_v3_large_320_fpn",
+                "counting.training.pretrained_weights": "none",
+            }
+        )
+    )
+
+    assert ssdlite.training.uses_pretrained_weights
+    assert not scratch.training.uses_pretrained_weights
 
 
 @pytest.mark.parametrize("instance_type", ["ml.g4dn.xlarge", "ml.p3.2xlarge", "ml.m5d.large"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +14,7 @@ from packaging.requirements import Requirement
 
 from stacks.components.counter import PILLOW
 from stacks.components.python_function import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_VERSION
-from stacks.components.training.image import TABLE
+from stacks.components.training.image import PYTORCH_TABLE, TABLE
 from stacks.pins import normalized, pinned_versions
 from tests.conftest import ROOT
 
@@ -23,7 +24,7 @@ REQUIREMENTS = (
     "requirements-runtime.txt",
     "requirements-detector.txt",
 )
-SDK_TABLE = "sagemaker/core/image_uri_config/object-detection.json"
+SDK_TABLES = "sagemaker/core/image_uri_config/"
 
 
 def requirement_names(filename: str) -> list[str]:
@@ -65,10 +66,32 @@ def test_the_synth_environment_needs_no_sagemaker_sdk():
     assert not [n for n in requirement_names("requirements.txt") if "sagemaker" in n]
 
 
-def test_the_image_table_is_the_pinned_sdks_copy():
-    sdk_copy = Path(str(metadata.distribution("sagemaker-core").locate_file(SDK_TABLE)))
+def test_synth_packs_the_detector_without_torch():
+    # The stack builds the torchvision job's source tarball at synth (detector.source, standard
+    # library only); torch is for `make detector`, never for `make synth`.
+    assert not [n for n in requirement_names("requirements.txt") if "torch" in n]
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, stacks.components.training.pipeline; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("table", [TABLE, PYTORCH_TABLE], ids=lambda table: table.name)
+def test_the_image_tables_are_the_pinned_sdks_copies(table):
+    sdk_copy = Path(
+        str(metadata.distribution("sagemaker-core").locate_file(f"{SDK_TABLES}{table.name}"))
+    )
     # On a mismatch after an SDK update: cp "$(that path)" stacks/components/training/.
-    assert TABLE.read_bytes() == sdk_copy.read_bytes(), f"refresh {TABLE.name} from {sdk_copy}"
+    assert table.read_bytes() == sdk_copy.read_bytes(), f"refresh {table.name} from {sdk_copy}"
 
 
 def installed_with(names: list[str]) -> set[str]:
@@ -90,11 +113,13 @@ def installed_with(names: list[str]) -> set[str]:
 def test_the_stacks_import_only_what_make_synth_installs():
     # make synth installs requirements.txt alone (no Pillow, boto3 or SageMaker SDK): a stack
     # reaching, even through counting_core, a module of anything else fails a fresh clone.
-    graph = grimp.build_graph("stacks", "counting_core", include_external_packages=True)
+    # detector/ is this repository's too: the stacks import its standard-library-only
+    # detector.source (the training job's source tarball), which must not reach torch.
+    graph = grimp.build_graph("stacks", "counting_core", "detector", include_external_packages=True)
     imported = {
         module
         for module in graph.find_upstream_modules("stacks", as_package=True)
-        if not module.startswith(("stacks", "counting_core"))
+        if not module.startswith(("stacks", "counting_core", "detector"))
         and module not in sys.stdlib_module_names
     }
     providers = metadata.packages_distributions()

@@ -20,6 +20,11 @@ pytestmark = pytest.mark.synth  # every test here builds the CDK app
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+# The built-in algorithm's training stack too (`-c counting.training.algorithm=builtin`): it
+# must stay what it was before torchvision became the default.
+BUILTIN = {"counting.training.algorithm": "builtin"}
+BUILTIN_TRAINING = "object-counting-dev-training"
+BUILTIN_SNAPSHOT = f"{BUILTIN_TRAINING}.builtin"
 
 
 def masked(template: dict) -> str:
@@ -29,7 +34,11 @@ def masked(template: dict) -> str:
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory) -> dict[str, str]:
     synthesized = synth_templates(tmp_path_factory.mktemp("cdk.out"))
-    return {name: masked(template) for name, template in synthesized.items()}
+    builtin = synth_templates(tmp_path_factory.mktemp("cdk.out"), **BUILTIN)
+    return {
+        **{name: masked(template) for name, template in synthesized.items()},
+        BUILTIN_SNAPSHOT: masked(builtin[BUILTIN_TRAINING]),
+    }
 
 
 def test_every_stack_has_a_snapshot(templates):

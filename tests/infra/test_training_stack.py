@@ -1,4 +1,8 @@
-"""The training stack: the training job's parameters, IAM, logging, starts and the gates."""
+"""The training stack: the training job's parameters, IAM, logging, starts and the gates.
+
+The built-in algorithm's training job and image are checked here (``builtin``); the torchvision
+job, its images, channels and IAM in test_torchvision_training.py.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ STACK = f"{PREFIX}-training"
 SAGEMAKER = "arn:aws:sagemaker:us-east-1:123456789012"
 BUCKET_URI = f"s3://{PREFIX}-data-123456789012-us-east-1/"
 PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+BUILTIN = {"counting.training.algorithm": "builtin"}
 
 
 def synthesized(**context) -> tuple[Template, Templates]:
@@ -44,6 +49,16 @@ def template(default) -> Template:
 
 
 @pytest.fixture(scope="module")
+def builtin() -> tuple[Template, Templates]:
+    return synthesized(**BUILTIN)
+
+
+@pytest.fixture(scope="module")
+def builtin_states(builtin) -> dict:
+    return builtin[1].definition(STACK)["States"]
+
+
+@pytest.fixture(scope="module")
 def states(default) -> dict:
     return default[1].definition(STACK)["States"]
 
@@ -62,7 +77,8 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_the_training_job_reads_augmented_manifests_in_pipe_mode(states):
+def test_the_builtin_training_job_reads_augmented_manifests_in_pipe_mode(builtin_states):
+    states = builtin_states
     assert states["Train"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     job = states["Train"]["Parameters"]
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
@@ -79,8 +95,11 @@ def test_the_training_job_reads_augmented_manifests_in_pipe_mode(states):
         assert source["S3Uri.$"] == f"$.prepared.{name}ManifestUri"
 
 
-def test_the_training_job_runs_on_a_gpu_with_spot_checkpoints_and_kms(default, states):
-    _, templates = default
+def test_the_builtin_training_job_runs_on_a_gpu_with_spot_checkpoints_and_kms(
+    builtin, builtin_states
+):
+    _, templates = builtin
+    states = builtin_states
     storage = f"{PREFIX}-storage"
     (key,) = templates.resources(storage, "AWS::KMS::Key")
     key_arn = templates.resolve(storage, {"Fn::GetAtt": [key, "Arn"]})
@@ -118,8 +137,9 @@ def test_without_spot_there_is_no_wait_and_no_checkpoint():
     assert "CheckpointConfig" not in job
 
 
-def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
-    configured = load_config(cdk_context()).training.hyperparameters
+def test_builtin_hyperparameters_are_the_configured_ones_plus_the_data_ones(builtin_states):
+    states = builtin_states
+    configured = load_config(cdk_context(**BUILTIN)).training.hyperparameters
     assert configured  # else only the data ones would be checked
 
     assert states["Train"]["Parameters"]["HyperParameters"] == {
@@ -130,7 +150,8 @@ def test_hyperparameters_are_the_configured_ones_plus_the_data_ones(states):
     }
 
 
-def test_the_built_in_image_comes_from_the_sdk_table_by_region(template):
+def test_the_built_in_image_comes_from_the_sdk_table_by_region(builtin):
+    template, _ = builtin
     mapping = template.to_json()["Mappings"]["ObjectDetectionRegistry"]
     assert mapping == {
         region: {"account": account} for region, account in registry_accounts().items()
@@ -147,7 +168,7 @@ def test_the_built_in_image_comes_from_the_sdk_table_by_region(template):
 
 def test_a_known_region_gets_its_image_without_a_mapping():
     template, templates = synthesized(
-        **{"counting.account": "123456789012", "counting.region": "eu-west-1"}
+        **BUILTIN, **{"counting.account": "123456789012", "counting.region": "eu-west-1"}
     )
     job = templates.definition(STACK)["States"]["Train"]["Parameters"]
 
@@ -158,7 +179,9 @@ def test_a_known_region_gets_its_image_without_a_mapping():
 
 
 def test_a_configured_image_is_used_and_may_be_pulled():
-    template, templates = synthesized(**{"counting.training.image_uri": OWN_TRAINING_IMAGE})
+    template, templates = synthesized(
+        **BUILTIN, **{"counting.training.image_uri": OWN_TRAINING_IMAGE}
+    )
     states = templates.definition(STACK)["States"]
 
     train, create_model = states["Train"]["Parameters"], states["CreateModel"]["Parameters"]
@@ -174,7 +197,7 @@ def test_a_configured_image_is_used_and_may_be_pulled():
 
 
 def test_an_image_outside_ecr_stops_synth():
-    _, stacks = build_app(**{"counting.training.image_uri": "docker.io/library/x:1"})
+    _, stacks = build_app(**BUILTIN, **{"counting.training.image_uri": "docker.io/library/x:1"})
 
     Annotations.from_stack(stacks["training"]).has_error(
         "*", Match.string_like_regexp("training.image_uri: .* is not an Amazon ECR image URI")
@@ -229,6 +252,8 @@ def test_the_state_machine_reaches_only_this_projects_resources(default):
     assert granted["ssm:PutParameter"] == {
         f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/active-model"
     }
+    # The champion: the active model named in the record.
+    assert granted["ssm:GetParameters"] == granted["ssm:PutParameter"]
     wildcard = sorted(action for action, resources in granted.items() if "*" in resources)
     assert all(action.startswith(("logs:", "xray:")) for action in wildcard), wildcard
 
@@ -347,10 +372,76 @@ def test_after_create_model_the_validation_images_are_counted_on_a_cpu_with_kms(
     assert len(retries) == 2  # a job that ran and failed (States.TaskFailed) is not retried
     (catch,) = task["Catch"]
     assert catch["Next"] == "PredictValidationImagesFailed"
-    # Order: mAP gate -> CreateModel -> transform -> evaluation -> count gate -> endpoint.
+    # Order: mAP gate -> CreateModel -> transform -> the active model's transform (if there
+    # is one) -> evaluation -> count gate -> champion gate -> endpoint.
     assert states["CreateModel"]["Next"] == "PredictValidationImages"
-    assert task["Next"] == "EvaluateCounts"
+    assert task["Next"] == "FindChampion"
+    assert states["FindChampion"]["Next"] == "ChampionFound"
+    (found,) = states["ChampionFound"]["Choices"]
+    assert found == {
+        "Variable": "$.championLookup.values[0]",
+        "IsPresent": True,
+        "Next": "ReadChampion",
+    }
+    assert states["ChampionFound"]["Default"] == "NoChampion"
+    assert states["ReadChampion"]["Next"] == "PredictWithChampion"
+    assert states["PredictWithChampion"]["Next"] == "CompareWithChampion"
+    assert states["CompareWithChampion"]["Next"] == "EvaluateCounts"
+    assert states["NoChampion"]["Next"] == "EvaluateCounts"
     assert states["EvaluateCounts"]["Next"] == "CountGate"
+
+
+def test_the_active_model_counts_the_same_images_in_a_job_of_its_own(states):
+    task = states["PredictWithChampion"]
+    challenger = states["PredictValidationImages"]["Parameters"]
+
+    # The same request but for the job's name, the model and the output folder.
+    assert task["Parameters"] == {
+        **challenger,
+        "TransformJobName.$": "States.Format('{}-champion', $.prepared.runName)",
+        "ModelName.$": "$.champion.record.model_name",
+        "TransformOutput": {
+            **challenger["TransformOutput"],
+            "S3OutputPath.$": (
+                f"States.Format('{BUCKET_URI}training/models/{{}}/champion-predictions/', "
+                "$.prepared.runName)"
+            ),
+        },
+    }
+    assert task["Catch"][0]["Next"] == "PredictWithChampionFailed"
+    # The active-model record, read with GetParameters: a missing one is no error.
+    find = states["FindChampion"]
+    assert find["Resource"] == "arn:aws:states:::aws-sdk:ssm:getParameters"
+    assert find["Parameters"] == {"Names": [f"/{PREFIX}/active-model"]}
+    assert find["ResultSelector"] == {"values.$": "$.Parameters[*].Value"}
+
+
+def test_the_champion_gate_deploys_a_first_model_or_one_no_worse(states):
+    gate = states["ChampionGate"]
+
+    assert gate["Choices"] == [
+        {"Variable": "$.evaluation.champion", "IsNull": True, "Next": "CreateEndpointConfig"},
+        {
+            "Variable": "$.evaluation.mae",
+            "NumericLessThanEqualsPath": "$.evaluation.champion.mae",
+            "Next": "CreateEndpointConfig",
+        },
+    ]
+    assert gate["Default"] == "ChampionNotBeaten"
+    assert states["DescribeActiveModel"]["Parameters"]["champion.$"] == "$.evaluation.champion"
+    assert "forced_deploy" not in states["DescribeActiveModel"]["Parameters"]
+
+
+def test_force_deploy_skips_the_champion_gate_and_is_recorded():
+    reason = "the active model was trained on mislabeled images"
+    _, templates = synthesized(**{"counting.training.force_deploy": reason})
+    states = templates.definition(STACK)["States"]
+
+    assert "ChampionGate" not in states
+    assert states["CountGate"]["Choices"][0]["Next"] == "CreateEndpointConfig"
+    assert states["DescribeActiveModel"]["Parameters"]["forced_deploy"] == reason
+    # The active model is still measured, its figures recorded.
+    assert "PredictWithChampion" in states
 
 
 def resolved_parameters(parameters: dict, values: dict[str, str]) -> dict:
@@ -399,7 +490,7 @@ def test_the_transform_task_matches_botocores_create_transform_job(states):
 def test_the_count_gate_refuses_above_the_maximum_by_default(states):
     gate = states["CountGate"]
     (choice,) = gate["Choices"]
-    assert choice["Next"] == "CreateEndpointConfig"
+    assert choice["Next"] == "ChampionGate"
     assert choice["And"] == [
         {"Variable": "$.evaluation.wape", "IsNumeric": True},
         {"Variable": "$.evaluation.wape", "NumericLessThanEquals": 0.25},
@@ -411,7 +502,7 @@ def test_without_a_maximum_the_count_gate_is_off():
     _, templates = synthesized(**{"counting.training.max_count_wape": "null"})
     states = templates.definition(STACK)["States"]
 
-    assert states["EvaluateCounts"]["Next"] == "CreateEndpointConfig"
+    assert states["EvaluateCounts"]["Next"] == "ChampionGate"
     assert "CountGate" not in states
     assert "CountGateNotMet" not in states
 
@@ -428,7 +519,10 @@ def test_the_model_role_reads_the_validation_images_and_writes_the_predictions(t
         "/training/manifests/*",
     ]
     assert granted["WriteTransformResults"]["Action"] == "s3:PutObject"
-    assert objects(granted["WriteTransformResults"]) == ["/training/models/*/predictions/*"]
+    assert sorted(objects(granted["WriteTransformResults"])) == [
+        "/training/models/*/champion-predictions/*",
+        "/training/models/*/predictions/*",
+    ]
     assert sorted(granted["UseTheDataKeyForTransforms"]["Action"]) == [
         "kms:CreateGrant",
         "kms:Decrypt",
@@ -455,9 +549,10 @@ def test_the_evaluation_function_has_pillow_and_reads_only_run_folders(template)
         "StringLike": {"s3:prefix": "training/models/*"}
     }
     assert granted["ReadPredictions"]["Action"] == "s3:GetObject"
-    assert granted["ReadPredictions"]["Resource"]["Fn::Join"][1][-1] == (
-        "/training/models/*/predictions/*"
-    )
+    assert sorted(r["Fn::Join"][1][-1] for r in granted["ReadPredictions"]["Resource"]) == [
+        "/training/models/*/champion-predictions/*",
+        "/training/models/*/predictions/*",
+    ]
     assert granted["WriteEvaluations"]["Action"] == "s3:PutObject"
     # evaluation.json and evaluation.png, nothing else.
     assert granted["WriteEvaluations"]["Resource"]["Fn::Join"][1][-1] == (

@@ -143,3 +143,71 @@ def test_a_request_outside_the_run_folders_is_refused(handler, lambda_context):
 def test_a_malformed_request_is_one_line(handler, lambda_context):
     with pytest.raises(handler.EvaluationFailed, match="not an evaluation request: runName"):
         handler.main({"predictionsUri": "s3://x/y/"}, lambda_context)
+
+
+# --- Champion and challenger: the active model on the same images --------------------------
+
+CHAMPION_MODEL = f"{PREFIX}-20261101-090000-0f0f0f"
+CHAMPION_PREDICTIONS = f"training/models/{RUN}/champion-predictions/"
+
+
+def upload_champion(answer: bytes) -> None:
+    """The active model's answers for the same four images, each ``answer``."""
+    for response in sorted((EXAMPLE / "responses").iterdir()):
+        put(f"{CHAMPION_PREDICTIONS}street/{response.name}", answer)
+
+
+def with_champion() -> dict:
+    return event() | {
+        "champion": {
+            "modelName": CHAMPION_MODEL,
+            "predictionsUri": f"s3://{BUCKET}/{CHAMPION_PREDICTIONS}",
+        }
+    }
+
+
+def test_the_active_model_is_measured_on_the_same_images_side_by_side(handler, lambda_context):
+    upload_run()
+    # A champion that finds nothing: it counts 0 on every image. The four images hold 3, 1, 0
+    # and 4 objects (8 in all), so at every threshold its errors are 3, 1, 0, 4: MAE 8 / 4 = 2,
+    # WAPE 8 / 8 = 1, bias -8 / 4 = -2; thresholds tie and the lowest (0.05) is kept.
+    upload_champion(b'{"prediction": []}')
+
+    result = handler.main(with_champion(), lambda_context)
+
+    # The new model's figures are unchanged (hand-checked above): MAE 0.25 <= 2, it is better.
+    assert EvaluationSummary.model_validate(result).mae == 0.25
+    assert result["champion"] == {
+        "modelName": CHAMPION_MODEL,
+        "images": 4,
+        "bestThreshold": 0.05,
+        "mae": 2.0,
+        "wape": 1.0,
+        "bias": -2.0,
+    }
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert (report["mae"], report["champion"]["mae"]) == (0.25, 2.0)
+    assert report["champion"]["model"] == CHAMPION_MODEL
+    assert report["champion"]["predictions"] == f"s3://{BUCKET}/{CHAMPION_PREDICTIONS}"
+    # Its review queue: the images it miscounts, largest error first (street-3 it gets right).
+    assert [
+        (image["true_count"], image["predicted_count"])
+        for image in report["champion"]["review_queue"]
+    ] == [(4, 0), (3, 0), (1, 0)]
+
+
+def test_without_an_active_model_the_champion_is_null(handler, lambda_context):
+    upload_run()
+
+    result = handler.main(event() | {"champion": {}}, lambda_context)
+
+    assert result["champion"] is None
+    assert "champion" not in json.loads(read(f"training/models/{RUN}/evaluation.json"))
+
+
+def test_an_active_model_missing_an_answer_fails_the_evaluation(handler, lambda_context):
+    upload_run()
+    put(f"{CHAMPION_PREDICTIONS}street/street-1.jpg.out", b'{"prediction": []}')
+
+    with pytest.raises(handler.EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
+        handler.main(with_champion(), lambda_context)

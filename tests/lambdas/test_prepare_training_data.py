@@ -98,6 +98,15 @@ def test_writes_the_split_and_the_report_and_returns_the_run(handler, lambda_con
         {"prefix": f"s3://{BUCKET}/labeling/images/"},
         image.removeprefix(f"s3://{BUCKET}/labeling/images/"),
     ]
+    # Every image of the run, train then validation: the torchvision job's images channel.
+    assert run.images_uri == f"s3://{BUCKET}/{folder}images.manifest"
+    listed = json.loads(read(f"{folder}images.manifest"))
+    assert listed[0] == {"prefix": f"s3://{BUCKET}/labeling/images/"}
+    assert listed[1:] == [
+        json.loads(line)["source-ref"].removeprefix(f"s3://{BUCKET}/labeling/images/")
+        for line in train + validation
+    ]
+    assert len(listed[1:]) == 5  # 4 train + 1 validation: failed and empty items dropped
     report = json.loads(read(f"{folder}data-report.json"))
     assert report["run"] == run.run_name
     assert report["manifest"] == f"s3://{BUCKET}/{KEY}"

@@ -10,6 +10,7 @@ runs the very definition CDK produced, not a copy.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -59,10 +60,19 @@ class Templates:
             "Fn::ImportValue": lambda name: self._import(self.resolve(stack, name)),
             "Fn::Select": lambda pick: self.resolve(stack, pick[1])[int(pick[0])],
             "Fn::Split": lambda split: str(self.resolve(stack, split[1])).split(split[0]),
+            # CDK's asset locations: a string with ${pseudo parameters} (no variable map).
+            "Fn::Sub": lambda text: self._sub(stack, text),
         }
         if function not in functions:
             raise NotImplementedError(f"{function} in {stack}")
         return functions[function](argument)
+
+    def _sub(self, stack: str, text: str) -> str:
+        if not isinstance(text, str):
+            raise NotImplementedError(f"Fn::Sub with a variable map in {stack}")
+        for name in re.findall(r"\$\{([^}]+)\}", text):
+            text = text.replace(f"${{{name}}}", str(self._ref(stack, name)))
+        return text
 
     def _find_in_map(self, stack: str, mapping: str, key: Any, name: Any) -> Any:
         resolved_key, resolved_name = self.resolve(stack, key), self.resolve(stack, name)

@@ -17,7 +17,7 @@ from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
 from counting_core.evaluation import EvaluationSummary
-from counting_core.model_record import ActiveModel
+from counting_core.model_record import ActiveModel, ChampionSummary
 from counting_core.training import DataNotTrainable, PreparedRun
 from stacks.config import load_config
 from tests.conftest import cdk_context
@@ -44,6 +44,7 @@ PREPARED = PreparedRun(
     train_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/train.manifest",
     validation_manifest_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation.manifest",
     validation_images_uri=f"s3://{BUCKET}/training/manifests/{RUN}/validation-images.manifest",
+    images_uri=f"s3://{BUCKET}/training/manifests/{RUN}/images.manifest",
     data_report_uri=f"s3://{BUCKET}/training/manifests/{RUN}/data-report.json",
     hyperparameters={"num_classes": "2", "num_training_samples": "40", "label_width": "350"},
     figures={"num_training_samples": 40, "num_validation_samples": 10},
@@ -57,9 +58,31 @@ NOT_FOUND_ATTEMPTS = 5
 # EvaluateCounts goes straight on to CreateEndpointConfig (tests/infra/test_training_stack.py).
 MAX_COUNT_WAPE = 0.25
 PREDICTIONS = f"s3://{BUCKET}/training/models/{RUN}/predictions/"
-EVALUATED = ["CreateModel", "PredictValidationImages", "EvaluateCounts", "CountGate"]
+# No active model yet (a first run): nothing to compare with.
+EVALUATED = [
+    "CreateModel",
+    "PredictValidationImages",
+    "FindChampion",
+    "ChampionFound",
+    "NoChampion",
+    "EvaluateCounts",
+    "CountGate",
+]
+# An active model (the champion) is counted on the same images too.
+CHAMPION_EVALUATED = [
+    "CreateModel",
+    "PredictValidationImages",
+    "FindChampion",
+    "ChampionFound",
+    "ReadChampion",
+    "PredictWithChampion",
+    "CompareWithChampion",
+    "EvaluateCounts",
+    "CountGate",
+]
 FIRST_DEPLOYMENT = [
     *EVALUATED,
+    "ChampionGate",
     "CreateEndpointConfig",
     "FindEndpoint",
     "CreateEndpoint",
@@ -77,6 +100,20 @@ THROUGH_THE_GATE = [
     "QualityGate",
 ]
 RECORDED = ["DescribeActiveModel", "SaveActiveModel", "NotifyDeployed", "Deployed"]
+# A later run, compared with the active model, that updates the endpoint.
+UPDATED_IN_PLACE = [
+    *THROUGH_THE_GATE,
+    *CHAMPION_EVALUATED,
+    "ChampionGate",
+    "CreateEndpointConfig",
+    "FindEndpoint",
+    "EndpointUsable",
+    "UpdateEndpoint",
+    "WaitForEndpoint",
+    "CheckEndpoint",
+    "EndpointReady",
+    *RECORDED,
+]
 STOPPED = ["NotifyStopped", "RunStopped"]
 
 
@@ -95,8 +132,24 @@ def evaluation(**figures) -> EvaluationSummary:
     ).model_copy(update=figures)
 
 
-def evaluated(summary: EvaluationSummary) -> Return:
-    return Return({"StatusCode": 200, "Payload": summary.model_dump(by_alias=True)})
+def evaluated(summary: EvaluationSummary, champion: ChampionSummary | None = None) -> Return:
+    """What the evaluation Lambda returns: the new model's figures and the champion's."""
+    return Return(
+        {
+            "StatusCode": 200,
+            "Payload": {
+                **summary.model_dump(by_alias=True),
+                "champion": None if champion is None else champion.model_dump(by_alias=True),
+            },
+        }
+    )
+
+
+def champion(**figures) -> ChampionSummary:
+    """The active model's figures on the same images; by default worse than ``evaluation()``."""
+    return ChampionSummary(
+        model_name=PREVIOUS_RUN, images=10, best_threshold=0.4, mae=0.5, wape=0.1, bias=0.2
+    ).model_copy(update=figures)
 
 
 #: What createTransformJob.sync returns: DescribeTransformJob of the completed job.
@@ -109,9 +162,20 @@ TRANSFORM_DONE = Return(
         "TransformOutput": {"S3OutputPath": PREDICTIONS, "Accept": "application/json"},
     }
 )
+CHAMPION_PREDICTIONS = f"s3://{BUCKET}/training/models/{RUN}/champion-predictions/"
+#: The active model's job over the same images.
+CHAMPION_TRANSFORM_DONE = Return(
+    {
+        "TransformJobName": f"{RUN}-champion",
+        "TransformJobStatus": "Completed",
+        "ModelName": PREVIOUS_RUN,
+        "TransformOutput": {"S3OutputPath": CHAMPION_PREDICTIONS, "Accept": "application/json"},
+    }
+)
 #: Every run that reaches the evaluation gets these unless a test says otherwise.
 EVALUATION_STUBS = {
     "PredictValidationImages": [TRANSFORM_DONE],
+    "PredictWithChampion": [CHAMPION_TRANSFORM_DONE],
     "EvaluateCounts": [evaluated(evaluation())],
 }
 
@@ -272,18 +336,23 @@ def test_a_first_run_creates_the_endpoint_and_records_the_model(pipeline):
         count_bias=-0.1,
         evaluation_uri=f"s3://{BUCKET}/training/models/{RUN}/evaluation.json",
         deployed_at=record.deployed_at,
-        image_shape=512,  # the training image_shape hyperparameter
+        image_shape=512,  # the training image_size hyperparameter
+        algorithm="torchvision",
+        detector="fasterrcnn_mobilenet_v3_large_fpn",
+        champion=None,  # the first model: no active model to compare with
+        forced_deploy=None,
     )
     assert record.deployed_at
-    assert run.output == json.loads(record.model_dump_json())
-    assert pipeline.notifications() == [
-        (f"{PREFIX}: new model deployed", json.loads(record.model_dump_json(exclude_none=True)))
-    ]
+    # As written: an unforced run's record has no forced_deploy at all.
+    assert run.output == json.loads(record.model_dump_json(exclude={"forced_deploy"}))
+    assert pipeline.notifications() == [(f"{PREFIX}: new model deployed", run.output)]
+    ((evaluate,),) = [run.requests("EvaluateCounts")]
+    assert evaluate["Payload"]["champion"] == {}
     # What moto's SageMaker now holds: the run's model, behind a serverless config.
     model = pipeline.sagemaker.describe_model(ModelName=RUN)
     assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     assert model["PrimaryContainer"]["Image"] == (
-        f"811284229777.dkr.ecr.{REGION}.amazonaws.com/object-detection:1"
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
     )
     config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=RUN)
     (variant,) = config["ProductionVariants"]
@@ -306,19 +375,23 @@ def test_the_training_job_gets_the_prepared_data_and_the_merged_hyperparameters(
     ((job,),) = [run.requests("Train")]
     assert job["TrainingJobName"] == RUN
     assert job["HyperParameters"] == {
+        "max_minutes": "1410",  # max_runtime_hours (24) less 30 minutes
         **load_config(cdk_context()).training.hyperparameters,
+        "detector": "fasterrcnn_mobilenet_v3_large_fpn",
+        "image_prefix": f"s3://{BUCKET}/labeling/images/",
         "num_classes": "2",
-        "num_training_samples": "40",
-        "label_width": "350",
+        "label_attribute": "vehicles",
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": job["HyperParameters"]["sagemaker_submit_directory"],
+        "sagemaker_region": REGION,
     }
     channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
     for name, uri in (
         ("train", PREPARED.train_manifest_uri),
         ("validation", PREPARED.validation_manifest_uri),
+        ("images", PREPARED.images_uri),
     ):
-        source = channels[name]["DataSource"]["S3DataSource"]
-        assert source["S3Uri"] == uri
-        assert source["AttributeNames"] == ["source-ref", "vehicles"]
+        assert channels[name]["DataSource"]["S3DataSource"]["S3Uri"] == uri
     assert job["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/training/models/checkpoints/{RUN}/"}
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/training/models/"
 
@@ -337,18 +410,7 @@ def test_a_later_run_updates_the_endpoint_in_place(pipeline):
     )
 
     assert run.status == "SUCCEEDED", run.cause
-    assert run.states() == [
-        *THROUGH_THE_GATE,
-        *EVALUATED,
-        "CreateEndpointConfig",
-        "FindEndpoint",
-        "EndpointUsable",
-        "UpdateEndpoint",
-        "WaitForEndpoint",
-        "CheckEndpoint",
-        "EndpointReady",
-        *RECORDED,
-    ]
+    assert run.states() == UPDATED_IN_PLACE
     assert run.requests("UpdateEndpoint") == [{"EndpointName": ENDPOINT, "EndpointConfigName": RUN}]
     assert pipeline.active_model().endpoint_config_name == RUN
 
@@ -369,7 +431,8 @@ def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline
     assert run.status == "SUCCEEDED", run.cause
     assert run.states() == [
         *THROUGH_THE_GATE,
-        *EVALUATED,
+        *CHAMPION_EVALUATED,
+        "ChampionGate",
         "CreateEndpointConfig",
         "FindEndpoint",
         "EndpointUsable",
@@ -675,6 +738,7 @@ def test_the_new_model_counts_the_validation_images_before_any_endpoint_changes(
         "validationManifestUri": PREPARED.validation_manifest_uri,
         "labelAttribute": "vehicles",
         "predictionsUri": PREDICTIONS,
+        "champion": {},  # no active model yet
     }
 
 
@@ -709,7 +773,7 @@ def test_the_count_gate_refuses_a_model_that_miscounts(pipeline, wape, cause):
         }
     )
 
-    assert run.states()[-6:] == [*EVALUATED, "CountGateNotMet", *STOPPED][-6:]
+    assert run.states()[-6:] == [*CHAMPION_EVALUATED, "CountGateNotMet", *STOPPED][-6:]
     assert "CreateEndpointConfig" not in run.states()
     assert run.cause == cause
     assert_stopped(pipeline, run, error="CountGateNotMet", outcome="refused", state="CountGate")
@@ -799,3 +863,114 @@ def test_an_evaluation_that_cannot_be_made_is_reported(pipeline):
     assert_stopped(
         pipeline, run, error="EvaluateCountsFailed", outcome="failed", state="EvaluateCounts"
     )
+
+
+# --- Champion and challenger: deploy only a model that counts no worse than the active one ---
+
+
+@pytest.mark.parametrize(
+    "champion_mae",
+    [0.5, 0.3],  # the new model's MAE is 0.3: better, then equal ("no worse")
+    ids=["better", "equal"],
+)
+def test_a_challenger_no_worse_than_the_active_model_replaces_it(pipeline, champion_mae):
+    pipeline.deploy_previous_model()
+    active = champion(mae=champion_mae)
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "EvaluateCounts": [evaluated(evaluation(), active)],
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+            "CheckEndpoint": [endpoint("InService", RUN)],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.states() == UPDATED_IN_PLACE
+    # The active model (the record's model_name) counts the same images in its own job.
+    ((job,),) = [run.requests("PredictWithChampion")]
+    assert job["TransformJobName"] == f"{RUN}-champion"
+    assert job["ModelName"] == PREVIOUS_RUN
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        PREPARED.validation_images_uri
+    )
+    assert job["TransformOutput"]["S3OutputPath"] == CHAMPION_PREDICTIONS
+    ((evaluate,),) = [run.requests("EvaluateCounts")]
+    assert evaluate["Payload"]["champion"] == {
+        "modelName": PREVIOUS_RUN,
+        "predictionsUri": CHAMPION_PREDICTIONS,
+    }
+    record = pipeline.active_model()
+    assert record.model_name == RUN
+    assert (record.count_mae, record.champion) == (0.3, active)
+    assert record.forced_deploy is None
+
+
+def test_a_challenger_worse_than_the_active_model_is_refused(pipeline):
+    pipeline.deploy_previous_model()
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            # MAE 0.3 against the active model's 0.25 on the same 10 images: worse.
+            "EvaluateCounts": [evaluated(evaluation(), champion(mae=0.25, wape=0.05))],
+        }
+    )
+
+    assert run.states()[-5:] == ["CountGate", "ChampionGate", "ChampionNotBeaten", *STOPPED]
+    assert "CreateEndpointConfig" not in run.states()
+    assert run.cause == (
+        "count MAE 0.3 objects per image on the 10 validation images is worse than the active "
+        f"model {PREVIOUS_RUN} with 0.25 on the same images (WAPE 0.06 against 0.05; report: "
+        f"s3://{BUCKET}/training/models/{RUN}/evaluation.json); nothing was deployed, the "
+        "endpoint keeps the active model. To deploy it anyway, set training.force_deploy to "
+        "the reason."
+    )
+    assert_stopped(
+        pipeline, run, error="ChampionNotBeaten", outcome="refused", state="ChampionGate"
+    )
+    assert pipeline.active_model().model_name == PREVIOUS_RUN
+
+
+FORCED = "rolling back the class map of labeling job street-7"
+
+
+@pytest.fixture(scope="module")
+def forced_templates() -> Templates:
+    app, _ = build_app(rule_packs=False, **{"counting.training.force_deploy": FORCED})
+    assembly = app.synth()
+    return Templates(
+        {s.stack_name: json.loads(Path(s.template_full_path).read_text()) for s in assembly.stacks}
+    )
+
+
+def test_force_deploy_deploys_a_worse_challenger_and_records_why(forced_templates):
+    with mock_aws(config=harness.MOTO_CONFIG), harness.interpreter():
+        pipeline = Pipeline(forced_templates)
+        pipeline.deploy_previous_model()
+        worse = champion(mae=0.25, wape=0.05)
+
+        run = pipeline.run(
+            {
+                "PrepareTrainingData": [PREPARE_OK],
+                "Train": [finished_job()],
+                "EvaluateCounts": [evaluated(evaluation(), worse)],
+                "UpdateEndpoint": [
+                    Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})
+                ],
+                "CheckEndpoint": [endpoint("InService", RUN)],
+            }
+        )
+
+        assert run.status == "SUCCEEDED", run.cause
+        # Still measured side by side; no comparison.
+        assert "PredictWithChampion" in run.states()
+        assert "ChampionGate" not in run.states()
+        assert run.states()[run.states().index("CountGate") + 1] == "CreateEndpointConfig"
+        record = pipeline.active_model()
+        assert record.model_name == RUN
+        assert (record.count_mae, record.champion) == (0.3, worse)
+        assert record.forced_deploy == FORCED

@@ -52,6 +52,16 @@ LOOKUP_FAILURE = "$.endpointLookupFailure"
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 RUN_NAME = f"{PREPARED}.runName"
+# The PyTorch inference container runs the handlers in model.tar.gz's code/ folder
+# (detector/inference.py, packed there by the training job), as the SageMaker Python SDK
+# configures a network-isolated PyTorchModel: SAGEMAKER_PROGRAM names the script,
+# SAGEMAKER_SUBMIT_DIRECTORY is where the model's code was unpacked.
+# https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/model.py
+# https://github.com/aws/sagemaker-pytorch-inference-toolkit
+INFERENCE_PROGRAM = "inference.py"
+MODEL_CODE_DIRECTORY = "/opt/ml/model/code"
+# The SDK's default container log level (logging.INFO).
+CONTAINER_LOG_LEVEL = "20"
 
 
 class DeployStep(Construct):
@@ -78,6 +88,7 @@ class DeployStep(Construct):
         storage: DataStorage,
         image: str,
         image_uri: str | None,
+        algorithm: str,
         notifications: RunNotifications,
         then: sfn.IChainable,
     ) -> None:
@@ -96,19 +107,30 @@ class DeployStep(Construct):
         )
         self.model_role = self._model_role(image_uri)
 
+        container: dict = {
+            "Image": image,
+            "ModelDataUrl": sfn.JsonPath.string_at(f"{TRAINING}.ModelArtifacts.S3ModelArtifacts"),
+        }
+        model: dict = {
+            "ModelName": sfn.JsonPath.string_at(RUN_NAME),
+            "ExecutionRoleArn": self.model_role.role_arn,
+            "PrimaryContainer": container,
+        }
+        if algorithm == "torchvision":
+            container["Environment"] = {
+                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIRECTORY,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": CONTAINER_LOG_LEVEL,
+                "SAGEMAKER_REGION": stack.region,
+            }
+            # The model needs nothing from the internet: behind the endpoint and in Batch
+            # Transform, its container gets no network access.
+            model["EnableNetworkIsolation"] = True
+
         create_model = self._call(
             "CreateModel",
             "createModel",
-            {
-                "ModelName": sfn.JsonPath.string_at(RUN_NAME),
-                "ExecutionRoleArn": self.model_role.role_arn,
-                "PrimaryContainer": {
-                    "Image": image,
-                    "ModelDataUrl": sfn.JsonPath.string_at(
-                        f"{TRAINING}.ModelArtifacts.S3ModelArtifacts"
-                    ),
-                },
-            },
+            model,
             [models],
             additional_iam_statements=[
                 iam.PolicyStatement(

@@ -1,11 +1,19 @@
-"""Step 5, Evaluate: count the validation images with the new model and measure the count error.
+"""Step 5, Evaluate: count the validation images with the new model and with the active one,
+and measure both count errors.
 
 After CreateModel and before any endpoint changes, a Batch Transform job runs the run's
-model over the validation images (CPU, ``training.evaluation_instance_type``); then the
-``evaluate_counts`` Lambda compares its counts with the labels
-(``counting_core.evaluation``), writes ``evaluation.json`` and ``evaluation.png`` under
-``training/models/<run>/`` and returns the figures at the calibrated threshold, which the
-count gate and the active-model record read from ``$.evaluation``.
+model over the validation images (CPU, ``training.evaluation_instance_type``). The active
+model (the champion: the active-model record's ``model_name``, when there is a record) runs
+over the same images in a second job. The ``evaluate_counts`` Lambda then compares the counts
+with the labels (``counting_core.evaluation``), writes ``evaluation.json`` (both models'
+figures side by side) and ``evaluation.png`` under ``training/models/<run>/`` and returns the
+figures at the calibrated threshold, with the champion's (or null), which the count gate,
+the champion gate and the active-model record read from ``$.evaluation``.
+
+The record is read with GetParameters, which lists a missing name under InvalidParameters
+instead of failing: "no active model" needs no error name, and any other failure of the
+read stops the run instead of skipping the comparison.
+https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameters.html
 """
 
 from __future__ import annotations
@@ -32,17 +40,25 @@ from stacks.nag import acknowledge
 EVALUATION = "$.evaluation"
 #: Where it keeps the finished transform job (its name and output).
 TRANSFORM = "$.transform"
+#: Where it keeps the active model to compare with: its record, then ``{"modelName",
+#: "predictionsUri"}`` for the evaluation (``{}`` when there is none).
+CHAMPION = "$.champion"
+CHAMPION_LOOKUP = "$.championLookup"
+CHAMPION_TRANSFORM = "$.championTransform"
 RUN_NAME = f"{PREPARED}.runName"
 # Key prefixes, in any run's folder, of the Batch Transform answers and of the evaluation's
 # two files (evaluation.json, evaluation.png): what the grants below name, nothing more.
 PREDICTIONS = f"{layout.MODEL_ARTIFACTS}*/{training.PREDICTIONS_FOLDER}"
+CHAMPION_PREDICTIONS = f"{layout.MODEL_ARTIFACTS}*/{training.CHAMPION_PREDICTIONS_FOLDER}"
 EVALUATION_FILES = f"{layout.MODEL_ARTIFACTS}*/{training.EVALUATION_FILE.removesuffix('json')}"
 # Validation sets are hundreds of images; a CPU instance counts one in about a second after
 # a few minutes of start-up. An hour is ample; past it the job is stopped and reported.
 TRANSFORM_TIMEOUT = cdk.Duration.hours(1)
-# The whole step at most: the job, waiting for transform quota first
-# (retry_policies.TRANSFORM_CAPACITY, 25 minutes) and the evaluation Lambda (5 minutes).
-EVALUATION_TIME = TRANSFORM_TIMEOUT.plus(cdk.Duration.minutes(30))
+# The whole step at most: two jobs (the new model's, the active model's), each after waiting
+# for transform quota (retry_policies.TRANSFORM_CAPACITY, 25 minutes), and the evaluation
+# Lambda (5 minutes).
+_JOB_TIME = TRANSFORM_TIMEOUT.plus(cdk.Duration.minutes(25))
+EVALUATION_TIME = _JOB_TIME.plus(_JOB_TIME).plus(cdk.Duration.minutes(5))
 
 
 class EvaluationStep(Construct):
@@ -64,28 +80,52 @@ class EvaluationStep(Construct):
         instance_type: str,
         storage: DataStorage,
         model_role: iam.IRole,
+        active_model_parameter: str,
         notifications: RunNotifications,
         then: sfn.IChainable,
     ) -> None:
         super().__init__(scope, construct_id)
         bucket = storage.bucket_in(self)
-        self.transform = BatchTransform(
-            self,
+
+        def predictions(folder: str) -> str:
+            return sfn.JsonPath.format(
+                f"s3://{storage.bucket_name}/{layout.MODEL_ARTIFACTS}{{}}/{folder}",
+                sfn.JsonPath.string_at(RUN_NAME),
+            )
+
+        def transform(construct_id: str, state_name: str, **names: str) -> BatchTransform:
+            return BatchTransform(
+                self,
+                construct_id,
+                state_name=state_name,
+                job_name_prefix=f"{prefix}-",
+                manifest_uri_path=f"{PREPARED}.validationImagesUri",
+                instance_type=instance_type,
+                key=storage.key,
+                timeout=TRANSFORM_TIMEOUT,
+                **names,
+            )
+
+        self.transform = transform(
             "BatchTransform",
-            state_name="PredictValidationImages",
-            job_name_prefix=f"{prefix}-",
+            "PredictValidationImages",
             job_name_path=RUN_NAME,
             model_name_path=RUN_NAME,
-            manifest_uri_path=f"{PREPARED}.validationImagesUri",
-            output_uri_path=sfn.JsonPath.format(
-                f"s3://{storage.bucket_name}/{layout.MODEL_ARTIFACTS}{{}}/"
-                f"{training.PREDICTIONS_FOLDER}",
-                sfn.JsonPath.string_at(RUN_NAME),
-            ),
-            instance_type=instance_type,
-            key=storage.key,
-            timeout=TRANSFORM_TIMEOUT,
+            output_uri_path=predictions(training.PREDICTIONS_FOLDER),
             result_path=TRANSFORM,
+        )
+        # The active model over the same images, as "<run>-champion" (run names leave room:
+        # training.MAX_PREFIX_LENGTH); both jobs are this project's, named <prefix>-*, so the
+        # first job's statements cover it.
+        self.champion_transform = transform(
+            "ChampionTransform",
+            "PredictWithChampion",
+            job_name_path=sfn.JsonPath.format(
+                f"{{}}{training.CHAMPION_JOB_SUFFIX}", sfn.JsonPath.string_at(RUN_NAME)
+            ),
+            model_name_path=f"{CHAMPION}.record.model_name",
+            output_uri_path=predictions(training.CHAMPION_PREDICTIONS_FOLDER),
+            result_path=CHAMPION_TRANSFORM,
         )
         self.statements = self.transform.statements
         BatchTransform.grant_model_role(
@@ -102,9 +142,14 @@ class EvaluationStep(Construct):
             writes={
                 PREDICTIONS: "A run's Batch Transform job writes its answers under "
                 f"{layout.MODEL_ARTIFACTS}<run>/{training.PREDICTIONS_FOLDER}.",
+                CHAMPION_PREDICTIONS: "A run's Batch Transform job of the active model writes "
+                f"its answers under {layout.MODEL_ARTIFACTS}<run>/"
+                f"{training.CHAMPION_PREDICTIONS_FOLDER}.",
             },
         )
         notifications.catch(self.transform.state)
+        notifications.catch(self.champion_transform.state)
+        find_champion = self._find_champion(active_model_parameter, notifications)
 
         self.handler = PythonFunction(
             self,
@@ -128,7 +173,10 @@ class EvaluationStep(Construct):
                     ),
                     "ReadPredictions": (
                         ["s3:GetObject"],
-                        [bucket.arn_for_objects(f"{PREDICTIONS}*")],
+                        [
+                            bucket.arn_for_objects(f"{PREDICTIONS}*"),
+                            bucket.arn_for_objects(f"{CHAMPION_PREDICTIONS}*"),
+                        ],
                     ),
                     "WriteEvaluations": (
                         ["s3:PutObject"],
@@ -151,6 +199,9 @@ class EvaluationStep(Construct):
                 f"manifest under {layout.TRAINING_MANIFESTS}<run>/.",
                 PREDICTIONS: "The count evaluation reads each run's Batch Transform answers "
                 f"under {layout.MODEL_ARTIFACTS}<run>/{training.PREDICTIONS_FOLDER}.",
+                CHAMPION_PREDICTIONS: "The count evaluation reads the active model's Batch "
+                f"Transform answers for each run under {layout.MODEL_ARTIFACTS}<run>/"
+                f"{training.CHAMPION_PREDICTIONS_FOLDER}.",
                 EVALUATION_FILES: "The count evaluation writes "
                 f"{training.EVALUATION_FILE} and {training.EVALUATION_PLOT_FILE} of each run "
                 f"under {layout.MODEL_ARTIFACTS}<run>/.",
@@ -176,12 +227,17 @@ class EvaluationStep(Construct):
                     "predictionsUri": sfn.JsonPath.string_at(
                         f"{TRANSFORM}.TransformOutput.S3OutputPath"
                     ),
+                    "champion": sfn.JsonPath.object_at(CHAMPION),
                 }
             ),
-            # Keep exactly the summary the Lambda returns, field by field.
+            # Keep exactly the summary the Lambda returns, field by field, and the champion's
+            # figures (null for a first model).
             result_selector={
-                f"{field.alias}.$": f"$.Payload.{field.alias}"
-                for field in EvaluationSummary.model_fields.values()
+                **{
+                    f"{field.alias}.$": f"$.Payload.{field.alias}"
+                    for field in EvaluationSummary.model_fields.values()
+                },
+                "champion.$": "$.Payload.champion",
             },
             result_path=EVALUATION,
             retry_on_service_exceptions=False,
@@ -189,4 +245,60 @@ class EvaluationStep(Construct):
         retry_policies.LAMBDA_SERVICE.apply(evaluate)
         notifications.catch(evaluate)
         self.start = self.transform.state
-        self.transform.state.next(evaluate).next(then)
+        self.transform.state.next(find_champion)
+        no_champion = sfn.Pass(
+            self, "NoChampion", result=sfn.Result.from_object({}), result_path=CHAMPION
+        )
+        read_champion = sfn.Pass(
+            self,
+            "ReadChampion",
+            parameters={
+                "record": sfn.JsonPath.string_to_json(
+                    sfn.JsonPath.string_at(f"{CHAMPION_LOOKUP}.values[0]")
+                )
+            },
+            result_path=CHAMPION,
+        )
+        compare = sfn.Pass(
+            self,
+            "CompareWithChampion",
+            parameters={
+                "modelName": sfn.JsonPath.string_at(f"{CHAMPION}.record.model_name"),
+                "predictionsUri": sfn.JsonPath.string_at(
+                    f"{CHAMPION_TRANSFORM}.TransformOutput.S3OutputPath"
+                ),
+            },
+            result_path=CHAMPION,
+        )
+        find_champion.next(
+            sfn.Choice(self, "ChampionFound")
+            .when(
+                sfn.Condition.is_present(f"{CHAMPION_LOOKUP}.values[0]"),
+                read_champion.next(self.champion_transform.state).next(compare).next(evaluate),
+            )
+            .otherwise(no_champion.next(evaluate))
+        )
+        evaluate.next(then)
+
+    def _find_champion(
+        self, parameter_name: str, notifications: RunNotifications
+    ) -> tasks.CallAwsService:
+        """GetParameters of the active-model record: its value, or none for a first model."""
+        find = tasks.CallAwsService(
+            self,
+            "FindChampion",
+            service="ssm",
+            action="getParameters",
+            parameters={"Names": [parameter_name]},
+            iam_resources=[
+                cdk.Stack.of(self).format_arn(
+                    service="ssm", resource="parameter", resource_name=parameter_name.lstrip("/")
+                )
+            ],
+            iam_action="ssm:GetParameters",
+            result_selector={"values.$": "$.Parameters[*].Value"},
+            result_path=CHAMPION_LOOKUP,
+        )
+        retry_policies.SSM_READ.apply(find)
+        notifications.catch(find)
+        return find

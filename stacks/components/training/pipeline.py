@@ -1,5 +1,6 @@
 """The training state machine: Prepare -> Train -> quality gate -> CreateModel -> Evaluate
-(Batch Transform + count error) -> count gate -> endpoint -> Record.
+(Batch Transform of the new and of the active model + count errors) -> count gate ->
+champion gate -> endpoint -> Record.
 
 Each step is its own construct (this package's modules); this one wires them in order,
 gives the state machine its role, an encrypted log group at level ALL and X-Ray tracing.
@@ -15,10 +16,16 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.storage import DataStorage
+from stacks.components.training.champion_gate import ChampionGate
 from stacks.components.training.count_gate import CountGate
 from stacks.components.training.deploy import DeployStep
 from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
-from stacks.components.training.image import algorithm_image
+from stacks.components.training.image import (
+    PYTORCH_INFERENCE,
+    PYTORCH_TRAINING,
+    algorithm_image,
+    pytorch_image,
+)
 from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PrepareStep
 from stacks.components.training.quality_gate import QualityGate
@@ -37,7 +44,7 @@ class TrainingPipeline(Construct):
     """Attributes:
     state_machine: ``<prefix>-training``.
     log_group: its execution log (KMS-encrypted).
-    prepare, train, gate, deploy, evaluation, count_gate, record: the steps.
+    prepare, train, gate, deploy, evaluation, count_gate, champion_gate, record: the steps.
     """
 
     def __init__(
@@ -51,7 +58,11 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         prefix, settings = config.prefix, config.training
-        image = algorithm_image(self, settings.image_uri)
+        if settings.algorithm == "torchvision":
+            training_image = pytorch_image(self, PYTORCH_TRAINING)
+            serving_image = pytorch_image(self, PYTORCH_INFERENCE)
+        else:
+            training_image = serving_image = algorithm_image(self, settings.image_uri)
         notifications = RunNotifications(self, "Notifications", prefix=prefix, topic=topic)
 
         self.prepare = PrepareStep(
@@ -68,7 +79,7 @@ class TrainingPipeline(Construct):
             prefix=prefix,
             settings=settings,
             storage=storage,
-            image=image,
+            image=training_image,
             notifications=notifications,
         )
         self.record = RecordStep(
@@ -76,7 +87,7 @@ class TrainingPipeline(Construct):
             "Record",
             endpoint_name=config.endpoint_name,
             parameter_name=config.active_model_parameter,
-            image_shape=int(config.training.hyperparameters["image_shape"]),
+            settings=settings,
             notifications=notifications,
         )
         self.deploy = DeployStep(
@@ -86,17 +97,25 @@ class TrainingPipeline(Construct):
             endpoint_name=config.endpoint_name,
             settings=config.inference,
             storage=storage,
-            image=image,
+            image=serving_image,
             image_uri=settings.image_uri,
+            algorithm=settings.algorithm,
             notifications=notifications,
             then=self.record.start,
+        )
+        self.champion_gate = ChampionGate(
+            self,
+            "ChampionGate",
+            force_deploy=settings.force_deploy,
+            notifications=notifications,
+            then=self.deploy.endpoint,
         )
         self.count_gate = CountGate(
             self,
             "CountGate",
             max_count_wape=settings.max_count_wape,
             notifications=notifications,
-            then=self.deploy.endpoint,
+            then=self.champion_gate.start,
         )
         self.evaluation = EvaluationStep(
             self,
@@ -105,6 +124,7 @@ class TrainingPipeline(Construct):
             instance_type=settings.evaluation_instance_type,
             storage=storage,
             model_role=self.deploy.model_role,
+            active_model_parameter=config.active_model_parameter,
             notifications=notifications,
             then=self.count_gate.start,
         )

@@ -16,9 +16,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.training.notify import REFUSED, RunNotifications
-from stacks.components.training.train import TRAINING
+from stacks.components.training.train import METRIC, TRAINING
 
-METRIC = "validation:mAP"
 #: Where the state machine keeps the gate's reading: ``{"validationMap": [<number>]}``
 #: (a filter's result is a list, here of the one value).
 GATE = "$.gate"

@@ -18,6 +18,7 @@ from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.quality_gate import VALIDATION_MAP
 from stacks.components.training.train import TRAINING
+from stacks.config import TrainingSettings
 
 #: Where the state machine keeps the record it writes.
 RECORD = "$.record"
@@ -37,7 +38,7 @@ class RecordStep(Construct):
         *,
         endpoint_name: str,
         parameter_name: str,
-        image_shape: int,
+        settings: TrainingSettings,
         notifications: RunNotifications,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -58,7 +59,13 @@ class RecordStep(Construct):
             "evaluation_uri": sfn.JsonPath.string_at(f"{EVALUATION}.reportUri"),
             "deployed_at": sfn.JsonPath.state_entered_time,
             # The counter scales images to a multiple of it before sending them.
-            "image_shape": image_shape,
+            "image_shape": settings.image_shape,
+            "algorithm": settings.algorithm,
+            "detector": settings.detector if settings.algorithm == "torchvision" else None,
+            # The active model it replaced, measured on the same images (null for the first).
+            "champion": sfn.JsonPath.object_at(f"{EVALUATION}.champion"),
+            # Why it was deployed without the champion comparison, if it was.
+            "forced_deploy": settings.force_deploy,
         }
         unknown = set(record) - set(ActiveModel.model_fields)
         if unknown:

@@ -8,7 +8,11 @@ timeout): each of those calls is safe to repeat, and each policy is kept short e
 that retrying an error that will not go away costs seconds, not a run. What still fails
 after the retries is caught and reported (``notify.RunNotifications``).
 
-``MaxAttempts`` counts retries: a policy of 3 makes up to 4 calls.
+``MaxAttempts`` counts retries: a policy of 3 makes up to 4 calls. Short policies spread
+concurrent runs' retries with full jitter, which AWS defines as a random wait between 0 and
+the interval: their intervals are the longest waits. The waits for capacity have no
+jitter: they wait for other jobs to finish, and their totals are what the state machine's
+time limit keeps for them.
 https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html
 https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html
 """
@@ -27,6 +31,8 @@ class RetryPolicy:
     interval: cdk.Duration
     max_attempts: int
     backoff_rate: float = 2.0
+    # Spread retries of concurrent runs instead of hitting a throttled API together.
+    jitter: bool = True
 
     def apply(self, state: sfn.TaskStateBase | sfn.CustomState) -> None:
         state.add_retry(
@@ -34,8 +40,7 @@ class RetryPolicy:
             interval=self.interval,
             max_attempts=self.max_attempts,
             backoff_rate=self.backoff_rate,
-            # Spread retries of concurrent runs instead of hitting a throttled API together.
-            jitter_strategy=sfn.JitterType.FULL,
+            jitter_strategy=sfn.JitterType.FULL if self.jitter else sfn.JitterType.NONE,
         )
 
 
@@ -61,7 +66,7 @@ LAMBDA_SERVICE = RetryPolicy(
 #: started, the retry fails at once. A job that fails or stops (States.TaskFailed) is not
 #: retried (a transform fails the whole job when one image fails, and would again:
 #: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html).
-#: API errors: 1, 2 and 4 minutes apart.
+#: API errors: at most 1, 2 and 4 minutes apart (full jitter).
 SAGEMAKER_JOB_API = RetryPolicy(
     errors=("SageMaker.AmazonSageMakerException",),
     interval=cdk.Duration.minutes(1),
@@ -74,6 +79,7 @@ TRAINING_CAPACITY = RetryPolicy(
     interval=cdk.Duration.minutes(5),
     max_attempts=11,
     backoff_rate=1.0,
+    jitter=False,
 )
 
 #: No quota for the CPU transform instance right now: every 5 minutes for up to 25 minutes
@@ -83,6 +89,7 @@ TRANSFORM_CAPACITY = RetryPolicy(
     interval=cdk.Duration.minutes(5),
     max_attempts=5,
     backoff_rate=1.0,
+    jitter=False,
 )
 
 #: SSM GetParameter: throttling and internal errors have no documented name, so any failure

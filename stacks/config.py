@@ -14,6 +14,7 @@ naming the field (``workforce.invite_emails[1]: 'bob@' is not an email address``
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -177,11 +178,13 @@ DEFAULT_TRAINING_INSTANCE: dict[str, str] = {
 # a hardware module on the instance and refuses a VolumeKmsKeyId for them (botocore's
 # ResourceConfig: "ML instance families with the NVMe-type instance storage include ml.p4d,
 # ml.g4dn, and ml.g5"; "ML instance families that use EBS volumes include ml.c5 and ml.p2";
-# EC2's instance store table lists NVMe SSDs on G6, G6e, P4de, P5, P5e and P5en too, and none
-# on P3 other than p3dn).
+# EC2's instance store table lists NVMe SSDs on G6, G6e, P4de, P5, P5e, P5en and Trn1 too, and
+# none on P3 other than p3dn, nor on Inf2).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/InstanceStorage.html
-INSTANCE_STORE_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p4d", "p4de", "p5", "p5e", "p5en"})
+INSTANCE_STORE_FAMILIES = frozenset(
+    {"g4dn", "g5", "g6", "g6e", "p4d", "p4de", "p5", "p5e", "p5en", "trn1"}
+)
 
 
 @cache
@@ -213,20 +216,44 @@ _WEIGHTS_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.pth$")
 NO_WEIGHTS = "none"
 
 
-# CPU instance families without local storage that Batch Transform offers (botocore's
-# TransformInstanceType enum): a transform job's volume can then take the data key
-# ("You can't request a VolumeKmsKeyId when using an instance type with local storage").
+@cache
+def transform_instance_types() -> tuple[str, ...]:
+    """Instance types CreateTransformJob accepts (botocore's ``TransformInstanceType`` enum)."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return tuple(model.shape_for("TransformInstanceType").enum)
+
+
+# CPU families Batch Transform offers without local storage: a transform job's volume can
+# then take the data key ("You can't request a VolumeKmsKeyId when using an instance type
+# with local storage": botocore's TransformResources).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html
-_CPU_TRANSFORM_INSTANCE = re.compile(
-    r"^ml\.(m4|m5|c4|c5|m6i|c6i|r6i|m7i|c7i|r7i)\.(large|[1-9][0-9]*xlarge|xlarge)$"
+CPU_TRANSFORM_FAMILIES = frozenset(
+    {"m4", "m5", "m6i", "m7i", "c4", "c5", "c6i", "c7i", "r6i", "r7i"}
 )
+
+
+def _offered_by_batch_transform(instance_type: str) -> str:
+    if instance_type not in transform_instance_types():
+        close = difflib.get_close_matches(instance_type, transform_instance_types(), n=3)
+        raise ValueError(
+            f"{instance_type!r} is not an instance type Batch Transform offers (botocore's "
+            "TransformInstanceType)" + (f"; did you mean {', '.join(close)}?" if close else "")
+        )
+    return instance_type
+
+
+def _cpu_without_local_storage(instance_type: str) -> str:
+    if instance_family(instance_type) not in CPU_TRANSFORM_FAMILIES:
+        raise ValueError(
+            f"{instance_type!r} is not a CPU Batch Transform instance type without local "
+            f"storage ({', '.join(f'ml.{family}' for family in sorted(CPU_TRANSFORM_FAMILIES))})"
+        )
+    return instance_type
+
+
+TransformInstanceType = Annotated[str, AfterValidator(_offered_by_batch_transform)]
 CpuTransformInstanceType = Annotated[
-    str,
-    _check(
-        _CPU_TRANSFORM_INSTANCE,
-        "is not a CPU Batch Transform instance type without local storage "
-        "(ml.m4/m5/c4/c5/m6i/c6i/r6i/m7i/c7i/r7i)",
-    ),
+    TransformInstanceType, AfterValidator(_cpu_without_local_storage)
 ]
 
 
@@ -551,13 +578,7 @@ class CounterSettings(Settings):
     )
 
 
-# Batch Transform instance names look like ml.m5.xlarge; the default is checked against
-# botocore's TransformInstanceType enum in the tests.
-_TRANSFORM_INSTANCE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*/$")
-TransformInstanceType = Annotated[
-    str, _check(_TRANSFORM_INSTANCE, "is not a SageMaker instance type (like ml.m5.xlarge)")
-]
 KeyPrefix = Annotated[
     str, _check(_KEY_PREFIX, "is not an S3 key prefix ending in / (like archive/)")
 ]
@@ -570,6 +591,12 @@ class BulkSettings(Settings):
         "has no managed spot instances).",
     )
     instance_count: int = Field(1, ge=1, le=100, description="Batch Transform instances.")
+
+    @property
+    def uses_instance_store(self) -> bool:
+        """Whether the instance keeps the job's data on local NVMe storage (no volume key)."""
+        return instance_family(self.instance_type) in INSTANCE_STORE_FAMILIES
+
     # The API's default is 6 MB, below many phone and drone photos; 100 MB is its limit.
     # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
     max_payload_mb: int = Field(

@@ -189,6 +189,29 @@ def test_the_transform_request_fits_botocores_model(states):
     assert BulkSettings().instance_type in instance_types
 
 
+def test_an_instance_with_nvme_storage_gets_no_volume_key():
+    # ml.g5 keeps the job's data on hardware-encrypted NVMe: CreateTransformJob refuses a
+    # VolumeKmsKeyId there, and the role needs no grant for one.
+    app, _ = build_app(rule_packs=False, **{"counting.bulk.instance_type": "ml.g5.xlarge"})
+    assembly = app.synth()
+    templates = Templates(
+        {s.stack_name: json.loads(Path(s.template_full_path).read_text()) for s in assembly.stacks}
+    )
+    resources = templates.definition(STACK)["States"]["Transform"]["Parameters"][
+        "TransformResources"
+    ]
+    key_actions = [
+        statement["Action"]
+        for body in templates.resources(STACK, "AWS::IAM::Policy").values()
+        for statement in templates.resolve(STACK, body["Properties"]["PolicyDocument"])["Statement"]
+        if statement.get("Sid") == "UseTheDataKey"
+    ]
+
+    assert resources == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1}
+    # The transform role's and the bulk function's: neither may create grants.
+    assert key_actions == [["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]] * 2
+
+
 def test_the_transform_role_reads_only_the_counted_prefixes_and_writes_only_bulk(synthesized):
     statements = {
         s.get("Sid"): s
@@ -312,7 +335,7 @@ def test_stops_and_the_finish_go_to_the_alerts_topic(states):
     [
         ("source_prefixes", '["results/"]', "results/ hold the app's own outputs"),
         ("source_prefixes", '["archive"]', "is not an S3 key prefix ending in /"),
-        ("instance_type", "m5.xlarge", "is not a SageMaker instance type"),
+        ("instance_type", "m5.xlarge", "is not an instance type Batch Transform offers"),
         ("tolerated_failure_percentage", "101", "less than or equal to 100"),
     ],
 )

@@ -241,15 +241,39 @@ def test_another_detector_takes_its_own_weights_or_none():
     assert not scratch.training.uses_pretrained_weights
 
 
-@pytest.mark.parametrize("instance_type", ["ml.g4dn.xlarge", "ml.p3.2xlarge", "ml.m5d.large"])
+@pytest.mark.parametrize("instance_type", ["ml.g4dn.xlarge", "ml.p3.2xlarge", "ml.trn1.2xlarge"])
 def test_the_evaluation_runs_on_a_cpu_without_local_storage(instance_type):
-    # g4dn has NVMe instance storage: CreateTransformJob would refuse VolumeKmsKeyId.
+    # g4dn and trn1 have NVMe instance storage: CreateTransformJob would refuse
+    # VolumeKmsKeyId; p3 is a GPU the evaluation does not need.
     with pytest.raises(ConfigError) as raised:
         load_config(cdk_context(**{"counting.training.evaluation_instance_type": instance_type}))
     assert str(raised.value) == (
         f"training.evaluation_instance_type: '{instance_type}' is not a CPU Batch Transform "
-        "instance type without local storage (ml.m4/m5/c4/c5/m6i/c6i/r6i/m7i/c7i/r7i)"
+        "instance type without local storage (ml.c4, ml.c5, ml.c6i, ml.c7i, ml.m4, ml.m5, "
+        "ml.m6i, ml.m7i, ml.r6i, ml.r7i)"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "instance_type", "suggested"),
+    [
+        # m5d (local NVMe) and m5.3xlarge are EC2 sizes Batch Transform does not offer.
+        ("training.evaluation_instance_type", "ml.m5d.large", "ml.m5.large"),
+        ("bulk.instance_type", "ml.m5.3xlarge", "ml.m5.xlarge"),
+    ],
+)
+def test_an_instance_type_batch_transform_does_not_offer_is_refused(
+    setting, instance_type, suggested
+):
+    with pytest.raises(ConfigError) as raised:
+        load_config(cdk_context(**{f"counting.{setting}": instance_type}))
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"{setting}: '{instance_type}' is not an instance type Batch Transform offers "
+        "(botocore's TransformInstanceType); did you mean "
+    )
+    assert suggested in message
 
 
 def test_every_accepted_evaluation_instance_type_is_one_batch_transform_offers():

@@ -196,11 +196,7 @@ class TransformStep(Construct):
                     "AssembleWith": "None",
                     "KmsKeyId": storage.key.key_arn,
                 },
-                "TransformResources": {
-                    "InstanceType": settings.instance_type,
-                    "InstanceCount": settings.instance_count,
-                    "VolumeKmsKeyId": storage.key.key_arn,
-                },
+                "TransformResources": self._resources(settings, storage),
             },
             # What the summary needs; a failed job is caught into the same place instead.
             "ResultSelector": {
@@ -211,6 +207,18 @@ class TransformStep(Construct):
             },
             "ResultPath": TRANSFORM,
         }
+
+    @staticmethod
+    def _resources(settings: BulkSettings, storage: DataStorage) -> dict:
+        resources = {
+            "InstanceType": settings.instance_type,
+            "InstanceCount": settings.instance_count,
+        }
+        # Instances with local NVMe storage encrypt it in hardware and refuse a volume key.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html
+        if not settings.uses_instance_store:
+            resources["VolumeKmsKeyId"] = storage.key.key_arn
+        return resources
 
     def _transform_role(self, settings: BulkSettings, image_uri: str | None) -> iam.Role:
         storage = self._storage
@@ -240,8 +248,10 @@ class TransformStep(Construct):
                     ["s3:GetObject", "s3:PutObject"],
                     [bucket.arn_for_objects(f"{layout.BULK}*")],
                 ),
+                # CreateGrant only for a volume key (none on instances with NVMe storage).
                 "UseTheDataKey": (
-                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"],
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+                    + ([] if settings.uses_instance_store else ["kms:CreateGrant"]),
                     [storage.key.key_arn],
                 ),
             },

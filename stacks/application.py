@@ -105,8 +105,7 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         REMOVAL_POLICIES[config.storage.removal_policy],
         apply_to_resource_types=["AWS::Logs::LogGroup"],
     )
-    tags = {"project": config.project, "stage": config.stage, **config.tags}
-    for key, value in sorted(tags.items()):
+    for key, value in config.resource_tags.items():
         cdk.Tags.of(app).add(key, value)
     stacks: dict[str, cdk.Stack | None] = {
         "storage": storage,

@@ -721,6 +721,17 @@ class AppConfig(Settings):
         return self
 
     @property
+    def resource_tags(self) -> dict[str, str]:
+        """The tags of every resource of the stage: CloudFormation's, and the SageMaker jobs,
+        models and endpoints its state machines create (cost allocation sees both)."""
+        return dict(sorted({"project": self.project, "stage": self.stage, **self.tags}.items()))
+
+    @property
+    def sagemaker_tags(self) -> list[dict[str, str]]:
+        """``resource_tags`` as SageMaker's Create* requests take them (``Tags``)."""
+        return [{"Key": key, "Value": value} for key, value in self.resource_tags.items()]
+
+    @property
     def prefix(self) -> str:
         """Name prefix shared by every stack and named resource of this stage."""
         return f"{self.project}-{self.stage}"

@@ -84,6 +84,7 @@ class BatchTransform(Construct):
         key: kms.IKey,
         timeout: cdk.Duration,
         result_path: str,
+        tags: list[dict[str, str]],
     ) -> None:
         super().__init__(scope, construct_id)
         self.state = sfn.CustomState(
@@ -122,6 +123,7 @@ class BatchTransform(Construct):
                         "InstanceCount": 1,
                         "VolumeKmsKeyId": key.key_arn,
                     },
+                    "Tags": tags,
                 },
                 # A transform job has no stopping condition of its own; on timeout Step
                 # Functions stops the job (StopTransformJob).

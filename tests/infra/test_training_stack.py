@@ -362,6 +362,12 @@ def test_after_create_model_the_validation_images_are_counted_on_a_cpu_with_kms(
             "InstanceCount": 1,
             "VolumeKmsKeyId": key_arn,
         },
+        # cdk.json's cost-centre and every stage's project and stage.
+        "Tags": [
+            {"Key": "cost-centre", "Value": "object-counting"},
+            {"Key": "project", "Value": "object-counting"},
+            {"Key": "stage", "Value": "dev"},
+        ],
     }
     assert task["TimeoutSeconds"] == 3600
     retries = {tuple(retry["ErrorEquals"]): retry for retry in task["Retry"]}

@@ -446,7 +446,8 @@ def test_an_endpoint_whose_creation_failed_is_deleted_and_created_again(pipeline
         *RECORDED,
     ]
     assert run.requests("DeleteFailedEndpoint") == [{"EndpointName": ENDPOINT}]
-    assert run.requests("CreateEndpoint") == [{"EndpointName": ENDPOINT, "EndpointConfigName": RUN}]
+    (created,) = run.requests("CreateEndpoint")
+    assert (created["EndpointName"], created["EndpointConfigName"]) == (ENDPOINT, RUN)
     assert pipeline.active_model().endpoint_config_name == RUN
 
 

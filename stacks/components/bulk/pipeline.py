@@ -173,6 +173,7 @@ class BulkCountingPipeline(Construct):
             settings=settings,
             storage=storage,
             image_uri=config.training.image_uri,
+            tags=config.sagemaker_tags,
             notifications=notifications,
             then=self.count_map,
         )

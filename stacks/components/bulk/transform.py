@@ -72,11 +72,13 @@ class TransformStep(Construct):
         settings: BulkSettings,
         storage: DataStorage,
         image_uri: str | None,
+        tags: list[dict[str, str]],
         notifications: RunNotifications,
         then: sfn.IChainable,
     ) -> None:
         super().__init__(scope, construct_id)
         self._storage = storage
+        self._tags = tags
         self.role = self._transform_role(settings, image_uri)
 
         describe = tasks.CallAwsService(
@@ -104,8 +106,15 @@ class TransformStep(Construct):
                     "Image": sfn.JsonPath.string_at("$.sourceModel.image"),
                     "ModelDataUrl": sfn.JsonPath.string_at("$.sourceModel.modelDataUrl"),
                 },
+                "Tags": tags,
             },
             iam_resources=[self._arn("model", prefix)],
+            # Tags given to CreateModel are added with AddTags, which needs its own grant.
+            additional_iam_statements=[
+                iam.PolicyStatement(
+                    actions=["sagemaker:AddTags"], resources=[self._arn("model", prefix)]
+                )
+            ],
             result_path=sfn.JsonPath.DISCARD,
         )
         self.transform = sfn.CustomState(
@@ -197,6 +206,7 @@ class TransformStep(Construct):
                     "KmsKeyId": storage.key.key_arn,
                 },
                 "TransformResources": self._resources(settings, storage),
+                "Tags": self._tags,
             },
             # What the summary needs; a failed job is caught into the same place instead.
             "ResultSelector": {

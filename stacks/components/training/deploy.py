@@ -89,6 +89,7 @@ class DeployStep(Construct):
         image: str,
         image_uri: str | None,
         algorithm: str,
+        tags: list[dict[str, str]],
         notifications: RunNotifications,
         then: sfn.IChainable,
     ) -> None:
@@ -115,6 +116,7 @@ class DeployStep(Construct):
             "ModelName": sfn.JsonPath.string_at(RUN_NAME),
             "ExecutionRoleArn": self.model_role.role_arn,
             "PrimaryContainer": container,
+            "Tags": tags,
         }
         if algorithm == "torchvision":
             container["Environment"] = {
@@ -138,7 +140,8 @@ class DeployStep(Construct):
                     actions=["iam:PassRole"],
                     resources=[self.model_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                )
+                ),
+                self._tagging(models),
             ],
         )
         serverless = {
@@ -159,8 +162,10 @@ class DeployStep(Construct):
                         "ServerlessConfig": serverless,
                     }
                 ],
+                "Tags": tags,
             },
             [configs],
+            additional_iam_statements=[self._tagging(configs)],
         )
         find_endpoint = self._call(
             "FindEndpoint",
@@ -174,7 +179,11 @@ class DeployStep(Construct):
             "EndpointConfigName": sfn.JsonPath.string_at(RUN_NAME),
         }
         create_endpoint = self._call(
-            "CreateEndpoint", "createEndpoint", switch_to_run, [endpoint, configs]
+            "CreateEndpoint",
+            "createEndpoint",
+            {**switch_to_run, "Tags": tags},
+            [endpoint, configs],
+            additional_iam_statements=[self._tagging(endpoint)],
         )
         update_endpoint = self._call(
             "UpdateEndpoint", "updateEndpoint", switch_to_run, [endpoint, configs]
@@ -264,6 +273,12 @@ class DeployStep(Construct):
             .when(status_is("Failed"), delete_failed)
             .otherwise(update_endpoint)
         )
+
+    @staticmethod
+    def _tagging(resource: str) -> iam.PolicyStatement:
+        # Tags given to a Create* request are added with AddTags, which needs its own grant.
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/security_iam_id-based-policy-examples.html
+        return iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[resource])
 
     def _call(
         self,

@@ -81,6 +81,7 @@ class EvaluationStep(Construct):
         storage: DataStorage,
         model_role: iam.IRole,
         active_model_parameter: str,
+        tags: list[dict[str, str]],
         notifications: RunNotifications,
         then: sfn.IChainable,
     ) -> None:
@@ -103,6 +104,7 @@ class EvaluationStep(Construct):
                 instance_type=instance_type,
                 key=storage.key,
                 timeout=TRANSFORM_TIMEOUT,
+                tags=tags,
                 **names,
             )
 

@@ -80,6 +80,7 @@ class TrainingPipeline(Construct):
             settings=settings,
             storage=storage,
             image=training_image,
+            tags=config.sagemaker_tags,
             notifications=notifications,
         )
         self.record = RecordStep(
@@ -100,6 +101,7 @@ class TrainingPipeline(Construct):
             image=serving_image,
             image_uri=settings.image_uri,
             algorithm=settings.algorithm,
+            tags=config.sagemaker_tags,
             notifications=notifications,
             then=self.record.start,
         )
@@ -125,6 +127,7 @@ class TrainingPipeline(Construct):
             storage=storage,
             model_role=self.deploy.model_role,
             active_model_parameter=config.active_model_parameter,
+            tags=config.sagemaker_tags,
             notifications=notifications,
             then=self.count_gate.start,
         )

@@ -90,10 +90,12 @@ class TrainStep(Construct):
         settings: TrainingSettings,
         storage: DataStorage,
         image: str,
+        tags: list[dict[str, str]],
         notifications: RunNotifications,
     ) -> None:
         super().__init__(scope, construct_id)
         self._storage = storage
+        self._tags = tags
         self._bucket = storage.bucket_in(self)
         # The torchvision job's code (detector/), uploaded with the stack's assets.
         self.code = source_asset(self, "Code") if settings.algorithm == "torchvision" else None
@@ -180,6 +182,7 @@ class TrainStep(Construct):
                 "ResourceConfig": self._resources(settings, storage),
                 "StoppingCondition": stopping,
                 **spot,
+                "Tags": self._tags,
             },
             "ResultPath": TRAINING,
         }

@@ -47,6 +47,27 @@ MANIFEST_FILE = "ManifestFile"
 #: drone photos; the limit is 100 MB for MaxPayloadInMB times MaxConcurrentTransforms (1).
 #: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
 MAX_PAYLOAD_MB = 50
+
+
+def model_server_environment(max_request_mb: int) -> dict[str, str]:
+    """What the PyTorch inference container's model server needs to take whole photos.
+
+    Its TorchServe refuses requests over 6,553,500 bytes unless told otherwise, whatever
+    Batch Transform's MaxPayloadInMB allows (one refused record fails the whole job); with
+    ``enable_envvars_config`` on, as the container's default config has it, TS_* variables
+    set TorchServe's properties. One worker: each would load torch and the model again,
+    in a serverless endpoint's memory and cold start. Other containers ignore these names.
+    https://pytorch.org/serve/configuration.html
+    https://github.com/aws/sagemaker-pytorch-inference-toolkit
+    """
+    limit = str(max_request_mb * 1024 * 1024)
+    return {
+        "TS_MAX_REQUEST_SIZE": limit,
+        "TS_MAX_RESPONSE_SIZE": limit,
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
+
+
 MAX_CONCURRENT_TRANSFORMS = 1
 #: Where transform jobs log, and their metrics' namespace.
 #: https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html

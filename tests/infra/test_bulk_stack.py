@@ -212,6 +212,18 @@ def test_an_instance_with_nvme_storage_gets_no_volume_key():
     assert key_actions == [["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]] * 2
 
 
+def test_the_runs_model_copy_takes_images_as_large_as_the_run_allows(states):
+    # bulk.max_payload_mb (20 by default): 20 * 1024 * 1024 bytes for TorchServe, whose own
+    # limit (6,553,500 bytes) would fail the job on the first large photo.
+    container = states["CreateTransformModel"]["Parameters"]["PrimaryContainer"]
+
+    assert container["Environment"] == {
+        "TS_MAX_REQUEST_SIZE": "20971520",
+        "TS_MAX_RESPONSE_SIZE": "20971520",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
+
+
 def test_the_transform_role_reads_only_the_counted_prefixes_and_writes_only_bulk(synthesized):
     statements = {
         s.get("Sid"): s

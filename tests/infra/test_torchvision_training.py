@@ -235,7 +235,9 @@ def test_the_training_role_reads_only_the_runs_data_the_weights_and_its_code(def
 def test_the_model_is_served_by_inference_py_in_the_pytorch_cpu_image(known_region):
     model = known_region["CreateModel"]["Parameters"]
 
-    assert model["EnableNetworkIsolation"] is True
+    # Serverless endpoints do not support network isolation (their feature exclusions): the
+    # model the endpoint serves cannot ask for it.
+    assert "EnableNetworkIsolation" not in model
     assert model["PrimaryContainer"] == {
         "Image": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312",
         "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts",
@@ -244,6 +246,11 @@ def test_the_model_is_served_by_inference_py_in_the_pytorch_cpu_image(known_regi
             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
             "SAGEMAKER_REGION": "eu-west-1",
+            # TorchServe takes a whole 50 MB photo (50 * 1024 * 1024 bytes), not its own
+            # 6,553,500, and loads the model once.
+            "TS_MAX_REQUEST_SIZE": "52428800",
+            "TS_MAX_RESPONSE_SIZE": "52428800",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
         },
     }
     # The same model serves the evaluation's Batch Transform and the serverless endpoint.

@@ -33,7 +33,11 @@ from constructs import Construct
 
 from counting_core import bulk, layout
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from stacks.components.batch_transform import TRANSFORM_LOG_GROUP, transform_job_statements
+from stacks.components.batch_transform import (
+    TRANSFORM_LOG_GROUP,
+    model_server_environment,
+    transform_job_statements,
+)
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
@@ -105,6 +109,10 @@ class TransformStep(Construct):
                 "PrimaryContainer": {
                     "Image": sfn.JsonPath.string_at("$.sourceModel.image"),
                     "ModelDataUrl": sfn.JsonPath.string_at("$.sourceModel.modelDataUrl"),
+                    # Not copied from the model (DescribeModel leaves Environment out when it
+                    # has none, which a path cannot tell): the model server's limits, which
+                    # take the run's largest image, and which other containers ignore.
+                    "Environment": model_server_environment(settings.max_payload_mb),
                 },
                 "Tags": tags,
             },

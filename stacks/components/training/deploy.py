@@ -31,6 +31,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
+from stacks.components.batch_transform import MAX_PAYLOAD_MB, model_server_environment
 from stacks.components.permissions import SageMakerExecutionRole, allow
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
@@ -124,10 +125,12 @@ class DeployStep(Construct):
                 "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIRECTORY,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": CONTAINER_LOG_LEVEL,
                 "SAGEMAKER_REGION": stack.region,
+                **model_server_environment(MAX_PAYLOAD_MB),
             }
-            # The model needs nothing from the internet: behind the endpoint and in Batch
-            # Transform, its container gets no network access.
-            model["EnableNetworkIsolation"] = True
+            # No EnableNetworkIsolation, although the model needs no network: the serverless
+            # endpoint this model goes behind does not support network isolation (its
+            # feature exclusions), and one model serves it and the evaluation alike.
+            # https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html
 
         create_model = self._call(
             "CreateModel",

@@ -1,8 +1,11 @@
-"""COCO-style mean average precision, small enough to read, for the training log.
+"""Mean average precision, small enough to read, for the training log.
 
-``mean_average_precision`` is mAP@[0.5:0.95]: average precision per class at each IoU
-threshold 0.50, 0.55, ... 0.95, from precision interpolated at 101 recall points as
-COCO does, averaged over thresholds and over the classes that have a ground-truth box.
+``mean_average_precision`` gives two figures from one pass: ``at_50``, mAP at IoU 0.5
+(PASCAL VOC's overlap, and the one the built-in algorithm's MXNet SSD reports as
+validation:mAP, so the quality gate means the same for both algorithms), and ``coco``,
+mAP@[0.5:0.95]. Each is average precision per class, from precision interpolated at 101
+recall points as COCO does, averaged over the classes that have a ground-truth box (and,
+for ``coco``, over the IoU thresholds 0.50, 0.55, ... 0.95).
 Unlike pycocotools it has no area ranges, no crowd boxes and no cap of 100 detections per
 image (every detection the model returned counts), so its figures are close to, not equal
 to, COCO's.
@@ -29,18 +32,25 @@ class ImageBoxes:
     scores: torch.Tensor | None = None
 
 
-def mean_average_precision(detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes]) -> float:
-    """mAP@[0.5:0.95] of ``detections`` against ``truths``, image by image; 0.0 when
-    no image has a ground-truth box."""
+@dataclass(frozen=True)
+class MeanAveragePrecision:
+    at_50: float
+    coco: float
+
+
+def mean_average_precision(
+    detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes]
+) -> MeanAveragePrecision:
+    """mAP at IoU 0.5 and mAP@[0.5:0.95] of ``detections`` against ``truths``, image by
+    image; both 0.0 when no image has a ground-truth box."""
     classes = sorted({int(label) for truth in truths for label in truth.labels.tolist()})
     if not classes:
-        return 0.0
-    per_class = [
-        sum(_average_precision(detections, truths, label, iou) for iou in IOU_THRESHOLDS)
-        / len(IOU_THRESHOLDS)
-        for label in classes
+        return MeanAveragePrecision(0.0, 0.0)
+    by_threshold = [
+        sum(_average_precision(detections, truths, label, iou) for label in classes) / len(classes)
+        for iou in IOU_THRESHOLDS
     ]
-    return sum(per_class) / len(per_class)
+    return MeanAveragePrecision(by_threshold[0], sum(by_threshold) / len(by_threshold))
 
 
 def _average_precision(

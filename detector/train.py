@@ -3,7 +3,8 @@
 SageMaker runs ``python train.py --<hyperparameter> <value> ...`` in the PyTorch training
 container with the channels in SM_CHANNEL_<NAME> folders (train, validation, images,
 weights) and saves SM_MODEL_DIR as model.tar.gz. Each epoch prints ``train:loss=<mean>``
-and ``validation:mAP=<mAP@[0.5:0.95]>`` (the training job's metric definitions read these)
+``validation:mAP=<mAP at IoU 0.5>`` and ``validation:mAP_coco=<mAP@[0.5:0.95]>`` (the
+training job's metric definitions read these; the quality gate reads validation:mAP)
 and saves a checkpoint; a run finding one in the checkpoint folder resumes from it
 (managed spot training restarts an interrupted job so). The model folder gets
 ``model.pth``, ``model.json`` and ``code/`` (inference.py and this package).
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from detector import models, source, targets
 from detector.imaging import load_image
 from detector.inference import DESCRIPTION_FILE, MODEL_FORMAT, WEIGHTS_FILE
-from detector.metrics import ImageBoxes, mean_average_precision
+from detector.metrics import ImageBoxes, MeanAveragePrecision, mean_average_precision
 
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 CHECKPOINT_FILE = "checkpoint.pth"
@@ -243,7 +244,9 @@ class Progress:
     iterations: int = 0
 
 
-def evaluate(model: nn.Module, loader: DataLoader[Any], device: torch.device) -> float:
+def evaluate(
+    model: nn.Module, loader: DataLoader[Any], device: torch.device
+) -> MeanAveragePrecision:
     model.eval()
     found, truths = [], []
     with torch.inference_mode():
@@ -327,7 +330,8 @@ def train(hyper: Hyperparameters, channels: Channels) -> None:
         print(f"train:loss={sum(losses) / len(losses):.4f}", flush=True)
         print(f"train:images_per_second={images_seen / max(seconds, 1e-9):.2f}", flush=True)
         mean_ap = evaluate(session.model, validation_loader, session.device)
-        print(f"validation:mAP={mean_ap:.4f}", flush=True)
+        print(f"validation:mAP={mean_ap.at_50:.4f}", flush=True)
+        print(f"validation:mAP_coco={mean_ap.coco:.4f}", flush=True)
         session.save_checkpoint(Path(hyper.checkpoint_dir))
     print(
         f"trained {session.progress.epochs_done} of {hyper.epochs} epoch(s), "

@@ -1,4 +1,4 @@
-"""detector.metrics: mAP@[0.5:0.95] on cases worked out by hand."""
+"""detector.metrics: mAP at IoU 0.5 and mAP@[0.5:0.95] on cases worked out by hand."""
 
 from __future__ import annotations
 
@@ -22,14 +22,18 @@ def found(boxes: list[list[float]], labels: list[int], scores: list[float]) -> I
 
 
 def test_a_perfect_detection_scores_one():
-    assert mean_average_precision([found([[0, 0, 10, 10]], [1], [0.9])], [TRUTH]) == 1.0
+    result = mean_average_precision([found([[0, 0, 10, 10]], [1], [0.9])], [TRUTH])
+
+    assert (result.at_50, result.coco) == (1.0, 1.0)
 
 
 def test_a_detection_overlapping_by_iou_0_6_counts_at_three_of_ten_thresholds():
     # [0,0,10,6] inside [0,0,10,10]: IoU 60/100 = 0.6, a hit at 0.50, 0.55, 0.60 only.
     result = mean_average_precision([found([[0, 0, 10, 6]], [1], [0.9])], [TRUTH])
 
-    assert result == pytest.approx(0.3)
+    assert result.coco == pytest.approx(0.3)
+    # At IoU 0.5 alone it is a hit: AP 1.
+    assert result.at_50 == pytest.approx(1.0)
 
 
 def test_half_the_objects_found_scores_51_of_101_recall_points():
@@ -38,7 +42,7 @@ def test_half_the_objects_found_scores_51_of_101_recall_points():
     result = mean_average_precision([found([[0, 0, 10, 10]], [1], [0.9])], [truths])
 
     # Recall 0.5 at precision 1: the points 0.00, 0.01, ... 0.50 (51 of 101) have precision 1.
-    assert result == pytest.approx(51 / 101)
+    assert (result.at_50, result.coco) == pytest.approx((51 / 101, 51 / 101))
 
 
 def test_a_false_alarm_scored_above_the_hit_halves_precision():
@@ -46,7 +50,7 @@ def test_a_false_alarm_scored_above_the_hit_halves_precision():
 
     # Recall 1 is reached at the second detection with precision 1/2; every recall point
     # takes that (the envelope's best precision at recall >= r).
-    assert mean_average_precision([detections], [TRUTH]) == pytest.approx(0.5)
+    assert mean_average_precision([detections], [TRUTH]).coco == pytest.approx(0.5)
 
 
 def test_a_box_of_the_wrong_class_is_no_hit_and_classes_are_averaged():
@@ -55,7 +59,7 @@ def test_a_box_of_the_wrong_class_is_no_hit_and_classes_are_averaged():
 
     # Class 1: its box found (AP 1; the second label-1 box is a false alarm ranked below).
     # Class 2: nothing found (AP 0). Mean over the two classes: 0.5.
-    assert mean_average_precision([detections], [truths]) == pytest.approx(0.5)
+    assert mean_average_precision([detections], [truths]).coco == pytest.approx(0.5)
 
 
 def test_one_detection_matches_one_true_box_only():
@@ -64,10 +68,12 @@ def test_one_detection_matches_one_true_box_only():
     # Two identical true boxes, one detection: recall 1/2, as in the half-found case.
     result = mean_average_precision([found([[0, 0, 10, 10]], [1], [0.9])], [truths])
 
-    assert result == pytest.approx(51 / 101)
+    assert result.coco == pytest.approx(51 / 101)
 
 
 def test_no_true_box_anywhere_scores_zero():
     empty = ImageBoxes(torch.zeros((0, 4)), torch.zeros(0, dtype=torch.int64))
 
-    assert mean_average_precision([found([[0, 0, 1, 1]], [1], [0.5])], [empty]) == 0.0
+    result = mean_average_precision([found([[0, 0, 1, 1]], [1], [0.5])], [empty])
+
+    assert (result.at_50, result.coco) == (0.0, 0.0)

@@ -89,11 +89,25 @@ def test_the_model_tarball_is_laid_out_as_the_inference_container_loads_it(train
 
 
 def test_each_epoch_prints_the_lines_the_metric_definitions_read(trained):
+    from stacks.components.training.train import METRIC_DEFINITIONS
+
     log = trained["log"]
+    # What SageMaker would read from this log with the training job's own definitions.
+    read = {
+        definition["Name"]: re.findall(definition["Regex"], log)
+        for definition in METRIC_DEFINITIONS
+    }
 
     assert len(MAP_LINE.findall(log)) == EPOCHS
     assert len(LOSS_LINE.findall(log)) == EPOCHS
     assert all(0.0 <= float(value) <= 1.0 for value in MAP_LINE.findall(log))
+    assert set(read) == {"validation:mAP", "validation:mAP_coco", "train:loss"}
+    assert all(len(values) == EPOCHS for values in read.values())
+    # IoU 0.5 is the looser overlap: its mAP is never below the COCO average's.
+    assert all(
+        float(at_50) >= float(coco)
+        for at_50, coco in zip(read["validation:mAP"], read["validation:mAP_coco"], strict=True)
+    )
     # Prepare's split of the ten scenes: 20 % of the images with boxes held out.
     assert "data: " in log
     assert f"trained {EPOCHS} of {EPOCHS} epoch(s)" in log

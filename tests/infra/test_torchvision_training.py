@@ -78,6 +78,7 @@ def test_the_job_runs_the_script_in_the_pytorch_training_image_without_network(k
         "TrainingInputMode": "File",
         "MetricDefinitions": [
             {"Name": "validation:mAP", "Regex": "validation:mAP=([0-9.]+)"},
+            {"Name": "validation:mAP_coco", "Regex": "validation:mAP_coco=([0-9.]+)"},
             {"Name": "train:loss", "Regex": "train:loss=([0-9.]+)"},
         ],
     }

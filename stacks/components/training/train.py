@@ -55,6 +55,9 @@ METRIC = "validation:mAP"
 # quality gate reads validation:mAP from FinalMetricDataList.
 METRIC_DEFINITIONS = [
     {"Name": METRIC, "Regex": "validation:mAP=([0-9.]+)"},
+    # COCO's mAP@[0.5:0.95], for reading beside torchvision's published figures; the gate
+    # reads validation:mAP (IoU 0.5, as the built-in algorithm reports it).
+    {"Name": "validation:mAP_coco", "Regex": "validation:mAP_coco=([0-9.]+)"},
     {"Name": "train:loss", "Regex": "train:loss=([0-9.]+)"},
 ]
 # detector/train.py stops training at its time budget (max_minutes), then evaluates and saves

@@ -27,6 +27,9 @@ FAILURE_REASON = "failure-reason"
 LABEL_OFFSET = 1
 # How many missing images an error names before it only counts the rest.
 NAMED_MISSING = 5
+# How far a label's width-to-height ratio may be from the image's: rounding when an image is
+# shrunk moves it by well under 1 %.
+ASPECT_TOLERANCE = 0.02
 
 Corners = tuple[float, float, float, float]
 
@@ -163,6 +166,32 @@ def image_path(source_ref: str, image_prefix: str) -> str:
     if not source_ref.startswith(image_prefix):
         raise DataError(f"image {source_ref} is outside image_prefix {image_prefix}")
     return source_ref[len(image_prefix) :]
+
+
+def check_orientations(
+    labeled: Iterable[tuple[str, tuple[int, int], tuple[int, int]]],
+) -> None:
+    """Refuse, in one error, images whose boxes were not drawn on the upright image.
+
+    ``labeled`` is (image, size the label gives, upright size). The image may have been
+    shrunk since it was labeled, so the shapes are compared, not the pixels: a label whose
+    width-to-height ratio is the upright image's (within 2 %) fits; any other (a label
+    drawn on a sideways-stored photo by a tool that ignores EXIF, or on another image)
+    would put every box in the wrong place.
+    """
+    wrong = [
+        f"{name} (labeled {labeled_size[0]}x{labeled_size[1]}, upright {size[0]}x{size[1]})"
+        for name, labeled_size, size in labeled
+        if abs(labeled_size[0] * size[1] - labeled_size[1] * size[0])
+        > ASPECT_TOLERANCE * labeled_size[1] * size[0]
+    ]
+    if wrong:
+        named = "; ".join(wrong[:NAMED_MISSING])
+        more = f" and {len(wrong) - NAMED_MISSING} more" if len(wrong) > NAMED_MISSING else ""
+        raise DataError(
+            f"{len(wrong)} image(s) labeled at a shape other than the upright image's "
+            f"(EXIF orientation applied): {named}{more}"
+        )
 
 
 def check_images(relative_paths: Iterable[str], images_dir: Path) -> None:

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from detector import models, source, targets
-from detector.imaging import load_image
+from detector.imaging import load_image, upright_size
 from detector.inference import DESCRIPTION_FILE, MODEL_FORMAT, WEIGHTS_FILE
 from detector.metrics import ImageBoxes, MeanAveragePrecision, mean_average_precision
 
@@ -198,6 +198,10 @@ def load_examples(
     paths = [targets.image_path(target.source_ref, image_prefix) for target in found]
     targets.check_images(paths, images)
     examples = [Example(images / path, target) for path, target in zip(paths, found, strict=True)]
+    targets.check_orientations(
+        (path, example.target.image_size, upright_size(example.path))
+        for path, example in zip(paths, examples, strict=True)
+    )
     return examples, targets.Targets(tuple(found), failed, empty)
 
 

@@ -3,6 +3,7 @@ by the counters' own parser."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -63,6 +64,22 @@ def test_an_image_larger_than_the_model_size_is_shrunk_first(make_image: MakeIma
     response, network = answer(make_image("PNG", (800, 400)), "image/png", image_size=200)
 
     # 800 x 400 shrunk to 200 on its longest side: 200 x 100; fractions as before.
+    assert network.sizes == [(200, 100)]
+    assert response["prediction"][1] == [1, 0.5, 0.05, 0.2, 0.55, 0.7]
+
+
+def test_a_photo_stored_sideways_is_seen_upright_as_the_counter_sends_it():
+    # Stored 100 x 200 with EXIF orientation 6 (turn a quarter clockwise to show it):
+    # upright it is 200 x 100, the size the counter would send after applying the tag.
+    from PIL import Image
+
+    stored = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (100, 200), (128, 128, 128)).save(stored, "JPEG", exif=exif)
+
+    response, network = answer(stored.getvalue(), "image/jpeg", image_size=512)
+
     assert network.sizes == [(200, 100)]
     assert response["prediction"][1] == [1, 0.5, 0.05, 0.2, 0.55, 0.7]
 

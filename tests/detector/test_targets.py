@@ -233,3 +233,36 @@ def test_the_scenes_manifest_is_json_lines_the_core_accepts(tmp_path):
     assert json.loads(files.class_map.read_text()) == {
         "0": "circle", "1": "square", "2": "triangle", "3": "diamond"
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("labeled", "upright"),
+    [
+        ((200, 400), (200, 400)),
+        # Shrunk to half since it was labeled: the same shape.
+        ((400, 800), (200, 400)),
+        # Rounding when shrinking: 1001 x 2000 against 500 x 1000 is 0.1 % off.
+        ((1001, 2000), (500, 1000)),
+    ],
+)
+def test_a_label_drawn_on_the_upright_image_fits(labeled, upright):
+    targets.check_orientations([("a.jpg", labeled, upright)])
+
+
+def test_labels_drawn_on_sideways_photos_are_refused_naming_them():
+    # A phone photo stored 400 x 200 with EXIF orientation 6 is 200 x 400 upright; a label
+    # made at 400 x 200 was drawn on the sideways picture: every box would land wrong.
+    labeled = [
+        ("ok.jpg", (200, 400), (200, 400)),
+        ("phone/1.jpg", (400, 200), (200, 400)),
+        ("phone/2.jpg", (4032, 3024), (3024, 4032)),
+    ]
+
+    with pytest.raises(DataError) as refused:
+        targets.check_orientations(labeled)
+
+    assert str(refused.value) == (
+        "2 image(s) labeled at a shape other than the upright image's (EXIF orientation "
+        "applied): phone/1.jpg (labeled 400x200, upright 200x400); phone/2.jpg (labeled "
+        "4032x3024, upright 3024x4032)"
+    )

@@ -41,6 +41,8 @@ class ChampionRequest(BaseModel):
 
     model_name: str | None = Field(None, min_length=1)
     predictions_uri: str | None = Field(None, min_length=1)
+    # Its class map, as its record holds it: counts are compared only for the same classes.
+    class_map: dict[str, str] = Field(default_factory=dict)
 
 
 class EvaluateRequest(BaseModel):
@@ -51,6 +53,9 @@ class EvaluateRequest(BaseModel):
     run_name: str = Field(min_length=1)
     validation_manifest_uri: str = Field(min_length=1)
     label_attribute: str | None = None
+    # The run's class map as Prepare found it in the whole manifest (the validation images
+    # alone may lack a class).
+    class_map: dict[str, str] = Field(default_factory=dict)
     predictions_uri: str = Field(min_length=1)
     champion: ChampionRequest = ChampionRequest()
 
@@ -79,9 +84,10 @@ def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         run_name=request.run_name,
         validation_manifest_uri=request.validation_manifest_uri,
         label_attribute=request.label_attribute,
+        run_class_map=request.class_map,
         predictions_uri=request.predictions_uri,
         champion=(
-            Champion(champion.model_name, champion.predictions_uri)
+            Champion(champion.model_name, champion.predictions_uri, champion.class_map)
             if champion.model_name and champion.predictions_uri
             else None
         ),

@@ -28,6 +28,7 @@ class Champion:
 
     model_name: str
     predictions_uri: str
+    class_map: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,29 @@ class RunEvaluator:
         validation_manifest_uri: str,
         label_attribute: str | None,
         predictions_uri: str,
+        run_class_map: dict[str, str] | None = None,
         champion: Champion | None = None,
     ) -> RunEvaluation:
         """The new model's figures and, when there is an active model (``champion``), its
-        figures on the same images, side by side in ``evaluation.json``."""
+        figures on the same images, side by side in ``evaluation.json``.
+
+        Counts are totals over every class, so a champion trained for other classes (another
+        ``class_map`` than ``run_class_map``) is not compared: the report says why, and the
+        run goes on as a first model would."""
+        not_compared = None
+        classes = run_class_map if run_class_map is not None else {}
+        if champion is not None and run_class_map is not None and champion.class_map != classes:
+            not_compared = (
+                f"its class map {json.dumps(champion.class_map, sort_keys=True)} is not "
+                f"this run's {json.dumps(classes, sort_keys=True)}"
+            )
         try:
             manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
             images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
             result = self._evaluate(images, class_map, predictions_uri)
             champion_result = (
                 None
-                if champion is None
+                if champion is None or not_compared
                 else self._evaluate(images, class_map, champion.predictions_uri)
             )
         except (InputError, UnicodeDecodeError) as error:
@@ -86,6 +99,8 @@ class RunEvaluator:
             **result.to_dict(),
         }
         champion_summary = None
+        if champion is not None and not_compared:
+            report["champion"] = {"model": champion.model_name, "not_compared": not_compared}
         if champion is not None and champion_result is not None:
             champion_summary = evaluation.champion_summary(champion.model_name, champion_result)
             # The active model's figures beside the new model's (its per-image detail too).

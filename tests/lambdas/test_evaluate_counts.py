@@ -157,12 +157,18 @@ def upload_champion(answer: bytes) -> None:
         put(f"{CHAMPION_PREDICTIONS}street/{response.name}", answer)
 
 
-def with_champion() -> dict:
+# The run's classes (Prepare's map) and the active model's, as its record holds them.
+CLASSES = {"0": "car", "1": "truck"}
+
+
+def with_champion(champion_classes: dict[str, str] = CLASSES) -> dict:
     return event() | {
+        "classMap": CLASSES,
         "champion": {
             "modelName": CHAMPION_MODEL,
+            "classMap": champion_classes,
             "predictionsUri": f"s3://{BUCKET}/{CHAMPION_PREDICTIONS}",
-        }
+        },
     }
 
 
@@ -194,6 +200,21 @@ def test_the_active_model_is_measured_on_the_same_images_side_by_side(handler, l
         (image["true_count"], image["predicted_count"])
         for image in report["champion"]["review_queue"]
     ] == [(4, 0), (3, 0), (1, 0)]
+
+
+def test_an_active_model_for_other_classes_is_not_compared(handler, lambda_context):
+    # Counts are totals over every class: a model trained for cars alone would be scored
+    # against labels that count trucks too. No answers of it are read (none were uploaded).
+    upload_run()
+
+    result = handler.main(with_champion({"0": "car"}), lambda_context)
+
+    assert result["champion"] is None  # the gate then treats the run as a first model
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert report["champion"] == {
+        "model": CHAMPION_MODEL,
+        "not_compared": 'its class map {"0": "car"} is not this run\'s {"0": "car", "1": "truck"}',
+    }
 
 
 def test_without_an_active_model_the_champion_is_null(handler, lambda_context):

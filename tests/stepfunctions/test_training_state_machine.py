@@ -276,7 +276,12 @@ class Pipeline:
         )
         self.sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=PREVIOUS_RUN)
         previous = ActiveModel(
-            endpoint_name=ENDPOINT, endpoint_config_name=PREVIOUS_RUN, model_name=PREVIOUS_RUN
+            endpoint_name=ENDPOINT,
+            endpoint_config_name=PREVIOUS_RUN,
+            model_name=PREVIOUS_RUN,
+            # Trained for other classes than this run's: the evaluation decides whether the
+            # two compare; the state machine only hands it both maps.
+            class_map={"0": "car"},
         )
         self.ssm.put_parameter(Name=PARAMETER, Value=previous.model_dump_json(), Type="String")
 
@@ -738,6 +743,7 @@ def test_the_new_model_counts_the_validation_images_before_any_endpoint_changes(
         "runName": RUN,
         "validationManifestUri": PREPARED.validation_manifest_uri,
         "labelAttribute": "vehicles",
+        "classMap": {"0": "car", "1": "person"},  # Prepare's, from the whole manifest
         "predictionsUri": PREDICTIONS,
         "champion": {},  # no active model yet
     }
@@ -901,12 +907,41 @@ def test_a_challenger_no_worse_than_the_active_model_replaces_it(pipeline, champ
     ((evaluate,),) = [run.requests("EvaluateCounts")]
     assert evaluate["Payload"]["champion"] == {
         "modelName": PREVIOUS_RUN,
+        "classMap": {"0": "car"},
         "predictionsUri": CHAMPION_PREDICTIONS,
     }
     record = pipeline.active_model()
     assert record.model_name == RUN
     assert (record.count_mae, record.champion) == (0.3, active)
     assert record.forced_deploy is None
+
+
+def test_a_champion_that_cannot_run_leaves_the_run_to_its_count_gate(pipeline):
+    # The record names a model deleted since (or whose job fails): the run must not stop at
+    # every later attempt, forced or not. It goes on without a comparison, as a first model.
+    pipeline.deploy_previous_model()
+    gone = {
+        "FailureReason": f"Could not find model {PREVIOUS_RUN}.",
+        "TransformJobStatus": "Failed",
+    }
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "PredictWithChampion": [Throw("States.TaskFailed", json.dumps(gone))],
+            "EvaluateCounts": [evaluated(evaluation(), None)],
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+            "CheckEndpoint": [endpoint("InService", RUN)],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert "ChampionUnavailable" in run.states()
+    assert "CompareWithChampion" not in run.states()
+    ((evaluate,),) = [run.requests("EvaluateCounts")]
+    assert evaluate["Payload"]["champion"] == {}  # evaluated as a first model is
+    assert pipeline.active_model().model_name == RUN
 
 
 def test_a_challenger_worse_than_the_active_model_is_refused(pipeline):

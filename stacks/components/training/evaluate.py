@@ -45,6 +45,9 @@ TRANSFORM = "$.transform"
 CHAMPION = "$.champion"
 CHAMPION_LOOKUP = "$.championLookup"
 CHAMPION_TRANSFORM = "$.championTransform"
+#: Why the active model could not be run on this run's images, when it could not (its model
+#: deleted since, its transform failed): the run goes on without a comparison.
+CHAMPION_FAILURE = "$.championFailure"
 RUN_NAME = f"{PREPARED}.runName"
 # Key prefixes, in any run's folder, of the Batch Transform answers and of the evaluation's
 # two files (evaluation.json, evaluation.png): what the grants below name, nothing more.
@@ -150,7 +153,6 @@ class EvaluationStep(Construct):
             },
         )
         notifications.catch(self.transform.state)
-        notifications.catch(self.champion_transform.state)
         find_champion = self._find_champion(active_model_parameter, notifications)
 
         self.handler = PythonFunction(
@@ -226,6 +228,7 @@ class EvaluationStep(Construct):
                         f"{PREPARED}.validationManifestUri"
                     ),
                     "labelAttribute": sfn.JsonPath.string_at(f"{PREPARED}.labelAttribute"),
+                    "classMap": sfn.JsonPath.object_at(f"{PREPARED}.classMap"),
                     "predictionsUri": sfn.JsonPath.string_at(
                         f"{TRANSFORM}.TransformOutput.S3OutputPath"
                     ),
@@ -266,12 +269,23 @@ class EvaluationStep(Construct):
             "CompareWithChampion",
             parameters={
                 "modelName": sfn.JsonPath.string_at(f"{CHAMPION}.record.model_name"),
+                "classMap": sfn.JsonPath.object_at(f"{CHAMPION}.record.class_map"),
                 "predictionsUri": sfn.JsonPath.string_at(
                     f"{CHAMPION_TRANSFORM}.TransformOutput.S3OutputPath"
                 ),
             },
             result_path=CHAMPION,
         )
+        # A champion that cannot run (its model deleted since, its job failed) must not stop
+        # every run after it, forced or not: the run goes on as a first model would, the
+        # failure kept in the execution at $.championFailure, and the count gate still holds.
+        unavailable = sfn.Pass(
+            self, "ChampionUnavailable", result=sfn.Result.from_object({}), result_path=CHAMPION
+        )
+        self.champion_transform.state.add_catch(
+            unavailable, errors=[sfn.Errors.ALL], result_path=CHAMPION_FAILURE
+        )
+        unavailable.next(evaluate)
         find_champion.next(
             sfn.Choice(self, "ChampionFound")
             .when(

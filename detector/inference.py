@@ -57,10 +57,15 @@ def model_fn(model_dir: str) -> LoadedModel:
     return LoadedModel(network, description["image_size"], description["max_detections"])
 
 
-def input_fn(body: bytes, content_type: str) -> bytes:
+def _media_type(header: str | None) -> str:
+    # "image/jpeg; charset=binary" is image/jpeg: parameters change nothing here. A request
+    # without the header (None) is refused as any other type is.
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def input_fn(body: bytes, content_type: str | None) -> bytes:
     """The image as sent: it is decoded in ``predict_fn``, straight to the model's size."""
-    # "image/jpeg; charset=binary" is image/jpeg: parameters say nothing about the pixels.
-    if content_type.split(";", 1)[0].strip().lower() not in IMAGE_CONTENT_TYPES:
+    if _media_type(content_type) not in IMAGE_CONTENT_TYPES:
         served = ", ".join(sorted(IMAGE_CONTENT_TYPES))
         raise ValueError(f"content type {content_type!r} is not served: send {served}")
     return bytes(body)
@@ -95,7 +100,7 @@ def _fraction(pixels: float, side: int) -> float:
     return round(min(max(pixels / side, 0.0), 1.0), DECIMALS)
 
 
-def output_fn(prediction: dict[str, Any], accept: str) -> str:
-    if accept not in (JSON_CONTENT_TYPE, ANY_CONTENT_TYPE):
+def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
+    if _media_type(accept) not in (JSON_CONTENT_TYPE, ANY_CONTENT_TYPE, ""):
         raise ValueError(f"accept {accept!r} is not served: ask for {JSON_CONTENT_TYPE}")
     return json.dumps(prediction, separators=(",", ":"))

@@ -109,6 +109,16 @@ def test_other_content_types_are_refused_by_name():
         inference.input_fn(b"1,2,3", "text/csv")
 
 
+def test_a_request_without_a_content_type_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^content type None is not served: send "):
+        inference.input_fn(b"\xff\xd8", None)
+
+
 def test_only_json_is_answered():
     with pytest.raises(ValueError, match=r"^accept 'text/csv' is not served"):
         inference.output_fn({"prediction": []}, "text/csv")
+
+
+@pytest.mark.parametrize("accept", ["application/json; charset=utf-8", "*/*", None])
+def test_json_is_answered_to_any_way_of_asking_for_it(accept):
+    assert inference.output_fn({"prediction": []}, accept) == '{"prediction":[]}'

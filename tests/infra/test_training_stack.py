@@ -414,7 +414,15 @@ def test_the_active_model_counts_the_same_images_in_a_job_of_its_own(states):
             ),
         },
     }
-    assert task["Catch"][0]["Next"] == "PredictWithChampionFailed"
+    # A champion that cannot run leaves the run to its count gate, its error kept.
+    assert task["Catch"] == [
+        {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.championFailure",
+            "Next": "ChampionUnavailable",
+        }
+    ]
+    assert states["ChampionUnavailable"]["Next"] == "EvaluateCounts"
     # The active-model record, read with GetParameters: a missing one is no error.
     find = states["FindChampion"]
     assert find["Resource"] == "arn:aws:states:::aws-sdk:ssm:getParameters"

@@ -246,6 +246,10 @@ class Progress:
 
     epochs_done: int = 0
     iterations: int = 0
+    # Seconds the job had run when the checkpoint was saved: a run resumed after a spot
+    # interruption keeps spending the one time budget (SageMaker's MaxRuntimeInSeconds
+    # keeps counting too) instead of starting a new one.
+    seconds: float = 0.0
 
 
 def evaluate(
@@ -292,6 +296,7 @@ def train(hyper: Hyperparameters, channels: Channels) -> None:
     torch.manual_seed(hyper.seed)
     training, validation = load_data(hyper, channels)
     session = start_session(hyper, channels.weights)
+    started -= session.progress.seconds  # the time earlier attempts spent
     workers = min(8, os.cpu_count() or 1) if session.use_amp else 0
     generator = torch.Generator().manual_seed(hyper.seed + session.progress.epochs_done)
     train_loader = DataLoader(
@@ -336,6 +341,7 @@ def train(hyper: Hyperparameters, channels: Channels) -> None:
         mean_ap = evaluate(session.model, validation_loader, session.device)
         print(f"validation:mAP={mean_ap.at_50:.4f}", flush=True)
         print(f"validation:mAP_coco={mean_ap.coco:.4f}", flush=True)
+        session.progress.seconds = time.monotonic() - started
         session.save_checkpoint(Path(hyper.checkpoint_dir))
     print(
         f"trained {session.progress.epochs_done} of {hyper.epochs} epoch(s), "

@@ -20,6 +20,8 @@ from tests.detector.torch_required import require_torch
 
 require_torch()
 
+import torch  # noqa: E402
+
 import counting  # noqa: E402
 from counting.detector import MISSING_TORCH, _require_torch  # noqa: E402
 from counting_core.errors import InputError  # noqa: E402
@@ -223,6 +225,21 @@ def test_the_shipped_train_py_runs_and_a_second_run_resumes_from_its_checkpoint(
     assert "trained 2 of 2 epoch(s)" in out.getvalue()
     assert len(MAP_LINE.findall(out.getvalue())) == 1  # only the epoch left to train
     assert (tmp_path / "model" / "code" / "inference.py").is_file()
+
+    # Interrupted after an hour of a 30-minute budget (as SageMaker's runtime counted it):
+    # the resumed job has no time left, and saves the model it has instead of training on.
+    checkpoint = tmp_path / "checkpoints" / train.CHECKPOINT_FILE
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["progress"]["seconds"] = 3600.0
+    torch.save(state, checkpoint)
+    late = io.StringIO()
+    with contextlib.redirect_stdout(late):
+        status = train.main([*hyperparameters, "--epochs", "3", "--max_minutes", "30"], environ)
+
+    assert status == 0
+    assert "trained 2 of 3 epoch(s)" in late.getvalue()
+    assert "(time budget reached)" in late.getvalue()
+    assert MAP_LINE.findall(late.getvalue()) == []
 
 
 def test_a_misspelt_hyperparameter_stops_the_job():

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from counting_core import layout
 from counting_core.errors import InputError
@@ -93,12 +93,19 @@ def unquoted_etag(etag: str | None) -> str | None:
 
 
 class ListedObject(BaseModel):
-    """One item of the Distributed Map's S3 listing (ListObjectsV2 ``Contents``)."""
+    """One item of the Distributed Map's S3 listing.
+
+    Step Functions hands each listed object over as ``{"Etag", "Key", "LastModified",
+    "Size", "StorageClass"}`` (the ItemReader page's example), not with ListObjectsV2's
+    own ``ETag``: read as ``ETag`` alone, the tag was always missing and a re-run counted
+    every image again. Both spellings are read, so either shape works.
+    https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     key: str = Field(alias="Key", min_length=1)
-    etag: str | None = Field(None, alias="ETag")
+    etag: str | None = Field(None, validation_alias=AliasChoices("Etag", "ETag"))
     size: int = Field(alias="Size", ge=0)
 
 

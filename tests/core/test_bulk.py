@@ -87,6 +87,23 @@ def test_batch_names_depend_on_the_keys_only():
     assert bulk.batch_name(["a", "b"]) != bulk.batch_name(["ab"])
 
 
+def test_an_item_as_step_functions_hands_it_over_keeps_its_etag():
+    # The ItemReader page's example item for an S3 listing: "Etag", LastModified in seconds.
+    # https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html
+    listed = bulk.ListedObject.model_validate(
+        {
+            "Etag": '"05704fbdccb224cb01c59005bebbad28"',
+            "Key": "processData/images/n02085620_1073.jpg",
+            "LastModified": 1668699881,
+            "Size": 34910,
+            "StorageClass": "STANDARD",
+        }
+    )
+
+    assert bulk.unquoted_etag(listed.etag) == "05704fbdccb224cb01c59005bebbad28"
+    assert (listed.key, listed.size) == ("processData/images/n02085620_1073.jpg", 34910)
+
+
 def test_listing_items_keep_key_etag_and_size():
     listed = bulk.ListedObject.model_validate(
         {

@@ -145,7 +145,11 @@ class RunEvaluator:
             raise InputError(f"s3://{self._bucket}/{key}: {error}") from None
 
     def _read(self, key: str) -> bytes:
-        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        try:
+            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            # GetObject's documented error for a missing key: the run's own error, naming it.
+            raise InputError(f"s3://{self._bucket}/{key} does not exist") from None
         return body
 
     def _list(self, prefix: str) -> list[str]:

@@ -126,6 +126,16 @@ def test_a_missing_response_fails_the_evaluation_naming_the_image(handler, lambd
         handler.main(event(), lambda_context)
 
 
+def test_a_missing_validation_manifest_is_the_evaluations_own_error_naming_it(
+    handler, lambda_context
+):
+    # Nothing uploaded: GetObject answers NoSuchKey, which must not escape as itself.
+    with pytest.raises(handler.EvaluationFailed) as failed:
+        handler.main(event(), lambda_context)
+
+    assert str(failed.value) == f"run {RUN}: s3://{BUCKET}/{MANIFEST_KEY} does not exist"
+
+
 def test_a_response_in_the_wrong_shape_names_its_file(handler, lambda_context):
     upload_run()
     put(f"{PREDICTIONS}street/street-3.jpg.out", b'{"predictions": []}')

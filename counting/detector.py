@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from counting.options import bucket_name
-from counting_core import layout, manifest, training
+from counting_core import detectors, layout, manifest, training
 from counting_core.errors import InputError
 from counting_core.image_formats import detect_format
 from detector.weights import COCO_WEIGHTS, PublishedWeights, sha256
@@ -99,11 +99,10 @@ def _register_train_local(commands: argparse._SubParsersAction[argparse.Argument
     )
     # COCO_WEIGHTS names every detector detector.models builds (tests/detector checks it),
     # without importing torch to build the parser.
-    parser.add_argument(
-        "--detector", default="fasterrcnn_mobilenet_v3_large_fpn", choices=sorted(COCO_WEIGHTS)
-    )
-    parser.add_argument("--image-size", type=_positive(int), default=512, metavar="PX")
-    parser.add_argument("--epochs", type=_positive(int), default=30)
+    parser.add_argument("--detector", default=detectors.DEFAULT, choices=sorted(COCO_WEIGHTS))
+    # Unset: train.py's own defaults, as a training job gets them (512 px, 30 epochs).
+    parser.add_argument("--image-size", type=_positive(int), metavar="PX")
+    parser.add_argument("--epochs", type=_positive(int))
     parser.add_argument("--batch-size", type=_positive(int), default=4)
     parser.add_argument(
         "--weights", type=Path, metavar="FILE", help="torchvision's COCO weights (.pth)"
@@ -184,14 +183,12 @@ def _train_local(args: argparse.Namespace) -> int:
             "label_attribute": label_attribute,
             "num_classes": num_classes,
             "detector": args.detector,
-            "image_size": args.image_size,
-            "epochs": args.epochs,
             "batch_size": args.batch_size,
             "seed": args.seed,
             "checkpoint_dir": folder / "checkpoints",
         }
-        if args.minutes is not None:
-            hyperparameters["max_minutes"] = args.minutes
+        given = {"image_size": args.image_size, "epochs": args.epochs, "max_minutes": args.minutes}
+        hyperparameters.update({name: value for name, value in given.items() if value is not None})
         environ = {
             "SM_CHANNEL_TRAIN": str(channels["train"]),
             "SM_CHANNEL_VALIDATION": str(channels["validation"]),

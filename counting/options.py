@@ -19,12 +19,15 @@ def bucket_name(value: str, *, option: str = "--bucket") -> str:
     return location[0]
 
 
-def stage_of(bucket: str, *, option: str) -> stage_names.Stage:
-    """The stage whose data bucket ``bucket`` is; InputError naming ``option`` if none."""
+def stage_of(
+    bucket: str, *, option: str, otherwise: str | None = "give --state-machine-arn"
+) -> stage_names.Stage:
+    """The stage whose data bucket ``bucket`` is; InputError naming ``option`` if none, and
+    what the command takes ``otherwise`` (None for a command with no other way)."""
     stage = stage_names.stage_of_data_bucket(bucket)
     if stage is None:
         raise InputError(
             f"{option}: {bucket} is not named like an app's data bucket "
-            "(<project>-<stage>-data-<account>-<region>); give --state-machine-arn"
+            "(<project>-<stage>-data-<account>-<region>)" + (f"; {otherwise}" if otherwise else "")
         )
     return stage

@@ -183,7 +183,8 @@ def _describe_execution(execution_arn: str) -> dict[str, Any]:
 def _rollback(args: argparse.Namespace) -> int:
     from counting import aws
 
-    stage = stage_of(bucket_name(args.bucket), option="--bucket")
+    # Rollback finds the record by the bucket's name alone: no other option to point to.
+    stage = stage_of(bucket_name(args.bucket), option="--bucket", otherwise=None)
     parameter = stage_names.active_model_parameter(stage.prefix)
     ssm = aws.client("ssm", stage.region)
     with aws.reported(parameter, doing=f"read {parameter}"):

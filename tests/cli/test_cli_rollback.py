@@ -162,3 +162,13 @@ def test_an_endpoint_that_fails_to_update_leaves_the_record(cli, stage):
         "model.tar.gz not found; the record was left as it was\n"
     )
     assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Version"] == 2
+
+
+def test_a_bucket_not_named_like_a_stages_is_refused_without_a_missing_option(cli, stage):
+    status, out, err = cli("train", "rollback", "--bucket", "my-photos")
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "counting: error: --bucket: my-photos is not named like an app's data bucket "
+        "(<project>-<stage>-data-<account>-<region>)\n"
+    )

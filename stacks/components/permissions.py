@@ -37,6 +37,13 @@ def allow(role: iam.IRole, statements: Mapping[str, Statement]) -> IConstruct:
     return role.node.find_child("DefaultPolicy")
 
 
+def tagging_on_create(resource: str) -> iam.PolicyStatement:
+    """SageMaker adds the Tags of a Create* request with AddTags, which needs its own grant.
+    https://docs.aws.amazon.com/sagemaker/latest/dg/security_iam_id-based-policy-examples.html
+    """
+    return iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[resource])
+
+
 def acknowledge_state_machine_role(
     state_machine: sfn.StateMachine,
     *,

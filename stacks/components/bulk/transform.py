@@ -42,6 +42,7 @@ from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
     allow,
+    tagging_on_create,
 )
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
@@ -117,12 +118,7 @@ class TransformStep(Construct):
                 "Tags": tags,
             },
             iam_resources=[self._arn("model", prefix)],
-            # Tags given to CreateModel are added with AddTags, which needs its own grant.
-            additional_iam_statements=[
-                iam.PolicyStatement(
-                    actions=["sagemaker:AddTags"], resources=[self._arn("model", prefix)]
-                )
-            ],
+            additional_iam_statements=[tagging_on_create(self._arn("model", prefix))],
             result_path=sfn.JsonPath.DISCARD,
         )
         self.transform = sfn.CustomState(

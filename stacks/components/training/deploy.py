@@ -32,7 +32,7 @@ from constructs import Construct
 
 from counting_core import layout
 from stacks.components.batch_transform import MAX_PAYLOAD_MB, model_server_environment
-from stacks.components.permissions import SageMakerExecutionRole, allow
+from stacks.components.permissions import SageMakerExecutionRole, allow, tagging_on_create
 from stacks.components.storage import DataStorage
 from stacks.components.training import retry_policies
 from stacks.components.training.notify import FAILED, RunNotifications
@@ -144,7 +144,7 @@ class DeployStep(Construct):
                     resources=[self.model_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
                 ),
-                self._tagging(models),
+                tagging_on_create(models),
             ],
         )
         serverless = {
@@ -168,7 +168,7 @@ class DeployStep(Construct):
                 "Tags": tags,
             },
             [configs],
-            additional_iam_statements=[self._tagging(configs)],
+            additional_iam_statements=[tagging_on_create(configs)],
         )
         find_endpoint = self._call(
             "FindEndpoint",
@@ -186,7 +186,7 @@ class DeployStep(Construct):
             "createEndpoint",
             {**switch_to_run, "Tags": tags},
             [endpoint, configs],
-            additional_iam_statements=[self._tagging(endpoint)],
+            additional_iam_statements=[tagging_on_create(endpoint)],
         )
         update_endpoint = self._call(
             "UpdateEndpoint", "updateEndpoint", switch_to_run, [endpoint, configs]
@@ -276,12 +276,6 @@ class DeployStep(Construct):
             .when(status_is("Failed"), delete_failed)
             .otherwise(update_endpoint)
         )
-
-    @staticmethod
-    def _tagging(resource: str) -> iam.PolicyStatement:
-        # Tags given to a Create* request are added with AddTags, which needs its own grant.
-        # https://docs.aws.amazon.com/sagemaker/latest/dg/security_iam_id-based-policy-examples.html
-        return iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[resource])
 
     def _call(
         self,

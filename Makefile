@@ -139,7 +139,7 @@ bench-detector: $(DETECTOR_STAMP) ## Train the detector 10 minutes on this CPU: 
 snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py
 
-schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, result events) from counting_core.contracts
+schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, result events) from counting_core.contracts.published
 	$(BIN)/python -m tools.schemas
 
 audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out

@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))  # works from a checkout, installed or not
 
 from PIL import Image  # noqa: E402
 
-from counting_core import announcements, bulk, images, results  # noqa: E402
-from counting_core.model_record import ActiveModel  # noqa: E402
+from counting_core.counts import announcements, bulk, results  # noqa: E402
+from counting_core.imaging import images  # noqa: E402
+from counting_core.models.model_record import ActiveModel  # noqa: E402
 
 RUN = "object-counting-dev-bulk-1a2b3c4d"
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"

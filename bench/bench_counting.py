@@ -38,24 +38,24 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 from pydantic_core import from_json  # noqa: E402
 
-from counting_core.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
 from counting_core.constants import (  # noqa: E402
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
     SERVERLESS_MAX_PAYLOAD_BYTES,
 )
-from counting_core.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
-from counting_core.evaluation_plot import plot  # noqa: E402
-from counting_core.images import prepare  # noqa: E402
-from counting_core.predictions import (  # noqa: E402
+from counting_core.counts.predictions import (  # noqa: E402
     CountedDetection,
     Detection,
     count_detections,
     parse_response,
     pixel_box,
 )
-from stacks.components.counter import PILLOW  # noqa: E402
+from counting_core.imaging.annotate import PNG_COMPRESS_LEVEL, annotate, class_colour  # noqa: E402
+from counting_core.imaging.images import prepare  # noqa: E402
+from counting_core.models.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
+from counting_core.models.evaluation_plot import plot  # noqa: E402
 from stacks.components.python_function import install_wheels, package_code  # noqa: E402
+from stacks.pins import PILLOW  # noqa: E402
 
 IMAGE_SIZE = (1920, 1080)
 
@@ -111,7 +111,7 @@ def post_processing() -> list[Figure]:
 
     seconds = median_seconds(run, number=100, repeat=31)
     parse = median_seconds(lambda: parse_response(body), number=100, repeat=31)
-    decoder = from_json.__module__  # the decoder counting_core.predictions uses
+    decoder = from_json.__module__  # the decoder counting_core.counts.predictions uses
     return [
         Figure(
             "post-processing: parse + count, 1,000 detections with pixel boxes",
@@ -124,7 +124,7 @@ def post_processing() -> list[Figure]:
     ]
 
 
-# Annotation: counting_core.annotate against the notebook's matplotlib drawing.
+# Annotation: counting_core.imaging.annotate against the notebook's matplotlib drawing.
 
 
 def jpeg(pixels: np.ndarray) -> bytes:
@@ -192,7 +192,7 @@ def annotate_with_matplotlib(
             str(detection.number),
             ha="center",
             va="center",
-            fontsize=19,  # 27 px at 100 dpi, the size counting_core.annotate picks for 1080 px
+            fontsize=19,  # 27 px at 100 dpi, the size the annotator picks for 1080 px
             bbox={"facecolor": colour, "edgecolor": "none", "pad": 2},
         )
     buffer = io.BytesIO()
@@ -207,7 +207,7 @@ def annotation() -> list[Figure]:
     notebook = median_seconds(
         lambda: annotate_with_matplotlib(photo, detections), number=1, repeat=5
     )
-    # The notebook's savefig compresses at zlib level 6, counting_core.annotate at a faster level;
+    # The notebook's savefig compresses at zlib level 6, our annotator at a faster level;
     # the same level on both sides shows how much of the gap is the drawing itself.
     same_level = median_seconds(
         lambda: annotate_with_matplotlib(photo, detections, {"compress_level": PNG_COMPRESS_LEVEL}),
@@ -238,7 +238,9 @@ def annotation() -> list[Figure]:
 COLD_IMPORT = """
 import time
 start = time.perf_counter()
-import counting_core.predictions, counting_core.images, counting_core.annotate
+import counting_core.counts.predictions
+import counting_core.imaging.annotate
+import counting_core.imaging.images
 print(time.perf_counter() - start)
 """
 
@@ -267,7 +269,7 @@ def cold_import() -> list[Figure]:
     (seconds,) = fresh_interpreter_seconds(COLD_IMPORT)
     return [
         Figure(
-            "cold import: counting_core.predictions + images + annotate, fresh interpreter",
+            "cold import: counting_core.counts.predictions + images + annotate, fresh interpreter",
             seconds * 1e3,
             "ms",
             "< 300 ms",
@@ -414,7 +416,8 @@ def photo_file(folder: Path, width: int, height: int, orientation: int) -> Path:
 PEAK_MEMORY = """
 import io, os, sys, time
 from lambdas.counter import service  # what the counter imports: boto3, Pillow, counting_core
-from counting_core import annotate, images, predictions
+from counting_core.imaging import annotate, images
+from counting_core.counts import predictions
 
 def peak_mb():
     for line in open("/proc/self/status"):

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))  # works from a checkout, installed or not
 import torch  # noqa: E402
 
 import counting  # noqa: E402
-from counting_core.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
-from counting_core.manifest import read_manifest  # noqa: E402
-from counting_core.predictions import parse_response  # noqa: E402
+from counting_core.counts.predictions import parse_response  # noqa: E402
+from counting_core.datasets.manifest import read_manifest  # noqa: E402
+from counting_core.models.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
 from detector import inference, models, scenes  # noqa: E402
 
 TRAIN_IMAGES, VALIDATION_IMAGES, HELD_OUT_IMAGES = 250, 50, 50

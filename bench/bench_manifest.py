@@ -60,7 +60,7 @@ print(" ".join(printed.getvalue().split()))
 """
 # The Prepare Lambda's work once the manifest is in /tmp (S3 transfers left out).
 _PREPARE = """
-from counting_core import manifest
+from counting_core.datasets import manifest
 with open({path!r}, "rb") as file:
     split = manifest.split(file, validation_fraction=0.2, seed=42,
                            image_source="s3://counting-data/labeling/images/")

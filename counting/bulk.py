@@ -14,8 +14,8 @@ import json
 from counting.options import stage_of
 from counting.train import STATE_MACHINE_ARN, start_execution
 from counting_core import stage_names
+from counting_core.datasets.manifest import split_s3_uri
 from counting_core.errors import InputError
-from counting_core.manifest import split_s3_uri
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

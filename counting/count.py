@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from counting_core.cold_start import call_until_ready
 from counting_core.constants import (
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
@@ -26,9 +25,15 @@ from counting_core.constants import (
     IMAGE_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
 )
+from counting_core.counts.predictions import (
+    Response,
+    check_threshold,
+    count_detections,
+    parse_response,
+)
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
-from counting_core.predictions import Response, check_threshold, count_detections, parse_response
+from counting_core.models.model_record import ActiveModel, ScoreThreshold, score_threshold
+from counting_core.uploads.cold_start import call_until_ready
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,7 +119,7 @@ def _count(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from counting_core.images import prepare
+    from counting_core.imaging.images import prepare
 
     counting = _counting(args)
     endpoint = args.endpoint or (counting.record.endpoint_name if counting.record else None)
@@ -136,7 +141,7 @@ def _report(
     annotate_to: Path | None,
 ) -> None:
     """Print the count as JSON, warn on stderr if it is capped, annotate the image if asked."""
-    from counting_core.images import image_size
+    from counting_core.imaging.images import image_size
 
     result = count_detections(
         response.detections,
@@ -155,7 +160,7 @@ def _report(
             file=sys.stderr,
         )
     if annotate_to is not None and image is not None:
-        from counting_core.annotate import annotate
+        from counting_core.imaging.annotate import annotate
 
         annotate_to.write_bytes(annotate(image, result.detections, result))
 

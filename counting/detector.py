@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from counting.options import bucket_name
-from counting_core import detectors, layout, manifest, training
+from counting_core import layout
+from counting_core.datasets import manifest
 from counting_core.errors import InputError
-from counting_core.image_formats import detect_format
+from counting_core.imaging.image_formats import detect_format
+from counting_core.models import detectors, training
 from detector.weights import COCO_WEIGHTS, PublishedWeights, sha256
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}

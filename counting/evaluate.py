@@ -3,7 +3,7 @@
 Reads a labeled validation manifest and a folder of endpoint responses, one per image,
 named after the image's file plus ``.out`` (Batch Transform's naming) or ``.json``; prints
 the same report the training run writes as ``evaluation.json``, and can draw
-``evaluation.png``. The figures come from ``counting_core.evaluation`` (definitions there).
+``evaluation.png``. The figures come from ``counting_core.models.evaluation`` (definitions there).
 """
 
 # Pillow is imported only to draw: every command group is imported to build the parser.
@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from counting_core import evaluation
+from counting_core.counts.predictions import parse_response
+from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError
-from counting_core.manifest import read_manifest
-from counting_core.predictions import parse_response
+from counting_core.models import evaluation
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluation.evaluate(images, responses, class_map=class_map, thresholds=thresholds)
     print(json.dumps(result.to_dict(), indent=2))
     if args.plot is not None:
-        from counting_core.evaluation_plot import plot
+        from counting_core.models.evaluation_plot import plot
 
         args.plot.write_bytes(plot(result))
     return 0

@@ -16,8 +16,10 @@ import json
 from pathlib import Path
 
 from counting.options import bucket_name
-from counting_core import evaluation, labeling, layout
+from counting_core import layout
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
+from counting_core.models import evaluation
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

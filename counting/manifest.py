@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from counting_core import json_input, manifest, training
-from counting_core.coco import coco_to_manifest, normalise_image_prefix
+from counting_core import json_input
+from counting_core.datasets import manifest
+from counting_core.datasets.coco import coco_to_manifest, normalise_image_prefix
 from counting_core.errors import InputError
+from counting_core.models import training
 
 TRAIN_FILE, VALIDATION_FILE = training.TRAIN_FILE, training.VALIDATION_FILE
 # Ground Truth's creation-date format.

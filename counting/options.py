@@ -7,8 +7,8 @@ A command given the data bucket finds the rest of its stage by the bucket's name
 from __future__ import annotations
 
 from counting_core import stage_names
+from counting_core.datasets.manifest import split_s3_uri
 from counting_core.errors import InputError
-from counting_core.manifest import split_s3_uri
 
 
 def bucket_name(value: str, *, option: str = "--bucket") -> str:

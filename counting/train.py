@@ -29,10 +29,14 @@ from pydantic import ValidationError
 
 from counting.options import bucket_name, stage_of
 from counting_core import stage_names
+from counting_core.datasets.manifest import (
+    check_label_attribute_name,
+    is_s3_object_uri,
+    split_s3_uri,
+)
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.manifest import check_label_attribute_name, is_s3_object_uri, split_s3_uri
-from counting_core.model_record import ActiveModel
-from counting_core.training import TrainingRequest
+from counting_core.models.model_record import ActiveModel
+from counting_core.models.training import TrainingRequest
 
 STATE_MACHINE_ARN = re.compile(
     r"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}"

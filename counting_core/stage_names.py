@@ -38,7 +38,7 @@ def endpoint(prefix: str) -> str:
 
 
 def active_model_parameter(prefix: str) -> str:
-    """The SSM parameter holding the active-model record (``counting_core.model_record``)."""
+    """The SSM parameter holding the active-model record (``counting_core.models.model_record``)."""
     return f"/{prefix}/active-model"
 
 

@@ -1,7 +1,7 @@
 """Images as the detectors take them, the same in training and in serving: upright.
 
 A photo's EXIF orientation is applied, as the counter applies it before sending an image
-(counting_core/images.py) and as browsers show it to the people who draw the boxes; a
+(counting_core/imaging/images.py) and as browsers show it to the people who draw the boxes; a
 phone photo stored sideways would otherwise train and be counted sideways.
 """
 

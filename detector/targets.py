@@ -6,7 +6,7 @@ channels: ``source-ref``, ``<label attribute>`` (``image_size`` and ``annotation
 torchvision wants corner boxes (xmin, ymin, xmax, ymax) and labels from 1, its label 0
 being the background, so class id k trains as label k + 1.
 
-Items are kept as Prepare keeps them (counting_core.manifest.split): a failed item (no
+Items are kept as Prepare keeps them (counting_core.datasets.manifest.split): a failed item (no
 label, a ``failure-reason`` in its metadata) and an item without boxes cannot train, and
 are counted, not used.
 """

@@ -35,14 +35,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from counting_core import announcements, detectors, layout, stage_names, training
+from counting_core import layout, stage_names
 from counting_core.constants import (
     COUNTER_TIMEOUT_SECONDS,
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
     IMAGE_WORST_CASE_SECONDS,
 )
+from counting_core.counts import announcements
 from counting_core.errors import describe_validation_error
+from counting_core.models import detectors, training
 
 CONTEXT_KEY = "counting"
 STAGE_CONTEXT_KEY = "stage"
@@ -158,7 +160,7 @@ Algorithm = Literal["torchvision", "builtin"]
 
 # GPU instance families each algorithm trains on. Built-in Object Detection: P2, P3, G4dn and
 # G5 (https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection.html). torchvision: the
-# PyTorch training image's CUDA build (12.4 for 2.6, stacks/components/training/image.py) runs
+# PyTorch training image's CUDA build (12.4 for 2.6, stacks/components/algorithms/images.py) runs
 # Volta (P3) to Hopper (P5) GPUs: T4 (G4dn), A10G (G5), L4 (G6), L40S (G6e), A100 (P4d/P4de),
 # H100/H200 (P5, P5e, P5en). Not P2: its K80s are below what PyTorch 2 builds for. Not P6 or
 # G7: Blackwell GPUs need a CUDA 12.8 build.
@@ -748,7 +750,7 @@ class AppConfig(Settings):
 
     @property
     def event_source(self) -> str:
-        """Source of every result event on the default bus (``counting_core.announcements``)."""
+        """Source of every result event on the default bus (``counts.announcements``)."""
         return announcements.event_source(self.prefix)
 
 

@@ -41,3 +41,7 @@ def pinned_version(name: str) -> str:
 def pinned_requirement(name: str) -> str:
     """``name==<pinned version>``, for pip."""
     return f"{name}=={pinned_version(name)}"
+
+
+# The image library the image-reading Lambdas need and their runtime lacks, at its pinned version.
+PILLOW = pinned_requirement("pillow")

@@ -119,7 +119,7 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     sample = tmp_path / "test_sample.py"
     sample.write_text(
         "import pytest\n"
-        "from counting_core.predictions import pixel_box\n"
+        "from counting_core.counts.predictions import pixel_box\n"
         "def test_it(stub):\n"
         "    assert box == pixel_box((0, 0, 1, 1), 2, 2)\n"
         "    assert pixel_box(b, 2, 2) == pixel_box(b, 2, 2)\n"

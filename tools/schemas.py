@@ -1,4 +1,4 @@
-"""Write the published JSON Schemas into ``schemas/`` from ``counting_core.contracts``.
+"""Write the published JSON Schemas into ``schemas/`` from ``counting_core.contracts.published``.
 
 Usage: python -m tools.schemas [DIR]   (``make schemas``; DIR defaults to schemas/)
 
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from counting_core import contracts
+from counting_core.contracts import published
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def render(schema: dict) -> str:
 def main(argv: list[str]) -> int:
     target = Path(argv[0]) if argv else ROOT / "schemas"
     target.mkdir(parents=True, exist_ok=True)
-    for name, schema in contracts.json_schemas().items():
+    for name, schema in published.json_schemas().items():
         (target / name).write_text(render(schema))
         print(f"wrote {target / name}")
     return 0

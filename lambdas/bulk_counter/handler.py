@@ -21,8 +21,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from counting_core import bulk
-from counting_core.model_record import ActiveModel
+from counting_core.counts import bulk
+from counting_core.models.model_record import ActiveModel
 from lambdas.bulk_counter.service import WORKERS, BulkCounter
 
 # botocore's "standard" retry mode backs off on throttling and 5xx ("legacy" is the default);

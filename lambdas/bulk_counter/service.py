@@ -26,13 +26,14 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from counting_core import annotate, announcements, bulk, images, results
 from counting_core.constants import JSON_CONTENT_TYPE
-from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument
+from counting_core.contracts.published import CountedDocument, RejectedDocument, ResultDocument
+from counting_core.counts import announcements, bulk, results
+from counting_core.datasets.manifest import transform_manifest_chunks
 from counting_core.errors import InputError
-from counting_core.image_formats import is_image_name
-from counting_core.manifest import transform_manifest_chunks
-from counting_core.model_record import ActiveModel
+from counting_core.imaging import annotate, images
+from counting_core.imaging.image_formats import is_image_name
+from counting_core.models.model_record import ActiveModel
 
 # Requests in flight per batch: S3 and DynamoDB calls are I/O-bound, and the default
 # connection pool of a boto3 client holds 10 connections.

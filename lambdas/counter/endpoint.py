@@ -1,7 +1,7 @@
 """The counter's client for the serverless endpoint: botocore's retries and timeouts.
 
 botocore (standard mode) retries throttling, 5xx answers, timeouts and broken connections
-within one call; the service wraps each call in ``counting_core.cold_start`` for a cold
+within one call; the service wraps each call in ``counting_core.uploads.cold_start`` for a cold
 start's waits, which the CLI's ``counting invoke`` shares. Every figure is in
 ``counting_core.constants``, which also derives the worst case of one image from them.
 """

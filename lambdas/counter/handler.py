@@ -3,9 +3,9 @@
 Counts the images of a batch ``IMAGES_IN_FLIGHT`` at a time, each once per object version
 (Powertools idempotency). Every message ends counted, rejected (recorded with its reason),
 sent again as a new message, or dead-lettered by the counter itself, as
-``counting_core.failures`` and ``counting_core.delivery`` decide; only a message whose copy
-SQS refused is reported as a batch item failure. Metrics are emitted after the idempotency
-record is saved, and only by the delivery that counted, so no retry counts twice.
+``counting_core.uploads.failures`` and ``counting_core.uploads.delivery`` decide; only a
+message whose copy SQS refused is reported as a batch item failure. Metrics are emitted after
+the idempotency record is saved, and only by the delivery that counted, so no retry counts twice.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting_core import delivery
-from counting_core.model_record import ActiveModel
-from counting_core.results import STATUS_COUNTED, ImageRef
+from counting_core.counts.results import STATUS_COUNTED, ImageRef
+from counting_core.models.model_record import ActiveModel
+from counting_core.uploads import delivery
 from lambdas.counter import endpoint
 from lambdas.counter.service import CountingService, Handled, MessageHandler, Redelivery
 

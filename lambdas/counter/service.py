@@ -18,13 +18,16 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from counting_core import annotate, announcements, delivery, events, images, results
-from counting_core.cold_start import call_until_ready
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from counting_core.contracts import ResultDocument
+from counting_core.contracts import events
+from counting_core.contracts.published import ResultDocument
+from counting_core.counts import announcements, results
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.failures import TryAgain, Verdict, endpoint_error, read_error
-from counting_core.model_record import ActiveModel
+from counting_core.imaging import annotate, images
+from counting_core.models.model_record import ActiveModel
+from counting_core.uploads import delivery
+from counting_core.uploads.cold_start import call_until_ready
+from counting_core.uploads.failures import TryAgain, Verdict, endpoint_error, read_error
 
 # The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
 # phone photo (4032 px) is drawn on at full resolution and larger photos are scaled down.

@@ -1,7 +1,7 @@
 """Evaluate-counts Lambda: the training state machine's count evaluation, before deployment.
 
 Reads the run's validation manifest and the Batch Transform answers for its images,
-measures the count error at every threshold (``counting_core.evaluation``), writes
+measures the count error at every threshold (``counting_core.models.evaluation``), writes
 ``evaluation.json`` and ``evaluation.png`` under ``training/models/<run>/`` and returns
 the figures at the calibrated threshold (``EvaluationSummary``). Anything that cannot be
 evaluated raises ``EvaluationFailed`` with the reason: the state machine reports it.

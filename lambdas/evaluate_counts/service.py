@@ -1,7 +1,7 @@
 """Evaluate one run's model: read the labels and the Batch Transform answers, write the report.
 
 The AWS calls live here, each one line over an injected S3 client, so tests hand in a
-moto-backed client; every figure comes from the pure ``counting_core.evaluation``.
+moto-backed client; every figure comes from the pure ``counting_core.models.evaluation``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from counting_core import evaluation, evaluation_plot, layout, predictions, training
+from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.counts import predictions
+from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError
-from counting_core.evaluation import EvaluationSummary
-from counting_core.manifest import read_manifest
-from counting_core.model_record import ChampionSummary
+from counting_core.models import evaluation, evaluation_plot, training
+from counting_core.models.evaluation import EvaluationSummary
+from counting_core.models.model_record import ChampionSummary
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
 READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)

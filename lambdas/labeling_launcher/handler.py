@@ -22,9 +22,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, Field
 
-from counting_core import labeling
 from counting_core.constants import AWS_CALL_ATTEMPTS
-from counting_core.events import ObjectCreated
+from counting_core.contracts.events import ObjectCreated
+from counting_core.datasets import labeling
 from lambdas.labeling_launcher.service import LabelingLauncher, LauncherSettings
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.

@@ -15,8 +15,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from counting_core import labeling
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
 
 WORKER_TEMPLATE = Path(__file__).with_name("worker_template.liquid.html")

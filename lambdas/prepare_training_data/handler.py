@@ -1,9 +1,9 @@
 """Prepare Lambda: the training state machine's first step, before any GPU is paid for.
 
 Reads the labeled manifest the run was started with, checks and splits it with
-``counting_core.manifest``, writes ``train.manifest``, ``validation.manifest`` and
+``counting_core.datasets.manifest``, writes ``train.manifest``, ``validation.manifest`` and
 ``data-report.json`` under ``training/manifests/<run>/`` and returns the run's names and
-figures (``counting_core.training.PreparedRun``). A request or manifest that cannot train
+figures (``counting_core.models.training.PreparedRun``). A request or manifest that cannot train
 raises ``DataNotTrainable`` with the reason: the state machine reports it and stops.
 
 The manifest is streamed to a file in /tmp and split from there, and the channels are
@@ -30,10 +30,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from counting_core import manifest, training
 from counting_core.constants import AWS_CALL_ATTEMPTS
+from counting_core.datasets import manifest
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.training import DataNotTrainable, TrainingRequest
+from counting_core.models import training
+from counting_core.models.training import DataNotTrainable, TrainingRequest
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})

@@ -15,7 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from counting_core import layout
-from counting_core.delivery import MAX_FAILURES
+from counting_core.uploads.delivery import MAX_FAILURES
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
     MAX_EVENT_AGE,
@@ -26,13 +26,11 @@ from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.storage import objects_created
 from stacks.config import CounterSettings
 from stacks.nag import acknowledge
-from stacks.pins import pinned_requirement
+from stacks.pins import PILLOW
 
 # SQS redrives a message to the dead-letter queue after this many failed receives: the
-# counter's own tally (counting_core.delivery) uses the same number, this is the backstop.
+# counter's own tally (counting_core.uploads.delivery) uses the same number, this is the backstop.
 MAX_RECEIVES = MAX_FAILURES
-# The image library the counter needs and the Lambda runtime lacks, at its pinned version.
-PILLOW = pinned_requirement("pillow")
 
 
 class ImageIntake(Construct):

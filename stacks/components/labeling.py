@@ -15,7 +15,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from counting_core import labeling, layout
+from counting_core import layout
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
 from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
 from stacks.components.permissions import (

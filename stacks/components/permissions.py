@@ -16,7 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
-from stacks.components.training.image import grant_pull
+from stacks.components.algorithms.images import grant_pull
 from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
 #: A statement by its Sid: actions, resources and, optionally, conditions.

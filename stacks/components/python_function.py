@@ -1,7 +1,7 @@
 """A Python Lambda function packaged without Docker, logging and tracing by default.
 
-Each function's code asset is its own folder under ``lambdas/`` plus the modules of the pure
-``counting_core`` package that its code imports (directly or through each other), copied into
+Each function's code asset is its own folder under ``lambdas/`` plus the modules of the shared
+packages (``SHARED_PACKAGES``) that its code imports (directly or through each other), copied into
 ``.build/lambdas/<name>-<content hash>/`` at synth time. The asset therefore changes only when
 that function's code or a module it uses changes (never for a CLI change), and every synth of
 the same sources gives the same asset hash.
@@ -43,44 +43,57 @@ POWERTOOLS_LAYER_PARAMETER = (
 )
 
 
-CORE = "counting_core"
+# The shared packages a handler may import: each function's asset carries only the modules of
+# these that its code reaches, so a change to one subject's code redeploys only its users.
+SHARED_PACKAGES = ("counting_core",)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
 
 
-def _core_imports(path: Path) -> set[str]:
-    """Names of the ``counting_core`` modules ``path`` imports (``from counting_core import x``
-    and ``from counting_core.x import y`` alike; function-level imports included)."""
+def _module_file(dotted: str) -> Path | None:
+    """The file of a shared module or package (``counting_core.counts.results``), if one."""
+    path = ROOT.joinpath(*dotted.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None  # a name a module defines, not a module
+
+
+def _shared_imports(path: Path) -> set[str]:
+    """Dotted names of the shared modules ``path`` may import (``from counting_core.x import y``
+    names both ``counting_core.x`` and ``counting_core.x.y``; function-level imports included)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == CORE:
-                names.update(alias.name for alias in node.names)
-            elif node.module.startswith(f"{CORE}."):
-                names.add(node.module.split(".")[1])
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            names.update(
-                alias.name.split(".")[1]
-                for alias in node.names
-                if alias.name.startswith(f"{CORE}.")
-            )
-    return names
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.split(".")[0] in SHARED_PACKAGES}
 
 
-def core_modules(handler_folder: Path) -> list[str]:
-    """The ``counting_core`` modules a handler folder needs, imports followed transitively."""
-    pending = {name for path in handler_folder.rglob("*.py") for name in _core_imports(path)}
-    needed: set[str] = set()
+def shared_modules(handler_folder: Path) -> list[Path]:
+    """The shared modules' files a handler folder needs, imports followed transitively, with
+    the ``__init__.py`` of every package above them."""
+    pending = {name for path in handler_folder.rglob("*.py") for name in _shared_imports(path)}
+    seen: set[str] = set()
+    files: set[Path] = set()
     while pending:
         name = pending.pop()
-        module = ROOT / CORE / f"{name}.py"
-        if name in needed or not module.exists():
-            continue  # a name imported from the package itself, not a module
-        needed.add(name)
-        pending |= _core_imports(module)
-    return sorted(needed)
+        if name in seen:
+            continue
+        seen.add(name)
+        module = _module_file(name)
+        if module is None:
+            continue
+        files.add(module)
+        parts = name.split(".")
+        pending |= {".".join(parts[:depth]) for depth in range(1, len(parts))}
+        pending |= _shared_imports(module)
+    return sorted(files)
 
 
 def _digest(folder: Path) -> str:
@@ -93,7 +106,7 @@ def _digest(folder: Path) -> str:
 
 
 def package_code(name: str) -> Path:
-    """Stage ``lambdas/<name>`` and the ``counting_core`` modules it uses into one folder.
+    """Stage ``lambdas/<name>`` and the shared modules it uses into one folder.
 
     The folder is named after its content and appears by an atomic rename, so synths
     running side by side (tests, ``make synth``) never see each other's half-copied code.
@@ -102,10 +115,10 @@ def package_code(name: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
     _copy_tree(ROOT / "lambdas" / name, staging / "lambdas" / name)
-    (staging / CORE).mkdir()
-    shutil.copy2(ROOT / CORE / "__init__.py", staging / CORE / "__init__.py")
-    for module in core_modules(ROOT / "lambdas" / name):
-        shutil.copy2(ROOT / CORE / f"{module}.py", staging / CORE / f"{module}.py")
+    for module in shared_modules(ROOT / "lambdas" / name):
+        target_file = staging / module.relative_to(ROOT)
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module, target_file)
     shutil.copy2(ROOT / "lambdas" / "__init__.py", staging / "lambdas" / "__init__.py")
     target = parent / f"{name}-{_digest(staging)}"
     try:

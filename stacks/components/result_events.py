@@ -1,13 +1,14 @@
 """Result events on the default bus: who may publish them, and their published schemas.
 
-Both pipelines put one event per counted or rejected image (``counting_core.announcements``).
+Both pipelines put one event per counted or rejected image (``counting_core.counts.announcements``).
 Publishing is granted on the default bus only, and only with this stage's source
 (``events:source``) and the two detail-types (``events:detail-type``), so a function of
 this app cannot impersonate another source.
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html
 
-The schemas under ``schemas/`` (``make schemas``, generated from ``counting_core.contracts``)
-are registered in an EventBridge schema registry, where consumers download code bindings.
+The schemas under ``schemas/`` (``make schemas``, generated from
+``counting_core.contracts.published``) are registered in an EventBridge schema registry,
+where consumers download code bindings.
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-schema.html
 """
 
@@ -21,7 +22,8 @@ from aws_cdk import aws_eventschemas as eventschemas
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
-from counting_core import announcements, contracts
+from counting_core.contracts import published
+from counting_core.counts import announcements
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 #: Registry schema name of each file: ``<source>@<Name>``, the way EventBridge names
@@ -67,8 +69,10 @@ class ResultContracts(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, prefix: str, source: str) -> None:
         super().__init__(scope, construct_id)
-        if sorted(SCHEMA_NAMES) != sorted(contracts.SCHEMAS):
-            raise ValueError("SCHEMA_NAMES must name every schema of counting_core.contracts")
+        if sorted(SCHEMA_NAMES) != sorted(published.SCHEMAS):
+            raise ValueError(
+                "SCHEMA_NAMES must name every schema of counting_core.contracts.published"
+            )
         self.registry = eventschemas.CfnRegistry(
             self,
             "Registry",

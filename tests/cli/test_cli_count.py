@@ -15,9 +15,9 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
-from counting_core import cold_start
-from counting_core.image_formats import detect_format
-from counting_core.images import image_size
+from counting_core.imaging.image_formats import detect_format
+from counting_core.imaging.images import image_size
+from counting_core.uploads import cold_start
 
 REGION = "us-east-1"
 RESPONSE = {

@@ -23,7 +23,7 @@ from botocore.stub import ANY, Stubber
 from counting import aws
 from counting import count as count_cli
 from counting import train as train_cli
-from counting_core import announcements, results
+from counting_core.counts import announcements, results
 from lambdas.counter import endpoint
 from lambdas.counter.service import CountingService
 from tests.contracts.model import request_problems

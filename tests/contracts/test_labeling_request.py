@@ -1,6 +1,6 @@
 """The labeling launcher's CreateLabelingJob request, held to botocore's model of the API.
 
-``counting_core.labeling`` carries a copy of the API's rules for every value it sends (the
+``counting_core.datasets.labeling`` carries a copy of the API's rules for every value it sends (the
 Lambda runtime has neither botocore's model nor the ``regex`` module); these tests keep
 the copy equal to the model, and prove that a request the launcher accepts is one the
 API accepts, so that a bad request always ends as ``.rejected.json``, never as a retried
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from counting_core import labeling
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
 from tests.contracts.model import java_pattern, operation, request_problems, shape_at
 from tests.core.test_labeling import create_labeling_job_request, request_data

@@ -9,7 +9,8 @@ import math
 import pytest
 from PIL import Image
 
-from counting_core.annotate import (
+from counting_core.counts.predictions import Detection, count_detections
+from counting_core.imaging.annotate import (
     LEGEND_CLASSES,
     PALETTE,
     REST_COLOUR,
@@ -18,8 +19,7 @@ from counting_core.annotate import (
     image_colours,
     legend_lines,
 )
-from counting_core.images import detect_format
-from counting_core.predictions import Detection, count_detections
+from counting_core.imaging.images import detect_format
 
 GREY = (128, 128, 128)
 # The first Okabe-Ito colours (https://jfly.uni-koeln.de/color/), for class ids 0, 1 and 2.

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from counting_core import announcements, results
-from counting_core.contracts import CountedDocument
+from counting_core.contracts.published import CountedDocument
+from counting_core.counts import announcements, results
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel
+from counting_core.models.model_record import ActiveModel
 
 SOURCE = "object-counting-dev.counting"
 IMAGE = results.ImageRef("counting-data", "incoming/street/cam1.png", "v1", "e1")

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting_core import bulk, image_formats, manifest
+from counting_core.counts import bulk
+from counting_core.datasets import manifest
 from counting_core.errors import InputError
+from counting_core.imaging import image_formats
 
 RUN = "object-counting-dev-bulk-1a2b3c4d"
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"

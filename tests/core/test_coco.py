@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from counting_core import manifest
-from counting_core.coco import coco_to_manifest, normalise_image_prefix
+from counting_core.datasets import manifest
+from counting_core.datasets.coco import coco_to_manifest, normalise_image_prefix
 from counting_core.errors import InputError
 from tests.core.manifest_fixtures import damages
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from counting_core import cold_start
+from counting_core.uploads import cold_start
 
 
 def client_error(code: str) -> ClientError:

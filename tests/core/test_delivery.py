@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
-from counting_core.delivery import (
+from counting_core.uploads.delivery import (
     CRASHES_ATTRIBUTE,
     FAILURES_ATTRIBUTE,
     MAX_FAILURES,

@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from counting_core import evaluation
+from counting_core.counts.predictions import Detection, Response
+from counting_core.datasets.manifest import parse_manifest
 from counting_core.errors import InputError
-from counting_core.evaluation import LabeledImage, evaluate
-from counting_core.evaluation_plot import plot
-from counting_core.manifest import parse_manifest
-from counting_core.predictions import Detection, Response
+from counting_core.models import evaluation
+from counting_core.models.evaluation import LabeledImage, evaluate
+from counting_core.models.evaluation_plot import plot
 from tests.core.hand_checked_manifest import HAND_CHECKED
 
 CLASS_MAP = {"0": "car", "1": "truck", "2": "bus"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from counting_core import failures
-from counting_core.failures import Verdict
+from counting_core.uploads import failures
+from counting_core.uploads.failures import Verdict
 
 REJECTED, RETRIED = Verdict.REJECTED, Verdict.RETRIED
 

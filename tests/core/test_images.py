@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from counting_core import image_formats, images
 from counting_core.errors import InputError
+from counting_core.imaging import image_formats, images
 
 ORIENTATION = 0x0112  # the EXIF tag
 PDF_START = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"

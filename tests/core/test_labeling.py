@@ -14,7 +14,7 @@ from botocore.validate import validate_parameters
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting_core import labeling
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
 
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"

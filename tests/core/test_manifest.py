@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from counting_core import manifest
+from counting_core.datasets import manifest
 from counting_core.errors import InputError
 from tests.core.hand_checked_manifest import (
     HAND_CHECKED,

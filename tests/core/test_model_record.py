@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from counting_core.model_record import ActiveModel, ScoreThreshold, score_threshold
+from counting_core.models.model_record import ActiveModel, ScoreThreshold, score_threshold
 
 # As the state machine's DescribeActiveModel state builds it, with the run's count evaluation.
 WRITTEN = {

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting_core.errors import InputError
-from counting_core.predictions import (
+from counting_core.counts.predictions import (
     Detection,
     Response,
     check_threshold,
@@ -18,6 +17,7 @@ from counting_core.predictions import (
     parse_response,
     pixel_box,
 )
+from counting_core.errors import InputError
 
 CLASS_MAP = {"0": "car", "1": "truck"}
 

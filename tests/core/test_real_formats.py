@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 
-from counting_core import evaluation, json_input, manifest, predictions
-from counting_core.coco import coco_to_manifest
+from counting_core import json_input
+from counting_core.counts import predictions
+from counting_core.datasets import manifest
+from counting_core.datasets.coco import coco_to_manifest
 from counting_core.errors import InputError
+from counting_core.models import evaluation
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 GROUND_TRUTH = DATA / "ground_truth"

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from counting_core import contracts, results
+from counting_core.contracts import published
+from counting_core.counts import results
+from counting_core.counts.predictions import Detection, count_detections
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel
-from counting_core.predictions import Detection, count_detections
+from counting_core.models.model_record import ActiveModel
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MODEL = results.ModelInUse("endpoint", "config-1", "model-1")
@@ -130,7 +131,7 @@ def test_a_document_written_before_the_flag_reads_as_not_capped():
         "detections": [],
     }
 
-    document = contracts.RESULT_DOCUMENT.validate_python(old)
+    document = published.RESULT_DOCUMENT.validate_python(old)
 
     assert document.capped is False
     assert results.dynamodb_item(results.table_item(document))["capped"] is False

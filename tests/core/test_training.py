@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from counting_core import manifest, training
+from counting_core.datasets import manifest
 from counting_core.errors import InputError
-from counting_core.training import DataNotTrainable
+from counting_core.models import training
+from counting_core.models.training import DataNotTrainable
 
 BUCKET = "object-counting-dev-data-123456789012-eu-west-1"
 STARTED = datetime(2026, 11, 26, 17, 30, 5, 123000, tzinfo=UTC)

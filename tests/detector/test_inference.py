@@ -15,7 +15,7 @@ require_torch()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from counting_core.predictions import Detection, count_detections, parse_response  # noqa: E402
+from counting_core.counts.predictions import Detection, count_detections, parse_response  # noqa: E402
 from detector import inference  # noqa: E402
 from detector.inference import LoadedModel  # noqa: E402
 from tests.conftest import MakeImage  # noqa: E402

@@ -123,9 +123,9 @@ def test_the_weights_table_is_torchvisions_own():
 
 
 def test_the_configuration_offers_exactly_the_detectors_the_package_builds():
-    # training.detector is checked at synth against counting_core.detectors, which cannot
+    # training.detector is checked at synth against counting_core.models.detectors, which cannot
     # import this package (torch stays out of synth): the two lists are kept alike here.
-    from counting_core import detectors
+    from counting_core.models import detectors
 
     assert set(detectors.DETECTORS) == set(models.DETECTORS)
     assert detectors.DEFAULT == models.DEFAULT_DETECTOR == "fasterrcnn_mobilenet_v3_large_fpn"

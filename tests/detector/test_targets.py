@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from counting_core.datasets.manifest import read_manifest, validate_manifest
 from counting_core.errors import InputError
-from counting_core.manifest import read_manifest, validate_manifest
 from detector import targets
 from detector.targets import DataError, Target
 from tests.conftest import ROOT

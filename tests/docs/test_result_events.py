@@ -8,7 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from counting_core import announcements, contracts
+from counting_core.contracts import published
+from counting_core.counts import announcements
 from tests.docs.pages import ROOT, sample, sample_text
 from tests.schema_checks import assert_valid, sqs_events
 
@@ -18,7 +19,7 @@ REGION = "eu-west-1"
 
 def test_the_counted_event_carries_what_the_counted_document_says():
     shown = sample(PIPELINES, "image-counted-event")
-    document = contracts.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "counted-document"))
+    document = published.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "counted-document"))
 
     entry = announcements.entry(document, source=shown["source"], annotated=True)
 
@@ -29,7 +30,7 @@ def test_the_counted_event_carries_what_the_counted_document_says():
 
 def test_the_rejected_event_carries_the_rejected_documents_reason():
     shown = sample(PIPELINES, "image-rejected-event")
-    document = contracts.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "rejected-document"))
+    document = published.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "rejected-document"))
 
     entry = announcements.entry(document, source=shown["source"], annotated=False)
 

@@ -13,9 +13,13 @@ from decimal import Decimal
 
 import pytest
 
-from counting_core import contracts, failures, image_formats, labeling, predictions, results
+from counting_core.contracts import published
+from counting_core.counts import predictions, results
+from counting_core.datasets import labeling
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel
+from counting_core.imaging import image_formats
+from counting_core.models.model_record import ActiveModel
+from counting_core.uploads import failures
 from tests.docs.pages import PAGES, ROOT, blocks, relative, sample, sample_text
 
 PIPELINES = ROOT / "docs" / "pipelines.md"
@@ -69,13 +73,13 @@ def test_the_rejected_document_gives_the_reason_a_pdf_gets():
 
 def test_the_table_item_is_the_counted_documents():
     shown = sample(PIPELINES, "table-item")
-    document = contracts.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "counted-document"))
+    document = published.RESULT_DOCUMENT.validate_json(sample_text(PIPELINES, "counted-document"))
 
     item = results.dynamodb_item(results.table_item(document))
 
     assert item == {**shown, "threshold": Decimal(str(shown["threshold"]))}
     # Read back as DynamoDB returns it (numbers as Decimal), the item is the contract's.
-    assert contracts.TableItem.model_validate(item).model_dump(exclude_none=True) == shown
+    assert published.TableItem.model_validate(item).model_dump(exclude_none=True) == shown
 
 
 def test_the_active_model_record_is_one_the_counter_reads():
@@ -106,4 +110,6 @@ def test_every_json_block_is_json(page):
 def test_the_failure_table_in_the_docs_is_the_counters():
     page = (ROOT / "docs" / "counting.md").read_text()
 
-    assert failures.failure_table() in page, "regenerate it: counting_core.failures.failure_table()"
+    assert failures.failure_table() in page, (
+        "regenerate it: counting_core.uploads.failures.failure_table()"
+    )

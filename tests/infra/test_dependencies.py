@@ -12,10 +12,9 @@ import grimp
 import pytest
 from packaging.requirements import Requirement
 
-from stacks.components.counter import PILLOW
+from stacks.components.algorithms.images import PYTORCH_TABLE, TABLE
 from stacks.components.python_function import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_VERSION
-from stacks.components.training.image import PYTORCH_TABLE, TABLE
-from stacks.pins import normalized, pinned_versions
+from stacks.pins import PILLOW, normalized, pinned_versions
 from tests.conftest import ROOT
 
 REQUIREMENTS = (

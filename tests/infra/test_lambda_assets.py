@@ -51,7 +51,7 @@ def test_the_counter_asset_leaves_out_the_modules_it_does_not_import():
     # Labeling, manifests, COCO and training belong to other functions and the CLI.
     for module in ("labeling", "manifest", "coco", "training"):
         assert f"counting_core/{module}.py" not in files
-    assert "counting_core/predictions.py" in files
+    assert "counting_core/counts/predictions.py" in files
 
 
 @pytest.mark.parametrize("name", HANDLERS)

@@ -12,8 +12,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_stepfunctions as sfn
 
-from stacks.components.training import retry_policies
-from stacks.components.training.retry_policies import RetryPolicy
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.retry_policies import RetryPolicy
 
 
 def rendered(policy: RetryPolicy) -> dict:

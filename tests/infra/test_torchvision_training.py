@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.components.training.image import PYTORCH_TABLE
+from stacks.components.algorithms.images import PYTORCH_TABLE
 from tests.infra.synth import build_app
 from tests.stepfunctions.template import Templates
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
-from stacks.components.training.image import registry_accounts
+from stacks.components.algorithms.images import registry_accounts
 from stacks.config import load_config
 from tests.conftest import cdk_context
 from tests.infra.configurations import OWN_TRAINING_IMAGE

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from counting_core import contracts
+from counting_core.contracts import published
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     REGION,
@@ -43,7 +43,7 @@ DEFAULT_TIMEOUT_MS = 600_000
 
 
 class FakeTime:
-    """``time`` for counting_core.cold_start: waits are recorded and pass at once."""
+    """``time`` for counting_core.uploads.cold_start: waits are recorded and pass at once."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -248,7 +248,7 @@ def result_or_none(key: str) -> dict | None:
     if result_key not in keys_under(result_key):
         return None
     document = read_json(result_key)
-    contracts.RESULT_DOCUMENT.validate_python(document)
+    published.RESULT_DOCUMENT.validate_python(document)
     return document
 
 
@@ -257,5 +257,5 @@ def table_items() -> list[dict]:
     table = boto3.resource("dynamodb", region_name=REGION).Table(RESULTS_TABLE)
     items = table.scan()["Items"]
     for item in items:
-        contracts.TableItem.model_validate(item)
+        published.TableItem.model_validate(item)
     return items

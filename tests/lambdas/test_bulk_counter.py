@@ -16,7 +16,7 @@ import boto3
 import pytest
 from PIL import Image
 
-from counting_core.announcements import EventsNotDelivered
+from counting_core.counts.announcements import EventsNotDelivered
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     REGION,
@@ -247,7 +247,7 @@ def test_events_that_cannot_be_published_fail_the_batch_before_its_table_items(
     put(f"bulk/{RUN}/outputs/archive/a.png.out", json.dumps(ANSWER).encode())
     refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
     monkeypatch.setattr(handler.bulk_counter(), "_put_events", lambda **_: refused)
-    monkeypatch.setattr("counting_core.announcements.time.sleep", lambda _: None)
+    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
 
     with pytest.raises(EventsNotDelivered, match="1 result events not delivered"):
         invoke(handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/"))

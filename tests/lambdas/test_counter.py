@@ -1,6 +1,6 @@
 """The counter Lambda end to end against moto, the endpoint through botocore's Stubber.
 
-Every row of counting_core.failures.RULES is played here through the handler (table-driven),
+Every row of counting_core.uploads.failures.RULES is played here through the handler (table-driven),
 beside the end-to-end paths: counted once, retried as a new message, dead-lettered, handed
 back, suspects counted alone, and writes that a failure cannot leave half done.
 """
@@ -23,10 +23,11 @@ from botocore.stub import ANY, Stubber
 from PIL import Image
 from pydantic import ValidationError
 
-from counting_core import cold_start, delivery, failures, images
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
-from counting_core.contracts import CountedDocument
-from counting_core.failures import Verdict
+from counting_core.contracts.published import CountedDocument
+from counting_core.imaging import images
+from counting_core.uploads import cold_start, delivery, failures
+from counting_core.uploads.failures import Verdict
 from lambdas.counter import service as counter_service
 from stacks.config import CounterSettings
 from tests.conftest import ROOT
@@ -790,7 +791,7 @@ def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_resul
     answers(endpoint, RESPONSE)
     refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
     monkeypatch.setattr(handler.counting_service(), "_put_events", lambda **_: refused)
-    monkeypatch.setattr("counting_core.announcements.time.sleep", lambda _: None)
+    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
 
     handler.main(sqs_event(body), lambda_context)
 

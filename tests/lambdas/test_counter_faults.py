@@ -27,7 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from counting_core import cold_start, delivery
+from counting_core.uploads import cold_start, delivery
 from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
     BUCKET,
@@ -212,7 +212,7 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
     settings = SCENARIOS[scenario]
     rng = random.Random(f"counter faults {scenario}")
     environment(monkeypatch, images_in_flight=3)
-    # Cold-start waits (counting_core.cold_start) pass at once.
+    # Cold-start waits (counting_core.uploads.cold_start) pass at once.
     monkeypatch.setattr(cold_start, "time", FakeTime())
     create_resources()
     handler, _ = load_handler()

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from counting_core import delivery
-from counting_core.failures import TryAgain
-from counting_core.model_record import ActiveModel
-from counting_core.results import STATUS_COUNTED, ImageRef
+from counting_core.counts.results import STATUS_COUNTED, ImageRef
+from counting_core.models.model_record import ActiveModel
+from counting_core.uploads import delivery
+from counting_core.uploads.failures import TryAgain
 from lambdas.counter.service import CountingService
 from tests.lambdas.conftest import image_bytes
 from tests.lambdas.counter_harness import (

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from PIL import Image
 
-from counting_core.evaluation import EvaluationSummary
+from counting_core.models.evaluation import EvaluationSummary
 from tests.lambdas.conftest import ACCOUNT, REGION
 
 PREFIX = "object-counting-dev"

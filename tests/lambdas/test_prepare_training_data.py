@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from counting_core.training import DataNotTrainable, PreparedRun
+from counting_core.models.training import DataNotTrainable, PreparedRun
 from tests.lambdas.conftest import ACCOUNT, REGION
 
 PREFIX = "object-counting-dev"

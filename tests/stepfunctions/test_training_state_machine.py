@@ -16,9 +16,9 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
-from counting_core.evaluation import EvaluationSummary
-from counting_core.model_record import ActiveModel, ChampionSummary
-from counting_core.training import DataNotTrainable, PreparedRun
+from counting_core.models.evaluation import EvaluationSummary
+from counting_core.models.model_record import ActiveModel, ChampionSummary
+from counting_core.models.training import DataNotTrainable, PreparedRun
 from stacks.config import load_config
 from tests.conftest import cdk_context
 from tests.infra.synth import build_app

@@ -6,14 +6,15 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from counting_core import bulk, layout
-from stacks.components.counter import PILLOW
+from counting_core import layout
+from counting_core.counts import bulk
 from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.result_events import grant_put_result_events
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig
 from stacks.nag import acknowledge
+from stacks.pins import PILLOW
 
 # A batch of bulk.batch_size images, 10 at a time, each a few S3 calls (and an annotated
 # PNG when configured): seconds to a few minutes; the manifest of a large run is written

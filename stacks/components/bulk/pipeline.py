@@ -42,14 +42,14 @@ from stacks.components.bulk.function import BulkCounterFunction
 from stacks.components.bulk.transform import ACTIVE_MODEL, RUN, TRANSFORM, TransformStep
 from stacks.components.permissions import acknowledge_state_machine_role
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import FAILED, FAILURE_PATH, REFUSED, RunNotifications
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.notify import FAILED, FAILURE_PATH, REFUSED, RunNotifications
 from stacks.config import AppConfig, BulkSettings
 from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
 #: Where Step Functions writes each map run's record of its child executions.
 MAP_RUNS = f"{layout.BULK}map-runs/"
-#: Where the run keeps the summary the Lambda returns (``counting_core.bulk.Summary``).
+#: Where the run keeps the summary the Lambda returns (``counting_core.counts.bulk.Summary``).
 SUMMARY = "$.summary"
 # A run's name: "<prefix>-bulk-" and the first 8 hex digits of a UUID, within the 63
 # characters of a transform job or model name for any allowed prefix (at most 30).

@@ -31,13 +31,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting_core import bulk, layout
+from counting_core import layout
 from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
-from stacks.components.batch_transform import (
-    TRANSFORM_LOG_GROUP,
-    model_server_environment,
-    transform_job_statements,
-)
+from counting_core.counts import bulk
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
@@ -45,14 +41,19 @@ from stacks.components.permissions import (
     tagging_on_create,
 )
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import RunNotifications
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.batch_transform import (
+    TRANSFORM_LOG_GROUP,
+    model_server_environment,
+    transform_job_statements,
+)
+from stacks.components.workflow.notify import RunNotifications
 from stacks.config import BulkSettings
 
 #: Where the run keeps the transform job as it ended (DescribeTransformJob's fields, or
-#: the error a failed job was caught with): ``counting_core.bulk.TransformOutcome``.
+#: the error a failed job was caught with): ``counting_core.counts.bulk.TransformOutcome``.
 TRANSFORM = "$.transform"
-#: The active-model record (``counting_core.model_record.ActiveModel``), read at the start.
+#: The active-model record (``counting_core.models.model_record.ActiveModel``), read at the start.
 ACTIVE_MODEL = "$.active.record"
 #: The run's name: its transform job, its model and its folder under ``bulk/``.
 RUN = "$.run"

@@ -15,7 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.components.training.evaluate import EVALUATION
-from stacks.components.training.notify import REFUSED, RunNotifications
+from stacks.components.workflow.notify import REFUSED, RunNotifications
 
 CHAMPION = f"{EVALUATION}.champion"
 

@@ -31,13 +31,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
-from stacks.components.batch_transform import MAX_PAYLOAD_MB, model_server_environment
 from stacks.components.permissions import SageMakerExecutionRole, allow, tagging_on_create
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import FAILED, RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.train import TRAINING
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.batch_transform import MAX_PAYLOAD_MB, model_server_environment
+from stacks.components.workflow.notify import FAILED, RunNotifications
 from stacks.config import InferenceSettings
 from stacks.nag import acknowledge, object_prefix_finding
 

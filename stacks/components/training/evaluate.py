@@ -5,7 +5,7 @@ After CreateModel and before any endpoint changes, a Batch Transform job runs th
 model over the validation images (CPU, ``training.evaluation_instance_type``). The active
 model (the champion: the active-model record's ``model_name``, when there is a record) runs
 over the same images in a second job. The ``evaluate_counts`` Lambda then compares the counts
-with the labels (``counting_core.evaluation``), writes ``evaluation.json`` (both models'
+with the labels (``counting_core.models.evaluation``), writes ``evaluation.json`` (both models'
 figures side by side) and ``evaluation.png`` under ``training/models/<run>/`` and returns the
 figures at the calibrated threshold, with the champion's (or null), which the count gate,
 the champion gate and the active-model record read from ``$.evaluation``.
@@ -24,17 +24,18 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting_core import layout, training
-from counting_core.evaluation import EvaluationSummary
-from stacks.components.batch_transform import BatchTransform
-from stacks.components.counter import PILLOW
+from counting_core import layout
+from counting_core.models import training
+from counting_core.models.evaluation import EvaluationSummary
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction, dependency_layer
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.batch_transform import BatchTransform
+from stacks.components.workflow.notify import RunNotifications
 from stacks.nag import acknowledge
+from stacks.pins import PILLOW
 
 #: Where the state machine keeps the evaluation's figures (``EvaluationSummary``).
 EVALUATION = "$.evaluation"

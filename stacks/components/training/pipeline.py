@@ -15,22 +15,22 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.components.storage import DataStorage
-from stacks.components.training.champion_gate import ChampionGate
-from stacks.components.training.count_gate import CountGate
-from stacks.components.training.deploy import DeployStep
-from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
-from stacks.components.training.image import (
+from stacks.components.algorithms.images import (
     PYTORCH_INFERENCE,
     PYTORCH_TRAINING,
     algorithm_image,
     pytorch_image,
 )
-from stacks.components.training.notify import RunNotifications
+from stacks.components.storage import DataStorage
+from stacks.components.training.champion_gate import ChampionGate
+from stacks.components.training.count_gate import CountGate
+from stacks.components.training.deploy import DeployStep
+from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
 from stacks.components.training.prepare import PrepareStep
 from stacks.components.training.quality_gate import QualityGate
 from stacks.components.training.record import RecordStep
 from stacks.components.training.train import TrainStep
+from stacks.components.workflow.notify import RunNotifications
 from stacks.config import AppConfig
 from stacks.nag import acknowledge, arn_finding
 

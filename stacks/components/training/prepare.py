@@ -7,12 +7,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting_core import layout, training
+from counting_core import layout
+from counting_core.models import training
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import FAILURE_PATH, REFUSED, RunNotifications
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.notify import FAILURE_PATH, REFUSED, RunNotifications
 from stacks.config import TrainingSettings
 from stacks.nag import acknowledge
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.components.training.notify import REFUSED, RunNotifications
 from stacks.components.training.train import METRIC, TRAINING
+from stacks.components.workflow.notify import REFUSED, RunNotifications
 
 #: Where the state machine keeps the gate's reading: ``{"validationMap": [<number>]}``
 #: (a filter's result is a list, here of the one value).

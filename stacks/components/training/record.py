@@ -11,13 +11,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from counting_core.model_record import ActiveModel
-from stacks.components.training import retry_policies
+from counting_core.models.model_record import ActiveModel
 from stacks.components.training.evaluate import EVALUATION
-from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.quality_gate import VALIDATION_MAP
 from stacks.components.training.train import TRAINING
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.notify import RunNotifications
 from stacks.config import TrainingSettings
 
 #: Where the state machine keeps the record it writes.

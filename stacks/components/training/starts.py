@@ -1,7 +1,7 @@
 """What starts a training run besides the CLI: a manifest upload, a completed labeling job.
 
 Both are EventBridge rules on the default bus that start the state machine with a
-``counting_core.training.TrainingRequest``: the manifest's URI (plus the job's name and
+``counting_core.models.training.TrainingRequest``: the manifest's URI (plus the job's name and
 label attribute for a labeling job). Events EventBridge cannot deliver go to a dead-letter
 queue.
 """
@@ -14,7 +14,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from counting_core import labeling, layout, training
+from counting_core import layout
+from counting_core.datasets import labeling
+from counting_core.models import training
 from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
 from stacks.components.storage import objects_created
 

@@ -21,7 +21,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from counting_core import layout, training
+from counting_core import layout
+from counting_core.models import training
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     Statement,
@@ -29,10 +30,10 @@ from stacks.components.permissions import (
     allow,
 )
 from stacks.components.storage import DataStorage
-from stacks.components.training import retry_policies
-from stacks.components.training.notify import RunNotifications
 from stacks.components.training.prepare import PREPARED
 from stacks.components.training.source import CHANNEL_DIRECTORY, CODE_CHANNEL, source_asset
+from stacks.components.workflow import retry_policies
+from stacks.components.workflow.notify import RunNotifications
 from stacks.config import TrainingSettings
 
 #: Where the state machine keeps the finished job (DescribeTrainingJob's response).

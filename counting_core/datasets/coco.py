@@ -31,8 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from counting_core.errors import InputError
-from counting_core.manifest import (
+from counting_core.datasets.manifest import (
     MAX_CLASSES,
     METADATA_SUFFIX,
     OBJECT_DETECTION_TYPE,
@@ -42,6 +41,7 @@ from counting_core.manifest import (
     is_s3_uri,
     to_json_line,
 )
+from counting_core.errors import InputError
 
 IMAGE_DEPTH = 3  # Colour images; the algorithm reads RGB.
 HUMAN_CONFIDENCE = 1.0

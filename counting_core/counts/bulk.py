@@ -28,7 +28,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from counting_core import layout
 from counting_core.errors import InputError
-from counting_core.image_formats import detect_format
+from counting_core.imaging.image_formats import detect_format
 
 #: Bytes read from the start of each candidate: enough for the JPEG and PNG signatures.
 HEADER_BYTES = 16

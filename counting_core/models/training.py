@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
+from counting_core.datasets.manifest import SOURCE_REF, SplitResult, transform_manifest_chunks
 from counting_core.errors import InputError
-from counting_core.manifest import SOURCE_REF, SplitResult, transform_manifest_chunks
 
 #: Where a manifest to train on may be: uploaded for training, or written by Ground Truth.
 MANIFEST_SOURCES = (layout.TRAINING_REQUESTS, layout.LABELING_OUTPUT)
 #: The only images the training job may read (its role is limited to this prefix):
-#: ``counting_core.manifest.split``'s ``image_source`` in the data bucket.
+#: ``counting_core.datasets.manifest.split``'s ``image_source`` in the data bucket.
 IMAGE_SOURCE = layout.LABELING_IMAGES
 
 #: How Prepare splits a manifest unless a stage says otherwise (training.validation_fraction,

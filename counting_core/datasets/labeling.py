@@ -43,9 +43,9 @@ from pydantic import (
 )
 
 from counting_core import json_input, layout
+from counting_core.datasets.manifest import SOURCE_REF, check_label_attribute_name, to_json_line
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.manifest import SOURCE_REF, check_label_attribute_name, to_json_line
-from counting_core.training import TrainingRequest
+from counting_core.models.training import TrainingRequest
 
 # The accounts that own Ground Truth's bounding-box pre-annotation (PRE-) and annotation
 # consolidation (ACS-) Lambda functions, one per Region. From the API reference of

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from counting_core import results
-from counting_core.contracts import (
+from counting_core.contracts.published import (
     SOURCE_SUFFIX,
     EventModel,
     ImageCountedDetail,
@@ -29,6 +28,7 @@ from counting_core.contracts import (
     RejectedDocument,
     ResultDocument,
 )
+from counting_core.counts import results
 
 IMAGE_COUNTED = "Image Counted"
 IMAGE_REJECTED = "Image Rejected"

@@ -12,17 +12,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from counting_core import contracts, layout, predictions
-from counting_core.contracts import CountedDocument, RejectedDocument, ResultDocument, TableItem
+from counting_core import layout
+from counting_core.contracts import published
+from counting_core.contracts.published import (
+    CountedDocument,
+    RejectedDocument,
+    ResultDocument,
+    TableItem,
+)
+from counting_core.counts import predictions
+from counting_core.counts.predictions import CountResult
 from counting_core.errors import InputError
-from counting_core.model_record import ActiveModel, score_threshold
-from counting_core.predictions import CountResult
+from counting_core.models.model_record import ActiveModel, score_threshold
 
 STATUS_COUNTED = "counted"
 STATUS_REJECTED = "rejected"
 #: Which pipeline made a result: an image uploaded under incoming/, or a bulk run.
-PIPELINE_UPLOAD: contracts.Pipeline = "upload"
-PIPELINE_BULK: contracts.Pipeline = "bulk"
+PIPELINE_UPLOAD: published.Pipeline = "upload"
+PIPELINE_BULK: published.Pipeline = "bulk"
 
 # S3 object keys are at most 1,024 bytes of UTF-8.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
@@ -86,8 +93,8 @@ def check_derived_keys(image_key: str) -> None:
             )
 
 
-def _source(image: ImageRef) -> contracts.SourceObject:
-    return contracts.SourceObject(
+def _source(image: ImageRef) -> published.SourceObject:
+    return published.SourceObject(
         bucket=image.bucket, key=image.key, version_id=image.version_id, etag=image.etag
     )
 
@@ -100,7 +107,7 @@ def count_response(
     configured_threshold: float | None,
     image_size: tuple[int, int],
     counted_at: datetime,
-    pipeline: contracts.Pipeline,
+    pipeline: published.Pipeline,
 ) -> tuple[CountedDocument, CountResult]:
     """The post-processing both pipelines share: the model's JSON answer to a result document.
 
@@ -128,7 +135,7 @@ def counted_document(
     model: ModelInUse,
     counted_at: datetime,
     *,
-    pipeline: contracts.Pipeline,
+    pipeline: published.Pipeline,
 ) -> CountedDocument:
     """The document written to ``results/<key>.json`` for a counted image."""
     width, height = result.image_size or (None, None)
@@ -152,7 +159,7 @@ def counted_document(
 
 
 def rejected_document(
-    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: contracts.Pipeline
+    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: published.Pipeline
 ) -> RejectedDocument:
     """The document written for an image that cannot be counted (not retried)."""
     return RejectedDocument(
@@ -166,7 +173,7 @@ def rejected_document(
 
 def document_json(document: ResultDocument) -> bytes:
     """The bytes of ``results/<key>.json``: the contract's fields in its order, indented."""
-    return contracts.RESULT_DOCUMENT.dump_json(document, indent=2)
+    return published.RESULT_DOCUMENT.dump_json(document, indent=2)
 
 
 def table_item(document: ResultDocument) -> TableItem:

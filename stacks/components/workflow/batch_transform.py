@@ -33,7 +33,7 @@ from stacks.components.permissions import (
     allow,
     job_logging,
 )
-from stacks.components.training import retry_policies
+from stacks.components.workflow import retry_policies
 
 #: The service's own rule that ``.sync`` uses to hear about transform job state changes.
 #: https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html

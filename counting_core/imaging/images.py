@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 
 from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
-from counting_core.image_formats import (
+from counting_core.imaging.image_formats import (
     IMAGE_SUFFIXES,
     MAGIC_BYTES,
     ImageFormat,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from counting_core.evaluation import Evaluation
+from counting_core.models.evaluation import Evaluation
 
 WIDTH, HEIGHT = 1200, 620
 PANEL_TOP, PANEL_BOTTOM = 90, 480

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from counting_core import layout
+from counting_core.counts.results import ImageRef
 from counting_core.errors import InputError
-from counting_core.results import ImageRef
 
 
 class _Bucket(BaseModel):

@@ -16,14 +16,14 @@ from pydantic.alias_generators import to_camel
 from counting_core.constants import DEFAULT_SCORE_THRESHOLD
 
 #: Where a count's threshold came from: the configuration pinned it, the model's training run
-#: calibrated it (``counting_core.evaluation``), or neither and the guide's 0.2 applies.
+#: calibrated it (``counting_core.models.evaluation``), or neither and the guide's 0.2 applies.
 ThresholdOrigin = Literal["configured", "calibrated", "default"]
 
 
 class ChampionSummary(BaseModel):
     """The active model's figures on a run's validation images, each at its own calibrated
-    threshold as the new model's are (``counting_core.evaluation.champion_summary``): what the
-    champion comparison reads, and what the record of the model that replaced it keeps.
+    threshold as the new model's are (``counting_core.models.evaluation.champion_summary``):
+    what the champion comparison reads, and what the record of the model that replaced it keeps.
     JSON keys in camelCase, as the evaluation Lambda returns them and the record holds them."""
 
     model_config = ConfigDict(
@@ -50,7 +50,7 @@ class ActiveModel(BaseModel):
     class_map: dict[str, str] = Field(default_factory=dict)
     label_attribute: str = ""
     # The score threshold with the lowest count error on the run's validation images, and
-    # that error (counting_core.evaluation); None for a model deployed without an evaluation.
+    # that error (counting_core.models.evaluation); None for a model deployed without an evaluation.
     best_threshold: float | None = Field(None, ge=0, le=1)
     count_mae: float | None = Field(None, ge=0)
     count_wape: float | None = Field(None, ge=0)

@@ -35,10 +35,10 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
+from counting_core.counts.predictions import Detection, Response, check_threshold
+from counting_core.datasets.manifest import Record, is_s3_object_uri, validate_manifest
 from counting_core.errors import InputError
-from counting_core.manifest import Record, is_s3_object_uri, validate_manifest
-from counting_core.model_record import ChampionSummary
-from counting_core.predictions import Detection, Response, check_threshold
+from counting_core.models.model_record import ChampionSummary
 
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))

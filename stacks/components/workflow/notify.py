@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.components.training import retry_policies
+from stacks.components.workflow import retry_policies
 
 # Where a task's caught error is kept (Error, Cause) until it is reported.
 FAILURE_PATH = "$.failure"

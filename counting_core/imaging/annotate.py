@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from counting_core.images import open_image
-from counting_core.predictions import CountedDetection, CountResult, pixel_box
+from counting_core.counts.predictions import CountedDetection, CountResult, pixel_box
+from counting_core.imaging.images import open_image
 
 # Okabe-Ito's colours, chosen to stay distinct for colour-blind readers, with white in place
 # of its black, which vanishes on dark photos; then Paul Tol's "muted" scheme (also made for

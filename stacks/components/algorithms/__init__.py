@@ -1,0 +1,1 @@
+"""The training state machine: one construct per step, composed in ``pipeline``."""

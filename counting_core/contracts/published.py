@@ -22,7 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 
 Pipeline = Literal["upload", "bulk"]
-# model_record.score_threshold: pinned in the config, the model's calibrated one, or 0.2.
+#: What a result says of its image: counted, or rejected (it cannot be counted, never retried).
+Status = Literal["counted", "rejected"]
+#: Where a count's threshold came from (``model_record.score_threshold``): the configuration
+#: pinned it, the model's training run calibrated it (``counting_core.models.evaluation``), or
+#: neither and the guide's 0.2 applies.
 ThresholdOrigin = Literal["configured", "calibrated", "default"]
 #: ``<project>-<stage>`` + this is every result event's source.
 SOURCE_SUFFIX = ".counting"
@@ -57,6 +61,8 @@ class ImageSize(_Contract):
 
 
 class ModelUsed(_Contract):
+    """The model that counted an image, as its result document and its event name it."""
+
     endpoint_name: str
     endpoint_config_name: str
     model_name: str = Field(description="The model version: a new one per training run")
@@ -139,7 +145,7 @@ class TableItem(_Contract):
 
     image: str = Field(description="s3://bucket/key")
     version: str = Field(description="version id, else ETag, else '-'")
-    status: Literal["counted", "rejected"]
+    status: Status
     pipeline: Pipeline
     counted_at: str
     etag: str | None = None
@@ -158,11 +164,12 @@ class TableItem(_Contract):
     model_name: str | None = None
     endpoint_config_name: str | None = None
     reason: str | None = None
-
-
-class EventModel(_Contract):
-    model_name: str
-    endpoint_config_name: str
+    unfinished: bool | None = Field(
+        None,
+        description="true while the image is being recorded: the item is written first, and "
+        "its result document or event may not be there yet; absent once they are. An item "
+        "with it is a count under way or one that failed: its retry finishes it",
+    )
 
 
 class ImageCountedDetail(_Contract):
@@ -176,10 +183,16 @@ class ImageCountedDetail(_Contract):
     pipeline: Pipeline
     count: int = Field(ge=0)
     capped: bool = Field(description=_CAPPED)
-    by_class: dict[str, int]
+    by_class: dict[str, int] = Field(
+        description="class name -> objects counted; the biggest classes only, when too many "
+        "for one event (classes_in_result_only)"
+    )
+    classes_in_result_only: int | None = Field(
+        None, ge=1, description="classes left out of by_class; the result document has all"
+    )
     threshold: float = Field(ge=0, le=1)
     threshold_origin: ThresholdOrigin
-    model: EventModel
+    model: ModelUsed
     result: str = Field(description="s3:// URI of the result document")
     annotated: str | None = Field(description="s3:// URI of the annotated image, if written")
     counted_at: str

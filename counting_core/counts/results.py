@@ -7,7 +7,8 @@ Pure: both pipelines build their result documents and table items here, as the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from counting_core import layout
 from counting_core.contracts import published
 from counting_core.contracts.published import (
     CountedDocument,
+    ModelUsed,
     RejectedDocument,
     ResultDocument,
     TableItem,
@@ -25,8 +27,8 @@ from counting_core.counts.predictions import CountResult
 from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel, score_threshold
 
-STATUS_COUNTED = "counted"
-STATUS_REJECTED = "rejected"
+STATUS_COUNTED: published.Status = "counted"
+STATUS_REJECTED: published.Status = "rejected"
 #: Which pipeline made a result: an image uploaded under incoming/, or a bulk run.
 PIPELINE_UPLOAD: published.Pipeline = "upload"
 PIPELINE_BULK: published.Pipeline = "bulk"
@@ -41,8 +43,12 @@ MAX_ITEM_BYTES = 400 * 1024
 # counts and every detection stay in the result JSON. Leaves the rest of the item far below
 # MAX_ITEM_BYTES whatever a class map holds.
 BY_CLASS_ITEM_BYTES = 64 * 1024
-# Rejection reasons in the item are cut to this many characters (the JSON keeps them whole).
+# Rejection reasons in the item and the event are cut to this many characters (the JSON keeps
+# them whole).
 REASON_ITEM_CHARACTERS = 1000
+# The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
+# phone photo (4032 px) is drawn on at full resolution and larger photos are scaled down.
+ANNOTATED_MAX_SIDE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +65,34 @@ class ImageRef:
         return f"s3://{self.bucket}/{self.key}"
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInUse:
-    """The model and endpoint config that produced a count."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one image: what its metrics, its log line and batch reports are made of.
 
-    endpoint_name: str
-    endpoint_config_name: str
-    model_name: str
+    ``replayed`` is true when this try found the image already recorded for the same version
+    and model (an idempotent replay, or a record an earlier try finished): nothing was
+    written, announced or measured again.
+    """
+
+    status: published.Status
+    count: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    capped: bool = False
+    reason: str | None = None
+    endpoint_latency_ms: float | None = None
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, document: ResultDocument, *, endpoint_latency_ms: float | None = None) -> Outcome:
+        if isinstance(document, RejectedDocument):
+            return cls(STATUS_REJECTED, reason=document.reason)
+        return cls(
+            STATUS_COUNTED,
+            count=document.count,
+            by_class=dict(document.by_class),
+            capped=document.capped,
+            endpoint_latency_ms=endpoint_latency_ms,
+        )
 
 
 def _relative_key(key: str) -> str:
@@ -125,14 +152,14 @@ def count_response(
         image_size=image_size,
         capped=response.capped,
     )
-    in_use = ModelInUse(model.endpoint_name, model.endpoint_config_name, model.model_name)
-    return counted_document(image, result, in_use, counted_at, pipeline=pipeline), result
+    document = counted_document(image, result, model.model_used(), counted_at, pipeline=pipeline)
+    return document, result
 
 
 def counted_document(
     image: ImageRef,
     result: CountResult,
-    model: ModelInUse,
+    model: ModelUsed,
     counted_at: datetime,
     *,
     pipeline: published.Pipeline,
@@ -147,11 +174,7 @@ def counted_document(
             "pipeline": pipeline,
             "source": _source(image),
             "image_size": {"width": width, "height": height},
-            "model": {
-                "endpoint_name": model.endpoint_name,
-                "endpoint_config_name": model.endpoint_config_name,
-                "model_name": model.model_name,
-            },
+            "model": model,
             "counted_at": counted_at.isoformat(),
             **result.to_dict(),
         }
@@ -176,8 +199,12 @@ def document_json(document: ResultDocument) -> bytes:
     return published.RESULT_DOCUMENT.dump_json(document, indent=2)
 
 
-def table_item(document: ResultDocument) -> TableItem:
-    """The results table's item summarising a result document."""
+def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableItem:
+    """The results table's item summarising a result document.
+
+    ``unfinished``: the item as it is first written, before the document and the event
+    (``TableItem.unfinished``).
+    """
     source = document.source
     common: dict[str, Any] = {
         "image": source.uri,
@@ -187,10 +214,11 @@ def table_item(document: ResultDocument) -> TableItem:
         "counted_at": document.counted_at,
         # A bulk run skips an object whose content this model counted already.
         "etag": source.etag or None,
+        "unfinished": unfinished or None,
     }
     if isinstance(document, RejectedDocument):
         return TableItem(**common, reason=document.reason[:REASON_ITEM_CHARACTERS])
-    by_class = _largest_classes(document.by_class, BY_CLASS_ITEM_BYTES)
+    by_class = largest_classes(document.by_class, BY_CLASS_ITEM_BYTES, item_size_bytes)
     return TableItem(
         **common,
         count=document.count,
@@ -237,12 +265,17 @@ def item_size_bytes(value: Any, name: str = "") -> int:
     return size + 3 + sum(item_size_bytes(v) + 1 for v in value)
 
 
-def _largest_classes(by_class: dict[str, int], budget_bytes: int) -> dict[str, int]:
-    """The classes with the most objects whose entries fit ``budget_bytes``, sorted by name."""
+def largest_classes(
+    by_class: dict[str, int], budget_bytes: int, size: Callable[[int, str], int]
+) -> dict[str, int]:
+    """The classes with the most objects whose entries fit ``budget_bytes``, sorted by name.
+
+    ``size(count, name)`` is one entry's size as the store that keeps them counts it.
+    """
     kept: dict[str, int] = {}
     used = 0
     for name, count in sorted(by_class.items(), key=lambda entry: (-entry[1], entry[0])):
-        used += item_size_bytes(count, name) + 1
+        used += size(count, name) + 1
         if used > budget_bytes:
             break
         kept[name] = count

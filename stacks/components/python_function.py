@@ -45,7 +45,7 @@ POWERTOOLS_LAYER_PARAMETER = (
 
 # The shared packages a handler may import: each function's asset carries only the modules of
 # these that its code reaches, so a change to one subject's code redeploys only its users.
-SHARED_PACKAGES = ("counting_core",)
+SHARED_PACKAGES = ("counting_core", "adapters")
 
 
 def _copy_tree(source: Path, target: Path) -> None:

@@ -55,7 +55,11 @@ def test_a_counted_image_is_announced_with_its_count_and_where_to_find_it():
         "by_class": {"car": 1},
         "threshold": 0.2,
         "threshold_origin": "configured",
-        "model": {"model_name": "run-1", "endpoint_config_name": "run-1"},
+        "model": {
+            "endpoint_name": "object-counting-dev-counter",
+            "endpoint_config_name": "run-1",
+            "model_name": "run-1",
+        },
         "result": "s3://counting-data/results/street/cam1.png.json",
         "annotated": "s3://counting-data/annotated/street/cam1.png.png",
         "counted_at": "2026-11-29T12:00:00+00:00",
@@ -172,19 +176,35 @@ def test_only_refused_entries_are_sent_again():
     bus = Bus([None, "ThrottlingException", None])
     waits = []
 
-    sent = announcements.publish(numbered(3), bus.put_events, sleep=waits.append)
+    refused = announcements.publish(numbered(3), bus.put_events, sleep=waits.append)
 
-    assert sent == 3
+    assert refused == {}
     assert bus.calls == [["0", "1", "2"], ["1"]]
     assert waits == [announcements.PUBLISH_BACKOFF_SECONDS]
 
 
-def test_entries_still_refused_after_every_attempt_fail_the_publish():
-    bus = Bus(*[["InternalFailure"]] * announcements.PUBLISH_ATTEMPTS)
+def test_entries_still_refused_after_every_attempt_are_named_and_hold_back_no_other():
+    # 12 entries: two requests. The 11th (index 10, the second request's first) is refused
+    # every time; every other entry goes through on the first try.
+    refusals = [[None] * 10, ["InternalFailure", None]] + [["InternalFailure"]] * 3
+    bus = Bus(*refusals)
 
-    with pytest.raises(
-        announcements.EventsNotDelivered, match=r"1 result events .*InternalFailure"
-    ):
-        announcements.publish(numbered(1), bus.put_events, sleep=lambda _: None)
+    refused = announcements.publish(numbered(12), bus.put_events, sleep=lambda _: None)
 
-    assert len(bus.calls) == announcements.PUBLISH_ATTEMPTS
+    assert refused == {10: "InternalFailure"}
+    assert bus.calls[2:] == [["10"]] * (announcements.PUBLISH_ATTEMPTS - 1)
+
+
+def test_an_event_of_many_classes_keeps_the_biggest_within_its_budget(monkeypatch):
+    # 3 classes of 40-character names; a budget for 2 entries of the JSON
+    # "<40 characters>":N plus a comma: 2 * (42 + 1 + 1 + 1) = 90 bytes. "b..." (3 objects)
+    # and "c..." (2) are kept, "a..." (1) is left to the result document.
+    document = counted().model_copy(
+        update={"by_class": {"a" * 40: 1, "b" * 40: 3, "c" * 40: 2}, "count": 6}
+    )
+    monkeypatch.setattr(announcements, "BY_CLASS_EVENT_BYTES", 90)
+
+    detail = announcements.event_detail(document, annotated=False)
+
+    assert detail.by_class == {"b" * 40: 3, "c" * 40: 2}
+    assert detail.classes_in_result_only == 1

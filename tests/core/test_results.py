@@ -14,7 +14,9 @@ from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-MODEL = results.ModelInUse("endpoint", "config-1", "model-1")
+MODEL = published.ModelUsed(
+    endpoint_name="endpoint", endpoint_config_name="config-1", model_name="model-1"
+)
 
 
 def key_of_bytes(total: int, suffix: str = ".jpg") -> str:
@@ -66,7 +68,7 @@ def test_the_biggest_classes_are_kept():
     by_class = count_detections(detections, class_map={"0": "car", "1": "bus"}).by_class
     one_entry = results.item_size_bytes(5, "car") + 1
 
-    kept = results._largest_classes(by_class, one_entry)
+    kept = results.largest_classes(by_class, one_entry, results.item_size_bytes)
 
     assert kept == {"car": 5}
 

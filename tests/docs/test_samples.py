@@ -42,7 +42,7 @@ def test_the_counted_document_is_what_the_counter_writes_for_the_example():
         image_size=(640, 480),
         capped=response.capped,
     )
-    model = results.ModelInUse(**shown["model"])
+    model = published.ModelUsed(**shown["model"])
 
     document = results.counted_document(
         _image(shown),

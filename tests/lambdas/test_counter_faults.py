@@ -32,13 +32,14 @@ from tests.lambdas.conftest import REGION, image_bytes
 from tests.lambdas.counter_harness import (
     BUCKET,
     IDEMPOTENCY_TABLE,
+    QUEUE_URL,
     RESPONSE,
     FakeLambdaContext,
     FakeTime,
+    build_counter,
     create_resources,
-    environment,
     idempotency_items,
-    load_handler,
+    powertools_environment,
     table_items,
     upload,
 )
@@ -211,14 +212,12 @@ SCENARIOS = {
 def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
     settings = SCENARIOS[scenario]
     rng = random.Random(f"counter faults {scenario}")
-    environment(monkeypatch, images_in_flight=3)
+    powertools_environment(monkeypatch)
     # Cold-start waits (counting_core.uploads.cold_start) pass at once.
     monkeypatch.setattr(cold_start, "time", FakeTime())
     create_resources()
-    handler, _ = load_handler()
     queue = Queue(rng)
-    sqs = CounterSqs(queue, handler.ENV.queue_url)
-    handler.message_handler()._redelivery._sqs = sqs
+    sqs = CounterSqs(queue, QUEUE_URL)
     poison, persistent = 3, 7
     endpoint = Endpoint(
         rng,
@@ -228,7 +227,7 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         latency_seconds=settings["latency_seconds"],
         in_flight=3,
     )
-    handler.counting_service()._runtime = endpoint
+    handler, _ = build_counter(IMAGES_IN_FLIGHT="3", sqs=sqs, sagemaker_runtime=endpoint)
 
     # Each image is as wide as 100 + its index, so the endpoint can tell which it was sent.
     bodies = [
@@ -244,7 +243,7 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
     fresh: Counter[str] = Counter()
     in_flight = Counter()
     lock = threading.Lock()
-    handle = handler.message_handler().handle
+    handle = handler.messages.handle
 
     def watched(body, *args):
         with lock:
@@ -254,12 +253,13 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         finally:
             with lock:
                 in_flight["threads"] -= 1
-        if handled.outcome is not None and handled.outcome["status"] == "counted":
+        outcome = handled.outcome
+        if outcome is not None and outcome.status == "counted" and not outcome.replayed:
             with lock:
                 fresh[key_of(body)] += 1
         return handled
 
-    handler.message_handler().handle = watched
+    handler.messages.handle = watched
 
     for _ in range(2000):
         if not queue.messages:
@@ -274,7 +274,7 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         endpoint.invocation = invocation
         sqs.alive = True
         try:
-            response = handler.main(event, VirtualContext(invocation=invocation))
+            response = handler.process(event, VirtualContext(invocation=invocation))
         except Crash:
             die(sqs, in_flight)
             queue.now += TIMEOUT_SECONDS

@@ -62,11 +62,18 @@ FILE_WRITE_ROUNDS = 5
 # to it was under way (409), or the file it matched was deleted (404).
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
 LOST_RACE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
-# HeadObject on the source key: 404, or 403 for a role without s3:ListBucket (S3 hides
-# whether the key exists). Reading the image took the same s3:GetObject, so either means
-# the key has no current version now.
+# HeadObject's answers for a missing key: 404, or 403 for a role without s3:ListBucket (S3
+# hides whether the key exists). On the source key, whose image was read with the same
+# s3:GetObject, either means the key has no current version now.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
-SOURCE_GONE_CODES = frozenset({"404", "403", "NoSuchKey", "AccessDenied", "Forbidden"})
+FILE_GONE_CODES = frozenset({"404", "NoSuchKey"})
+DENIED_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
+SOURCE_GONE_CODES = FILE_GONE_CODES | DENIED_CODES
+# What a writer saw of a file its role may put but not read (no s3:GetObject on results/ or
+# annotated/): it is put only while its version is the key's newest, without a condition.
+# Two versions finishing at the same moment may then leave the older's file; with the grant,
+# S3 refuses the older's put instead.
+UNREADABLE = "unreadable"
 # Seconds before an image's second attempt, doubled for each next one.
 ATTEMPT_BACKOFF_SECONDS = 1.0
 # Tries of the finishing write, the first included, whatever ``attempts`` says: by then the
@@ -294,6 +301,7 @@ class ResultStore:
         return True
 
     def _write_files(self, document: ResultDocument, files: list[tuple[str, bytes, str]]) -> None:
+        # What this writer last saw of each file: None (no file), its ETag, or UNREADABLE.
         seen: dict[str, str | None] = {key: None for key, _, _ in files}
         for _ in range(FILE_WRITE_ROUNDS):
             current = self._is_current(document)
@@ -306,6 +314,8 @@ class ResultStore:
                         condition = {"IfNoneMatch": "*"}
                     elif current is None:
                         continue  # the key has no current version: keep what is there
+                    elif tag == UNREADABLE:
+                        condition = {}  # this version was the newest just now: the best known
                     else:
                         condition = {"IfMatch": tag}
                     put = self._s3.put_object(
@@ -342,11 +352,14 @@ class ResultStore:
         return True  # nothing tells versions apart: the last writer wins, as before
 
     def _etag(self, bucket: str, key: str) -> str | None:
+        """The file's ETag; None once it is gone; UNREADABLE without s3:GetObject on it."""
         try:
             tag: str = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
         except ClientError as error:
-            if _code(error) in SOURCE_GONE_CODES:
+            if _code(error) in FILE_GONE_CODES:
                 return None
+            if _code(error) in DENIED_CODES:
+                return UNREADABLE
             raise
         return tag
 

@@ -60,9 +60,8 @@ class ImageSize(_Contract):
     height: int | None = Field(ge=1)
 
 
+# The model that counted an image, as its result document and its event name it.
 class ModelUsed(_Contract):
-    """The model that counted an image, as its result document and its event name it."""
-
     endpoint_name: str
     endpoint_config_name: str
     model_name: str = Field(description="The model version: a new one per training run")

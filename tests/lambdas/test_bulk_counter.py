@@ -20,9 +20,18 @@ from PIL import Image
 from adapters import result_store
 from counting_core.counts import bulk
 from lambdas.bulk_counter import handler as bulk_module
-from lambdas.bulk_counter.handler import Clients, Environment, build, run_step
+from lambdas.bulk_counter.handler import run_step
+from tests.lambdas.bulk_harness import (
+    ANSWER,
+    BUCKET,
+    ENVIRONMENT,
+    MODEL,
+    RESULTS_TABLE,
+    RUN,
+    SOURCE,
+    build_bulk,
+)
 from tests.lambdas.conftest import (
-    HAND_CHECKED_RESPONSE,
     REGION,
     emitted,
     image_bytes,
@@ -30,18 +39,6 @@ from tests.lambdas.conftest import (
     make_results_table,
 )
 from tests.schema_checks import assert_valid, capture_result_events, sqs_events
-
-BUCKET = "object-counting-dev-data-123456789012-us-east-1"
-RESULTS_TABLE = "results"
-SOURCE = "object-counting-dev.counting"
-RUN = "object-counting-dev-bulk-1a2b3c4d"
-MODEL = {
-    "endpoint_name": "object-counting-dev-counter",
-    "endpoint_config_name": "object-counting-dev-20261101-090000-0f0f0f",
-    "model_name": "object-counting-dev-20261101-090000-0f0f0f",
-    "class_map": {"0": "car", "1": "person"},
-}
-ANSWER = HAND_CHECKED_RESPONSE
 
 
 def jpeg_with_exif() -> bytes:
@@ -52,31 +49,6 @@ def jpeg_with_exif() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (30, 90, 40)).save(buffer, format="JPEG", exif=exif, quality=90)
     return buffer.getvalue()
-
-
-# What the bulk-counting stack gives the function (stacks/components/bulk/function.py).
-ENVIRONMENT = {
-    "DATA_BUCKET": BUCKET,
-    "RESULTS_TABLE": RESULTS_TABLE,
-    "SCORE_THRESHOLD": "0.2",
-    "ANNOTATE": "true",
-    "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
-    "EVENT_SOURCE": SOURCE,
-}
-
-
-def build_bulk(**overrides):
-    """A bulk counter over moto's clients; ``overrides``: environment variables, or clients
-    by their ``Clients`` field."""
-    fields = set(Clients.__dataclass_fields__)
-    aws = {
-        "s3": boto3.client("s3", region_name=REGION),
-        "dynamodb": boto3.client("dynamodb", region_name=REGION),
-        "events": boto3.client("events", region_name=REGION),
-    }
-    aws.update({k: v for k, v in overrides.items() if k in fields})
-    variables = {**ENVIRONMENT, **{k: v for k, v in overrides.items() if k not in fields}}
-    return build(Environment.model_validate(variables), Clients(**aws))
 
 
 @pytest.fixture

@@ -1154,3 +1154,38 @@ def test_the_benchmarks_counter_environment_is_one_the_handler_accepts():
     ]
 
     counter_module.Environment.model_validate(ast.literal_eval(assignment.value))
+
+
+class UnreadableResults:
+    """S3 for a role that may put results/ and annotated/ files but not read them."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("s3", region_name=REGION)
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != "head_object":
+            return call
+
+        def head_object(**request):
+            if request["Key"].startswith(("results/", "annotated/")):
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, name)
+            return call(**request)
+
+        return head_object
+
+
+def test_a_new_version_replaces_the_result_of_a_role_that_cannot_read_results(
+    counter, lambda_context
+):
+    # Without s3:GetObject on results/, a file's ETag cannot be read for a conditional put:
+    # the newest version's files are put as they are, the older's are still left alone.
+    older, newer = versions_of("incoming/cam.png", 2)
+    handler, sent = build_counter(sagemaker_runtime=answering(), s3=UnreadableResults())
+
+    handler.process(sqs_event(json.dumps(older)), lambda_context)
+    handler.process(sqs_event(json.dumps(newer)), lambda_context)
+
+    assert sent.sent == []
+    document = read_json("results/cam.png.json")
+    assert document["source"]["version_id"] == newer["detail"]["object"]["version-id"]

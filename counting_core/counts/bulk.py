@@ -41,11 +41,12 @@ OUTPUT_SUFFIX = ".out"
 #: answer an upload (the same model, the same JSON), some 35,000 detections. Beyond it the
 #: image is failed, named in the log, rather than risking the function's memory.
 MAX_OUTPUT_BYTES = SERVERLESS_MAX_PAYLOAD_BYTES
-#: Bytes of transform outputs post-processed at once by one function: each byte of an
-#: output's JSON takes about OUTPUT_MEMORY_FACTOR bytes of memory while it becomes a
-#: document, an item and an event (make bench, bulk memory), so this keeps a batch's outputs
-#: under a quarter of the function's 2,048 MB however many detections each holds. One output
-#: larger than this is post-processed alone.
+#: Bytes of transform outputs post-processed at once by one function. Each byte of an
+#: output's JSON takes about 61 bytes of memory while it becomes a document, an item and an
+#: event (tracemalloc's peak over counts.results.count_response, document_json, table_item
+#: and announcements.entry, on outputs of 1,000 to 30,000 detections), so this holds a
+#: batch's outputs to some 250 MB of the function's 2,048 MB however many detections each
+#: has. An output larger than this is post-processed alone.
 OUTPUT_BYTES_IN_FLIGHT = 4_000_000
 
 Step = Literal["select", "count"]

@@ -20,6 +20,7 @@ from counting_core.contracts.published import (
     ModelUsed,
     RejectedDocument,
     ResultDocument,
+    SourceObject,
     TableItem,
 )
 from counting_core.counts import predictions
@@ -49,20 +50,6 @@ REASON_ITEM_CHARACTERS = 1000
 # The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
 # phone photo (4032 px) is drawn on at full resolution and larger photos are scaled down.
 ANNOTATED_MAX_SIDE = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """One version of one uploaded object: what makes a count unique."""
-
-    bucket: str
-    key: str
-    version_id: str | None = None
-    etag: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -120,14 +107,8 @@ def check_derived_keys(image_key: str) -> None:
             )
 
 
-def _source(image: ImageRef) -> published.SourceObject:
-    return published.SourceObject(
-        bucket=image.bucket, key=image.key, version_id=image.version_id, etag=image.etag
-    )
-
-
 def count_response(
-    image: ImageRef,
+    image: SourceObject,
     body: bytes | str,
     *,
     model: ActiveModel,
@@ -157,7 +138,7 @@ def count_response(
 
 
 def counted_document(
-    image: ImageRef,
+    image: SourceObject,
     result: CountResult,
     model: ModelUsed,
     counted_at: datetime,
@@ -172,7 +153,7 @@ def counted_document(
         {
             "status": STATUS_COUNTED,
             "pipeline": pipeline,
-            "source": _source(image),
+            "source": image,
             "image_size": {"width": width, "height": height},
             "model": model,
             "counted_at": counted_at.isoformat(),
@@ -182,13 +163,13 @@ def counted_document(
 
 
 def rejected_document(
-    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: published.Pipeline
+    image: SourceObject, reason: str, counted_at: datetime, *, pipeline: published.Pipeline
 ) -> RejectedDocument:
     """The document written for an image that cannot be counted (not retried)."""
     return RejectedDocument(
         status=STATUS_REJECTED,
         pipeline=pipeline,
-        source=_source(image),
+        source=image,
         reason=reason,
         counted_at=counted_at.isoformat(),
     )

@@ -24,7 +24,7 @@ from typing import Any
 from adapters.objects import Objects
 from adapters.result_store import ImageResult, ResultStore, Staged
 from counting_core.constants import JSON_CONTENT_TYPE
-from counting_core.contracts.published import RejectedDocument
+from counting_core.contracts.published import RejectedDocument, SourceObject
 from counting_core.counts import bulk, results
 from counting_core.counts.announcements import MAX_ENTRIES_PER_REQUEST
 from counting_core.counts.results import Outcome
@@ -125,17 +125,17 @@ class BulkCounter:
             for found in response.get("Items", ())
         )
 
-    def _head(self, item: bulk.ListedObject) -> tuple[results.ImageRef, bytes]:
+    def _head(self, item: bulk.ListedObject) -> tuple[SourceObject, bytes]:
         """The object's version and first bytes (one ranged GET; none for an empty file)."""
         request: dict[str, Any] = {"Bucket": self._bucket, "Key": item.key}
         if item.size:
             request["Range"] = f"bytes=0-{bulk.HEADER_BYTES - 1}"
         response = self._objects.s3.get_object(**request)
-        image = results.ImageRef(
-            self._bucket,
-            item.key,
-            response.get("VersionId"),
-            bulk.unquoted_etag(response.get("ETag")),
+        image = SourceObject(
+            bucket=self._bucket,
+            key=item.key,
+            version_id=response.get("VersionId"),
+            etag=bulk.unquoted_etag(response.get("ETag")),
         )
         return image, response["Body"].read()
 
@@ -200,8 +200,11 @@ class BulkCounter:
         body = self._objects.s3.get_object(Bucket=self._bucket, Key=output.key)["Body"].read()
         response = self._objects.s3.get_object(Bucket=self._bucket, Key=key)
         data = response["Body"].read()
-        image = results.ImageRef(
-            self._bucket, key, response.get("VersionId"), bulk.unquoted_etag(response.get("ETag"))
+        image = SourceObject(
+            bucket=self._bucket,
+            key=key,
+            version_id=response.get("VersionId"),
+            etag=bulk.unquoted_etag(response.get("ETag")),
         )
         try:
             size = images.image_size(data)
@@ -245,7 +248,7 @@ class BulkCounter:
 
     # --- Recording ---------------------------------------------------------------------------
 
-    def _rejected(self, image: results.ImageRef, reason: str) -> RejectedDocument:
+    def _rejected(self, image: SourceObject, reason: str) -> RejectedDocument:
         return results.rejected_document(
             image, reason, self._clock(), pipeline=results.PIPELINE_BULK
         )

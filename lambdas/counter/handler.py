@@ -50,7 +50,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters import clients
 from adapters.redelivery import Redelivery
 from adapters.result_store import ResultStore
-from counting_core.counts.results import ImageRef, Outcome
+from counting_core.contracts.published import SourceObject
+from counting_core.counts.results import Outcome
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads import delivery
 from counting_core.uploads.failures import Fate
@@ -106,15 +107,14 @@ logger = Logger()
 tracer = Tracer()
 
 
-def count_once(
-    *, image: dict[str, Any], service: CountingService, counted: list[Outcome]
-) -> Outcome:
-    """Count ``image`` (an ImageRef's fields): the unit idempotency runs once per version.
+def count_once(*, image: SourceObject, service: CountingService, counted: list[Outcome]) -> Outcome:
+    """Count ``image``: the unit idempotency runs once per version (its key: the bucket, key,
+    version id and ETag of the image's fields).
 
     The outcome is also put in ``counted``, so a caller knows the count was recorded even
     when Powertools then fails to save it.
     """
-    outcome = service.count(ImageRef(**image))
+    outcome = service.count(image)
     counted.append(outcome)
     return outcome
 
@@ -188,12 +188,12 @@ class Counter:
             in_progress=IdempotencyAlreadyInProgressError,
         )
 
-    def _count(self, image: ImageRef) -> Outcome:
+    def _count(self, image: SourceObject) -> Outcome:
         """Count ``image`` once per version; a count recorded stays counted if Powertools
         cannot save its outcome (a later duplicate then finds the result store's record)."""
         counted: list[Outcome] = []
         try:
-            return self._once(image=_fields(image), service=self.service, counted=counted)
+            return self._once(image=image, service=self.service, counted=counted)
         except IdempotencyPersistenceLayerError as error:
             if not counted:
                 raise
@@ -276,15 +276,6 @@ def _log(message_id: str, handled: Handled) -> None:
         logger.warning("image rejected", extra=extra)
     else:
         logger.info("message settled", extra=extra)
-
-
-def _fields(image: ImageRef) -> dict[str, Any]:
-    return {
-        "bucket": image.bucket,
-        "key": image.key,
-        "version_id": image.version_id,
-        "etag": image.etag,
-    }
 
 
 def _attributes(record: Any) -> dict[str, Any]:

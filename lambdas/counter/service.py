@@ -22,6 +22,7 @@ from adapters.redelivery import Redelivery
 from adapters.result_store import ImageResult, ResultStore
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.contracts import events
+from counting_core.contracts.published import SourceObject
 from counting_core.counts import results
 from counting_core.counts.results import Outcome
 from counting_core.errors import InputError, describe_validation_error
@@ -65,7 +66,7 @@ class CountingService:
         # endpoint's MaxConcurrency (CounterSettings.images_in_flight).
         self._endpoint_slots = threading.BoundedSemaphore(endpoint_slots)
 
-    def count(self, image: results.ImageRef) -> Outcome:
+    def count(self, image: SourceObject) -> Outcome:
         try:
             images.check_name(image.key)
             # Checked before the endpoint is paid for; the store checks again before writing.
@@ -103,9 +104,7 @@ class CountingService:
         except (ClientError, BotoCoreError, ValidationError, ValueError) as error:
             raise TryAgain(f"no usable active-model record: {_reason(error)}") from None
 
-    def _read_and_prepare(
-        self, image: results.ImageRef, model: ActiveModel
-    ) -> images.PreparedImage:
+    def _read_and_prepare(self, image: SourceObject, model: ActiveModel) -> images.PreparedImage:
         request = {"Bucket": image.bucket, "Key": image.key}
         if image.version_id:
             request["VersionId"] = image.version_id
@@ -163,7 +162,7 @@ class CountingService:
         except BotoCoreError as error:
             raise TryAgain(f"{endpoint_name}: {error}") from error
 
-    def _reject(self, image: results.ImageRef, reason: str) -> Outcome:
+    def _reject(self, image: SourceObject, reason: str) -> Outcome:
         document = results.rejected_document(
             image, reason, self._clock(), pipeline=results.PIPELINE_UPLOAD
         )
@@ -191,7 +190,7 @@ class MessageHandler:
     def __init__(
         self,
         *,
-        count_once: Callable[[results.ImageRef], Outcome],
+        count_once: Callable[[SourceObject], Outcome],
         redelivery: Redelivery,
         time_budget: delivery.TimeBudget,
         data_bucket: str,

@@ -26,6 +26,7 @@ from adapters.result_store import ImageResult, ResultStore
 from counting import aws
 from counting import count as count_cli
 from counting import train as train_cli
+from counting_core.contracts import published
 from counting_core.counts import announcements, predictions, results
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads.delivery import TimeBudget
@@ -101,7 +102,11 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
         time_budget=budget,
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
-        outcome = counter.count(results.ImageRef("amzn-s3-demo-bucket", "incoming/a.jpg"))
+        outcome = counter.count(
+            published.SourceObject(
+                bucket="amzn-s3-demo-bucket", key="incoming/a.jpg", version_id=None, etag=None
+            )
+        )
 
     assert (outcome.status, outcome.count) == ("counted", 0)
     (request,) = sent
@@ -109,7 +114,9 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
 
 
 def counted_with_picture() -> ImageResult:
-    image = results.ImageRef("amzn-s3-demo-bucket", "incoming/a.jpg", "v1", "e1")
+    image = published.SourceObject(
+        bucket="amzn-s3-demo-bucket", key="incoming/a.jpg", version_id="v1", etag="e1"
+    )
     found = predictions.count_detections(
         [predictions.Detection(0, 0.9, 0.1, 0.1, 0.5, 0.5)],
         image_size=(64, 48),
@@ -220,7 +227,9 @@ def test_counting_train_start_starts_an_execution_as_the_api_allows(cli_client):
 
 def test_result_events_are_put_as_the_api_allows():
     events = boto3.client("events", region_name=REGION)
-    image = results.ImageRef("amzn-s3-demo-bucket", "archive/a.jpg", "v1", "e1")
+    image = published.SourceObject(
+        bucket="amzn-s3-demo-bucket", key="archive/a.jpg", version_id="v1", etag="e1"
+    )
     document = results.rejected_document(
         image, "image is empty", datetime(2026, 11, 29, tzinfo=UTC), pipeline="bulk"
     )

@@ -7,13 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from counting_core.contracts import published
 from counting_core.contracts.published import CountedDocument
 from counting_core.counts import announcements, results
 from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel
 
 SOURCE = "object-counting-dev.counting"
-IMAGE = results.ImageRef("counting-data", "incoming/street/cam1.png", "v1", "e1")
+IMAGE = published.SourceObject(
+    bucket="counting-data", key="incoming/street/cam1.png", version_id="v1", etag="e1"
+)
 MODEL = ActiveModel(
     endpoint_name="object-counting-dev-counter",
     endpoint_config_name="run-1",

@@ -26,8 +26,8 @@ PIPELINES = ROOT / "docs" / "pipelines.md"
 EXAMPLES = ROOT / "examples"
 
 
-def _image(document: dict) -> results.ImageRef:
-    return results.ImageRef(**document["source"])
+def _image(document: dict) -> published.SourceObject:
+    return published.SourceObject(**document["source"])
 
 
 def test_the_counted_document_is_what_the_counter_writes_for_the_example():

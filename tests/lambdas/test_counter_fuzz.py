@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.result_store import ResultStore
-from counting_core.counts.results import STATUS_COUNTED, ImageRef
+from counting_core.contracts import published
+from counting_core.counts.results import STATUS_COUNTED
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads import delivery
 from counting_core.uploads.failures import TryAgain
@@ -218,7 +219,11 @@ def test_malformed_answers_are_retried_never_counted(service, answer):
     objects.items.clear()
 
     try:
-        outcome = counting.count(ImageRef(BUCKET, "incoming/a.jpg", "v1", "etag"))
+        outcome = counting.count(
+            published.SourceObject(
+                bucket=BUCKET, key="incoming/a.jpg", version_id="v1", etag="etag"
+            )
+        )
     except TryAgain:
         outcome = None
 

@@ -43,7 +43,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image
 
-from adapters import measures
+from adapters import clients, measures
 from counting_core.constants import DEFAULT_IMAGE_SHAPE, JSON_CONTENT_TYPE
 from counting_core.contracts.published import CountedDocument, ResultDocument
 from counting_core.counts import announcements, results
@@ -111,6 +111,35 @@ class Staged:
     entry: dict[str, Any]
     finished_item: dict[str, Any]
     outcome: Outcome
+
+
+@dataclass(frozen=True)
+class StoreClients:
+    """The clients a result store writes through; a handler's own set extends them."""
+
+    s3: Any
+    dynamodb: Any
+    events: Any
+
+    @classmethod
+    def of_this_function(cls, **more: Any) -> Any:
+        """This function's clients under the STORAGE policy, and ``more`` of its own."""
+        return cls(
+            s3=clients.client("s3", clients.STORAGE),
+            dynamodb=clients.client("dynamodb", clients.STORAGE),
+            events=clients.client("events", clients.STORAGE),
+            **more,
+        )
+
+    def result_store(self, *, table_name: str, event_source: str, attempts: int = 1) -> ResultStore:
+        return ResultStore(
+            s3=self.s3,
+            dynamodb=self.dynamodb,
+            events=self.events,
+            table_name=table_name,
+            event_source=event_source,
+            attempts=attempts,
+        )
 
 
 class ResultStore:

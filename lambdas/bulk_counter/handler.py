@@ -14,7 +14,6 @@ invocation from the environment and this function's clients; tests build one fro
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -23,9 +22,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from adapters import clients
 from adapters.objects import Objects
-from adapters.result_store import ResultStore
+from adapters.result_store import StoreClients
 from counting_core.counts import bulk
 from counting_core.models.model_record import ActiveModel
 from lambdas.bulk_counter.service import WRITE_ATTEMPTS, BulkCounter
@@ -41,23 +39,6 @@ class Environment(BaseModel):
     annotate: bool = Field(alias="ANNOTATE")
     max_payload_bytes: int = Field(alias="MAX_PAYLOAD_BYTES", ge=1)
     event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
-
-
-@dataclass(frozen=True)
-class Clients:
-    """The AWS clients bulk counting calls through."""
-
-    s3: Any
-    dynamodb: Any
-    events: Any
-
-    @classmethod
-    def of_this_function(cls) -> Clients:
-        return cls(
-            s3=clients.client("s3", clients.STORAGE),
-            dynamodb=clients.client("dynamodb", clients.STORAGE),
-            events=clients.client("events", clients.STORAGE),
-        )
 
 
 class _Request(BaseModel):
@@ -97,15 +78,12 @@ logger = Logger()
 tracer = Tracer()
 
 
-def build(environment: Environment, aws: Clients) -> BulkCounter:
+def build(environment: Environment, aws: StoreClients) -> BulkCounter:
     """A bulk counter over ``aws``'s clients, configured by ``environment``."""
     return BulkCounter(
         objects=Objects(aws.s3, environment.bucket),
         dynamodb=aws.dynamodb,
-        store=ResultStore(
-            s3=aws.s3,
-            dynamodb=aws.dynamodb,
-            events=aws.events,
+        store=aws.result_store(
             table_name=environment.results_table,
             event_source=environment.event_source,
             attempts=WRITE_ATTEMPTS,
@@ -139,7 +117,7 @@ def run_step(counter: BulkCounter, event: dict[str, Any]) -> dict[str, Any]:
 @cache
 def bulk_counter() -> BulkCounter:
     """This execution environment's bulk counter, built on first use."""
-    return build(Environment.model_validate(os.environ), Clients.of_this_function())
+    return build(Environment.model_validate(os.environ), StoreClients.of_this_function())
 
 
 @logger.inject_lambda_context

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters import clients
 from adapters.redelivery import Redelivery
-from adapters.result_store import ResultStore
+from adapters.result_store import StoreClients
 from counting_core.contracts.published import SourceObject
 from counting_core.counts.results import Outcome
 from counting_core.models.model_record import ActiveModel
@@ -81,26 +81,12 @@ class Environment(BaseModel):
 
 
 @dataclass(frozen=True)
-class Clients:
-    """The AWS clients the counter calls through."""
+class Clients(StoreClients):
+    """The AWS clients the counter calls through: the result store's, and its own."""
 
-    s3: Any
-    dynamodb: Any
     sqs: Any
-    events: Any
     ssm: Any
     sagemaker_runtime: Any
-
-    @classmethod
-    def of_this_function(cls) -> Clients:
-        return cls(
-            s3=clients.client("s3", clients.STORAGE),
-            dynamodb=clients.client("dynamodb", clients.STORAGE),
-            sqs=clients.client("sqs", clients.STORAGE),
-            events=clients.client("events", clients.STORAGE),
-            ssm=clients.client("ssm", clients.STORAGE),
-            sagemaker_runtime=clients.client("sagemaker-runtime", clients.ENDPOINT),
-        )
 
 
 logger = Logger()
@@ -146,12 +132,8 @@ class Counter:
         self.service = CountingService(
             s3=aws.s3,
             sagemaker_runtime=aws.sagemaker_runtime,
-            store=ResultStore(
-                s3=aws.s3,
-                dynamodb=aws.dynamodb,
-                events=aws.events,
-                table_name=environment.results_table,
-                event_source=environment.event_source,
+            store=aws.result_store(
+                table_name=environment.results_table, event_source=environment.event_source
             ),
             active_model=lambda: ActiveModel.model_validate_json(
                 str(
@@ -294,7 +276,12 @@ def _receive_count(record: Any) -> int:
 @cache
 def counter() -> Counter:
     """This execution environment's counter, built on first use."""
-    return Counter(Environment.model_validate(os.environ), Clients.of_this_function())
+    aws = Clients.of_this_function(
+        sqs=clients.client("sqs", clients.STORAGE),
+        ssm=clients.client("ssm", clients.STORAGE),
+        sagemaker_runtime=clients.client("sagemaker-runtime", clients.ENDPOINT),
+    )
+    return Counter(Environment.model_validate(os.environ), aws)
 
 
 @logger.inject_lambda_context

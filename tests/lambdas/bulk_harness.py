@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import boto3
 
-from lambdas.bulk_counter.handler import Clients, Environment, build
+from adapters.result_store import StoreClients
+from lambdas.bulk_counter.handler import Environment, build
 from lambdas.bulk_counter.service import BulkCounter
 from tests.lambdas.conftest import HAND_CHECKED_RESPONSE, REGION
 
@@ -34,8 +35,8 @@ ENVIRONMENT = {
 
 def build_bulk(**overrides) -> BulkCounter:
     """A bulk counter over moto's clients; ``overrides``: environment variables, or clients
-    by their ``Clients`` field."""
-    fields = set(Clients.__dataclass_fields__)
+    by their ``StoreClients`` field."""
+    fields = set(StoreClients.__dataclass_fields__)
     aws = {
         "s3": boto3.client("s3", region_name=REGION),
         "dynamodb": boto3.client("dynamodb", region_name=REGION),
@@ -43,4 +44,4 @@ def build_bulk(**overrides) -> BulkCounter:
     }
     aws.update({k: v for k, v in overrides.items() if k in fields})
     variables = {**ENVIRONMENT, **{k: v for k, v in overrides.items() if k not in fields}}
-    return build(Environment.model_validate(variables), Clients(**aws))
+    return build(Environment.model_validate(variables), StoreClients(**aws))

@@ -523,3 +523,25 @@ def test_an_output_the_model_garbled_is_failed_not_counted(handler, lambda_conte
 def test_a_request_of_unknown_shape_is_refused_by_name(handler, lambda_context):
     with pytest.raises(ValueError, match="action"):
         run_step(handler, {"run": RUN, "action": "delete"})
+
+
+def test_an_event_of_thousands_of_classes_is_trimmed_not_failing_its_batch(
+    handler, results_bus, lambda_context
+):
+    # 4,000 classes of 70-character names, one box each: the full counts are about 300 KB,
+    # more than PutEvents takes; the event keeps the biggest classes within 64 KB.
+    classes = 4000
+    model = {**MODEL, "class_map": {str(n): f"{n:04d}-" + "x" * 65 for n in range(classes)}}
+    put("archive/crowd.png", image_bytes())
+    answer = {"prediction": [[n, 0.9, 0.1, 0.1, 0.2, 0.2] for n in range(classes)]}
+    put(f"bulk/{RUN}/outputs/archive/crowd.png.out", json.dumps(answer).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=model, items=listing(f"bulk/{RUN}/")
+    )
+
+    assert (report["counted"], report["failed"]) == (1, 0)
+    (event,) = results_bus()
+    # "<70 characters>":1 plus a comma: 75 bytes each; 64 KB hold 873 of them.
+    assert len(event["detail"]["by_class"]) == 65_536 // 75
+    assert event["detail"]["classes_in_result_only"] == classes - 65_536 // 75

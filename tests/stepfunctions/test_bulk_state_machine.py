@@ -18,6 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from adapters.result_store import StoreClients
 from lambdas.bulk_counter import handler as bulk_handler
 from tests.infra.synth import build_app
 from tests.lambdas.conftest import (
@@ -119,7 +120,7 @@ class BulkRun:
                 "EVENT_SOURCE": f"{PREFIX}.counting",
             }
         )
-        clients = bulk_handler.Clients(
+        clients = StoreClients(
             s3=self.s3,
             dynamodb=boto3.client("dynamodb", region_name=REGION),
             events=boto3.client("events", region_name=REGION),

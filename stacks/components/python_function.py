@@ -151,6 +151,11 @@ def install_wheels(*requirements: str, licences: tuple[Path, ...] = ()) -> Path:
             ],
             check=True,
         )  # fmt: skip
+        # A wheel's data files (its .data/data scheme) land at the top of --target, where no
+        # import reaches them: the typeface's wheel puts a second 16 MB copy of its font there.
+        for path in (staging / "python").iterdir():
+            if path.is_file() and path.suffix not in {".py", ".pth"}:
+                path.unlink()
         for licence in licences:
             (staging / "python" / "licenses").mkdir(exist_ok=True)
             shutil.copy2(licence, staging / "python" / "licenses" / licence.name)

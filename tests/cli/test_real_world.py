@@ -162,3 +162,21 @@ def test_evaluate_refuses_an_image_labeled_two_ways_as_stats_does(cli: RunCli):
         assert "label the same image" in err
         assert "differently" in err
         assert err.count("\n") == 1
+
+
+def test_a_class_id_the_class_map_does_not_name_is_flagged(cli: RunCli):
+    # rs04: a one-class plate model's response with a second box of class 1, counted with the
+    # one-class map {"0": "plate"}. The count stays 2 (the documented naming by id), and the
+    # mismatch is said on stderr and in the JSON, so a wrong class map is noticed.
+    case = CASES / "rs04_class_id_not_in_class_map"
+
+    status, out, err = cli("count", case / "response.json", "--class-map", case / "classes.json")
+    document = json.loads(out)
+
+    assert status == 0
+    assert (document["count"], document["by_class"]) == (2, {"1": 1, "plate": 1})
+    assert document["unnamed_class_ids"] == [1]
+    assert err == (
+        f"counting: warning: {case / 'classes.json'} does not name class id 1 (it names 1 "
+        "class): counted under its number; is it this model's class map?\n"
+    )

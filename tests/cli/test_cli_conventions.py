@@ -152,3 +152,21 @@ def test_make_test_leaves_the_counting_command_beside_its_python():
     ran = subprocess.run([script, "--version"], capture_output=True, text=True, check=False)
 
     assert (ran.returncode, ran.stdout) == (0, "counting 0.1.0\n")
+
+
+def test_split_without_options_splits_as_the_pipeline_does(cli: RunCli, tmp_path):
+    # docs/configuration.md: training.validation_fraction 0.2, training.split_seed 42.
+    manifest = EXAMPLES / "ground-truth.manifest"
+
+    defaults = cli("manifest", "split", manifest, "--out-dir", tmp_path / "defaults")
+    given = cli(
+        "manifest", "split", manifest, "--validation-fraction", "0.2", "--seed", "42",
+        "--out-dir", tmp_path / "given",
+    )  # fmt: skip
+
+    assert defaults == given
+    for name in ("train.manifest", "validation.manifest"):
+        # same code: the split with its options left out and given as the pipeline's
+        assert (tmp_path / "defaults" / name).read_bytes() == (
+            tmp_path / "given" / name
+        ).read_bytes()

@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from counting.options import add_bucket_option, bucket_name
+from counting.options import add_bucket_option, add_split_options, bucket_name
 from counting_core import layout
 from counting_core.datasets import manifest
 from counting_core.errors import InputError
 from counting_core.imaging.image_formats import detect_format
-from counting_core.models import detectors, training
+from counting_core.models import detectors
 from detector.weights import COCO_WEIGHTS, PublishedWeights, sha256
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -89,16 +89,7 @@ def _register_train_local(commands: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--images", required=True, type=Path, metavar="DIR")
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL.tar.gz")
     parser.add_argument("--validation-manifest", type=Path, metavar="MANIFEST")
-    parser.add_argument(
-        "--validation-fraction", type=float, default=training.DEFAULT_VALIDATION_FRACTION
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=training.DEFAULT_SPLIT_SEED,
-        metavar="SEED",
-        help="split and training seed",
-    )
+    add_split_options(parser, seed_help="split and training seed")
     parser.add_argument(
         "--label-attribute", metavar="NAME", help="the manifest's label attribute, if several"
     )

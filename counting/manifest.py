@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from counting.options import write_file
+from counting.options import add_split_options, write_file
 from counting_core import json_input
 from counting_core.datasets import manifest
 from counting_core.datasets.coco import coco_to_manifest, normalise_image_prefix
@@ -102,20 +102,7 @@ def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument(
         "manifest", type=Path, metavar="MANIFEST", help="a Ground Truth output manifest"
     )
-    parser.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=training.DEFAULT_VALIDATION_FRACTION,
-        help="share of usable images for validation, between 0 and 1 (default: the "
-        "pipeline's, %(default)s)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=training.DEFAULT_SPLIT_SEED,
-        metavar="SEED",
-        help="shuffle seed; same seed, same split (default: the pipeline's, %(default)s)",
-    )
+    add_split_options(parser, seed_help="shuffle seed; same seed, same split")
     parser.add_argument(
         "--out-dir", type=Path, required=True, metavar="DIR", help="the folder to write into"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from counting_core import stage_names
 from counting_core.datasets.manifest import split_s3_uri
 from counting_core.errors import InputError
+from counting_core.models import training
 
 
 def add_bucket_option(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,26 @@ def add_bucket_option(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="BUCKET",
         help="the data bucket (DataBucketName output), by name or as s3://BUCKET",
+    )
+
+
+def add_split_options(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
+    """``--validation-fraction`` and ``--seed``, defaulting to the pipeline's
+    (training.validation_fraction, training.split_seed), as every command that splits."""
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=training.DEFAULT_VALIDATION_FRACTION,
+        metavar="FRACTION",
+        help="share of usable images for validation, between 0 and 1 (default: the "
+        "pipeline's, %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=training.DEFAULT_SPLIT_SEED,
+        metavar="SEED",
+        help=f"{seed_help} (default: the pipeline's, %(default)s)",
     )
 
 

@@ -170,3 +170,22 @@ def test_split_without_options_splits_as_the_pipeline_does(cli: RunCli, tmp_path
         assert (tmp_path / "defaults" / name).read_bytes() == (
             tmp_path / "given" / name
         ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("labeling", "start", "--request", "request.json"),
+        ("train", "rollback"),
+        ("detector", "fetch-weights", "--detector", "ssdlite320_mobilenet_v3_large"),
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+@pytest.mark.parametrize("bucket", ["s3://my-counting-data/labeling/", "my counting data"])
+def test_a_bucket_that_is_neither_a_name_nor_an_s3_uri_is_one_line(cli: RunCli, command, bucket):
+    status, out, err = cli(*command, "--bucket", bucket)
+
+    assert (status, out) == (2, "")
+    assert err == (
+        f"counting: error: --bucket: {bucket!r} is not a bucket name or s3://bucket URI\n"
+    )

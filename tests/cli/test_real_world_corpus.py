@@ -328,6 +328,13 @@ def test_a_case_judged_right_does_what_it_did(name, cli, tmp_path, monkeypatch):
 # --- 2026-11-29: expected files, named after their command ----------------------------------
 
 PREFIX = "s3://my-data-bucket/labeling/images/batch-1/"
+
+
+def _split(fraction: str, seed: str) -> tuple[str, ...]:
+    options = ("--validation-fraction", fraction, "--seed", seed, "--out-dir", "{out}")
+    return ("manifest", "split", "{input}", *options)
+
+
 # Suffix -> the command it names, run in the case's folder; {input} is the file the expected
 # file is named after, {out} a scratch path. A plain "split" names no options: SPLIT_OPTIONS.
 SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -339,30 +346,12 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
         "manifest", "stats", "{input}", "--label-attribute", "bounding-box-attribute-name",
     ),
     "stats_attr_category": ("manifest", "stats", "{input}", "--label-attribute", "category"),
-    "split": (
-        "manifest", "split", "{input}", "--validation-fraction", "{fraction}",
-        "--seed", "{seed}", "--out-dir", "{out}",
-    ),
-    "split_f0.001": (
-        "manifest", "split", "{input}", "--validation-fraction", "0.001",
-        "--seed", "1", "--out-dir", "{out}",
-    ),
-    "split_f0.125_negseed": (
-        "manifest", "split", "{input}", "--validation-fraction", "0.125",
-        "--seed", "-5", "--out-dir", "{out}",
-    ),
-    "split_f0.5_s7": (
-        "manifest", "split", "{input}", "--validation-fraction", "0.5",
-        "--seed", "7", "--out-dir", "{out}",
-    ),
-    "split_f0.995": (
-        "manifest", "split", "{input}", "--validation-fraction", "0.995",
-        "--seed", "1", "--out-dir", "{out}",
-    ),
-    "split_f1_32": (  # 1/32
-        "manifest", "split", "{input}", "--validation-fraction", "0.03125",
-        "--seed", "0", "--out-dir", "{out}",
-    ),
+    "split": _split("{fraction}", "{seed}"),
+    "split_f0.001": _split("0.001", "1"),
+    "split_f0.125_negseed": _split("0.125", "-5"),
+    "split_f0.5_s7": _split("0.5", "7"),
+    "split_f0.995": _split("0.995", "1"),
+    "split_f1_32": _split("0.03125", "0"),  # 1/32
     "from-coco": (
         "manifest", "from-coco", "{input}", "--image-prefix", PREFIX,
         "--label-attribute", "boxes", "--out", "{out}",

@@ -177,6 +177,7 @@ def test_split_without_options_splits_as_the_pipeline_does(cli: RunCli, tmp_path
     [
         ("labeling", "start", "--request", "request.json"),
         ("train", "rollback"),
+        ("stage", "teardown"),
         ("detector", "fetch-weights", "--detector", "ssdlite320_mobilenet_v3_large"),
     ],
     ids=lambda command: " ".join(command[:2]),

@@ -161,7 +161,8 @@ GAINED: dict[tuple[str, ...], dict[str, Any]] = {
     ("evaluate",): {"capped_images": 0, "unnamed_class_ids": []},
 }
 
-# Stderr worded otherwise since 2026-12-04: (case, recorded text, text now, why).
+# Text printed otherwise since 2026-12-04, on stderr or in stdout's lines that are not JSON:
+# (case, recorded text, text now, why).
 REWORDED = [
     (
         "ev04_cat_job_extra_and_json_responses",
@@ -176,31 +177,45 @@ REWORDED = [
         "`counting manifest from-coco`",
         "gm17's note: the one-line CVAT file lacked the hint the pretty-printed one got",
     ),
+    (
+        "ev01_cat_job_by_hand",
+        "(1200, 620)",
+        "(1200, 1000)",
+        "evaluation.png gained a row of per-class bars under its two panels (issue 22)",
+    ),
 ]
 
 
 def as_now(case: str, step: Step) -> tuple[list[object], str]:
     """``step``'s stdout (``printed``) and stderr as recorded, with the keys and wordings the
     tool has gained since."""
-    stderr = step.stderr
-    for name, then, now, _ in REWORDED:
-        if name == case:
-            stderr = stderr.replace(then, now)
+    rewordings = [(then, now) for name, then, now, _ in REWORDED if name == case]
+
+    def reworded(text: str) -> str:
+        for then, now in rewordings:
+            text = text.replace(then, now)
+        return text
+
     argv = shlex.split(step.command)
     gained = next(
         (keys for command, keys in GAINED.items() if argv[1 : 1 + len(command)] == list(command)),
         {},
     )
-    values = [
-        {**gained, **value} if isinstance(value, dict) and argv[0] == "counting" else value
-        for value in printed(step.stdout)
-    ]
-    return values, stderr
+    values: list[object] = []
+    for value in printed(step.stdout):
+        if isinstance(value, str):
+            values.append(reworded(value))
+        elif isinstance(value, dict) and argv[0] == "counting":
+            values.append({**gained, **value})
+        else:
+            values.append(value)
+    return values, reworded(step.stderr)
 
 
 def test_every_rewording_is_found_in_its_case():
     for name, then, _, _ in REWORDED:
-        assert any(then in step.stderr for step in recorded_steps(JUDGED / name)), name
+        steps = recorded_steps(JUDGED / name)
+        assert any(then in step.stderr + step.stdout for step in steps), name
 
 
 def printed(stdout: str) -> list[object]:

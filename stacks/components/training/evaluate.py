@@ -28,7 +28,7 @@ from counting_core import layout
 from counting_core.contracts import evaluate_counts
 from counting_core.models import training
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.storage import DataStorage
 from stacks.components.training.prepare import PREPARED
 from stacks.components.workflow import retry_policies
@@ -36,7 +36,6 @@ from stacks.components.workflow.batch_transform import BatchTransform
 from stacks.components.workflow.notify import RunNotifications
 from stacks.components.workflow.payloads import payload, result_selector
 from stacks.nag import acknowledge
-from stacks.pins import PILLOW
 
 #: Where the state machine keeps the evaluation's figures (``EvaluateResponse``).
 EVALUATION = "$.evaluation"
@@ -168,7 +167,7 @@ class EvaluationStep(Construct):
             environment={"bucket": storage.bucket_name},
             timeout=cdk.Duration.minutes(5),
             memory_size=1024,
-            layers=[dependency_layer(self, "Pillow", PILLOW)],
+            layers=[imaging_layer(self)],
         )
         acknowledge_object_prefixes(
             allow(

@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import labeling_launcher
 from counting_core.datasets import labeling
 from counting_core.errors import InputError
 from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
@@ -88,19 +89,20 @@ class LabelingJobs(Construct):
             description="Starts a Ground Truth job per labeling request; announces completed jobs",
             key=storage.key,
             service="labeling-launcher",
+            contract=labeling_launcher.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "role_arn": self.ground_truth_role.role_arn,
+                "workteam_arn": workteam_arn,
+                "kms_key_arn": storage.key.key_arn,
+                "job_prefix": prefix,
+                "event_source": self.event_source,
+                "workers_per_object": settings.workers_per_object,
+                "task_time_limit_seconds": settings.task_time_limit_seconds,
+                "task_availability_seconds": settings.task_availability_seconds,
+            },
             timeout=cdk.Duration.minutes(2),
             memory_size=512,
-            environment={
-                "BUCKET": storage.bucket_name,
-                "ROLE_ARN": self.ground_truth_role.role_arn,
-                "WORKTEAM_ARN": workteam_arn,
-                "KMS_KEY_ARN": storage.key.key_arn,
-                "JOB_PREFIX": prefix,
-                "EVENT_SOURCE": self.event_source,
-                "WORKERS_PER_OBJECT": str(settings.workers_per_object),
-                "TASK_TIME_LIMIT_SECONDS": str(settings.task_time_limit_seconds),
-                "TASK_AVAILABILITY_SECONDS": str(settings.task_availability_seconds),
-            },
         )
         function = self.launcher.function
         function.configure_async_invoke(

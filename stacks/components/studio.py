@@ -27,7 +27,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_elasticloadbalancingv2_actions as elbv2_actions
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -89,7 +88,10 @@ class LabelStudio(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        assert settings.domain_name and settings.certificate_arn and settings.image_digest
+        # The configuration refuses an enabled studio without these (AppConfig).
+        assert settings.domain_name is not None
+        assert settings.certificate_arn is not None
+        assert settings.image_digest is not None
         self._prefix = prefix
         self._settings = settings
         self._storage = storage

@@ -205,15 +205,6 @@ class StudioSettings(Settings):
         description="RDS deletion protection on the studio's database (turn off only for "
         "throwaway stages).",
     )
-    rotated_boxes: Literal["refuse", "enclose"] = Field(
-        "refuse",
-        description="What converting an export does with rotated boxes: refuse it naming the "
-        "tasks, or enclose each in an upright box.",
-    )
-    start_training: bool = Field(
-        False,
-        description="Start a training run whenever an export converts into a manifest.",
-    )
 
 
 # What an enabled studio cannot be deployed without, besides the stage's ``region`` (its load
@@ -233,16 +224,6 @@ class LabelingSettings(Settings):
         ge=60,
         le=2592000,
         description="How long a task waits for a worker (private workforce: at most 30 days).",
-    )
-    class_names: tuple[str, ...] = Field(
-        (),
-        description="The stage's classes, in class id order: the studio's labels, and the ids "
-        "its exports convert to (empty: the labels used, sorted by name).",
-    )
-    label_attribute: str = Field(
-        "objects",
-        description="Label attribute the manifests converted from studio exports are written "
-        "under.",
     )
     studio: StudioSettings = Field(default_factory=StudioSettings)
 

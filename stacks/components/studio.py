@@ -50,7 +50,7 @@ CONTAINER_PORT = 8080
 HEALTH_PATH = "/health/"
 DATABASE_NAME = "labelstudio"
 DATABASE_USER = "labelstudio"
-DATABASE_ENGINE = rds.PostgresEngineVersion.VER_16
+DATABASE_ENGINE = rds.PostgresEngineVersion.VER_17_9
 # The PostgreSQL logs RDS exports to CloudWatch Logs.
 DATABASE_LOGS = ("postgresql", "upgrade")
 # Where the load balancer's access logs go in the access-log bucket.
@@ -269,19 +269,12 @@ class LabelStudio(Construct):
             "CloudWatch's instance metrics and the exported PostgreSQL logs watch a labeling "
             "tool's small database; enhanced monitoring would add a role with a managed policy.",
         )
-        for rule, reason in (
-            (
-                "AwsSolutions-RDS6",
-                "Label Studio (Django) signs in to PostgreSQL with a password only; the "
-                "password is generated into Secrets Manager and never leaves it in clear.",
-            ),
-            (
-                "AwsSolutions-RDS11",
-                "The database's only security group admits the studio's tasks alone, in "
-                "isolated subnets: a non-default port would hide nothing more.",
-            ),
-        ):
-            acknowledge(self.database, rule, reason)
+        acknowledge(
+            self.database,
+            "AwsSolutions-RDS11",
+            "The database's only security group admits the studio's tasks alone, in "
+            "isolated subnets: a non-default port would hide nothing more.",
+        )
         if not self._settings.database_multi_az:
             single_zone = (
                 "labeling.studio.database_multi_az is off: a labeling tool may be down while "

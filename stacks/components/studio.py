@@ -568,4 +568,3 @@ class LabelStudio(Construct):
             )
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
             self.alarms.append(alarm)
-

@@ -18,10 +18,11 @@ from typing import Any
 
 from counting_core import json_input
 from counting_core.datasets import manifest
-from counting_core.datasets.coco import coco_to_manifest, normalise_image_prefix
+from counting_core.datasets.coco import CocoConversion, coco_to_manifest, normalise_image_prefix
 from counting_core.datasets.label_studio import (
     DEFAULT_IMAGE_KEY,
     ROTATED_BOX_CHOICES,
+    LabelStudioConversion,
     label_studio_to_manifest,
 )
 from counting_core.errors import InputError
@@ -84,10 +85,7 @@ def run_from_coco(args: argparse.Namespace) -> int:
             job_name=args.job_name,
             keep_empty_categories=args.keep_empty_categories,
         )
-    args.out.write_text(manifest.manifest_text(conversion.lines), "utf-8")
-    print(f"{args.coco}: {conversion.summary_line()}", file=sys.stderr)
-    _print_json({**conversion.summary(), "out": str(args.out)})
-    return 0
+    return _write_conversion(args.coco, args.out, conversion)
 
 
 def run_from_label_studio(args: argparse.Namespace) -> int:
@@ -105,9 +103,16 @@ def run_from_label_studio(args: argparse.Namespace) -> int:
             rotated=args.rotated,
             image_key=args.image_key,
         )
-    args.out.write_text(manifest.manifest_text(conversion.lines), "utf-8")
-    print(f"{args.export}: {conversion.summary_line()}", file=sys.stderr)
-    _print_json({**conversion.summary(), "out": str(args.out)})
+    return _write_conversion(args.export, args.out, conversion)
+
+
+def _write_conversion(
+    export: Path, out: Path, conversion: CocoConversion | LabelStudioConversion
+) -> int:
+    """Write an imported export's manifest; say what went in (stderr) and the figures."""
+    out.write_text(manifest.manifest_text(conversion.lines), "utf-8")
+    print(f"{export}: {conversion.summary_line()}", file=sys.stderr)
+    _print_json({**conversion.summary(), "out": str(out)})
     return 0
 
 

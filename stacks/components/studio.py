@@ -137,8 +137,7 @@ class LabelStudio(Construct):
                 )
             },
             # CDK's rule-removing custom resource would add a Lambda function; no resource
-            # here uses the default security group, and checkov's CKV2_AWS_12 is skipped
-            # on it below.
+            # here uses the default security group.
             restrict_default_security_group=False,
         )
         # S3 (the images, the exports) without the NAT gateway.

@@ -18,6 +18,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from counting.options import (
+    png_name,
+    unnamed_class_ids,
+    warn_of_unnamed_class_ids,
+    write_file,
+)
 from counting_core.constants import (
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
@@ -49,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="an endpoint response or batch transform output file",
     )
     count.add_argument(
-        "--image", type=Path, help="the image the response is for: adds boxes in pixels"
+        "--image",
+        type=Path,
+        metavar="IMAGE",
+        help="the image the response is for: adds boxes in pixels",
     )
     _add_counting_options(count)
     count.set_defaults(handler=_count)
@@ -101,14 +110,17 @@ def _add_counting_options(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class _Counting:
-    """What the options settle: the record given (if any), the threshold, the class names."""
+    """What the options settle: the record given (if any), the threshold, the class names
+    and where they came from."""
 
     record: ActiveModel | None
     threshold: ScoreThreshold
     class_map: dict[str, str] | None
+    class_map_source: str
 
 
 def _count(args: argparse.Namespace) -> int:
+    png_name(args.annotate, option="--annotate")
     counting = _counting(args)
     if args.annotate is not None and args.image is None:
         raise InputError("--annotate needs --image: the boxes are drawn on that image")
@@ -121,6 +133,7 @@ def _count(args: argparse.Namespace) -> int:
 def _invoke(args: argparse.Namespace) -> int:
     from counting_core.imaging.images import prepare
 
+    png_name(args.annotate, option="--annotate")
     counting = _counting(args)
     endpoint = args.endpoint or (counting.record.endpoint_name if counting.record else None)
     if endpoint is None:
@@ -151,7 +164,10 @@ def _report(
         image_size=None if image is None else image_size(image),
         capped=response.capped,
     )
-    print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    unnamed = unnamed_class_ids((d.class_id for d in result.detections), counting.class_map)
+    print(json.dumps({**result.to_dict(), "unnamed_class_ids": unnamed}, indent=2, sort_keys=True))
+    if counting.class_map:
+        warn_of_unnamed_class_ids(unnamed, counting.class_map, counting.class_map_source)
     if response.capped:
         print(
             f"counting: warning: capped: the model returned {len(response.detections)} "
@@ -162,7 +178,7 @@ def _report(
     if annotate_to is not None and image is not None:
         from counting_core.imaging.annotate import annotate
 
-        annotate_to.write_bytes(annotate(image, result.detections, result))
+        write_file(annotate_to, annotate(image, result.detections, result))
 
 
 def _counting(args: argparse.Namespace) -> _Counting:
@@ -178,8 +194,12 @@ def _counting(args: argparse.Namespace) -> _Counting:
             ) from None
     if args.threshold is not None:
         check_threshold(args.threshold)
-    class_map = _read_class_map(args.class_map) or (record.class_map if record else None)
-    return _Counting(record, score_threshold(record, args.threshold), class_map or None)
+    class_map = _read_class_map(args.class_map)
+    source = str(args.class_map)
+    if not class_map and record is not None:
+        class_map, source = record.class_map, f"the class map of {args.model_record}"
+    threshold = score_threshold(record, args.threshold)
+    return _Counting(record, threshold, class_map or None, source)
 
 
 def _invoke_endpoint(endpoint: str, payload: bytes, region: str | None) -> bytes:

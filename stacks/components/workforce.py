@@ -427,7 +427,7 @@ def labelers_user_pool(
         feature_plan=cognito.FeaturePlan.PLUS,
         standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
         user_invitation=invitation,
-        removal_policy=cdk.RemovalPolicy.RETAIN,
+        # Kept or deleted with the stage's data (storage.removal_policy, stacks/application.py).
     )
     if mfa != "required":
         acknowledge(

@@ -203,6 +203,24 @@ class StudioSettings(Settings):
     database_backup_days: int = Field(
         7, ge=1, le=35, description="Days of automated database backups."
     )
+    class_names: tuple[str, ...] = Field(
+        (),
+        description="The studio's labels in class id order: what exports convert to (a box "
+        "with another label is refused). Empty: the labels used get ids in name order.",
+    )
+    label_attribute: str = Field(
+        "objects", description="Label attribute of the manifest converted from the exports."
+    )
+    rotated_boxes: Literal["refuse", "enclose"] = Field(
+        "refuse",
+        description="What converting exports does with rotated boxes: refuse, naming their "
+        "tasks, or enclose each in an upright box.",
+    )
+    start_training: bool = Field(
+        False,
+        description="Start a training run when a whole JSON export is uploaded under "
+        "labeling/studio/exports/ (tasks the target storage writes only refresh the manifest).",
+    )
     deletion_protection: bool = Field(
         True,
         description="RDS deletion protection on the studio's database (turn off only for "

@@ -18,6 +18,8 @@ the ``LABEL_STUDIO_`` prefix).
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -27,6 +29,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_elasticloadbalancingv2_actions as elbv2_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -35,8 +39,16 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts.studio_exports import Environment
+from stacks.components.delivery import (
+    EVENT_RETRY_ATTEMPTS,
+    MAX_EVENT_AGE,
+    dead_letter_failed_invocations,
+    dead_letter_queue,
+)
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.storage import DataStorage
+from stacks.components.python_function import PythonFunction
+from stacks.components.storage import DataStorage, objects_created
 from stacks.components.workforce import labelers_user_pool
 from stacks.config import StudioSettings
 from stacks.nag import acknowledge, skip_checkov
@@ -105,6 +117,7 @@ class LabelStudio(Construct):
         self._service(settings.image_digest)
         self._load_balancer(settings.certificate_arn)
         self._alarms(topic)
+        self._exports_to_manifest()
 
     def _network(self) -> None:
         flow_logs = logs.LogGroup(
@@ -567,3 +580,80 @@ class LabelStudio(Construct):
             )
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
             self.alarms.append(alarm)
+
+    def _exports_to_manifest(self) -> None:
+        """The ``studio_exports`` Lambda: each object under the export prefix rebuilds the
+        stage's studio manifest (and, when asked, a whole export starts training)."""
+        settings, storage = self._settings, self._storage
+        self.dead_letters = dead_letter_queue(
+            self,
+            "ExportDeadLetters",
+            self._key,
+            holds="Studio export events the converter failed on after retries",
+            named_by_targets=True,
+        )
+        values = {
+            "bucket": storage.bucket_name,
+            "label_attribute": settings.label_attribute,
+            "class_names": json.dumps(list(settings.class_names)),
+            "rotated_boxes": settings.rotated_boxes,
+            "start_training": json.dumps(settings.start_training),
+        }
+        self.exports_function = PythonFunction(
+            self,
+            "Exports",
+            name="studio_exports",
+            description="Converts Label Studio's exports into the studio's training manifest",
+            key=self._key,
+            service="studio-exports",
+            timeout=cdk.Duration.minutes(5),
+            memory_size=1024,
+            environment={Environment.model_fields[name].alias or name: value
+                         for name, value in values.items()},
+        )  # fmt: skip
+        dead_letter_failed_invocations(
+            self.exports_function.function, self.dead_letters, who="The studio export converter"
+        )
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{storage.bucket_name}"
+        exports, manifests = layout.STUDIO_EXPORTS, layout.STUDIO_MANIFESTS
+        written = [f"{bucket_arn}/{manifests}*"]
+        if settings.start_training:
+            written.append(f"{bucket_arn}/{layout.TRAINING_REQUESTS}*")
+        policy = allow(
+            self.exports_function.role,
+            {
+                "ListExports": (
+                    ["s3:ListBucket"],
+                    [bucket_arn],
+                    {"StringLike": {"s3:prefix": f"{exports}*"}},
+                ),
+                "ReadExports": (["s3:GetObject"], [f"{bucket_arn}/{exports}*"]),
+                "WriteManifests": (["s3:PutObject"], written),
+                "UseTheDataKey": (["kms:Decrypt", "kms:GenerateDataKey"], [self._key.key_arn]),
+                "DeadLetterFailedInvocations": (["sqs:SendMessage"], [self.dead_letters.queue_arn]),
+            },
+        )
+        reasons = {
+            exports: "Label Studio names each task's object by its id at run time; the "
+            "converter reads them all.",
+            manifests: "The converter writes the manifest, its summary or its rejection there.",
+        }
+        if settings.start_training:
+            reasons[layout.TRAINING_REQUESTS] = (
+                "A whole export's manifest starts training under a name with the time in it."
+            )
+        acknowledge_object_prefixes(policy, storage.bucket_name, reasons)
+        rule = events.Rule(
+            self,
+            "ExportWritten",
+            description=f"An object written under {exports} rebuilds the studio manifest",
+            event_pattern=objects_created(storage.bucket_name, {"prefix": exports}),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.exports_function.function,
+                dead_letter_queue=self.dead_letters,
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=MAX_EVENT_AGE,
+            )
+        )

@@ -58,6 +58,8 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "counting.labeling.studio.image_digest": STUDIO_IMAGE_DIGEST,
         "counting.labeling.studio.invite_emails": '["ann@example.com"]',
         "counting.labeling.studio.deletion_protection": "false",
+        "counting.labeling.studio.class_names": '["car", "truck"]',
+        "counting.labeling.studio.start_training": "true",
     },
 }
 

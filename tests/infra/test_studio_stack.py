@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from counting_core.contracts.studio_exports import Environment
 from stacks.config import ConfigError, load_config
 from tests.conftest import cdk_context
 from tests.infra.configurations import (
@@ -194,3 +195,35 @@ def test_alarms_on_unhealthy_targets_and_server_errors_reach_the_alerts_topic(te
         {"HealthCheckPath": "/health/", "TargetType": "ip", "Port": 8080},
     )
     template.has_resource_properties("AWS::EC2::FlowLog", Match.object_like({"TrafficType": "ALL"}))
+
+
+def test_exports_rebuild_the_manifest_through_the_converter_function(template):
+    functions = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "lambdas.studio_exports.handler.main"}},
+    )
+    ((_, function),) = functions.items()
+    variables = function["Properties"]["Environment"]["Variables"]
+    aliases = {field.alias for field in Environment.model_fields.values()}
+    assert aliases <= set(variables)
+    assert (variables["CLASS_NAMES"], variables["START_TRAINING"]) == ('["car", "truck"]', "true")
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.object_like(
+                {
+                    "detail": Match.object_like(
+                        {"object": {"key": [{"prefix": "labeling/studio/exports/"}]}}
+                    )
+                }
+            ),
+            "Targets": [Match.object_like({"DeadLetterConfig": Match.any_value()})],
+        },
+    )
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    found = statements(template, role)
+    assert found["ReadExports"]["Resource"] == f"{OBJECTS}/labeling/studio/exports/*"
+    assert found["WriteManifests"]["Resource"] == [
+        f"{OBJECTS}/labeling/studio/manifests/*",
+        f"{OBJECTS}/training/requests/*",
+    ]

@@ -19,7 +19,12 @@ from typing import Any
 from counting.options import add_split_options, write_file
 from counting_core import json_input
 from counting_core.datasets import manifest
-from counting_core.datasets.coco import CocoConversion, coco_to_manifest, normalise_image_prefix
+from counting_core.datasets.coco import (
+    CREATION_DATE_FORMAT,
+    CocoConversion,
+    coco_to_manifest,
+    normalise_image_prefix,
+)
 from counting_core.datasets.label_studio import (
     DEFAULT_IMAGE_KEY,
     ROTATED_BOX_CHOICES,
@@ -30,8 +35,6 @@ from counting_core.errors import InputError
 from counting_core.models import training
 
 TRAIN_FILE, VALIDATION_FILE = training.TRAIN_FILE, training.VALIDATION_FILE
-# Ground Truth's creation-date format.
-CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,20 +184,29 @@ def _register_from_label_studio(
     parser = commands.add_parser(
         "from-label-studio", help="write a manifest from a Label Studio JSON export"
     )
-    parser.add_argument("export", type=Path, help="the project's export in JSON format")
+    parser.add_argument(
+        "export", type=Path, metavar="EXPORT.json", help="the project's export in JSON format"
+    )
     parser.add_argument(
         "--image-prefix",
-        help="s3:// URI holding the files uploaded to Label Studio, under their own names "
+        metavar="s3://BUCKET/PREFIX",
+        help="the S3 folder holding the files uploaded to Label Studio, under their own names "
         "(images already given as s3:// URIs are kept as they are)",
     )
     parser.add_argument(
-        "--label-attribute", required=True, help="label attribute to write the boxes under"
+        "--label-attribute",
+        required=True,
+        metavar="NAME",
+        help="label attribute to write the boxes under",
     )
-    parser.add_argument("--out", type=Path, required=True, help="manifest file to write")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="OUT.manifest", help="the manifest to write"
+    )
     parser.add_argument("--job-name", help="job-name to record (default: the label attribute)")
     parser.add_argument(
         "--classes",
         type=_class_names,
+        metavar="NAME,NAME",
         help="comma-separated class names, in class id order (default: the labels used, "
         "sorted); a box with another label is refused",
     )
@@ -208,6 +220,7 @@ def _register_from_label_studio(
     parser.add_argument(
         "--image-key",
         default=DEFAULT_IMAGE_KEY,
+        metavar="KEY",
         help="the task data key holding the image (the labeling interface's "
         '<Image value="$KEY">; default: %(default)s)',
     )

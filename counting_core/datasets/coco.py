@@ -44,6 +44,8 @@ from counting_core.datasets.manifest import (
 from counting_core.errors import InputError
 
 IMAGE_DEPTH = 3  # Colour images; the algorithm reads RGB.
+# Ground Truth's creation-date format (strftime), for ``human_label_metadata``.
+CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 HUMAN_CONFIDENCE = 1.0
 
 # "C:", "C:\" and "c:/": a Windows drive, which no S3 key below the prefix starts with.

@@ -35,6 +35,7 @@ from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.contracts.events import ObjectCreated
 from counting_core.contracts.studio_exports import Environment
 from counting_core.datasets import manifest
+from counting_core.datasets.coco import CREATION_DATE_FORMAT
 from counting_core.datasets.label_studio import label_studio_to_manifest
 from counting_core.errors import InputError
 
@@ -43,8 +44,6 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CA
 MANIFEST_KEY = f"{layout.STUDIO_MANIFESTS}studio.manifest"
 SUMMARY_KEY = f"{layout.STUDIO_MANIFESTS}studio.json"
 REJECTED_KEY = f"{layout.STUDIO_MANIFESTS}studio.rejected.json"
-# Ground Truth's creation-date format, as `counting manifest from-label-studio` writes it.
-CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 ENV = Environment.model_validate(os.environ)
 logger = Logger()

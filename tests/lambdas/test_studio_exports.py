@@ -141,4 +141,3 @@ def test_a_broken_object_is_named_in_the_rejection(handler, lambda_context):
     outcome = handler.main(event, lambda_context)
 
     assert outcome["rejected"].startswith("labeling/studio/exports/9.json: ")
-

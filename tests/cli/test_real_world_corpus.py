@@ -178,6 +178,12 @@ REWORDED = [
         "gm17's note: the one-line CVAT file lacked the hint the pretty-printed one got",
     ),
     (
+        "cc15_labelstudio_json_tasks_export",
+        "export in COCO format instead)",
+        "convert it with `counting manifest from-label-studio`)",
+        "Label Studio's JSON export has its own converter (issue 21, docs/labeling.md)",
+    ),
+    (
         "ev01_cat_job_by_hand",
         "(1200, 620)",
         "(1200, 1000)",

@@ -31,6 +31,7 @@ def test_every_handler_folder_is_covered():
         "evaluate_counts",
         "labeling_launcher",
         "prepare_training_data",
+        "studio_exports",
     ]
 
 

@@ -1,27 +1,11 @@
-"""Studio exports Lambda: Label Studio's exports become the stage's training manifest.
-
-An object created under ``labeling/studio/exports/`` (a task Label Studio's target storage
-wrote as ``<task id>.json``, or a whole JSON export someone uploaded there) rebuilds the
-manifest of every task under that prefix with ``counting_core.datasets.label_studio``:
-each task once, the most recently written object winning, so a task annotated again
-replaces its earlier version. The manifest goes to ``labeling/studio/manifests/``
-(``studio.manifest``, with ``studio.json`` saying what went in). An export that cannot
-convert gets ``studio.rejected.json`` with the one-line reason, and is not retried; other
-failures raise, so Lambda retries and then dead-letters the event.
-
-With ``START_TRAINING``, a whole export (a JSON array: someone said "this is the data
-set") also starts a training run: the manifest is copied under ``training/requests/``.
-Tasks the target storage writes one by one only refresh the manifest.
-
-Every task object is read on every event: fine for the thousands of images a labeling
-project holds; the objects are small (one task each).
+"""Studio exports Lambda: an object created under ``labeling/studio/exports/`` rebuilds the
+stage's studio manifest (``service.StudioExports`` says how); a rejected export is logged,
+other failures raise, so Lambda retries and then dead-letters the event.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -30,92 +14,34 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from counting_core import json_input, layout
 from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.contracts.events import ObjectCreated
 from counting_core.contracts.studio_exports import Environment
-from counting_core.datasets import manifest
-from counting_core.datasets.coco import CREATION_DATE_FORMAT
-from counting_core.datasets.label_studio import label_studio_to_manifest
-from counting_core.errors import InputError
+from lambdas.studio_exports.service import StudioExports
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
-MANIFEST_KEY = f"{layout.STUDIO_MANIFESTS}studio.manifest"
-SUMMARY_KEY = f"{layout.STUDIO_MANIFESTS}studio.json"
-REJECTED_KEY = f"{layout.STUDIO_MANIFESTS}studio.rejected.json"
 
-ENV = Environment.model_validate(os.environ)
 logger = Logger()
 tracer = Tracer()
 
 
 @cache
-def s3() -> Any:
-    return boto3.client("s3", config=CLIENT_CONFIG)
+def exports() -> StudioExports:
+    """The converter of this function's environment, made on the first invocation."""
+    return StudioExports(Environment.read(os.environ), s3=boto3.client("s3", config=CLIENT_CONFIG))
+
+
+def convert(event: dict[str, Any], studio: StudioExports) -> dict[str, Any]:
+    outcome = studio.convert(ObjectCreated.model_validate(event))
+    if "rejected" in outcome:
+        logger.warning("export not converted", extra=outcome)
+    else:
+        logger.info(outcome["summary"], extra={"trigger": outcome["trigger"]})
+    return outcome
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def main(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    created = ObjectCreated.model_validate(event).object_version()
-    now = datetime.now(UTC)
-    try:
-        tasks, whole_export = read_tasks(created.key)
-        conversion = label_studio_to_manifest(
-            tasks,
-            label_attribute=ENV.label_attribute,
-            creation_date=now.strftime(CREATION_DATE_FORMAT),
-            job_name="label-studio",
-            class_names=ENV.class_names or None,
-            rotated=ENV.rotated_boxes,
-        )
-    except InputError as error:
-        put(REJECTED_KEY, json.dumps({"trigger": created.key, "error": str(error)}, indent=2))
-        logger.warning("export not converted", extra={"key": created.key, "error": str(error)})
-        return {"rejected": str(error)}
-    text = manifest.manifest_text(conversion.lines)
-    put(MANIFEST_KEY, text)
-    outcome: dict[str, Any] = {
-        **conversion.summary(),
-        "manifest": f"s3://{ENV.bucket}/{MANIFEST_KEY}",
-    }
-    if ENV.start_training and whole_export and conversion.lines:
-        request = f"{layout.TRAINING_REQUESTS}studio-{now:%Y%m%dT%H%M%S}.manifest"
-        put(request, text)
-        outcome["training_request"] = f"s3://{ENV.bucket}/{request}"
-    put(SUMMARY_KEY, json.dumps(outcome, indent=2))
-    logger.info(conversion.summary_line(), extra={"trigger": created.key})
-    return outcome
-
-
-def read_tasks(trigger: str) -> tuple[list[Any], bool]:
-    """Every task under the export prefix, once each, and whether ``trigger`` is a whole
-    export (a JSON array)."""
-    listed: list[dict[str, Any]] = []
-    for page in (
-        s3()
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=ENV.bucket, Prefix=layout.STUDIO_EXPORTS)
-    ):
-        listed.extend(item for item in page.get("Contents", []) if item["Key"].endswith(".json"))
-    by_id: dict[object, Any] = {}
-    whole_export = False
-    # Oldest first, so that a task written again replaces what an earlier object held.
-    for item in sorted(listed, key=lambda item: (item["LastModified"], item["Key"])):
-        body = s3().get_object(Bucket=ENV.bucket, Key=item["Key"])["Body"].read()
-        try:
-            content = json_input.loads(body)
-        except InputError as error:
-            raise InputError(f"{item['Key']}: {error}") from None
-        tasks = content if isinstance(content, list) else [content]
-        whole_export |= item["Key"] == trigger and isinstance(content, list)
-        for index, task in enumerate(tasks):
-            task_id = task.get("id") if isinstance(task, dict) else None
-            by_id[task_id if task_id is not None else (item["Key"], index)] = task
-    return list(by_id.values()), whole_export
-
-
-def put(key: str, body: str) -> None:
-    content_type = "application/json" if key.endswith(".json") else "application/jsonlines"
-    s3().put_object(Bucket=ENV.bucket, Key=key, Body=body.encode("utf-8"), ContentType=content_type)
+    return convert(event, exports())

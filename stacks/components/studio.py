@@ -39,7 +39,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from counting_core import layout
-from counting_core.contracts.studio_exports import Environment
+from counting_core.contracts import studio_exports
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
     MAX_EVENT_AGE,
@@ -597,7 +597,7 @@ class LabelStudio(Construct):
             "label_attribute": settings.label_attribute,
             "class_names": json.dumps(list(settings.class_names)),
             "rotated_boxes": settings.rotated_boxes,
-            "start_training": json.dumps(settings.start_training),
+            "start_training": settings.start_training,
         }
         self.exports_function = PythonFunction(
             self,
@@ -608,9 +608,9 @@ class LabelStudio(Construct):
             service="studio-exports",
             timeout=cdk.Duration.minutes(5),
             memory_size=1024,
-            environment={Environment.model_fields[name].alias or name: value
-                         for name, value in values.items()},
-        )  # fmt: skip
+            contract=studio_exports.Environment,
+            environment=values,
+        )
         dead_letter_failed_invocations(
             self.exports_function.function, self.dead_letters, who="The studio export converter"
         )

@@ -2,39 +2,60 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 
 import boto3
 import pytest
 
-from tests.lambdas.conftest import REGION, make_bucket
+from counting_core.contracts.environment import MisconfiguredFunction
+from counting_core.contracts.studio_exports import Environment
+from lambdas.studio_exports import handler
+from lambdas.studio_exports.service import StudioExports
+from tests.lambdas.conftest import REGION, deployed, make_bucket
 
 BUCKET = "object-counting-dev-data-123456789012-us-east-1"
 IMAGES = f"s3://{BUCKET}/labeling/images/street/"
 
 
+ENVIRONMENT = {
+    "BUCKET": BUCKET,
+    "LABEL_ATTRIBUTE": "vehicles",
+    "CLASS_NAMES": '["car", "truck"]',
+    "ROTATED_BOXES": "refuse",
+    "POWERTOOLS_SERVICE_NAME": "studio-exports",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+}
+
+
 @pytest.fixture
-def handler(aws, monkeypatch, request):
+def convert(aws, request):
+    """The handler's work for one event, on a converter built as the handler builds it."""
     start_training = getattr(request, "param", "false")
-    environment = {
-        "BUCKET": BUCKET,
-        "LABEL_ATTRIBUTE": "vehicles",
-        "CLASS_NAMES": '["car", "truck"]',
-        "ROTATED_BOXES": "refuse",
-        "START_TRAINING": start_training,
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_SERVICE_NAME": "studio-exports",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
     make_bucket(BUCKET)
-    sys.modules.pop("lambdas.studio_exports.handler", None)
-    module = importlib.import_module("lambdas.studio_exports.handler")
-    yield module
-    module.s3.cache_clear()
+    environment = Environment.read({**ENVIRONMENT, "START_TRAINING": start_training})
+    studio = StudioExports(environment, s3=boto3.client("s3", region_name=REGION))
+    return lambda event: handler.convert(event, studio)
+
+
+def test_the_handler_reads_its_environment_on_first_use(aws, monkeypatch, lambda_context):
+    make_bucket(BUCKET)
+    with deployed(monkeypatch, {**ENVIRONMENT, "START_TRAINING": "false"}, handler.exports):
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        outcome = handler.main(
+            upload("labeling/studio/exports/1.json", task(1, "car", 10)), lambda_context
+        )
+
+    assert outcome["images"] == 1
+
+
+def test_a_misconfigured_function_says_which_variable_in_one_line(monkeypatch):
+    with (
+        deployed(monkeypatch, {**ENVIRONMENT, "START_TRAINING": "sometimes"}, handler.exports),
+        pytest.raises(MisconfiguredFunction) as raised,
+    ):
+        handler.exports()
+
+    assert str(raised.value).startswith("counting_core.contracts.studio_exports: START_TRAINING")
 
 
 def task(number: int, label: str, x: float, *, updated: str = "2026-12-01T10:00:00Z") -> dict:
@@ -77,14 +98,14 @@ def boxes(manifest_text: str) -> dict[str, list[dict]]:
     return {line["source-ref"]: line["vehicles"]["annotations"] for line in lines}
 
 
-def test_each_task_object_rebuilds_the_manifest_of_all_tasks(handler, lambda_context):
+def test_each_task_object_rebuilds_the_manifest_of_all_tasks(convert):
     # car x 10 -> left 100, width 20 % -> 200; y 10 -> top 50, height 40 % -> 200.
     # truck x 50 -> left 500. Task 1 written again later with a truck: the later one counts.
     upload("labeling/studio/exports/1.json", task(1, "car", 10))
     upload("labeling/studio/exports/2.json", task(2, "car", 50))
     event = upload("labeling/studio/exports/1.json", task(1, "truck", 50))
 
-    outcome = handler.main(event, lambda_context)
+    outcome = convert(event)
 
     assert boxes(read("labeling/studio/manifests/studio.manifest")) == {
         f"{IMAGES}1.jpg": [{"class_id": 1, "left": 500, "top": 50, "width": 200, "height": 200}],
@@ -99,12 +120,12 @@ def test_each_task_object_rebuilds_the_manifest_of_all_tasks(handler, lambda_con
     assert json.loads(read("labeling/studio/manifests/studio.json"))["images"] == 2
 
 
-@pytest.mark.parametrize("handler", ["true"], indirect=True)
-def test_a_whole_export_starts_training_when_asked(handler, lambda_context):
+@pytest.mark.parametrize("convert", ["true"], indirect=True)
+def test_a_whole_export_starts_training_when_asked(convert):
     upload("labeling/studio/exports/3.json", task(3, "car", 10))
     event = upload("labeling/studio/exports/project-1.json", [task(4, "truck", 10)])
 
-    outcome = handler.main(event, lambda_context)
+    outcome = convert(event)
 
     request = outcome["training_request"].removeprefix(f"s3://{BUCKET}/")
     assert request.startswith("training/requests/studio-")
@@ -112,32 +133,32 @@ def test_a_whole_export_starts_training_when_asked(handler, lambda_context):
     assert set(boxes(read(request))) == {f"{IMAGES}3.jpg", f"{IMAGES}4.jpg"}
 
 
-@pytest.mark.parametrize("handler", ["true"], indirect=True)
-def test_a_task_object_does_not_start_training(handler, lambda_context):
+@pytest.mark.parametrize("convert", ["true"], indirect=True)
+def test_a_task_object_does_not_start_training(convert):
     event = upload("labeling/studio/exports/3.json", task(3, "car", 10))
 
-    assert "training_request" not in handler.main(event, lambda_context)
+    assert "training_request" not in convert(event)
 
 
-def test_an_export_that_cannot_convert_is_rejected_with_its_reason(handler, lambda_context):
+def test_an_export_that_cannot_convert_is_rejected_with_its_reason(convert):
     upload("labeling/studio/exports/1.json", task(1, "car", 10))
     event = upload("labeling/studio/exports/2.json", task(2, "bus", 10))
 
-    outcome = handler.main(event, lambda_context)
+    outcome = convert(event)
 
     reason = "task 2: label 'bus' is not one of the classes ('car', 'truck')"
-    assert outcome == {"rejected": reason}
+    assert outcome == {"rejected": reason, "trigger": "labeling/studio/exports/2.json"}
     assert json.loads(read("labeling/studio/manifests/studio.rejected.json")) == {
         "trigger": "labeling/studio/exports/2.json",
         "error": reason,
     }
 
 
-def test_a_broken_object_is_named_in_the_rejection(handler, lambda_context):
+def test_a_broken_object_is_named_in_the_rejection(convert):
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key="labeling/studio/exports/9.json", Body=b'{"id": 9,')
     event = upload("labeling/studio/exports/1.json", task(1, "car", 10))
 
-    outcome = handler.main(event, lambda_context)
+    outcome = convert(event)
 
     assert outcome["rejected"].startswith("labeling/studio/exports/9.json: ")

@@ -18,8 +18,9 @@ How boxes are merged (``merge``, the default, or ``nms``), within one class only
 * ``merge``: boxes from different tiles are one object when their intersection over union
   is at least 0.5, or when their intersection over the smaller box is at least 0.5 and one
   of them was cut by a tile border (it ends within 2 % of the tile side of a tile edge that
-  lies inside the image). The group's box grows to the union of its boxes and keeps the
-  best score. A piece of an object cut by a border lies inside the whole view a
+  lies inside the image). A box joins a group when it matches any box of the group; the
+  group's box is the box around them all and keeps the best score. A piece of an object
+  cut by a border lies inside the whole view a
   neighbouring tile has of it: its intersection over union is the piece's share of the
   object (a 20 % sliver: 0.2), so suppression on IoU keeps it and counts the object twice,
   while its intersection over the smaller box is 1. This is SAHI's default for sliced
@@ -32,6 +33,14 @@ How boxes are merged (``merge``, the default, or ``nms``), within one class only
 
 Either way, a group takes at most one box from each tile or pass: the model already chose
 one box per object within each request, so two boxes of one tile are two objects.
+
+What ``merge`` guarantees (tests/core/test_tiling.py checks it by property): an object at
+most three times the overlap wide and tall (306 px at the defaults) is counted once from the
+tiles alone, wherever the borders cut it. Up to the overlap, some tile sees it whole and
+every piece lies inside that view; wider, two neighbouring pieces add up to its width plus
+the overlap and share the overlap, so their intersection over the smaller is at least
+overlap / ((width + overlap) / 2), 0.5 up to three overlaps. Larger objects come apart into
+pieces unless the whole-image pass finds them.
 
 The optional whole-image pass (the image scaled as it is sent untiled) finds objects larger
 than a tile; of its boxes only those wider or taller than the overlap are kept, since
@@ -217,10 +226,12 @@ def merge_boxes(
 ) -> list[PlacedBox]:
     """The boxes of one image's requests, each object once (the module says how).
 
-    Greedy by descending score: the best box left starts a group, which takes the matching
-    boxes of other requests in score order; with ``merge`` the group's box grows to their
-    union and is matched again until nothing more joins. ``cell`` is the side of the grid
-    that finds overlapping boxes without comparing every pair: about a quarter tile.
+    Greedy by descending score: the best box left starts a group, which takes, in score
+    order, each box of another request that matches the group's first box (``nms``) or any
+    of its boxes (``merge``: the pieces of one object match each other pairwise, while the
+    box around all of them would dilute the match). With ``merge`` the group's box is the
+    box around its boxes. ``cell`` is the side of the grid that finds overlapping boxes
+    without comparing every pair: about a quarter tile.
     """
     order = sorted(
         range(len(boxes)),
@@ -236,39 +247,41 @@ def merge_boxes(
         if taken[index]:
             continue
         taken[index] = True
-        first = boxes[index]
-        group = first
-        sources = {first.source}
-        all_cut = first.cut
+        members = [boxes[index]]
+        sources = {boxes[index].source}
+        group = boxes[index]
         grown = True
         while grown:
             grown = False
             for other in sorted(grid.near(group), key=rank.__getitem__):
                 candidate = boxes[other]
-                if taken[other] or candidate.class_id != first.class_id:
+                if taken[other] or candidate.class_id != group.class_id:
                     continue
                 if candidate.source in sources:
                     continue
-                overlap = _intersection(group, candidate)
-                if overlap <= 0:
-                    continue
-                union = _area(group) + _area(candidate) - overlap
-                smaller = min(_area(group), _area(candidate))
-                matched = overlap >= threshold * union or (
-                    method == "merge"
-                    and (candidate.cut or all_cut)
-                    and overlap >= threshold * smaller
-                )
-                if not matched:
+                partners = members if method == "merge" else members[:1]
+                if not any(
+                    _same_object(member, candidate, method, threshold) for member in partners
+                ):
                     continue
                 taken[other] = True
                 sources.add(candidate.source)
-                all_cut = all_cut and candidate.cut
+                members.append(candidate)
                 if method == "merge":
                     group = _union(group, candidate)
                     grown = True
         merged.append(group)
     return merged
+
+
+def _same_object(a: PlacedBox, b: PlacedBox, method: MergeMethod, threshold: float) -> bool:
+    """Whether two boxes of one class from different requests show one object."""
+    overlap = _intersection(a, b)
+    if overlap <= 0:
+        return False
+    if overlap >= threshold * (_area(a) + _area(b) - overlap):
+        return True
+    return method == "merge" and (a.cut or b.cut) and overlap >= threshold * min(_area(a), _area(b))
 
 
 def _area(box: PlacedBox) -> float:

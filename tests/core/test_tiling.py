@@ -188,19 +188,60 @@ def test_suppression_on_iou_keeps_the_sliver_of_a_cut_object():
     assert len(merged(pieces([(0, (500, 100, 560, 140))], WINDOWS, IMAGE), "nms")) == 2
 
 
-@settings(max_examples=200, deadline=None)
+# 1,332 x 922 px: 512 + 2 x 410 by 512 + 410, so neighbours overlap by exactly 102 px.
+TIGHT = (1332, 922)
+TIGHT_WINDOWS = [tiling.Window(x, y, x + 512, y + 512) for y in (0, 410) for x in (0, 410, 820)]
+
+
+def test_the_tight_layout_is_the_tilers():
+    assert tiling.tile_windows(TIGHT, 512, 102) == TIGHT_WINDOWS
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    x=st.integers(0, IMAGE[0] - 1),
-    y=st.integers(0, IMAGE[1] - 1),
-    width=st.integers(4, 102),
-    height=st.integers(4, 102),
+    x=st.integers(0, TIGHT[0] - 1),
+    y=st.integers(0, TIGHT[1] - 1),
+    width=st.integers(4, 306),
+    height=st.integers(4, 306),
     seed=st.integers(0, 1000),
 )
-def test_any_object_within_the_overlap_is_counted_once_wherever_the_borders_cut_it(
+def test_any_object_up_to_three_overlaps_is_counted_once_wherever_borders_cut_it(
     x, y, width, height, seed
 ):
-    box = (x, y, min(x + width, IMAGE[0]), min(y + height, IMAGE[1]))
-    assert merged(pieces([(0, box)], WINDOWS, IMAGE, seed)) == [(0, *box)]
+    # Up to the overlap (102 px), some tile sees the object whole and every piece lies inside
+    # that view. Wider, w, two neighbouring tiles each see a piece: the pieces add up to
+    # w + 102 and share the 102 px overlap, so the smaller is at most (w + 102) / 2 and their
+    # intersection over the smaller box is at least 102 / ((w + 102) / 2), 0.5 or more up to
+    # w = 3 x 102 = 306.
+    box = (x, y, min(x + width, TIGHT[0]), min(y + height, TIGHT[1]))
+    assert merged(pieces([(0, box)], TIGHT_WINDOWS, TIGHT, seed)) == [(0, *box)]
+
+
+def test_an_object_wider_than_three_overlaps_comes_apart_without_the_whole_image_pass():
+    # 330 px at x 285-615: tile 1 sees 285-512 (227 px), tile 2 sees 410-615 (205 px);
+    # they share 102 px, 102 / 205 = 0.498 of the smaller: two objects. The whole-image pass
+    # is what finds such objects whole (test_objects_larger_than_a_tile_...).
+    assert len(merged(pieces([(0, (285, 0, 615, 4))], TIGHT_WINDOWS, TIGHT))) == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    corners=st.lists(
+        st.tuples(st.integers(0, 14), st.integers(0, 9)), min_size=1, max_size=40, unique=True
+    ),
+    sides=st.lists(st.integers(4, 90), min_size=40, max_size=40),
+    seed=st.integers(0, 1000),
+)
+def test_many_objects_anywhere_are_each_counted_once(corners, sides, seed):
+    # Objects up to 90 px in cells of a 100 px grid over the 1,500 x 1,000 image: never
+    # touching each other, cut by whatever tile borders pass through them.
+    objects = [
+        (0, (100 * column + 5, 100 * row + 5, 100 * column + 5 + side, 100 * row + 5 + side))
+        for (column, row), side in zip(corners, sides, strict=False)
+    ]
+    assert sorted(merged(pieces(objects, WINDOWS, IMAGE, seed))) == sorted(
+        (class_id, *box) for class_id, box in objects
+    )
 
 
 def test_objects_of_two_classes_in_one_place_stay_two():
@@ -279,6 +320,19 @@ def test_tiles_are_cut_one_at_a_time_as_asked_for(monkeypatch):
         next(tiles)
         # Along 600 px: ceil((600 - 25) / 103) = 6 tiles, the second at 472 // 5 = 94.
         assert cut == [(0, 0, 128, 128), (94, 0, 222, 128)]
+
+
+def test_a_png_with_transparency_is_sent_as_rgb_jpeg_tiles():
+    buffer = io.BytesIO()
+    Image.new("RGBA", (700, 300), (200, 10, 10, 128)).save(buffer, format="PNG")
+    with images.decode_native(buffer.getvalue()) as image:
+        windows = tiling.tile_windows(image.size, 512, 102)
+        sent = [payload for _, payload in detection.encoded_tiles(image, windows, 4_000_000)]
+    # Along 700 px: ceil(598 / 410) = 2 tiles, at 0 and 188; 300 px tall: one row.
+    assert len(sent) == 2
+    for payload in sent:
+        with Image.open(io.BytesIO(payload)) as tile:
+            assert (tile.format, tile.mode, tile.size) == ("JPEG", "RGB", (512, 300))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -22,6 +22,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from counting.options import (
+    png_name,
+    unnamed_class_ids,
+    warn_of_unnamed_class_ids,
+    write_file,
+)
 from counting_core.constants import (
     DEFAULT_IMAGE_SHAPE,
     DEFAULT_PAYLOAD_SCALE,
@@ -67,7 +73,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="an endpoint response or batch transform output file",
     )
     count.add_argument(
-        "--image", type=Path, help="the image the response is for: adds boxes in pixels"
+        "--image",
+        type=Path,
+        metavar="IMAGE",
+        help="the image the response is for: adds boxes in pixels",
     )
     _add_counting_options(count)
     count.set_defaults(handler=_count)
@@ -155,16 +164,19 @@ def _add_counting_options(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class _Counting:
-    """What the options settle: the record given (if any), the threshold, the class names."""
+    """What the options settle: the record given (if any), the threshold, the class names
+    and where they came from."""
 
     record: ActiveModel | None
     threshold: ScoreThreshold
     class_map: dict[str, str] | None
+    class_map_source: str
 
 
 def _count(args: argparse.Namespace) -> int:
     from counting_core.imaging.images import image_size
 
+    png_name(args.annotate, option="--annotate")
     counting = _counting(args)
     if args.annotate is not None and args.image is None:
         raise InputError("--annotate needs --image: the boxes are drawn on that image")
@@ -188,6 +200,7 @@ def _count(args: argparse.Namespace) -> int:
 def _invoke(args: argparse.Namespace) -> int:
     from counting_core.imaging.detection import detect
 
+    png_name(args.annotate, option="--annotate")
     counting = _counting(args)
     endpoint = args.endpoint or (counting.record.endpoint_name if counting.record else None)
     if endpoint is None:
@@ -261,16 +274,19 @@ def _report(
         image_size=image_size,
         capped=capped is not None,
     )
-    document = result.to_dict()
+    unnamed = unnamed_class_ids((d.class_id for d in result.detections), counting.class_map)
+    document = {**result.to_dict(), "unnamed_class_ids": unnamed}
     if tiling is not None:
         document["tiling"] = tiling.to_dict()
     print(json.dumps(document, indent=2, sort_keys=True))
+    if counting.class_map:
+        warn_of_unnamed_class_ids(unnamed, counting.class_map, counting.class_map_source)
     if capped is not None:
         print(f"counting: warning: capped: {capped}", file=sys.stderr)
     if annotate_to is not None and image is not None:
         from counting_core.imaging.annotate import annotate
 
-        annotate_to.write_bytes(annotate(image, result.detections, result))
+        write_file(annotate_to, annotate(image, result.detections, result))
 
 
 def _counting(args: argparse.Namespace) -> _Counting:
@@ -286,8 +302,12 @@ def _counting(args: argparse.Namespace) -> _Counting:
             ) from None
     if args.threshold is not None:
         check_threshold(args.threshold)
-    class_map = _read_class_map(args.class_map) or (record.class_map if record else None)
-    return _Counting(record, score_threshold(record, args.threshold), class_map or None)
+    class_map = _read_class_map(args.class_map)
+    source = str(args.class_map)
+    if not class_map and record is not None:
+        class_map, source = record.class_map, f"the class map of {args.model_record}"
+    threshold = score_threshold(record, args.threshold)
+    return _Counting(record, threshold, class_map or None, source)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from counting.options import add_split_options, write_file
 from counting_core import json_input
 from counting_core.datasets import manifest
 from counting_core.datasets.coco import coco_to_manifest, normalise_image_prefix
@@ -77,7 +78,7 @@ def run_from_coco(args: argparse.Namespace) -> int:
             job_name=args.job_name,
             keep_empty_categories=args.keep_empty_categories,
         )
-    args.out.write_text(manifest.manifest_text(conversion.lines), "utf-8")
+    write_file(args.out, manifest.manifest_text(conversion.lines).encode("utf-8"))
     print(f"{args.coco}: {conversion.summary_line()}", file=sys.stderr)
     _print_json({**conversion.summary(), "out": str(args.out)})
     return 0
@@ -87,7 +88,9 @@ def _register_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser = commands.add_parser(
         "stats", help="count images, failed and empty items, and boxes per class"
     )
-    parser.add_argument("manifest", type=Path, help="a Ground Truth output manifest")
+    parser.add_argument(
+        "manifest", type=Path, metavar="MANIFEST", help="a Ground Truth output manifest"
+    )
     _add_label_attribute(parser)
     parser.set_defaults(handler=run_stats)
 
@@ -96,35 +99,40 @@ def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser = commands.add_parser(
         "split", help=f"write {TRAIN_FILE} and {VALIDATION_FILE} for the training job"
     )
-    parser.add_argument("manifest", type=Path, help="a Ground Truth output manifest")
     parser.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=training.DEFAULT_VALIDATION_FRACTION,
-        help="share of usable images for validation, between 0 and 1 (default: the "
-        "pipeline's, %(default)s)",
+        "manifest", type=Path, metavar="MANIFEST", help="a Ground Truth output manifest"
     )
+    add_split_options(parser, seed_help="shuffle seed; same seed, same split")
     parser.add_argument(
-        "--seed",
-        type=int,
-        default=training.DEFAULT_SPLIT_SEED,
-        help="shuffle seed; same seed, same split (default: the pipeline's, %(default)s)",
+        "--out-dir", type=Path, required=True, metavar="DIR", help="the folder to write into"
     )
-    parser.add_argument("--out-dir", type=Path, required=True, help="directory to write into")
     _add_label_attribute(parser)
     parser.set_defaults(handler=run_split)
 
 
 def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("from-coco", help="write a manifest from a COCO detection export")
-    parser.add_argument("coco", type=Path, help="COCO JSON file (CVAT, Roboflow, Label Studio)")
     parser.add_argument(
-        "--image-prefix", required=True, help="s3:// URI that file_name values are relative to"
+        "coco",
+        type=Path,
+        metavar="COCO.json",
+        help="COCO JSON file (CVAT, Roboflow, Label Studio)",
     )
     parser.add_argument(
-        "--label-attribute", required=True, help="label attribute to write the boxes under"
+        "--image-prefix",
+        required=True,
+        metavar="s3://BUCKET/PREFIX",
+        help="the S3 folder that file_name values are relative to",
     )
-    parser.add_argument("--out", type=Path, required=True, help="manifest file to write")
+    parser.add_argument(
+        "--label-attribute",
+        required=True,
+        metavar="NAME",
+        help="label attribute to write the boxes under",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="OUT.manifest", help="the manifest to write"
+    )
     parser.add_argument("--job-name", help="job-name to record (default: the label attribute)")
     parser.add_argument(
         "--keep-empty-categories",
@@ -136,7 +144,9 @@ def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_label_attribute(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--label-attribute", help="the boxes' key in each line (default: found in the manifest)"
+        "--label-attribute",
+        metavar="NAME",
+        help="the boxes' key in each line (default: found in the manifest)",
     )
 
 

@@ -152,8 +152,13 @@ def coco_to_manifest(
     used = {category_id for image_boxes in boxes.values() for category_id, _ in image_boxes}
     kept = sorted(categories if keep_empty_categories else used)
     if len(kept) > MAX_CLASSES:
+        which = (
+            "would get class ids (--keep-empty-categories)"
+            if keep_empty_categories
+            else "have boxes"
+        )
         raise InputError(
-            f"{len(kept)} categories have boxes, but a model here trains at most {MAX_CLASSES} "
+            f"{len(kept):,} categories {which}, but a model here trains at most {MAX_CLASSES:,} "
             "classes: merge or leave out categories in the labeling tool before exporting"
         )
     class_ids = {category_id: class_id for class_id, category_id in enumerate(kept)}

@@ -91,6 +91,43 @@ def test_ground_truth_style_class_map(cli, files):
     assert json.loads(out)["by_class"] == {"car": 1, "truck": 1}
 
 
+# RESPONSE counts car (0.95) and truck (0.5) at 0.2: a class map naming only car leaves
+# class id 1 unnamed.
+@pytest.mark.parametrize(
+    ("option", "named", "unnamed"),
+    [
+        ("--class-map", {"0": "car"}, [1]),
+        ("--model-record", {"0": "car"}, [1]),
+        ("--class-map", {"0": "car", "1": "truck"}, []),
+        (None, None, []),  # no class map: every class is called by its id, nothing to check
+    ],
+    ids=["class map", "model record", "every id named", "no class map"],
+)
+def test_class_ids_the_class_map_does_not_name_are_flagged(cli, files, option, named, unnamed):
+    options = []
+    if option == "--class-map":
+        (files / "named.json").write_text(json.dumps(named))
+        options = [option, files / "named.json"]
+    elif option == "--model-record":
+        (files / "named.json").write_text(json.dumps({**RECORD, "class_map": named}))
+        options = [option, files / "named.json", "--threshold", "0.2"]
+
+    status, out, err = cli("count", files / "predictions.json", *options)
+
+    assert status == 0
+    assert json.loads(out)["unnamed_class_ids"] == unnamed
+    if unnamed:
+        source = files / "named.json"
+        if option == "--model-record":
+            source = f"the class map of {source}"
+        assert err == (
+            f"counting: warning: {source} does not name class id 1 (it names 1 class): "
+            "counted under its number; is it this model's class map?\n"
+        )
+    else:
+        assert err == ""
+
+
 def test_annotate_writes_a_png(cli, files):
     out_png = files / "out.png"
     status, _, _ = cli(

@@ -44,6 +44,7 @@ from counting_core.constants import (
 )
 from counting_core.counts import announcements
 from counting_core.errors import describe_validation_error
+from counting_core.imaging import tiling
 from counting_core.models import detectors, training
 
 CONTEXT_KEY = "counting"
@@ -627,6 +628,55 @@ class InferenceSettings(Settings):
         return provisioned
 
 
+class TilingSettings(Settings):
+    """How an image is counted: whole, or in tiles at native resolution (docs/counting.md)."""
+
+    mode: tiling.TilingMode = Field(
+        "off",
+        description="`off`: each image goes to the endpoint whole, scaled to the model; `on`: "
+        "in overlapping tiles at native resolution, boxes merged across tile borders (one "
+        "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
+        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by "
+        "`counting invoke --tiling`; the counter and bulk runs take it up next.",
+    )
+    tile_side: int | None = Field(
+        None,
+        ge=tiling.MIN_TILE_SIDE,
+        le=tiling.MAX_TILE_SIDE,
+        description="Tile side in pixels. `null`: the model's `image_shape`, so each tile "
+        "reaches the model at native resolution.",
+    )
+    overlap: float = Field(
+        tiling.DEFAULT_OVERLAP,
+        gt=0,
+        le=tiling.MAX_OVERLAP,
+        description="Overlap of neighbouring tiles, a fraction of the tile side: objects no "
+        "larger than it are seen whole by some tile.",
+    )
+    auto_multiple: float = Field(
+        tiling.DEFAULT_AUTO_MULTIPLE,
+        ge=1,
+        description="`auto` tiles images whose shorter side exceeds this many times the "
+        "model's `image_shape`.",
+    )
+    merge: tiling.MergeMethod = Field(
+        "merge",
+        description="How boxes of several tiles become one object: `merge` (pieces of an "
+        "object cut by a tile border join it: intersection over the smaller box) or `nms` "
+        "(suppression on intersection over union, which keeps such pieces).",
+    )
+    whole_image_pass: bool = Field(
+        True,
+        description="Also send the image whole, scaled (one call more), for objects larger "
+        "than a tile.",
+    )
+
+    @property
+    def policy(self) -> tiling.TilingPolicy:
+        """The same settings as the tiler takes them."""
+        return tiling.TilingPolicy(**self.model_dump())
+
+
 class CounterSettings(Settings):
     score_threshold: float | None = Field(
         None,
@@ -673,6 +723,7 @@ class CounterSettings(Settings):
         "the call timing out): an image starts only with that much time left, the rest of "
         "the batch is retried. The intake queue's visibility timeout is six times this.",
     )
+    tiling: TilingSettings = Field(default_factory=TilingSettings)
 
 
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*/$")

@@ -57,6 +57,11 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
     assert report["mape"] == pytest.approx(1 / 12, abs=1e-4)
     assert report["exact_accuracy"] == 0.75
     assert report["bias"] == -0.25
+    assert report["rmse"] == 0.5  # errors 0, 0, 0, -1: sqrt(1 / 4)
+    # Every box found at 0.35 is centred in the 1/8-image region of its labeled box (street-1's
+    # first car: labeled centre (210, 470) of 1280 x 960 = (0.164, 0.490), found (0.165,
+    # 0.495): region (1, 3) both); street-5's missed car costs 1 at every level: 1 / 4.
+    assert report["game"] == {"1": 0.25, "2": 0.25, "3": 0.25}
     assert report["per_class"] == {
         "car": {"mae": 0.25, "bias": -0.25},
         "truck": {"mae": 0.0, "bias": 0.0},
@@ -66,6 +71,7 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
     assert rows[0.2] == {
         "threshold": 0.2,
         "mae": 0.75,
+        "rmse": 0.866,  # errors +1, +1, 0, -1: sqrt(3 / 4)
         "wape": 0.375,
         "mape": pytest.approx(19 / 36, abs=1e-4),
         "exact_accuracy": 0.25,

@@ -110,6 +110,38 @@ def test_hand_checked_split_figures():
     assert (len(train), len(validation)) == (4, 1)
 
 
+def test_images_without_boxes_are_kept_as_negatives_when_asked():
+    # The hand-checked manifest's 5 labeled images and d.jpg, labeled without boxes: 6 usable,
+    # round(6 * 0.2) = 1 validation, 5 train; only the 2 failed items dropped.
+    result, train, validation = split_lines(
+        hand_checked(), validation_fraction=0.2, seed=7, keep_empty=True
+    )
+
+    assert result.figures() == {
+        **HAND_CHECKED_SPLIT_AT_0_2,
+        "num_training_samples": 5,
+        "dropped_empty": 0,
+        "kept_empty": 1,
+    }
+    assert sorted(names(train + validation)) == sorted([*HAND_CHECKED_USABLE, "d.jpg"])
+
+
+def test_keeping_images_without_boxes_still_needs_one_box_to_learn_from():
+    no_boxes = "\n".join(
+        json.dumps({"source-ref": f"s3://data/{name}.jpg", "vehicles": {
+            "image_size": [{"width": 10, "height": 10, "depth": 3}], "annotations": []},
+            "vehicles-metadata": {"class-map": {}}})
+        for name in ("a", "b", "c")
+    ).encode()  # fmt: skip
+
+    with pytest.raises(InputError) as refused:
+        manifest.split(io.BytesIO(no_boxes), validation_fraction=0.2, seed=7, keep_empty=True)
+
+    assert str(refused.value) == (
+        "no image has a box (0 failed, 3 without boxes): nothing to train on"
+    )
+
+
 def test_half_is_rounded_to_even():
     result, _, _ = split_lines(hand_checked(), validation_fraction=0.5, seed=7)
 
@@ -188,6 +220,12 @@ CUT_OFF = "before its JSON is complete: it looks cut off (an interrupted downloa
         ('{"source-ref": ', f"line 3: the line ends at column 15 {CUT_OFF}"),
         ('{"source-ref": "s3://b/a.jpg", "vehi', f"line 3: the line ends at column 36 {CUT_OFF}"),
         ("[1, 2]", "line 3: expected a JSON object, got an array: a manifest has one image's"),
+        # A JSON array of image objects, one per line (json.dump with indent=0, say).
+        (
+            '[{"source-ref": "s3://b/a.jpg"},',
+            "line 3 starts a JSON array that goes on over several lines: a manifest is JSON "
+            "Lines (one image's JSON object per line), not a JSON array of them",
+        ),
         ('"text"', "line 3: expected a JSON object, got a string"),
         ("null", "line 3: expected a JSON object, got null"),
         ('{"a": NaN}', "line 3: not valid JSON: expected value at column 7"),
@@ -396,6 +434,21 @@ def test_class_maps_merge_across_lines():
 def test_class_maps_must_agree(second_map, message):
     with pytest.raises(InputError, match=message):
         manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+
+@pytest.mark.parametrize(
+    "second_map", [{"0": "bus"}, {"0": "car", "2": "truck"}], ids=["id renamed", "name moved"]
+)
+def test_class_maps_that_disagree_point_to_keep_empty_categories(second_map):
+    # Two COCO exports of one project converted apart number their classes apart when one
+    # of them has no box of a category (2026-12-04/cc04: bishop 0 in train, unused in valid).
+    with pytest.raises(InputError) as refused:
+        manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+    assert str(refused.value).endswith(
+        "; exports of one project converted apart by `counting manifest from-coco` number "
+        "their classes alike when each keeps every category (--keep-empty-categories)"
+    )
 
 
 def test_an_image_on_several_lines_is_one_item_if_they_agree_and_refused_if_not():

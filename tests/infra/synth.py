@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
+from tempfile import mkdtemp
 
 import aws_cdk as cdk
 
@@ -11,6 +13,8 @@ from stacks.application import build
 from stacks.config import load_config
 from stacks.nag import register_rule_packs
 from tests.conftest import cdk_context, require_synth_marker
+from tests.infra.configurations import CONFIGURATIONS
+from tests.stepfunctions.template import Templates
 
 
 def build_app(
@@ -33,3 +37,11 @@ def synth_templates(outdir: Path, **context) -> dict[str, dict]:
         stack.stack_name: json.loads(Path(stack.template_full_path).read_text())
         for stack in assembly.stacks
     }
+
+
+@cache
+def synthesized(configuration: str) -> Templates:
+    """The templates of ``CONFIGURATIONS[configuration]``, as CloudFormation would get them,
+    synthesized once per test session."""
+    outdir = Path(mkdtemp(prefix="cdk.out-"))
+    return Templates(synth_templates(outdir, **CONFIGURATIONS[configuration]))

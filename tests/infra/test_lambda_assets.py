@@ -31,6 +31,7 @@ def test_every_handler_folder_is_covered():
         "evaluate_counts",
         "labeling_launcher",
         "prepare_training_data",
+        "studio_exports",
     ]
 
 
@@ -67,8 +68,8 @@ def test_the_adapters_reach_only_the_functions_that_import_them():
 @pytest.mark.parametrize("name", HANDLERS)
 def test_every_module_the_handler_reaches_is_in_its_asset(name):
     asset = package_code(name)
-    # modulefinder follows every import of the handler's code without running it (handlers
-    # read their environment at import), searching the asset alone, in an isolated
+    # modulefinder follows every import of the handler's code without running it (a handler
+    # may read its environment at import), searching the asset alone, in an isolated
     # interpreter (-I: neither the repository nor PYTHONPATH is on its path). Third-party
     # packages come from layers and are not looked for; a module of ours must be found.
     script = (

@@ -7,14 +7,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import bulk_counter
 from counting_core.counts import bulk
 from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.result_events import grant_put_result_events
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig
 from stacks.nag import acknowledge
-from stacks.pins import PILLOW
 
 # A batch of bulk.batch_size images, 10 at a time, each a few S3 calls (and an annotated
 # PNG when configured): seconds to a few minutes; the manifest of a large run is written
@@ -46,22 +46,19 @@ class BulkCounterFunction(Construct):
             description="Selects, post-processes and summarizes the images of bulk runs",
             key=storage.key,
             service="bulk-counting",
+            contract=bulk_counter.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "results_table": results_table.table_name,
+                # As for the counter: unset when None, the model's calibrated threshold.
+                "score_threshold": config.counter.score_threshold,
+                "annotate": settings.annotate,
+                "max_payload_bytes": settings.max_payload_mb * 1024 * 1024,
+                "event_source": config.event_source,
+            },
             timeout=TIMEOUT,
             memory_size=MEMORY_MB,
-            environment={
-                "DATA_BUCKET": storage.bucket_name,
-                "RESULTS_TABLE": results_table.table_name,
-                # Only when pinned, as for the counter: else the model's calibrated threshold.
-                **(
-                    {}
-                    if config.counter.score_threshold is None
-                    else {"SCORE_THRESHOLD": str(config.counter.score_threshold)}
-                ),
-                "ANNOTATE": str(settings.annotate).lower(),
-                "MAX_PAYLOAD_BYTES": str(settings.max_payload_mb * 1024 * 1024),
-                "EVENT_SOURCE": config.event_source,
-            },
-            layers=[dependency_layer(self, "Pillow", PILLOW)],
+            layers=[imaging_layer(self)],
         )
         acknowledge(
             self.handler.function,

@@ -16,63 +16,22 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from adapters.objects import Objects
 from adapters.result_store import StoreClients
-from counting_core.counts import bulk
-from counting_core.models.model_record import ActiveModel
-from lambdas.bulk_counter.service import WRITE_ATTEMPTS, BulkCounter
-
-
-class Environment(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    bucket: str = Field(alias="DATA_BUCKET", min_length=3)
-    results_table: str = Field(alias="RESULTS_TABLE", min_length=1)
-    # Unset: the active model's calibrated threshold (model_record.score_threshold).
-    score_threshold: float | None = Field(None, alias="SCORE_THRESHOLD", ge=0, le=1)
-    annotate: bool = Field(alias="ANNOTATE")
-    max_payload_bytes: int = Field(alias="MAX_PAYLOAD_BYTES", ge=1)
-    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    run: str = Field(min_length=1, max_length=63)
-
-
-class Select(_Request):
-    action: Literal["select"]
-    model: ActiveModel
-    items: list[bulk.ListedObject]
-
-
-class WriteManifest(_Request):
-    action: Literal["manifest"]
-
-
-class Count(_Request):
-    action: Literal["count"]
-    model: ActiveModel
-    items: list[bulk.ListedObject]
-
-
-class Summarize(_Request):
-    action: Literal["summarize"]
-    prefix: str
-    model_name: str
-    transform: bulk.TransformOutcome
-
-
-Request = TypeAdapter(
-    Annotated[Select | WriteManifest | Count | Summarize, Field(discriminator="action")]
+from counting_core.contracts.bulk_counter import (
+    Count,
+    Environment,
+    Request,
+    Select,
+    Summarize,
+    WriteManifest,
 )
+from lambdas.bulk_counter.service import WRITE_ATTEMPTS, BulkCounter
 
 logger = Logger()
 tracer = Tracer()
@@ -104,7 +63,7 @@ def run_step(counter: BulkCounter, event: dict[str, Any]) -> dict[str, Any]:
         case Select():
             return counter.select(request.run, request.model, request.items).model_dump()
         case WriteManifest():
-            return counter.write_manifest(request.run)
+            return counter.write_manifest(request.run).model_dump()
         case Count():
             return counter.count(request.run, request.model, request.items).model_dump()
         case Summarize():
@@ -117,7 +76,7 @@ def run_step(counter: BulkCounter, event: dict[str, Any]) -> dict[str, Any]:
 @cache
 def bulk_counter() -> BulkCounter:
     """This execution environment's bulk counter, built on first use."""
-    return build(Environment.model_validate(os.environ), StoreClients.of_this_function())
+    return build(Environment.read(os.environ), StoreClients.of_this_function())
 
 
 @logger.inject_lambda_context

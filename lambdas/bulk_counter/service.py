@@ -24,6 +24,7 @@ from typing import Any
 from adapters.objects import Objects
 from adapters.result_store import ImageResult, ResultStore, Staged
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.contracts.bulk_counter import ManifestWritten
 from counting_core.contracts.published import RejectedDocument, SourceObject
 from counting_core.counts import bulk, results
 from counting_core.counts.announcements import MAX_ENTRIES_PER_REQUEST
@@ -141,7 +142,7 @@ class BulkCounter:
 
     # --- Step 2: the transform's input -----------------------------------------------------
 
-    def write_manifest(self, run: str) -> dict[str, Any]:
+    def write_manifest(self, run: str) -> ManifestWritten:
         """Join the batches' selections into the transform's manifest; return its size."""
         selections = list(self._objects.keys_under(bulk.selection_prefix(run)))
         selected = 0
@@ -157,7 +158,7 @@ class BulkCounter:
         self._objects.upload_chunks(
             key, transform_manifest_chunks(f"s3://{self._bucket}/", keys()), JSON_CONTENT_TYPE
         )
-        return {"selected": selected, "uri": self._objects.uri(key)}
+        return ManifestWritten(selected=selected, uri=self._objects.uri(key))
 
     # --- Step 3: outputs to results --------------------------------------------------------
 

@@ -45,11 +45,11 @@ from aws_lambda_powertools.utilities.idempotency.serialization.dataclass import 
 )
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
 from adapters import clients
 from adapters.redelivery import Redelivery
 from adapters.result_store import StoreClients
+from counting_core.contracts.counter import Environment
 from counting_core.contracts.published import SourceObject
 from counting_core.counts.results import Outcome
 from counting_core.models.model_record import ActiveModel
@@ -61,23 +61,6 @@ from lambdas.counter.service import CountingService, Handled, MessageHandler
 ACTIVE_MODEL_CACHE_SECONDS = 60
 # How long a counted version is remembered as done (S3 duplicates arrive within minutes).
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
-
-
-class Environment(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    data_bucket: str = Field(alias="DATA_BUCKET", min_length=3)
-    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
-    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
-    results_table: str = Field(alias="RESULTS_TABLE", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
-    active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
-    # Unset: the active model's calibrated threshold (model_record.score_threshold).
-    score_threshold: float | None = Field(None, alias="SCORE_THRESHOLD", ge=0, le=1)
-    annotate: bool = Field(alias="ANNOTATE")
-    images_in_flight: int = Field(alias="IMAGES_IN_FLIGHT", ge=1, le=10)
-    payload_scale: float = Field(alias="PAYLOAD_SCALE", ge=1)
-    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
 
 
 @dataclass(frozen=True)
@@ -281,7 +264,7 @@ def counter() -> Counter:
         ssm=clients.client("ssm", clients.STORAGE),
         sagemaker_runtime=clients.client("sagemaker-runtime", clients.ENDPOINT),
     )
-    return Counter(Environment.model_validate(os.environ), aws)
+    return Counter(Environment.read(os.environ), aws)
 
 
 @logger.inject_lambda_context

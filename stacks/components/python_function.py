@@ -26,6 +26,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from counting_core.contracts import metrics
 from counting_core.contracts.environment import FunctionEnvironment
 from stacks.nag import acknowledge
 from stacks.pins import IMAGING, IMAGING_LICENCES, pinned_version
@@ -256,7 +257,7 @@ class PythonFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             # Tokens (names known at deploy time) pass through; every other value is checked.
             environment=contract.variables(
-                {"service": service, "metrics_namespace": "ObjectCounting", **environment},
+                {"service": service, "metrics_namespace": metrics.NAMESPACE, **environment},
                 deferred=cdk.Token.is_unresolved,
             ),
             environment_encryption=key,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import boto3
 
 from adapters.result_store import StoreClients
-from lambdas.bulk_counter.handler import Environment, build
+from counting_core.contracts.bulk_counter import Environment
+from lambdas.bulk_counter.handler import build
 from lambdas.bulk_counter.service import BulkCounter
 from tests.lambdas.conftest import HAND_CHECKED_RESPONSE, REGION
 
@@ -30,6 +31,8 @@ ENVIRONMENT = {
     "ANNOTATE": "true",
     "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
     "EVENT_SOURCE": SOURCE,
+    "POWERTOOLS_SERVICE_NAME": "bulk-counting",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }
 
 

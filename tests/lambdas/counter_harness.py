@@ -14,7 +14,8 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from counting_core.contracts import published
-from lambdas.counter.handler import Clients, Counter, Environment
+from counting_core.contracts.counter import Environment
+from lambdas.counter.handler import Clients, Counter
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     REGION,
@@ -137,6 +138,8 @@ ENVIRONMENT = {
     "SCORE_THRESHOLD": "0.2",
     "ANNOTATE": "true",
     "EVENT_SOURCE": EVENT_SOURCE,
+    "POWERTOOLS_SERVICE_NAME": "counter",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }
 
 

@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from adapters.result_store import StoreClients
+from counting_core.contracts.bulk_counter import Environment
 from lambdas.bulk_counter import handler as bulk_handler
 from tests.infra.synth import build_app
 from tests.lambdas.conftest import (
@@ -110,7 +111,7 @@ class BulkRun:
             definition=json.dumps(for_interpreter(templates.definition(STACK))),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/bulk",
         )["stateMachineArn"]
-        environment = bulk_handler.Environment.model_validate(
+        environment = Environment.model_validate(
             {
                 "DATA_BUCKET": BUCKET,
                 "RESULTS_TABLE": "results",
@@ -118,6 +119,8 @@ class BulkRun:
                 "ANNOTATE": "false",
                 "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
                 "EVENT_SOURCE": f"{PREFIX}.counting",
+                "POWERTOOLS_SERVICE_NAME": "bulk-counting",
+                "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
             }
         )
         clients = StoreClients(

@@ -17,7 +17,7 @@ from stacks.components.workflow.notify import FAILURE_PATH, REFUSED, RunNotifica
 from stacks.config import TrainingSettings
 from stacks.nag import acknowledge
 
-#: Where the state machine keeps Prepare's result (``counting.training.PreparedRun``).
+#: Where the state machine keeps Prepare's result (``counting_core.models.training.PreparedRun``).
 PREPARED = "$.prepared"
 
 # Sized from `make bench` ("prepare code path" figures): splitting a 1,000,000-line manifest

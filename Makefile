@@ -151,7 +151,7 @@ bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset 
 bench-detector: $(DETECTOR_STAMP) ## Train the detector 10 minutes on this CPU: count MAE, latency, size
 	$(BIN)/python bench/bench_detector.py
 
-snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
+snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ (the state machines) after an intended change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py
 
 schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, result events) from counting_core.contracts.published

@@ -137,8 +137,9 @@ diff: $(SYNTH_STAMP) $(NODE_STAMP) ## Compare the stacks with what is deployed (
 deploy: $(SYNTH_STAMP) $(NODE_STAMP) ## Deploy every stack (needs credentials and cdk bootstrap)
 	$(CDK) deploy --all --require-approval broadening
 
-destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (retained buckets and key stay)
+destroy: $(SYNTH_STAMP) $(NODE_STAMP) ## Delete every stack (what stays: docs/deploying.md#destroying)
 	$(CDK) destroy --all
+	@echo "The endpoint, models and active-model record that runs created remain: counting stage teardown --bucket <DataBucketName> [--yes]"
 
 bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset sizes) beside their goals
 	$(BIN)/python bench/bench_counting.py

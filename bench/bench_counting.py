@@ -55,7 +55,7 @@ from counting_core.imaging.images import prepare  # noqa: E402
 from counting_core.models.evaluation import DEFAULT_THRESHOLDS, LabeledImage, evaluate  # noqa: E402
 from counting_core.models.evaluation_plot import plot  # noqa: E402
 from stacks.components.python_function import install_wheels, package_code  # noqa: E402
-from stacks.pins import PILLOW  # noqa: E402
+from stacks.pins import IMAGING, IMAGING_LICENCES  # noqa: E402
 
 IMAGE_SIZE = (1920, 1080)
 
@@ -337,7 +337,9 @@ def asset_sizes() -> list[Figure]:
         for path in sorted((ROOT / "lambdas").iterdir())
         if (path / "handler.py").exists()
     }
-    folders[f"layer asset: {PILLOW}"] = install_wheels(PILLOW)
+    folders[f"layer asset: {' and '.join(IMAGING)}"] = install_wheels(
+        *IMAGING, licences=IMAGING_LICENCES
+    )
     return [Figure(name, _zipped_size(folder) / 1e6, "MB") for name, folder in folders.items()]
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from counting import bulk, count, detector, evaluate, labeling, manifest, train
+from counting import bulk, count, detector, evaluate, labeling, manifest, stage, train
 from counting_core.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = parser.add_subparsers(dest="command", required=True)
-    for module in (count, manifest, labeling, train, evaluate, bulk, detector):
+    for module in (count, manifest, labeling, train, evaluate, bulk, detector, stage):
         module.register(groups)
     return parser
 

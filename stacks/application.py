@@ -99,11 +99,12 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         env=env,
     )
 
-    # Log groups are the record of what ran, counted and failed: they are kept or deleted
-    # with the data (storage.removal_policy), whatever each construct's default.
+    # Log groups are the record of what ran, counted and failed, and the user pool holds the
+    # labelers' accounts: they are kept or deleted with the data (storage.removal_policy),
+    # whatever each construct's default.
     cdk.RemovalPolicies.of(app).apply(
         REMOVAL_POLICIES[config.storage.removal_policy],
-        apply_to_resource_types=["AWS::Logs::LogGroup"],
+        apply_to_resource_types=["AWS::Logs::LogGroup", "AWS::Cognito::UserPool"],
     )
     for key, value in config.resource_tags.items():
         cdk.Tags.of(app).add(key, value)

@@ -96,8 +96,11 @@ class Settings(BaseModel):
 class StorageSettings(Settings):
     removal_policy: Literal["retain", "destroy"] = Field(
         "retain",
-        description="What happens to the buckets and the KMS key when the stack is deleted. "
-        "`destroy` is for throwaway stacks only; a non-empty bucket still blocks deletion.",
+        description="What `make destroy` does with the stage's data: `retain` keeps the buckets, "
+        "the KMS key, the results table, the log groups and the user pool; `destroy` empties "
+        "and deletes the buckets, schedules the key's deletion (7 days) and deletes the rest, "
+        "so the stage can be deployed again under the same names (the `dev` stage's setting "
+        "in cdk.json).",
     )
     noncurrent_version_days: int = Field(
         30, ge=1, le=3650, description="Days a replaced or deleted object version is kept."

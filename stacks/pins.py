@@ -43,5 +43,10 @@ def pinned_requirement(name: str) -> str:
     return f"{name}=={pinned_version(name)}"
 
 
-# The image library the image-reading Lambdas need and their runtime lacks, at its pinned version.
+# What the Lambdas that read, draw or plot images need and their runtime lacks: the image
+# library and the typeface of every picture (counting_core/imaging/fonts.py), with the
+# typeface's licence, at their pinned versions.
 PILLOW = pinned_requirement("pillow")
+FONT = pinned_requirement("cvttf-NotoSansCJK-Regular")
+IMAGING = (PILLOW, FONT)
+IMAGING_LICENCES = (CONSTRAINTS.parent / "licenses" / "NotoSansCJK-OFL-1.1.txt",)

@@ -1,6 +1,9 @@
 """Draw counted detections on their image: each box outlined, its number at the centre, and
 a legend with the total, the count per class and the threshold.
 
+The legend goes in a corner of the picture where it hides no counted box; when every corner
+would hide one, in a strip added below the picture, so no box is ever covered.
+
 The guide's notebook drew with matplotlib, which lays out a whole figure to draw a few
 rectangles; Pillow's ImageDraw writes straight into the pixels (bench/bench_counting.py
 compares the two).
@@ -13,9 +16,10 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from counting_core.counts.predictions import CountedDetection, CountResult, pixel_box
+from counting_core.imaging.fonts import font as typeface
 from counting_core.imaging.images import open_image
 
 # Okabe-Ito's colours, chosen to stay distinct for colour-blind readers, with white in place
@@ -63,6 +67,8 @@ LEGEND_CLASSES = 12
 LEGEND_NAME_CHARACTERS = 32
 # The legend's backing darkens the photo under it to this fraction of its brightness.
 LEGEND_SHADE = 0.25
+# The strip below the picture, when the legend cannot go in a corner free of boxes.
+STRIP_COLOUR = (24, 24, 24)
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
@@ -107,6 +113,8 @@ def annotate(
     Boxes are placed from their fractions of the image, so detections counted on a
     resized copy of the image (as sent to the endpoint) still land in the right place.
     An ``Image`` is drawn on in place (the counter hands over its own copy); bytes are decoded.
+    The PNG is the image's size, or taller by the legend's strip when no corner of the
+    picture is free of boxes.
     """
     if not isinstance(image, Image.Image):
         image = open_image(image)
@@ -114,7 +122,7 @@ def annotate(
     short_side = min(width, height)
     # Lines and tag margins grow with the image so they stay visible once it is scaled down.
     thickness = max(2, short_side // 300)
-    font = ImageFont.load_default(size=max(10, short_side // 40))
+    font = typeface(max(10, short_side // 40))
     draw = ImageDraw.Draw(image)
     detections = tuple(detections)
     colours = image_colours(detection.class_id for detection in detections)
@@ -139,7 +147,7 @@ def annotate(
         )
         draw.text(centre, label, fill=_text_colour(colour), font=font, anchor="mm")
     if legend is not None:
-        _draw_legend(image, legend, detections, colours)
+        image = _with_legend(image, legend, detections, colours)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
@@ -167,16 +175,17 @@ def legend_lines(result: CountResult) -> tuple[str, list[tuple[str, str | None]]
     return heading, entries
 
 
-def _draw_legend(
+def _with_legend(
     image: Image.Image,
     result: CountResult,
     detections: Sequence[CountedDetection],
     colours: dict[int, tuple[int, int, int]],
-) -> None:
-    """Write the legend in the corner that hides the fewest counted boxes."""
+) -> Image.Image:
+    """The picture with its legend: in a corner free of counted boxes (shading the photo
+    under it), or else in a strip added below the picture."""
     width, height = image.size
     size = legend_font_px(width, height)
-    font = ImageFont.load_default(size=size)
+    font = typeface(size)
     pad, line_height, swatch = size // 2, round(size * 1.3), size
     heading, entries = legend_lines(result)
     draw = ImageDraw.Draw(image)
@@ -193,10 +202,19 @@ def _draw_legend(
         most = max(most, line_width)
     lines = [line for line in lines if line]
     box_width = min(width, math.ceil(most) + 2 * pad)
-    box_height = min(height, (1 + len(lines)) * line_height + 2 * pad)
-    left, top = _quietest_corner(width, height, box_width, box_height, detections)
-    area = (left, top, left + box_width, top + box_height)
-    image.paste(Image.eval(image.crop(area), lambda value: int(value * LEGEND_SHADE)), area[:2])
+    box_height = (1 + len(lines)) * line_height + 2 * pad
+    corner = _free_corner(width, height, box_width, box_height, detections)
+    if corner is None:
+        left, top = 0, height
+        strip = Image.new(image.mode, (width, height + box_height), STRIP_COLOUR)
+        strip.paste(image, (0, 0))
+        image = strip
+        draw = ImageDraw.Draw(image)
+    else:
+        left, top = corner
+        area = (left, top, left + box_width, top + box_height)
+        shaded = Image.eval(image.crop(area), lambda value: int(value * LEGEND_SHADE))
+        image.paste(shaded, area[:2])
 
     colour_of = {d.class_name: colours[d.class_id] for d in detections}
     draw.text((left + pad, top + pad), heading, fill=(255, 255, 255), font=font)
@@ -212,35 +230,34 @@ def _draw_legend(
             x += swatch + pad / 2
             draw.text((x, y), text, fill=(255, 255, 255), font=font)
             x += draw.textlength(text, font=font) + pad * 2
+    return image
 
 
-def _quietest_corner(
+def _free_corner(
     width: int,
     height: int,
     box_width: int,
     box_height: int,
     detections: Sequence[CountedDetection],
-) -> tuple[int, int]:
-    """Top-left of the corner box that overlaps the least area of the counted boxes."""
-    corners = [
+) -> tuple[int, int] | None:
+    """Top-left of the first corner box (bottom left, bottom right, top left, top right)
+    that fits in the picture and overlaps no counted box, or None."""
+    if box_width > width or box_height > height:
+        return None
+    boxes = [pixel_box(detection.box, width, height) for detection in detections]
+    for left, top in (
         (0, height - box_height),
         (width - box_width, height - box_height),
         (0, 0),
         (width - box_width, 0),
-    ]
-
-    def hidden(corner: tuple[int, int]) -> float:
-        left, top = corner
-        total = 0.0
-        for detection in detections:
-            x0, y0, x1, y1 = pixel_box(detection.box, width, height)
-            overlap_x = min(x1, left + box_width) - max(x0, left)
-            overlap_y = min(y1, top + box_height) - max(y0, top)
-            if overlap_x > 0 and overlap_y > 0:
-                total += overlap_x * overlap_y
-        return total
-
-    return min(corners, key=hidden)
+    ):
+        right, bottom = left + box_width - 1, top + box_height - 1
+        # Pixel boxes are inclusive: two boxes touch when they share a pixel.
+        if not any(
+            x0 <= right and left <= x1 and y0 <= bottom and top <= y1 for x0, y0, x1, y1 in boxes
+        ):
+            return left, top
+    return None
 
 
 def _cut(name: str) -> str:

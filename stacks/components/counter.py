@@ -22,11 +22,10 @@ from stacks.components.delivery import (
     dead_letter_queue,
     encrypted_queue,
 )
-from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.storage import objects_created
 from stacks.config import CounterSettings
 from stacks.nag import acknowledge
-from stacks.pins import PILLOW
 
 # SQS redrives a message to the dead-letter queue after this many failed receives: the
 # counter's own tally (counting_core.uploads.delivery) uses the same number, this is the backstop.
@@ -191,7 +190,7 @@ class ImageCounter(Construct):
                 ),
                 "EVENT_SOURCE": event_source,
             },
-            layers=[dependency_layer(self, "Pillow", PILLOW)],
+            layers=[imaging_layer(self)],
         )
         self.function = self.handler.function
         queue = intake.queue

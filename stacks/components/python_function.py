@@ -26,7 +26,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.nag import acknowledge
-from stacks.pins import pinned_version
+from stacks.pins import IMAGING, IMAGING_LICENCES, pinned_version
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / ".build"
@@ -129,15 +129,16 @@ def package_code(name: str) -> Path:
     return target
 
 
-def install_wheels(requirement: str) -> Path:
-    """pip-install one pinned requirement for the Lambda platform (manylinux, x86_64).
+def install_wheels(*requirements: str, licences: tuple[Path, ...] = ()) -> Path:
+    """pip-install pinned requirements for the Lambda platform (manylinux, x86_64).
 
     Wheels only, no compiled .pyc (their timestamps would change the asset hash), into
-    ``.build/layers/<requirement>/python``; reused when already there. So the first synth
-    of a clone (or after a version bump) asks the package index for the wheel: the
-    Lambda's Python and platform differ from this machine's, so no installed copy fits.
+    ``.build/layers/<requirements>/python``, with ``licences`` copied to
+    ``python/licenses/``; reused when already there. So the first synth of a clone (or after
+    a version bump) asks the package index for the wheels: the Lambda's Python and platform
+    differ from this machine's, so no installed copy fits.
     """
-    target = BUILD_DIR / "layers" / requirement.replace("==", "-")
+    target = BUILD_DIR / "layers" / "+".join(r.replace("==", "-") for r in requirements)
     if not (target / "python").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -148,10 +149,18 @@ def install_wheels(requirement: str) -> Path:
                 "--only-binary=:all:", "--implementation", "cp",
                 "--python-version", RUNTIME.name.removeprefix("python"),
                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
-                "--target", str(staging / "python"), requirement,
+                "--target", str(staging / "python"), *requirements,
             ],
             check=True,
         )  # fmt: skip
+        # A wheel's data files (its .data/data scheme) land at the top of --target, where no
+        # import reaches them: the typeface's wheel puts a second 16 MB copy of its font there.
+        for path in (staging / "python").iterdir():
+            if path.is_file() and path.suffix not in {".py", ".pth"}:
+                path.unlink()
+        for licence in licences:
+            (staging / "python" / "licenses").mkdir(exist_ok=True)
+            shutil.copy2(licence, staging / "python" / "licenses" / licence.name)
         try:
             staging.rename(target)
         except OSError:  # another synth installed it meanwhile
@@ -159,15 +168,16 @@ def install_wheels(requirement: str) -> Path:
     return target
 
 
-def dependency_layer(scope: Construct, construct_id: str, requirement: str) -> lambda_.LayerVersion:
-    """A layer holding one pinned third-party package, built without Docker."""
+def imaging_layer(scope: Construct) -> lambda_.LayerVersion:
+    """Pillow and the typeface the pictures are drawn with, for the functions that read,
+    draw or plot images (one layer: a function may have five)."""
     return lambda_.LayerVersion(
         scope,
-        construct_id,
-        code=lambda_.Code.from_asset(str(install_wheels(requirement))),
+        "Imaging",
+        code=lambda_.Code.from_asset(str(install_wheels(*IMAGING, licences=IMAGING_LICENCES))),
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[ARCHITECTURE],
-        description=f"{requirement} for {RUNTIME.name} on {ARCHITECTURE.name}",
+        description=f"{' and '.join(IMAGING)} for {RUNTIME.name} on {ARCHITECTURE.name}",
     )
 
 

@@ -49,6 +49,7 @@ class DataStorage(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         removal_policy = REMOVAL_POLICIES[settings.removal_policy]
+        destroyed = removal_policy == cdk.RemovalPolicy.DESTROY
 
         self.key = kms.Key(
             self,
@@ -57,6 +58,8 @@ class DataStorage(Construct):
             description=f"Encrypts {prefix} images, manifests, models, results and logs",
             enable_key_rotation=True,
             removal_policy=removal_policy,
+            # A destroyed stage's key waits the shortest window KMS allows before deletion.
+            pending_window=cdk.Duration.days(7) if destroyed else None,
         )
         self._allow_service_principals()
 
@@ -79,6 +82,7 @@ class DataStorage(Construct):
                 )
             ],
             removal_policy=removal_policy,
+            auto_delete_objects=destroyed,
         )
 
         self.bucket_name = data_bucket_name(prefix)
@@ -118,6 +122,10 @@ class DataStorage(Construct):
                 )
             ],
             removal_policy=removal_policy,
+            # A stage that is destroyed is emptied first (every object version): a bucket
+            # that still holds objects cannot be deleted, and its fixed name would collide
+            # with the next deployment of the stage.
+            auto_delete_objects=destroyed,
         )
         # EventBridge delivery set on the L1 bucket: `event_bridge_enabled=True` would add
         # CDK's BucketNotificationsHandler Lambda with s3:PutBucketNotification on `*`.

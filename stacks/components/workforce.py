@@ -187,7 +187,7 @@ class LabelingWorkforce(Construct):
                     "new password."
                 ),
             ),
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            # Kept or deleted with the stage's data (storage.removal_policy, stacks/application.py).
         )
         if settings.mfa != "required":
             acknowledge(

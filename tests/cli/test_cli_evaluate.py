@@ -82,7 +82,7 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
         "error": -1,
     }
     with Image.open(plot) as image:
-        assert (image.format, image.size) == ("PNG", (1200, 620))
+        assert (image.format, image.size) == ("PNG", (1200, 1000))
 
 
 def test_chosen_thresholds(cli):

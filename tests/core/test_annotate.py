@@ -272,3 +272,70 @@ def test_the_legend_avoids_the_corner_with_boxes():
     # the box's corner, bottom left, keeps its grey.
     assert out.getpixel((size[0] - 5, size[1] - 5)) == (10, 10, 10)
     assert out.getpixel((20, size[1] - 20)) == (40, 40, 40)
+
+
+def test_every_corner_taken_puts_the_legend_in_a_strip_below_the_picture():
+    size = (400, 300)
+    # Four boxes, one in each corner: no corner is free for the legend.
+    boxes = [
+        Detection(0, 0.9, 0.0, 0.0, 0.3, 0.3),
+        Detection(0, 0.9, 0.7, 0.0, 1.0, 0.3),
+        Detection(0, 0.9, 0.0, 0.7, 0.3, 1.0),
+        Detection(0, 0.9, 0.7, 0.7, 1.0, 1.0),
+    ]
+    result = count_detections(boxes, image_size=size)
+    image = Image.new("RGB", size, (40, 40, 40))
+
+    out = decode(annotate(image, result.detections, result))
+
+    # legend_font_px(400, 300) = ceil(12 / min(390/400, 844/300 capped at 1, ...)) = 13;
+    # pad 6, line height round(13 * 1.3) = 17; a heading and one line of entries:
+    # 2 * 17 + 2 * 6 = 46 px of strip.
+    assert out.size == (400, 300 + 46)
+    # No pixel of the picture is shaded: its grey and the boxes' outlines stay as drawn.
+    assert out.getpixel((200, 150)) == (40, 40, 40)
+    assert out.getpixel((200, 299)) == (40, 40, 40)
+    assert out.getpixel((0, 299)) == ORANGE  # the bottom-left box's edge, not shaded
+    # The strip is dark with white text.
+    strip = out.crop((0, 300, 400, 346))
+    assert (24, 24, 24) in {colour for _, colour in strip.getcolors(maxcolors=100_000)}
+    assert (255, 255, 255) in {colour for _, colour in strip.getcolors(maxcolors=100_000)}
+
+
+def test_a_corner_free_of_boxes_keeps_the_picture_size():
+    size = (400, 300)
+    result = count_detections([Detection(0, 0.9, 0.4, 0.4, 0.6, 0.6)], image_size=size)
+
+    out = decode(annotate(Image.new("RGB", size, (40, 40, 40)), result.detections, result))
+
+    assert out.size == size
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Fahrräder",
+        "Crème brûlée",
+        "Señal",
+        "Straße",
+        "€ coin",
+        "Ёлка",
+        "Ω",
+        "自転車",
+        "ナンバー",
+        "번호판",
+    ],
+)
+def test_every_character_of_class_names_and_the_legend_has_a_glyph(name):
+    from fontTools.ttLib import TTFont
+
+    from counting_core.imaging.fonts import font_path
+
+    characters = TTFont(font_path()).getBestCmap()
+    result = count_detections(
+        [Detection(0, 0.9, 0.4, 0.4, 0.6, 0.6)], class_map={"0": name}, image_size=(400, 300)
+    )
+    heading, entries = legend_lines(result)
+
+    text = heading + "".join(entry for entry, _ in entries) + "0123456789…"
+    assert {character for character in text if ord(character) not in characters} == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import pytest
@@ -310,6 +311,69 @@ def test_the_plot_is_a_png_even_for_degenerate_evaluations(thresholds):
         thresholds=thresholds,
     )  # fmt: skip
     with Image.open(io.BytesIO(plot(result))) as drawn:
-        assert (drawn.format, drawn.size) == ("PNG", (1200, 620))
+        assert (drawn.format, drawn.size) == ("PNG", (1200, 1000))
         # Something besides the white background was drawn.
         assert drawn.convert("L").getextrema()[0] < 128
+
+
+def plotted(result, **options) -> Image.Image:
+    with Image.open(io.BytesIO(plot(result, **options))) as drawn:
+        return drawn.convert("RGB")
+
+
+def test_the_plot_draws_the_count_gate_on_the_wape_scale_only_when_set():
+    from counting_core.models import evaluation_plot as drawing
+
+    # Two images, 2 and 2 objects; predicted 2 and 1 at every threshold: WAPE 1/4.
+    images = [image("a.jpg", 0, 0), image("b.jpg", 0, 0)]
+    responses = {
+        images[0].source_ref: found((0, 0.9), (0, 0.9)),
+        images[1].source_ref: found((0, 0.9)),
+    }
+    result = evaluate(images, responses, class_map=CLASS_MAP, thresholds=[0.5])
+
+    gate = 0.2
+    # The WAPE scale runs from 0 to 1.05 x max(0.1, 0.25, gate) = 0.2625 over the panel's
+    # 390 px (y 480 at the bottom, 90 at the top): 0.2 sits 0.2 / 0.2625 x 390 = 297.1 px up.
+    gate_y = round(480 - 0.2 / 0.2625 * 390)
+    with_gate = plotted(result, max_wape=gate)
+    without = plotted(result)
+
+    row = [with_gate.getpixel((x, gate_y)) for x in range(90, 500)]
+    assert row.count(drawing.GATE_COLOUR) > 150  # dashed: about half the panel's width
+    assert drawing.GATE_COLOUR not in [without.getpixel((x, gate_y)) for x in range(90, 500)]
+
+
+def test_the_plot_has_a_wape_curve_and_a_bar_per_class():
+    from counting_core.models import evaluation_plot as drawing
+
+    images = [image("a.jpg", 0, 1), image("b.jpg", 0)]
+    responses = {images[0].source_ref: found((0, 0.9)), images[1].source_ref: found((1, 0.9))}
+    result = evaluate(images, responses, class_map=CLASS_MAP, thresholds=[0.3, 0.6])
+    drawn = plotted(result)
+
+    colours = {colour for _, colour in drawn.getcolors(maxcolors=1_000_000)}
+    assert drawing.WAPE_COLOUR in colours
+    # The class panel's bars: one per class of the map (car MAE 0.5, truck 1.0, and the third,
+    # never labeled nor predicted, 0: a bar one pixel wide), in MAE's colour, at x = 301.
+    column = [drawn.getpixel((301, y)) for y in range(drawing.CLASS_ROW[0], drawing.CLASS_ROW[1])]
+    bars = sum(
+        1
+        for before, pixel in itertools.pairwise(column)
+        if pixel == drawing.MAE_COLOUR and before != drawing.MAE_COLOUR
+    )
+    assert bars == 3
+
+
+def test_images_at_one_point_darken_their_dot_instead_of_merging():
+    one = [image("a.jpg", 0)]
+    three = [image(name, 0) for name in ("a.jpg", "b.jpg", "c.jpg")]
+
+    def dot_centre(images):
+        responses = {entry.source_ref: found((0, 0.9)) for entry in images}
+        result = evaluate(images, responses, class_map=CLASS_MAP, thresholds=[0.5])
+        drawn = plotted(result)
+        # true 1, predicted 1 on axes from 0 to 1.05: x = 700 + 450 / 1.05, y = 480 - 390 / 1.05.
+        return drawn.getpixel((round(700 + 450 / 1.05), round(480 - 390 / 1.05)))
+
+    assert sum(dot_centre(three)) < sum(dot_centre(one)) < 3 * 255

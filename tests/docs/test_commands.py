@@ -23,6 +23,7 @@ NEEDS_AWS = {
     ("labeling", "start"),
     *(("train", command) for command in ("start", "status", "wait", "rollback")),
     ("bulk", "start"),
+    ("stage", "teardown"),
     ("detector", "fetch-weights"),
     ("detector", "train-local"),
     ("detector", "predict"),

@@ -24,7 +24,9 @@ def test_defaults_are_safe_and_environment_agnostic():
     assert config.prefix == "object-counting-dev"
     assert config.account is None
     assert config.region is None
-    assert config.storage.removal_policy == "retain"
+    # cdk.json's dev stage is torn down whole (make destroy); prod keeps the default, retain.
+    assert config.storage.removal_policy == "destroy"
+    assert load_config(cdk_context(stage="prod")).storage.removal_policy == "retain"
 
 
 def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):

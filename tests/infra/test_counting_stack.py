@@ -20,7 +20,8 @@ pytestmark = pytest.mark.synth  # every test here synthesizes templates
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    app, config, storage, env = app_with_storage()
+    # The setting's default, which prod keeps (cdk.json's dev stage destroys its data).
+    app, config, storage, env = app_with_storage(**{"counting.storage.removal_policy": "retain"})
     counting = CountingStack(
         app, f"{config.prefix}-counting", config=config, storage=storage, env=env
     )

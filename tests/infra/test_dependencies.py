@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from packaging.requirements import Requirement
 
 from stacks.components.algorithms.images import PYTORCH_TABLE, TABLE
 from stacks.components.python_function import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_VERSION
-from stacks.pins import PILLOW, normalized, pinned_versions
+from stacks.pins import IMAGING, IMAGING_LICENCES, PILLOW, normalized, pinned_versions
 from tests.conftest import ROOT
 
 REQUIREMENTS = (
@@ -58,6 +59,11 @@ def test_the_pins_are_what_this_environment_runs():
 def test_the_layers_carry_the_releases_the_handler_tests_run_against():
     # must agree: the layers' pins and the releases installed here
     assert f"pillow=={metadata.version('pillow')}" == PILLOW
+    # must agree: the imaging layer's pins and the releases installed here
+    assert (
+        PILLOW,
+        f"cvttf-NotoSansCJK-Regular=={metadata.version('cvttf-NotoSansCJK-Regular')}",
+    ) == IMAGING
     # must agree: as above, for Powertools
     assert metadata.version("aws-lambda-powertools") == POWERTOOLS_VERSION
     assert POWERTOOLS_LAYER_PARAMETER.endswith(f"/python3.13/{POWERTOOLS_VERSION}")
@@ -134,3 +140,20 @@ def test_the_stacks_import_only_what_make_synth_installs():
 
     assert "aws_cdk" in imported  # the graph did reach the stacks' imports
     assert outside == {}, "imported by the stacks but not installed by make synth"
+
+
+def test_the_imaging_layer_holds_pillow_the_typeface_and_its_licence():
+    from stacks.components.python_function import install_wheels
+
+    layer = install_wheels(*IMAGING, licences=IMAGING_LICENCES) / "python"
+
+    assert (layer / "PIL" / "Image.py").is_file()
+    font = layer / "cvttf_NotoSansCJK_Regular" / "NotoSansCJKtc-Regular.otf"
+    # Noto Sans CJK TC Regular 1.004 as the distribution ships it (its name table says so).
+    assert hashlib.sha256(font.read_bytes()).hexdigest() == (
+        "f57e46120a3dd025ac993801981849622405d1359b32093b1f046490f7885711"
+    )
+    licence = (layer / "licenses" / "NotoSansCJK-OFL-1.1.txt").read_text(encoding="utf-8")
+    assert "SIL OPEN FONT LICENSE Version 1.1" in licence
+    # pip --target installs the wheel's data copy of the font nowhere: the layer has one copy.
+    assert len(list(layer.rglob("*.otf"))) == 1

@@ -33,11 +33,50 @@ def test_prod_protects_stateful_stacks_and_retains_data():
     )
 
 
-def test_dev_has_no_termination_protection_but_still_retains_data():
+# What holds data, per stage: (resource type, stack) -> DeletionPolicy in dev and in prod.
+# cdk.json sets storage.removal_policy to "destroy" for dev; prod keeps the default "retain".
+STATEFUL = [
+    ("AWS::S3::Bucket", "storage"),
+    ("AWS::KMS::Key", "storage"),
+    ("AWS::DynamoDB::Table", "counting"),
+    ("AWS::Cognito::UserPool", "workforce"),
+    ("AWS::Logs::LogGroup", "training"),
+    ("AWS::Logs::LogGroup", "counting"),
+]
+
+
+def deletion_policies(stacks, resource_type, stack):
+    found = Template.from_stack(stacks[stack]).find_resources(resource_type)
+    return {resource.get("DeletionPolicy", "Delete") for resource in found.values()}
+
+
+def test_make_destroy_removes_a_dev_stage_so_it_can_be_deployed_again_under_its_names():
     _, stacks = build_app()
     assert not stacks["storage"].termination_protection
+    # The idempotency table is always deleted; the results table follows the stage.
+    assert deletion_policies(stacks, "AWS::DynamoDB::Table", "counting") == {"Delete"}
+    for resource_type, stack in STATEFUL:
+        assert deletion_policies(stacks, resource_type, stack) == {"Delete"}, resource_type
     storage = Template.from_stack(stacks["storage"])
-    storage.has_resource("AWS::KMS::Key", {"DeletionPolicy": "Retain"})
+    # Both buckets are emptied (every version) before CloudFormation deletes them.
+    assert len(storage.find_resources("Custom::S3AutoDeleteObjects")) == 2
+    storage.has_resource_properties("AWS::KMS::Key", {"PendingWindowInDays": 7})
+    counting = Template.from_stack(stacks["counting"])
+    counting.has_resource_properties(
+        "AWS::DynamoDB::Table", {"KeySchema": Match.any_value(), "DeletionProtectionEnabled": False}
+    )
+
+
+def test_prod_keeps_every_store_of_data_and_protects_the_results_table():
+    _, stacks = build_app(stage="prod")
+    for resource_type, stack in STATEFUL[:2] + STATEFUL[3:]:
+        assert deletion_policies(stacks, resource_type, stack) == {"Retain"}, resource_type
+    storage = Template.from_stack(stacks["storage"])
+    assert storage.find_resources("Custom::S3AutoDeleteObjects") == {}
+    assert "PendingWindowInDays" not in str(storage.find_resources("AWS::KMS::Key"))
+    counting = Template.from_stack(stacks["counting"])
+    counting.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
+    counting.has_resource_properties("AWS::DynamoDB::Table", {"DeletionProtectionEnabled": True})
 
 
 def test_every_tagged_resource_of_every_stack_carries_project_stage_and_cost_centre():

@@ -19,7 +19,8 @@ def storage_template(**context) -> Template:
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    return storage_template()
+    # The setting's default, which prod keeps (cdk.json's dev stage destroys its data).
+    return storage_template(**{"counting.storage.removal_policy": "retain"})
 
 
 def test_customer_managed_key_rotates_and_is_retained(template):

@@ -288,3 +288,21 @@ def test_the_record_says_which_algorithm_and_detector_it_holds(states):
     assert record["algorithm"] == "torchvision"
     assert record["detector"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert record["image_shape"] == 512
+
+
+def test_the_code_is_named_by_its_base_name_whatever_prefix_the_assets_bucket_uses():
+    # A synthesizer that files assets under a folder: the code channel drops the folder, so
+    # sagemaker_submit_directory must name the tarball alone.
+    import aws_cdk as cdk
+
+    from stacks.components.training.source import code_file_name, source_asset
+
+    stack = cdk.Stack(
+        cdk.App(), "Code", synthesizer=cdk.DefaultStackSynthesizer(bucket_prefix="assets/")
+    )
+    asset = source_asset(stack, "Code")
+
+    assert asset.s3_object_key.startswith("assets/")
+    assert code_file_name(asset) == asset.s3_object_key.removeprefix("assets/")
+    assert code_file_name(asset).endswith(".gz")
+    assert "/" not in code_file_name(asset)

@@ -9,12 +9,11 @@ from constructs import Construct
 from counting_core import layout
 from counting_core.counts import bulk
 from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.result_events import grant_put_result_events
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig
 from stacks.nag import acknowledge
-from stacks.pins import PILLOW
 
 # A batch of bulk.batch_size images, 10 at a time, each a few S3 calls (and an annotated
 # PNG when configured): seconds to a few minutes; the manifest of a large run is written
@@ -61,7 +60,7 @@ class BulkCounterFunction(Construct):
                 "MAX_PAYLOAD_BYTES": str(settings.max_payload_mb * 1024 * 1024),
                 "EVENT_SOURCE": config.event_source,
             },
-            layers=[dependency_layer(self, "Pillow", PILLOW)],
+            layers=[imaging_layer(self)],
         )
         acknowledge(
             self.handler.function,

@@ -28,14 +28,13 @@ from counting_core import layout
 from counting_core.models import training
 from counting_core.models.evaluation import EvaluationSummary
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, dependency_layer
+from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.storage import DataStorage
 from stacks.components.training.prepare import PREPARED
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.batch_transform import BatchTransform
 from stacks.components.workflow.notify import RunNotifications
 from stacks.nag import acknowledge
-from stacks.pins import PILLOW
 
 #: Where the state machine keeps the evaluation's figures (``EvaluationSummary``).
 EVALUATION = "$.evaluation"
@@ -166,7 +165,7 @@ class EvaluationStep(Construct):
             timeout=cdk.Duration.minutes(5),
             memory_size=1024,
             environment={"BUCKET": storage.bucket_name},
-            layers=[dependency_layer(self, "Pillow", PILLOW)],
+            layers=[imaging_layer(self)],
         )
         acknowledge_object_prefixes(
             allow(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import aws_cdk as cdk
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -30,3 +31,12 @@ def source_asset(scope: Construct, construct_id: str) -> s3_assets.Asset:
     tarball = folder / ARCHIVE_NAME
     write_source_tarball(tarball)
     return s3_assets.Asset(scope, construct_id, path=str(tarball))
+
+
+def code_file_name(asset: s3_assets.Asset) -> str:
+    """The name the code channel gives the tarball in the container: the base name of its key
+    (a synthesizer with a bucket prefix puts a folder before it, which the channel drops)."""
+    key = asset.s3_object_key
+    if cdk.Token.is_unresolved(key):
+        raise ValueError("the detector's code asset needs a key known at synth")
+    return key.rsplit("/", 1)[-1]

@@ -31,7 +31,12 @@ from stacks.components.permissions import (
 )
 from stacks.components.storage import DataStorage
 from stacks.components.training.prepare import PREPARED
-from stacks.components.training.source import CHANNEL_DIRECTORY, CODE_CHANNEL, source_asset
+from stacks.components.training.source import (
+    CHANNEL_DIRECTORY,
+    CODE_CHANNEL,
+    code_file_name,
+    source_asset,
+)
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.notify import RunNotifications
 from stacks.config import TrainingSettings
@@ -220,7 +225,8 @@ class TrainStep(Construct):
             weights = f"s3://{storage.bucket_name}/{weights_key(settings)}"
             channels.append(self._file_channel("weights", "S3Prefix", {"S3Uri": weights}))
         # The asset's exact key as the prefix: the one file lands in the channel's folder
-        # under its own name, which sagemaker_submit_directory names.
+        # under its base name (the SDK's Framework names it so: .../code/sourcedir.tar.gz for
+        # a key <job>/source/sourcedir.tar.gz), which sagemaker_submit_directory names.
         channels.append(
             self._file_channel(CODE_CHANNEL, "S3Prefix", {"S3Uri": self.code.s3_object_url})
         )
@@ -240,7 +246,7 @@ class TrainStep(Construct):
                 # Script mode, as the SageMaker Python SDK sets it for a network-isolated job.
                 # https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/estimator.py
                 "sagemaker_program": ENTRY_POINT,
-                "sagemaker_submit_directory": f"{CHANNEL_DIRECTORY}{self.code.s3_object_key}",
+                "sagemaker_submit_directory": CHANNEL_DIRECTORY + code_file_name(self.code),
                 "sagemaker_region": cdk.Stack.of(self).region,
             },
             "InputDataConfig": channels,

@@ -362,8 +362,8 @@ def _fetch_weights(args: argparse.Namespace) -> int:
 def _download(published: PublishedWeights, folder: Path) -> Path:
     path = folder / published.file_name
     try:
-        # published.url is one of detector.weights.COCO_WEIGHTS' https addresses, never input.
         with (
+            # published.url is one of detector.weights.COCO_WEIGHTS' https addresses, not input.
             urllib.request.urlopen(published.url, timeout=60) as response,  # noqa: S310
             path.open("wb") as out,
         ):

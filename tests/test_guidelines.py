@@ -13,9 +13,10 @@
 - Every botocore Stubber response or client error states the request it expects
   (``expected_params``), so the request is checked too, not only the answer.
 
-And one rule for the whole repository: every dotted module name written in prose (comments,
+And two rules for the whole repository: every dotted module name written in prose (comments,
 docstrings, the strings production code writes into resource descriptions and messages, the
-Markdown pages) names a module, and a name in it, that exists.
+Markdown pages) names a module, and a name in it, that exists; and every ruff security
+finding silenced with ``noqa: S...`` says why, after it or in a comment on the line above.
 """
 
 from __future__ import annotations
@@ -351,3 +352,43 @@ def test_the_module_name_check_catches_what_it_is_for(tmp_path):
         "sample.md:1: counting.layout",
         "sample.md:2: stacks.config.NoSuchSetting",
     ]
+
+
+# A noqa comment for a security rule (S603 and the like), and what follows it on the line.
+SECURITY_NOQA = re.compile(r"#\s*noqa:\s*S\d+(?:,\s*[A-Z]+\d+)*(?P<rest>.*)")
+
+
+def unexplained_security_noqa(paths: list[Path]) -> list[str]:
+    """``noqa: S...`` with neither words after it nor a comment on the line above: a silenced
+    security finding says why it does not apply."""
+    found = []
+    for path in paths:
+        lines = path.read_text("utf-8").splitlines()
+        tokens = tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline)
+        for token in tokens:
+            match = SECURITY_NOQA.search(token.string) if token.type == tokenize.COMMENT else None
+            if match is None:
+                continue
+            line = token.start[0]
+            above = lines[line - 2].strip() if line > 1 else ""
+            if not re.search(r"\w", match["rest"]) and not above.startswith("#"):
+                found.append(f"{relative(path)}:{line}: {match.group(0).strip()}")
+    return found
+
+
+def test_each_silenced_security_finding_says_why():
+    assert unexplained_security_noqa(repository_files("*.py")) == []
+
+
+def test_the_noqa_check_catches_what_it_is_for(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import random\n"
+        "a = random.random()  # noqa: S311\n"
+        "b = random.random()  # noqa: S311 - a jitter, not a secret\n"
+        "# Test data, not a secret.\n"
+        "c = random.random()  # noqa: S311\n"
+        "d = [].sort()  # noqa: SIM115\n"
+    )
+
+    assert unexplained_security_noqa([sample]) == ["sample.py:2: # noqa: S311"]

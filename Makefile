@@ -43,9 +43,9 @@ DETECTOR_STAMP := $(VENV)/.detector-deps
 NODE_STAMP := node_modules/.package-lock.json
 
 # Line coverage: make test reports it for these packages and fails below COVERAGE_FLOOR percent.
-# The suite without tests/detector covered 95.5 % (5,854 of 6,131 lines) on 2026-12-04: the floor
+# The suite without tests/detector covered 96.8 % (6,076 of 6,276 lines) on 2026-12-04: the floor
 # sits a little below, at a round number, so that new code comes with tests; raise it as it grows.
-COVERAGE_FLOOR := 95
+COVERAGE_FLOOR := 96
 COVERED := counting_core counting lambdas $(wildcard adapters) stacks
 COVERAGE := $(foreach package,$(COVERED),--cov=$(package)) --cov-report=term:skip-covered
 

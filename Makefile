@@ -145,6 +145,7 @@ bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset 
 	$(BIN)/python bench/bench_counting.py
 	$(BIN)/python bench/bench_manifest.py
 	$(BIN)/python bench/bench_bulk.py
+	$(BIN)/python bench/bench_tiling.py
 	@if $(BIN)/python -c 'import torch, torchvision' 2>/dev/null; then \
 		$(MAKE) --no-print-directory bench-detector; \
 	else echo "bench: no torch in $(VENV): run make detector, then make bench-detector"; fi

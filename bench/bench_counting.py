@@ -657,10 +657,15 @@ def main() -> int:
     )
     for measure in MEASUREMENTS:
         for figure in measure():
-            verdict = "" if figure.met is None else ("PASS" if figure.met else "MISS")
-            goal = f"goal {figure.goal}" if figure.goal else ""
-            print(f"{figure.name:<72} {figure.value:>9.2f} {figure.unit:<3} {goal:<14} {verdict}")
+            show(figure)
     return 0
+
+
+def show(figure: Figure) -> None:
+    """Print one figure on a line: name, value, unit, goal and whether it is met."""
+    verdict = "" if figure.met is None else ("PASS" if figure.met else "MISS")
+    goal = f"goal {figure.goal}" if figure.goal else ""
+    print(f"{figure.name:<72} {figure.value:>9.2f} {figure.unit:<3} {goal:<14} {verdict}")
 
 
 if __name__ == "__main__":

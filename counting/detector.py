@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from counting.options import bucket_name
+from counting.options import add_bucket_option, add_split_options, bucket_name
 from counting_core import layout
 from counting_core.datasets import manifest
 from counting_core.errors import InputError
 from counting_core.imaging.image_formats import detect_format
-from counting_core.models import detectors, training
+from counting_core.models import detectors
 from detector.weights import COCO_WEIGHTS, PublishedWeights, sha256
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -85,17 +85,14 @@ def _register_train_local(commands: argparse._SubParsersAction[argparse.Argument
             "images without boxes left out, a shuffled --validation-fraction held out)."
         ),
     )
-    parser.add_argument("--manifest", required=True, type=Path, metavar="M")
+    parser.add_argument("--manifest", required=True, type=Path, metavar="MANIFEST")
     parser.add_argument("--images", required=True, type=Path, metavar="DIR")
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL.tar.gz")
-    parser.add_argument("--validation-manifest", type=Path, metavar="V")
+    parser.add_argument("--validation-manifest", type=Path, metavar="MANIFEST")
+    add_split_options(parser, seed_help="split and training seed")
     parser.add_argument(
-        "--validation-fraction", type=float, default=training.DEFAULT_VALIDATION_FRACTION
+        "--label-attribute", metavar="NAME", help="the manifest's label attribute, if several"
     )
-    parser.add_argument(
-        "--seed", type=int, default=training.DEFAULT_SPLIT_SEED, help="split and training seed"
-    )
-    parser.add_argument("--label-attribute", help="the manifest's label attribute, if several")
     parser.add_argument(
         "--minutes", type=_positive(float), metavar="N", help="training time budget"
     )
@@ -140,8 +137,8 @@ def _register_fetch_weights(commands: argparse._SubParsersAction[argparse.Argume
         ),
     )
     parser.add_argument("--detector", required=True, choices=sorted(COCO_WEIGHTS))
-    parser.add_argument("--bucket", required=True, metavar="B", help="the data bucket")
-    parser.add_argument("--file", type=Path, metavar="F", help="a copy downloaded already")
+    add_bucket_option(parser)
+    parser.add_argument("--file", type=Path, metavar="FILE", help="a copy downloaded already")
     parser.add_argument("--region", help="AWS Region (default: from the AWS configuration)")
     parser.set_defaults(handler=_fetch_weights)
 
@@ -155,9 +152,9 @@ def _register_scenes(commands: argparse._SubParsersAction[argparse.ArgumentParse
             "a Ground Truth manifest labeling them and class-map.json. Same seed, same files."
         ),
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--out-dir", required=True, type=Path, metavar="DIR")
     parser.add_argument("--count", required=True, type=int, metavar="N")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED")
     parser.add_argument("--size", type=int, default=512, metavar="PX", help="side of a scene")
     parser.set_defaults(handler=_scenes)
 
@@ -384,7 +381,9 @@ def _scenes(args: argparse.Namespace) -> int:
         raise InputError(f"--count must be at least 1, got {args.count}")
     if args.size < 4 * scenes.MAX_SIDE:
         raise InputError(f"--size must be at least {4 * scenes.MAX_SIDE} px, got {args.size}")
-    files = scenes.write_scenes(args.out, args.count, seed=args.seed, size=(args.size, args.size))
+    files = scenes.write_scenes(
+        args.out_dir, args.count, seed=args.seed, size=(args.size, args.size)
+    )
     summary: dict[str, Any] = {
         "manifest": str(files.manifest),
         "images": str(files.images),

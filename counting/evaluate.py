@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from counting.options import png_name, unnamed_class_ids, warn_of_unnamed_class_ids, write_file
 from counting_core.counts.predictions import parse_response
 from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError
@@ -31,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "validation manifest, at each threshold, and print the report as JSON."
         ),
     )
-    parser.add_argument("--manifest", required=True, type=Path, metavar="VALIDATION.manifest")
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        metavar="MANIFEST",
+        help="the labeled validation manifest",
+    )
     parser.add_argument(
         "--predictions-dir",
         required=True,
@@ -44,12 +51,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="T1,T2,...",
         help="thresholds to try (default 0.05, 0.10, ... 0.95)",
     )
-    parser.add_argument("--label-attribute", help="the manifest's label attribute, if several")
+    parser.add_argument(
+        "--label-attribute", metavar="NAME", help="the manifest's label attribute, if several"
+    )
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="also draw the report")
     parser.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    png_name(args.plot, option="--plot")
     thresholds = (
         evaluation.DEFAULT_THRESHOLDS
         if args.thresholds is None
@@ -84,9 +94,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         except InputError as error:
             raise InputError(f"{args.predictions_dir / name}: {error}") from None
     result = evaluation.evaluate(images, responses, class_map=class_map, thresholds=thresholds)
-    print(json.dumps(result.to_dict(), indent=2))
+    # Classes found at any threshold tried (the lowest counts the most).
+    found = (
+        detection.class_id
+        for response in responses.values()
+        for detection in response.detections
+        if detection.score >= min(thresholds)
+    )
+    unnamed = unnamed_class_ids(found, class_map)
+    print(json.dumps({**result.to_dict(), "unnamed_class_ids": unnamed}, indent=2))
+    warn_of_unnamed_class_ids(unnamed, class_map, f"the class map of {args.manifest}")
     if args.plot is not None:
         from counting_core.models.evaluation_plot import plot
 
-        args.plot.write_bytes(plot(result))
+        write_file(args.plot, plot(result))
     return 0

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from counting.options import bucket_name
+from counting.options import add_bucket_option, bucket_name
 from counting_core import layout
 from counting_core.datasets import labeling
 from counting_core.errors import InputError
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the deployed launcher starts the labeling job. Prints the request's S3 URI."
         ),
     )
-    start.add_argument("--bucket", required=True, help="the data bucket (DataBucketName output)")
+    add_bucket_option(start)
     start.add_argument("--request", required=True, type=Path, metavar="REQUEST.json")
     start.add_argument(
         "--from-evaluation",

@@ -1,4 +1,5 @@
-"""What several commands take alike: a bucket by name or URI, and the stage a data bucket is.
+"""What several commands take or say alike: a bucket by name or URI, the stage a data bucket
+is, and class ids a class map does not name.
 
 A command given the data bucket finds the rest of its stage by the bucket's name
 (``counting_core.stage_names``).
@@ -6,9 +7,45 @@ A command given the data bucket finds the rest of its stage by the bucket's name
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
 from counting_core import stage_names
 from counting_core.datasets.manifest import split_s3_uri
 from counting_core.errors import InputError
+from counting_core.models import training
+
+
+def add_bucket_option(parser: argparse.ArgumentParser) -> None:
+    """``--bucket BUCKET``, the data bucket, as every command that takes it names it."""
+    parser.add_argument(
+        "--bucket",
+        required=True,
+        metavar="BUCKET",
+        help="the data bucket (DataBucketName output), by name or as s3://BUCKET",
+    )
+
+
+def add_split_options(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
+    """``--validation-fraction`` and ``--seed``, defaulting to the pipeline's
+    (training.validation_fraction, training.split_seed), as every command that splits."""
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=training.DEFAULT_VALIDATION_FRACTION,
+        metavar="FRACTION",
+        help="share of usable images for validation, between 0 and 1 (default: the "
+        "pipeline's, %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=training.DEFAULT_SPLIT_SEED,
+        metavar="SEED",
+        help=f"{seed_help} (default: the pipeline's, %(default)s)",
+    )
 
 
 def bucket_name(value: str, *, option: str = "--bucket") -> str:
@@ -31,3 +68,44 @@ def stage_of(
             "(<project>-<stage>-data-<account>-<region>)" + (f"; {otherwise}" if otherwise else "")
         )
     return stage
+
+
+def png_name(path: Path | None, *, option: str) -> Path | None:
+    """``path``, if named ``.png`` (any letter case): the pictures this CLI draws are PNG, and
+    PNG data under a .jpg or .svg name is a file viewers and uploads misread."""
+    if path is not None and path.suffix.lower() != ".png":
+        raise InputError(
+            f"{option}: {path}: the picture is a PNG image; give it a name ending in .png"
+        )
+    return path
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, making its folder first, as ``--out-dir`` folders are made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def unnamed_class_ids(class_ids: Iterable[int], class_map: Mapping[str, str] | None) -> list[int]:
+    """The ids among ``class_ids`` that ``class_map`` does not name, sorted; none without a map
+    (every class is then called by its id)."""
+    if not class_map:
+        return []
+    return sorted({class_id for class_id in class_ids if str(class_id) not in class_map})
+
+
+def warn_of_unnamed_class_ids(
+    unnamed: list[int], class_map: Mapping[str, str], source: str
+) -> None:
+    """Say on stderr that ``source``'s class map lacks ``unnamed``: a one-class model cannot
+    find class 1, so a detection the map does not name means the map (or model) is wrong."""
+    if not unnamed:
+        return
+    ids = ("class id " if len(unnamed) == 1 else "class ids ") + ", ".join(map(str, unnamed))
+    classes = f"{len(class_map)} class" + ("" if len(class_map) == 1 else "es")
+    under = "its number" if len(unnamed) == 1 else "their numbers"
+    print(
+        f"counting: warning: {source} does not name {ids} (it names {classes}): counted under "
+        f"{under}; is it this model's class map?",
+        file=sys.stderr,
+    )

@@ -18,7 +18,7 @@ import argparse
 import json
 from typing import Any
 
-from counting.options import bucket_name, stage_of
+from counting.options import add_bucket_option, bucket_name, stage_of
 from counting_core import stage_names
 
 
@@ -34,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(the endpoint first, so nothing serves a deleted model). Prints JSON."
         ),
     )
-    teardown.add_argument(
-        "--bucket", required=True, metavar="BUCKET", help="the data bucket (DataBucketName output)"
-    )
+    add_bucket_option(teardown)
     teardown.add_argument("--yes", action="store_true", help="delete what is listed")
     teardown.set_defaults(handler=_teardown)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from counting.options import bucket_name, stage_of
+from counting.options import add_bucket_option, bucket_name, stage_of
 from counting_core import stage_names
 from counting_core.datasets.manifest import (
     check_label_attribute_name,
@@ -102,9 +102,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "counter reads within a minute. Prints JSON with both configs."
         ),
     )
-    rollback.add_argument(
-        "--bucket", required=True, metavar="BUCKET", help="the data bucket (DataBucketName output)"
-    )
+    add_bucket_option(rollback)
     rollback.add_argument(
         "--to",
         metavar="ENDPOINT_CONFIG",

@@ -93,6 +93,9 @@ QUEUE_VISIBILITY_TIMEOUT_FACTOR = 6
 # hyperparameter this app trains with (stacks/config.py DEFAULT_HYPERPARAMETERS).
 # https://docs.aws.amazon.com/sagemaker/latest/dg/object-detection-api-config.html
 DEFAULT_IMAGE_SHAPE = 512
+# Below this many pixels on an image's (or a tile's) short side there is nothing left worth
+# detecting.
+MIN_SIDE_PIXELS = 32
 # Images are sent with their longest side at most this many times `image_shape`: the model
 # resizes every input to image_shape x image_shape, so 2x keeps the short side of a 4:3 or
 # 16:9 photo above image_shape and sends a fraction of a phone photo's bytes.

@@ -35,6 +35,15 @@ _NUMBER_BYTES = bytes.maketrans(b"123456789+-.eE", b"0" * 14)
 _LONG_RUN = b"0" * (MAX_NUMBER_LENGTH + 1)
 # Strings (skipped whole, escapes included) and brackets: enough to measure nesting.
 _STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+# First bytes that say what a file that is not UTF-8 is instead: gzip's header (ID1 31,
+# ID2 139; RFC 1952, section 2.3.1) and UTF-16's byte-order mark U+FEFF in either byte order
+# (what Windows editors save as "Unicode").
+_UTF16 = "UTF-16: save it as UTF-8"
+_NOT_UTF8_STARTS = (
+    (b"\x1f\x8b", "gzip-compressed data: decompress it first"),
+    (b"\xff\xfe", _UTF16),
+    (b"\xfe\xff", _UTF16),
+)
 # Where pydantic_core's messages place a problem.
 _LOCATION = re.compile(r" at line (\d+) column (\d+)$")
 
@@ -94,10 +103,17 @@ def _describe(message: str, data: bytes, within: str) -> str:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as error:
-        return f"not UTF-8 text (byte {error.start + 1})"
+        return _not_utf8(data, error)
     if "hex escape" in problem:
         problem = "a \\u escape that is half of a character (a lone surrogate: broken Unicode)"
     return f"not valid JSON: {problem} at {where}"
+
+
+def _not_utf8(data: bytes, error: UnicodeDecodeError) -> str:
+    for start, kind in _NOT_UTF8_STARTS:
+        if data.startswith(start):
+            return f"not UTF-8 text but {kind}"
+    return f"not UTF-8 text (byte {error.start + 1})"
 
 
 def _check_depth(data: bytes) -> None:
@@ -131,7 +147,7 @@ def _loads_checking_numbers(data: bytes, within: str) -> Any:
             _describe(f"{message} at line {error.lineno} column {error.colno}", data, within)
         ) from None
     except UnicodeDecodeError as error:
-        raise JsonInputError(f"not UTF-8 text (byte {error.start + 1})") from None
+        raise JsonInputError(_not_utf8(data, error)) from None
     except ValueError as error:  # raised by the hooks below
         raise JsonInputError(str(error)) from None
 

@@ -18,6 +18,11 @@ LABELING_REQUESTS: Final = "labeling/requests/"
 LABELING_INPUT: Final = "labeling/input/"
 #: Ground Truth output (one folder per labeling job).
 LABELING_OUTPUT: Final = "labeling/output/"
+#: Label Studio's exports: its S3 target storage writes one JSON task per labeled image here,
+#: and a whole JSON export may be uploaded here too; each becomes a manifest.
+STUDIO_EXPORTS: Final = "labeling/studio/exports/"
+#: Manifests converted from Label Studio's exports (the training manifest is ``all.manifest``).
+STUDIO_MANIFESTS: Final = "labeling/studio/manifests/"
 #: An augmented manifest uploaded here starts training.
 TRAINING_REQUESTS: Final = "training/requests/"
 #: Train/validation manifests and the data report written by the prepare step.
@@ -43,6 +48,8 @@ ALL_PREFIXES: Final = (
     LABELING_REQUESTS,
     LABELING_INPUT,
     LABELING_OUTPUT,
+    STUDIO_EXPORTS,
+    STUDIO_MANIFESTS,
     TRAINING_REQUESTS,
     TRAINING_MANIFESTS,
     MODEL_ARTIFACTS,

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision.ops import box_iou
 
 IOU_THRESHOLDS = tuple(0.5 + 0.05 * step for step in range(10))
-RECALL_POINTS = torch.linspace(0.0, 1.0, 101)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,33 @@ def mean_average_precision(
     detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes]
 ) -> MeanAveragePrecision:
     """mAP at IoU 0.5 and mAP@[0.5:0.95] of ``detections`` against ``truths``, image by
-    image; both 0.0 when no image has a ground-truth box."""
+    image; both 0.0 when no image has a ground-truth box.
+
+    Each detection is matched at the ten IoU thresholds at once: the overlaps of an image's
+    boxes are computed once per class, and one pass over its detections fills a column per
+    threshold.
+    """
     classes = sorted({int(label) for truth in truths for label in truth.labels.tolist()})
     if not classes:
         return MeanAveragePrecision(0.0, 0.0)
-    by_threshold = [
-        sum(_average_precision(detections, truths, label, iou) for label in classes) / len(classes)
-        for iou in IOU_THRESHOLDS
-    ]
-    return MeanAveragePrecision(by_threshold[0], sum(by_threshold) / len(by_threshold))
+    thresholds = np.array(IOU_THRESHOLDS)
+    # Average precision per (IoU threshold, class).
+    precisions = np.stack(
+        [_average_precisions(detections, truths, label, thresholds) for label in classes], axis=1
+    )
+    by_threshold = precisions.mean(axis=1)
+    return MeanAveragePrecision(float(by_threshold[0]), float(by_threshold.mean()))
 
 
-def _average_precision(
-    detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes], label: int, threshold: float
-) -> float:
-    scores: list[float] = []
-    hits: list[bool] = []
+def _average_precisions(
+    detections: Sequence[ImageBoxes],
+    truths: Sequence[ImageBoxes],
+    label: int,
+    thresholds: np.ndarray,
+) -> np.ndarray:
+    """Average precision of one class at each of ``thresholds``."""
+    scores: list[np.ndarray] = []
+    hits: list[np.ndarray] = []
     total_truths = 0
     for found, truth in zip(detections, truths, strict=True):
         truth_boxes = truth.boxes[truth.labels == label]
@@ -66,35 +78,51 @@ def _average_precision(
         boxes, box_scores = found.boxes[mine], _scores(found)[mine]
         order = torch.argsort(box_scores, descending=True, stable=True)
         boxes, box_scores = boxes[order], box_scores[order]
-        overlaps = box_iou(boxes, truth_boxes) if len(truth_boxes) else None
-        taken = torch.zeros(len(truth_boxes), dtype=torch.bool)
-        for index in range(len(boxes)):
-            hit = False
-            if overlaps is not None:
-                # Greedy, best score first: each true box is matched once, to the free one
-                # this detection overlaps most, if that overlap reaches the threshold.
-                candidates = overlaps[index].masked_fill(taken, -1.0)
-                best = int(torch.argmax(candidates))
-                if float(candidates[best]) >= threshold:
-                    taken[best] = True
-                    hit = True
-            scores.append(float(box_scores[index]))
-            hits.append(hit)
-    if total_truths == 0:
-        return 0.0
-    ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
-    hit_tensor = torch.tensor([hits[i] for i in ranked], dtype=torch.float64)
-    true_positives = torch.cumsum(hit_tensor, 0)
-    false_positives = torch.cumsum(1.0 - hit_tensor, 0)
+        overlaps = (
+            box_iou(boxes, truth_boxes).double().numpy()
+            if len(truth_boxes) and len(boxes)
+            else None
+        )
+        scores.append(box_scores.double().numpy())
+        hits.append(_greedy_hits(overlaps, len(boxes), thresholds))
+    all_scores = np.concatenate(scores)
+    if total_truths == 0 or len(all_scores) == 0:
+        return np.zeros(len(thresholds))
+    ranked = np.concatenate(hits)[np.argsort(-all_scores, kind="stable")].astype(np.float64)
+    true_positives = np.cumsum(ranked, axis=0)
+    false_positives = np.cumsum(1.0 - ranked, axis=0)
     recall = true_positives / total_truths
-    precision = true_positives / (true_positives + false_positives).clamp(min=1.0)
+    precision = true_positives / np.maximum(true_positives + false_positives, 1.0)
     # Precision at recall r is the best precision at any recall >= r (COCO's envelope).
-    envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])
-    sampled = []
-    for point in RECALL_POINTS.tolist():
-        reached = torch.nonzero(recall >= point - 1e-12)
-        sampled.append(float(envelope[int(reached[0])]) if len(reached) else 0.0)
-    return sum(sampled) / len(sampled)
+    envelope = np.flip(np.maximum.accumulate(np.flip(precision, 0), axis=0), 0)
+    averages = np.zeros(len(thresholds))
+    for column in range(len(thresholds)):
+        # Recall only grows down the ranking: the first rank reaching each recall point.
+        reached = np.searchsorted(recall[:, column], RECALL_POINTS - 1e-12, side="left")
+        found_at = reached < len(recall)
+        sampled = np.where(found_at, envelope[np.minimum(reached, len(recall) - 1), column], 0.0)
+        averages[column] = sampled.mean()
+    return averages
+
+
+def _greedy_hits(overlaps: np.ndarray | None, count: int, thresholds: np.ndarray) -> np.ndarray:
+    """(detections, thresholds): whether each detection, best score first, matches a true box.
+
+    Greedy, as COCO matches: each true box is matched once, to the free one a detection
+    overlaps most, if that overlap reaches the threshold; at every threshold independently.
+    """
+    hits = np.zeros((count, len(thresholds)), dtype=bool)
+    if overlaps is None:
+        return hits
+    taken = np.zeros((len(thresholds), overlaps.shape[1]), dtype=bool)
+    rows = np.arange(len(thresholds))
+    for index in range(count):
+        candidates = np.where(taken, -1.0, overlaps[index])
+        best = candidates.argmax(axis=1)
+        hit = candidates[rows, best] >= thresholds
+        taken[rows[hit], best[hit]] = True
+        hits[index] = hit
+    return hits
 
 
 def _scores(found: ImageBoxes) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from constructs import Construct
 
 from stacks.alerts_stack import AlertsStack
 from stacks.bulk_stack import BulkCountingStack
@@ -12,8 +13,23 @@ from stacks.counting_stack import CountingStack
 from stacks.labeling_stack import LabelingStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.storage_stack import StorageStack
+from stacks.studio_stack import StudioStack
 from stacks.training_stack import TrainingStack
 from stacks.workforce_stack import WorkforceStack
+
+
+def apply_stage_policies(scope: Construct, config: AppConfig) -> None:
+    """What holds for every resource under ``scope``, whichever stack made it: the stage's
+    tags, and the removal policy of what records the stage's work."""
+    # Log groups are the record of what ran, counted and failed, and the user pool holds the
+    # labelers' accounts: they are kept or deleted with the data (storage.removal_policy),
+    # whatever each construct's default.
+    cdk.RemovalPolicies.of(scope).apply(
+        REMOVAL_POLICIES[config.storage.removal_policy],
+        apply_to_resource_types=["AWS::Logs::LogGroup", "AWS::Cognito::UserPool"],
+    )
+    for key, value in config.resource_tags.items():
+        cdk.Tags.of(scope).add(key, value)
 
 
 def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
@@ -67,6 +83,18 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
             description="Object counting: Ground Truth labeling jobs from requests uploaded to S3",
             env=env,
         )
+    studio: StudioStack | None = None
+    if config.labeling.studio.enabled:
+        studio = StudioStack(
+            app,
+            f"{config.prefix}-studio",
+            config=config,
+            storage=storage.storage,
+            topic=alerts.alerts.topic,
+            description="Object counting: Label Studio behind Cognito sign-in, on the data bucket",
+            env=env,
+            termination_protection=protect,
+        )
     training = TrainingStack(
         app,
         f"{config.prefix}-training",
@@ -99,21 +127,14 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         env=env,
     )
 
-    # Log groups are the record of what ran, counted and failed, and the user pool holds the
-    # labelers' accounts: they are kept or deleted with the data (storage.removal_policy),
-    # whatever each construct's default.
-    cdk.RemovalPolicies.of(app).apply(
-        REMOVAL_POLICIES[config.storage.removal_policy],
-        apply_to_resource_types=["AWS::Logs::LogGroup", "AWS::Cognito::UserPool"],
-    )
-    for key, value in config.resource_tags.items():
-        cdk.Tags.of(app).add(key, value)
+    apply_stage_policies(app, config)
     stacks: dict[str, cdk.Stack | None] = {
         "storage": storage,
         "alerts": alerts,
         "counting": counting,
         "workforce": workforce,
         "labeling": labeling,
+        "studio": studio,
         "training": training,
         "bulk": bulk,
         "monitoring": monitoring,

@@ -44,6 +44,7 @@ from counting_core.constants import (
 )
 from counting_core.counts import announcements
 from counting_core.errors import describe_validation_error
+from counting_core.imaging import tiling
 from counting_core.models import detectors, training
 
 CONTEXT_KEY = "counting"
@@ -143,6 +144,97 @@ class WorkforceSettings(Settings):
     )
 
 
+# An image pinned by content: "sha256:" and 64 hexadecimal digits.
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A DNS name such as label.example.com (ACM certificates name the same).
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_CERTIFICATE = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+Digest = Annotated[str, _check(_DIGEST, "is not an image digest (sha256: and 64 hex digits)")]
+DomainName = Annotated[str, _check(_DOMAIN, "is not a lower-case DNS name (label.example.com)")]
+CertificateArn = Annotated[str, _check(_CERTIFICATE, "is not an ACM certificate ARN")]
+
+
+class StudioSettings(Settings):
+    enabled: bool = Field(
+        False,
+        description="Deploy Label Studio (open source, self-hosted) behind the stage's own "
+        "Cognito sign-in: the labeling tool for accounts Ground Truth does not accept. "
+        "Independent of `workforce`; both may be on.",
+    )
+    domain_name: DomainName | None = Field(
+        None,
+        description="Host name the studio is served at (required when enabled); point it "
+        "(CNAME or alias) at the StudioLoadBalancerDns output.",
+    )
+    certificate_arn: CertificateArn | None = Field(
+        None,
+        description="ACM certificate for `domain_name`, in the stage's Region (required when "
+        "enabled).",
+    )
+    image_digest: Digest | None = Field(
+        None,
+        description="Digest of the heartexlabs/label-studio image to run (required when "
+        "enabled): `docker buildx imagetools inspect heartexlabs/label-studio:1.23.2`. The "
+        "app's Label Studio code was checked against 1.23.2.",
+    )
+    admin_email: Email = Field(
+        "admin@example.com",
+        description="Label Studio's first administrator (its password and API token are "
+        "generated into Secrets Manager).",
+    )
+    invite_emails: tuple[Email, ...] = Field(
+        (),
+        description="People who may pass the studio's Cognito sign-in; each gets an email "
+        "with a temporary password.",
+    )
+    mfa: Literal["off", "optional", "required"] = Field(
+        "optional", description="Multi-factor sign-in to the studio (TOTP)."
+    )
+    cpu: Literal[512, 1024, 2048, 4096] = Field(
+        1024, description="Fargate CPU units of the Label Studio task."
+    )
+    memory_mib: int = Field(
+        2048, ge=1024, le=30720, description="Memory of the Label Studio task, in MiB."
+    )
+    database_instance_type: str = Field(
+        "t4g.micro", description="RDS PostgreSQL instance class (without the `db.` prefix)."
+    )
+    database_multi_az: bool = Field(
+        False, description="Run the database with a standby in a second Availability Zone."
+    )
+    database_backup_days: int = Field(
+        7, ge=1, le=35, description="Days of automated database backups."
+    )
+    class_names: tuple[str, ...] = Field(
+        (),
+        description="The studio's labels in class id order: what exports convert to (a box "
+        "with another label is refused). Empty: the labels used get ids in name order.",
+    )
+    label_attribute: str = Field(
+        "objects", description="Label attribute of the manifest converted from the exports."
+    )
+    rotated_boxes: Literal["refuse", "enclose"] = Field(
+        "refuse",
+        description="What converting exports does with rotated boxes: refuse, naming their "
+        "tasks, or enclose each in an upright box.",
+    )
+    start_training: bool = Field(
+        False,
+        description="Start a training run when a whole JSON export is uploaded under "
+        "labeling/studio/exports/ (tasks the target storage writes only refresh the manifest).",
+    )
+    deletion_protection: bool = Field(
+        True,
+        description="RDS deletion protection on the studio's database (turn off only for "
+        "throwaway stages).",
+    )
+
+
+# What an enabled studio cannot be deployed without, besides the stage's ``region`` (its load
+# balancer's access logs are written by the Region's Elastic Load Balancing account).
+STUDIO_REQUIRED = ("domain_name", "certificate_arn", "image_digest")
+
+
 class LabelingSettings(Settings):
     workers_per_object: int = Field(
         1, ge=1, le=9, description="Workers who label each image (answers are consolidated)."
@@ -156,6 +248,7 @@ class LabelingSettings(Settings):
         le=2592000,
         description="How long a task waits for a worker (private workforce: at most 30 days).",
     )
+    studio: StudioSettings = Field(default_factory=StudioSettings)
 
 
 #: What trains the detector: torchvision in SageMaker's PyTorch containers, or SageMaker's
@@ -536,6 +629,55 @@ class InferenceSettings(Settings):
         return provisioned
 
 
+class TilingSettings(Settings):
+    """How an image is counted: whole, or in tiles at native resolution (docs/counting.md)."""
+
+    mode: tiling.TilingMode = Field(
+        "off",
+        description="`off`: each image goes to the endpoint whole, scaled to the model; `on`: "
+        "in overlapping tiles at native resolution, boxes merged across tile borders (one "
+        "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
+        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by "
+        "`counting invoke --tiling`; the counter and bulk runs take it up next.",
+    )
+    tile_side: int | None = Field(
+        None,
+        ge=tiling.MIN_TILE_SIDE,
+        le=tiling.MAX_TILE_SIDE,
+        description="Tile side in pixels. `null`: the model's `image_shape`, so each tile "
+        "reaches the model at native resolution.",
+    )
+    overlap: float = Field(
+        tiling.DEFAULT_OVERLAP,
+        gt=0,
+        le=tiling.MAX_OVERLAP,
+        description="Overlap of neighbouring tiles, a fraction of the tile side: objects no "
+        "larger than it are seen whole by some tile.",
+    )
+    auto_multiple: float = Field(
+        tiling.DEFAULT_AUTO_MULTIPLE,
+        ge=1,
+        description="`auto` tiles images whose shorter side exceeds this many times the "
+        "model's `image_shape`.",
+    )
+    merge: tiling.MergeMethod = Field(
+        "merge",
+        description="How boxes of several tiles become one object: `merge` (pieces of an "
+        "object cut by a tile border join it: intersection over the smaller box) or `nms` "
+        "(suppression on intersection over union, which keeps such pieces).",
+    )
+    whole_image_pass: bool = Field(
+        True,
+        description="Also send the image whole, scaled (one call more), for objects larger "
+        "than a tile.",
+    )
+
+    @property
+    def policy(self) -> tiling.TilingPolicy:
+        """The same settings as the tiler takes them."""
+        return tiling.TilingPolicy(**self.model_dump())
+
+
 class CounterSettings(Settings):
     score_threshold: float | None = Field(
         None,
@@ -582,6 +724,7 @@ class CounterSettings(Settings):
         "the call timing out): an image starts only with that much time left, the rest of "
         "the batch is retried. The intake queue's visibility timeout is six times this.",
     )
+    tiling: TilingSettings = Field(default_factory=TilingSettings)
 
 
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]*/$")
@@ -723,6 +866,27 @@ class AppConfig(Settings):
             raise PydanticCustomError(
                 "existing_workforce",
                 "workforce.existing_user_pool_id and workforce.existing_app_client_id go together",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _studio_has_its_address(self) -> AppConfig:
+        studio = self.labeling.studio
+        missing = [name for name in STUDIO_REQUIRED if getattr(studio, name) is None]
+        if studio.enabled and self.region is None:
+            missing.insert(0, "region")
+        if studio.enabled and missing:
+            raise ValueError(
+                ", ".join(
+                    name if name == "region" else f"labeling.studio.{name}" for name in missing
+                )
+                + ": required when labeling.studio.enabled is true"
+            )
+        certificate_region = (studio.certificate_arn or "").split(":")[3:4]
+        if studio.enabled and certificate_region != [self.region]:
+            raise ValueError(
+                f"labeling.studio.certificate_arn: the certificate is in {certificate_region[0]}"
+                f", not {self.region}, where the studio's load balancer runs"
             )
         return self
 

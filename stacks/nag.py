@@ -37,6 +37,19 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     cdk.Validations.of(target).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
 
 
+def skip_checkov(construct: IConstruct, check: str, reason: str) -> None:
+    """Skip one checkov check on ``construct``'s CloudFormation resource, saying why there.
+
+    checkov reads ``Metadata.checkov.skip`` of each resource; `make audit` lists them beside
+    the cdk-nag acknowledgments.
+    """
+    resource = construct.node.default_child or construct
+    assert isinstance(resource, cdk.CfnResource)
+    skips = resource.get_metadata("checkov") or {"skip": []}
+    skips["skip"].append({"id": check, "comment": reason})
+    resource.add_metadata("checkov", skips)
+
+
 def object_prefix_finding(bucket_name: str, prefix: str) -> str:
     """The AwsSolutions-IAM5 finding id of access to every object under ``prefix``.
 

@@ -345,8 +345,11 @@ def training_storage_section(resources: dict[str, dict]) -> list[str]:
 def acknowledgment_section(resources: dict[str, dict]) -> list[str]:
     lines = ["| Resource | Rule | Reason |", "| --- | --- | --- |"]
     for logical_id, resource in sorted(resources.items()):
-        for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+        metadata = resource.get("Metadata", {})
+        for rule in metadata.get("cdk_nag", {}).get("rules_to_suppress", []):
             lines.append(f"| `{logical_id}` | `{rule['id']}` | {cell(rule['reason'])} |")
+        for check in metadata.get("checkov", {}).get("skip", []):
+            lines.append(f"| `{logical_id}` | checkov `{check['id']}` | {cell(check['comment'])} |")
     return [*lines, ""]
 
 
@@ -379,7 +382,7 @@ def report(cdk_out: Path) -> str:
         lines += data_section(resources)
         if storage := training_storage_section(resources):
             lines += ["### Training job storage", "", *storage]
-        lines += ["### cdk-nag acknowledgments", ""]
+        lines += ["### cdk-nag and checkov acknowledgments", ""]
         lines += acknowledgment_section(resources)
     # CDK names asset objects by their content's hash (the torchvision job's code, granted by
     # its exact key): masked, as in the snapshots, so a code-only change leaves the report as is.

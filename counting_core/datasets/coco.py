@@ -44,6 +44,8 @@ from counting_core.datasets.manifest import (
 from counting_core.errors import InputError
 
 IMAGE_DEPTH = 3  # Colour images; the algorithm reads RGB.
+# Ground Truth's creation-date format (strftime), for ``human_label_metadata``.
+CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 HUMAN_CONFIDENCE = 1.0
 
 # "C:", "C:\" and "c:/": a Windows drive, which no S3 key below the prefix starts with.
@@ -77,8 +79,8 @@ class CocoConversion:
     def summary_line(self) -> str:
         """One line for a person: what was imported, and what was skipped and why."""
         imported = (
-            f"imported {_count(len(self.lines), 'image')} with {_count(self.objects, 'box')} "
-            f"in {_count(len(self.class_map), 'class')}"
+            f"imported {count_of(len(self.lines), 'image')} with {count_of(self.objects, 'box')} "
+            f"in {count_of(len(self.class_map), 'class')}"
         )
         if self.empty_classes:
             imported += (
@@ -86,13 +88,13 @@ class CocoConversion:
                 f"{', '.join(map(repr, self.empty_classes))})"
             )
         skipped = [
-            f"{_count(self.crowd_skipped, 'crowd region')} (iscrowd: 1)"
+            f"{count_of(self.crowd_skipped, 'crowd region')} (iscrowd: 1)"
             if self.crowd_skipped
             else "",
-            f"{_count(self.dropped_boxes, 'box')} with no area inside its image"
+            f"{count_of(self.dropped_boxes, 'box')} with no area inside its image"
             if self.dropped_boxes
             else "",
-            f"{_count(len(self.unused_categories), 'category', 'categories')} without boxes "
+            f"{count_of(len(self.unused_categories), 'category', 'categories')} without boxes "
             f"({', '.join(map(repr, self.unused_categories))})"
             if self.unused_categories
             else "",
@@ -142,7 +144,7 @@ def coco_to_manifest(
         raise InputError(
             f"the file is a JSON array of {len(coco)} item(s), not a COCO object with images, "
             "annotations and categories (Label Studio's JSON export is such an array of "
-            "tasks: export in COCO format instead)"
+            "tasks: convert it with `counting manifest from-label-studio`)"
         )
     if not isinstance(coco, Mapping):
         raise InputError("a COCO file is a JSON object with images, annotations and categories")
@@ -152,22 +154,22 @@ def coco_to_manifest(
     used = {category_id for image_boxes in boxes.values() for category_id, _ in image_boxes}
     kept = sorted(categories if keep_empty_categories else used)
     if len(kept) > MAX_CLASSES:
+        which = (
+            "would get class ids (--keep-empty-categories)"
+            if keep_empty_categories
+            else "have boxes"
+        )
         raise InputError(
-            f"{len(kept)} categories have boxes, but a model here trains at most {MAX_CLASSES} "
+            f"{len(kept):,} categories {which}, but a model here trains at most {MAX_CLASSES:,} "
             "classes: merge or leave out categories in the labeling tool before exporting"
         )
     class_ids = {category_id: class_id for class_id, category_id in enumerate(kept)}
     class_map = {str(class_ids[category_id]): categories[category_id].name for category_id in kept}
-    metadata = {
-        "class-map": class_map,
-        "type": OBJECT_DETECTION_TYPE,
-        "human-annotated": "yes",
-        "creation-date": creation_date,
-        "job-name": f"labeling-job/{job_name or label_attribute}",
-    }
+    metadata = human_label_metadata(class_map, creation_date, job_name or label_attribute)
     lines = tuple(
-        _manifest_line(
-            image,
+        manifest_line(
+            image.source_ref,
+            (image.width, image.height),
             [
                 {"class_id": class_ids[category_id], **box}
                 for category_id, box in boxes.get(image.id, [])
@@ -199,7 +201,8 @@ def _read_images(entries: list[Any], prefix: str) -> dict[int, _Image]:
         image_id = _integer(_field(entry, "id", where), "id", where)
         if image_id in images:
             raise InputError(f"{where}: duplicate id {image_id}")
-        source_ref = _source_ref(prefix, _field(entry, "file_name", where), where)
+        file_name = _field(entry, "file_name", where)
+        source_ref = source_ref_below(prefix, file_name, f"{where}: file_name")
         # One image listed twice could land in both training and validation.
         if source_ref in first_use:
             raise InputError(f"{where}: file_name is also used by {first_use[source_ref]}")
@@ -253,7 +256,8 @@ def _read_annotations(
         if _is_crowd(entry, where):
             crowd += 1
             continue
-        box = _pixel_box(_bbox(entry, where), images[image_id])
+        image = images[image_id]
+        box = pixel_box(_bbox(entry, where), image.width, image.height)
         if box is None:
             dropped += 1
         else:
@@ -306,33 +310,57 @@ def _polygon_box(segmentation: object, where: str) -> tuple[float, float, float,
     return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
 
 
-def _pixel_box(bbox: tuple[float, float, float, float], image: _Image) -> dict[str, int] | None:
+def pixel_box(
+    bbox: tuple[float, float, float, float], image_width: int, image_height: int
+) -> dict[str, int] | None:
+    """``bbox`` (x, y, width, height in pixels) with its edges rounded to whole pixels (ties to
+    even) and clamped inside the image; None if no width or height is left."""
     # Rounding the edges, not the size, keeps the box over the pixels it was drawn on.
     x, y, width, height = bbox
-    left, right = (_pixel(edge, image.width) for edge in (x, x + width))
-    top, bottom = (_pixel(edge, image.height) for edge in (y, y + height))
+    left, right = (_pixel(edge, image_width) for edge in (x, x + width))
+    top, bottom = (_pixel(edge, image_height) for edge in (y, y + height))
     if right <= left or bottom <= top:
         return None
     return {"left": left, "top": top, "width": right - left, "height": bottom - top}
 
 
-def _manifest_line(
-    image: _Image, boxes: list[dict[str, int]], attribute: str, metadata: dict[str, Any]
+def human_label_metadata(
+    class_map: dict[str, str], creation_date: str, job_name: str
+) -> dict[str, Any]:
+    """The ``<attr>-metadata`` fields a Ground Truth job writes, less ``objects``."""
+    return {
+        "class-map": class_map,
+        "type": OBJECT_DETECTION_TYPE,
+        "human-annotated": "yes",
+        "creation-date": creation_date,
+        "job-name": f"labeling-job/{job_name}",
+    }
+
+
+def manifest_line(
+    source_ref: str,
+    image_size: tuple[int, int],
+    boxes: list[dict[str, int]],
+    attribute: str,
+    metadata: dict[str, Any],
 ) -> str:
-    size = {"width": image.width, "height": image.height, "depth": IMAGE_DEPTH}
+    """One manifest line for an image whose ``boxes`` (with class ids) people drew."""
+    width, height = image_size
+    size = {"width": width, "height": height, "depth": IMAGE_DEPTH}
     objects = [{"confidence": HUMAN_CONFIDENCE} for _ in boxes]
     return to_json_line(
         {
-            SOURCE_REF: image.source_ref,
+            SOURCE_REF: source_ref,
             attribute: {"image_size": [size], "annotations": boxes},
             attribute + METADATA_SUFFIX: {"objects": objects, **metadata},
         }
     )
 
 
-def _source_ref(prefix: str, file_name: object, where: str) -> str:
+def source_ref_below(prefix: str, file_name: object, where: str) -> str:
+    """``prefix`` + ``file_name``, a path below it; ``where`` names the value in errors."""
     if not isinstance(file_name, str):
-        raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
+        raise InputError(f"{where} {file_name!r} does not name an image file")
     path = file_name.replace("\\", "/")
     while path.startswith("./"):
         path = path[2:]
@@ -345,10 +373,10 @@ def _source_ref(prefix: str, file_name: object, where: str) -> str:
     else:
         problem = ""
     if problem:
-        raise InputError(f"{where}: file_name {file_name!r} {problem}")
+        raise InputError(f"{where} {file_name!r} {problem}")
     source_ref = prefix + path
     if not is_s3_object_uri(source_ref):
-        raise InputError(f"{where}: file_name {file_name!r} does not name an image file")
+        raise InputError(f"{where} {file_name!r} does not name an image file")
     return source_ref
 
 
@@ -388,7 +416,8 @@ def _pixel(edge: float, size: int) -> int:
     return round(min(max(edge, 0.0), size))
 
 
-def _count(number: int, singular: str, plural: str = "") -> str:
+def count_of(number: int, singular: str, plural: str = "") -> str:
+    """A number and what it counts: "1 box", "2 boxes", "1,024 images"."""
     if number == 1:
         return f"1 {singular}"
     return f"{number:,} {plural or singular + ('es' if singular.endswith(('s', 'x')) else 's')}"

@@ -351,6 +351,9 @@ _FROM_COCO = "for a COCO export, use `counting manifest from-coco`"
 # The top-level arrays of a COCO file (https://cocodataset.org/#format-data): a one-line COCO
 # export parses as one JSON Lines record holding them.
 _COCO_KEYS = frozenset({"images", "annotations", "categories"})
+# "[{...}," on a line that is not JSON by itself: a JSON array of image objects written over
+# several lines.
+_ARRAY_OF_OBJECTS_START = re.compile(rb"\s*\[\s*\{")
 
 
 def _parse_line(content: bytes, line_number: int) -> dict[str, Any]:
@@ -364,6 +367,11 @@ def _parse_line(content: bytes, line_number: int) -> dict[str, Any]:
     try:
         value = json_input.loads(content, within="line")
     except json_input.JsonInputError as error:
+        if _ARRAY_OF_OBJECTS_START.match(content):
+            raise InputError(
+                f"{where} starts a JSON array that goes on over several lines: a manifest is "
+                "JSON Lines (one image's JSON object per line), not a JSON array of them"
+            ) from None
         raise InputError(f"{where}: {error}") from None
     if isinstance(value, list):
         raise InputError(
@@ -476,6 +484,14 @@ class _Checked(NamedTuple):
     source_ref: object
 
 
+# Where disagreeing class maps usually come from: each from-coco conversion leaves out the
+# categories that have no box in its own export.
+_CLASS_NUMBERING_HINT = (
+    "; exports of one project converted apart by `counting manifest from-coco` number their "
+    "classes alike when each keeps every category (--keep-empty-categories)"
+)
+
+
 class _LineChecker:
     """Checks lines against one label attribute and merges their class maps."""
 
@@ -542,13 +558,13 @@ class _LineChecker:
             if known_name != name:
                 raise InputError(
                     f"line {line_number}: class-map names id {class_id} {name!r}, "
-                    f"an earlier line named it {known_name!r}"
+                    f"an earlier line named it {known_name!r}{_CLASS_NUMBERING_HINT}"
                 )
             known_id = self._ids.get(name, class_id)
             if known_id != class_id:
                 raise InputError(
                     f"line {line_number}: class-map gives {name!r} id {class_id}, "
-                    f"but id {known_id} has that name"
+                    f"but id {known_id} has that name{_CLASS_NUMBERING_HINT}"
                 )
             self.class_map[class_id] = name
             self._ids[name] = class_id

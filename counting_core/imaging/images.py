@@ -23,7 +23,7 @@ from typing import IO
 
 from PIL import Image, ImageOps
 
-from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
+from counting_core.constants import MIN_SIDE_PIXELS, SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.errors import InputError
 from counting_core.imaging.image_formats import (
     IMAGE_SUFFIXES,
@@ -57,8 +57,6 @@ COPY_CHUNK_BYTES = 1 << 20
 JPEG_QUALITY = 85
 # Each step that still does not fit shrinks width and height to this fraction (~0.56x bytes).
 DOWNSCALE_STEP = 0.75
-# Below this many pixels on the short side there is nothing left worth detecting.
-MIN_SIDE_PIXELS = 32
 # Resizing first reduces by whole factors (box filter) down to this many times the target,
 # then resamples with Lanczos: the result is as sharp, in a fraction of the time and memory.
 # https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.resize
@@ -71,6 +69,18 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
 # https://www.cipa.jp/std/documents/download_e.html?DC-008-Translation-2023-E (Exif 3.0, 4.6.5)
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)
+
+# The transpose that turns a stored image upright, per EXIF orientation (as Pillow's
+# ImageOps.exif_transpose chooses it); 1 and a missing tag need none.
+_UPRIGHT: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 # Modes resized as they are (RGB padded, alpha, grey); others are converted to RGB first.
 _RESIZABLE_MODES = ("RGB", "RGBA", "L")
@@ -130,10 +140,19 @@ def read_upload(body: IO[bytes], declared_bytes: int) -> IO[bytes]:
     return spool
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) in pixels, upright, read from the header without decoding."""
-    with _open(io.BytesIO(data), detect_format(data)) as image:
-        return _upright_size(image)
+def image_size(source: IO[bytes] | bytes) -> tuple[int, int]:
+    """(width, height) in pixels, upright, read from the header without decoding.
+
+    A stream is left at its start, ready to be decoded.
+    """
+    stream = _stream(source)
+    image_format = detect_format(stream.read(MAGIC_BYTES))
+    stream.seek(0)
+    try:
+        with _open(stream, image_format) as image:
+            return _upright_size(image)
+    finally:
+        stream.seek(0)
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -163,20 +182,115 @@ def prepare(
     """
     if payload_side < MIN_SIDE_PIXELS:
         raise InputError(f"payload side must be at least {MIN_SIDE_PIXELS} pixels")
-    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    stream = _stream(source)
     image_format = detect_format(stream.read(MAGIC_BYTES))
     stream.seek(0)
     image = _open(stream, image_format)
     try:
         size = _upright_size(image)
         image = _decode(image, image_format, max(payload_side, picture_side or 0))
-        payload, payload_size = _encode_payload(image, payload_side, max_payload_bytes)
+        payload, payload_size = encode_jpeg(image, payload_side, max_payload_bytes)
         picture = None if picture_side is None else _fit(image, picture_side)
     except InputError:
         raise
     except _DECODE_ERRORS as error:
         raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
     return PreparedImage(image_format, size, payload, payload_size, picture)
+
+
+class NativeImage:
+    """An upload decoded once at full resolution, kept as stored; cut and scaled upright.
+
+    Turning a 100 MP photo upright would make a second full-size copy (300-400 MB): each
+    piece cut or scaled from it is turned instead, and pieces are small. Pillow holds
+    4 bytes per pixel of an RGB image, so a 100 MP JPEG takes 400 MB here.
+    """
+
+    def __init__(self, stored: Image.Image, upright: Image.Transpose | None) -> None:
+        self._stored = stored
+        self._upright = upright
+        width, height = stored.size
+        quarter = upright in _QUARTER_TURN_TRANSPOSES
+        self.size: tuple[int, int] = (height, width) if quarter else (width, height)
+
+    def crop(self, box: tuple[int, int, int, int]) -> Image.Image:
+        """The upright image's pixels in ``box`` (left, top, right, bottom; right and bottom
+        excluded), upright."""
+        if self._upright is None:
+            return self._stored.crop(box)
+        undo = _UNDONE.get(self._upright, self._upright)
+        piece = self._stored.crop(_transposed_box(box, undo, self.size))
+        return piece.transpose(self._upright)
+
+    def scaled(self, longest_side: int) -> Image.Image:
+        """The whole image, upright, in RGB, with its longest side at most ``longest_side``."""
+        small = _fit(self._stored, longest_side)
+        return small if self._upright is None else small.transpose(self._upright)
+
+    def close(self) -> None:
+        self._stored.close()
+
+    def __enter__(self) -> NativeImage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def decode_native(source: IO[bytes] | bytes) -> NativeImage:
+    """Decode a JPEG or PNG once at full resolution; InputError for anything not countable."""
+    stream = _stream(source)
+    image_format = detect_format(stream.read(MAGIC_BYTES))
+    stream.seek(0)
+    image = _open(stream, image_format)
+    try:
+        upright = _UPRIGHT.get(image.getexif().get(EXIF_ORIENTATION, 1))
+        image = _decode(image, image_format, max(image.size), upright=False)
+    except _DECODE_ERRORS as error:
+        raise InputError(f"corrupt {image_format.upper()} image: {error}") from None
+    return NativeImage(image, upright)
+
+
+# Transposes that swap width and height, and the transposes that undo another (each of the
+# others undoes itself).
+_QUARTER_TURN_TRANSPOSES = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+_UNDONE = {
+    Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+    Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+}
+
+
+def _transposed_box(
+    box: tuple[int, int, int, int], method: Image.Transpose, size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Where ``box`` of an image of ``size`` lands once the image is transposed by ``method``.
+
+    Boxes exclude their right and bottom edges, so a pixel x maps to w - 1 - x and the box
+    [left, right) to [w - right, w - left).
+    """
+    left, top, right, bottom = box
+    width, height = size
+    mapped = {
+        Image.Transpose.FLIP_LEFT_RIGHT: (width - right, top, width - left, bottom),
+        Image.Transpose.FLIP_TOP_BOTTOM: (left, height - bottom, right, height - top),
+        Image.Transpose.ROTATE_180: (width - right, height - bottom, width - left, height - top),
+        # Counter-clockwise: (x, y) -> (y, w - 1 - x).
+        Image.Transpose.ROTATE_90: (top, width - right, bottom, width - left),
+        # Clockwise: (x, y) -> (h - 1 - y, x).
+        Image.Transpose.ROTATE_270: (height - bottom, left, height - top, right),
+        Image.Transpose.TRANSPOSE: (top, left, bottom, right),
+        Image.Transpose.TRANSVERSE: (height - bottom, width - right, height - top, width - left),
+    }
+    return mapped[method]
+
+
+def _stream(source: IO[bytes] | bytes) -> IO[bytes]:
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
 
 
 def _open(stream: IO[bytes], image_format: ImageFormat) -> Image.Image:
@@ -210,8 +324,10 @@ def _upright_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if turned else (width, height)
 
 
-def _decode(image: Image.Image, image_format: ImageFormat, needed_side: int) -> Image.Image:
-    """Decode once, as small as the largest copy needed allows, and upright.
+def _decode(
+    image: Image.Image, image_format: ImageFormat, needed_side: int, *, upright: bool = True
+) -> Image.Image:
+    """Decode once, as small as the largest copy needed allows, and upright unless told not.
 
     The result is RGB, RGBA or L: the copies made from it are converted to RGB once they are
     small, rather than converting a full-resolution PNG into a second full-size copy.
@@ -223,9 +339,11 @@ def _decode(image: Image.Image, image_format: ImageFormat, needed_side: int) -> 
         # still leaves the longest side at least `needed_side`.
         image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     image.load()
-    # Sent upright and without an orientation tag, the endpoint sees what is drawn on, whether
-    # or not its decoder honours EXIF orientation (which the algorithm's guide does not say).
-    ImageOps.exif_transpose(image, in_place=True)
+    if upright:
+        # Sent upright and without an orientation tag, the endpoint sees what is drawn on,
+        # whether or not its decoder honours EXIF orientation (the algorithm's guide does
+        # not say).
+        ImageOps.exif_transpose(image, in_place=True)
     if image.mode not in _RESIZABLE_MODES:
         image = image.convert("RGB")  # palette, CMYK, 16-bit: uncommon, converted first
     return image
@@ -242,10 +360,11 @@ def _fit(image: Image.Image, longest_side: int) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _encode_payload(
+def encode_jpeg(
     image: Image.Image, longest_side: int, max_bytes: int
 ) -> tuple[bytes, tuple[int, int]]:
-    """JPEG-encode ``image`` at most ``longest_side`` wide or tall, shrinking it to fit."""
+    """JPEG-encode ``image`` at most ``longest_side`` wide or tall and at most ``max_bytes``
+    long, shrinking it until it fits; returns the JPEG and its size in pixels."""
     side = longest_side
     while True:
         candidate = _fit(image, side)

@@ -8,6 +8,8 @@ The definitions, in one place (docs/training.md explains them to users):
 * Over the N images, with ``error = predicted - true`` per image:
 
   - ``mae`` = Σ|error| / N
+  - ``rmse`` = √(Σ error² / N): like ``mae``, but a few large errors weigh more than many
+    small ones
   - ``wape`` = Σ|error| / Σ true (None when no image holds an object)
   - ``mape`` = mean of |error| / true over the images with true > 0 (None when there is none)
   - ``exact_accuracy`` = share of images with error 0
@@ -17,6 +19,14 @@ The definitions, in one place (docs/training.md explains them to users):
   |``bias``|, then to the lowest threshold. Ties are decided on the integer sums behind
   the figures (every threshold is tried on the same N images), never on rounded floats.
 * ``per_class``: ``mae`` and ``bias`` of each class's count at ``best_threshold``.
+* ``game`` at ``best_threshold``, levels L = 1, 2, 3: the grid average mean absolute error of
+  the counting literature (Guerrero-Gómez-Olmedo et al., "Extremely Overlapping Vehicle
+  Counting", IbPRIA 2015). Each image is cut into 2^L x 2^L = 4^L equal regions; each box,
+  labeled or detected, belongs to the region holding its centre; an image's error at level
+  L is Σ over its regions of |predicted - true| in the region, and ``game[L]`` is its mean
+  over the images. GAME at level 0 is ``mae``; it grows with L when counts come out right
+  for the wrong reasons (a missed object here, a false one there). None when an image's
+  boxes are not known (``LabeledImage.centres``).
 * ``capped_images``: how many images' responses held as many detections as the model's cap
   (``predictions.Response.capped``): their predicted counts may be low at every threshold.
 
@@ -26,6 +36,7 @@ Pure: the evaluation Lambda and ``counting evaluate`` read the files and call ``
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +53,8 @@ from counting_core.models.model_record import ChampionSummary
 
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
+#: The GAME levels reported: 4, 16 and 64 regions per image.
+GAME_LEVELS = (1, 2, 3)
 #: How many of the images with the largest count errors the evaluation lists for review.
 REVIEW_QUEUE_LENGTH = 20
 #: A response is named after its image's file: ``<file name>.out`` as Batch Transform writes
@@ -54,10 +67,12 @@ _DECIMALS = 4
 
 @dataclass(frozen=True, slots=True)
 class LabeledImage:
-    """One usable line of a labeled manifest: the image and the class id of each of its boxes."""
+    """One usable line of a labeled manifest: the image, the class id of each of its boxes
+    and, when known, each box's centre as fractions (x, y) of the image's width and height."""
 
     source_ref: str
     class_ids: tuple[int, ...]
+    centres: tuple[tuple[float, float], ...] | None = None
 
     @property
     def true_count(self) -> int:
@@ -79,10 +94,15 @@ class CountErrors:
     total_error: int
     exact: int
     mape: float | None
+    total_squared_error: int = 0
 
     @property
     def mae(self) -> float:
         return self.total_absolute_error / self.images
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self.total_squared_error / self.images)
 
     @property
     def wape(self) -> float | None:
@@ -104,6 +124,7 @@ class CountErrors:
         return {
             "threshold": self.threshold,
             "mae": _rounded(self.mae),
+            "rmse": _rounded(self.rmse),
             "wape": _rounded(self.wape),
             "mape": _rounded(self.mape),
             "exact_accuracy": _rounded(self.exact_accuracy),
@@ -141,6 +162,8 @@ class Evaluation:
     per_class: dict[str, dict[str, float]]
     image_counts: tuple[ImageCount, ...]
     capped_images: int = 0
+    # GAME level -> its value at the best threshold; None when boxes are not known.
+    game: dict[int, float] | None = None
 
     def review_queue(self, length: int = REVIEW_QUEUE_LENGTH) -> list[ImageCount]:
         """The images the model miscounts most at the best threshold, largest error first
@@ -167,6 +190,9 @@ class Evaluation:
             "capped_images": self.capped_images,
             "best_threshold": best.pop("threshold"),
             **best,
+            "game": None
+            if self.game is None
+            else {str(level): _rounded(value) for level, value in self.game.items()},
             "per_threshold": [errors.to_dict() for errors in self.per_threshold],
             "per_class": self.per_class,
             "review_queue": [image.to_dict() for image in self.review_queue()],
@@ -218,7 +244,11 @@ def labeled_images(records: Sequence[Record], label_attribute: str | None = None
     """The images of a valid manifest that can be scored, its class map and its failed items."""
     manifest = validate_manifest(records, label_attribute)
     images = [
-        LabeledImage(item.record.data["source-ref"], item.class_ids)
+        LabeledImage(
+            item.record.data["source-ref"],
+            item.class_ids,
+            _centres(item.record.data[manifest.label_attribute]),
+        )
         for item in manifest.items
         if item.status != "failed"
     ]
@@ -229,6 +259,17 @@ def labeled_images(records: Sequence[Record], label_attribute: str | None = None
         str(item.record.data.get("source-ref", "")) for item in manifest.having("failed")
     )
     return LabeledImages(images, class_map, failed)
+
+
+def _centres(label: Mapping[str, Any]) -> tuple[tuple[float, float], ...]:
+    """Each box's centre as fractions of the image, from a label ``validate_manifest`` passed
+    (boxes in pixels: left, top, width, height; one image_size)."""
+    size = label["image_size"][0]
+    width, height = size["width"], size["height"]
+    return tuple(
+        ((box["left"] + box["width"] / 2) / width, (box["top"] + box["height"] / 2) / height)
+        for box in label["annotations"]
+    )
 
 
 def responses_of(source_refs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
@@ -358,7 +399,8 @@ def evaluate(
     )
     per_class = _per_class(images, detections, class_map, best.threshold)
     capped_images = sum(1 for image in images if responses[image.source_ref].capped)
-    return Evaluation(per_threshold, best, per_class, image_counts, capped_images)
+    game = _game(images, detections, best.threshold)
+    return Evaluation(per_threshold, best, per_class, image_counts, capped_images, game)
 
 
 def count_errors(counts: Sequence[tuple[int, int]], threshold: float) -> CountErrors:
@@ -375,7 +417,47 @@ def count_errors(counts: Sequence[tuple[int, int]], threshold: float) -> CountEr
         total_error=sum(errors),
         exact=errors.count(0),
         mape=sum(relative) / len(relative) if relative else None,
+        total_squared_error=sum(error * error for error in errors),
     )
+
+
+def grid_error(
+    true_centres: Iterable[tuple[float, float]],
+    predicted_centres: Iterable[tuple[float, float]],
+    level: int,
+) -> int:
+    """One image's error at GAME level ``level``: Σ over its 2^level x 2^level regions of
+    |predicted - true| in the region. Centres are fractions (x, y) of the image; a centre on
+    a line between regions belongs to the region right of or below it."""
+    cuts = 2**level
+
+    def region(centre: tuple[float, float]) -> tuple[int, int]:
+        x, y = centre
+        return min(int(x * cuts), cuts - 1), min(int(y * cuts), cuts - 1)
+
+    difference = Counter(map(region, predicted_centres))
+    difference.subtract(Counter(map(region, true_centres)))
+    return sum(abs(count) for count in difference.values())
+
+
+def _game(
+    images: Sequence[LabeledImage],
+    detections: Mapping[str, Sequence[Detection]],
+    threshold: float,
+) -> dict[int, float] | None:
+    """GAME at each of ``GAME_LEVELS``, detections assigned by their box's centre."""
+    totals = dict.fromkeys(GAME_LEVELS, 0)
+    for image in images:
+        if image.centres is None:
+            return None
+        predicted = [
+            ((detection.xmin + detection.xmax) / 2, (detection.ymin + detection.ymax) / 2)
+            for detection in detections[image.source_ref]
+            if detection.score >= threshold
+        ]
+        for level in GAME_LEVELS:
+            totals[level] += grid_error(image.centres, predicted, level)
+    return {level: total / len(images) for level, total in totals.items()}
 
 
 def _per_class(

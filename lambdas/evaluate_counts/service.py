@@ -13,12 +13,11 @@ from typing import Any
 
 from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.contracts.evaluate_counts import Environment, EvaluateResponse
 from counting_core.counts import predictions
 from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError
 from counting_core.models import evaluation, evaluation_plot, training
-from counting_core.models.evaluation import EvaluationSummary
-from counting_core.models.model_record import ChampionSummary
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
 READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)
@@ -33,29 +32,15 @@ class Champion:
     class_map: dict[str, str]
 
 
-@dataclass(frozen=True)
-class RunEvaluation:
-    summary: EvaluationSummary
-    champion: ChampionSummary | None
-
-    def payload(self) -> dict[str, Any]:
-        """What the state machine keeps at ``$.evaluation``: the summary's fields and
-        ``champion`` (null for a first model)."""
-        return {
-            **self.summary.model_dump(by_alias=True),
-            "champion": None if self.champion is None else self.champion.model_dump(by_alias=True),
-        }
-
-
 class EvaluationFailed(Exception):
     """The run's counts cannot be evaluated; the message says why. The state machine
     reports it under this name and deploys nothing."""
 
 
 class RunEvaluator:
-    def __init__(self, *, s3: Any, bucket: str) -> None:
+    def __init__(self, environment: Environment, *, s3: Any) -> None:
         self._s3 = s3
-        self._bucket = bucket
+        self._bucket = environment.bucket
 
     def evaluate(
         self,
@@ -66,7 +51,7 @@ class RunEvaluator:
         predictions_uri: str,
         run_class_map: dict[str, str] | None = None,
         champion: Champion | None = None,
-    ) -> RunEvaluation:
+    ) -> EvaluateResponse:
         """The new model's figures and, when there is an active model (``champion``), its
         figures on the same images, side by side in ``evaluation.json``.
 
@@ -117,7 +102,7 @@ class RunEvaluator:
             report_uri=f"s3://{self._bucket}/{report_key}",
             plot_uri=f"s3://{self._bucket}/{plot_key}",
         )
-        return RunEvaluation(summary=summary, champion=champion_summary)
+        return EvaluateResponse(**summary.model_dump(), champion=champion_summary)
 
     def _evaluate(
         self,

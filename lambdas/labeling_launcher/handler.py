@@ -4,7 +4,8 @@
   job's input manifest, label categories and worker template, start the Ground Truth
   job. A bad request gets a rejection beside it and is not retried.
 * "SageMaker Ground Truth Labeling Job State Change" to Completed for this app's jobs:
-  announce the output manifest on the default bus (``counting.labeling`` documents it).
+  announce the output manifest on the default bus (``counting_core.datasets.labeling``
+  documents it).
 
 Anything else that fails raises, so Lambda retries the asynchronous invocation and
 then sends it to the function's dead-letter destination.
@@ -24,8 +25,9 @@ from pydantic import BaseModel, Field
 
 from counting_core.constants import AWS_CALL_ATTEMPTS
 from counting_core.contracts.events import ObjectCreated
+from counting_core.contracts.labeling_launcher import Environment
 from counting_core.datasets import labeling
-from lambdas.labeling_launcher.service import LabelingLauncher, LauncherSettings
+from lambdas.labeling_launcher.service import LabelingLauncher
 
 # botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
@@ -37,32 +39,35 @@ class LabelingJobStateChange(BaseModel):
     resources: list[str] = Field(min_length=1, max_length=1)
 
 
-SETTINGS = LauncherSettings.model_validate(os.environ)
 logger = Logger()
 tracer = Tracer()
 
 
 @cache
 def launcher() -> LabelingLauncher:
-    def client(service: str) -> Any:
-        return boto3.client(service, region_name=SETTINGS.region, config=CLIENT_CONFIG)
-
+    """The launcher of this function's environment, made on the first invocation; its
+    clients are in the function's Region (Lambda sets it)."""
     return LabelingLauncher(
-        s3=client("s3"),
-        sagemaker=client("sagemaker"),
-        events=client("events"),
-        settings=SETTINGS,
+        Environment.read(os.environ),
+        s3=boto3.client("s3", config=CLIENT_CONFIG),
+        sagemaker=boto3.client("sagemaker", config=CLIENT_CONFIG),
+        events=boto3.client("events", config=CLIENT_CONFIG),
     )
+
+
+def launch(event: dict[str, Any], labeling_launcher: LabelingLauncher) -> dict[str, str]:
+    """A request upload started (or rejected), or a completed job announced."""
+    if event.get("detail-type") == labeling.GROUND_TRUTH_STATE_CHANGE:
+        change = LabelingJobStateChange.model_validate(event)
+        outcome = labeling_launcher.announce_completion(change.resources[0])
+    else:
+        request = ObjectCreated.model_validate(event).object_version()
+        outcome = labeling_launcher.launch(request.bucket, request.key, request.version_id)
+    logger.info("labeling launcher", extra=outcome)
+    return outcome
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def main(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
-    if event.get("detail-type") == labeling.GROUND_TRUTH_STATE_CHANGE:
-        change = LabelingJobStateChange.model_validate(event)
-        outcome = launcher().announce_completion(change.resources[0])
-    else:
-        request = ObjectCreated.model_validate(event).object_version()
-        outcome = launcher().launch(request.bucket, request.key, request.version_id)
-    logger.info("labeling launcher", extra=outcome)
-    return outcome
+    return launch(event, launcher())

@@ -1,7 +1,7 @@
 """Start one Ground Truth bounding-box job per labeling request; announce completed jobs.
 
 The AWS calls live here, over injected clients, so that tests hand in moto-backed or
-Stubber-wrapped ones; every decision is made by ``counting.labeling``.
+Stubber-wrapped ones; every decision is made by ``counting_core.datasets.labeling``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.contracts.labeling_launcher import Environment
 from counting_core.datasets import labeling
 from counting_core.errors import InputError
 
@@ -28,72 +28,49 @@ REQUEST_REFUSED = "ValidationException"
 LISTING_PAGE_SIZE = 1000
 
 
-class LauncherSettings(BaseModel):
-    """What the stack tells the launcher, read from the function's environment."""
-
-    model_config = ConfigDict(frozen=True)
-
-    bucket: str = Field(alias="BUCKET", min_length=3)
-    role_arn: str = Field(alias="ROLE_ARN", min_length=20)
-    workteam_arn: str = Field(alias="WORKTEAM_ARN", min_length=20)
-    kms_key_arn: str = Field(alias="KMS_KEY_ARN", min_length=20)
-    job_prefix: str = Field(alias="JOB_PREFIX", min_length=1)
-    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
-    # Set by Lambda itself: the PRE-/ACS- functions are picked for this Region.
-    region: str = Field(alias="AWS_REGION", min_length=1)
-    workers_per_object: int = Field(alias="WORKERS_PER_OBJECT", ge=1)
-    task_time_limit_seconds: int = Field(alias="TASK_TIME_LIMIT_SECONDS", ge=1)
-    task_availability_seconds: int = Field(alias="TASK_AVAILABILITY_SECONDS", ge=1)
-
-    def task_defaults(self) -> labeling.TaskDefaults:
-        return labeling.TaskDefaults(
-            workers_per_object=self.workers_per_object,
-            task_time_limit_seconds=self.task_time_limit_seconds,
-            task_availability_seconds=self.task_availability_seconds,
-        )
-
-
 class LabelingLauncher:
     def __init__(
         self,
+        environment: Environment,
         *,
         s3: Any,
         sagemaker: Any,
         events: Any,
-        settings: LauncherSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._s3 = s3
         self._sagemaker = sagemaker
         self._events = events
-        self._settings = settings
+        self._environment = environment
+        # Jobs start where the SageMaker client calls: the PRE-/ACS- functions are that Region's.
+        self._region: str = sagemaker.meta.region_name
         self._clock = clock
         self._worker_template = WORKER_TEMPLATE.read_text(encoding="utf-8")
 
     def launch(self, bucket: str, key: str, version: str | None) -> dict[str, str]:
         """Start the job a request upload asks for, or write why not beside the request."""
-        if bucket != self._settings.bucket or not labeling.is_request_key(key):
+        if bucket != self._environment.bucket or not labeling.is_request_key(key):
             return {"status": "ignored", "request": key}
         try:
             request = labeling.parse_request_json(self._read(bucket, key, version), bucket=bucket)
             # Checked before anything is written: a Region without Ground Truth starts nothing.
-            labeling.bounding_box_lambda_arns(self._settings.region)
+            labeling.bounding_box_lambda_arns(self._region)
             manifest = self._input_manifest(bucket, request.image_prefix)
         except InputError as error:
             return self._reject(bucket, key, str(error))
 
         # The same upload delivered twice asks for the same job name (see unique_job_name).
         request_version = f"{bucket}/{key}#{version}" if version else None
-        job_name = labeling.unique_job_name(self._settings.job_prefix, request_version)
+        job_name = labeling.unique_job_name(self._environment.job_prefix, request_version)
         job = labeling.build_create_labeling_job_request(
             request=request,
             job_name=job_name,
             bucket=bucket,
-            role_arn=self._settings.role_arn,
-            workteam_arn=self._settings.workteam_arn,
-            kms_key_arn=self._settings.kms_key_arn,
-            region=self._settings.region,
-            defaults=self._settings.task_defaults(),
+            role_arn=self._environment.role_arn,
+            workteam_arn=self._environment.workteam_arn,
+            kms_key_arn=self._environment.kms_key_arn,
+            region=self._region,
+            defaults=self._environment.task_defaults(),
         )
         try:
             # Every value against CreateLabelingJob's rules, before anything is written.
@@ -123,7 +100,7 @@ class LabelingLauncher:
             return {"status": "ignored", "labelingJobName": job_name}
         manifest_uri = job["LabelingJobOutput"]["OutputDatasetS3Uri"]
         entry = labeling.completion_event(
-            source=self._settings.event_source,
+            source=self._environment.event_source,
             job_name=job_name,
             manifest_uri=manifest_uri,
             label_attribute=job["LabelAttributeName"],

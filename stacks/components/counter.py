@@ -15,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import counter
 from counting_core.uploads.delivery import MAX_FAILURES
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
@@ -170,26 +171,23 @@ class ImageCounter(Construct):
             description="Counts the objects in each image uploaded under incoming/",
             key=key,
             service="counter",
+            contract=counter.Environment,
+            environment={
+                "data_bucket": data_bucket_name,
+                "queue_url": intake.queue.queue_url,
+                "dead_letter_queue_url": intake.dead_letters.queue_url,
+                "images_in_flight": settings.images_in_flight,
+                "payload_scale": settings.payload_scale,
+                "results_table": results.table.table_name,
+                "idempotency_table": results.idempotency.table_name,
+                "active_model_parameter": active_model_parameter,
+                "annotate": settings.annotate,
+                # Unset when None: the active model's calibrated threshold applies.
+                "score_threshold": settings.score_threshold,
+                "event_source": event_source,
+            },
             timeout=cdk.Duration.seconds(settings.timeout_seconds),
             memory_size=1024,
-            environment={
-                "DATA_BUCKET": data_bucket_name,
-                "QUEUE_URL": intake.queue.queue_url,
-                "DEAD_LETTER_QUEUE_URL": intake.dead_letters.queue_url,
-                "IMAGES_IN_FLIGHT": str(settings.images_in_flight),
-                "PAYLOAD_SCALE": str(settings.payload_scale),
-                "RESULTS_TABLE": results.table.table_name,
-                "IDEMPOTENCY_TABLE": results.idempotency.table_name,
-                "ACTIVE_MODEL_PARAMETER": active_model_parameter,
-                "ANNOTATE": str(settings.annotate).lower(),
-                # Only when pinned; otherwise the active model's calibrated threshold applies.
-                **(
-                    {}
-                    if settings.score_threshold is None
-                    else {"SCORE_THRESHOLD": str(settings.score_threshold)}
-                ),
-                "EVENT_SOURCE": event_source,
-            },
             layers=[imaging_layer(self)],
         )
         self.function = self.handler.function

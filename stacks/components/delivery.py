@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -18,6 +19,10 @@ from stacks.nag import acknowledge
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html
 EVENT_RETRY_ATTEMPTS = 185
 MAX_EVENT_AGE = cdk.Duration.hours(24)
+# Lambda retries a failed asynchronous invocation twice (6 hours at most, Lambda's maximum),
+# then sends it to the dead letters.
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE = cdk.Duration.hours(6)
 # Dead letters are kept for the longest time SQS allows (14 days).
 DEAD_LETTER_RETENTION = cdk.Duration.days(14)
 
@@ -64,3 +69,28 @@ def dead_letter_queue(
             "this queue as their dead-letter queue outside any redrive policy.",
         )
     return queue
+
+
+def dead_letter_failed_invocations(
+    function: lambda_.Function, queue: sqs.IQueue, *, who: str
+) -> None:
+    """Retry ``function``'s failed asynchronous invocations, then send them, with the error,
+    to ``queue``. The function's role needs ``sqs:SendMessage`` on the queue (and the key).
+
+    Set on the L1 resource: the SqsDestination construct would grant the role wildcard KMS
+    actions.
+    """
+    function.configure_async_invoke(
+        retry_attempts=ASYNC_RETRY_ATTEMPTS, max_event_age=ASYNC_MAX_EVENT_AGE
+    )
+    invoke_config = function.node.find_child("EventInvokeConfig").node.default_child
+    assert isinstance(invoke_config, lambda_.CfnEventInvokeConfig)
+    invoke_config.destination_config = lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+        on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=queue.queue_arn)
+    )
+    acknowledge(
+        function,
+        "Serverless-LambdaDLQ",
+        f"{who}'s failed asynchronous invocations go to its on-failure destination, the "
+        "same dead-letter queue, with the error; a DLQ would duplicate them.",
+    )

@@ -12,13 +12,18 @@ import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import labeling_launcher
 from counting_core.datasets import labeling
 from counting_core.errors import InputError
-from stacks.components.delivery import EVENT_RETRY_ATTEMPTS, MAX_EVENT_AGE, dead_letter_queue
+from stacks.components.delivery import (
+    EVENT_RETRY_ATTEMPTS,
+    MAX_EVENT_AGE,
+    dead_letter_failed_invocations,
+    dead_letter_queue,
+)
 from stacks.components.permissions import (
     SageMakerExecutionRole,
     acknowledge_object_prefixes,
@@ -29,10 +34,6 @@ from stacks.components.storage import DataStorage, objects_created
 from stacks.config import LabelingSettings
 from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
-# Lambda retries a failed asynchronous invocation twice (6 hours at most, Lambda's maximum),
-# then sends it to the dead letters.
-ASYNC_RETRY_ATTEMPTS = 2
-ASYNC_MAX_EVENT_AGE = cdk.Duration.hours(6)
 # Where Ground Truth writes labeling job logs.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/sms-security-permission-execution-role.html
 LABELING_JOB_LOG_GROUP = "/aws/sagemaker/LabelingJobs"
@@ -88,40 +89,24 @@ class LabelingJobs(Construct):
             description="Starts a Ground Truth job per labeling request; announces completed jobs",
             key=storage.key,
             service="labeling-launcher",
+            contract=labeling_launcher.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "role_arn": self.ground_truth_role.role_arn,
+                "workteam_arn": workteam_arn,
+                "kms_key_arn": storage.key.key_arn,
+                "job_prefix": prefix,
+                "event_source": self.event_source,
+                "workers_per_object": settings.workers_per_object,
+                "task_time_limit_seconds": settings.task_time_limit_seconds,
+                "task_availability_seconds": settings.task_availability_seconds,
+            },
             timeout=cdk.Duration.minutes(2),
             memory_size=512,
-            environment={
-                "BUCKET": storage.bucket_name,
-                "ROLE_ARN": self.ground_truth_role.role_arn,
-                "WORKTEAM_ARN": workteam_arn,
-                "KMS_KEY_ARN": storage.key.key_arn,
-                "JOB_PREFIX": prefix,
-                "EVENT_SOURCE": self.event_source,
-                "WORKERS_PER_OBJECT": str(settings.workers_per_object),
-                "TASK_TIME_LIMIT_SECONDS": str(settings.task_time_limit_seconds),
-                "TASK_AVAILABILITY_SECONDS": str(settings.task_availability_seconds),
-            },
         )
         function = self.launcher.function
-        function.configure_async_invoke(
-            retry_attempts=ASYNC_RETRY_ATTEMPTS, max_event_age=ASYNC_MAX_EVENT_AGE
-        )
-        # What still fails after the retries goes to the dead letters. Set on the L1
-        # resource: the SqsDestination construct would grant the role wildcard KMS actions;
-        # the role's DeadLetterFailedInvocations statement grants exactly what is needed.
-        invoke_config = function.node.find_child("EventInvokeConfig").node.default_child
-        assert isinstance(invoke_config, lambda_.CfnEventInvokeConfig)
-        invoke_config.destination_config = lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
-            on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(
-                destination=self.dead_letters.queue_arn
-            )
-        )
-        acknowledge(
-            function,
-            "Serverless-LambdaDLQ",
-            "The labeling launcher's failed asynchronous invocations go to its on-failure "
-            "destination, the same dead-letter queue, with the error; a DLQ would duplicate them.",
-        )
+        # The role's DeadLetterFailedInvocations statement grants exactly what is needed.
+        dead_letter_failed_invocations(function, self.dead_letters, who="The labeling launcher")
         self._grant_launcher(job_arns)
 
         self.request_rule = events.Rule(

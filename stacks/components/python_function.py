@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -25,6 +26,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from counting_core.contracts.environment import FunctionEnvironment
 from stacks.nag import acknowledge
 from stacks.pins import IMAGING, IMAGING_LICENCES, pinned_version
 
@@ -196,6 +198,9 @@ def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
 class PythonFunction(Construct):
     """One handler under ``lambdas/<name>/handler.py`` with its encrypted log group.
 
+    Its environment is its ``contract`` (``counting_core.contracts.<name>.Environment``) with
+    ``environment``'s values (by field name) and ``service`` as the Powertools service name.
+
     Attributes:
         function: the Lambda function (X-Ray active, environment encrypted with ``key``).
         role: its execution role; grant it what the handler needs.
@@ -211,11 +216,12 @@ class PythonFunction(Construct):
         description: str,
         key: kms.IKey,
         service: str,
+        contract: type[FunctionEnvironment],
+        environment: Mapping[str, object],
         timeout: cdk.Duration,
         memory_size: int = 256,
         ephemeral_storage: cdk.Size | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
-        environment: dict[str, str] | None = None,
         layers: list[lambda_.ILayerVersion] | None = None,
         reserved_concurrency: int | None = None,
     ) -> None:
@@ -250,11 +256,11 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            environment={
-                "POWERTOOLS_SERVICE_NAME": service,
-                "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
-                **(environment or {}),
-            },
+            # Tokens (names known at deploy time) pass through; every other value is checked.
+            environment=contract.variables(
+                {"service": service, "metrics_namespace": "ObjectCounting", **environment},
+                deferred=cdk.Token.is_unresolved,
+            ),
             environment_encryption=key,
             layers=[powertools_layer(self), *(layers or [])],
             reserved_concurrent_executions=reserved_concurrency,

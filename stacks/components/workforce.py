@@ -142,40 +142,13 @@ class LabelingWorkforce(Construct):
 
     def _create_workforce(self, prefix: str, settings: WorkforceSettings) -> None:
         stack = cdk.Stack.of(self)
-        self.user_pool = cognito.UserPool(
+        self.user_pool = labelers_user_pool(
             self,
             "UserPool",
-            user_pool_name=f"{prefix}-workforce",
-            # Invited workers only: an administrator adds people, nobody signs up.
-            self_sign_up_enabled=False,
-            sign_in_aliases=cognito.SignInAliases(email=True),
-            standard_attributes=cognito.StandardAttributes(
-                email=cognito.StandardAttribute(required=True, mutable=True)
-            ),
-            auto_verify=cognito.AutoVerifiedAttrs(email=True),
-            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
-            password_policy=cognito.PasswordPolicy(
-                min_length=12,
-                require_lowercase=True,
-                require_uppercase=True,
-                require_digits=True,
-                require_symbols=True,
-                temp_password_validity=cdk.Duration.days(TEMPORARY_PASSWORD_DAYS),
-            ),
-            # Authenticator apps only: SMS would need an SNS role and per-message costs.
-            mfa=MFA[settings.mfa],
-            mfa_second_factor=(
-                None
-                if settings.mfa == "off"
-                else cognito.MfaSecondFactor(otp=True, sms=False, email=False)
-            ),
-            # Threat protection (the Plus plan) blocks sign-ins with leaked or risky
-            # credentials to a portal that shows the project's images. It is billed per
-            # monthly active user, and a private labeling workforce is a handful to a few
-            # hundred people, so it costs little: https://aws.amazon.com/cognito/pricing/
-            feature_plan=cognito.FeaturePlan.PLUS,
-            standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
-            user_invitation=cognito.UserInvitationConfig(
+            name=f"{prefix}-workforce",
+            mfa=settings.mfa,
+            mfa_setting="workforce.mfa",
+            invitation=cognito.UserInvitationConfig(
                 email_subject=f"You are invited to label images for {prefix}",
                 email_body=(
                     f"You are invited to join the {prefix} labeling team in Amazon SageMaker "
@@ -187,15 +160,7 @@ class LabelingWorkforce(Construct):
                     "new password."
                 ),
             ),
-            # Kept or deleted with the stage's data (storage.removal_policy, stacks/application.py).
         )
-        if settings.mfa != "required":
-            acknowledge(
-                self.user_pool,
-                "AwsSolutions-COG2",
-                f"workforce.mfa is {settings.mfa!r}: invited labelers without an authenticator "
-                "app can still sign in; set it to 'required' to enforce TOTP for everyone.",
-            )
 
         # Hosted sign-in for the labeling portal. Domain prefixes are unique per Region
         # across all AWS accounts, hence the account id in it.
@@ -417,3 +382,58 @@ class LabelingWorkforce(Construct):
             ),
         )
         return portal.get_response_field("Workteam.SubDomain")
+
+
+def labelers_user_pool(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    mfa: str,
+    mfa_setting: str,
+    invitation: cognito.UserInvitationConfig,
+) -> cognito.UserPool:
+    """A Cognito user pool of invited labelers: nobody signs up, passwords are strong, and
+    ``mfa`` (``mfa_setting`` names where it is set) decides on a second factor."""
+    user_pool = cognito.UserPool(
+        scope,
+        construct_id,
+        user_pool_name=name,
+        # Invited people only: an administrator adds them, nobody signs up.
+        self_sign_up_enabled=False,
+        sign_in_aliases=cognito.SignInAliases(email=True),
+        standard_attributes=cognito.StandardAttributes(
+            email=cognito.StandardAttribute(required=True, mutable=True)
+        ),
+        auto_verify=cognito.AutoVerifiedAttrs(email=True),
+        account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+        password_policy=cognito.PasswordPolicy(
+            min_length=12,
+            require_lowercase=True,
+            require_uppercase=True,
+            require_digits=True,
+            require_symbols=True,
+            temp_password_validity=cdk.Duration.days(TEMPORARY_PASSWORD_DAYS),
+        ),
+        # Authenticator apps only: SMS would need an SNS role and per-message costs.
+        mfa=MFA[mfa],
+        mfa_second_factor=(
+            None if mfa == "off" else cognito.MfaSecondFactor(otp=True, sms=False, email=False)
+        ),
+        # Threat protection (the Plus plan) blocks sign-ins with leaked or risky
+        # credentials to a site that shows the project's images. It is billed per
+        # monthly active user, and labelers are a handful to a few hundred people, so it
+        # costs little: https://aws.amazon.com/cognito/pricing/
+        feature_plan=cognito.FeaturePlan.PLUS,
+        standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+        user_invitation=invitation,
+        # Kept or deleted with the stage's data (storage.removal_policy, stacks/application.py).
+    )
+    if mfa != "required":
+        acknowledge(
+            user_pool,
+            "AwsSolutions-COG2",
+            f"{mfa_setting} is {mfa!r}: invited labelers without an authenticator "
+            "app can still sign in; set it to 'required' to enforce TOTP for everyone.",
+        )
+    return user_pool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
@@ -18,6 +19,7 @@ from PIL import Image
 from counting_core.imaging.image_formats import detect_format
 from counting_core.imaging.images import image_size
 from counting_core.uploads import cold_start
+from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
 
 REGION = "us-east-1"
 RESPONSE = {
@@ -87,6 +89,43 @@ def test_ground_truth_style_class_map(cli, files):
 
     assert status == 0
     assert json.loads(out)["by_class"] == {"car": 1, "truck": 1}
+
+
+# RESPONSE counts car (0.95) and truck (0.5) at 0.2: a class map naming only car leaves
+# class id 1 unnamed.
+@pytest.mark.parametrize(
+    ("option", "named", "unnamed"),
+    [
+        ("--class-map", {"0": "car"}, [1]),
+        ("--model-record", {"0": "car"}, [1]),
+        ("--class-map", {"0": "car", "1": "truck"}, []),
+        (None, None, []),  # no class map: every class is called by its id, nothing to check
+    ],
+    ids=["class map", "model record", "every id named", "no class map"],
+)
+def test_class_ids_the_class_map_does_not_name_are_flagged(cli, files, option, named, unnamed):
+    options = []
+    if option == "--class-map":
+        (files / "named.json").write_text(json.dumps(named))
+        options = [option, files / "named.json"]
+    elif option == "--model-record":
+        (files / "named.json").write_text(json.dumps({**RECORD, "class_map": named}))
+        options = [option, files / "named.json", "--threshold", "0.2"]
+
+    status, out, err = cli("count", files / "predictions.json", *options)
+
+    assert status == 0
+    assert json.loads(out)["unnamed_class_ids"] == unnamed
+    if unnamed:
+        source = files / "named.json"
+        if option == "--model-record":
+            source = f"the class map of {source}"
+        assert err == (
+            f"counting: warning: {source} does not name class id 1 (it names 1 class): "
+            "counted under its number; is it this model's class map?\n"
+        )
+    else:
+        assert err == ""
 
 
 def test_annotate_writes_a_png(cli, files):
@@ -307,6 +346,105 @@ def test_invoke_reports_an_unexpected_endpoint_body(cli, files, runtime):
 
     assert status == 2
     assert one_error_line(err) == "missing 'prediction' list in the response"
+
+
+@pytest.fixture
+def seeing_runtime(runtime, monkeypatch):
+    """moto's SageMaker Runtime answering each request with what a fake detector finds in
+    its body: white squares at least 14 px wide in the JPEG received."""
+    from moto.sagemakerruntime.models import SageMakerRuntimeBackend
+
+    fake = FakeDetector(min_width=14)
+
+    def invoke_endpoint(self, endpoint_name, unique_repr):
+        # moto keys its answers by the request; the raw body is in it as Latin-1 text (above).
+        body = json.loads(base64.b64decode(unique_repr))["Body"].encode("latin-1")
+        return fake(body).decode(), "application/json", "AllTraffic", ""
+
+    monkeypatch.setattr(SageMakerRuntimeBackend, "invoke_endpoint", invoke_endpoint)
+    return fake
+
+
+@pytest.fixture
+def parking_lot(files):
+    # 2,048 x 1,600 px, a 20 px square every 64 px from (10, 10): 32 x 25 = 800. Sent whole at
+    # 1,024 px they are 10 px wide, below the fake's 14.
+    path = files / "lot.jpg"
+    path.write_bytes(jpeg(scene((2048, 1600), grid((2048, 1600), side=20, pitch=64, margin=10))))
+    return path
+
+
+def test_invoke_in_tiles_counts_the_small_objects_the_whole_image_loses(
+    cli, parking_lot, seeing_runtime
+):
+    status, out, err = cli("invoke", "--endpoint", "counter", parking_lot, "--tiling", "off")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["count"] == 0
+    assert json.loads(out)["tiling"]["endpoint_calls"] == 1
+
+    status, out, err = cli("invoke", "--endpoint", "counter", parking_lot, "--tiling", "on")
+
+    assert (status, err) == (0, "")
+    document = json.loads(out)
+    assert document["count"] == 800
+    # 5 x 4 tiles of 512 px overlapping by 102 (0.2 x 512), and the whole image.
+    assert document["tiling"] == {
+        "tiles": 20, "tile_side": 512, "overlap": 102, "merge": "merge",
+        "whole_image_pass": True, "endpoint_calls": 21, "capped_calls": 0,
+        "max_detections": None,
+    }  # fmt: skip
+    assert seeing_runtime.calls == 22  # 1 untiled, then 21
+
+
+def test_invoke_takes_the_tile_size_and_overlap(cli, parking_lot, seeing_runtime):
+    status, out, _ = cli(
+        "invoke", "--endpoint", "counter", parking_lot, "--tiling", "auto",
+        "--tile-size", "1024", "--tile-overlap", "0.25", "--concurrency", "3",
+    )  # fmt: skip
+
+    assert status == 0
+    document = json.loads(out)
+    assert document["count"] == 800
+    # auto: the short side, 1,600, exceeds 3 x 512. Overlap 256 px: along 2,048,
+    # ceil(1792 / 768) = 3 tiles; along 1,600, ceil(1344 / 768) = 2.
+    assert (document["tiling"]["tiles"], document["tiling"]["overlap"]) == (6, 256)
+    assert seeing_runtime.most_in_flight <= 3
+
+
+def test_invoke_in_tiles_warns_when_tiles_reach_the_cap(cli, parking_lot, seeing_runtime):
+    seeing_runtime.max_detections = 65
+    # Tiles start at x 0, 384, ... 1536 (multiples of the 64 px pitch): 8 whole columns each.
+    # Rows: tiles at y 0, 362 and 1088 hold 8 whole rows, 64 squares, under the cap of 65;
+    # the tile at y 725 holds 7 whole rows and pieces of 2 more (9 and 11 px tall, found: the
+    # fake goes by width), 72 squares, over it. The whole image shows none: 5 of 21 capped.
+    status, out, err = cli("invoke", "--endpoint", "counter", parking_lot, "--tiling", "on")
+
+    assert status == 0
+    assert json.loads(out)["capped"] is True
+    assert err == (
+        "counting: warning: capped: 5 of 21 requests returned as many detections as the "
+        "model's cap (65, max_detections), so the image may hold more objects than counted; "
+        "raise max_detections or use smaller tiles (--tile-size)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ["--tile-overlap", "0.7"],
+            "tile overlap must be a fraction of the tile above 0 and at most 0.5, got 0.7",
+        ),
+        (["--tile-size", "8"], "tile size must be 32 to 4096 pixels, got 8"),
+        (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
+    ],
+)
+def test_invoke_refuses_bad_tiling_options_before_calling(cli, files, runtime, options, line):
+    status, _, err = cli("invoke", "--endpoint", "counter", files / "image.png", *options)
+
+    assert status == 2
+    assert one_error_line(err) == line
+    assert runtime == []
 
 
 INVOKE_REQUEST = {

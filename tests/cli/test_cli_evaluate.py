@@ -50,12 +50,18 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
     assert report["images"] == 4
     assert report["objects"] == 8
     assert report["capped_images"] == 0  # the built-in algorithm's responses: cap unknown
+    assert report["unnamed_class_ids"] == []
     assert report["best_threshold"] == 0.35
     assert report["mae"] == 0.25
     assert report["wape"] == 0.125
     assert report["mape"] == pytest.approx(1 / 12, abs=1e-4)
     assert report["exact_accuracy"] == 0.75
     assert report["bias"] == -0.25
+    assert report["rmse"] == 0.5  # errors 0, 0, 0, -1: sqrt(1 / 4)
+    # Every box found at 0.35 is centred in the 1/8-image region of its labeled box (street-1's
+    # first car: labeled centre (210, 470) of 1280 x 960 = (0.164, 0.490), found (0.165,
+    # 0.495): region (1, 3) both); street-5's missed car costs 1 at every level: 1 / 4.
+    assert report["game"] == {"1": 0.25, "2": 0.25, "3": 0.25}
     assert report["per_class"] == {
         "car": {"mae": 0.25, "bias": -0.25},
         "truck": {"mae": 0.0, "bias": 0.0},
@@ -65,6 +71,7 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
     assert rows[0.2] == {
         "threshold": 0.2,
         "mae": 0.75,
+        "rmse": 0.866,  # errors +1, +1, 0, -1: sqrt(3 / 4)
         "wape": 0.375,
         "mape": pytest.approx(19 / 36, abs=1e-4),
         "exact_accuracy": 0.25,
@@ -122,6 +129,26 @@ def test_a_response_for_no_image_is_ignored_with_a_warning(cli, tmp_path):
     assert err == (
         "counting: warning: parking-9.jpg.json: no image of the manifest has this name; "
         "not scored\n"
+    )
+
+
+def test_a_predicted_class_the_manifest_does_not_name_is_flagged(cli, tmp_path):
+    # The manifest names car 0 and truck 1. Class 2 at 0.30 is counted at thresholds up to
+    # 0.30 under its id; class 7 at 0.01 is below every threshold tried (the lowest is 0.05)
+    # and so never counted, nor flagged.
+    responses = tmp_path / "responses"
+    shutil.copytree(RESPONSES, responses)
+    response = json.loads((responses / "street-2.jpg.out").read_bytes())
+    response["prediction"] += [[2, 0.3, 0.1, 0.1, 0.2, 0.2], [7, 0.01, 0.3, 0.3, 0.4, 0.4]]
+    (responses / "street-2.jpg.out").write_text(json.dumps(response))
+
+    status, out, err = cli("evaluate", "--manifest", MANIFEST, "--predictions-dir", responses)
+
+    assert status == 0
+    assert json.loads(out)["unnamed_class_ids"] == [2]
+    assert err == (
+        f"counting: warning: the class map of {MANIFEST} does not name class id 2 (it names 2 "
+        "classes): counted under its number; is it this model's class map?\n"
     )
 
 

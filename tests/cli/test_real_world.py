@@ -159,6 +159,70 @@ def test_evaluate_refuses_an_image_labeled_two_ways_as_stats_does(cli: RunCli):
 
     for status, out, err in (stats, evaluated):
         assert (status, out) == (2, "")
-        assert "label the same image" in err
-        assert "differently" in err
+        assert err.startswith(f"counting: error: {manifest}: lines 1 and 2 label the same image")
+        assert "differently (13 boxes / 14 boxes)" in err
         assert err.count("\n") == 1
+
+
+def test_a_class_id_the_class_map_does_not_name_is_flagged(cli: RunCli):
+    # rs04: a one-class plate model's response with a second box of class 1, counted with the
+    # one-class map {"0": "plate"}. The count stays 2 (the documented naming by id), and the
+    # mismatch is said on stderr and in the JSON, so a wrong class map is noticed.
+    case = CASES / "rs04_class_id_not_in_class_map"
+
+    status, out, err = cli("count", case / "response.json", "--class-map", case / "classes.json")
+    document = json.loads(out)
+
+    assert status == 0
+    assert (document["count"], document["by_class"]) == (2, {"1": 1, "plate": 1})
+    assert document["unnamed_class_ids"] == [1]
+    assert err == (
+        f"counting: warning: {case / 'classes.json'} does not name class id 1 (it names 1 "
+        "class): counted under its number; is it this model's class map?\n"
+    )
+
+
+def test_exports_of_twelve_and_thirteen_classes_convert_and_their_join_says_how(
+    cli: RunCli, tmp_path: Path
+):
+    # cc04: Roboflow's chess export. valid has boxes in 12 categories, train in 13 (bishop
+    # has boxes in train only; "pieces" is Roboflow's placeholder). labeling.md and
+    # training.md both allow 1,000 classes (10 is Ground Truth's request limit), so both
+    # convert. Joined, black-bishop is id 1 in train's lines and id 0 in valid's (line 203,
+    # after train's 202 lines): refused, pointing to --keep-empty-categories, with which
+    # both number all 14 categories alike and the join is 260 images.
+    case = CASES / "cc04_roboflow_chess_12_classes"
+
+    def convert(split: str, *options: str) -> tuple[int, dict, Path]:
+        out = tmp_path / f"{split}{len(options)}.manifest"
+        status, stdout, _ = cli(
+            "manifest", "from-coco", case / split / "_annotations.coco.json",
+            "--label-attribute", "pieces",
+            "--image-prefix", "s3://my-counting-data/labeling/images/chess/",
+            "--out", out, *options,
+        )  # fmt: skip
+        return status, json.loads(stdout), out
+
+    def joined(first: Path, second: Path) -> Path:
+        both = tmp_path / f"{first.stem}+{second.stem}.manifest"
+        both.write_bytes(first.read_bytes() + second.read_bytes())
+        return both
+
+    valid_status, valid, valid_file = convert("valid")
+    train_status, train, train_file = convert("train")
+    refused = cli("manifest", "stats", joined(train_file, valid_file))
+    *_, kept_train = convert("train", "--keep-empty-categories")
+    *_, kept_valid = convert("valid", "--keep-empty-categories")
+    status, out, _ = cli("manifest", "stats", joined(kept_train, kept_valid))
+
+    assert (valid_status, len(valid["classes"])) == (0, 12)
+    assert (train_status, len(train["classes"])) == (0, 13)
+    assert refused == (
+        2,
+        "",
+        f"counting: error: {tmp_path / 'train0+valid0.manifest'}: line 203: class-map names "
+        "id 0 'black-bishop', an earlier line named it 'bishop'; exports of one project "
+        "converted apart by `counting manifest from-coco` number their classes alike when "
+        "each keeps every category (--keep-empty-categories)\n",
+    )
+    assert (status, json.loads(out)["images"]) == (0, 260)

@@ -303,3 +303,42 @@ def test_any_file_name_is_refused_or_stays_below_the_prefix(file_name):
     assert "\\" not in key
     assert ".." not in key.split("/")
     assert not key.startswith("/")
+
+
+def many_categories(number: int, *, with_boxes: int) -> dict[str, Any]:
+    """One 100 x 100 image, ``number`` categories, the first ``with_boxes`` with a box each."""
+    categories = [{"id": index + 1, "name": f"kind {index + 1}"} for index in range(number)]
+    annotations = [
+        {"id": index + 1, "image_id": 1, "category_id": index + 1, "bbox": [0, 0, 10, 10]}
+        for index in range(with_boxes)
+    ]
+    images = [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def test_a_thousand_classes_convert_as_labeling_md_and_training_md_say():
+    # labeling.md: class ids 0..k-1, at most 1,000; training.md: class ids 0..999.
+    conversion = convert(many_categories(1000, with_boxes=1000))
+
+    assert (len(conversion.class_map), conversion.class_map["999"]) == (1000, "kind 1000")
+
+
+@pytest.mark.parametrize(
+    ("with_boxes", "keep_empty_categories", "counted"),
+    [
+        (1001, False, "1,001 categories have boxes"),
+        (1, True, "1,001 categories would get class ids (--keep-empty-categories)"),
+    ],
+)
+def test_more_than_a_thousand_classes_are_refused_saying_which(
+    with_boxes, keep_empty_categories, counted
+):
+    coco = many_categories(1001, with_boxes=with_boxes)
+
+    with pytest.raises(InputError) as refused:
+        convert(coco, keep_empty_categories=keep_empty_categories)
+
+    assert str(refused.value) == (
+        f"{counted}, but a model here trains at most 1,000 classes: merge or leave out "
+        "categories in the labeling tool before exporting"
+    )

@@ -200,6 +200,76 @@ def test_labeled_images_skip_failed_items_and_keep_empty_ones():
     assert sum(counts.values()) == 9
 
 
+def at(*centres: tuple[float, float], score: float = 0.9) -> list[Detection]:
+    """Detections whose boxes are centred on ``centres`` (fractions of the image)."""
+    return [Detection(0, score, x - 0.01, y - 0.01, x + 0.01, y + 0.01) for x, y in centres]
+
+
+def test_rmse_weighs_large_errors_more_than_mae():
+    # Errors +2, -1, 0, 0: mae 3/4; rmse sqrt((4 + 1) / 4) = sqrt(1.25) = 1.1180.
+    images = [image("a.jpg", 0), image("b.jpg", 0), image("c.jpg"), image("d.jpg", 0)]
+    responses = {
+        images[0].source_ref: found((0, 0.9), (0, 0.9), (0, 0.9)),
+        images[1].source_ref: found(),
+        images[2].source_ref: found(),
+        images[3].source_ref: found((0, 0.9)),
+    }
+    figures = evaluate(images, responses, class_map=CLASS_MAP, thresholds=[0.5]).to_dict()
+    assert figures["mae"] == 0.75
+    assert figures["rmse"] == 1.118
+    assert figures["per_threshold"][0]["rmse"] == 1.118
+
+
+def test_game_by_hand_on_a_small_grid():
+    # Image a counts 4 of 4, but two in the wrong place:
+    #   true (0.10, 0.10) (0.60, 0.10) (0.60, 0.60) (0.30, 0.90)
+    #   seen (0.10, 0.10) (0.40, 0.10) (0.60, 0.60) (0.40, 0.90)
+    # Level 1 (cuts at 0.5): 0.60 -> 0.40 moves a box from region x 1 to x 0, error 2;
+    #   0.30 and 0.40 share region x 0.
+    # Level 2 (cuts every 0.25): 0.60 (x 2) -> 0.40 (x 1), error 2; 0.30 and 0.40 share x 1.
+    # Level 3 (cuts every 0.125): 0.60 (x 4) -> 0.40 (x 3), and 0.30 (x 2) -> 0.40 (x 3):
+    #   error 4.
+    # Image b misses one of 2, at (0.5, 0.5): error 1 at every level (on the lines it belongs
+    # to the region right of and below them).
+    a = LabeledImage(
+        "s3://data/labeling/images/a.jpg", (0, 0, 0, 0),
+        ((0.10, 0.10), (0.60, 0.10), (0.60, 0.60), (0.30, 0.90)),
+    )  # fmt: skip
+    b = LabeledImage("s3://data/labeling/images/b.jpg", (0, 0), ((0.5, 0.5), (0.2, 0.2)))
+    responses = {
+        a.source_ref: Response(at((0.10, 0.10), (0.40, 0.10), (0.60, 0.60), (0.40, 0.90))),
+        b.source_ref: Response(at((0.2, 0.2)) + at((0.7, 0.7), score=0.1)),  # 0.1: not counted
+    }
+    figures = evaluate([a, b], responses, class_map=CLASS_MAP, thresholds=[0.5]).to_dict()
+    assert figures["mae"] == 0.5  # (0 + 1) / 2: the count alone hides a's misplaced boxes
+    # (2 + 1) / 2, (2 + 1) / 2, (4 + 1) / 2
+    assert figures["game"] == {"1": 1.5, "2": 1.5, "3": 2.5}
+
+
+def test_a_centre_on_a_region_line_belongs_to_the_region_right_of_and_below_it():
+    # (0.5, 0.5) is in region (1, 1) at level 1; (0.49, 0.49) in (0, 0): two regions wrong.
+    assert evaluation.grid_error([(0.5, 0.5)], [(0.49, 0.49)], 1) == 2
+    assert evaluation.grid_error([(0.5, 0.5)], [(0.51, 0.99)], 1) == 0
+    # 1.0, the far edge, is in the last region, not past it.
+    assert evaluation.grid_error([(1.0, 1.0)], [(0.9, 0.9)], 3) == 0
+
+
+def test_game_is_unknown_without_the_labeled_boxes():
+    images = [image("a.jpg", 0)]
+    result = evaluate(images, {images[0].source_ref: found((0, 0.9))}, class_map=CLASS_MAP)
+    assert result.to_dict()["game"] is None
+
+
+def test_labeled_images_carry_box_centres_from_the_manifest():
+    lines = HAND_CHECKED.read_text().split("\n")
+    images, _, _ = evaluation.labeled_images(parse_manifest(lines))
+    by_name = {entry.file_name: entry for entry in images}
+    assert by_name["d.jpg"].centres == ()
+    # a.jpg, 640 x 480: boxes at (10, 20) 30 x 40 and (100, 120) 50 x 60, centred on
+    # (25, 40) and (125, 150) pixels.
+    assert by_name["a.jpg"].centres == ((25 / 640, 40 / 480), (125 / 640, 150 / 480))
+
+
 class TestMatchResponses:
     images = (image("street/a.jpg", 0), image("street/b.jpg"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -79,3 +80,23 @@ def test_a_document_may_start_with_a_byte_order_mark_and_a_line_may_not():
     assert json_input.loads(saved_on_windows) == {"batch_name": "street"}
     with pytest.raises(json_input.JsonInputError, match="not valid JSON"):
         json_input.loads(saved_on_windows, within="line")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # gzip's header starts with ID1 31, ID2 139 (RFC 1952, section 2.3.1).
+        (gzip.compress(b'{"a": 1}'), "not UTF-8 text but gzip-compressed data: decompress it"),
+        # What Windows' Notepad saves as "Unicode" (UTF-16 LE) and "Unicode big endian":
+        # the byte-order mark U+FEFF in that byte order, then the text.
+        (b"\xff\xfe" + '{"a": 1}'.encode("utf-16-le"), "not UTF-8 text but UTF-16: save it as"),
+        (b"\xfe\xff" + '{"a": 1}'.encode("utf-16-be"), "not UTF-8 text but UTF-16: save it as"),
+        (b'{"a": "caf\xe9"}', "not UTF-8 text (byte 11)"),
+    ],
+    ids=["gzip", "utf-16-le", "utf-16-be", "latin-1"],
+)
+def test_text_that_is_not_utf_8_says_what_it_is_when_its_first_bytes_tell(data, message):
+    with pytest.raises(json_input.JsonInputError) as refused:
+        json_input.loads(data)
+
+    assert str(refused.value).startswith(message)

@@ -119,7 +119,8 @@ def test_every_problem_is_reported_at_once():
     ("text", "message"),
     [
         (b"batch_name: x", "the request is not valid JSON: expected value at line 1 column 1"),
-        (b"\xff\xfe{", "the request is not UTF-8 text (byte 1)"),
+        (b"\xff\xfe{", "the request is not UTF-8 text but UTF-16: save it as UTF-8"),
+        (b'{"batch_name": "stra\xdfe"}', "the request is not UTF-8 text (byte 21)"),
         (b"[]", "the request is a JSON array of 0 item(s); a request is one JSON object"),
         (b'"street"', "request: must be a JSON object"),
         (b"", "the request is empty"),

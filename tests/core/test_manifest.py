@@ -188,6 +188,12 @@ CUT_OFF = "before its JSON is complete: it looks cut off (an interrupted downloa
         ('{"source-ref": ', f"line 3: the line ends at column 15 {CUT_OFF}"),
         ('{"source-ref": "s3://b/a.jpg", "vehi', f"line 3: the line ends at column 36 {CUT_OFF}"),
         ("[1, 2]", "line 3: expected a JSON object, got an array: a manifest has one image's"),
+        # A JSON array of image objects, one per line (json.dump with indent=0, say).
+        (
+            '[{"source-ref": "s3://b/a.jpg"},',
+            "line 3 starts a JSON array that goes on over several lines: a manifest is JSON "
+            "Lines (one image's JSON object per line), not a JSON array of them",
+        ),
         ('"text"', "line 3: expected a JSON object, got a string"),
         ("null", "line 3: expected a JSON object, got null"),
         ('{"a": NaN}', "line 3: not valid JSON: expected value at column 7"),
@@ -396,6 +402,21 @@ def test_class_maps_merge_across_lines():
 def test_class_maps_must_agree(second_map, message):
     with pytest.raises(InputError, match=message):
         manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+
+@pytest.mark.parametrize(
+    "second_map", [{"0": "bus"}, {"0": "car", "2": "truck"}], ids=["id renamed", "name moved"]
+)
+def test_class_maps_that_disagree_point_to_keep_empty_categories(second_map):
+    # Two COCO exports of one project converted apart number their classes apart when one
+    # of them has no box of a category (2026-12-04/cc04: bishop 0 in train, unused in valid).
+    with pytest.raises(InputError) as refused:
+        manifest.validate_manifest(records(labeled(), labeled(class_map=second_map)))
+
+    assert str(refused.value).endswith(
+        "; exports of one project converted apart by `counting manifest from-coco` number "
+        "their classes alike when each keeps every category (--keep-empty-categories)"
+    )
 
 
 def test_an_image_on_several_lines_is_one_item_if_they_agree_and_refused_if_not():

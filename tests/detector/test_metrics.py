@@ -77,3 +77,23 @@ def test_no_true_box_anywhere_scores_zero():
     result = mean_average_precision([found([[0, 0, 1, 1]], [1], [0.5])], [empty])
 
     assert (result.at_50, result.coco) == (0.0, 0.0)
+
+
+def test_a_recall_reached_exactly_counts_at_its_own_recall_point():
+    # Ten objects, six found exactly (best scores first), nothing else returned: precision 1
+    # up to recall 6/10 = 0.6, none beyond. Recall points 0.00, 0.01, ... 0.60 are reached:
+    # 61 of 101, as COCO's float64 points give. In single precision the point 0.60 is
+    # 0.60000002, above 0.6, and would be missed (60 of 101).
+    truths = ImageBoxes(
+        torch.tensor([[20.0 * i, 0, 20.0 * i + 10, 10] for i in range(10)]), torch.tensor([1] * 10)
+    )
+    detections = found(
+        [[20.0 * i, 0, 20.0 * i + 10, 10] for i in range(6)],
+        [1] * 6,
+        [0.9 - 0.1 * i for i in range(6)],
+    )
+
+    result = mean_average_precision([detections], [truths])
+
+    assert result.at_50 == pytest.approx(61 / 101)
+    assert result.coco == pytest.approx(61 / 101)

@@ -69,7 +69,7 @@ def test_a_shape_is_drawn_in_its_class_colour_where_its_box_says():
 
 def test_the_command_writes_scenes_a_manifest_and_a_class_map(cli, tmp_path):
     status, out, err = cli(
-        "detector", "scenes", "--out", tmp_path, "--count", 4, "--seed", 2, "--size", 256
+        "detector", "scenes", "--out-dir", tmp_path, "--count", 4, "--seed", 2, "--size", 256
     )
 
     assert (status, err) == (0, "")
@@ -85,7 +85,7 @@ def test_the_command_writes_scenes_a_manifest_and_a_class_map(cli, tmp_path):
 
 
 def test_the_command_refuses_a_count_below_one(cli, tmp_path):
-    status, _, err = cli("detector", "scenes", "--out", tmp_path, "--count", 0)
+    status, _, err = cli("detector", "scenes", "--out-dir", tmp_path, "--count", 0)
 
     assert status == 2
     assert err == "counting: error: --count must be at least 1, got 0\n"

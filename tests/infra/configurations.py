@@ -8,6 +8,13 @@ each on instance families with and without local NVMe storage (TRAINING_FAMILIES
 # An Object Detection image of one's own, in ECR: the training role may pull it.
 OWN_TRAINING_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-detector:2"
 
+# The studio's address and image: a made-up certificate and digest (synth checks only their form).
+STUDIO_DOMAIN = "label.example.com"
+STUDIO_CERTIFICATE = (
+    "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+)
+STUDIO_IMAGE_DIGEST = "sha256:" + "0123456789abcdef" * 4
+
 CONFIGURATIONS: dict[str, dict[str, str]] = {
     "defaults": {},
     "prod": {"stage": "prod"},
@@ -41,6 +48,19 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "counting.training.force_deploy": "rolling back to the model of run 2026-11-01",
     },
     "built-in algorithm on ml.p3": {"counting.training.algorithm": "builtin"},
+    # Label Studio without Ground Truth, as a new account deploys it.
+    "studio, no workforce": {
+        "counting.region": "eu-west-1",
+        "counting.workforce.enabled": "false",
+        "counting.labeling.studio.enabled": "true",
+        "counting.labeling.studio.domain_name": STUDIO_DOMAIN,
+        "counting.labeling.studio.certificate_arn": STUDIO_CERTIFICATE,
+        "counting.labeling.studio.image_digest": STUDIO_IMAGE_DIGEST,
+        "counting.labeling.studio.invite_emails": '["ann@example.com"]',
+        "counting.labeling.studio.deletion_protection": "false",
+        "counting.labeling.studio.class_names": '["car", "truck"]',
+        "counting.labeling.studio.start_training": "true",
+    },
 }
 
 # The (algorithm, training instance family) each configuration uses (the defaults:

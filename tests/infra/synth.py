@@ -2,7 +2,7 @@
 
 A component's own tests put it in a bare stack (``component_stack``) with only what it is
 given in the app (the storage it writes to, a key): its template is then its resources alone,
-and the test does not wait for the eight stacks. A stack whose tests read its outputs and
+and the test does not wait for every stack of the app. A stack whose tests read its outputs and
 cross-stack references is built beside the storage stack alone (``app_with_storage``). What
 spans every stack (cdk-nag, the alarms over every part, the audit report) is tested on the
 whole app.
@@ -11,16 +11,20 @@ whole app.
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
+from tempfile import mkdtemp
 
 import aws_cdk as cdk
 
-from stacks.application import build
+from stacks.application import apply_stage_policies, build
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig, load_config
 from stacks.nag import register_rule_packs
 from stacks.storage_stack import StorageStack
 from tests.conftest import cdk_context, require_synth_marker
+from tests.infra.configurations import CONFIGURATIONS
+from tests.stepfunctions.template import Templates
 
 
 def build_app(
@@ -50,7 +54,10 @@ def component_stack(**context) -> tuple[cdk.Stack, AppConfig]:
     overrides as in ``build_app``), and the configuration that context loads."""
     require_synth_marker()
     full_context = cdk_context(**context)
-    return cdk.Stack(cdk.App(context=full_context), "Component"), load_config(full_context)
+    app = cdk.App(context=full_context)
+    config = load_config(full_context)
+    apply_stage_policies(app, config)  # as build does: tags, removal policies
+    return cdk.Stack(app, "Component"), config
 
 
 def app_with_storage(**context) -> tuple[cdk.App, AppConfig, DataStorage, cdk.Environment]:
@@ -60,6 +67,15 @@ def app_with_storage(**context) -> tuple[cdk.App, AppConfig, DataStorage, cdk.En
     full_context = cdk_context(**context)
     app = cdk.App(context=full_context)
     config = load_config(full_context)
+    apply_stage_policies(app, config)  # as build does: tags, removal policies
     env = cdk.Environment(account=config.account, region=config.region)
     storage = StorageStack(app, f"{config.prefix}-storage", config=config, env=env)
     return app, config, storage.storage, env
+
+
+@cache
+def synthesized(configuration: str) -> Templates:
+    """The templates of ``CONFIGURATIONS[configuration]``, as CloudFormation would get them,
+    synthesized once per test session."""
+    outdir = Path(mkdtemp(prefix="cdk.out-"))
+    return Templates(synth_templates(outdir, **CONFIGURATIONS[configuration]))

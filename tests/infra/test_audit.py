@@ -35,7 +35,7 @@ def test_the_report_names_who_can_do_what_to_which_data(assembly):
     assert "#### Role `CounterRole" in text
     assert "| Allow | sagemaker:InvokeEndpoint |" in text
     assert 'Trusted by: {"Service": "lambda.amazonaws.com"}' in text
-    # The dev stage's data bucket: cdk.json destroys dev's data with the stage.
+    # The dev stage's data bucket: deleted with the stage (cdk.json), versioned.
     assert "| aws:kms | all blocked | yes | on delete: Delete, versioned" in text
     assert "| `AwsSolutions-DDB3` | Idempotency records expire" in text
 

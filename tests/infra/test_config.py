@@ -24,7 +24,7 @@ def test_defaults_are_safe_and_environment_agnostic():
     assert config.prefix == "object-counting-dev"
     assert config.account is None
     assert config.region is None
-    # cdk.json's dev stage is torn down whole (make destroy); prod keeps the default, retain.
+    # cdk.json makes dev a stage that `make destroy` removes; prod keeps the default, retain.
     assert config.storage.removal_policy == "destroy"
     assert load_config(cdk_context(stage="prod")).storage.removal_policy == "retain"
 
@@ -140,6 +140,30 @@ def test_stage_settings_file_and_dotted_values_override_in_that_order(tmp_path):
             "workforce.existing_user_pool_id and workforce.existing_app_client_id go together",
         ),
         ({"config": "/nonexistent.json"}, "config: cannot read /nonexistent.json"),
+        (
+            {"counting.counter.tiling.mode": "always"},
+            "counter.tiling.mode: Input should be 'off', 'on' or 'auto' (got 'always')",
+        ),
+        (
+            {"counting.counter.tiling.overlap": "0.7"},
+            "counter.tiling.overlap: Input should be less than or equal to 0.5 (got 0.7)",
+        ),
+        (
+            {"counting.counter.tiling.overlap": "0"},
+            "counter.tiling.overlap: Input should be greater than 0 (got 0)",
+        ),
+        (
+            {"counting.counter.tiling.tile_side": "16"},
+            "counter.tiling.tile_side: Input should be greater than or equal to 32 (got 16)",
+        ),
+        (
+            {"counting.counter.tiling.auto_multiple": "0.5"},
+            "counter.tiling.auto_multiple: Input should be greater than or equal to 1 (got 0.5)",
+        ),
+        (
+            {"counting.counter.tiling.merge": "wbf"},
+            "counter.tiling.merge: Input should be 'merge' or 'nms' (got 'wbf')",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_field(overrides, message):
@@ -169,6 +193,15 @@ def test_synth_with_a_bad_value_exits_non_zero_with_one_line_and_no_traceback():
         "invalid config: account: 'abc' is not a 12-digit AWS account id"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_tiling_settings_are_the_policy_the_tiler_takes():
+    config = load_config(
+        cdk_context(**{"counting.counter.tiling": '{"mode": "auto", "overlap": 0.25}'})
+    )
+    policy = config.counter.tiling.policy
+    assert (policy.mode, policy.overlap, policy.tile_side) == ("auto", 0.25, None)
+    assert (policy.auto_multiple, policy.merge, policy.whole_image_pass) == (3.0, "merge", True)
 
 
 def test_configuration_page_documents_every_setting_as_generated():

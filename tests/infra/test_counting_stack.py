@@ -184,9 +184,7 @@ def test_tables_are_encrypted_with_the_data_key_and_results_are_protected(templa
                 ],
                 "SSESpecification": Match.object_like({"SSEEnabled": True, "SSEType": "KMS"}),
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-                "DeletionProtectionEnabled": True,
             },
-            "DeletionPolicy": "Retain",
         },
     )
     template.has_resource_properties(

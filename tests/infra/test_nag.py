@@ -52,6 +52,8 @@ def test_every_acknowledgment_hides_a_real_finding(context, monkeypatch):
 
     for place in acknowledged:
         path, rule = place.split(": ")
+        if rule.startswith("CloudFormation-Validate::"):
+            continue  # CDK's own, on template checks no rule pack runs (a VPC's AZs, flow logs)
         rule_id = rule.removeprefix("Annotation::")
         assert any(
             line.startswith(f"{rule_id} (") and line.split(" at ")[1].startswith(path)

@@ -165,7 +165,7 @@ def test_a_batch_transform_runs_the_named_model_over_the_manifest_and_waits():
     state = definition(stack, transform.state)["States"]["Count"]
 
     key_arn = (
-        f"arn:aws:kms:us-east-1:123456789012:Key/{stack.get_logical_id(key.node.default_child)}"
+        f"arn:aws:kms:us-east-1:123456789012:key/{stack.get_logical_id(key.node.default_child)}"
     )
     assert state["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
     # Everything a run names comes from its state; the rest of the request is the training

@@ -107,7 +107,8 @@ def test_user_pool_is_invitation_only_with_a_strong_password_policy(template):
                     "EnabledMfas": ["SOFTWARE_TOKEN_MFA"],
                 }
             ),
-            "DeletionPolicy": "Retain",
+            # Deleted with a dev stage, kept in prod: tests/infra/test_stages.py.
+            "DeletionPolicy": "Delete",
         },
     )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import boto3
 import pytest
@@ -37,6 +39,25 @@ def lambda_context() -> FakeLambdaContext:
 def aws():
     with mock_aws():
         yield
+
+
+class Cached(Protocol):
+    """A ``functools.cache`` getter."""
+
+    def cache_clear(self) -> None: ...
+
+
+@contextlib.contextmanager
+def deployed(
+    monkeypatch, environment: Mapping[str, str], made_on_first_use: Cached
+) -> Iterator[None]:
+    """A handler as Lambda runs it: ``environment`` set, and what it makes from it on its
+    first invocation (its cached getter) not yet made, nor left behind."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    made_on_first_use.cache_clear()
+    yield
+    made_on_first_use.cache_clear()
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (200, 100)) -> bytes:

@@ -8,18 +8,20 @@ training/models/<run>/predictions/ with the image's folder kept.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from PIL import Image
 
+from counting_core.contracts.environment import MisconfiguredFunction
+from counting_core.contracts.evaluate_counts import Environment
 from counting_core.models.evaluation import EvaluationSummary
-from tests.lambdas.conftest import ACCOUNT, REGION
+from lambdas.evaluate_counts import handler
+from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
+from tests.lambdas.conftest import ACCOUNT, REGION, deployed
 
 PREFIX = "object-counting-dev"
 BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
@@ -29,20 +31,19 @@ MANIFEST_KEY = f"training/manifests/{RUN}/validation.manifest"
 PREDICTIONS = f"training/models/{RUN}/predictions/"
 
 
+# The environment the training stack gives the function.
+ENVIRONMENT = {
+    "BUCKET": BUCKET,
+    "POWERTOOLS_SERVICE_NAME": "evaluate-counts",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+}
+
+
 @pytest.fixture
-def handler(aws, monkeypatch):
-    """The handler module, imported with the environment the stack gives it."""
-    for name, value in {
-        "BUCKET": BUCKET,
-        "POWERTOOLS_SERVICE_NAME": "evaluate-counts",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    sys.modules.pop("lambdas.evaluate_counts.handler", None)
-    module = importlib.import_module("lambdas.evaluate_counts.handler")
-    yield module
-    module.evaluator.cache_clear()
+def evaluator(aws) -> RunEvaluator:
+    """The evaluator of that environment over moto's S3, its bucket created."""
+    s3().create_bucket(Bucket=BUCKET)
+    return RunEvaluator(Environment.model_validate(ENVIRONMENT), s3=s3())
 
 
 def s3():
@@ -76,9 +77,9 @@ def event() -> dict:
     }
 
 
-def test_writes_the_report_and_the_plot_and_returns_the_figures(handler, lambda_context):
+def test_writes_the_report_and_the_plot_and_returns_the_figures(evaluator):
     upload_run()
-    summary = EvaluationSummary.model_validate(handler.main(event(), lambda_context))
+    summary = EvaluationSummary.model_validate(handler.evaluate(event(), evaluator))
 
     folder = f"s3://{BUCKET}/training/models/{RUN}/"
     # Hand-checked in tests/cli/test_cli_evaluate.py.
@@ -105,7 +106,7 @@ def test_writes_the_report_and_the_plot_and_returns_the_figures(handler, lambda_
 
 
 def test_the_report_counts_the_validation_images_whose_responses_hit_the_cap(
-    handler, lambda_context
+    evaluator,
 ):
     upload_run()
     # street-5 has 3 detections and street-2 has 2: a cap of 3 is reached by street-5 only.
@@ -113,46 +114,71 @@ def test_the_report_counts_the_validation_images_whose_responses_hit_the_cap(
         response = json.loads((EXAMPLE / "responses" / name).read_bytes())
         put(f"{PREDICTIONS}street/{name}", json.dumps({**response, "max_detections": 3}).encode())
 
-    handler.main(event(), lambda_context)
+    handler.evaluate(event(), evaluator)
 
     report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
     assert report["capped_images"] == 1
     assert report["mae"] == 0.25  # the figures are the uncapped example's
 
 
-def test_a_missing_response_fails_the_evaluation_naming_the_image(handler, lambda_context):
+def test_a_missing_response_fails_the_evaluation_naming_the_image(evaluator):
     upload_run(skip="street-2.jpg.out")
-    with pytest.raises(handler.EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
-        handler.main(event(), lambda_context)
+    with pytest.raises(EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
+        handler.evaluate(event(), evaluator)
 
 
 def test_a_missing_validation_manifest_is_the_evaluations_own_error_naming_it(
-    handler, lambda_context
+    evaluator,
 ):
     # Nothing uploaded: GetObject answers NoSuchKey, which must not escape as itself.
-    with pytest.raises(handler.EvaluationFailed) as failed:
-        handler.main(event(), lambda_context)
+    with pytest.raises(EvaluationFailed) as failed:
+        handler.evaluate(event(), evaluator)
 
     assert str(failed.value) == f"run {RUN}: s3://{BUCKET}/{MANIFEST_KEY} does not exist"
 
 
-def test_a_response_in_the_wrong_shape_names_its_file(handler, lambda_context):
+def test_a_response_in_the_wrong_shape_names_its_file(evaluator):
     upload_run()
     put(f"{PREDICTIONS}street/street-3.jpg.out", b'{"predictions": []}')
-    with pytest.raises(handler.EvaluationFailed, match=r"street-3\.jpg\.out: missing 'prediction'"):
-        handler.main(event(), lambda_context)
+    with pytest.raises(EvaluationFailed, match=r"street-3\.jpg\.out: missing 'prediction'"):
+        handler.evaluate(event(), evaluator)
 
 
-def test_a_request_outside_the_run_folders_is_refused(handler, lambda_context):
+def test_a_request_outside_the_run_folders_is_refused(evaluator):
     upload_run()
     request = event() | {"validationManifestUri": f"s3://{BUCKET}/incoming/x.manifest"}
-    with pytest.raises(handler.EvaluationFailed, match="is not under"):
-        handler.main(request, lambda_context)
+    with pytest.raises(EvaluationFailed, match="is not under"):
+        handler.evaluate(request, evaluator)
 
 
-def test_a_malformed_request_is_one_line(handler, lambda_context):
-    with pytest.raises(handler.EvaluationFailed, match="not an evaluation request: runName"):
-        handler.main({"predictionsUri": "s3://x/y/"}, lambda_context)
+def test_a_malformed_request_is_one_line(evaluator):
+    with pytest.raises(EvaluationFailed, match="not an evaluation request: runName"):
+        handler.evaluate({"predictionsUri": "s3://x/y/"}, evaluator)
+
+
+@pytest.fixture
+def configured(aws, monkeypatch):
+    """The function as Lambda runs it, in the environment its stack gives it."""
+    with deployed(monkeypatch, ENVIRONMENT, handler.evaluator):
+        yield
+
+
+def test_the_function_reads_its_environment_on_its_first_invocation(configured, lambda_context):
+    s3().create_bucket(Bucket=BUCKET)
+    upload_run()
+
+    result = handler.main(event(), lambda_context)
+
+    assert result["reportUri"] == f"s3://{BUCKET}/training/models/{RUN}/evaluation.json"
+
+
+def test_a_function_without_its_bucket_says_so_in_one_line(configured, monkeypatch, lambda_context):
+    monkeypatch.delenv("BUCKET")
+
+    with pytest.raises(MisconfiguredFunction) as raised:
+        handler.main(event(), lambda_context)
+
+    assert str(raised.value) == "counting_core.contracts.evaluate_counts: BUCKET: missing"
 
 
 # --- Champion and challenger: the active model on the same images --------------------------
@@ -182,14 +208,14 @@ def with_champion(champion_classes: dict[str, str] = CLASSES) -> dict:
     }
 
 
-def test_the_active_model_is_measured_on_the_same_images_side_by_side(handler, lambda_context):
+def test_the_active_model_is_measured_on_the_same_images_side_by_side(evaluator):
     upload_run()
     # A champion that finds nothing: it counts 0 on every image. The four images hold 3, 1, 0
     # and 4 objects (8 in all), so at every threshold its errors are 3, 1, 0, 4: MAE 8 / 4 = 2,
     # WAPE 8 / 8 = 1, bias -8 / 4 = -2; thresholds tie and the lowest (0.05) is kept.
     upload_champion(b'{"prediction": []}')
 
-    result = handler.main(with_champion(), lambda_context)
+    result = handler.evaluate(with_champion(), evaluator)
 
     # The new model's figures are unchanged (hand-checked above): MAE 0.25 <= 2, it is better.
     assert EvaluationSummary.model_validate(result).mae == 0.25
@@ -212,12 +238,12 @@ def test_the_active_model_is_measured_on_the_same_images_side_by_side(handler, l
     ] == [(4, 0), (3, 0), (1, 0)]
 
 
-def test_an_active_model_for_other_classes_is_not_compared(handler, lambda_context):
+def test_an_active_model_for_other_classes_is_not_compared(evaluator):
     # Counts are totals over every class: a model trained for cars alone would be scored
     # against labels that count trucks too. No answers of it are read (none were uploaded).
     upload_run()
 
-    result = handler.main(with_champion({"0": "car"}), lambda_context)
+    result = handler.evaluate(with_champion({"0": "car"}), evaluator)
 
     assert result["champion"] is None  # the gate then treats the run as a first model
     report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
@@ -227,18 +253,18 @@ def test_an_active_model_for_other_classes_is_not_compared(handler, lambda_conte
     }
 
 
-def test_without_an_active_model_the_champion_is_null(handler, lambda_context):
+def test_without_an_active_model_the_champion_is_null(evaluator):
     upload_run()
 
-    result = handler.main(event() | {"champion": {}}, lambda_context)
+    result = handler.evaluate(event() | {"champion": {}}, evaluator)
 
     assert result["champion"] is None
     assert "champion" not in json.loads(read(f"training/models/{RUN}/evaluation.json"))
 
 
-def test_an_active_model_missing_an_answer_fails_the_evaluation(handler, lambda_context):
+def test_an_active_model_missing_an_answer_fails_the_evaluation(evaluator):
     upload_run()
     put(f"{CHAMPION_PREDICTIONS}street/street-1.jpg.out", b'{"prediction": []}')
 
-    with pytest.raises(handler.EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
-        handler.main(with_champion(), lambda_context)
+    with pytest.raises(EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
+        handler.evaluate(with_champion(), evaluator)

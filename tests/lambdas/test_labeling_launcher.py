@@ -6,15 +6,21 @@ moto has no labeling-job API; Stubber checks each request against the service mo
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
+from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+
+from counting_core.contracts.environment import MisconfiguredFunction
+from counting_core.contracts.labeling_launcher import Environment
+from lambdas.labeling_launcher import handler
+from lambdas.labeling_launcher.service import LabelingLauncher
+from tests.lambdas.conftest import deployed
 
 ACCOUNT = "123456789012"
 PREFIX = "object-counting-dev"
@@ -44,12 +50,9 @@ def region(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def handler(aws, monkeypatch, region):
-    """The handler module, imported with the environment the stack gives it."""
-    environment = {
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
+def environment_in(region: str) -> dict[str, str]:
+    """The environment the labeling stack gives the function in ``region``."""
+    return {
         "BUCKET": bucket_name(region),
         "ROLE_ARN": ROLE_ARN,
         "WORKTEAM_ARN": workteam_arn(region),
@@ -60,10 +63,21 @@ def handler(aws, monkeypatch, region):
         "TASK_TIME_LIMIT_SECONDS": "300",
         "TASK_AVAILABILITY_SECONDS": "864000",
         "POWERTOOLS_SERVICE_NAME": "labeling-launcher",
-        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
     }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The launcher's clients: S3 on moto; SageMaker and EventBridge for Stubbers."""
+
+    s3: Any
+    sagemaker: Any
+    events: Any
+
+
+@pytest.fixture
+def clients(aws, region) -> Clients:
     s3 = boto3.client("s3", region_name=region)
     # us-east-1 is S3's default location and takes no location constraint.
     location = {} if region == "us-east-1" else {"LocationConstraint": region}
@@ -74,22 +88,38 @@ def handler(aws, monkeypatch, region):
     s3.put_bucket_versioning(
         Bucket=bucket_name(region), VersioningConfiguration={"Status": "Enabled"}
     )
-    sys.modules.pop("lambdas.labeling_launcher.handler", None)
-    module = importlib.import_module("lambdas.labeling_launcher.handler")
-    yield module
-    module.launcher.cache_clear()
+    return Clients(
+        s3=s3,
+        sagemaker=boto3.client("sagemaker", region_name=region),
+        events=boto3.client("events", region_name=region),
+    )
+
+
+def make_launcher(region: str, clients: Clients) -> LabelingLauncher:
+    return LabelingLauncher(
+        Environment.model_validate(environment_in(region)),
+        s3=clients.s3,
+        sagemaker=clients.sagemaker,
+        events=clients.events,
+    )
 
 
 @pytest.fixture
-def sagemaker(handler):
-    with Stubber(handler.launcher()._sagemaker) as stub:
+def launcher(region, clients) -> LabelingLauncher:
+    """The launcher of ``region``'s environment over its clients."""
+    return make_launcher(region, clients)
+
+
+@pytest.fixture
+def sagemaker(clients):
+    with Stubber(clients.sagemaker) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
 
 @pytest.fixture
-def events(handler):
-    with Stubber(handler.launcher()._events) as stub:
+def events(clients):
+    with Stubber(clients.events) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
@@ -189,7 +219,7 @@ def expect_create(stub: Stubber, region: str, *, workers: int = 1) -> None:
     )
 
 
-def test_a_request_starts_a_bounding_box_job(handler, sagemaker, region, lambda_context):
+def test_a_request_starts_a_bounding_box_job(launcher, sagemaker, region):
     put_images(
         region,
         f"{IMAGES}b.jpg",
@@ -201,7 +231,7 @@ def test_a_request_starts_a_bounding_box_job(handler, sagemaker, region, lambda_
     event = upload(region, REQUEST_KEY, json.dumps({**REQUEST, "workers_per_object": 3}).encode())
     expect_create(sagemaker, region, workers=3)
 
-    outcome = handler.main(event, lambda_context)
+    outcome = handler.launch(event, launcher)
 
     job_name = outcome["labelingJobName"]
     assert re.fullmatch(JOB_NAME, job_name)
@@ -222,19 +252,15 @@ def test_a_request_starts_a_bounding_box_job(handler, sagemaker, region, lambda_
     assert 'header="Draw a box around every car and every person."' in template
 
 
-def test_images_are_listed_past_the_first_page(
-    handler, sagemaker, region, lambda_context, monkeypatch
-):
+def test_images_are_listed_past_the_first_page(launcher, sagemaker, region, clients, monkeypatch):
     monkeypatch.setattr("lambdas.labeling_launcher.service.LISTING_PAGE_SIZE", 2)
     listings = []
-    handler.launcher()._s3.meta.events.register(
-        "before-call.s3.ListObjectsV2", lambda **_: listings.append(1)
-    )
+    clients.s3.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: listings.append(1))
     put_images(region, *(f"{IMAGES}{number}.jpg" for number in range(5)))
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
     expect_create(sagemaker, region)
 
-    job_name = handler.main(event, lambda_context)["labelingJobName"]
+    job_name = handler.launch(event, launcher)["labelingJobName"]
 
     assert len(listings) == 3
     manifest = read(region, f"labeling/input/{job_name}/input.manifest").splitlines()
@@ -243,7 +269,7 @@ def test_images_are_listed_past_the_first_page(
     ]
 
 
-def test_the_same_upload_delivered_twice_starts_one_job(handler, sagemaker, region, lambda_context):
+def test_the_same_upload_delivered_twice_starts_one_job(launcher, sagemaker, region, clients):
     put_images(region, f"{IMAGES}a.jpg")
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
     expect_create(sagemaker, region)
@@ -254,13 +280,13 @@ def test_the_same_upload_delivered_twice_starts_one_job(handler, sagemaker, regi
         expected_params=create_request(region),
     )
     names_sent = []
-    handler.launcher()._sagemaker.meta.events.register(
+    clients.sagemaker.meta.events.register(
         "before-parameter-build.sagemaker.CreateLabelingJob",
         lambda params, **_: names_sent.append(params["LabelingJobName"]),
     )
 
-    first = handler.main(event, lambda_context)
-    second = handler.main(event, lambda_context)
+    first = handler.launch(event, launcher)
+    second = handler.launch(event, launcher)
 
     # Both deliveries asked for one name; SageMaker refused the second job.
     assert len(names_sent) == 2
@@ -273,7 +299,7 @@ def test_the_same_upload_delivered_twice_starts_one_job(handler, sagemaker, regi
     }
 
 
-def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, region, lambda_context):
+def test_other_sagemaker_errors_are_raised_for_a_retry(launcher, sagemaker, region):
     put_images(region, f"{IMAGES}a.jpg")
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
     sagemaker.add_client_error(
@@ -283,7 +309,7 @@ def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, regio
     )
 
     with pytest.raises(ClientError) as raised:
-        handler.main(event, lambda_context)
+        handler.launch(event, launcher)
 
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
     assert keys_under(region, "labeling/requests/") == [REQUEST_KEY]  # no rejection written
@@ -291,9 +317,7 @@ def test_other_sagemaker_errors_are_raised_for_a_retry(handler, sagemaker, regio
     assert keys_under(region, "labeling/input/") == []
 
 
-def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(
-    handler, sagemaker, region, lambda_context
-):
+def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(launcher, sagemaker, region):
     put_images(region, f"{IMAGES}a.jpg")
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
     sagemaker.add_client_error(
@@ -304,7 +328,7 @@ def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(
         expected_params=create_request(region),
     )
 
-    outcome = handler.main(event, lambda_context)
+    outcome = handler.launch(event, launcher)
 
     assert outcome["status"] == "rejected"
     rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
@@ -358,14 +382,13 @@ def test_a_request_sagemaker_refuses_is_rejected_and_leaves_no_inputs(
     ],
 )
 def test_a_bad_request_is_rejected_beside_it_and_starts_nothing(
-    handler, sagemaker, lambda_context, body, reason
+    launcher, sagemaker, region, body, reason
 ):
-    region = handler.SETTINGS.region
     put_images(region, f"{IMAGES}a.jpg", "labeling/images/empty/readme.txt")
     data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     event = upload(region, REQUEST_KEY, data)
 
-    outcome = handler.main(event, lambda_context)
+    outcome = handler.launch(event, launcher)
 
     # The Stubber holds no responses: any SageMaker call would have failed this test.
     assert outcome["status"] == "rejected"
@@ -377,10 +400,10 @@ def test_a_bad_request_is_rejected_beside_it_and_starts_nothing(
     assert keys_under(region, "labeling/input/") == []
 
 
-def test_an_empty_prefix_names_the_prefix(handler, sagemaker, region, lambda_context):
+def test_an_empty_prefix_names_the_prefix(launcher, sagemaker, region):
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
 
-    handler.main(event, lambda_context)
+    handler.launch(event, launcher)
 
     rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
     assert rejection["reason"] == (
@@ -388,17 +411,20 @@ def test_an_empty_prefix_names_the_prefix(handler, sagemaker, region, lambda_con
     )
 
 
-def test_a_region_without_ground_truth_rejects_the_request(
-    handler, sagemaker, region, lambda_context, monkeypatch
-):
+def test_a_region_without_ground_truth_rejects_the_request(region, clients):
     put_images(region, f"{IMAGES}a.jpg")
-    settings = handler.launcher()._settings
-    monkeypatch.setattr(
-        handler.launcher(), "_settings", settings.model_copy(update={"region": "sa-east-1"})
+    # Its jobs start in its SageMaker client's Region: one without Ground Truth's functions.
+    elsewhere = Clients(
+        s3=clients.s3,
+        sagemaker=boto3.client("sagemaker", region_name="sa-east-1"),
+        events=clients.events,
     )
     event = upload(region, REQUEST_KEY, json.dumps(REQUEST).encode())
 
-    assert handler.main(event, lambda_context)["status"] == "rejected"
+    with Stubber(elsewhere.sagemaker):  # no responses: any SageMaker call fails the test
+        outcome = handler.launch(event, make_launcher(region, elsewhere))
+
+    assert outcome["status"] == "rejected"
     rejection = json.loads(read(region, "labeling/requests/street.rejected.json"))
     assert (
         rejection["reason"]
@@ -409,10 +435,10 @@ def test_a_region_without_ground_truth_rejects_the_request(
 @pytest.mark.parametrize(
     "key", ["labeling/requests/street.rejected.json", "labeling/requests/a.txt"]
 )
-def test_rejections_and_other_files_start_nothing(handler, sagemaker, region, lambda_context, key):
+def test_rejections_and_other_files_start_nothing(launcher, sagemaker, region, key):
     event = upload(region, key, b"{}")
 
-    assert handler.main(event, lambda_context) == {"status": "ignored", "request": key}
+    assert handler.launch(event, launcher) == {"status": "ignored", "request": key}
     assert keys_under(region, "labeling/requests/") == [key]
 
 
@@ -427,9 +453,7 @@ def announcement(job_name: str, manifest: str) -> dict:
     return {"Entries": [entry]}
 
 
-def test_a_completed_job_is_announced_for_training(
-    handler, sagemaker, events, region, lambda_context
-):
+def test_a_completed_job_is_announced_for_training(launcher, sagemaker, events, region):
     job_name = f"{PREFIX}-0123456789abcdef"
     arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"
     manifest = f"s3://{bucket_name(region)}/labeling/output/street/{job_name}/manifests/output/output.manifest"
@@ -444,14 +468,12 @@ def test_a_completed_job_is_announced_for_training(
         announcement(job_name, manifest),
     )
 
-    outcome = handler.main(state_change(region, arn), lambda_context)
+    outcome = handler.launch(state_change(region, arn), launcher)
 
     assert outcome == {"status": "announced", "labelingJobName": job_name, "manifestUri": manifest}
 
 
-def test_a_refused_announcement_is_raised_for_a_retry(
-    handler, sagemaker, events, region, lambda_context
-):
+def test_a_refused_announcement_is_raised_for_a_retry(launcher, sagemaker, events, region):
     job_name = f"{PREFIX}-0123456789abcdef"
     arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:labeling-job/{job_name}"
     manifest = "s3://b/o.manifest"
@@ -470,7 +492,7 @@ def test_a_refused_announcement_is_raised_for_a_retry(
     )
 
     with pytest.raises(RuntimeError, match="InternalFailure: try again"):
-        handler.main(state_change(region, arn), lambda_context)
+        handler.launch(state_change(region, arn), launcher)
 
 
 def state_change(region: str, arn: str) -> dict:
@@ -509,3 +531,37 @@ def describe_response(region: str, job_name: str, manifest: str) -> dict:
         },
         "LabelingJobOutput": {"OutputDatasetS3Uri": manifest},
     }
+
+
+@pytest.fixture
+def configured(aws, monkeypatch, region):
+    """The function as Lambda runs it in ``region``, in the environment its stack gives it
+    (Lambda sets the Region)."""
+    environment = {**environment_in(region), "AWS_DEFAULT_REGION": region}
+    with deployed(monkeypatch, environment, handler.launcher):
+        yield
+
+
+def test_the_function_reads_its_environment_on_its_first_invocation(
+    configured, clients, region, lambda_context
+):
+    key = "labeling/requests/notes.txt"
+    event = upload(region, key, b"{}")
+
+    assert handler.main(event, lambda_context) == {"status": "ignored", "request": key}
+
+
+def test_a_function_with_a_malformed_workteam_says_so_in_one_line(
+    configured, monkeypatch, lambda_context
+):
+    monkeypatch.setenv("WORKTEAM_ARN", "private-crowd")
+
+    with pytest.raises(MisconfiguredFunction) as raised:
+        handler.main({}, lambda_context)
+
+    message = str(raised.value)
+    assert message.startswith(
+        "counting_core.contracts.labeling_launcher: WORKTEAM_ARN: String should match pattern"
+    )
+    assert message.endswith("(got 'private-crowd')")
+    assert "\n" not in message

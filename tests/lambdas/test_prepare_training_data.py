@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 
-from counting_core.models.training import DataNotTrainable, PreparedRun
-from tests.lambdas.conftest import ACCOUNT, REGION
+from counting_core.contracts.environment import MisconfiguredFunction
+from counting_core.contracts.prepare_training_data import Environment, PreparedRun
+from counting_core.models.training import DataNotTrainable
+from lambdas.prepare_training_data import handler
+from lambdas.prepare_training_data.service import TrainingDataPreparer
+from tests.lambdas.conftest import ACCOUNT, REGION, deployed
 
 PREFIX = "object-counting-dev"
 BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
@@ -27,23 +29,23 @@ HAND_CHECKED = (
 )
 
 
+# The environment the training stack gives the function.
+ENVIRONMENT = {
+    "BUCKET": BUCKET,
+    "NAME_PREFIX": PREFIX,
+    "VALIDATION_FRACTION": "0.2",
+    "SPLIT_SEED": "42",
+    "POWERTOOLS_SERVICE_NAME": "prepare-training-data",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+}
+
+
 @pytest.fixture
-def handler(aws, monkeypatch):
-    """The handler module, imported with the environment the stack gives it."""
-    for name, value in {
-        "BUCKET": BUCKET,
-        "NAME_PREFIX": PREFIX,
-        "VALIDATION_FRACTION": "0.2",
-        "SPLIT_SEED": "42",
-        "POWERTOOLS_SERVICE_NAME": "prepare-training-data",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    sys.modules.pop("lambdas.prepare_training_data.handler", None)
-    module = importlib.import_module("lambdas.prepare_training_data.handler")
-    yield module
-    module.s3.cache_clear()
+def preparer(aws) -> TrainingDataPreparer:
+    """The preparer of that environment over moto's S3, its bucket created."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    return TrainingDataPreparer(Environment.model_validate(ENVIRONMENT), s3=s3)
 
 
 def upload(text: str, key: str = KEY) -> str:
@@ -65,8 +67,8 @@ def event(manifest_uri: str, **request) -> dict:
     }
 
 
-def test_writes_the_split_and_the_report_and_returns_the_run(handler, lambda_context):
-    result = handler.main(event(upload(HAND_CHECKED)), lambda_context)
+def test_writes_the_split_and_the_report_and_returns_the_run(preparer):
+    result = handler.prepare(event(upload(HAND_CHECKED)), preparer)
 
     run = PreparedRun.model_validate(result)
     assert run.run_name.startswith(f"{PREFIX}-20261126-173000-")
@@ -113,20 +115,20 @@ def test_writes_the_split_and_the_report_and_returns_the_run(handler, lambda_con
     assert (report["images"], report["labeled"], report["failed"], report["empty"]) == (8, 5, 2, 1)
 
 
-def test_the_same_execution_always_gets_the_same_run(handler, lambda_context):
+def test_the_same_execution_always_gets_the_same_run(preparer):
     uri = upload(HAND_CHECKED)
 
-    first = handler.main(event(uri), lambda_context)
-    again = handler.main(event(uri), lambda_context)
+    first = handler.prepare(event(uri), preparer)
+    again = handler.prepare(event(uri), preparer)
 
     assert first == again
 
 
-def test_a_labeling_jobs_output_with_its_attribute(handler, lambda_context):
+def test_a_labeling_jobs_output_with_its_attribute(preparer):
     uri = upload(HAND_CHECKED, "labeling/output/job-1/manifests/output/output.manifest")
 
-    result = handler.main(
-        event(uri, labelingJobName="job-1", labelAttribute="vehicles"), lambda_context
+    result = handler.prepare(
+        event(uri, labelingJobName="job-1", labelAttribute="vehicles"), preparer
     )
 
     folder = f"training/manifests/{result['runName']}/"
@@ -142,9 +144,9 @@ def test_a_labeling_jobs_output_with_its_attribute(handler, lambda_context):
     ],
     ids=["outside the allowed prefixes", "another bucket", "missing"],
 )
-def test_a_manifest_it_may_not_or_cannot_read(handler, lambda_context, manifest_uri, reason):
+def test_a_manifest_it_may_not_or_cannot_read(preparer, manifest_uri, reason):
     with pytest.raises(DataNotTrainable, match=reason):
-        handler.main(event(manifest_uri), lambda_context)
+        handler.prepare(event(manifest_uri), preparer)
 
 
 @pytest.mark.parametrize(
@@ -182,16 +184,16 @@ def test_a_manifest_it_may_not_or_cannot_read(handler, lambda_context, manifest_
         "one image labeled two ways",
     ],
 )
-def test_data_that_cannot_train_is_refused_with_the_reason(handler, lambda_context, text, reason):
+def test_data_that_cannot_train_is_refused_with_the_reason(preparer, text, reason):
     with pytest.raises(DataNotTrainable, match=reason):
-        handler.main(event(upload(text)), lambda_context)
+        handler.prepare(event(upload(text)), preparer)
 
 
-def test_an_image_listed_twice_reaches_one_channel_and_the_report(handler, lambda_context):
+def test_an_image_listed_twice_reaches_one_channel_and_the_report(preparer):
     merged = (DATA / "ground_truth" / "merged_batches.manifest").read_text()
     uri = upload(merged.replace("s3://counting-data/", f"s3://{BUCKET}/"))
 
-    run = PreparedRun.model_validate(handler.main(event(uri), lambda_context))
+    run = PreparedRun.model_validate(handler.prepare(event(uri), preparer))
 
     folder = f"training/manifests/{run.run_name}/"
     channels = [
@@ -205,15 +207,41 @@ def test_an_image_listed_twice_reaches_one_channel_and_the_report(handler, lambd
     assert (report["lines"], report["images"], report["duplicates"]) == (6, 4, 2)
 
 
-def test_undecodable_bytes_are_refused(handler, lambda_context):
+def test_undecodable_bytes_are_refused(preparer):
     boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=KEY, Body=b"\xff\xfe")
 
     with pytest.raises(DataNotTrainable, match="not UTF-8"):
+        handler.prepare(event(f"s3://{BUCKET}/{KEY}"), preparer)
+
+
+def test_an_input_without_a_manifest_is_refused(preparer):
+    with pytest.raises(DataNotTrainable, match=r"request\.manifestUri"):
+        handler.prepare({"request": {}, "executionId": EXECUTION, "startedAt": STARTED}, preparer)
+
+
+@pytest.fixture
+def configured(aws, monkeypatch):
+    """The function as Lambda runs it, in the environment its stack gives it."""
+    with deployed(monkeypatch, ENVIRONMENT, handler.preparer):
+        yield
+
+
+def test_the_function_reads_its_environment_on_its_first_invocation(configured, lambda_context):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+
+    result = handler.main(event(upload(HAND_CHECKED)), lambda_context)
+
+    # NAME_PREFIX and the execution's start (STARTED) name the run.
+    assert result["runName"].startswith(f"{PREFIX}-20261126-173000-")
+
+
+def test_a_validation_fraction_of_one_says_so_in_one_line(configured, monkeypatch, lambda_context):
+    monkeypatch.setenv("VALIDATION_FRACTION", "1")
+
+    with pytest.raises(MisconfiguredFunction) as raised:
         handler.main(event(f"s3://{BUCKET}/{KEY}"), lambda_context)
 
-
-def test_an_input_without_a_manifest_is_refused(handler, lambda_context):
-    with pytest.raises(DataNotTrainable, match=r"request\.manifestUri"):
-        handler.main(
-            {"request": {}, "executionId": EXECUTION, "startedAt": STARTED}, lambda_context
-        )
+    assert str(raised.value) == (
+        "counting_core.contracts.prepare_training_data: VALIDATION_FRACTION: "
+        "Input should be less than 1 (got '1')"
+    )

@@ -82,9 +82,13 @@ class Templates:
         if name in PSEUDO_PARAMETERS:
             return PSEUDO_PARAMETERS[name]
         resource = self._templates[stack]["Resources"][name]
-        # Refs that are ARNs; every other Ref is a physical name, here the logical id.
+        # Refs that are ARNs, a queue's URL; every other Ref is a physical name, here the
+        # logical id.
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-sqs-queue.html
         if resource["Type"] in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"):
             return self._arn(stack, name)
+        if resource["Type"] == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
         return name
 
     def _arn(self, stack: str, name: str) -> str:
@@ -92,7 +96,9 @@ class Templates:
         service, kind = resource_type.split("::")[1:]
         arns = {
             "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/{name}",
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
             "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+            "AWS::SageMaker::Workteam": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/{name}",
             "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}",
             "AWS::StepFunctions::StateMachine": (
                 f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"

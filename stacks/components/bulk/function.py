@@ -7,6 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import bulk_counter
 from counting_core.counts import bulk
 from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction, imaging_layer
@@ -45,21 +46,18 @@ class BulkCounterFunction(Construct):
             description="Selects, post-processes and summarizes the images of bulk runs",
             key=storage.key,
             service="bulk-counting",
+            contract=bulk_counter.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "results_table": results_table.table_name,
+                # As for the counter: unset when None, the model's calibrated threshold.
+                "score_threshold": config.counter.score_threshold,
+                "annotate": settings.annotate,
+                "max_payload_bytes": settings.max_payload_mb * 1024 * 1024,
+                "event_source": config.event_source,
+            },
             timeout=TIMEOUT,
             memory_size=MEMORY_MB,
-            environment={
-                "DATA_BUCKET": storage.bucket_name,
-                "RESULTS_TABLE": results_table.table_name,
-                # Only when pinned, as for the counter: else the model's calibrated threshold.
-                **(
-                    {}
-                    if config.counter.score_threshold is None
-                    else {"SCORE_THRESHOLD": str(config.counter.score_threshold)}
-                ),
-                "ANNOTATE": str(settings.annotate).lower(),
-                "MAX_PAYLOAD_BYTES": str(settings.max_payload_mb * 1024 * 1024),
-                "EVENT_SOURCE": config.event_source,
-            },
             layers=[imaging_layer(self)],
         )
         acknowledge(

@@ -26,6 +26,7 @@ https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
@@ -38,12 +39,15 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout, stage_names
+from counting_core.contracts import bulk_counter
+from counting_core.counts import bulk
 from stacks.components.bulk.function import BulkCounterFunction
 from stacks.components.bulk.transform import ACTIVE_MODEL, RUN, TRANSFORM, TransformStep
 from stacks.components.permissions import acknowledge_state_machine_role
 from stacks.components.storage import DataStorage
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.notify import FAILED, FAILURE_PATH, REFUSED, RunNotifications
+from stacks.components.workflow.payloads import payload
 from stacks.config import AppConfig, BulkSettings
 from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 
@@ -51,6 +55,11 @@ from stacks.nag import acknowledge, arn_finding, object_prefix_finding
 MAP_RUNS = f"{layout.BULK}map-runs/"
 #: Where the run keeps the summary the Lambda returns (``counting_core.counts.bulk.Summary``).
 SUMMARY = "$.summary"
+#: The request each Distributed Map sends the bulk Lambda per batch of listed objects.
+BATCH_REQUESTS: dict[bulk.Step, type[bulk_counter.Select | bulk_counter.Count]] = {
+    "select": bulk_counter.Select,
+    "count": bulk_counter.Count,
+}
 # A run's name: "<prefix>-bulk-" and the first 8 hex digits of a UUID, within the 63
 # characters of a transform job or model name for any allowed prefix (at most 30).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
@@ -147,13 +156,14 @@ class BulkCountingPipeline(Construct):
 
         summarize = self._invoke(
             "Summarize",
-            {
-                "action": "summarize",
-                "run": sfn.JsonPath.string_at(RUN),
-                "prefix": sfn.JsonPath.string_at("$.prefix"),
-                "model_name": sfn.JsonPath.string_at(f"{ACTIVE_MODEL}.model_name"),
-                "transform": sfn.JsonPath.object_at(TRANSFORM),
-            },
+            payload(
+                bulk_counter.Summarize,
+                action="summarize",
+                run=sfn.JsonPath.string_at(RUN),
+                prefix=sfn.JsonPath.string_at("$.prefix"),
+                model_name=sfn.JsonPath.string_at(f"{ACTIVE_MODEL}.model_name"),
+                transform=sfn.JsonPath.object_at(TRANSFORM),
+            ),
             result_path=SUMMARY,
         )
         notifications.catch(summarize)
@@ -197,7 +207,7 @@ class BulkCountingPipeline(Construct):
         )
         write_manifest = self._invoke(
             "WriteManifest",
-            {"action": "manifest", "run": sfn.JsonPath.string_at(RUN)},
+            payload(bulk_counter.WriteManifest, action="manifest", run=sfn.JsonPath.string_at(RUN)),
             result_path="$.manifest",
         )
         notifications.catch(write_manifest)
@@ -334,13 +344,15 @@ class BulkCountingPipeline(Construct):
             sfn.Condition.or_(*under_a_source) if len(under_a_source) > 1 else under_a_source[0],
         )
 
-    def _invoke(self, state_id: str, payload: dict, *, result_path: str) -> tasks.LambdaInvoke:
-        """The bulk Lambda with ``payload``; its answer kept at ``result_path``."""
+    def _invoke(
+        self, state_id: str, request: dict[str, Any], *, result_path: str
+    ) -> tasks.LambdaInvoke:
+        """The bulk Lambda with ``request``; its answer kept at ``result_path``."""
         task = tasks.LambdaInvoke(
             self,
             state_id,
             lambda_function=self.function.handler.function,
-            payload=sfn.TaskInput.from_object(payload),
+            payload=sfn.TaskInput.from_object(request),
             payload_response_only=True,
             result_path=result_path,
             retry_on_service_exceptions=False,
@@ -354,7 +366,7 @@ class BulkCountingPipeline(Construct):
         *,
         listing: str,
         allowed: Sequence[str],
-        action: str,
+        action: bulk.Step,
         settings: BulkSettings,
         bucket: s3.IBucket,
     ) -> sfn.DistributedMap:
@@ -380,12 +392,13 @@ class BulkCountingPipeline(Construct):
             f"{action.capitalize()}Batch",
             lambda_function=self.function.handler.function,
             payload=sfn.TaskInput.from_object(
-                {
-                    "action": action,
-                    "run": sfn.JsonPath.string_at("$.BatchInput.run"),
-                    "model": sfn.JsonPath.object_at("$.BatchInput.model"),
-                    "items": sfn.JsonPath.list_at("$.Items"),
-                }
+                payload(
+                    BATCH_REQUESTS[action],
+                    action=action,
+                    run=sfn.JsonPath.string_at("$.BatchInput.run"),
+                    model=sfn.JsonPath.object_at("$.BatchInput.model"),
+                    items=sfn.JsonPath.list_at("$.Items"),
+                )
             ),
             payload_response_only=True,
             retry_on_service_exceptions=False,

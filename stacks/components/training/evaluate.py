@@ -25,8 +25,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import evaluate_counts
 from counting_core.models import training
-from counting_core.models.evaluation import EvaluationSummary
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction, imaging_layer
 from stacks.components.storage import DataStorage
@@ -34,9 +34,10 @@ from stacks.components.training.prepare import PREPARED
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.batch_transform import BatchTransform
 from stacks.components.workflow.notify import RunNotifications
+from stacks.components.workflow.payloads import payload, result_selector
 from stacks.nag import acknowledge
 
-#: Where the state machine keeps the evaluation's figures (``EvaluationSummary``).
+#: Where the state machine keeps the evaluation's figures (``EvaluateResponse``).
 EVALUATION = "$.evaluation"
 #: Where it keeps the finished transform job (its name and output).
 TRANSFORM = "$.transform"
@@ -162,9 +163,10 @@ class EvaluationStep(Construct):
             description="Measures a trained model's count error on the validation images",
             key=storage.key,
             service="evaluate-counts",
+            contract=evaluate_counts.Environment,
+            environment={"bucket": storage.bucket_name},
             timeout=cdk.Duration.minutes(5),
             memory_size=1024,
-            environment={"BUCKET": storage.bucket_name},
             layers=[imaging_layer(self)],
         )
         acknowledge_object_prefixes(
@@ -222,28 +224,23 @@ class EvaluationStep(Construct):
             "EvaluateCounts",
             lambda_function=self.handler.function,
             payload=sfn.TaskInput.from_object(
-                {
-                    "runName": sfn.JsonPath.string_at(RUN_NAME),
-                    "validationManifestUri": sfn.JsonPath.string_at(
+                payload(
+                    evaluate_counts.EvaluateRequest,
+                    run_name=sfn.JsonPath.string_at(RUN_NAME),
+                    validation_manifest_uri=sfn.JsonPath.string_at(
                         f"{PREPARED}.validationManifestUri"
                     ),
-                    "labelAttribute": sfn.JsonPath.string_at(f"{PREPARED}.labelAttribute"),
-                    "classMap": sfn.JsonPath.object_at(f"{PREPARED}.classMap"),
-                    "predictionsUri": sfn.JsonPath.string_at(
+                    label_attribute=sfn.JsonPath.string_at(f"{PREPARED}.labelAttribute"),
+                    class_map=sfn.JsonPath.object_at(f"{PREPARED}.classMap"),
+                    predictions_uri=sfn.JsonPath.string_at(
                         f"{TRANSFORM}.TransformOutput.S3OutputPath"
                     ),
-                    "champion": sfn.JsonPath.object_at(CHAMPION),
-                }
+                    champion=sfn.JsonPath.object_at(CHAMPION),
+                )
             ),
-            # Keep exactly the summary the Lambda returns, field by field, and the champion's
-            # figures (null for a first model).
-            result_selector={
-                **{
-                    f"{field.alias}.$": f"$.Payload.{field.alias}"
-                    for field in EvaluationSummary.model_fields.values()
-                },
-                "champion.$": "$.Payload.champion",
-            },
+            # Keep exactly the figures the Lambda returns, field by field, with the champion's
+            # (null for a first model).
+            result_selector=result_selector(evaluate_counts.EvaluateResponse),
             result_path=EVALUATION,
             retry_on_service_exceptions=False,
         )
@@ -267,13 +264,14 @@ class EvaluationStep(Construct):
         compare = sfn.Pass(
             self,
             "CompareWithChampion",
-            parameters={
-                "modelName": sfn.JsonPath.string_at(f"{CHAMPION}.record.model_name"),
-                "classMap": sfn.JsonPath.object_at(f"{CHAMPION}.record.class_map"),
-                "predictionsUri": sfn.JsonPath.string_at(
+            parameters=payload(
+                evaluate_counts.ChampionRequest,
+                model_name=sfn.JsonPath.string_at(f"{CHAMPION}.record.model_name"),
+                class_map=sfn.JsonPath.object_at(f"{CHAMPION}.record.class_map"),
+                predictions_uri=sfn.JsonPath.string_at(
                     f"{CHAMPION_TRANSFORM}.TransformOutput.S3OutputPath"
                 ),
-            },
+            ),
             result_path=CHAMPION,
         )
         # A champion that cannot run (its model deleted since, its job failed) must not stop

@@ -8,16 +8,18 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import prepare_training_data
 from counting_core.models import training
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import PythonFunction
 from stacks.components.storage import DataStorage
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.notify import FAILURE_PATH, REFUSED, RunNotifications
+from stacks.components.workflow.payloads import payload, result_selector
 from stacks.config import TrainingSettings
 from stacks.nag import acknowledge
 
-#: Where the state machine keeps Prepare's result (``counting_core.models.training.PreparedRun``).
+#: Where the state machine keeps Prepare's result (``PreparedRun``).
 PREPARED = "$.prepared"
 
 # Sized from `make bench` ("prepare code path" figures): splitting a 1,000,000-line manifest
@@ -64,15 +66,16 @@ class PrepareStep(Construct):
             description="Checks and splits a labeled manifest for a training run",
             key=storage.key,
             service="prepare-training-data",
+            contract=prepare_training_data.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "name_prefix": prefix,
+                "validation_fraction": settings.validation_fraction,
+                "split_seed": settings.split_seed,
+            },
             timeout=TIMEOUT,
             memory_size=MEMORY_MB,
             ephemeral_storage=EPHEMERAL_STORAGE,
-            environment={
-                "BUCKET": storage.bucket_name,
-                "NAME_PREFIX": prefix,
-                "VALIDATION_FRACTION": str(settings.validation_fraction),
-                "SPLIT_SEED": str(settings.split_seed),
-            },
         )
         self._grant(storage)
         acknowledge(
@@ -86,17 +89,15 @@ class PrepareStep(Construct):
             "PrepareTrainingData",
             lambda_function=self.handler.function,
             payload=sfn.TaskInput.from_object(
-                {
-                    "request": sfn.JsonPath.object_at("$"),
-                    "executionId": sfn.JsonPath.execution_id,
-                    "startedAt": sfn.JsonPath.execution_start_time,
-                }
+                payload(
+                    prepare_training_data.PrepareRequest,
+                    request=sfn.JsonPath.object_at("$"),
+                    execution_id=sfn.JsonPath.execution_id,
+                    started_at=sfn.JsonPath.execution_start_time,
+                )
             ),
             # Keep exactly the PreparedRun the Lambda returns, field by field.
-            result_selector={
-                f"{field.alias}.$": f"$.Payload.{field.alias}"
-                for field in training.PreparedRun.model_fields.values()
-            },
+            result_selector=result_selector(prepare_training_data.PreparedRun),
             result_path=PREPARED,
             retry_on_service_exceptions=False,
         )

@@ -117,11 +117,16 @@ def test_an_image_listed_twice_is_scored_once(cli: RunCli):
 
     assert status == 0
     assert (report["images"], report["objects"]) == (4, 4)
+    # At 0.3 three images over-counted by one (exact 1 of 4, bias +0.75): rmse sqrt(3/4).
     assert figures(report, 0.3) == {
-        "mae": 0.75, "wape": 0.75, "mape": 0.5, "exact_accuracy": 0.25, "bias": 0.75,
+        "mae": 0.75, "rmse": 0.866, "wape": 0.75, "mape": 0.5, "exact_accuracy": 0.25,
+        "bias": 0.75,
     }  # fmt: skip
+    # At 0.9 two images exact, the other two short by 3 in all (mae and bias 3/4): by one and
+    # by two, rmse sqrt((1 + 4) / 4).
     assert figures(report, 0.9) == {
-        "mae": 0.75, "wape": 0.75, "mape": 0.6667, "exact_accuracy": 0.5, "bias": -0.75,
+        "mae": 0.75, "rmse": 1.118, "wape": 0.75, "mape": 0.6667, "exact_accuracy": 0.5,
+        "bias": -0.75,
     }  # fmt: skip
 
 
@@ -138,8 +143,10 @@ def test_a_failed_items_response_is_not_scored_and_the_warning_says_why(cli: Run
 
     assert status == 0
     assert (report["images"], report["objects"]) == (4, 4)
+    # rmse sqrt((0 + 0 + 1 + 1) / 4).
     assert figures(report, 0.2) == {
-        "mae": 0.5, "wape": 0.5, "mape": 0.3333, "exact_accuracy": 0.5, "bias": 0.5,
+        "mae": 0.5, "rmse": 0.7071, "wape": 0.5, "mape": 0.3333, "exact_accuracy": 0.5,
+        "bias": 0.5,
     }  # fmt: skip
     assert err == (
         "counting: warning: 10-10_bcbs-kansas-solutions-inc-id-card-samples.png.out: the "

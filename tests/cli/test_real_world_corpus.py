@@ -160,6 +160,11 @@ GAINED: dict[tuple[str, ...], dict[str, Any]] = {
     ("count",): {"capped": False, "unnamed_class_ids": []},
     ("evaluate",): {"capped_images": 0, "unnamed_class_ids": []},
 }
+# Figures a command prints since the case was recorded, which depend on the case's data:
+# left out of the comparison here, worked out by hand in tests/core/test_evaluation.py
+# (rmse; game, the grid average mean absolute error) and for ev02 and ev08 in
+# test_real_world.py.
+NEW_FIGURES: dict[tuple[str, ...], tuple[str, ...]] = {("evaluate",): ("rmse", "game")}
 
 # Text printed otherwise since 2026-12-04, on stderr or in stdout's lines that are not JSON:
 # (case, recorded text, text now, why).
@@ -216,6 +221,25 @@ def as_now(case: str, step: Step) -> tuple[list[object], str]:
         else:
             values.append(value)
     return values, reworded(step.stderr)
+
+
+def without_new_figures(command: str, values: list[object]) -> list[object]:
+    """``values`` as printed now, less the ``NEW_FIGURES`` of ``command`` (at the top and in
+    each ``per_threshold`` row)."""
+    argv = shlex.split(command)
+    new = next(
+        (names for cmd, names in NEW_FIGURES.items() if argv[1 : 1 + len(cmd)] == list(cmd)), ()
+    )
+
+    def strip(value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        kept = {key: item for key, item in value.items() if key not in new}
+        if "per_threshold" in kept:
+            kept["per_threshold"] = [strip(row) for row in kept["per_threshold"]]
+        return kept
+
+    return [strip(value) for value in values] if new else values
 
 
 def test_every_rewording_is_found_in_its_case():
@@ -342,7 +366,9 @@ def test_a_case_judged_right_does_what_it_did(name, cli, tmp_path, monkeypatch):
         ran = run_line(recorded.command, cli, monkeypatch)
 
         assert ran.status == recorded.status, recorded.command
-        assert printed(ran.stdout) == stdout, recorded.command
+        assert without_new_figures(recorded.command, printed(ran.stdout)) == stdout, (
+            recorded.command
+        )
         assert ran.stderr == stderr, recorded.command
 
 

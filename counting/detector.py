@@ -229,6 +229,8 @@ def _write_channels(args: argparse.Namespace, train: Path, validation: Path) -> 
                     label_attribute=checked[0].label_attribute,
                     validation_fraction=args.validation_fraction,
                     seed=args.seed,
+                    # The torchvision detector learns from images without boxes too.
+                    keep_empty=True,
                 )
                 with train.open("wb") as train_file, validation.open("wb") as validation_file:
                     split.write(train_file, validation_file)

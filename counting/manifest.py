@@ -65,6 +65,7 @@ def run_split(args: argparse.Namespace) -> int:
             label_attribute=args.label_attribute,
             validation_fraction=args.validation_fraction,
             seed=args.seed,
+            keep_empty=args.keep_images_without_boxes,
         )
         # Written only once the whole manifest has passed its checks.
         args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,12 @@ def _register_split(commands: argparse._SubParsersAction[argparse.ArgumentParser
     add_split_options(parser, seed_help="shuffle seed; same seed, same split")
     parser.add_argument(
         "--out-dir", type=Path, required=True, metavar="DIR", help="the folder to write into"
+    )
+    parser.add_argument(
+        "--keep-images-without-boxes",
+        action="store_true",
+        help="keep images labeled without boxes in both channels, as negatives (what Prepare "
+        "does for the torchvision detector; the built-in algorithm trains on boxes only)",
     )
     _add_label_attribute(parser)
     parser.set_defaults(handler=run_split)

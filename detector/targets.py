@@ -50,11 +50,16 @@ class Target:
 
 @dataclass(frozen=True)
 class Targets:
-    """A manifest's trainable images, and how many lines were left out and why."""
+    """A manifest's trainable images (those without boxes too: negatives), how many of them
+    have no box, and how many failed lines were left out."""
 
     targets: tuple[Target, ...]
     failed: int
     empty: int
+
+    @property
+    def with_boxes(self) -> int:
+        return len(self.targets) - self.empty
 
 
 def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -78,7 +83,8 @@ def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def line_target(data: dict[str, Any], label_attribute: str, where: str) -> Target | None:
     """The target of one manifest line; None for a failed item (Ground Truth wrote no label).
 
-    An item without boxes gives a target without boxes; ``manifest_targets`` leaves it out.
+    An item without boxes gives a target without boxes: an image the model learns holds
+    none of the objects it counts.
     """
     metadata = data.get(label_attribute + METADATA_SUFFIX)
     label = data.get(label_attribute)
@@ -141,6 +147,7 @@ def manifest_targets(
             failed += 1
         elif not target.boxes:
             empty += 1
+            targets.append(target)
         else:
             highest = max(target.labels) - LABEL_OFFSET
             if highest >= num_classes:

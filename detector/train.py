@@ -361,15 +361,15 @@ def load_data(hyper: Hyperparameters, channels: Channels) -> tuple[list[Example]
     validation, validation_figures = load_examples(
         channels.validation, hyper, image_prefix, channels.images
     )
-    if not training or not validation:
+    if not train_figures.with_boxes or not validation_figures.with_boxes:
         raise targets.DataError(
-            f"{len(training)} training and {len(validation)} validation image(s) with boxes: "
-            "both channels need at least one"
+            f"{train_figures.with_boxes} training and {validation_figures.with_boxes} "
+            "validation image(s) with boxes: both channels need at least one"
         )
     print(
-        f"data: {len(training)} training and {len(validation)} validation images with boxes; "
-        f"left out as Prepare does: {train_figures.failed + validation_figures.failed} failed, "
-        f"{train_figures.empty + validation_figures.empty} without boxes",
+        f"data: {len(training)} training and {len(validation)} validation images, of which "
+        f"{train_figures.empty + validation_figures.empty} without boxes (learned from as "
+        f"negatives); left out: {train_figures.failed + validation_figures.failed} failed",
         flush=True,
     )
     return training, validation

@@ -22,6 +22,9 @@ class Environment(FunctionEnvironment):
     name_prefix: str = Field(alias="NAME_PREFIX", min_length=1)
     validation_fraction: float = Field(alias="VALIDATION_FRACTION", gt=0, lt=1)
     split_seed: int = Field(alias="SPLIT_SEED")
+    # Images labeled without boxes stay in the channels as negatives (the torchvision
+    # detector); the built-in algorithm trains on images with boxes only.
+    keep_images_without_boxes: bool = Field(alias="KEEP_IMAGES_WITHOUT_BOXES")
 
 
 class PrepareRequest(BaseModel):

@@ -124,6 +124,8 @@ class SplitResult:
     label_width: int
     dropped_failed: int
     dropped_empty: int
+    # Images without boxes kept in the channels, as negatives (``split(keep_empty=True)``).
+    kept_empty: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -144,6 +146,7 @@ class SplitResult:
             "label_width": self.label_width,
             "dropped_failed": self.dropped_failed,
             "dropped_empty": self.dropped_empty,
+            "kept_empty": self.kept_empty,
         }
 
 
@@ -271,9 +274,14 @@ def split(
     validation_fraction: float,
     seed: int,
     image_source: str | None = None,
+    keep_empty: bool = False,
 ) -> Split:
     """Drop failed, box-less and duplicate lines, shuffle with ``seed`` and cut off the
     validation channel.
+
+    With ``keep_empty``, images labeled without boxes stay in both channels: the torchvision
+    detector learns from them what is not an object, and the count evaluation scores its
+    counts of zero. The built-in algorithm's training takes images with boxes only.
 
     The validation channel gets ``round(n * validation_fraction)`` images (Python's round:
     halves go to the even number), at least 1; the training channel must keep at least 1.
@@ -282,10 +290,18 @@ def split(
     """
     check_validation_fraction(validation_fraction)
     scan = _scan(file, label_attribute, image_source)
-    usable = array("q", (index for index, code in enumerate(scan.statuses) if code == _LABELED))
+    kept = (_LABELED, _EMPTY) if keep_empty else (_LABELED,)
+    usable = array("q", (index for index, code in enumerate(scan.statuses) if code in kept))
     figures = scan.stats()
-    dropped_failed, dropped_empty = figures["failed"], figures["empty"]
+    dropped_failed = figures["failed"]
+    dropped_empty, kept_empty = (0, figures["empty"]) if keep_empty else (figures["empty"], 0)
+    if keep_empty and figures["labeled"] == 0:
+        raise InputError(
+            f"no image has a box ({dropped_failed} failed, {figures['empty']} without boxes): "
+            "nothing to train on"
+        )
     validation_size = _validation_size(
+        f"{len(usable)} usable image(s)" + ("" if keep_empty else " with boxes"),
         len(usable),
         validation_fraction,
         f"{dropped_failed} failed, {dropped_empty} without boxes",
@@ -301,6 +317,7 @@ def split(
         label_width=max(DEFAULT_LABEL_WIDTH, VALUES_PER_BOX * scan.most_boxes + LABEL_HEADER_WIDTH),
         dropped_failed=dropped_failed,
         dropped_empty=dropped_empty,
+        kept_empty=kept_empty,
     )
     return Split(
         result, figures, validation_fraction, seed, scan, usable[validation_size:],
@@ -894,11 +911,11 @@ def _difference(first: _Checked, other: _Checked) -> str:
     return "different boxes"
 
 
-def _validation_size(usable: int, fraction: float, dropped: str) -> int:
+def _validation_size(described: str, usable: int, fraction: float, dropped: str) -> int:
     size = max(1, round(usable * check_validation_fraction(fraction)))
     if size >= usable:
         raise InputError(
-            f"{usable} usable image(s) with boxes ({dropped} dropped) cannot fill both a "
+            f"{described} ({dropped} dropped) cannot fill both a "
             f"training and a validation channel with validation fraction {fraction}"
         )
     return size

@@ -55,6 +55,7 @@ class TrainingDataPreparer:
                         validation_fraction=self._environment.validation_fraction,
                         seed=self._environment.split_seed,
                         image_source=image_source,
+                        keep_empty=self._environment.keep_images_without_boxes,
                     )
                     with (
                         (local / training.TRAIN_FILE).open("wb") as train,

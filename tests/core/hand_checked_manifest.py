@@ -45,5 +45,6 @@ HAND_CHECKED_SPLIT_AT_0_2 = {
     "label_width": 350,
     "dropped_failed": 2,
     "dropped_empty": 1,
+    "kept_empty": 0,
 }
 HAND_CHECKED_USABLE = ["a.jpg", "b.jpg", "e.jpg", "g.jpg", "h.jpg"]

@@ -110,6 +110,38 @@ def test_hand_checked_split_figures():
     assert (len(train), len(validation)) == (4, 1)
 
 
+def test_images_without_boxes_are_kept_as_negatives_when_asked():
+    # The hand-checked manifest's 5 labeled images and d.jpg, labeled without boxes: 6 usable,
+    # round(6 * 0.2) = 1 validation, 5 train; only the 2 failed items dropped.
+    result, train, validation = split_lines(
+        hand_checked(), validation_fraction=0.2, seed=7, keep_empty=True
+    )
+
+    assert result.figures() == {
+        **HAND_CHECKED_SPLIT_AT_0_2,
+        "num_training_samples": 5,
+        "dropped_empty": 0,
+        "kept_empty": 1,
+    }
+    assert sorted(names(train + validation)) == sorted([*HAND_CHECKED_USABLE, "d.jpg"])
+
+
+def test_keeping_images_without_boxes_still_needs_one_box_to_learn_from():
+    no_boxes = "\n".join(
+        json.dumps({"source-ref": f"s3://data/{name}.jpg", "vehicles": {
+            "image_size": [{"width": 10, "height": 10, "depth": 3}], "annotations": []},
+            "vehicles-metadata": {"class-map": {}}})
+        for name in ("a", "b", "c")
+    ).encode()  # fmt: skip
+
+    with pytest.raises(InputError) as refused:
+        manifest.split(io.BytesIO(no_boxes), validation_fraction=0.2, seed=7, keep_empty=True)
+
+    assert str(refused.value) == (
+        "no image has a box (0 failed, 3 without boxes): nothing to train on"
+    )
+
+
 def test_half_is_rounded_to_even():
     result, _, _ = split_lines(hand_checked(), validation_fraction=0.5, seed=7)
 

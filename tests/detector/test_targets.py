@@ -76,7 +76,7 @@ def test_a_box_wholly_outside_the_image_is_refused_by_line_and_index():
     )
 
 
-def test_failed_and_empty_items_are_counted_and_left_out_as_prepare_does():
+def test_images_without_boxes_are_kept_as_negatives_and_failed_items_left_out():
     lines = [
         (
             1,
@@ -91,8 +91,12 @@ def test_failed_and_empty_items_are_counted_and_left_out_as_prepare_does():
 
     found = targets.manifest_targets(lines, "cars", num_classes=3, name="train.manifest")
 
-    assert [target.source_ref for target in found.targets] == ["s3://b/images/a.jpg"]
-    assert (found.failed, found.empty) == (1, 1)
+    assert [target.source_ref for target in found.targets] == [
+        "s3://b/images/a.jpg",
+        "s3://b/images/empty.jpg",
+    ]
+    assert found.targets[1].boxes == found.targets[1].labels == ()
+    assert (found.failed, found.empty, found.with_boxes) == (1, 1, 1)
 
 
 def test_a_line_without_label_or_failure_reason_is_refused():

@@ -110,7 +110,8 @@ def test_each_epoch_prints_the_lines_the_metric_definitions_read(trained):
         float(at_50) >= float(coco)
         for at_50, coco in zip(read["validation:mAP"], read["validation:mAP_coco"], strict=True)
     )
-    # Prepare's split of the ten scenes: 20 % of the images with boxes held out.
+    # Prepare's split of the ten scenes for this detector: 20 % of them held out, those
+    # without boxes too.
     assert "data: " in log
     assert f"trained {EPOCHS} of {EPOCHS} epoch(s)" in log
 
@@ -184,8 +185,8 @@ def test_images_missing_under_images_are_refused_in_one_line(trained, tmp_path):
     assert status == 2
     lines = err.splitlines()
     assert len(lines) == 1
-    # Ten scenes, one copied, one without boxes (left out before the images are looked for):
-    # whatever the split, the first missing images are named and the rest counted.
+    # Ten scenes, one copied: whatever the split, the first missing images (the one without
+    # boxes among them: a negative is trained on too) are named and the rest counted.
     assert re.fullmatch(
         r"counting: error: \d image\(s\) missing from the images channel "
         + re.escape(str(tmp_path / "images"))

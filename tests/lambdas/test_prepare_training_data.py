@@ -35,6 +35,8 @@ ENVIRONMENT = {
     "NAME_PREFIX": PREFIX,
     "VALIDATION_FRACTION": "0.2",
     "SPLIT_SEED": "42",
+    # The built-in algorithm's Prepare; the torchvision detector's keeps them (test below).
+    "KEEP_IMAGES_WITHOUT_BOXES": "false",
     "POWERTOOLS_SERVICE_NAME": "prepare-training-data",
     "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }
@@ -113,6 +115,23 @@ def test_writes_the_split_and_the_report_and_returns_the_run(preparer):
     assert report["run"] == run.run_name
     assert report["manifest"] == f"s3://{BUCKET}/{KEY}"
     assert (report["images"], report["labeled"], report["failed"], report["empty"]) == (8, 5, 2, 1)
+
+
+def test_for_the_torchvision_detector_images_without_boxes_reach_the_channels(aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    environment = Environment.model_validate({**ENVIRONMENT, "KEEP_IMAGES_WITHOUT_BOXES": "true"})
+
+    result = handler.prepare(event(upload(HAND_CHECKED)), TrainingDataPreparer(environment, s3=s3))
+
+    run = PreparedRun.model_validate(result)
+    # 5 labeled images and d.jpg without boxes: 6, round(6 * 0.2) = 1 validation, 5 train.
+    assert (run.figures["dropped_empty"], run.figures["kept_empty"]) == (0, 1)
+    assert run.figures["num_training_samples"] == 5
+    listed = json.loads(read(f"training/manifests/{run.run_name}/images.manifest"))[1:]
+    assert sorted(name.rsplit("/", 1)[1] for name in listed) == [
+        "a.jpg", "b.jpg", "d.jpg", "e.jpg", "g.jpg", "h.jpg",
+    ]  # fmt: skip
 
 
 def test_the_same_execution_always_gets_the_same_run(preparer):

@@ -72,6 +72,7 @@ class PrepareStep(Construct):
                 "name_prefix": prefix,
                 "validation_fraction": settings.validation_fraction,
                 "split_seed": settings.split_seed,
+                "keep_images_without_boxes": settings.algorithm == "torchvision",
             },
             timeout=TIMEOUT,
             memory_size=MEMORY_MB,

@@ -176,7 +176,7 @@ def test_only_refused_entries_are_sent_again():
 
     assert sent == 3
     assert bus.calls == [["0", "1", "2"], ["1"]]
-    assert waits == [announcements.PUBLISH_BACKOFF_SECONDS]
+    assert waits == [0.2]  # one retry, after the first backoff: 0.2 s
 
 
 def test_entries_still_refused_after_every_attempt_fail_the_publish():
@@ -187,4 +187,4 @@ def test_entries_still_refused_after_every_attempt_fail_the_publish():
     ):
         announcements.publish(numbered(1), bus.put_events, sleep=lambda _: None)
 
-    assert len(bus.calls) == announcements.PUBLISH_ATTEMPTS
+    assert len(bus.calls) == 4  # the first attempt and three retries

@@ -42,7 +42,14 @@ DEV_STAMP := $(VENV)/.dev-deps
 DETECTOR_STAMP := $(VENV)/.detector-deps
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: help synth test unit test-runtime test-detector detector bench-detector lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
+# Line coverage: make test reports it for these packages and fails below COVERAGE_FLOOR percent.
+# The suite without tests/detector covered 96.8 % (6,076 of 6,276 lines) on 2026-12-04: the floor
+# sits a little below, at a round number, so that new code comes with tests; raise it as it grows.
+COVERAGE_FLOOR := 96
+COVERED := counting_core counting lambdas $(wildcard adapters) stacks
+COVERAGE := $(foreach package,$(COVERED),--cov=$(package)) --cov-report=term:skip-covered
+
+.PHONY: help synth test unit dependency-audit pre-commit test-runtime test-detector detector bench-detector lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -84,19 +91,27 @@ synth: $(SYNTH_STAMP) $(NODE_STAMP) ## Synthesize every stack offline into cdk.o
 	$(CDK) synth --quiet
 	@ls cdk.out/*.template.json
 
-test: $(DEV_STAMP) $(DETECTOR_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test, then checkov
-	$(BIN)/python -m pytest --ignore=tests/detector
+test: $(DEV_STAMP) $(DETECTOR_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint, synth, every test with coverage, the dependency audit, then checkov
+	$(BIN)/python -m pytest --ignore=tests/detector $(COVERAGE) --cov-fail-under=$(COVERAGE_FLOOR)
 	$(MAKE) --no-print-directory test-detector
 	$(MAKE) --no-print-directory test-runtime
+	$(MAKE) --no-print-directory dependency-audit
 	$(CHECKOV) -d cdk.out --config-file .checkov.yaml
 
+# `make unit COVERAGE_REPORT=1` adds the coverage report (no floor: part of the suite runs).
 unit: $(DEV_STAMP) ## The fast loop: the core, CLI, handler and docs tests, nothing synthesized
-	$(BIN)/python -m pytest -m "not synth and not slow" -n auto tests/core tests/cli tests/lambdas tests/docs tests/test_guidelines.py
+	$(BIN)/python -m pytest -m "not synth and not slow" -n auto $(if $(COVERAGE_REPORT),$(COVERAGE)) tests/core tests/cli tests/lambdas tests/docs tests/test_guidelines.py
+
+dependency-audit: $(DEV_STAMP) ## Look every pin of constraints.txt up in a vulnerability service (pip-audit)
+	$(BIN)/python -m tools.dependency_audit constraints.txt
+
+pre-commit: $(DEV_STAMP) $(DETECTOR_STAMP) ## The fast gates (.pre-commit-config.yaml) on every file, mypy included
+	$(BIN)/pre-commit run --all-files --hook-stage manual
 
 detector: $(DETECTOR_STAMP) ## Install torch and torchvision: counting detector train-local and predict
 
 test-detector: $(DETECTOR_STAMP) ## The detector tests, torch required (a real CPU training run)
-	REQUIRE_TORCH=1 $(BIN)/python -m pytest -p no:xdist tests/detector
+	REQUIRE_TORCH=1 $(BIN)/python -m pytest -p no:xdist --cov=detector --cov-report=term:skip-covered tests/detector
 
 test-runtime: ## The handler and core tests again on the Lambdas' Python 3.13, where installed
 ifeq ($(RUNTIME_PYTHON),)
@@ -138,7 +153,7 @@ bench: $(DEV_STAMP) ## Print the counting benchmarks (speed, import time, asset 
 bench-detector: $(DETECTOR_STAMP) ## Train the detector 10 minutes on this CPU: count MAE, latency, size
 	$(BIN)/python bench/bench_detector.py
 
-snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ after an intended infrastructure change
+snapshots: $(DEV_STAMP) ## Refresh tests/snapshots/ (the state machines) after an intended change
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/infra/test_snapshots.py
 
 schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, result events) from counting_core.contracts.published
@@ -154,4 +169,4 @@ measure-synth: ## Time a fresh-clone `make synth` and count its packages (REVISI
 	tools/measure_fresh_synth.sh $(REVISIONS)
 
 clean: ## Remove build output (keeps the virtualenv and node_modules)
-	rm -rf cdk.out .build .pytest_cache .ruff_cache .mypy_cache
+	rm -rf cdk.out .build .pytest_cache .ruff_cache .mypy_cache .coverage

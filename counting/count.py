@@ -212,7 +212,7 @@ def _invoke(args: argparse.Namespace) -> int:
         raise InputError(f"--concurrency must be at least 1, got {args.concurrency}")
     image = args.image.read_bytes()
     shape = (counting.record.image_shape if counting.record else None) or DEFAULT_IMAGE_SHAPE
-    with _endpoint(endpoint, args.region) as invoke:
+    with endpoint_invoker(endpoint, args.region) as invoke:
         # Untiled, scaled as the counter Lambda scales it: to twice the model's image_shape.
         found = detect(
             image,
@@ -311,7 +311,7 @@ def _counting(args: argparse.Namespace) -> _Counting:
 
 
 @contextmanager
-def _endpoint(endpoint: str, region: str | None) -> Iterator[Callable[[bytes], bytes]]:
+def endpoint_invoker(endpoint: str, region: str | None) -> Iterator[Callable[[bytes], bytes]]:
     """A function sending one JPEG to ``endpoint`` and returning the answer's body; AWS errors
     raised in the block become one-line ``AwsFailure``s. Callable from several threads
     (boto3's clients are thread-safe)."""

@@ -160,7 +160,7 @@ def write_scenes(
     lines = []
     for number in range(first, first + count):
         # One generator per scene: scene N is the same whichever others are written.
-        rng = random.Random(f"{seed}/{number}")
+        rng = random.Random(f"{seed}/{number}")  # noqa: S311 - synthetic pictures, not secrets
         image, boxes = draw_scene(rng, size, max_objects)
         name = f"scene-{number:05d}.jpg"
         image.save(images / name, format="JPEG", quality=JPEG_QUALITY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from constructs import Construct
 
 from stacks.alerts_stack import AlertsStack
 from stacks.bulk_stack import BulkCountingStack
@@ -15,6 +16,20 @@ from stacks.storage_stack import StorageStack
 from stacks.studio_stack import StudioStack
 from stacks.training_stack import TrainingStack
 from stacks.workforce_stack import WorkforceStack
+
+
+def apply_stage_policies(scope: Construct, config: AppConfig) -> None:
+    """What holds for every resource under ``scope``, whichever stack made it: the stage's
+    tags, and the removal policy of what records the stage's work."""
+    # Log groups are the record of what ran, counted and failed, and the user pool holds the
+    # labelers' accounts: they are kept or deleted with the data (storage.removal_policy),
+    # whatever each construct's default.
+    cdk.RemovalPolicies.of(scope).apply(
+        REMOVAL_POLICIES[config.storage.removal_policy],
+        apply_to_resource_types=["AWS::Logs::LogGroup", "AWS::Cognito::UserPool"],
+    )
+    for key, value in config.resource_tags.items():
+        cdk.Tags.of(scope).add(key, value)
 
 
 def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
@@ -112,15 +127,7 @@ def build(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
         env=env,
     )
 
-    # Log groups are the record of what ran, counted and failed, and the user pool holds the
-    # labelers' accounts: they are kept or deleted with the data (storage.removal_policy),
-    # whatever each construct's default.
-    cdk.RemovalPolicies.of(app).apply(
-        REMOVAL_POLICIES[config.storage.removal_policy],
-        apply_to_resource_types=["AWS::Logs::LogGroup", "AWS::Cognito::UserPool"],
-    )
-    for key, value in config.resource_tags.items():
-        cdk.Tags.of(app).add(key, value)
+    apply_stage_policies(app, config)
     stacks: dict[str, cdk.Stack | None] = {
         "storage": storage,
         "alerts": alerts,

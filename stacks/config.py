@@ -63,7 +63,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # S3 bucket names have at most 63 characters; "<prefix>-data-<12-digit account>-<region>"
 # leaves 30 for the prefix with the longest Region names (14 characters, ap-southeast-5).
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
-# Training run names (``counting.training.run_name``) need the prefix shorter still, if ever.
+# Training run names (``counting_core.models.training.run_name``) need the prefix shorter
+# still, if ever.
 MAX_PREFIX_LENGTH = min(63 - len("-data-") - 12 - len("-") - 14, training.MAX_PREFIX_LENGTH)
 
 
@@ -912,7 +913,7 @@ class AppConfig(Settings):
 
     @property
     def active_model_parameter(self) -> str:
-        """SSM parameter holding the active-model record (``counting.model_record``)."""
+        """SSM parameter holding the active-model record (``counting_core.models.model_record``)."""
         return stage_names.active_model_parameter(self.prefix)
 
     @property

@@ -2,9 +2,11 @@
 
 Rules every test follows (tests/test_guidelines.py checks what a parser can see):
 
-- Expected values never come from the code under test. Write them by hand, worked out in
-  a comment or read from a hand-checked file or doc; to compare two runs of the same code
-  (determinism, bytes vs text), call it on both sides or say ``# same code: <why>``.
+- Expected values never come from the code under test, its functions or its upper-case
+  constants. Write them by hand, worked out in a comment or read from a hand-checked file
+  or doc; to compare two runs of the same code (determinism, bytes vs text), call it on
+  both sides or say ``# same code: <why>``; two production tables that must hold the same
+  entries say ``# must agree: <why>``.
 - ``pytest.raises`` names the exception, and the test checks its message or fields.
 - Stubber stubs always give ``expected_params``; moto where it has the API.
 """

@@ -216,16 +216,22 @@ class EvaluationSummary(BaseModel):
     plot_uri: str
 
 
-def champion_summary(model_name: str, evaluation: Evaluation) -> ChampionSummary:
-    """The active model's figures at its best threshold, for the champion comparison."""
-    figures = evaluation.best.to_dict()
+def champion_summary(
+    model_name: str, champion: Evaluation, challenger: Evaluation, *, trained_on: int
+) -> ChampionSummary:
+    """The active model's figures and the new model's, each at its own best threshold, on
+    the same images (those the active model did not train on), for the champion comparison."""
+    figures, challenger_figures = champion.best.to_dict(), challenger.best.to_dict()
     return ChampionSummary(
         model_name=model_name,
-        images=evaluation.best.images,
+        images=champion.best.images,
         best_threshold=figures["threshold"],
         mae=figures["mae"],
         wape=figures["wape"],
         bias=figures["bias"],
+        challenger_mae=challenger_figures["mae"],
+        challenger_wape=challenger_figures["wape"],
+        trained_on=trained_on,
     )
 
 

@@ -18,10 +18,11 @@ from counting_core.contracts.published import ModelUsed, ThresholdOrigin
 
 
 class ChampionSummary(BaseModel):
-    """The active model's figures on a run's validation images, each at its own calibrated
-    threshold as the new model's are (``counting_core.models.evaluation.champion_summary``):
-    what the champion comparison reads, and what the record of the model that replaced it keeps.
-    JSON keys in camelCase, as the evaluation Lambda returns them and the record holds them."""
+    """The active model's figures and the new model's on the run's validation images that the
+    active model did not train on, each at its own calibrated threshold
+    (``counting_core.models.evaluation.champion_summary``): what the champion comparison
+    reads, and what the record of the model that replaced it keeps. JSON keys in camelCase,
+    as the evaluation Lambda returns them and the record holds them."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True
@@ -33,6 +34,13 @@ class ChampionSummary(BaseModel):
     mae: float
     wape: float | None
     bias: float
+    # The new model's MAE and WAPE on the same images. (Absent from records written before
+    # the comparison left out the active model's training images; the gate reads new ones.)
+    challenger_mae: float | None = None
+    challenger_wape: float | None = None
+    # Validation images left out of the comparison: the active model trained on them, so its
+    # counts of them would flatter it.
+    trained_on: int = 0
 
 
 class ActiveModel(BaseModel):

@@ -1,8 +1,8 @@
 """One training run: where its data may come from, what it is called, what it hands on.
 
 The training state machine's Prepare step (``lambdas/prepare_training_data``) checks a
-labeled manifest with ``counting.manifest`` and then, with this module, names the run,
-refuses data the training job could not read, and returns a ``PreparedRun``: the
+labeled manifest with ``counting_core.datasets.manifest`` and then, with this module, names
+the run, refuses data the training job could not read, and returns a ``PreparedRun``: the
 figures and names every later state of the run uses. Pure: no AWS calls.
 """
 

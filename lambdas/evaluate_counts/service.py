@@ -15,7 +15,7 @@ from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.evaluate_counts import Environment, EvaluateResponse
 from counting_core.counts import predictions
-from counting_core.datasets.manifest import read_manifest
+from counting_core.datasets.manifest import SOURCE_REF, read_manifest
 from counting_core.errors import InputError
 from counting_core.models import evaluation, evaluation_plot, training
 
@@ -52,12 +52,16 @@ class RunEvaluator:
         run_class_map: dict[str, str] | None = None,
         champion: Champion | None = None,
     ) -> EvaluateResponse:
-        """The new model's figures and, when there is an active model (``champion``), its
-        figures on the same images, side by side in ``evaluation.json``.
+        """The new model's figures and, when there is an active model (``champion``), both
+        models' figures on the validation images the active model did not train on, side by
+        side in ``evaluation.json``.
 
+        The runs split their data apart, so a later run's validation images may have trained
+        the active model (its ``train.manifest``): counted on them it would look better than
+        it is, so they are left out of the comparison (both models are measured on the rest).
         Counts are totals over every class, so a champion trained for other classes (another
-        ``class_map`` than ``run_class_map``) is not compared: the report says why, and the
-        run goes on as a first model would."""
+        ``class_map`` than ``run_class_map``), or one that trained on every validation image,
+        is not compared: the report says why, and the run goes on as a first model would."""
         not_compared = None
         classes = run_class_map if run_class_map is not None else {}
         if champion is not None and run_class_map is not None and champion.class_map != classes:
@@ -65,15 +69,30 @@ class RunEvaluator:
                 f"its class map {json.dumps(champion.class_map, sort_keys=True)} is not "
                 f"this run's {json.dumps(classes, sort_keys=True)}"
             )
+        champion_result = challenger_result = None
+        trained_on = 0
         try:
             manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
             images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
-            result = self._evaluate(images, class_map, predictions_uri)
-            champion_result = (
-                None
-                if champion is None or not_compared
-                else self._evaluate(images, class_map, champion.predictions_uri)
-            )
+            responses = self._responses(images, predictions_uri)
+            result = evaluation.evaluate(images, responses, class_map=class_map)
+            if champion is not None and not not_compared:
+                trained = self._training_images(champion.model_name)
+                compared = [image for image in images if image.source_ref not in trained]
+                trained_on = len(images) - len(compared)
+                if not compared:
+                    not_compared = f"it trained on all {len(images)} validation images of this run"
+                else:
+                    champion_result = evaluation.evaluate(
+                        compared,
+                        self._responses(compared, champion.predictions_uri),
+                        class_map=class_map,
+                    )
+                    challenger_result = evaluation.evaluate(
+                        compared,
+                        {image.source_ref: responses[image.source_ref] for image in compared},
+                        class_map=class_map,
+                    )
         except (InputError, UnicodeDecodeError) as error:
             raise EvaluationFailed(f"run {run_name}: {error}") from None
 
@@ -88,12 +107,17 @@ class RunEvaluator:
         champion_summary = None
         if champion is not None and not_compared:
             report["champion"] = {"model": champion.model_name, "not_compared": not_compared}
-        if champion is not None and champion_result is not None:
-            champion_summary = evaluation.champion_summary(champion.model_name, champion_result)
+        if champion is not None and champion_result and challenger_result:
+            champion_summary = evaluation.champion_summary(
+                champion.model_name, champion_result, challenger_result, trained_on=trained_on
+            )
             # The active model's figures beside the new model's (its per-image detail too).
             report["champion"] = {
                 "model": champion.model_name,
                 "predictions": champion.predictions_uri,
+                "trained_on": trained_on,
+                "challenger_mae": champion_summary.challenger_mae,
+                "challenger_wape": champion_summary.challenger_wape,
                 **champion_result.to_dict(),
             }
         self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
@@ -104,19 +128,24 @@ class RunEvaluator:
         )
         return EvaluateResponse(**summary.model_dump(), champion=champion_summary)
 
-    def _evaluate(
-        self,
-        images: list[evaluation.LabeledImage],
-        class_map: dict[str, str],
-        predictions_uri: str,
-    ) -> evaluation.Evaluation:
+    def _responses(
+        self, images: list[evaluation.LabeledImage], predictions_uri: str
+    ) -> dict[str, predictions.Response]:
+        """Each image's Batch Transform answer under ``predictions_uri``, by source-ref."""
         folder = self._key(predictions_uri)
         names = [key.removeprefix(folder) for key in self._list(folder)]
         matched, _ = evaluation.match_responses(images, names)
-        responses = {
-            source_ref: self._response(folder + name) for source_ref, name in matched.items()
-        }
-        return evaluation.evaluate(images, responses, class_map=class_map)
+        return {source_ref: self._response(folder + name) for source_ref, name in matched.items()}
+
+    def _training_images(self, model_name: str) -> set[str]:
+        """The source-refs a model's run trained on (its ``train.manifest``); none known for
+        a model whose run left no manifest here (then every image is compared)."""
+        key = f"{training.run_folder(model_name)}{training.TRAIN_FILE}"
+        try:
+            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return set()
+        return {str(record.data.get(SOURCE_REF)) for record in read_manifest(io.BytesIO(body))}
 
     def _key(self, uri: str) -> str:
         key = uri.removeprefix(f"s3://{self._bucket}/")

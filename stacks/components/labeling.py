@@ -67,7 +67,7 @@ class LabelingJobs(Construct):
         self._storage = storage
         self._bucket = storage.bucket_in(self)
         self.event_source = labeling.completion_event_source(prefix)
-        # Job names are "<prefix>-<hex>" (counting.labeling.unique_job_name).
+        # Job names are "<prefix>-<hex>" (counting_core.datasets.labeling.unique_job_name).
         self._job_names = f"{prefix}-*"
         job_arns = stack.format_arn(
             service="sagemaker", resource="labeling-job", resource_name=self._job_names

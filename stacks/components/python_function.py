@@ -66,8 +66,9 @@ def _module_file(dotted: str) -> Path | None:
 
 
 def _shared_imports(path: Path) -> set[str]:
-    """Dotted names of the shared modules ``path`` may import (``from counting_core.x import y``
-    names both ``counting_core.x`` and ``counting_core.x.y``; function-level imports included)."""
+    """Dotted names of the shared modules ``path`` may import (``from counting_core.imaging import
+    images`` names both ``counting_core.imaging`` and ``counting_core.imaging.images``;
+    function-level imports included)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -144,7 +145,8 @@ def install_wheels(*requirements: str, licences: tuple[Path, ...] = ()) -> Path:
     if not (target / "python").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        subprocess.run(
+        # This interpreter's pip, fixed options and a pin of stacks/pins.py; no shell.
+        subprocess.run(  # noqa: S603
             [
                 sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
                 "--only-binary=:all:", "--implementation", "cp",

@@ -38,7 +38,7 @@ class DataStorage(Construct):
 
     Attributes:
         key: encrypts the data bucket, queues, tables, logs and training volumes.
-        bucket: every image, manifest, model and result, laid out by ``counting.layout``.
+        bucket: every image, manifest, model and result, laid out by ``counting_core.layout``.
             Other stacks use ``bucket_in(scope)`` instead, so that the IAM policies they
             write name the bucket by its name, not by a cross-stack import.
         access_logs: S3 server access logs of ``bucket``.

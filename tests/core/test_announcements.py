@@ -183,7 +183,7 @@ def test_only_refused_entries_are_sent_again():
 
     assert refused == {}
     assert bus.calls == [["0", "1", "2"], ["1"]]
-    assert waits == [announcements.PUBLISH_BACKOFF_SECONDS]
+    assert waits == [0.2]  # one retry, after the first backoff: 0.2 s
 
 
 def test_entries_still_refused_after_every_attempt_are_named_and_hold_back_no_other():
@@ -195,7 +195,8 @@ def test_entries_still_refused_after_every_attempt_are_named_and_hold_back_no_ot
     refused = announcements.publish(numbered(12), bus.put_events, sleep=lambda _: None)
 
     assert refused == {10: "InternalFailure"}
-    assert bus.calls[2:] == [["10"]] * (announcements.PUBLISH_ATTEMPTS - 1)
+    # Its three retries, after its first attempt (four in all).
+    assert bus.calls[2:] == [["10"]] * 3
 
 
 def test_an_event_of_many_classes_keeps_the_biggest_within_its_budget(monkeypatch):

@@ -22,6 +22,7 @@ PREPARE = {
     "name_prefix": "object-counting-dev",
     "validation_fraction": 0.2,
     "split_seed": 42,
+    "keep_images_without_boxes": True,
 }
 
 
@@ -35,6 +36,7 @@ def test_variables_are_named_as_the_handler_reads_them_with_their_values_as_text
         "NAME_PREFIX": "object-counting-dev",
         "VALIDATION_FRACTION": "0.2",
         "SPLIT_SEED": "42",
+        "KEEP_IMAGES_WITHOUT_BOXES": "true",
     }
 
 
@@ -156,6 +158,7 @@ def test_a_function_refuses_an_environment_it_could_not_run_with_in_one_line(var
         "NAME_PREFIX": "object-counting-dev",
         "VALIDATION_FRACTION": "0.2",
         "SPLIT_SEED": "42",
+        "KEEP_IMAGES_WITHOUT_BOXES": "true",
         "AWS_REGION": "us-east-1",  # Lambda's own variables are read past
     } | variables
 

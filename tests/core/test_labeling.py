@@ -282,7 +282,7 @@ def test_the_region_table_matches_the_sdk_documentation():
     documented = dict(
         re.findall(r"arn:aws:lambda:([a-z0-9-]+):(\d{12}):function:PRE-BoundingBox", documentation)
     )
-    assert documented == dict(labeling.BOUNDING_BOX_FUNCTION_ACCOUNTS)
+    assert dict(labeling.BOUNDING_BOX_FUNCTION_ACCOUNTS) == documented
 
 
 def create_labeling_job_request(data: dict, region: str, job_name: str) -> dict:

@@ -119,6 +119,7 @@ def test_the_weights_table_is_torchvisions_own():
     assert {name: entry.url for name, entry in COCO_WEIGHTS.items()} == {
         name: weights.COCO_V1.url for name, weights in published.items()
     }
+    # must agree: weights are published for exactly the detectors the package builds
     assert set(COCO_WEIGHTS) == set(models.DETECTORS)
 
 
@@ -127,5 +128,6 @@ def test_the_configuration_offers_exactly_the_detectors_the_package_builds():
     # import this package (torch stays out of synth): the two lists are kept alike here.
     from counting_core.models import detectors
 
+    # must agree: the two lists cannot import each other
     assert set(detectors.DETECTORS) == set(models.DETECTORS)
     assert detectors.DEFAULT == models.DEFAULT_DETECTOR == "fasterrcnn_mobilenet_v3_large_fpn"

@@ -1,4 +1,7 @@
-"""The counting pipeline: rule -> queue (+DLQs) -> counter Lambda -> tables."""
+"""The counting pipeline: rule -> queue (+DLQs) -> counter Lambda -> tables.
+
+The counting stack is built beside the storage stack only, whose key and bucket it uses.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,21 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from stacks.config import ConfigError, load_config
+from stacks.counting_stack import CountingStack
 from tests.conftest import cdk_context
-from tests.infra.synth import build_app
+from tests.infra.synth import app_with_storage
 
-pytestmark = pytest.mark.synth  # every test here builds the CDK app
+pytestmark = pytest.mark.synth  # every test here synthesizes templates
 
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    _, stacks = build_app()
-    return Template.from_stack(stacks["counting"])
+    # The setting's default, which prod keeps (cdk.json's dev stage destroys its data).
+    app, config, storage, env = app_with_storage(**{"counting.storage.removal_policy": "retain"})
+    counting = CountingStack(
+        app, f"{config.prefix}-counting", config=config, storage=storage, env=env
+    )
+    return Template.from_stack(counting)
 
 
 def counter_function(template: Template) -> dict:

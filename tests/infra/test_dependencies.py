@@ -57,11 +57,14 @@ def test_the_pins_are_what_this_environment_runs():
 
 
 def test_the_layers_carry_the_releases_the_handler_tests_run_against():
+    # must agree: the layers' pins and the releases installed here
     assert f"pillow=={metadata.version('pillow')}" == PILLOW
+    # must agree: the imaging layer's pins and the releases installed here
     assert (
         PILLOW,
         f"cvttf-NotoSansCJK-Regular=={metadata.version('cvttf-NotoSansCJK-Regular')}",
     ) == IMAGING
+    # must agree: as above, for Powertools
     assert metadata.version("aws-lambda-powertools") == POWERTOOLS_VERSION
     assert POWERTOOLS_LAYER_PARAMETER.endswith(f"/python3.13/{POWERTOOLS_VERSION}")
 

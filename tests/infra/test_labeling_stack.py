@@ -1,23 +1,42 @@
-"""The labeling stack: launcher wiring, event rules and least-privilege IAM."""
+"""The labeling stack: launcher wiring, event rules and least-privilege IAM.
+
+Built beside the two stacks it imports from, storage (key, bucket) and workforce (work team).
+"""
 
 from __future__ import annotations
 
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
-from tests.infra.synth import build_app
+from stacks.labeling_stack import LabelingStack
+from stacks.workforce_stack import WorkforceStack
+from tests.infra.synth import app_with_storage
 from tests.infra.test_workforce_stack import only, rendered
 
-pytestmark = pytest.mark.synth  # every test here builds the CDK app
+pytestmark = pytest.mark.synth  # every test here synthesizes templates
 
 BUCKET = "object-counting-dev-data-<AWS::AccountId>-<AWS::Region>"
 OBJECTS = f"arn:<AWS::Partition>:s3:::{BUCKET}"
 JOBS = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:labeling-job/"
 
 
+def labeling_stack(**context) -> LabelingStack:
+    app, config, storage, env = app_with_storage(**context)
+    workforce = WorkforceStack(
+        app, f"{config.prefix}-workforce", config=config, storage=storage, env=env
+    )
+    return LabelingStack(
+        app,
+        f"{config.prefix}-labeling",
+        config=config,
+        storage=storage,
+        workteam_arn=workforce.workforce.workteam_arn,
+        env=env,
+    )
+
+
 def labeling_template(**context) -> Template:
-    _, stacks = build_app(**context)
-    return Template.from_stack(stacks["labeling"])
+    return Template.from_stack(labeling_stack(**context))
 
 
 @pytest.fixture(scope="module")
@@ -229,12 +248,12 @@ def test_outputs(template):
 
 
 def test_a_region_without_ground_truth_fails_synth_with_a_clear_message():
-    _, stacks = build_app(**{"counting.account": "123456789012", "counting.region": "sa-east-1"})
-    Annotations.from_stack(stacks["labeling"]).has_error(
+    stack = labeling_stack(**{"counting.account": "123456789012", "counting.region": "sa-east-1"})
+    Annotations.from_stack(stack).has_error(
         "*", "Ground Truth bounding-box jobs are not available in region sa-east-1"
     )
 
 
 def test_a_region_with_ground_truth_synthesizes():
-    _, stacks = build_app(**{"counting.account": "123456789012", "counting.region": "eu-west-1"})
-    Annotations.from_stack(stacks["labeling"]).has_no_error("*", Match.any_value())
+    stack = labeling_stack(**{"counting.account": "123456789012", "counting.region": "eu-west-1"})
+    Annotations.from_stack(stack).has_no_error("*", Match.any_value())

@@ -215,43 +215,6 @@ def test_capped_counts_of_uploads_and_bulk_runs_are_graphed_but_page_no_one(temp
     assert "ImagesCapped" not in json.dumps(template.find_resources("AWS::CloudWatch::Alarm"))
 
 
-def test_alerts_topic_is_encrypted_and_subscribes_the_configured_emails(stacks):
-    alerts = Template.from_stack(stacks["alerts"])
-    alerts.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
-    alerts.has_resource_properties(
-        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
-    )
-
-
-def test_only_this_accounts_alarms_may_publish_to_the_alerts_topic(stacks):
-    alerts = Template.from_stack(stacks["alerts"])
-    alerts.has_resource_properties(
-        "AWS::SNS::TopicPolicy",
-        {
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Sid": "AlarmsOfThisAccount",
-                                "Effect": "Allow",
-                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                                "Action": "sns:Publish",
-                                "Condition": {
-                                    "StringEquals": {
-                                        "aws:SourceAccount": {"Ref": "AWS::AccountId"}
-                                    },
-                                    "ArnLike": {"aws:SourceArn": Match.any_value()},
-                                },
-                            }
-                        )
-                    ]
-                )
-            }
-        },
-    )
-
-
 @pytest.mark.parametrize(
     ("alarm", "pipeline"),
     [("TrainingPipelineFailed", "training"), ("BulkCountingFailed", "bulk")],

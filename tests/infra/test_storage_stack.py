@@ -1,19 +1,26 @@
-"""Security properties of the data at rest."""
+"""Security properties of the data at rest: the storage component in a stack of its own."""
 
 from __future__ import annotations
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.synth import build_app
+from stacks.components.storage import DataStorage
+from tests.infra.synth import component_stack
 
-pytestmark = pytest.mark.synth  # every test here builds the CDK app
+pytestmark = pytest.mark.synth  # every test here synthesizes a template
+
+
+def storage_template(**context) -> Template:
+    stack, config = component_stack(**context)
+    DataStorage(stack, "Storage", prefix=config.prefix, settings=config.storage)
+    return Template.from_stack(stack)
 
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    _, stacks = build_app()
-    return Template.from_stack(stacks["storage"])
+    # The setting's default, which prod keeps (cdk.json's dev stage destroys its data).
+    return storage_template(**{"counting.storage.removal_policy": "retain"})
 
 
 def test_customer_managed_key_rotates_and_is_retained(template):
@@ -121,7 +128,6 @@ def test_no_bucket_notifications_handler_lambda(template):
 
 
 def test_destroy_removal_policy_is_an_explicit_setting():
-    _, stacks = build_app(**{"counting.storage.removal_policy": "destroy"})
-    template = Template.from_stack(stacks["storage"])
+    template = storage_template(**{"counting.storage.removal_policy": "destroy"})
     for bucket in template.find_resources("AWS::S3::Bucket").values():
         assert bucket["DeletionPolicy"] == "Delete"

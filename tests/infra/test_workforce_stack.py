@@ -1,4 +1,7 @@
-"""The private workforce: Cognito sign-in, SageMaker workforce, work team and outputs."""
+"""The private workforce: Cognito sign-in, SageMaker workforce, work team and outputs.
+
+The workforce stack is built beside the storage stack only, whose key it imports.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 from botocore.validate import validate_parameters
 
-from tests.infra.synth import build_app
+from stacks.workforce_stack import WorkforceStack
+from tests.infra.synth import app_with_storage
 
-pytestmark = pytest.mark.synth  # every test here builds the CDK app
+pytestmark = pytest.mark.synth  # every test here synthesizes templates
 
 TWO_WORKERS = {"counting.workforce.invite_emails": '["a@example.com", "b@example.com"]'}
 EXISTING = {
@@ -21,9 +25,15 @@ EXISTING = {
 }
 
 
+def workforce_stack(**context) -> WorkforceStack:
+    app, config, storage, env = app_with_storage(**context)
+    return WorkforceStack(
+        app, f"{config.prefix}-workforce", config=config, storage=storage, env=env
+    )
+
+
 def workforce_template(**context) -> Template:
-    _, stacks = build_app(**context)
-    return Template.from_stack(stacks["workforce"])
+    return Template.from_stack(workforce_stack(**context))
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +138,7 @@ def test_domain_prefix_is_the_stage_prefix_and_the_account(template):
 
 
 def test_a_prefix_cognito_refuses_fails_synth():
-    _, stacks = build_app(**{"counting.project": "aws-labels"})
-    Annotations.from_stack(stacks["workforce"]).has_error(
+    Annotations.from_stack(workforce_stack(**{"counting.project": "aws-labels"})).has_error(
         "*", Match.string_like_regexp("cannot contain aws, amazon, cognito")
     )
 

@@ -219,6 +219,8 @@ def test_the_active_model_is_measured_on_the_same_images_side_by_side(evaluator)
 
     # The new model's figures are unchanged (hand-checked above): MAE 0.25 <= 2, it is better.
     assert EvaluationSummary.model_validate(result).mae == 0.25
+    # No train.manifest of the active model's run is here: every image is compared, and the
+    # new model's figures on them are its own (MAE 0.25, WAPE 1 / 8).
     assert result["champion"] == {
         "modelName": CHAMPION_MODEL,
         "images": 4,
@@ -226,6 +228,9 @@ def test_the_active_model_is_measured_on_the_same_images_side_by_side(evaluator)
         "mae": 2.0,
         "wape": 1.0,
         "bias": -2.0,
+        "challengerMae": 0.25,
+        "challengerWape": 0.125,
+        "trainedOn": 0,
     }
     report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
     assert (report["mae"], report["champion"]["mae"]) == (0.25, 2.0)
@@ -236,6 +241,60 @@ def test_the_active_model_is_measured_on_the_same_images_side_by_side(evaluator)
         (image["true_count"], image["predicted_count"])
         for image in report["champion"]["review_queue"]
     ] == [(4, 0), (3, 0), (1, 0)]
+
+
+def champion_trained_on(*names: str) -> None:
+    """The active model's run's train.manifest, listing these of the example's images."""
+    lines = [
+        line
+        for line in (EXAMPLE / "validation.manifest").read_text().splitlines()
+        if any(f"/{name}" in line for name in names)
+    ]
+    text = "\n".join(lines).replace("s3://my-counting-data/", f"s3://{BUCKET}/")
+    put(f"training/manifests/{CHAMPION_MODEL}/train.manifest", text.encode())
+
+
+def test_images_the_active_model_trained_on_are_left_out_of_the_comparison(evaluator):
+    upload_run()
+    upload_champion(b'{"prediction": []}')
+    champion_trained_on("street-1.jpg", "street-5.jpg")
+
+    result = handler.evaluate(with_champion(), evaluator)
+
+    # Compared: street-2 (1 object) and street-3 (none). The active model finds nothing:
+    # errors -1 and 0, MAE 0.5, WAPE 1 / 1, bias -0.5 at every threshold (the lowest kept).
+    # The new model there: scores 0.88 and 0.27 on street-2, 0.18 on street-3; above 0.27
+    # it counts 1 and 0, exactly: MAE 0 from the threshold 0.3 on.
+    assert result["champion"] == {
+        "modelName": CHAMPION_MODEL,
+        "images": 2,
+        "bestThreshold": 0.05,
+        "mae": 0.5,
+        "wape": 1.0,
+        "bias": -0.5,
+        "challengerMae": 0.0,
+        "challengerWape": 0.0,
+        "trainedOn": 2,
+    }
+    # The new model's own figures are on all four images, as before.
+    assert EvaluationSummary.model_validate(result).mae == 0.25
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert (report["champion"]["trained_on"], report["champion"]["images"]) == (2, 2)
+
+
+def test_an_active_model_that_trained_on_every_validation_image_is_not_compared(evaluator):
+    upload_run()
+    upload_champion(b'{"prediction": []}')
+    champion_trained_on("street-1.jpg", "street-2.jpg", "street-3.jpg", "street-5.jpg")
+
+    result = handler.evaluate(with_champion(), evaluator)
+
+    assert result["champion"] is None
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    assert report["champion"] == {
+        "model": CHAMPION_MODEL,
+        "not_compared": "it trained on all 4 validation images of this run",
+    }
 
 
 def test_an_active_model_for_other_classes_is_not_compared(evaluator):

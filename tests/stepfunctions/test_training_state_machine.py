@@ -146,10 +146,12 @@ def evaluated(summary: EvaluationSummary, champion: ChampionSummary | None = Non
 
 
 def champion(**figures) -> ChampionSummary:
-    """The active model's figures on the same images; by default worse than ``evaluation()``."""
+    """The active model's figures and the new model's on the same images (by default all 10,
+    the new one's as ``evaluation()`` gives them); by default the active model's are worse."""
     return ChampionSummary(
-        model_name=PREVIOUS_RUN, images=10, best_threshold=0.4, mae=0.5, wape=0.1, bias=0.2
-    ).model_copy(update=figures)
+        model_name=PREVIOUS_RUN, images=10, best_threshold=0.4, mae=0.5, wape=0.1, bias=0.2,
+        challenger_mae=0.3, challenger_wape=0.06, trained_on=0,
+    ).model_copy(update=figures)  # fmt: skip
 
 
 #: What createTransformJob.sync returns: DescribeTransformJob of the completed job.
@@ -959,8 +961,9 @@ def test_a_challenger_worse_than_the_active_model_is_refused(pipeline):
     assert run.states()[-5:] == ["CountGate", "ChampionGate", "ChampionNotBeaten", *STOPPED]
     assert "CreateEndpointConfig" not in run.states()
     assert run.cause == (
-        "count MAE 0.3 objects per image on the 10 validation images is worse than the active "
-        f"model {PREVIOUS_RUN} with 0.25 on the same images (WAPE 0.06 against 0.05; report: "
+        "count MAE 0.3 objects per image on the 10 validation images the active model did not "
+        f"train on (left out: 0) is worse than the active model {PREVIOUS_RUN} with 0.25 on the "
+        "same images (WAPE 0.06 against 0.05; report: "
         f"s3://{BUCKET}/training/models/{RUN}/evaluation.json); nothing was deployed, the "
         "endpoint keeps the active model. To deploy it anyway, set training.force_deploy to "
         "the reason."
@@ -969,6 +972,28 @@ def test_a_challenger_worse_than_the_active_model_is_refused(pipeline):
         pipeline, run, error="ChampionNotBeaten", outcome="refused", state="ChampionGate"
     )
     assert pipeline.active_model().model_name == PREVIOUS_RUN
+
+
+def test_the_comparison_is_on_the_images_the_active_model_did_not_train_on(pipeline):
+    pipeline.deploy_previous_model()
+    # Over all 10 validation images the new model's MAE (0.3) is above the active model's
+    # 0.25; but 6 of them trained the active model. On the other 4 the new model counts with
+    # MAE 0.2 and the active one with 0.25: the new model is better where both are fair.
+    fair = champion(images=4, trained_on=6, mae=0.25, wape=0.05, challenger_mae=0.2)
+
+    run = pipeline.run(
+        {
+            "PrepareTrainingData": [PREPARE_OK],
+            "Train": [finished_job()],
+            "EvaluateCounts": [evaluated(evaluation(), fair)],
+            "UpdateEndpoint": [Return({"EndpointArn": f"arn:aws:sagemaker:::endpoint/{ENDPOINT}"})],
+            "CheckEndpoint": [endpoint("InService", RUN)],
+        }
+    )
+
+    assert run.status == "SUCCEEDED", run.cause
+    assert pipeline.active_model().model_name == RUN
+    assert pipeline.active_model().champion == fair
 
 
 FORCED = "rolling back the class map of labeling job street-7"

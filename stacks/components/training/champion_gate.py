@@ -2,8 +2,9 @@
 
 The evaluation (``evaluate.py``) runs the active model (the champion, named in the
 active-model record) over the same validation images as the new model (the challenger)
-and measures both, each at its own calibrated threshold. A challenger whose count MAE is
-above the champion's stops the run, reported as ``refused`` (``ChampionNotBeaten``) with
+and measures both, each at its own calibrated threshold, on the images the champion did not
+train on (``challengerMae`` against ``mae``). A challenger whose count MAE there is above
+the champion's stops the run, reported as ``refused`` (``ChampionNotBeaten``) with
 both figures in the cause; the endpoint keeps the champion. The first model has no
 champion and goes on. ``training.force_deploy`` (a reason) removes the comparison: the
 figures are still measured and recorded, with the reason, in the active-model record.
@@ -21,7 +22,8 @@ CHAMPION = f"{EVALUATION}.champion"
 
 
 class ChampionGate(Construct):
-    """A Choice comparing ``$.evaluation.mae`` with ``$.evaluation.champion.mae``.
+    """A Choice comparing ``$.evaluation.champion.challengerMae`` with
+    ``$.evaluation.champion.mae``: both models on the same images.
 
     Attributes:
         start: the gate, or ``then`` itself when ``force_deploy`` is given.
@@ -43,11 +45,12 @@ class ChampionGate(Construct):
         figures = [
             sfn.JsonPath.string_at(path)
             for path in (
-                f"{EVALUATION}.mae",
-                f"{EVALUATION}.images",
+                f"{CHAMPION}.challengerMae",
+                f"{CHAMPION}.images",
+                f"{CHAMPION}.trainedOn",
                 f"{CHAMPION}.modelName",
                 f"{CHAMPION}.mae",
-                f"{EVALUATION}.wape",
+                f"{CHAMPION}.challengerWape",
                 f"{CHAMPION}.wape",
                 f"{EVALUATION}.reportUri",
             )
@@ -60,8 +63,9 @@ class ChampionGate(Construct):
             error="ChampionNotBeaten",
             cause=sfn.JsonPath.format(
                 # No apostrophe: States.Format's template is a single-quoted string.
-                "count MAE {} objects per image on the {} validation images is worse than the "
-                "active model {} with {} on the same images (WAPE {} against {}; report: {}); "
+                "count MAE {} objects per image on the {} validation images the active model did "
+                "not train on (left out: {}) is worse than the active model {} with {} on the "
+                "same images (WAPE {} against {}; report: {}); "
                 "nothing was deployed, the endpoint keeps the active model. To deploy it "
                 "anyway, set training.force_deploy to the reason.",
                 *figures,
@@ -73,7 +77,7 @@ class ChampionGate(Construct):
             .when(sfn.Condition.is_null(CHAMPION), then)
             .when(
                 sfn.Condition.number_less_than_equals_json_path(
-                    f"{EVALUATION}.mae", f"{CHAMPION}.mae"
+                    f"{CHAMPION}.challengerMae", f"{CHAMPION}.mae"
                 ),
                 then,
             )

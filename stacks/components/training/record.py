@@ -1,6 +1,6 @@
 """Step 8, Record: publish what is now live, where the counter reads it, then tell people.
 
-The record is ``counting.model_record.ActiveModel`` as JSON in one SSM parameter; the
+The record is ``counting_core.models.model_record.ActiveModel`` as JSON in one SSM parameter; the
 counter Lambda caches it for a minute, so the new model is used within a minute.
 """
 
@@ -80,7 +80,9 @@ class RecordStep(Construct):
             action="putParameter",
             parameters={
                 "Name": parameter_name,
-                "Description": f"The model behind {endpoint_name} (counting.model_record)",
+                "Description": (
+                    f"The model behind {endpoint_name} (counting_core.models.model_record)"
+                ),
                 "Value": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(RECORD)),
                 "Type": "String",
                 "Overwrite": True,

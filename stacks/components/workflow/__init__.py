@@ -1,1 +1,2 @@
-"""The training state machine: one construct per step, composed in ``pipeline``."""
+"""The state machines' shared kit: named retry policies, run reports (notifications), and the
+Batch Transform task; the training and bulk-counting pipelines compose their states from it."""

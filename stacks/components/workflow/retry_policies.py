@@ -1,4 +1,4 @@
-"""Named retry policies of the training state machine's task states, and why each is so.
+"""Named retry policies of the state machines' task states, and why each is so.
 
 Step Functions names a service's error ``<Service>.<Exception>`` after the exceptions the
 service's API reference lists; errors a service does not list (throttling, internal

@@ -80,7 +80,11 @@ RULES: tuple[Rule, ...] = (
         Fate.RETRIED,
     ),
     Rule("Another delivery of the same image is being counted", Fate.HANDED_BACK),
-    Rule("Too little time left in the invocation to start the image", Fate.HANDED_BACK),
+    Rule(
+        "Too little time left in the invocation to start the image, or to call the endpoint "
+        "once a slot is free",
+        Fate.HANDED_BACK,
+    ),
 )
 
 # Container statuses that say "later", not "never": request timeout and too many requests.

@@ -94,9 +94,11 @@ def cli_client(monkeypatch):
 
 def test_counting_invoke_calls_the_endpoint_as_the_api_allows(cli_client):
     runtime = cli_client("sagemaker-runtime")
-    with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
-        with count_cli.endpoint_invoker(ENDPOINT, REGION) as invoke:
-            invoke(b"\xff\xd8 jpeg bytes")
+    with (
+        answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent,
+        count_cli.endpoint_invoker(ENDPOINT, REGION) as invoke,
+    ):
+        invoke(b"\xff\xd8 jpeg bytes")
 
     (request,) = sent
     assert request_problems("sagemaker-runtime", "InvokeEndpoint", request) == []

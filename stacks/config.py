@@ -122,9 +122,11 @@ class StorageSettings(Settings):
 
 class WorkforceSettings(Settings):
     enabled: bool = Field(
-        True,
-        description="Deploy the private labeling workforce. Ground Truth is closed to new "
-        "customers: switch off and bring labels from elsewhere (`counting manifest from-coco`).",
+        False,
+        description="Deploy the private labeling workforce and the Ground Truth labeling "
+        "launcher. Off by default: Ground Truth is closed to new customers, so a new account "
+        "labels with the stage's Label Studio (`labeling.studio`) or brings labels from "
+        "elsewhere (`counting manifest from-coco`); an account that has Ground Truth turns it on.",
     )
     existing_user_pool_id: str | None = Field(
         None,

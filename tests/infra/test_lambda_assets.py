@@ -64,3 +64,30 @@ def test_the_adapters_reach_only_the_functions_that_import_them():
     assert "adapters/clients.py" in evaluation
     assert "adapters/result_store.py" not in evaluation
     assert "adapters/objects.py" in python_files(package_code("bulk_counter"))
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_every_module_the_handler_reaches_is_in_its_asset(name):
+    asset = package_code(name)
+    # modulefinder follows every import of the handler's code without running it (a handler
+    # may read its environment at import), searching the asset alone, in an isolated
+    # interpreter (-I: neither the repository nor PYTHONPATH is on its path). Third-party
+    # packages come from layers and are not looked for; a module of ours must be found.
+    script = (
+        "import modulefinder, sys; asset = sys.argv[1]; "
+        "finder = modulefinder.ModuleFinder(path=[asset]); "
+        f"finder.run_script(asset + '/lambdas/{name}/handler.py'); "
+        "ours = ('counting_core', 'adapters', 'counting', 'lambdas', 'stacks'); "
+        "missing = [m for m in finder.badmodules if m.split('.')[0] in ours]; "
+        "outside = [m.__file__ for k, m in finder.modules.items() "
+        "if k.split('.')[0] in ours and m.__file__ and not m.__file__.startswith(asset)]; "
+        "print(missing, outside); sys.exit(1 if missing or outside else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(asset)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=asset,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

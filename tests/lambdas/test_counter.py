@@ -1190,3 +1190,27 @@ def test_a_new_version_replaces_the_result_of_a_role_that_cannot_read_results(
     assert sent.sent == []
     document = read_json("results/cam.png.json")
     assert document["source"]["version_id"] == newer["detail"]["object"]["version-id"]
+
+
+@pytest.mark.parametrize("cap", [4, 5], ids=["at cap", "one below"])
+def test_a_count_at_the_models_cap_is_flagged_everywhere(
+    handler, endpoint, result_events, capsys, cap
+):
+    # RESPONSE holds 4 detections (3 at or above 0.2): a cap of 4 was reached, 5 was not.
+    capped = {4: True, 5: False}[cap]
+    answers(endpoint, {**RESPONSE, "max_detections": cap})
+    body = json.dumps(upload("incoming/street/dense.png", image_bytes()))
+
+    assert handler.process(sqs_event(body), TimedContext()) == {"batchItemFailures": []}
+
+    document = read_json("results/street/dense.png.json")
+    assert (document["count"], document["capped"]) == (3, capped)
+    (item,) = table_items()
+    assert (item["count"], item["capped"]) == (3, capped)
+    (event,) = result_events()
+    assert (event["detail"]["count"], event["detail"]["capped"]) == (3, capped)
+    # One counted image: the capped metric is 1 or 0 for it.
+    assert emitted(capsys, "ImagesCapped") == int(capped)
+    assert_valid("result-document.json", document)
+    assert_valid("result-table-item.json", item)
+    assert_valid("image-counted-event.json", event)

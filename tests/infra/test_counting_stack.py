@@ -152,7 +152,10 @@ def test_counter_may_only_do_what_it_needs(template):
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     }
     assert statements["ReadIncomingImages"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert statements["WriteResultsAndAnnotatedImages"]["Action"] == "s3:PutObject"
+    assert statements["WriteResultsAndAnnotatedImages"]["Action"] == [
+        "s3:GetObject",
+        "s3:PutObject",
+    ]
     assert statements["InvokeTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
     # Sends a message again or dead-letters it itself: the intake queue and its DLQ only.
     assert statements["SendAgainOrDeadLetter"]["Action"] == "sqs:SendMessage"

@@ -639,8 +639,8 @@ class TilingSettings(Settings):
         description="`off`: each image goes to the endpoint whole, scaled to the model; `on`: "
         "in overlapping tiles at native resolution, boxes merged across tile borders (one "
         "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
-        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by "
-        "`counting invoke --tiling`; the counter and bulk runs take it up next.",
+        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by the "
+        "counter (its memory rises to 2048 MB unless `off`) and `counting invoke --tiling`.",
     )
     tile_side: int | None = Field(
         None,
@@ -690,6 +690,11 @@ class CounterSettings(Settings):
         "images), or 0.2 for a model without one.",
     )
     annotate: bool = Field(True, description="Write `annotated/<key>.png` for each image.")
+    mark_tiles: bool = Field(
+        False,
+        description="Draw the tile borders on the annotated image of a tiled image (to see "
+        "where objects were cut and merged).",
+    )
     max_concurrency: int = Field(
         2,
         ge=2,

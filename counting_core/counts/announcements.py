@@ -102,6 +102,7 @@ def event_detail(
         threshold=document.threshold,
         threshold_origin=document.threshold_origin,
         model=document.model,
+        tiles=document.tiling.tiles if document.tiling else None,
         annotated=s3_uri(source.bucket, results.annotated_key(source.key)) if annotated else None,
     )
 

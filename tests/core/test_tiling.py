@@ -434,6 +434,26 @@ def test_objects_larger_than_a_tile_are_found_by_the_whole_image_pass():
     assert len(pieces_only.detections) > 2
 
 
+def test_an_image_sent_whole_at_its_own_size_is_still_tiled_and_drawn_on():
+    # 1,000 x 600: ceil(898 / 410) = 3 tile columns and ceil(498 / 410) = 2 rows at 512 px,
+    # and within the 1,024 px of the whole image pass and the 4,096 px picture, so both are
+    # the decoded image at its own size: each must be a copy, or closing one closes the image
+    # the tiles are cut from.
+    data = jpeg(scene((1000, 600), [(100, 100, 40), (700, 400, 40)]))
+    found = detection.detect(
+        data,
+        invoke=FakeDetector(min_width=8),
+        concurrency=2,
+        policy=tiling.TilingPolicy(mode="on"),
+        image_shape=MODEL_SIDE,
+        payload_scale=2,
+        picture_side=4096,
+    )
+    assert (len(found.detections), found.tiling.tiles, found.tiling.endpoint_calls) == (2, 6, 7)
+    assert found.picture is not None
+    assert found.picture.getpixel((120, 120)) == (255, 255, 255)
+
+
 def test_a_dense_scene_beyond_the_cap_is_flagged(big_scene):
     # Every 512 px tile holds 8 columns of squares, and 8 rows, or 9 counting pieces of cut
     # rows (test_invoke_in_tiles_warns_when_tiles_reach_the_cap works them out): 64 or 72

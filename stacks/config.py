@@ -705,8 +705,10 @@ class CounterSettings(Settings):
         3,
         ge=1,
         le=10,
-        description="Images each counter Lambda counts at once; `max_concurrency` x this must "
-        "equal `inference.max_concurrency`, so the endpoint is kept busy but not throttled.",
+        description="Endpoint calls each counter Lambda makes at once: images sent whole, or "
+        "the tiles of a tiled image, which share these slots with the other images' calls; "
+        "`max_concurrency` x this must equal `inference.max_concurrency`, so the endpoint is "
+        "kept busy but not throttled.",
     )
     batch_size: int = Field(
         9,
@@ -728,8 +730,10 @@ class CounterSettings(Settings):
         le=900,
         description="Counter Lambda timeout; at least one image's worst case "
         f"({IMAGE_WORST_CASE_SECONDS} s: a cold endpoint's 3 minutes, then every attempt of "
-        "the call timing out): an image starts only with that much time left, the rest of "
-        "the batch is retried. The intake queue's visibility timeout is six times this.",
+        "the call timing out): an image starts, and each endpoint call (each tile of a tiled "
+        "image) goes, only with that much time left; the rest of the batch, and a tiled "
+        "image cut short, are sent again. The intake queue's visibility timeout is six times "
+        "this.",
     )
     tiling: TilingSettings = Field(default_factory=TilingSettings)
 
@@ -858,8 +862,9 @@ class AppConfig(Settings):
             raise PydanticCustomError(
                 "counting_concurrency",
                 "counter.max_concurrency x counter.images_in_flight ({functions} x {each} = "
-                "{in_flight}) must equal inference.max_concurrency ({endpoint}): fewer leaves "
-                "the endpoint idle, more gets throttled",
+                "{in_flight}) must equal inference.max_concurrency ({endpoint}): these are "
+                "endpoint calls at once, a tiled image's tiles among them; fewer leaves the "
+                "endpoint idle, more gets throttled",
                 {
                     "functions": self.counter.max_concurrency,
                     "each": self.counter.images_in_flight,

@@ -205,8 +205,12 @@ def rejected_document(
 
 
 def document_json(document: ResultDocument) -> bytes:
-    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented."""
-    return published.RESULT_DOCUMENT.dump_json(document, indent=2)
+    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented;
+    ``tiling`` only for a tiled image, so an image sent whole reads as before tiling."""
+    whole = isinstance(document, CountedDocument) and document.tiling is None
+    return published.RESULT_DOCUMENT.dump_json(
+        document, indent=2, exclude={"tiling"} if whole else None
+    )
 
 
 def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableItem:

@@ -42,6 +42,7 @@ from counting_core.constants import (
     DEFAULT_PAYLOAD_SCALE,
     IMAGE_WORST_CASE_SECONDS,
 )
+from counting_core.contracts.published import MergeMethod
 from counting_core.counts import announcements
 from counting_core.errors import describe_validation_error
 from counting_core.imaging import tiling
@@ -662,7 +663,7 @@ class TilingSettings(Settings):
         description="`auto` tiles images whose shorter side exceeds this many times the "
         "model's `image_shape`.",
     )
-    merge: tiling.MergeMethod = Field(
+    merge: MergeMethod = Field(
         "merge",
         description="How boxes of several tiles become one object: `merge` (pieces of an "
         "object cut by a tile border join it: intersection over the smaller box) or `nms` "

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from counting_core.contracts.published import MergeMethod
 from counting_core.counts.predictions import Detection, count_detections
 from counting_core.errors import InputError
 from counting_core.imaging import detection, images, tiling
@@ -149,7 +150,7 @@ def pieces(
     return placed
 
 
-def merged(placed: list[tiling.PlacedBox], method: tiling.MergeMethod = "merge"):
+def merged(placed: list[tiling.PlacedBox], method: MergeMethod = "merge"):
     return [
         (box.class_id, round(box.left, 6), round(box.top, 6), round(box.right, 6),
          round(box.bottom, 6))

@@ -207,6 +207,9 @@ SCENARIOS = {
     "20% faults": {"fault_rate": 0.2, "latency_seconds": 1},
     "60% faults": {"fault_rate": 0.6, "latency_seconds": 1},
     "slow endpoint": {"fault_rate": 0.1, "latency_seconds": 45},
+    # Tiled: each image is one tile of its own size (narrower than a tile), sent through the
+    # tiler, so the endpoint still tells the images apart by width.
+    "tiled, 20% faults": {"fault_rate": 0.2, "latency_seconds": 1, "tiling": "on"},
 }
 
 
@@ -301,7 +304,12 @@ def test_nothing_lost_nothing_counted_twice(counting, scenario):
         latency_seconds=settings["latency_seconds"],
         in_flight=3,
     )
-    handler, _ = build_counter(IMAGES_IN_FLIGHT="3", sqs=sqs, sagemaker_runtime=endpoint)
+    handler, _ = build_counter(
+        IMAGES_IN_FLIGHT="3",
+        TILING=settings.get("tiling", "off"),
+        sqs=sqs,
+        sagemaker_runtime=endpoint,
+    )
     bodies = uploads(rng, IMAGES, queue)
 
     fresh = drain(handler, queue, sqs, endpoint)

@@ -38,9 +38,15 @@ ENDPOINT = Config(
 #: SQS, SSM): botocore's standard retries (3 attempts); a failure past them fails the image,
 #: which its pipeline tries again (a new message, or the result store's own attempts).
 STORAGE = Config(retries={"mode": "standard"}, max_pool_connections=SHARED_BY_THREADS)
+# Reads a pipeline step makes at once: the evaluation's Batch Transform answers (one GET
+# after another, 100,000 validation images would outlast its 5 minutes).
+PARALLEL_READS = 32
 #: The labeling launcher's and the training pipeline's steps: more attempts, since a step
 #: that fails stops a whole run (counting_core.constants.AWS_CALL_ATTEMPTS).
-PIPELINE_STEP = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
+PIPELINE_STEP = Config(
+    retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS},
+    max_pool_connections=PARALLEL_READS,
+)
 
 
 def client(service: str, policy: Config) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import boto3
@@ -348,3 +349,32 @@ def test_the_plot_draws_the_count_gate_the_stack_configures(aws):
     gate_y = round(480 - 0.5 / top * 390)
     row = [plot.getpixel((x, gate_y)) for x in range(90, 500)]
     assert row.count(drawing.GATE_COLOUR) > 150
+
+
+class MeetingS3:
+    """moto's S3, except that each answer's GET waits until ``together`` GETs are under way:
+    read one after another, the first one would wait for the others forever (here: fail)."""
+
+    def __init__(self, together: int) -> None:
+        self._s3 = s3()
+        self._barrier = threading.Barrier(together, timeout=10)
+        self.exceptions = self._s3.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def get_object(self, **request):
+        if request["Key"].endswith(".out"):
+            self._barrier.wait()
+        return self._s3.get_object(**request)
+
+
+def test_the_answers_are_read_at_once_not_one_after_another(aws):
+    s3().create_bucket(Bucket=BUCKET)
+    upload_run()
+    # The example's four answers: all four GETs must be under way together.
+    concurrent = RunEvaluator(Environment.model_validate(ENVIRONMENT), s3=MeetingS3(4))
+
+    result = handler.evaluate(event(), concurrent)
+
+    assert EvaluationSummary.model_validate(result).mae == 0.25  # the figures, as read singly

@@ -21,10 +21,10 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(8)
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
-def test_an_output_key_names_its_image(key):
+def test_an_output_keeps_its_name_below_the_runs_output_path(key):
     output = f"bulk/{RUN}/outputs/{key}.out"
 
-    assert bulk.image_key_of_output(RUN, output) == key
+    assert bulk.output_name(RUN, output) == f"{key}.out"
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_an_output_key_names_its_image(key):
 )
 def test_what_is_not_an_output_of_the_run_is_refused(output):
     with pytest.raises(InputError, match="is not a transform output of run"):
-        bulk.image_key_of_output(RUN, output)
+        bulk.output_name(RUN, output)
 
 
 @pytest.mark.parametrize(

@@ -297,9 +297,7 @@ def summarize(
     so running the same prefix again retries exactly those.
     """
     selected, counted = _total(selections), _total(counts)
-    failed = max(
-        selected.selected - counted.counted - counted.rejected - counted.overwritten, 0
-    )
+    failed = max(selected.selected - counted.counted - counted.rejected - counted.overwritten, 0)
     outcome: Literal["complete", "partial", "failed"] = "complete"
     if failed or counted.overwritten:
         outcome = "partial" if counted.counted else "failed"

@@ -279,6 +279,20 @@ class RefusingBus:
         return {"FailedEntryCount": failed, "Entries": answers}
 
 
+def summarize_completed(counter) -> dict:
+    """The run's summary after a transform job that completed, prefix archive/."""
+    return run_step(
+        counter,
+        {
+            "run": RUN,
+            "action": "summarize",
+            "prefix": "archive/",
+            "model_name": MODEL["model_name"],
+            "transform": {"TransformJobStatus": "Completed"},
+        },
+    )
+
+
 def send_to_transform() -> None:
     """What the run's select and manifest steps leave for the count step, for every image
     under archive/: the keys and ETags the listing saw."""
@@ -342,14 +356,7 @@ def test_an_image_whose_writes_keep_failing_is_tried_again_then_failed_alone(
     failing = build_bulk(s3=s3)
 
     report = invoke(failing, lambda_context, action="count", model=MODEL, items=items)
-    summary = invoke(
-        failing,
-        lambda_context,
-        action="summarize",
-        prefix="archive/",
-        model_name=MODEL["model_name"],
-        transform={"TransformJobStatus": "Completed"},
-    )
+    summary = summarize_completed(failing)
 
     assert (report["counted"], report["failed"]) == (1, 1)
     assert s3.failed == 3  # lambdas.bulk_counter.service.WRITE_ATTEMPTS
@@ -582,14 +589,7 @@ def test_an_image_overwritten_after_the_listing_is_reported_overwritten_not_coun
     report = invoke(
         handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
     )
-    summary = invoke(
-        handler,
-        lambda_context,
-        action="summarize",
-        prefix="archive/",
-        model_name=MODEL["model_name"],
-        transform={"TransformJobStatus": "Completed"},
-    )
+    summary = summarize_completed(handler)
 
     assert (report["counted"], report["overwritten"], report["failed"]) == (0, 1, 0)
     assert (summary["overwritten"], summary["failed"], summary["outcome"]) == (1, 0, "failed")

@@ -115,10 +115,3 @@ def endpoint_error(code: str, original_status: int | None) -> Fate:
 def read_error(code: str) -> Fate:
     """REJECTED when the object version no longer exists; any other read failure is retried."""
     return Fate.REJECTED if code in OBJECT_GONE_CODES else Fate.RETRIED
-
-
-def failure_table() -> str:
-    """``RULES`` as the Markdown table the README shows."""
-    lines = ["| Failure | What the counter does |", "|---|---|"]
-    lines += [f"| {rule.failure} | {rule.fate} |" for rule in RULES]
-    return "\n".join(lines)

@@ -41,6 +41,7 @@ class RunEvaluator:
     def __init__(self, environment: Environment, *, s3: Any) -> None:
         self._s3 = s3
         self._bucket = environment.bucket
+        self._max_wape = environment.max_count_wape
 
     def evaluate(
         self,
@@ -121,7 +122,7 @@ class RunEvaluator:
                 **champion_result.to_dict(),
             }
         self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
-        self._write(plot_key, evaluation_plot.plot(result), "image/png")
+        self._write(plot_key, evaluation_plot.plot(result, max_wape=self._max_wape), "image/png")
         summary = result.summary(
             report_uri=f"s3://{self._bucket}/{report_key}",
             plot_uri=f"s3://{self._bucket}/{plot_key}",

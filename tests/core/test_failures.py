@@ -8,6 +8,7 @@ import pytest
 
 from counting_core.uploads import failures
 from counting_core.uploads.failures import Fate
+from tools.docs_tables import failure_table
 
 REJECTED, RETRIED = Fate.REJECTED, Fate.RETRIED
 
@@ -63,7 +64,7 @@ def test_the_table_has_every_fate_but_counted_and_no_repeated_row():
 
 
 def test_the_markdown_table_has_one_line_per_rule():
-    lines = failures.failure_table().splitlines()
+    lines = failure_table().splitlines()
 
     assert lines[0] == "| Failure | What the counter does |"
     # The header and its rule line, then 3 messages dead-lettered or ignored, 9 rejected,

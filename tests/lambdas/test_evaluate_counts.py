@@ -327,3 +327,24 @@ def test_an_active_model_missing_an_answer_fails_the_evaluation(evaluator):
 
     with pytest.raises(EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
         handler.evaluate(with_champion(), evaluator)
+
+
+def test_the_plot_draws_the_count_gate_the_stack_configures(aws):
+    from counting_core.models import evaluation_plot as drawing
+
+    s3().create_bucket(Bucket=BUCKET)
+    gated = RunEvaluator(
+        Environment.model_validate({**ENVIRONMENT, "MAX_COUNT_WAPE": "0.5"}), s3=s3()
+    )
+    upload_run()
+
+    handler.evaluate(event(), gated)
+
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    plot = Image.open(io.BytesIO(read(f"training/models/{RUN}/evaluation.png"))).convert("RGB")
+    # The WAPE scale runs from 0 to 1.05 x the largest of 0.1, every threshold's WAPE and the
+    # gate, over the panel's 390 px (y 480 at the bottom); the gate's line is dashed across.
+    top = 1.05 * max(0.1, 0.5, *(row["wape"] for row in report["per_threshold"]))
+    gate_y = round(480 - 0.5 / top * 390)
+    row = [plot.getpixel((x, gate_y)) for x in range(90, 500)]
+    assert row.count(drawing.GATE_COLOUR) > 150

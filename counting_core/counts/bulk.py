@@ -111,6 +111,11 @@ def name_shard(file_name: str) -> str:
     return hashlib.sha256(file_name.encode()).hexdigest()[:NAME_SHARD_DIGITS]
 
 
+def name_shards() -> list[str]:
+    """Every shard's name: ``00`` to ``ff``."""
+    return [f"{number:0{NAME_SHARD_DIGITS}x}" for number in range(16**NAME_SHARD_DIGITS)]
+
+
 def name_shard_key(run: str, shard: str) -> str:
     return f"{run_prefix(run)}selected-by-name/{shard}.json"
 

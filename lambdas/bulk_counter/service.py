@@ -172,13 +172,15 @@ class BulkCounter:
         self._objects.upload_chunks(
             key, transform_manifest_chunks(f"s3://{self._bucket}/", keys()), JSON_CONTENT_TYPE
         )
+        # Every shard, the empty ones too: a count batch reads the shards of its outputs'
+        # names, and a missing one would read as the function's want of s3:ListBucket.
         with ThreadPoolExecutor(WORKERS) as pool:
             list(
                 pool.map(
                     lambda shard: self._objects.put_json(
-                        bulk.name_shard_key(run, shard[0]), shard[1]
+                        bulk.name_shard_key(run, shard), by_name.get(shard, {})
                     ),
-                    by_name.items(),
+                    bulk.name_shards(),
                 )
             )
         return ManifestWritten(selected=selected, uri=self._objects.uri(key))
@@ -226,7 +228,9 @@ class BulkCounter:
         }
         shards = sorted({bulk.name_shard(file_name) for file_name in file_names})
         with ThreadPoolExecutor(WORKERS) as pool:
-            found = pool.map(lambda shard: self._selected_named(run, shard), shards)
+            found = pool.map(
+                lambda shard: self._objects.get_json(bulk.name_shard_key(run, shard)), shards
+            )
             named: dict[str, list[bulk.Selected]] = {
                 file_name: [bulk.Selected.model_validate(image) for image in images]
                 for shard in found
@@ -234,17 +238,6 @@ class BulkCounter:
                 if file_name in file_names
             }
             return list(pool.map(lambda name: self._owner(run, name, named), names))
-
-    def _selected_named(self, run: str, shard: str) -> dict[str, Any]:
-        """One shard of the run's selection by file name; none was written when no selected
-        image falls in it."""
-        try:
-            found: dict[str, Any] = self._objects.get_json(bulk.name_shard_key(run, shard))
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "NoSuchKey":
-                return {}
-            raise
-        return found
 
     def _owner(
         self, run: str, name: str | InputError, named: dict[str, list[bulk.Selected]]
@@ -276,13 +269,10 @@ class BulkCounter:
         return owner
 
     def _exists(self, key: str) -> bool:
-        try:
-            self._objects.s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise
-        return True
+        """Whether ``key`` exists, by listing it: the function may list only under bulk/, and
+        without s3:ListBucket on the key S3 answers a HEAD of a missing key with 403, not 404."""
+        listed = self._objects.s3.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
+        return any(found["Key"] == key for found in listed.get("Contents", ()))
 
     def _stage_output(
         self,

@@ -212,3 +212,12 @@ def test_a_caught_error_without_a_job_keeps_its_words():
         "States.TaskFailed: no capacity",
     )
     assert bulk.instance_hours(transform) == 0.0
+
+
+@given(st.text(min_size=1).filter(lambda name: "/" not in name))
+def test_every_file_name_falls_in_one_of_the_256_shards_the_manifest_step_writes(name):
+    shards = bulk.name_shards()
+
+    assert len(set(shards)) == 256
+    assert (shards[0], shards[-1]) == ("00", "ff")
+    assert bulk.name_shard(name) in shards

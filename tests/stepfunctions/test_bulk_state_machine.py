@@ -334,6 +334,30 @@ def test_a_transform_model_that_cannot_be_deleted_does_not_cost_the_run_its_coun
     assert subject == f"{PREFIX}: bulk counting run finished"
 
 
+def test_an_image_overwritten_while_the_transform_runs_is_reported_not_counted(bulk):
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+    answer = json.dumps(ANSWER).encode()
+
+    def overwriting(key: str) -> bytes:
+        # A camera uploads a new cam2.png while the job runs: which one it saw is unknown.
+        if key.endswith("cam2.png"):
+            bulk.s3.put_object(Bucket=BUCKET, Key=key, Body=image_bytes() + b"\0")
+        return answer
+
+    bulk.model = overwriting
+
+    run = bulk.run({"Transform": [Return(finished_job())]})
+
+    assert run.status == "SUCCEEDED"
+    summary = run.output
+    assert (summary["counted"], summary["overwritten"], summary["failed"]) == (1, 1, 0)
+    assert summary["outcome"] == "partial"
+    assert [event["detail"]["image"] for event in bulk.result_events()] == [
+        f"s3://{BUCKET}/{IMAGES[0]}"
+    ]
+
+
 def test_a_second_run_skips_what_the_same_model_counted_and_starts_no_transform(bulk):
     bulk.deploy_model()
     bulk.upload(*IMAGES)

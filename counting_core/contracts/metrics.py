@@ -22,5 +22,6 @@ IMAGES_REJECTED: Final = "ImagesRejected"
 IMAGES_CAPPED: Final = "ImagesCapped"
 OBJECTS_COUNTED: Final = "ObjectsCounted"
 OBJECTS_COUNTED_BY_CLASS: Final = "ObjectsCountedByClass"
-#: Milliseconds the counter waited for the endpoint's answer (uploads only).
+#: Milliseconds the counter waited for the endpoint's answer (uploads only); for a tiled
+#: image, the slowest of its calls.
 ENDPOINT_LATENCY: Final = "EndpointLatency"

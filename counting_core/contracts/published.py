@@ -103,6 +103,34 @@ _CAPPED = (
 _CAPPED_OR_ABSENT = f"{_CAPPED}. Absent in results written before this field: read as false"
 
 
+#: How boxes of several tiles become one object (``counting_core.imaging.tiling``).
+MergeMethod = Literal["merge", "nms"]
+
+
+class TilingUsed(_Contract):
+    """How a tiled image was sent: in overlapping tiles at native resolution, boxes merged
+    across tile borders (docs/counting.md, Tiling)."""
+
+    tiles: int = Field(ge=1)
+    tile_side: int = Field(ge=1, description="pixels")
+    overlap: int = Field(ge=1, description="pixels shared by neighbouring tiles")
+    merge: MergeMethod = Field(
+        description="merge: pieces of an object cut by a tile border join it; nms: "
+        "suppression on intersection over union"
+    )
+    whole_image_pass: bool = Field(description="the image was also sent whole, scaled")
+    endpoint_calls: int = Field(ge=1, description="tiles, plus one for the whole-image pass")
+    capped_calls: int = Field(
+        ge=0, description="calls whose answer held as many detections as the model's cap"
+    )
+
+
+_TILED = (
+    "How the image was tiled; absent when it was sent whole (and in results written before "
+    "this field)"
+)
+
+
 class CountedDocument(_Contract):
     """``results/<key>.json`` of a counted image."""
 
@@ -120,6 +148,7 @@ class CountedDocument(_Contract):
         description="configured: counter.score_threshold; calibrated: the model's "
         "best_threshold; default: 0.2"
     )
+    tiling: TilingUsed | None = Field(None, description=_TILED)
     detections: list[Detection]
 
 
@@ -162,6 +191,10 @@ class TableItem(_Contract):
     threshold_origin: ThresholdOrigin | None = None
     model_name: str | None = None
     endpoint_config_name: str | None = None
+    tiles: int | None = Field(None, ge=1, description="tiles sent; absent: sent whole")
+    endpoint_calls: int | None = Field(
+        None, ge=1, description="tiled images: endpoint calls made (tiles and whole-image pass)"
+    )
     reason: str | None = None
     unfinished: bool | None = Field(
         None,
@@ -192,6 +225,7 @@ class ImageCountedDetail(_Contract):
     threshold: float = Field(ge=0, le=1)
     threshold_origin: ThresholdOrigin
     model: ModelUsed
+    tiles: int | None = Field(None, ge=1, description="tiles sent; absent: sent whole")
     result: str = Field(description="s3:// URI of the result document")
     annotated: str | None = Field(description="s3:// URI of the annotated image, if written")
     counted_at: str

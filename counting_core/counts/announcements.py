@@ -102,6 +102,7 @@ def event_detail(
         threshold=document.threshold,
         threshold_origin=document.threshold_origin,
         model=document.model,
+        tiles=document.tiling.tiles if document.tiling else None,
         annotated=s3_uri(source.bucket, results.annotated_key(source.key)) if annotated else None,
     )
 
@@ -112,10 +113,15 @@ def _json_entry_bytes(count: int, name: str) -> int:
     return len(json.dumps(name)) + len(str(count)) + 1
 
 
+# Left out of a counted event when unset, as in the table item: classes_in_result_only when
+# nothing was left out, tiles when the image was sent whole.
+_LEFT_OUT_UNSET = ("classes_in_result_only", "tiles")
+
+
 def _detail_json(detail: ImageCountedDetail | ImageRejectedDetail) -> str:
-    # classes_in_result_only is left out when nothing was left out, as in the table item.
-    if isinstance(detail, ImageCountedDetail) and detail.classes_in_result_only is None:
-        return detail.model_dump_json(exclude={"classes_in_result_only"})
+    if isinstance(detail, ImageCountedDetail):
+        unset = {name for name in _LEFT_OUT_UNSET if getattr(detail, name) is None}
+        return detail.model_dump_json(exclude=unset)
     return detail.model_dump_json()
 
 

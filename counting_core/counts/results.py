@@ -7,7 +7,7 @@ Pure: both pipelines build their result documents and table items here, as the p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +22,7 @@ from counting_core.contracts.published import (
     ResultDocument,
     SourceObject,
     TableItem,
+    TilingUsed,
 )
 from counting_core.counts import predictions
 from counting_core.counts.predictions import CountResult
@@ -123,17 +124,45 @@ def count_response(
     output for the image (the same JSON). Raises InputError if ``body`` is not the
     model's documented answer.
     """
-    threshold = score_threshold(model, configured_threshold)
     response = predictions.parse_response(body)
-    result = predictions.count_detections(
+    return count_found(
+        image,
         response.detections,
+        capped=response.capped,
+        model=model,
+        configured_threshold=configured_threshold,
+        image_size=image_size,
+        counted_at=counted_at,
+        pipeline=pipeline,
+    )
+
+
+def count_found(
+    image: SourceObject,
+    detections: Iterable[predictions.Detection],
+    *,
+    capped: bool,
+    model: ActiveModel,
+    configured_threshold: float | None,
+    image_size: tuple[int, int],
+    counted_at: datetime,
+    pipeline: published.Pipeline,
+    tiling: TilingUsed | None = None,
+) -> tuple[CountedDocument, CountResult]:
+    """What the model found in an image (each object once: a tiled image's boxes merged), as
+    its result document; ``tiling`` says how a tiled image was sent."""
+    threshold = score_threshold(model, configured_threshold)
+    result = predictions.count_detections(
+        detections,
         threshold=threshold.value,
         threshold_origin=threshold.origin,
         class_map=model.class_map,
         image_size=image_size,
-        capped=response.capped,
+        capped=capped,
     )
     document = counted_document(image, result, model.model_used(), counted_at, pipeline=pipeline)
+    if tiling is not None:
+        document = document.model_copy(update={"tiling": tiling})
     return document, result
 
 
@@ -176,8 +205,12 @@ def rejected_document(
 
 
 def document_json(document: ResultDocument) -> bytes:
-    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented."""
-    return published.RESULT_DOCUMENT.dump_json(document, indent=2)
+    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented;
+    ``tiling`` only for a tiled image, so an image sent whole reads as before tiling."""
+    whole = isinstance(document, CountedDocument) and document.tiling is None
+    return published.RESULT_DOCUMENT.dump_json(
+        document, indent=2, exclude={"tiling"} if whole else None
+    )
 
 
 def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableItem:
@@ -211,6 +244,8 @@ def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableIt
         threshold_origin=document.threshold_origin,
         model_name=document.model.model_name,
         endpoint_config_name=document.model.endpoint_config_name,
+        tiles=document.tiling.tiles if document.tiling else None,
+        endpoint_calls=document.tiling.endpoint_calls if document.tiling else None,
     )
 
 

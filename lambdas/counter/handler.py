@@ -128,6 +128,8 @@ class Counter:
             configured_threshold=environment.score_threshold,
             annotate_images=environment.annotate,
             payload_scale=environment.payload_scale,
+            tiling_policy=environment.tiling_policy,
+            mark_tiles=environment.mark_tiles,
             endpoint_slots=environment.images_in_flight,
             time_budget=self.time_budget,
         )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -26,7 +26,8 @@ from counting_core.contracts.published import SourceObject
 from counting_core.counts import results
 from counting_core.counts.results import Outcome
 from counting_core.errors import InputError, describe_validation_error
-from counting_core.imaging import images
+from counting_core.imaging import annotate, detection, images, tiling
+from counting_core.imaging.detection import UnexpectedAnswer
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads import delivery
 from counting_core.uploads.cold_start import call_until_ready
@@ -34,7 +35,8 @@ from counting_core.uploads.failures import Fate, TryAgain, endpoint_error, read_
 
 
 class CountingService:
-    """Counts one image version: read, scale, ask the endpoint, hand the result to the store."""
+    """Counts one image version: read it, ask the endpoint (whole and scaled, or in tiles as
+    ``counter.tiling`` says: ``detection.detect``), hand the result to the store."""
 
     def __init__(
         self,
@@ -46,6 +48,8 @@ class CountingService:
         configured_threshold: float | None,
         annotate_images: bool,
         payload_scale: float,
+        tiling_policy: tiling.TilingPolicy,
+        mark_tiles: bool,
         endpoint_slots: int,
         time_budget: delivery.TimeBudget,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -57,13 +61,18 @@ class CountingService:
         self._configured_threshold = configured_threshold
         self._annotate = annotate_images
         self._payload_scale = payload_scale
+        self._tiling = tiling_policy
+        self._mark_tiles = mark_tiles
         self._time_budget = time_budget
         self._clock = clock
         # One image is decoded at a time, so one full-resolution copy at most is in memory
         # while other images of the batch wait for the endpoint.
+        # Tiled, that copy is at native resolution and lives until the image's tiles are sent.
         self._decoding = threading.Lock()
         # At most this many endpoint calls at once from this function: its share of the
-        # endpoint's MaxConcurrency (CounterSettings.images_in_flight).
+        # endpoint's MaxConcurrency (CounterSettings.images_in_flight). The tiles of one
+        # image share them with the other images' calls.
+        self._slot_count = endpoint_slots
         self._endpoint_slots = threading.BoundedSemaphore(endpoint_slots)
 
     def count(self, image: SourceObject) -> Outcome:
@@ -74,28 +83,50 @@ class CountingService:
         except InputError as error:
             return self._reject(image, str(error))
         model = self._model()
-        try:
-            prepared = self._read_and_prepare(image, model)
+        calls_ms: list[float] = []
+
+        def invoke(payload: bytes) -> bytes:
             started = time.perf_counter()
-            body = self._invoke(model.endpoint_name, prepared.payload)
-        except InputError as error:
-            return self._reject(image, str(error))
-        latency_ms = (time.perf_counter() - started) * 1000
+            body = self._invoke(model.endpoint_name, payload)
+            calls_ms.append((time.perf_counter() - started) * 1000)
+            return body
+
         try:
-            document, result = results.count_response(
-                image,
-                body,
-                model=model,
-                configured_threshold=self._configured_threshold,
-                image_size=prepared.size,
-                counted_at=self._clock(),
-                pipeline=results.PIPELINE_UPLOAD,
-            )
-        except InputError as error:
+            with self._read(image) as upload:
+                found = detection.detect(
+                    upload,
+                    invoke=invoke,
+                    concurrency=self._slot_count,
+                    policy=self._tiling,
+                    image_shape=model.image_shape or DEFAULT_IMAGE_SHAPE,
+                    payload_scale=self._payload_scale,
+                    picture_side=results.ANNOTATED_MAX_SIDE if self._annotate else None,
+                    decoding=self._decoding,
+                )
+        except UnexpectedAnswer as error:
             # The model answered, but not in the documented shape: not the image's fault.
             raise TryAgain(f"endpoint answered an unexpected body: {error}") from None
+        except InputError as error:
+            return self._reject(image, str(error))
+        document, result = results.count_found(
+            image,
+            found.detections,
+            capped=found.capped,
+            model=model,
+            configured_threshold=self._configured_threshold,
+            image_size=found.image_size,
+            counted_at=self._clock(),
+            pipeline=results.PIPELINE_UPLOAD,
+            tiling=found.tiling.used(),
+        )
+        picture = found.picture
+        record = found.tiling
+        if picture is not None and self._mark_tiles and record.tile_side and record.overlap:
+            windows = tiling.tile_windows(found.image_size, record.tile_side, record.overlap)
+            annotate.mark_tiles(picture, found.image_size, windows)
+        # The slowest call: an untiled image's one call, or what held a tiled image longest.
         return self._store.record(
-            ImageResult(document, result, prepared.picture, endpoint_latency_ms=latency_ms)
+            ImageResult(document, result, picture, endpoint_latency_ms=max(calls_ms))
         )
 
     def _model(self) -> ActiveModel:
@@ -104,7 +135,7 @@ class CountingService:
         except (ClientError, BotoCoreError, ValidationError, ValueError) as error:
             raise TryAgain(f"no usable active-model record: {_reason(error)}") from None
 
-    def _read_and_prepare(self, image: SourceObject, model: ActiveModel) -> images.PreparedImage:
+    def _read(self, image: SourceObject) -> IO[bytes]:
         request = {"Bucket": image.bucket, "Key": image.key}
         if image.version_id:
             request["VersionId"] = image.version_id
@@ -118,16 +149,9 @@ class CountingService:
         body = response["Body"]
         try:
             # Size and first bytes are checked before the rest of the body is read.
-            upload = images.read_upload(body, response.get("ContentLength", 0))
+            return images.read_upload(body, response.get("ContentLength", 0))
         finally:
             body.close()
-        payload_side = round((model.image_shape or DEFAULT_IMAGE_SHAPE) * self._payload_scale)
-        with upload, self._decoding:
-            return images.prepare(
-                upload,
-                payload_side=payload_side,
-                picture_side=results.ANNOTATED_MAX_SIDE if self._annotate else None,
-            )
 
     def _invoke(self, endpoint_name: str, payload: bytes) -> bytes:
         """The endpoint's answer; InputError when the model refuses this image for good.

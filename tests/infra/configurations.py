@@ -29,6 +29,9 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "counting.training.instance_type": "ml.p2.xlarge",
         "counting.training.max_count_wape": "null",
         "counting.counter.score_threshold": "0.3",
+        "counting.counter.tiling.mode": "on",
+        "counting.counter.tiling.tile_side": "640",
+        "counting.counter.mark_tiles": "true",
     },
     "existing workforce": {
         "counting.workforce.enabled": "true",

@@ -138,6 +138,12 @@ ENVIRONMENT = {
     "SCORE_THRESHOLD": "0.2",
     "ANNOTATE": "true",
     "EVENT_SOURCE": EVENT_SOURCE,
+    "TILING": "off",
+    "TILE_OVERLAP": "0.2",
+    "TILING_AUTO_MULTIPLE": "3",
+    "TILE_MERGE": "merge",
+    "WHOLE_IMAGE_PASS": "true",
+    "MARK_TILES": "false",
     "POWERTOOLS_SERVICE_NAME": "counter",
     "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }

@@ -73,7 +73,7 @@ def write_outputs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 def post_process(root: Path, path: Path, image: bytes, now: datetime) -> int:
     """One output, as the bulk Lambda handles it between its S3 calls; returns the count."""
-    key = bulk.image_key_of_output(RUN, path.relative_to(root).as_posix())
+    key = bulk.output_name(RUN, path.relative_to(root).as_posix()).removesuffix(bulk.OUTPUT_SUFFIX)
     size = images.image_size(image)
     ref = published.SourceObject(
         bucket=BUCKET, key=key, version_id="3HL4kqtJlcpXroDTDmJ.rDSs", etag="9b2cf535f27731c97434"

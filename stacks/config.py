@@ -794,7 +794,13 @@ class BulkSettings(Settings):
         description="Prefixes of the data bucket a bulk run may count (its transform reads "
         "only these).",
     )
-    timeout_hours: int = Field(48, ge=1, le=8760, description="A bulk run stops after this.")
+    timeout_hours: int = Field(
+        48,
+        ge=1,
+        le=8760,
+        description="A bulk run stops after this; its transform job after three quarters of "
+        "it, leaving the rest to count what the job wrote.",
+    )
 
     @field_validator("source_prefixes")
     @classmethod

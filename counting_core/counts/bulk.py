@@ -5,8 +5,11 @@ SageMaker Batch Transform, then turns each transform output into the same result
 document, table item, event and metrics as an upload (``"pipeline": "bulk"``). It keeps
 its working files under ``bulk/<run>/``:
 
-- ``selected/<batch>.json``: the keys one selection batch sends to the transform;
-- ``transform.manifest``: all of them, as Batch Transform's ``ManifestFile``;
+- ``selected/<batch>.json``: what one selection batch sends to the transform: each key
+  with the ETag the listing saw (``Selected``);
+- ``transform.manifest``: all the keys, as Batch Transform's ``ManifestFile``;
+- ``selected-by-name/<shard>.json``: the same, grouped by file name (``name_shard``), so
+  a count batch finds which images an output may belong to without reading them all;
 - ``outputs/<key>.out``: the transform's answer for each image (the endpoint's JSON);
 - ``reports/<step>/<batch>.json``: what each batch did (``BatchReport``);
 - ``summary.json``: the run's ``Summary``.
@@ -88,16 +91,57 @@ def batch_name(keys: Iterable[str]) -> str:
     return digest.hexdigest()[:32]
 
 
-def image_key_of_output(run: str, output_key: str) -> str:
-    """``bulk/<run>/outputs/archive/a.jpg.out`` -> ``archive/a.jpg``.
-
-    The transform reads a manifest whose prefix is the bucket's root, so an output's key
-    below the output prefix is its image's key, plus ``.out``.
-    """
+def output_name(run: str, output_key: str) -> str:
+    """``bulk/<run>/outputs/archive/a.jpg.out`` -> ``archive/a.jpg.out``: the output's name
+    below the run's output path, which ``responses.pair_responses`` matches to its image
+    (the input's folders may or may not be kept: see ``counting_core.counts.responses``)."""
     prefix = outputs_prefix(run)
     if not output_key.startswith(prefix) or not output_key.endswith(OUTPUT_SUFFIX):
         raise InputError(f"{output_key} is not a transform output of run {run}")
-    return output_key[len(prefix) : -len(OUTPUT_SUFFIX)]
+    return output_key[len(prefix) :]
+
+
+#: Shards of a run's selection grouped by file name: 256, so that a million selected images
+#: make files of some 300 KB each.
+NAME_SHARD_DIGITS = 2
+
+
+def name_shard(file_name: str) -> str:
+    """The shard of ``selected-by-name/`` that lists the images named ``file_name``."""
+    return hashlib.sha256(file_name.encode()).hexdigest()[:NAME_SHARD_DIGITS]
+
+
+def name_shards() -> list[str]:
+    """Every shard's name: ``00`` to ``ff``."""
+    return [f"{number:0{NAME_SHARD_DIGITS}x}" for number in range(16**NAME_SHARD_DIGITS)]
+
+
+def name_shard_key(run: str, shard: str) -> str:
+    return f"{run_prefix(run)}selected-by-name/{shard}.json"
+
+
+class Selected(BaseModel):
+    """An image sent to the transform, with the ETag its listing saw.
+
+    Step Functions' S3 listing gives no version id (``Key``, ``Etag``, ``LastModified``,
+    ``Size``, ``StorageClass``), and Batch Transform reads each image's newest version. The
+    count step reads the image only if it still has this ETag (GetObject's ``IfMatch``), so
+    an image overwritten during the run is reported as such, never counted under a version
+    the transform may not have seen.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    etag: str | None
+
+    @property
+    def source_ref(self) -> str:
+        return self.key
+
+    @property
+    def file_name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
 
 
 def unquoted_etag(etag: str | None) -> str | None:
@@ -155,6 +199,8 @@ class BatchReport(BaseModel):
     # Of the counted: the model returned as many detections as its cap (CountedDocument.capped).
     capped: int = 0
     rejected: int = 0
+    # Sent to the transform, but overwritten before the count step read it (Selected).
+    overwritten: int = 0
     failed: int = 0
     objects_by_class: dict[str, int] = Field(default_factory=dict)
 
@@ -218,6 +264,10 @@ class Summary(BaseModel):
     )
     rejected: int
     skipped: int = Field(description="already counted by the same model version")
+    overwritten: int = Field(
+        description="overwritten after the run listed them: not counted, as the transform "
+        "may have seen either version; a rerun counts the new one"
+    )
     ignored: int = Field(description="not named like an image (image_formats.IMAGE_SUFFIXES)")
     failed: int = Field(description="sent to the transform but not counted; a rerun retries them")
     objects_by_class: dict[str, int]
@@ -252,9 +302,9 @@ def summarize(
     so running the same prefix again retries exactly those.
     """
     selected, counted = _total(selections), _total(counts)
-    failed = max(selected.selected - counted.counted - counted.rejected, 0)
+    failed = max(selected.selected - counted.counted - counted.rejected - counted.overwritten, 0)
     outcome: Literal["complete", "partial", "failed"] = "complete"
-    if failed:
+    if failed or counted.overwritten:
         outcome = "partial" if counted.counted else "failed"
     return Summary(
         run=run,
@@ -266,6 +316,7 @@ def summarize(
         capped=counted.capped,
         rejected=selected.rejected + counted.rejected,
         skipped=selected.skipped,
+        overwritten=counted.overwritten,
         ignored=selected.ignored,
         failed=failed,
         objects_by_class=counted.objects_by_class,

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -46,21 +46,22 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
+from counting_core.counts import responses
 from counting_core.counts.predictions import Detection, Response, check_threshold
 from counting_core.datasets.manifest import Record, is_s3_object_uri, validate_manifest
 from counting_core.errors import InputError
 from counting_core.models.model_record import ChampionSummary
 
+# Matching responses to images is shared with bulk counting (counts.responses); the
+# evaluation's callers keep reaching it here.
+RESPONSE_SUFFIXES = responses.RESPONSE_SUFFIXES
+match_responses = responses.match_responses
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
 #: The GAME levels reported: 4, 16 and 64 regions per image.
 GAME_LEVELS = (1, 2, 3)
 #: How many of the images with the largest count errors the evaluation lists for review.
 REVIEW_QUEUE_LENGTH = 20
-#: A response is named after its image's file: ``<file name>.out`` as Batch Transform writes
-#: it (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html), or
-#: ``<file name>.json`` as a person saves an InvokeEndpoint answer.
-RESPONSE_SUFFIXES = (".out", ".json")
 # Figures in the report keep this many decimals: more than any count error needs.
 _DECIMALS = 4
 
@@ -307,66 +308,6 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
         except ValueError:
             raise InputError(f"threshold {part.strip()!r} is not a number") from None
     return check_thresholds(values)
-
-
-def match_responses(
-    images: Sequence[LabeledImage], names: Iterable[str]
-) -> tuple[dict[str, str], list[str]]:
-    """Pair each image with its response file; return the pairs and the names left over.
-
-    ``names`` are paths relative to where the responses are (``a.jpg.out`` or, as Batch
-    Transform may keep the input's folders, ``batch1/a.jpg.out``). A response belongs to an
-    image when its file name is the image's plus a ``RESPONSE_SUFFIXES`` suffix; when several
-    do, the one whose folders match more of the image's key wins. An image without a
-    response, or a response claimed by two images, is an ``InputError``.
-    """
-    by_file: dict[str, list[str]] = defaultdict(list)
-    for name in names:
-        by_file[name.rsplit("/", 1)[-1]].append(name)
-    matched: dict[str, str] = {}
-    claimed: dict[str, str] = {}
-    for image in images:
-        candidates = [
-            name
-            for suffix in RESPONSE_SUFFIXES
-            for name in by_file.get(image.file_name + suffix, ())
-        ]
-        if not candidates:
-            expected = " or ".join(image.file_name + suffix for suffix in RESPONSE_SUFFIXES)
-            raise InputError(f"no response for image {image.source_ref}: expected {expected}")
-        scored = sorted(candidates, key=lambda name: -_shared_folders(image.source_ref, name))
-        if len(scored) > 1 and _shared_folders(image.source_ref, scored[0]) == _shared_folders(
-            image.source_ref, scored[1]
-        ):
-            raise InputError(
-                f"several responses could be for image {image.source_ref}: "
-                f"{', '.join(sorted(candidates))}"
-            )
-        name = scored[0]
-        # The same image listed twice (labeled twice) shares its one response.
-        if claimed.get(name, image.source_ref) != image.source_ref:
-            raise InputError(
-                f"images {claimed[name]} and {image.source_ref} share the file name "
-                f"{image.file_name}: keep their responses in folders named like theirs"
-            )
-        claimed[name] = image.source_ref
-        matched[image.source_ref] = name
-    left_over = sorted({name for names_ in by_file.values() for name in names_} - set(claimed))
-    return matched, left_over
-
-
-def _shared_folders(source_ref: str, response_name: str) -> int:
-    """How many folders, from the file upwards, the response's path shares with the image's."""
-    image_folders = source_ref.removeprefix("s3://").split("/")[:-1]
-    response_folders = response_name.split("/")[:-1]
-    shared = 0
-    for image_folder, response_folder in zip(
-        reversed(image_folders), reversed(response_folders), strict=False
-    ):
-        if image_folder != response_folder:
-            break
-        shared += 1
-    return shared
 
 
 def evaluate(

@@ -21,12 +21,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from adapters.objects import Objects
 from adapters.result_store import ImageResult, ResultStore, Staged
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.bulk_counter import ManifestWritten
 from counting_core.contracts.published import RejectedDocument, SourceObject
-from counting_core.counts import bulk, results
+from counting_core.counts import bulk, responses, results
 from counting_core.counts.announcements import MAX_ENTRIES_PER_REQUEST
 from counting_core.counts.results import Outcome
 from counting_core.datasets.manifest import transform_manifest_chunks
@@ -84,11 +86,12 @@ class BulkCounter:
             fresh = [item for item, counted in zip(candidates, done, strict=True) if not counted]
             report.skipped = len(candidates) - len(fresh)
             headers = list(pool.map(self._head, fresh))
-            selected, refused = [], []
+            selected: list[bulk.Selected] = []
+            refused = []
             for item, (image, header) in zip(fresh, headers, strict=True):
                 reason = bulk.refusal(item.key, item.size, header, self._max_payload)
                 if reason is None:
-                    selected.append(item.key)
+                    selected.append(bulk.Selected(key=item.key, etag=bulk.unquoted_etag(item.etag)))
                 else:
                     refused.append(ImageResult(self._rejected(image, reason)))
             ended = self._record(pool, [self._store_stage(found) for found in refused])
@@ -96,7 +99,10 @@ class BulkCounter:
         report.selected = len(selected)
         batch = bulk.batch_name(item.key for item in listed)
         if selected:
-            self._objects.put_json(f"{bulk.selection_prefix(run)}{batch}.json", selected)
+            self._objects.put_json(
+                f"{bulk.selection_prefix(run)}{batch}.json",
+                [image.model_dump() for image in selected],
+            )
         self._objects.put_json(bulk.report_key(run, "select", batch), report.model_dump())
         return report
 
@@ -143,8 +149,12 @@ class BulkCounter:
     # --- Step 2: the transform's input -----------------------------------------------------
 
     def write_manifest(self, run: str) -> ManifestWritten:
-        """Join the batches' selections into the transform's manifest; return its size."""
+        """Join the batches' selections into the transform's manifest, and group them by file
+        name for the count step; return the manifest's size."""
         selections = list(self._objects.keys_under(bulk.selection_prefix(run)))
+        # shard -> file name -> the images so named: a million selected images hold some
+        # 200 MB here, within the function's memory.
+        by_name: dict[str, dict[str, list[dict[str, Any]]]] = {}
         selected = 0
 
         def keys() -> Iterator[str]:
@@ -152,12 +162,27 @@ class BulkCounter:
             with ThreadPoolExecutor(WORKERS) as pool:
                 for batch in pool.map(self._objects.get_json, selections):
                     selected += len(batch)
-                    yield from batch
+                    for found in batch:
+                        image = bulk.Selected.model_validate(found)
+                        shard = by_name.setdefault(bulk.name_shard(image.file_name), {})
+                        shard.setdefault(image.file_name, []).append(found)
+                        yield image.key
 
         key = bulk.manifest_key(run)
         self._objects.upload_chunks(
             key, transform_manifest_chunks(f"s3://{self._bucket}/", keys()), JSON_CONTENT_TYPE
         )
+        # Every shard, the empty ones too: a count batch reads the shards of its outputs'
+        # names, and a missing one would read as the function's want of s3:ListBucket.
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(
+                pool.map(
+                    lambda shard: self._objects.put_json(
+                        bulk.name_shard_key(run, shard), by_name.get(shard, {})
+                    ),
+                    bulk.name_shards(),
+                )
+            )
         return ManifestWritten(selected=selected, uri=self._objects.uri(key))
 
     # --- Step 3: outputs to results --------------------------------------------------------
@@ -166,8 +191,15 @@ class BulkCounter:
         self, run: str, model: ActiveModel, outputs: list[bulk.ListedObject]
     ) -> bulk.BatchReport:
         """Turn each transform output into the upload pipeline's result, event and metrics."""
+        owners = self._owners(run, outputs)
         with ThreadPoolExecutor(WORKERS) as pool:
-            staged = list(pool.map(lambda output: self._stage_output(run, model, output), outputs))
+            staged = list(
+                pool.map(
+                    lambda output, owner: self._stage_output(run, model, output, owner),
+                    outputs,
+                    owners,
+                )
+            )
             ended = self._record(pool, staged)
         report = bulk.BatchReport()
         self._tally(report, ended)
@@ -175,10 +207,84 @@ class BulkCounter:
         self._objects.put_json(bulk.report_key(run, "count", batch), report.model_dump())
         return report
 
+    def _owners(
+        self, run: str, outputs: list[bulk.ListedObject]
+    ) -> list[bulk.Selected | InputError]:
+        """The selected image each output answers, matched as the evaluation matches its
+        responses (``counting_core.counts.responses``): where Batch Transform writes the
+        output of a ManifestFile input (the input's folders kept or not) is not clearly
+        documented, so both layouts are accepted and an output two images could own is
+        refused."""
+        names: list[str | InputError] = []
+        for output in outputs:
+            try:
+                names.append(bulk.output_name(run, output.key))
+            except InputError as error:
+                names.append(error)
+        file_names = {
+            name.rsplit("/", 1)[-1].removesuffix(bulk.OUTPUT_SUFFIX)
+            for name in names
+            if isinstance(name, str)
+        }
+        shards = sorted({bulk.name_shard(file_name) for file_name in file_names})
+        with ThreadPoolExecutor(WORKERS) as pool:
+            found = pool.map(
+                lambda shard: self._objects.get_json(bulk.name_shard_key(run, shard)), shards
+            )
+            named: dict[str, list[bulk.Selected]] = {
+                file_name: [bulk.Selected.model_validate(image) for image in images]
+                for shard in found
+                for file_name, images in shard.items()
+                if file_name in file_names
+            }
+            return list(pool.map(lambda name: self._owner(run, name, named), names))
+
+    def _owner(
+        self, run: str, name: str | InputError, named: dict[str, list[bulk.Selected]]
+    ) -> bulk.Selected | InputError:
+        if isinstance(name, InputError):
+            return name
+        file_name = name.rsplit("/", 1)[-1].removesuffix(bulk.OUTPUT_SUFFIX)
+        candidates = named.get(file_name, [])
+        # Images sharing a file name: every output that one of them may have, as it exists.
+        answers = (
+            [name]
+            if len(candidates) < 2
+            else [
+                possible
+                for possible in sorted(
+                    {f"{image.key}{bulk.OUTPUT_SUFFIX}" for image in candidates}
+                    | {f"{file_name}{bulk.OUTPUT_SUFFIX}"}
+                )
+                if self._exists(f"{bulk.outputs_prefix(run)}{possible}")
+            ]
+        )
+        try:
+            matched, _, _ = responses.pair_responses(candidates, answers)
+        except InputError as error:
+            return error
+        owner = next((image for image in candidates if matched.get(image.key) == name), None)
+        if owner is None:
+            return InputError(f"no image this run sent to the transform is named like {name}")
+        return owner
+
+    def _exists(self, key: str) -> bool:
+        """Whether ``key`` exists, by listing it: the function may list only under bulk/, and
+        without s3:ListBucket on the key S3 answers a HEAD of a missing key with 403, not 404."""
+        listed = self._objects.s3.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
+        return any(found["Key"] == key for found in listed.get("Contents", ()))
+
     def _stage_output(
-        self, run: str, model: ActiveModel, output: bulk.ListedObject
+        self,
+        run: str,
+        model: ActiveModel,
+        output: bulk.ListedObject,
+        owner: bulk.Selected | InputError,
     ) -> Staged | Outcome | Exception:
         """One output through the store's first steps, holding its bytes in the budget."""
+        if isinstance(owner, InputError):
+            _log_failure(self._objects.uri(output.key), owner)
+            return owner
         if output.size > bulk.MAX_OUTPUT_BYTES:
             error = InputError(
                 f"the model's answer is {output.size} bytes, more than the "
@@ -188,22 +294,36 @@ class BulkCounter:
             return error
         with self._outputs_in_flight.holding(output.size):
             try:
-                found = self._post_process(run, model, output)
+                found = self._post_process(model, output, owner)
             except Exception as error:  # this image's, reported failed; never its batch's
-                _log_failure(self._objects.uri(output.key), error)
+                _log_failure(self._objects.uri(owner.key), error)
                 return error
             return self._store_stage(found)
 
-    def _post_process(self, run: str, model: ActiveModel, output: bulk.ListedObject) -> ImageResult:
+    def _post_process(
+        self, model: ActiveModel, output: bulk.ListedObject, owner: bulk.Selected
+    ) -> ImageResult:
         """The output's result; InputError when it cannot be one (the summary counts it
-        failed)."""
-        key = bulk.image_key_of_output(run, output.key)
+        failed), Overwritten when the image no longer has the ETag the run listed."""
         body = self._objects.s3.get_object(Bucket=self._bucket, Key=output.key)["Body"].read()
-        response = self._objects.s3.get_object(Bucket=self._bucket, Key=key)
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": owner.key}
+        if owner.etag:
+            request["IfMatch"] = f'"{owner.etag}"'
+        try:
+            response = self._objects.s3.get_object(**request)
+        except ClientError as error:
+            # 412: another version replaced the listed one; the transform read whichever was
+            # newest when it ran, so neither can be named as counted.
+            if error.response["Error"]["Code"] == "PreconditionFailed":
+                raise Overwritten(
+                    f"{self._objects.uri(owner.key)} was overwritten after the run listed it "
+                    f"(ETag {owner.etag}): not counted; run the prefix again to count it"
+                ) from error
+            raise
         data = response["Body"].read()
         image = SourceObject(
             bucket=self._bucket,
-            key=key,
+            key=owner.key,
             version_id=response.get("VersionId"),
             etag=bulk.unquoted_etag(response.get("ETag")),
         )
@@ -289,7 +409,9 @@ class BulkCounter:
         """Add each image's end to ``report``: what the table holds finished, and failures."""
         by_class: Counter[str] = Counter(report.objects_by_class)
         for end in ended:
-            if isinstance(end, Exception):
+            if isinstance(end, Overwritten):
+                report.overwritten += 1
+            elif isinstance(end, Exception):
                 report.failed += 1
             elif end.status == results.STATUS_COUNTED:
                 report.counted += 1
@@ -298,6 +420,10 @@ class BulkCounter:
             else:
                 report.rejected += 1
         report.objects_by_class = dict(sorted(by_class.items()))
+
+
+class Overwritten(Exception):
+    """The image has another version than the one the run listed and sent to the transform."""
 
 
 def _log_failure(image: str, error: Exception) -> None:

@@ -21,10 +21,10 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(8)
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
-def test_an_output_key_names_its_image(key):
+def test_an_output_keeps_its_name_below_the_runs_output_path(key):
     output = f"bulk/{RUN}/outputs/{key}.out"
 
-    assert bulk.image_key_of_output(RUN, output) == key
+    assert bulk.output_name(RUN, output) == f"{key}.out"
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_an_output_key_names_its_image(key):
 )
 def test_what_is_not_an_output_of_the_run_is_refused(output):
     with pytest.raises(InputError, match="is not a transform output of run"):
-        bulk.image_key_of_output(RUN, output)
+        bulk.output_name(RUN, output)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +212,12 @@ def test_a_caught_error_without_a_job_keeps_its_words():
         "States.TaskFailed: no capacity",
     )
     assert bulk.instance_hours(transform) == 0.0
+
+
+@given(st.text(min_size=1).filter(lambda name: "/" not in name))
+def test_every_file_name_falls_in_one_of_the_256_shards_the_manifest_step_writes(name):
+    shards = bulk.name_shards()
+
+    assert len(set(shards)) == 256
+    assert (shards[0], shards[-1]) == ("00", "ff")
+    assert bulk.name_shard(name) in shards

@@ -133,10 +133,10 @@ def test_the_transform_job_runs_the_active_model_on_each_image_encrypted(synthes
     }
     assert (job["BatchStrategy"], job["MaxPayloadInMB"]) == ("SingleRecord", 20)
     assert "MaxConcurrentTransforms" not in job
-    # A job that failed on some images goes on to count the others' outputs, deleting the
-    # run's model copy first, as a job that completed does.
+    # A job that failed on some images, or ran past its timeout, goes on to count the
+    # others' outputs, deleting the run's model copy first, as a job that completed does.
     # States.TaskFailed matches every error but a timeout: the job's start failing is
-    # caught first, and stops the run.
+    # caught first, and stops the run, the copy deleted on the way to the report.
     not_started, partial, anything_else = transform["Catch"]
     assert not_started == {
         "ErrorEquals": [
@@ -144,18 +144,24 @@ def test_the_transform_job_runs_the_active_model_on_each_image_encrypted(synthes
             "SageMaker.ResourceLimitExceededException",
         ],
         "ResultPath": "$.failure",
-        "Next": "TransformFailed",
+        "Next": "DeleteModelOfStoppedRun",
     }
     assert partial == {
-        "ErrorEquals": ["States.TaskFailed"],
+        "ErrorEquals": ["States.TaskFailed", "States.Timeout"],
         "ResultPath": "$.transform",
         "Next": "DeleteTransformModel",
     }
     assert anything_else == {
         "ErrorEquals": ["States.ALL"],
         "ResultPath": "$.failure",
-        "Next": "TransformFailed",
+        "Next": "DeleteModelOfStoppedRun",
     }
+    on_the_way = states["DeleteModelOfStoppedRun"]
+    assert on_the_way["Parameters"] == {"ModelName.$": "$.run"}
+    assert on_the_way["Next"] == "TransformFailed"
+    assert on_the_way["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "TransformFailed"}
+    ]
     assert transform["Next"] == "DeleteTransformModel"
     delete = states["DeleteTransformModel"]
     assert delete["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:deleteModel"

@@ -119,7 +119,8 @@ def test_a_backlog_is_selected_counted_announced_and_summarized(
 
     assert selected == {
         "listed": 4, "ignored": 1, "skipped": 0, "selected": 2,
-        "counted": 0, "capped": 0, "rejected": 1, "failed": 0, "objects_by_class": {},
+        "counted": 0, "capped": 0, "rejected": 1, "overwritten": 0, "failed": 0,
+        "objects_by_class": {},
     }  # fmt: skip
     assert manifest == {"selected": 2, "uri": f"s3://{BUCKET}/bulk/{RUN}/transform.manifest"}
     assert read_json(f"bulk/{RUN}/transform.manifest") == [
@@ -161,6 +162,7 @@ def test_a_backlog_is_selected_counted_announced_and_summarized(
         "capped": 0,
         "rejected": 1,
         "skipped": 0,
+        "overwritten": 0,
         "ignored": 1,
         "failed": 1,
         "objects_by_class": {"car": 2, "person": 1},
@@ -209,6 +211,7 @@ def test_a_backlog_is_selected_counted_announced_and_summarized(
 def test_images_this_model_counted_are_skipped_and_a_new_model_counts_them(handler, lambda_context):
     put("archive/a.png", image_bytes())
     invoke(handler, lambda_context, action="select", model=MODEL, items=listing("archive/"))
+    send_to_transform()
     put(f"bulk/{RUN}/outputs/archive/a.png.out", json.dumps(ANSWER).encode())
     invoke(
         handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
@@ -276,10 +279,35 @@ class RefusingBus:
         return {"FailedEntryCount": failed, "Entries": answers}
 
 
+def summarize_completed(counter) -> dict:
+    """The run's summary after a transform job that completed, prefix archive/."""
+    return run_step(
+        counter,
+        {
+            "run": RUN,
+            "action": "summarize",
+            "prefix": "archive/",
+            "model_name": MODEL["model_name"],
+            "transform": {"TransformJobStatus": "Completed"},
+        },
+    )
+
+
+def send_to_transform() -> None:
+    """What the run's select and manifest steps leave for the count step, for every image
+    under archive/: the keys and ETags the listing saw."""
+    counter = build_bulk()
+    run_step(
+        counter, {"run": RUN, "action": "select", "model": MODEL, "items": listing("archive/")}
+    )
+    run_step(counter, {"run": RUN, "action": "manifest"})
+
+
 def outputs(*names: str) -> list[dict]:
     for name in names:
         put(f"archive/{name}.png", image_bytes())
         put(f"bulk/{RUN}/outputs/archive/{name}.png.out", json.dumps(ANSWER).encode())
+    send_to_transform()
     return listing(f"bulk/{RUN}/outputs/")
 
 
@@ -328,14 +356,7 @@ def test_an_image_whose_writes_keep_failing_is_tried_again_then_failed_alone(
     failing = build_bulk(s3=s3)
 
     report = invoke(failing, lambda_context, action="count", model=MODEL, items=items)
-    summary = invoke(
-        failing,
-        lambda_context,
-        action="summarize",
-        prefix="archive/",
-        model_name=MODEL["model_name"],
-        transform={"TransformJobStatus": "Completed"},
-    )
+    summary = summarize_completed(failing)
 
     assert (report["counted"], report["failed"]) == (1, 1)
     assert s3.failed == 3  # lambdas.bulk_counter.service.WRITE_ATTEMPTS
@@ -382,8 +403,11 @@ def test_the_annotated_copy_is_drawn_at_bounded_resolution(handler, lambda_conte
     Image.new("RGB", (6000, 1500), (30, 90, 40)).save(buffer, format="JPEG")
     put("archive/wide.jpg", buffer.getvalue())
     put(f"bulk/{RUN}/outputs/archive/wide.jpg.out", json.dumps(ANSWER).encode())
+    send_to_transform()
 
-    invoke(handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/"))
+    invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
 
     annotated = s3().get_object(Bucket=BUCKET, Key="annotated/archive/wide.jpg.png")["Body"]
     # At most 4,096 px on the longest side (results.ANNOTATED_MAX_SIDE): the 6,000 px wide
@@ -410,6 +434,7 @@ def test_an_output_larger_than_an_endpoint_may_answer_is_failed_unread(handler, 
                 return call
             return lambda **request: reads.append(request["Key"]) or call(**request)
 
+    send_to_transform()
     report = invoke(
         build_bulk(s3=Watching()), lambda_context, action="count", model=MODEL, items=listing(key)
     )
@@ -451,6 +476,7 @@ def test_large_outputs_are_post_processed_one_at_a_time(handler, lambda_context)
         put(f"archive/{name}.png", image_bytes())
         body = json.dumps(ANSWER).encode()
         put(f"bulk/{RUN}/outputs/archive/{name}.png.out", body + b" " * (size - len(body)))
+    send_to_transform()
     watch = OverlapWatch()
 
     report = invoke(
@@ -489,6 +515,7 @@ def test_outputs_at_the_models_cap_are_flagged_reported_and_measured(
         answer = json.dumps({**ANSWER, "max_detections": cap}).encode()
         put(f"bulk/{RUN}/outputs/archive/{name}.png.out", answer)
 
+    send_to_transform()
     report = invoke(
         handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
     )
@@ -513,6 +540,7 @@ def test_an_output_the_model_garbled_is_failed_not_counted(handler, lambda_conte
     put("archive/a.png", image_bytes())
     put(f"bulk/{RUN}/outputs/archive/a.png.out", b'{"predictions": []}')
 
+    send_to_transform()
     report = invoke(
         handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
     )
@@ -537,8 +565,9 @@ def test_an_event_of_thousands_of_classes_is_trimmed_not_failing_its_batch(
     answer = {"prediction": [[n, 0.9, 0.1, 0.1, 0.2, 0.2] for n in range(classes)]}
     put(f"bulk/{RUN}/outputs/archive/crowd.png.out", json.dumps(answer).encode())
 
+    send_to_transform()
     report = invoke(
-        handler, lambda_context, action="count", model=model, items=listing(f"bulk/{RUN}/")
+        handler, lambda_context, action="count", model=model, items=listing(f"bulk/{RUN}/outputs/")
     )
 
     assert (report["counted"], report["failed"]) == (1, 0)
@@ -546,3 +575,98 @@ def test_an_event_of_thousands_of_classes_is_trimmed_not_failing_its_batch(
     # "<70 characters>":1 plus a comma: 75 bytes each; 64 KB hold 873 of them.
     assert len(event["detail"]["by_class"]) == 65_536 // 75
     assert event["detail"]["classes_in_result_only"] == classes - 65_536 // 75
+
+
+def test_an_image_overwritten_after_the_listing_is_reported_overwritten_not_counted(
+    handler, results_bus, lambda_context
+):
+    put("archive/a.png", image_bytes())
+    send_to_transform()
+    # A new version lands while the transform runs: the output may be either version's.
+    put("archive/a.png", jpeg_with_exif())
+    put(f"bulk/{RUN}/outputs/archive/a.png.out", json.dumps(ANSWER).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+    summary = summarize_completed(handler)
+
+    assert (report["counted"], report["overwritten"], report["failed"]) == (0, 1, 0)
+    assert (summary["overwritten"], summary["failed"], summary["outcome"]) == (1, 0, "failed")
+    assert table().scan()["Items"] == []
+    assert keys_under("results/") == set()
+    assert results_bus() == []
+
+
+def test_an_image_is_counted_as_the_version_the_listing_saw(handler, lambda_context):
+    listed = put("archive/a.png", image_bytes())
+    send_to_transform()
+    put(f"bulk/{RUN}/outputs/archive/a.png.out", json.dumps(ANSWER).encode())
+
+    invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+
+    source = read_json("results/archive/a.png.json")["source"]
+    assert (source["version_id"], source["etag"]) == (
+        listed["VersionId"],
+        listed["ETag"].strip('"'),
+    )
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "archive/2026/street/cam1.png.out",  # the input's folders kept
+        "cam1.png.out",  # the file name alone
+    ],
+)
+def test_an_output_is_matched_to_its_image_in_either_layout(handler, lambda_context, output):
+    put("archive/2026/street/cam1.png", image_bytes())
+    send_to_transform()
+    put(f"bulk/{RUN}/outputs/{output}", json.dumps(ANSWER).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+
+    assert (report["counted"], report["failed"]) == (1, 0)
+    assert read_json("results/archive/2026/street/cam1.png.json")["count"] == 3
+
+
+def test_images_sharing_a_file_name_are_told_apart_by_their_folders(handler, lambda_context):
+    for key in ("archive/east/a.png", "archive/west/a.png"):
+        put(key, image_bytes())
+    send_to_transform()
+    for key in ("archive/east/a.png", "archive/west/a.png"):
+        put(f"bulk/{RUN}/outputs/{key}.out", json.dumps(ANSWER).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+
+    assert (report["counted"], report["failed"]) == (2, 0)
+    assert keys_under("results/") == {
+        "results/archive/east/a.png.json",
+        "results/archive/west/a.png.json",
+    }
+
+
+def test_an_output_two_images_could_own_is_refused_naming_both(handler, lambda_context, caplog):
+    for key in ("archive/east/a.png", "archive/west/a.png"):
+        put(key, image_bytes())
+    send_to_transform()
+    # Without folders, one output for two images named alike: whose it is cannot be told.
+    put(f"bulk/{RUN}/outputs/a.png.out", json.dumps(ANSWER).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/outputs/")
+    )
+
+    assert (report["counted"], report["failed"]) == (0, 1)
+    assert keys_under("results/") == set()
+    (failure,) = [record.error for record in caplog.records if hasattr(record, "error")]
+    assert failure == (
+        "InputError: images archive/east/a.png and archive/west/a.png share the file name "
+        "a.png: keep their responses in folders named like theirs"
+    )

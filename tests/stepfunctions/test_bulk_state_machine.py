@@ -244,6 +244,10 @@ def test_a_backlog_is_counted_summarized_and_announced(bulk):
         assert_valid("image-counted-event.json", event)
 
 
+def models_left(bulk: BulkRun) -> list[str]:
+    return [model["ModelName"] for model in bulk.sagemaker.list_models()["Models"]]
+
+
 def test_images_the_transform_failed_on_end_a_partial_run_with_them_counted_as_failed(bulk):
     bulk.deploy_model()
     bulk.upload(*IMAGES)
@@ -258,13 +262,15 @@ def test_images_the_transform_failed_on_end_a_partial_run_with_them_counted_as_f
     assert (summary["outcome"], summary["counted"], summary["failed"]) == ("partial", 1, 1)
     assert summary["transform_status"] == "Failed"
     assert summary["transform_failure"] == "ClientError: See job logs"
+    assert models_left(bulk) == [MODEL_NAME]
     ((subject, message),) = bulk.notifications()
     assert (subject, message["failed"]) == (f"{PREFIX}: bulk counting run finished", 1)
 
 
-def test_a_transform_job_that_cannot_be_started_stops_the_run_and_keeps_its_model(bulk):
+def test_a_transform_job_that_cannot_be_started_stops_the_run_and_deletes_its_model(bulk):
     # After SAGEMAKER_JOB_API's 3 retries. The job may have started all the same (an answer
-    # lost on the way): its outputs are not counted as final, nor its model deleted.
+    # lost on the way): its outputs are not counted as final; its model copy is deleted on
+    # the way to the report.
     bulk.deploy_model()
     bulk.upload(*IMAGES)
     refused = [Throw("SageMaker.AmazonSageMakerException", "Rate exceeded")] * 4
@@ -273,11 +279,45 @@ def test_a_transform_job_that_cannot_be_started_stops_the_run_and_keeps_its_mode
 
     assert (run.status, run.error) == ("FAILED", "TransformFailed")
     assert run.attempts("Transform") == 4
-    assert "DeleteTransformModel" not in run.states()
     assert "CountResults" not in run.states()
+    (copy,) = run.requests("CreateTransformModel")
+    assert run.requests("DeleteModelOfStoppedRun") == [{"ModelName": copy["ModelName"]}]
+    assert models_left(bulk) == [MODEL_NAME]
     ((subject, report),) = bulk.notifications()
     assert subject == f"{PREFIX}: bulk counting run stopped"
     assert report["cause"] == "SageMaker.AmazonSageMakerException: Rate exceeded"
+
+
+def test_a_model_copy_that_cannot_be_deleted_on_a_stop_leaves_the_report_unchanged(bulk):
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+    refused = [Throw("SageMaker.AmazonSageMakerException", "Rate exceeded")] * 4
+    # The first try and SAGEMAKER_API's 4 retries all refused.
+    not_deleted = [Throw("SageMaker.SageMakerException", "Throttled")] * 5
+
+    run = bulk.run({"Transform": refused, "DeleteModelOfStoppedRun": not_deleted})
+
+    assert (run.status, run.error) == ("FAILED", "TransformFailed")
+    assert run.attempts("DeleteModelOfStoppedRun") == 5
+    ((_, report),) = bulk.notifications()
+    assert report["cause"] == "SageMaker.AmazonSageMakerException: Rate exceeded"
+
+
+def test_a_transform_past_its_timeout_is_stopped_its_outputs_counted_and_its_model_deleted(
+    bulk,
+):
+    # Step Functions stops the job at the task's TimeoutSeconds and fails the task with
+    # States.Timeout; what the job wrote by then is counted.
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+
+    run = bulk.run({"Transform": [Throw("States.Timeout", "")]})
+
+    assert run.status == "SUCCEEDED"
+    assert [s for s in run.states() if s in TRANSFORMED] == TRANSFORMED
+    assert (run.output["counted"], run.output["transform_status"]) == (2, "Failed")
+    assert run.output["transform_failure"].startswith("States.Timeout")
+    assert models_left(bulk) == [MODEL_NAME]
 
 
 def test_a_transform_model_that_cannot_be_deleted_does_not_cost_the_run_its_counts(bulk):
@@ -292,6 +332,30 @@ def test_a_transform_model_that_cannot_be_deleted_does_not_cost_the_run_its_coun
     assert (run.status, run.output["counted"]) == ("SUCCEEDED", 2)
     ((subject, _),) = bulk.notifications()
     assert subject == f"{PREFIX}: bulk counting run finished"
+
+
+def test_an_image_overwritten_while_the_transform_runs_is_reported_not_counted(bulk):
+    bulk.deploy_model()
+    bulk.upload(*IMAGES)
+    answer = json.dumps(ANSWER).encode()
+
+    def overwriting(key: str) -> bytes:
+        # A camera uploads a new cam2.png while the job runs: which one it saw is unknown.
+        if key.endswith("cam2.png"):
+            bulk.s3.put_object(Bucket=BUCKET, Key=key, Body=image_bytes() + b"\0")
+        return answer
+
+    bulk.model = overwriting
+
+    run = bulk.run({"Transform": [Return(finished_job())]})
+
+    assert run.status == "SUCCEEDED"
+    summary = run.output
+    assert (summary["counted"], summary["overwritten"], summary["failed"]) == (1, 1, 0)
+    assert summary["outcome"] == "partial"
+    assert [event["detail"]["image"] for event in bulk.result_events()] == [
+        f"s3://{BUCKET}/{IMAGES[0]}"
+    ]
 
 
 def test_a_second_run_skips_what_the_same_model_counted_and_starts_no_transform(bulk):
@@ -373,3 +437,11 @@ def test_the_bulk_definition_differs_from_what_runs_only_in_batching(templates):
             adapted["States"][name]["ItemSelector"]["BatchInput"]
             == (state["ItemBatcher"]["BatchInput"])
         )
+
+
+def test_the_transform_job_times_out_before_the_run_and_its_model_copy_is_isolated(templates):
+    states = templates.definition(STACK)["States"]
+
+    # bulk.timeout_hours 48 by default: the job may take 36 hours of them.
+    assert states["Transform"]["TimeoutSeconds"] == 36 * 3600
+    assert states["CreateTransformModel"]["Parameters"]["EnableNetworkIsolation"] is True

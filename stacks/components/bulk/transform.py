@@ -1,12 +1,17 @@
 """The transform step of a bulk run: the active model on SageMaker Batch Transform.
 
-Four states: ``DescribeActiveModel`` reads the image and model data of the model behind
-the endpoint, ``CreateTransformModel`` registers the same container and artifacts as a
-model of this run that runs as the transform role (which may read the images to count and
-write the outputs, and nothing else), ``Transform`` runs ``createTransformJob.sync`` on
-the run's manifest: one request per image (``application/x-image``, ``SplitType`` None),
-one ``<key>.out`` per image, everything encrypted with the data key; and
-``DeleteTransformModel`` deletes the run's model once the job has ended.
+``DescribeActiveModel`` reads the image and model data of the model behind the endpoint,
+``CreateTransformModel`` registers the same container and artifacts as a model of this run
+(network-isolated) that runs as the transform role (which may read the images to count and
+write the outputs, and nothing else), ``Transform`` (the ``BatchTransform`` construct the
+evaluation uses too) runs ``createTransformJob.sync`` on the run's manifest: one request per
+image (``application/x-image``, ``SplitType`` None), one ``<key>.out`` per image,
+everything encrypted with the data key, stopped after ``transform_timeout``; and
+``DeleteTransformModel`` deletes the run's model once the job has ended, completed, failed
+or timed out. On the way to any other stop of the transform (its start failed, anything
+else), ``DeleteModelOfStoppedRun`` deletes it. A run stopped by hand or past
+``bulk.timeout_hours`` runs no Catch: ``counting stage teardown`` lists the copies such
+runs leave (``<prefix>-bulk-<id>``).
 
 Batch Transform has no managed spot instances (spot is a training-job feature), so a run
 pays on-demand prices for ``bulk.instance_count`` instances while the job runs.
@@ -32,7 +37,6 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
-from counting_core.constants import IMAGE_CONTENT_TYPE, JSON_CONTENT_TYPE
 from counting_core.counts import bulk
 from stacks.components.permissions import (
     SageMakerExecutionRole,
@@ -44,8 +48,8 @@ from stacks.components.storage import DataStorage
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.batch_transform import (
     TRANSFORM_LOG_GROUP,
+    BatchTransform,
     model_server_environment,
-    transform_job_statements,
 )
 from stacks.components.workflow.notify import RunNotifications
 from stacks.config import BulkSettings
@@ -57,6 +61,13 @@ TRANSFORM = "$.transform"
 ACTIVE_MODEL = "$.active.record"
 #: The run's name: its transform job, its model and its folder under ``bulk/``.
 RUN = "$.run"
+
+
+def transform_timeout(settings: BulkSettings) -> cdk.Duration:
+    """How long the transform job may run: three quarters of the run's ``timeout_hours``,
+    leaving the last quarter to count what it wrote, delete the model and report, rather than
+    the run timing out mid-job (which no Catch sees, leaving the job's model behind)."""
+    return cdk.Duration.minutes(settings.timeout_hours * 60 * 3 // 4)
 
 
 class TransformStep(Construct):
@@ -117,54 +128,84 @@ class TransformStep(Construct):
                     "Environment": model_server_environment(settings.max_payload_mb),
                 },
                 "Tags": tags,
+                # The copy needs no network: AWS's containers (built-in algorithm, PyTorch)
+                # load the model, and the torchvision model's code, from its artifacts.
+                # Batch Transform supports isolation, unlike the serverless endpoint the
+                # deployed model serves (training/deploy.py), which therefore has none. A
+                # custom image (training.image_uri) may need the network: left as it is.
+                **({"EnableNetworkIsolation": True} if image_uri is None else {}),
             },
             iam_resources=[self._arn("model", prefix)],
             additional_iam_statements=[tagging_on_create(self._arn("model", prefix))],
             result_path=sfn.JsonPath.DISCARD,
         )
-        self.transform = sfn.CustomState(
-            self, "Transform", state_json=self._state_json(settings, storage)
+        self.job = BatchTransform(
+            self,
+            "Job",
+            state_name="Transform",
+            # Job names as before (<prefix>-bulk-<id>), within the statements' <prefix>-*.
+            job_name_prefix=f"{prefix}-",
+            job_name_path=RUN,
+            model_name_path=RUN,
+            manifest_uri_path="$.manifest.uri",
+            output_uri_path=sfn.JsonPath.format(
+                f"s3://{storage.bucket_name}/{layout.BULK}{{}}/outputs/",
+                sfn.JsonPath.string_at(RUN),
+            ),
+            instance_type=settings.instance_type,
+            instance_count=settings.instance_count,
+            max_payload_mb=settings.max_payload_mb,
+            # Left to the built-in algorithm, so only MaxPayloadInMB's own limit of 100 MB
+            # applies.
+            max_concurrent_transforms=None,
+            volume_key=not settings.uses_instance_store,
+            key=storage.key,
+            timeout=transform_timeout(settings),
+            result_path=TRANSFORM,
+            # What the summary needs; a failed job is caught into the same place instead.
+            result_selector={
+                "TransformJobStatus.$": "$.TransformJobStatus",
+                "TransformStartTime.$": "$.TransformStartTime",
+                "TransformEndTime.$": "$.TransformEndTime",
+                "TransformResources.$": "$.TransformResources",
+            },
+            tags=tags,
         )
+        self.transform = self.job.state
         # The run's copy of the model has served once the job has ended, either way: deleted,
         # so models do not pile up run after run.
-        delete = tasks.CallAwsService(
-            self,
-            "DeleteTransformModel",
-            service="sagemaker",
-            action="deleteModel",
-            parameters={"ModelName": sfn.JsonPath.string_at(RUN)},
-            # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME), not this stage's
-            # deployed models ("<prefix>-<time>-<id>"); synth refuses a stage "<stage>-bulk"
-            # beside this one in cdk.json (config._check_no_stage_extends_another).
-            iam_resources=[self._arn("model", f"{prefix}-bulk")],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        for state in (describe, create, delete):
-            retry_policies.SAGEMAKER_API.apply(state)
+        delete = self._delete_model("DeleteTransformModel", prefix)
         for state in (describe, create):
+            retry_policies.SAGEMAKER_API.apply(state)
             notifications.catch(state)
         # A model left behind costs nothing and must not cost the run its counts: the run goes
-        # on, the error stays in the execution's history, and the model (named like the run)
-        # can be deleted by hand.
+        # on, the error stays in the execution's history, and `counting stage teardown` lists
+        # the model (named like the run).
         delete.add_catch(then, result_path=sfn.JsonPath.DISCARD)
-        retry_policies.SAGEMAKER_JOB_API.apply(self.transform)
-        retry_policies.TRANSFORM_CAPACITY.apply(self.transform)
-        # The job could not be started (the errors the two policies above retry): stop.
+        # The job could not be started (the errors its retry policies retry), or anything else
+        # went wrong: the model is deleted on the way to the report. A job whose start was
+        # answered with an error may still run: deleting its model does not stop a job that
+        # has its container already, and a job not yet started fails for want of its model.
+        before_report = self._delete_model("DeleteModelOfStoppedRun", prefix)
         notifications.catch(
             self.transform,
             errors=[
                 *retry_policies.SAGEMAKER_JOB_API.errors,
                 *retry_policies.TRANSFORM_CAPACITY.errors,
             ],
+            via=before_report,
         )
-        # Some images failed: the others' outputs are there; count them and report the rest.
-        self.transform.add_catch(delete, errors=["States.TaskFailed"], result_path=TRANSFORM)
-        notifications.catch(self.transform)
+        # Some images failed, or the job ran past its timeout (Step Functions then stops it):
+        # the others' outputs are there; count them and report the rest.
+        self.transform.add_catch(
+            delete, errors=["States.TaskFailed", "States.Timeout"], result_path=TRANSFORM
+        )
+        notifications.catch(self.transform, via=before_report)
         self.start = describe
         describe.next(create).next(self.transform).next(delete).next(then)
 
         self.statements = [
-            *transform_job_statements(self, f"{prefix}-*"),
+            *self.job.statements,
             iam.PolicyStatement(
                 sid="PassTheTransformRole",
                 actions=["iam:PassRole"],
@@ -178,62 +219,22 @@ class TransformStep(Construct):
             service="sagemaker", resource=resource, resource_name=f"{prefix}-*"
         )
 
-    def _state_json(self, settings: BulkSettings, storage: DataStorage) -> dict:
-        bucket_uri = f"s3://{storage.bucket_name}/"
-        return {
-            "Type": "Task",
-            "Resource": f"arn:{cdk.Aws.PARTITION}:states:::sagemaker:createTransformJob.sync",
-            "Parameters": {
-                "TransformJobName.$": RUN,
-                "ModelName.$": RUN,
-                # One image per request, as the endpoint gets it; larger images were refused.
-                # MaxConcurrentTransforms is left to the built-in algorithm, so only
-                # MaxPayloadInMB's own limit of 100 MB applies.
-                "BatchStrategy": "SingleRecord",
-                "MaxPayloadInMB": settings.max_payload_mb,
-                "TransformInput": {
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "ManifestFile",
-                            "S3Uri.$": "$.manifest.uri",
-                        }
-                    },
-                    "ContentType": IMAGE_CONTENT_TYPE,
-                    "SplitType": "None",
-                    "CompressionType": "None",
-                },
-                "TransformOutput": {
-                    "S3OutputPath.$": sfn.JsonPath.format(
-                        f"{bucket_uri}{layout.BULK}{{}}/outputs/", sfn.JsonPath.string_at(RUN)
-                    ),
-                    "Accept": JSON_CONTENT_TYPE,
-                    "AssembleWith": "None",
-                    "KmsKeyId": storage.key.key_arn,
-                },
-                "TransformResources": self._resources(settings, storage),
-                "Tags": self._tags,
-            },
-            # What the summary needs; a failed job is caught into the same place instead.
-            "ResultSelector": {
-                "TransformJobStatus.$": "$.TransformJobStatus",
-                "TransformStartTime.$": "$.TransformStartTime",
-                "TransformEndTime.$": "$.TransformEndTime",
-                "TransformResources.$": "$.TransformResources",
-            },
-            "ResultPath": TRANSFORM,
-        }
-
-    @staticmethod
-    def _resources(settings: BulkSettings, storage: DataStorage) -> dict:
-        resources = {
-            "InstanceType": settings.instance_type,
-            "InstanceCount": settings.instance_count,
-        }
-        # Instances with local NVMe storage encrypt it in hardware and refuse a volume key.
-        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html
-        if not settings.uses_instance_store:
-            resources["VolumeKmsKeyId"] = storage.key.key_arn
-        return resources
+    def _delete_model(self, state_id: str, prefix: str) -> tasks.CallAwsService:
+        """DeleteModel of the run's copy."""
+        delete = tasks.CallAwsService(
+            self,
+            state_id,
+            service="sagemaker",
+            action="deleteModel",
+            parameters={"ModelName": sfn.JsonPath.string_at(RUN)},
+            # Run copies only ("<prefix>-bulk-<id>", pipeline.RUN_NAME), not this stage's
+            # deployed models ("<prefix>-<time>-<id>"); synth refuses a stage "<stage>-bulk"
+            # beside this one in cdk.json (config._check_no_stage_extends_another).
+            iam_resources=[self._arn("model", f"{prefix}-bulk")],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        retry_policies.SAGEMAKER_API.apply(delete)
+        return delete
 
     def _transform_role(self, settings: BulkSettings, image_uri: str | None) -> iam.Role:
         storage = self._storage

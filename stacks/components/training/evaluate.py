@@ -18,6 +18,8 @@ https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
@@ -99,7 +101,9 @@ class EvaluationStep(Construct):
                 sfn.JsonPath.string_at(RUN_NAME),
             )
 
-        def transform(construct_id: str, state_name: str, **names: str) -> BatchTransform:
+        # names: the JsonPaths that tell the two jobs apart (BatchTransform takes other
+        # keywords too, which these never set).
+        def transform(construct_id: str, state_name: str, **names: Any) -> BatchTransform:
             return BatchTransform(
                 self,
                 construct_id,

@@ -80,8 +80,10 @@ class BatchTransform(Construct):
     Names and locations come from the execution's state (JsonPath), so one definition
     serves every run: ``job_name_path`` and ``model_name_path`` name the job and an
     existing model, ``manifest_uri_path`` the manifest file, ``output_uri_path`` the
-    S3 folder the ``.out`` files go to. Results are encrypted with ``key``. The task keeps
-    ``TransformJobName`` and ``TransformOutput`` of the finished job at ``result_path``.
+    S3 folder the ``.out`` files go to. Results are encrypted with ``key``, and so is the
+    volume (``volume_key``; leave it off for instance types with local NVMe storage). The
+    task keeps ``result_selector`` of the finished job (by default ``TransformJobName`` and
+    ``TransformOutput``) at ``result_path``.
 
     Attributes:
         state: the task state, retried on SageMaker's start-up errors and missing capacity
@@ -106,8 +108,21 @@ class BatchTransform(Construct):
         timeout: cdk.Duration,
         result_path: str,
         tags: list[dict[str, str]],
+        instance_count: int = 1,
+        max_payload_mb: int = MAX_PAYLOAD_MB,
+        volume_key: bool = True,
+        max_concurrent_transforms: int | None = MAX_CONCURRENT_TRANSFORMS,
+        result_selector: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        resources: dict[str, object] = {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+        }
+        # Instances with local NVMe storage encrypt it in hardware and refuse a volume key.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html
+        if volume_key:
+            resources["VolumeKmsKeyId"] = key.key_arn
         self.state = sfn.CustomState(
             self,
             state_name,
@@ -118,8 +133,13 @@ class BatchTransform(Construct):
                     "TransformJobName.$": job_name_path,
                     "ModelName.$": model_name_path,
                     "BatchStrategy": "SingleRecord",
-                    "MaxPayloadInMB": MAX_PAYLOAD_MB,
-                    "MaxConcurrentTransforms": MAX_CONCURRENT_TRANSFORMS,
+                    "MaxPayloadInMB": max_payload_mb,
+                    # None: left to the container (its execution parameters).
+                    **(
+                        {}
+                        if max_concurrent_transforms is None
+                        else {"MaxConcurrentTransforms": max_concurrent_transforms}
+                    ),
                     "TransformInput": {
                         "DataSource": {
                             "S3DataSource": {
@@ -137,19 +157,14 @@ class BatchTransform(Construct):
                         "AssembleWith": "None",
                         "KmsKeyId": key.key_arn,
                     },
-                    # CPU instance types without local storage (config checks it), so the
-                    # volume can be encrypted with the data key too.
-                    "TransformResources": {
-                        "InstanceType": instance_type,
-                        "InstanceCount": 1,
-                        "VolumeKmsKeyId": key.key_arn,
-                    },
+                    "TransformResources": resources,
                     "Tags": tags,
                 },
                 # A transform job has no stopping condition of its own; on timeout Step
                 # Functions stops the job (StopTransformJob).
                 "TimeoutSeconds": int(timeout.to_seconds()),
-                "ResultSelector": {
+                "ResultSelector": result_selector
+                or {
                     "TransformJobName.$": "$.TransformJobName",
                     "TransformOutput.$": "$.TransformOutput",
                 },

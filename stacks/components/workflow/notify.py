@@ -76,6 +76,7 @@ class RunNotifications(Construct):
         task: sfn.TaskStateBase | sfn.CustomState | sfn.DistributedMap,
         *,
         errors: Sequence[str] = (sfn.Errors.ALL,),
+        via: sfn.TaskStateBase | None = None,
     ) -> sfn.Pass:
         """Report ``errors`` (by default whatever ``task`` still fails with after its retries);
         return the report state, one per task however many of its catchers lead to it.
@@ -83,12 +84,15 @@ class RunNotifications(Construct):
         The run fails as ``<state>Failed`` (error names starting with "States." are reserved
         for Step Functions), the task's error and cause in the cause. Add a more specific
         catch to ``task`` before the catch-all for an error that has its own report.
+
+        ``via``: a clean-up state run between the catch and the report (the same one for
+        every catch of ``task``); its own failure is ignored and the report stays the task's.
         """
         scope = task.node.scope
         assert isinstance(scope, Construct)  # a state is never the root of the tree
         existing = scope.node.try_find_child(f"{task.state_id}Failed")
         if isinstance(existing, sfn.Pass):
-            task.add_catch(existing, errors=list(errors), result_path=FAILURE_PATH)
+            task.add_catch(via or existing, errors=list(errors), result_path=FAILURE_PATH)
             return existing
         report = self.report(
             scope,
@@ -102,7 +106,10 @@ class RunNotifications(Construct):
                 sfn.JsonPath.string_at(f"{FAILURE_PATH}.Cause"),
             ),
         )
-        task.add_catch(report, errors=list(errors), result_path=FAILURE_PATH)
+        if via is not None:
+            via.add_catch(report, result_path=sfn.JsonPath.DISCARD)
+            via.next(report)
+        task.add_catch(via or report, errors=list(errors), result_path=FAILURE_PATH)
         return report
 
     def report(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from counting.options import png_name, unnamed_class_ids, warn_of_unnamed_class_ids, write_file
 from counting_core.counts.predictions import parse_response
+from counting_core.counts.responses import match_responses, responses_of
 from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError
 from counting_core.models import evaluation
@@ -86,8 +87,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         for path in sorted(args.predictions_dir.rglob("*"))
         if path.is_file()
     ]
-    matched, left_over = evaluation.match_responses(images, names)
-    of_failed = evaluation.responses_of(failed, left_over)
+    matched, left_over = match_responses(images, names)
+    of_failed = responses_of(failed, left_over)
     for name in left_over:
         why = (
             f"the manifest lists {of_failed[name]} as a failed item (no label to score against)"

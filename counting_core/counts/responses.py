@@ -106,3 +106,15 @@ def _shared_folders(source_ref: str, response_name: str) -> int:
             break
         shared += 1
     return shared
+
+
+def responses_of(source_refs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
+    """Response name -> the image among ``source_refs`` whose file name it carries."""
+    by_file = {source_ref.rsplit("/", 1)[-1]: source_ref for source_ref in source_refs}
+    found = {}
+    for name in names:
+        file_name = name.rsplit("/", 1)[-1]
+        for suffix in RESPONSE_SUFFIXES:
+            if file_name.endswith(suffix) and file_name.removesuffix(suffix) in by_file:
+                found[name] = by_file[file_name.removesuffix(suffix)]
+    return found

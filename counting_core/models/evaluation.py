@@ -46,16 +46,11 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
-from counting_core.counts import responses
 from counting_core.counts.predictions import Detection, Response, check_threshold
 from counting_core.datasets.manifest import Record, is_s3_object_uri, validate_manifest
 from counting_core.errors import InputError
 from counting_core.models.model_record import ChampionSummary
 
-# Matching responses to images is shared with bulk counting (counts.responses); the
-# evaluation's callers keep reaching it here.
-RESPONSE_SUFFIXES = responses.RESPONSE_SUFFIXES
-match_responses = responses.match_responses
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
 #: The GAME levels reported: 4, 16 and 64 regions per image.
@@ -277,18 +272,6 @@ def _centres(label: Mapping[str, Any]) -> tuple[tuple[float, float], ...]:
         ((box["left"] + box["width"] / 2) / width, (box["top"] + box["height"] / 2) / height)
         for box in label["annotations"]
     )
-
-
-def responses_of(source_refs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
-    """Response name -> the image among ``source_refs`` whose file name it carries."""
-    by_file = {source_ref.rsplit("/", 1)[-1]: source_ref for source_ref in source_refs}
-    found = {}
-    for name in names:
-        file_name = name.rsplit("/", 1)[-1]
-        for suffix in RESPONSE_SUFFIXES:
-            if file_name.endswith(suffix) and file_name.removesuffix(suffix) in by_file:
-                found[name] = by_file[file_name.removesuffix(suffix)]
-    return found
 
 
 def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:

@@ -17,6 +17,7 @@ from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.evaluate_counts import Environment, EvaluateResponse
 from counting_core.counts import predictions
+from counting_core.counts.responses import match_responses
 from counting_core.datasets.manifest import SOURCE_REF, read_manifest
 from counting_core.errors import InputError
 from counting_core.models import evaluation, evaluation_plot, training
@@ -141,7 +142,7 @@ class RunEvaluator:
         """Each image's Batch Transform answer under ``predictions_uri``, by source-ref."""
         folder = self._key(predictions_uri)
         names = [key.removeprefix(folder) for key in self._list(folder)]
-        matched, _ = evaluation.match_responses(images, names)
+        matched, _ = match_responses(images, names)
         with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
             parsed = pool.map(self._response, [folder + name for name in matched.values()])
             return dict(zip(matched, parsed, strict=True))

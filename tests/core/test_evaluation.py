@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from counting_core.counts.predictions import Detection, Response
+from counting_core.counts.responses import match_responses
 from counting_core.datasets.manifest import parse_manifest
 from counting_core.errors import InputError
 from counting_core.models import evaluation
@@ -274,16 +275,14 @@ class TestMatchResponses:
     images = (image("street/a.jpg", 0), image("street/b.jpg"))
 
     def test_by_file_name_with_either_suffix(self):
-        matched, left_over = evaluation.match_responses(
-            self.images, ["a.jpg.out", "b.jpg.json", "notes.txt"]
-        )
+        matched, left_over = match_responses(self.images, ["a.jpg.out", "b.jpg.json", "notes.txt"])
         assert matched == {self.images[0].source_ref: "a.jpg.out",
                            self.images[1].source_ref: "b.jpg.json"}  # fmt: skip
         assert left_over == ["notes.txt"]
 
     def test_in_folders_as_batch_transform_may_keep_them(self):
         images = [image("one/a.jpg"), image("two/a.jpg")]
-        matched, _ = evaluation.match_responses(images, ["two/a.jpg.out", "one/a.jpg.out"])
+        matched, _ = match_responses(images, ["two/a.jpg.out", "one/a.jpg.out"])
         assert matched == {images[0].source_ref: "one/a.jpg.out",
                            images[1].source_ref: "two/a.jpg.out"}  # fmt: skip
 
@@ -291,22 +290,22 @@ class TestMatchResponses:
         with pytest.raises(
             InputError, match=r"no response for image .*street/b.jpg: expected b.jpg.out or b.jpg"
         ):
-            evaluation.match_responses(self.images, ["a.jpg.out"])
+            match_responses(self.images, ["a.jpg.out"])
 
     def test_two_images_cannot_share_one_response(self):
         images = [image("one/a.jpg"), image("two/a.jpg")]
         with pytest.raises(InputError, match=r"share the file name a\.jpg"):
-            evaluation.match_responses(images, ["a.jpg.out"])
+            match_responses(images, ["a.jpg.out"])
 
     def test_an_image_listed_twice_shares_its_response(self):
         images = [image("street/a.jpg", 0), image("street/a.jpg", 0, 0)]
-        matched, left_over = evaluation.match_responses(images, ["a.jpg.out"])
+        matched, left_over = match_responses(images, ["a.jpg.out"])
         assert matched == {images[0].source_ref: "a.jpg.out"}
         assert left_over == []
 
     def test_two_equally_good_responses_are_ambiguous(self):
         with pytest.raises(InputError, match="several responses could be for image"):
-            evaluation.match_responses(self.images[:1], ["a.jpg.out", "a.jpg.json"])
+            match_responses(self.images[:1], ["a.jpg.out", "a.jpg.json"])
 
 
 # --- Properties ---------------------------------------------------------------------------

@@ -21,10 +21,10 @@ import pytest
 
 from counting_core import json_input
 from counting_core.counts import predictions
+from counting_core.counts.responses import RESPONSE_SUFFIXES
 from counting_core.datasets import manifest
 from counting_core.datasets.coco import coco_to_manifest
 from counting_core.errors import InputError
-from counting_core.models import evaluation
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 GROUND_TRUTH = DATA / "ground_truth"
@@ -380,7 +380,7 @@ def test_every_real_evaluation_response_parses_and_none_is_capped():
     paths = sorted(
         path
         for path in REAL_WORLD.glob("*/ev*/responses/**/*")
-        if path.suffix in evaluation.RESPONSE_SUFFIXES  # not the notes beside them
+        if path.suffix in RESPONSE_SUFFIXES  # not the notes beside them
     )
 
     assert len(paths) >= 148  # as of 2026-12-04; the corpus only grows

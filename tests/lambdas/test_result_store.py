@@ -120,15 +120,23 @@ def bulk_pipeline(monkeypatch, clients: dict) -> Pipeline:
     make_results_table(bulk_harness.RESULTS_TABLE)
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=bulk_harness.BUCKET, Key="archive/a.png", Body=image_bytes())
-    output = f"bulk/{bulk_harness.RUN}/outputs/archive/a.png.out"
-    s3.put_object(Bucket=bulk_harness.BUCKET, Key=output, Body=json.dumps(bulk_harness.ANSWER))
-    listed = json.loads(
-        json.dumps(
-            s3.list_objects_v2(Bucket=bulk_harness.BUCKET, Prefix=output)["Contents"], default=str
-        )
-    )
+
+    def listing(prefix: str) -> list[dict]:
+        # As Step Functions hands a listing over: JSON, dates as text.
+        found = s3.list_objects_v2(Bucket=bulk_harness.BUCKET, Prefix=prefix)["Contents"]
+        return json.loads(json.dumps(found, default=str))
+
+    run, model = bulk_harness.RUN, bulk_harness.MODEL
+    # The run's steps before counting (the image selected, the transform's manifest written),
+    # through clients without faults: the faults are the count's.
+    before = bulk_harness.build_bulk(EVENT_SOURCE=SOURCE)
+    run_step(before, {"run": run, "action": "select", "model": model, "items": listing("archive/")})
+    run_step(before, {"run": run, "action": "manifest"})
     counter = bulk_harness.build_bulk(EVENT_SOURCE=SOURCE, **clients)
-    request = {"run": bulk_harness.RUN, "action": "count", "model": bulk_harness.MODEL}
+    output = f"bulk/{run}/outputs/archive/a.png.out"
+    s3.put_object(Bucket=bulk_harness.BUCKET, Key=output, Body=json.dumps(bulk_harness.ANSWER))
+    listed = listing(output)
+    request = {"run": run, "action": "count", "model": model}
 
     def count() -> None:
         run_step(counter, {**request, "items": listed})

@@ -3,7 +3,7 @@
 It answers the calls the studio project function makes, as label-studio 1.23.2 answers them
 (paths, pagination shapes, error bodies, the model_version check), holds what was created,
 and records every call. The same calls against the real Label Studio are made by the slow
-test (tests/slow/test_label_studio_round_trip.py).
+test (tests/lambdas/test_label_studio_round_trip.py).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from lambdas.studio_project import handler
 from lambdas.studio_project.service import StudioProject
 from lambdas.studio_project.studio_api import StudioApi
 from tests.conftest import ROOT
+from tests.lambdas.conftest import object_created
 
 pytestmark = pytest.mark.slow
 
@@ -196,19 +197,6 @@ def box(label: str, size: tuple[int, int], *percent: float) -> dict:
     }  # fmt: skip
 
 
-def created(key: str, put: dict) -> dict:
-    """The EventBridge event of an object written to the bucket."""
-    return {
-        "version": "0",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "detail": {
-            "bucket": {"name": BUCKET},
-            "object": {"key": key, "etag": put["ETag"].strip('"')},
-        },
-    }
-
-
 def annotations_of(manifest: Path) -> dict[str, tuple[list[dict], dict]]:
     with manifest.open("rb") as file:
         lines = [record.data for record in read_manifest(file)]
@@ -332,7 +320,7 @@ def test_images_round_trip_through_label_studio_and_the_review_queue_comes_back(
     )
     key = f"labeling/studio/exports/{tasks['2.jpg']}.json"
     converted = exports_handler.convert(
-        created(key, s3.head_object(Bucket=BUCKET, Key=key)), exports
+        object_created(BUCKET, key, s3.head_object(Bucket=BUCKET, Key=key)), exports
     )
     assert (converted["images"], converted["objects"], converted["cancelled"]) == (2, 3, 1)
     from_bucket = tmp_path / "from-bucket.manifest"
@@ -362,7 +350,7 @@ def test_images_round_trip_through_label_studio_and_the_review_queue_comes_back(
     review = label_studio_project.review_request(report, bucket=BUCKET)
     put = s3.put_object(Bucket=BUCKET, Key=key, Body=review.model_dump_json().encode())
 
-    outcome = handler.review(created(key, put), service)
+    outcome = handler.review(object_created(BUCKET, key, put), service)
 
     assert "rejected" not in outcome, outcome
     listed = api.get("/api/tasks/", project=project_id, page_size=100, resolve_uri="false")
@@ -389,6 +377,6 @@ def test_images_round_trip_through_label_studio_and_the_review_queue_comes_back(
          "rectanglelabels": ["truck"]},
     ]  # fmt: skip
     # The same review again replaces its predictions.
-    handler.review(created(key, put), service)
+    handler.review(object_created(BUCKET, key, put), service)
     again = api.get(f"/api/tasks/{tasks['4.jpg']}/")["predictions"]
     assert len(again) == 1

@@ -13,7 +13,7 @@ from counting_core.datasets import label_studio_project as project
 from lambdas.studio_project import handler
 from lambdas.studio_project.service import StudioProject
 from lambdas.studio_project.studio_api import StudioApi, StudioRefused, StudioUnreachable
-from tests.lambdas.conftest import REGION, deployed, make_bucket
+from tests.lambdas.conftest import REGION, deployed, make_bucket, object_created
 from tests.lambdas.fake_label_studio import TOKEN, running_fake_label_studio
 
 BUCKET = "object-counting-dev-data-123456789012-us-east-1"
@@ -221,15 +221,7 @@ def review_request(*images: str, labels: tuple[str, ...] = ("car",)) -> str:
 def upload(key: str, body: str) -> dict:
     s3 = boto3.client("s3", region_name=REGION)
     put = s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
-    return {
-        "version": "0",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "detail": {
-            "bucket": {"name": BUCKET},
-            "object": {"key": key, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]},
-        },
-    }
+    return object_created(BUCKET, key, put)
 
 
 REQUEST_KEY = f"labeling/studio/reviews/{RUN}.request.json"

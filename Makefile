@@ -173,8 +173,9 @@ schemas: $(DEV_STAMP) ## Regenerate schemas/ (result document, table item, resul
 audit: synth ## Write audit/report.md (IAM, data stores, cdk-nag acknowledgments) from cdk.out
 	$(BIN)/python -m tools.audit cdk.out audit/report.md
 
-docs: $(DEV_STAMP) ## Write docs/configuration.md (every setting) from stacks/config.py
+docs: $(DEV_STAMP) ## Write docs/configuration.md (every setting) and the docs' generated tables
 	$(BIN)/python -m stacks.config > docs/configuration.md
+	$(BIN)/python -m tools.docs_tables
 
 measure-synth: ## Time a fresh-clone `make synth` and count its packages (REVISIONS="main HEAD")
 	tools/measure_fresh_synth.sh $(REVISIONS)

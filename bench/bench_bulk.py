@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # works from a checkout, installed or not
 
 from PIL import Image  # noqa: E402
 
+from counting_core.contracts import published  # noqa: E402
 from counting_core.counts import announcements, bulk, results  # noqa: E402
 from counting_core.imaging import images  # noqa: E402
 from counting_core.models.model_record import ActiveModel  # noqa: E402
@@ -74,7 +75,9 @@ def post_process(root: Path, path: Path, image: bytes, now: datetime) -> int:
     """One output, as the bulk Lambda handles it between its S3 calls; returns the count."""
     key = bulk.image_key_of_output(RUN, path.relative_to(root).as_posix())
     size = images.image_size(image)
-    ref = results.ImageRef(BUCKET, key, "3HL4kqtJlcpXroDTDmJ.rDSs", "9b2cf535f27731c97434")
+    ref = published.SourceObject(
+        bucket=BUCKET, key=key, version_id="3HL4kqtJlcpXroDTDmJ.rDSs", etag="9b2cf535f27731c97434"
+    )
     document, _ = results.count_response(
         ref,
         path.read_bytes(),

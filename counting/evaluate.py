@@ -55,11 +55,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--label-attribute", metavar="NAME", help="the manifest's label attribute, if several"
     )
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="also draw the report")
+    parser.add_argument(
+        "--max-wape",
+        type=float,
+        metavar="FRACTION",
+        help="the count gate (training.max_count_wape), drawn on the plot's WAPE scale",
+    )
     parser.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     png_name(args.plot, option="--plot")
+    if args.max_wape is not None and not args.max_wape > 0:
+        raise InputError(f"--max-wape: {args.max_wape:g} is not a fraction above 0")
     thresholds = (
         evaluation.DEFAULT_THRESHOLDS
         if args.thresholds is None
@@ -107,5 +115,5 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from counting_core.models.evaluation_plot import plot
 
-        write_file(args.plot, plot(result))
+        write_file(args.plot, plot(result, max_wape=args.max_wape))
     return 0

@@ -167,6 +167,17 @@ def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="s3://BUCKET/PREFIX",
         help="the S3 folder that file_name values are relative to",
     )
+    _add_manifest_output_options(parser)
+    parser.add_argument(
+        "--keep-empty-categories",
+        action="store_true",
+        help="give a class id to categories with no box too (default: leave them out)",
+    )
+    parser.set_defaults(handler=run_from_coco)
+
+
+def _add_manifest_output_options(parser: argparse.ArgumentParser) -> None:
+    """What a conversion into a manifest writes: where, under which label attribute and job."""
     parser.add_argument(
         "--label-attribute",
         required=True,
@@ -177,12 +188,6 @@ def _register_from_coco(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--out", type=Path, required=True, metavar="OUT.manifest", help="the manifest to write"
     )
     parser.add_argument("--job-name", help="job-name to record (default: the label attribute)")
-    parser.add_argument(
-        "--keep-empty-categories",
-        action="store_true",
-        help="give a class id to categories with no box too (default: leave them out)",
-    )
-    parser.set_defaults(handler=run_from_coco)
 
 
 def _register_from_label_studio(
@@ -200,16 +205,7 @@ def _register_from_label_studio(
         help="the S3 folder holding the files uploaded to Label Studio, under their own names "
         "(images already given as s3:// URIs are kept as they are)",
     )
-    parser.add_argument(
-        "--label-attribute",
-        required=True,
-        metavar="NAME",
-        help="label attribute to write the boxes under",
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, metavar="OUT.manifest", help="the manifest to write"
-    )
-    parser.add_argument("--job-name", help="job-name to record (default: the label attribute)")
+    _add_manifest_output_options(parser)
     parser.add_argument(
         "--classes",
         type=_class_names,

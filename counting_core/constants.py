@@ -15,7 +15,7 @@ JSON_CONTENT_TYPE = "application/json"
 
 # --- The counter's calls to the serverless endpoint, and the time one image may take. ---
 # Every figure below follows from AWS's documentation and botocore's retry code; the
-# counter's client (lambdas/counter/endpoint.py), its time budget, the Lambda timeout
+# counter's client (adapters/clients.py, ENDPOINT), its time budget, the Lambda timeout
 # (stacks/config.py) and the queue's visibility timeout (stacks/counting_stack.py) are
 # all sized from them, and tests/contracts/test_counter_timing.py recomputes the chain
 # from the synthesized template.

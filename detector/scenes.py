@@ -79,12 +79,12 @@ def _place(
         side = rng.randint(MIN_SIDE, MAX_SIDE)
         left, top = rng.randint(0, size[0] - side), rng.randint(0, size[1] - side)
         candidate = (left, top, side, side)
-        if all(_overlap(candidate, box[1:]) <= MAX_OVERLAP for box in boxes):
+        if all(overlap(candidate, box[1:]) <= MAX_OVERLAP for box in boxes):
             return candidate
     return None
 
 
-def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """The shared area as a share of the smaller box."""
     across = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     down = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])

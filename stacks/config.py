@@ -42,6 +42,7 @@ from counting_core.constants import (
     DEFAULT_PAYLOAD_SCALE,
     IMAGE_WORST_CASE_SECONDS,
 )
+from counting_core.contracts.published import MergeMethod
 from counting_core.counts import announcements
 from counting_core.datasets import label_studio
 from counting_core.errors import InputError, describe_validation_error
@@ -123,9 +124,11 @@ class StorageSettings(Settings):
 
 class WorkforceSettings(Settings):
     enabled: bool = Field(
-        True,
-        description="Deploy the private labeling workforce. Ground Truth is closed to new "
-        "customers: switch off and bring labels from elsewhere (`counting manifest from-coco`).",
+        False,
+        description="Deploy the private labeling workforce and the Ground Truth labeling "
+        "launcher. Off by default: Ground Truth is closed to new customers, so a new account "
+        "labels with the stage's Label Studio (`labeling.studio`) or brings labels from "
+        "elsewhere (`counting manifest from-coco`); an account that has Ground Truth turns it on.",
     )
     existing_user_pool_id: str | None = Field(
         None,
@@ -651,8 +654,8 @@ class TilingSettings(Settings):
         description="`off`: each image goes to the endpoint whole, scaled to the model; `on`: "
         "in overlapping tiles at native resolution, boxes merged across tile borders (one "
         "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
-        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by "
-        "`counting invoke --tiling`; the counter and bulk runs take it up next.",
+        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by the "
+        "counter (its memory rises to 2048 MB unless `off`) and `counting invoke --tiling`.",
     )
     tile_side: int | None = Field(
         None,
@@ -674,7 +677,7 @@ class TilingSettings(Settings):
         description="`auto` tiles images whose shorter side exceeds this many times the "
         "model's `image_shape`.",
     )
-    merge: tiling.MergeMethod = Field(
+    merge: MergeMethod = Field(
         "merge",
         description="How boxes of several tiles become one object: `merge` (pieces of an "
         "object cut by a tile border join it: intersection over the smaller box) or `nms` "
@@ -702,6 +705,11 @@ class CounterSettings(Settings):
         "images), or 0.2 for a model without one.",
     )
     annotate: bool = Field(True, description="Write `annotated/<key>.png` for each image.")
+    mark_tiles: bool = Field(
+        False,
+        description="Draw the tile borders on the annotated image of a tiled image (to see "
+        "where objects were cut and merged).",
+    )
     max_concurrency: int = Field(
         2,
         ge=2,
@@ -712,8 +720,10 @@ class CounterSettings(Settings):
         3,
         ge=1,
         le=10,
-        description="Images each counter Lambda counts at once; `max_concurrency` x this must "
-        "equal `inference.max_concurrency`, so the endpoint is kept busy but not throttled.",
+        description="Endpoint calls each counter Lambda makes at once: images sent whole, or "
+        "the tiles of a tiled image, which share these slots with the other images' calls; "
+        "`max_concurrency` x this must equal `inference.max_concurrency`, so the endpoint is "
+        "kept busy but not throttled.",
     )
     batch_size: int = Field(
         9,
@@ -735,8 +745,10 @@ class CounterSettings(Settings):
         le=900,
         description="Counter Lambda timeout; at least one image's worst case "
         f"({IMAGE_WORST_CASE_SECONDS} s: a cold endpoint's 3 minutes, then every attempt of "
-        "the call timing out): an image starts only with that much time left, the rest of "
-        "the batch is retried. The intake queue's visibility timeout is six times this.",
+        "the call timing out): an image starts, and each endpoint call (each tile of a tiled "
+        "image) goes, only with that much time left; the rest of the batch, and a tiled "
+        "image cut short, are sent again. The intake queue's visibility timeout is six times "
+        "this.",
     )
     tiling: TilingSettings = Field(default_factory=TilingSettings)
 
@@ -865,8 +877,9 @@ class AppConfig(Settings):
             raise PydanticCustomError(
                 "counting_concurrency",
                 "counter.max_concurrency x counter.images_in_flight ({functions} x {each} = "
-                "{in_flight}) must equal inference.max_concurrency ({endpoint}): fewer leaves "
-                "the endpoint idle, more gets throttled",
+                "{in_flight}) must equal inference.max_concurrency ({endpoint}): these are "
+                "endpoint calls at once, a tiled image's tiles among them; fewer leaves the "
+                "endpoint idle, more gets throttled",
                 {
                     "functions": self.counter.max_concurrency,
                     "each": self.counter.images_in_flight,

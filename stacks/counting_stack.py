@@ -82,8 +82,10 @@ class CountingStack(cdk.Stack):
                 ["s3:GetObject", "s3:GetObjectVersion"],
                 [bucket.arn_for_objects(f"{layout.INCOMING}*")],
             ),
+            # GetObject: the result store reads a file's ETag (HeadObject) to write it only
+            # while the image's version is its key's newest (adapters/result_store.py).
             "WriteResultsAndAnnotatedImages": (
-                ["s3:PutObject"],
+                ["s3:GetObject", "s3:PutObject"],
                 [
                     bucket.arn_for_objects(f"{layout.RESULTS}*"),
                     bucket.arn_for_objects(f"{layout.ANNOTATED}*"),

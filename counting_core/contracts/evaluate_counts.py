@@ -16,6 +16,8 @@ from counting_core.models.model_record import ChampionSummary
 
 class Environment(FunctionEnvironment):
     bucket: BucketName = Field(alias="BUCKET")
+    # The count gate (training.max_count_wape), drawn on the plot's WAPE scale; unset: no gate.
+    max_count_wape: float | None = Field(None, alias="MAX_COUNT_WAPE", gt=0)
 
 
 class ChampionRequest(BaseModel):

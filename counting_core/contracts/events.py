@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from counting_core import layout
-from counting_core.counts.results import ImageRef
+from counting_core.contracts.published import SourceObject
 from counting_core.errors import InputError
 
 
@@ -34,18 +34,20 @@ class ObjectCreated(BaseModel):
     detail_type: str = Field(alias="detail-type", pattern="^Object Created$")
     detail: _Detail
 
-    def object_version(self) -> ImageRef:
+    def object_version(self) -> SourceObject:
         """The bucket, key, version id and ETag of the object that was created."""
         obj = self.detail.object
-        return ImageRef(self.detail.bucket.name, obj.key, obj.version_id, obj.etag)
+        return SourceObject(
+            bucket=self.detail.bucket.name, key=obj.key, version_id=obj.version_id, etag=obj.etag
+        )
 
 
-def is_folder_marker(image: ImageRef) -> bool:
+def is_folder_marker(image: SourceObject) -> bool:
     """A key ending in ``/`` is the console's empty "folder" object: nothing to count."""
     return image.key.endswith("/")
 
 
-def check_scope(image: ImageRef, data_bucket: str) -> None:
+def check_scope(image: SourceObject, data_bucket: str) -> None:
     """Raise InputError unless the event is an upload to the data bucket's ``incoming/``.
 
     The EventBridge rule only forwards those; anything else on the queue was put there by

@@ -22,7 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 
 Pipeline = Literal["upload", "bulk"]
-# model_record.score_threshold: pinned in the config, the model's calibrated one, or 0.2.
+#: What a result says of its image: counted, or rejected (it cannot be counted, never retried).
+Status = Literal["counted", "rejected"]
+#: Where a count's threshold came from (``model_record.score_threshold``): the configuration
+#: pinned it, the model's training run calibrated it (``counting_core.models.evaluation``), or
+#: neither and the guide's 0.2 applies.
 ThresholdOrigin = Literal["configured", "calibrated", "default"]
 #: ``<project>-<stage>`` + this is every result event's source.
 SOURCE_SUFFIX = ".counting"
@@ -56,6 +60,7 @@ class ImageSize(_Contract):
     height: int | None = Field(ge=1)
 
 
+# The model that counted an image, as its result document and its event name it.
 class ModelUsed(_Contract):
     endpoint_name: str
     endpoint_config_name: str
@@ -98,6 +103,34 @@ _CAPPED = (
 _CAPPED_OR_ABSENT = f"{_CAPPED}. Absent in results written before this field: read as false"
 
 
+#: How boxes of several tiles become one object (``counting_core.imaging.tiling``).
+MergeMethod = Literal["merge", "nms"]
+
+
+class TilingUsed(_Contract):
+    """How a tiled image was sent: in overlapping tiles at native resolution, boxes merged
+    across tile borders (docs/counting.md, Tiling)."""
+
+    tiles: int = Field(ge=1)
+    tile_side: int = Field(ge=1, description="pixels")
+    overlap: int = Field(ge=1, description="pixels shared by neighbouring tiles")
+    merge: MergeMethod = Field(
+        description="merge: pieces of an object cut by a tile border join it; nms: "
+        "suppression on intersection over union"
+    )
+    whole_image_pass: bool = Field(description="the image was also sent whole, scaled")
+    endpoint_calls: int = Field(ge=1, description="tiles, plus one for the whole-image pass")
+    capped_calls: int = Field(
+        ge=0, description="calls whose answer held as many detections as the model's cap"
+    )
+
+
+_TILED = (
+    "How the image was tiled; absent when it was sent whole (and in results written before "
+    "this field)"
+)
+
+
 class CountedDocument(_Contract):
     """``results/<key>.json`` of a counted image."""
 
@@ -115,6 +148,7 @@ class CountedDocument(_Contract):
         description="configured: counter.score_threshold; calibrated: the model's "
         "best_threshold; default: 0.2"
     )
+    tiling: TilingUsed | None = Field(None, description=_TILED)
     detections: list[Detection]
 
 
@@ -139,7 +173,7 @@ class TableItem(_Contract):
 
     image: str = Field(description="s3://bucket/key")
     version: str = Field(description="version id, else ETag, else '-'")
-    status: Literal["counted", "rejected"]
+    status: Status
     pipeline: Pipeline
     counted_at: str
     etag: str | None = None
@@ -157,12 +191,17 @@ class TableItem(_Contract):
     threshold_origin: ThresholdOrigin | None = None
     model_name: str | None = None
     endpoint_config_name: str | None = None
+    tiles: int | None = Field(None, ge=1, description="tiles sent; absent: sent whole")
+    endpoint_calls: int | None = Field(
+        None, ge=1, description="tiled images: endpoint calls made (tiles and whole-image pass)"
+    )
     reason: str | None = None
-
-
-class EventModel(_Contract):
-    model_name: str
-    endpoint_config_name: str
+    unfinished: bool | None = Field(
+        None,
+        description="true while the image is being recorded: the item is written first, and "
+        "its result document or event may not be there yet; absent once they are. An item "
+        "with it is a count under way or one that failed: its retry finishes it",
+    )
 
 
 class ImageCountedDetail(_Contract):
@@ -176,10 +215,17 @@ class ImageCountedDetail(_Contract):
     pipeline: Pipeline
     count: int = Field(ge=0)
     capped: bool = Field(description=_CAPPED)
-    by_class: dict[str, int]
+    by_class: dict[str, int] = Field(
+        description="class name -> objects counted; the biggest classes only, when too many "
+        "for one event (classes_in_result_only)"
+    )
+    classes_in_result_only: int | None = Field(
+        None, ge=1, description="classes left out of by_class; the result document has all"
+    )
     threshold: float = Field(ge=0, le=1)
     threshold_origin: ThresholdOrigin
-    model: EventModel
+    model: ModelUsed
+    tiles: int | None = Field(None, ge=1, description="tiles sent; absent: sent whole")
     result: str = Field(description="s3:// URI of the result document")
     annotated: str | None = Field(description="s3:// URI of the annotated image, if written")
     counted_at: str

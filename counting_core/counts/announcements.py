@@ -5,10 +5,16 @@ Downstream pipelines subscribe with a rule on the default bus (source
 instead of polling S3 or DynamoDB. The detail is ``contracts.ImageCountedDetail`` or
 ``contracts.ImageRejectedDetail``; both are published as JSON Schemas (``schemas/``).
 
-Delivery is at least once: an image's event is published after its result document is
-written and before its table item is, and a publish that still fails after the retries
-here fails the image, which its pipeline then retries whole. A consumer deduplicates on
-(image, version, model), see ``contracts.ImageCountedDetail``.
+Delivery is at least once: an image's event is published after its table item is claimed
+and its result document written, and before the item is marked finished
+(``adapters.result_store``); an entry still refused after the retries here leaves its image
+unfinished, and the image's retry publishes it. A consumer deduplicates on (image, version,
+model), see ``contracts.ImageCountedDetail``.
+
+The detail stays far below PutEvents' 256 KB whatever the class map holds: ``by_class``
+keeps the classes with the most objects up to ``BY_CLASS_EVENT_BYTES`` and
+``classes_in_result_only`` says how many more the result document lists, as the table item
+does.
 
 Pure: ``publish`` takes the ``put_events`` call as an argument, so this module stays free
 of AWS SDKs and each Lambda hands in its own client.
@@ -16,13 +22,13 @@ of AWS SDKs and each Lambda hands in its own client.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from counting_core.contracts.published import (
     SOURCE_SUFFIX,
-    EventModel,
     ImageCountedDetail,
     ImageRejectedDetail,
     RejectedDocument,
@@ -48,10 +54,14 @@ MAX_REQUEST_BYTES = 256 * 1024
 PUBLISH_ATTEMPTS = 4
 # Seconds before the first retry of refused entries, doubled for each next one.
 PUBLISH_BACKOFF_SECONDS = 0.2
+# An event's per-class counts stop at this many bytes of JSON, biggest classes first: with the
+# rest of the detail (URIs of at most 1,024-byte keys, names, a reason cut to
+# results.REASON_ITEM_CHARACTERS) an entry stays under a third of MAX_REQUEST_BYTES.
+BY_CLASS_EVENT_BYTES = 64 * 1024
 
 
 class EventsNotDelivered(Exception):
-    """EventBridge still refused some entries after every attempt; the images are retried."""
+    """EventBridge still refused an entry after every attempt; its image is tried again."""
 
 
 def event_source(prefix: str) -> str:
@@ -79,20 +89,40 @@ def event_detail(
         "counted_at": document.counted_at,
     }
     if isinstance(document, RejectedDocument):
-        return ImageRejectedDetail(**common, reason=document.reason)
+        return ImageRejectedDetail(
+            **common, reason=document.reason[: results.REASON_ITEM_CHARACTERS]
+        )
+    by_class = results.largest_classes(document.by_class, BY_CLASS_EVENT_BYTES, _json_entry_bytes)
     return ImageCountedDetail(
         **common,
         count=document.count,
         capped=document.capped,
-        by_class=document.by_class,
+        by_class=by_class,
+        classes_in_result_only=(len(document.by_class) - len(by_class)) or None,
         threshold=document.threshold,
         threshold_origin=document.threshold_origin,
-        model=EventModel(
-            model_name=document.model.model_name,
-            endpoint_config_name=document.model.endpoint_config_name,
-        ),
+        model=document.model,
+        tiles=document.tiling.tiles if document.tiling else None,
         annotated=s3_uri(source.bucket, results.annotated_key(source.key)) if annotated else None,
     )
+
+
+def _json_entry_bytes(count: int, name: str) -> int:
+    """At most the bytes of ``"name":count`` in the detail's JSON (ASCII-escaped: an upper bound
+    of the UTF-8 pydantic writes)."""
+    return len(json.dumps(name)) + len(str(count)) + 1
+
+
+# Left out of a counted event when unset, as in the table item: classes_in_result_only when
+# nothing was left out, tiles when the image was sent whole.
+_LEFT_OUT_UNSET = ("classes_in_result_only", "tiles")
+
+
+def _detail_json(detail: ImageCountedDetail | ImageRejectedDetail) -> str:
+    if isinstance(detail, ImageCountedDetail):
+        unset = {name for name in _LEFT_OUT_UNSET if getattr(detail, name) is None}
+        return detail.model_dump_json(exclude=unset)
+    return detail.model_dump_json()
 
 
 def entry(document: ResultDocument, *, source: str, annotated: bool) -> dict[str, Any]:
@@ -100,7 +130,7 @@ def entry(document: ResultDocument, *, source: str, annotated: bool) -> dict[str
     return {
         "Source": source,
         "DetailType": DETAIL_TYPES[document.status],
-        "Detail": event_detail(document, annotated=annotated).model_dump_json(),
+        "Detail": _detail_json(event_detail(document, annotated=annotated)),
         "EventBusName": EVENT_BUS,
     }
 
@@ -134,33 +164,31 @@ def publish(
     put_events: Callable[..., Mapping[str, Any]],
     *,
     sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Send every entry, retrying those EventBridge refuses; return how many were sent.
+) -> dict[int, str]:
+    """Send every entry, retrying those EventBridge refuses.
 
-    Raises EventsNotDelivered naming the error codes if some are still refused after
-    ``PUBLISH_ATTEMPTS`` attempts. Entries are independent events, so a retry resends
-    only the refused ones (the response lists entries in the request's order).
+    Returns the entries still refused after ``PUBLISH_ATTEMPTS`` attempts, as their index in
+    ``entries`` and EventBridge's error code; empty when every one was delivered. Entries are
+    independent events, so a retry resends only the refused ones (the response lists entries
+    in the request's order), and one refused entry holds back no other.
     """
+    refused: dict[int, str] = {}
+    first = 0
     for request in requests(entries):
-        pending = list(request)
+        pending = dict(enumerate(request, first))
+        first += len(request)
+        codes: dict[int, str] = {}
         for attempt in range(PUBLISH_ATTEMPTS):
             if attempt:
                 sleep(PUBLISH_BACKOFF_SECONDS * 2 ** (attempt - 1))
-            response = put_events(Entries=pending)
-            if not response.get("FailedEntryCount"):
-                pending = []
-                break
-            pending = [
-                sent
-                for sent, answer in zip(pending, response["Entries"], strict=True)
+            response = put_events(Entries=list(pending.values()))
+            codes = {
+                index: answer["ErrorCode"]
+                for index, answer in zip(pending, response["Entries"], strict=True)
                 if answer.get("ErrorCode")
-            ]
-            codes = sorted(
-                {answer["ErrorCode"] for answer in response["Entries"] if "ErrorCode" in answer}
-            )
-        if pending:
-            raise EventsNotDelivered(
-                f"{len(pending)} result events not delivered after {PUBLISH_ATTEMPTS} "
-                f"attempts ({', '.join(codes)})"
-            )
-    return len(entries)
+            }
+            pending = {index: pending[index] for index in codes}
+            if not pending:
+                break
+        refused.update(codes)
+    return refused

@@ -27,6 +27,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from counting_core import layout
+from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
+from counting_core.counts import results
 from counting_core.errors import InputError
 from counting_core.imaging.image_formats import detect_format
 
@@ -35,6 +37,17 @@ HEADER_BYTES = 16
 #: Suffix Batch Transform gives each output object.
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
 OUTPUT_SUFFIX = ".out"
+#: The largest transform output a run turns into a result: what a serverless endpoint may
+#: answer an upload (the same model, the same JSON), some 35,000 detections. Beyond it the
+#: image is failed, named in the log, rather than risking the function's memory.
+MAX_OUTPUT_BYTES = SERVERLESS_MAX_PAYLOAD_BYTES
+#: Bytes of transform outputs post-processed at once by one function. Each byte of an
+#: output's JSON takes about 61 bytes of memory while it becomes a document, an item and an
+#: event (tracemalloc's peak over counts.results.count_response, document_json, table_item
+#: and announcements.entry, on outputs of 1,000 to 30,000 detections), so this holds a
+#: batch's outputs to some 250 MB of the function's 2,048 MB however many detections each
+#: has. An output larger than this is post-processed alone.
+OUTPUT_BYTES_IN_FLIGHT = 4_000_000
 
 Step = Literal["select", "count"]
 
@@ -109,13 +122,15 @@ class ListedObject(BaseModel):
     size: int = Field(alias="Size", ge=0)
 
 
-def refusal(size: int, header: bytes, max_bytes: int) -> str | None:
+def refusal(key: str, size: int, header: bytes, max_bytes: int) -> str | None:
     """Why an image cannot be sent to the transform, or None if it can.
 
-    The same words as the upload pipeline's for an empty or non-JPEG/PNG file; an image
-    larger than the transform's payload limit would fail the job, so it is refused here.
+    The same words as the upload pipeline's for a key too long for its results, an empty or
+    a non-JPEG/PNG file; an image larger than the transform's payload limit would fail the
+    job, so it is refused here.
     """
     try:
+        results.check_derived_keys(key)
         detect_format(header)
     except InputError as error:
         return str(error)

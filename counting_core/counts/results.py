@@ -7,7 +7,8 @@ Pure: both pipelines build their result documents and table items here, as the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,17 +17,20 @@ from counting_core import layout
 from counting_core.contracts import published
 from counting_core.contracts.published import (
     CountedDocument,
+    ModelUsed,
     RejectedDocument,
     ResultDocument,
+    SourceObject,
     TableItem,
+    TilingUsed,
 )
 from counting_core.counts import predictions
 from counting_core.counts.predictions import CountResult
 from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel, score_threshold
 
-STATUS_COUNTED = "counted"
-STATUS_REJECTED = "rejected"
+STATUS_COUNTED: published.Status = "counted"
+STATUS_REJECTED: published.Status = "rejected"
 #: Which pipeline made a result: an image uploaded under incoming/, or a bulk run.
 PIPELINE_UPLOAD: published.Pipeline = "upload"
 PIPELINE_BULK: published.Pipeline = "bulk"
@@ -41,31 +45,42 @@ MAX_ITEM_BYTES = 400 * 1024
 # counts and every detection stay in the result JSON. Leaves the rest of the item far below
 # MAX_ITEM_BYTES whatever a class map holds.
 BY_CLASS_ITEM_BYTES = 64 * 1024
-# Rejection reasons in the item are cut to this many characters (the JSON keeps them whole).
+# Rejection reasons in the item and the event are cut to this many characters (the JSON keeps
+# them whole).
 REASON_ITEM_CHARACTERS = 1000
+# The annotated copy keeps at most this many pixels on its longest side: DCI 4K, so a 12 MP
+# phone photo (4032 px) is drawn on at full resolution and larger photos are scaled down.
+ANNOTATED_MAX_SIDE = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """One version of one uploaded object: what makes a count unique."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one image: what its metrics, its log line and batch reports are made of.
 
-    bucket: str
-    key: str
-    version_id: str | None = None
-    etag: str | None = None
+    ``replayed`` is true when this try found the image already recorded for the same version
+    and model (an idempotent replay, or a record an earlier try finished): nothing was
+    written, announced or measured again.
+    """
 
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+    status: published.Status
+    count: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    capped: bool = False
+    reason: str | None = None
+    endpoint_latency_ms: float | None = None
+    replayed: bool = False
 
-
-@dataclass(frozen=True, slots=True)
-class ModelInUse:
-    """The model and endpoint config that produced a count."""
-
-    endpoint_name: str
-    endpoint_config_name: str
-    model_name: str
+    @classmethod
+    def of(cls, document: ResultDocument, *, endpoint_latency_ms: float | None = None) -> Outcome:
+        if isinstance(document, RejectedDocument):
+            return cls(STATUS_REJECTED, reason=document.reason)
+        return cls(
+            STATUS_COUNTED,
+            count=document.count,
+            by_class=dict(document.by_class),
+            capped=document.capped,
+            endpoint_latency_ms=endpoint_latency_ms,
+        )
 
 
 def _relative_key(key: str) -> str:
@@ -93,14 +108,8 @@ def check_derived_keys(image_key: str) -> None:
             )
 
 
-def _source(image: ImageRef) -> published.SourceObject:
-    return published.SourceObject(
-        bucket=image.bucket, key=image.key, version_id=image.version_id, etag=image.etag
-    )
-
-
 def count_response(
-    image: ImageRef,
+    image: SourceObject,
     body: bytes | str,
     *,
     model: ActiveModel,
@@ -115,24 +124,52 @@ def count_response(
     output for the image (the same JSON). Raises InputError if ``body`` is not the
     model's documented answer.
     """
-    threshold = score_threshold(model, configured_threshold)
     response = predictions.parse_response(body)
-    result = predictions.count_detections(
+    return count_found(
+        image,
         response.detections,
+        capped=response.capped,
+        model=model,
+        configured_threshold=configured_threshold,
+        image_size=image_size,
+        counted_at=counted_at,
+        pipeline=pipeline,
+    )
+
+
+def count_found(
+    image: SourceObject,
+    detections: Iterable[predictions.Detection],
+    *,
+    capped: bool,
+    model: ActiveModel,
+    configured_threshold: float | None,
+    image_size: tuple[int, int],
+    counted_at: datetime,
+    pipeline: published.Pipeline,
+    tiling: TilingUsed | None = None,
+) -> tuple[CountedDocument, CountResult]:
+    """What the model found in an image (each object once: a tiled image's boxes merged), as
+    its result document; ``tiling`` says how a tiled image was sent."""
+    threshold = score_threshold(model, configured_threshold)
+    result = predictions.count_detections(
+        detections,
         threshold=threshold.value,
         threshold_origin=threshold.origin,
         class_map=model.class_map,
         image_size=image_size,
-        capped=response.capped,
+        capped=capped,
     )
-    in_use = ModelInUse(model.endpoint_name, model.endpoint_config_name, model.model_name)
-    return counted_document(image, result, in_use, counted_at, pipeline=pipeline), result
+    document = counted_document(image, result, model.model_used(), counted_at, pipeline=pipeline)
+    if tiling is not None:
+        document = document.model_copy(update={"tiling": tiling})
+    return document, result
 
 
 def counted_document(
-    image: ImageRef,
+    image: SourceObject,
     result: CountResult,
-    model: ModelInUse,
+    model: ModelUsed,
     counted_at: datetime,
     *,
     pipeline: published.Pipeline,
@@ -145,13 +182,9 @@ def counted_document(
         {
             "status": STATUS_COUNTED,
             "pipeline": pipeline,
-            "source": _source(image),
+            "source": image,
             "image_size": {"width": width, "height": height},
-            "model": {
-                "endpoint_name": model.endpoint_name,
-                "endpoint_config_name": model.endpoint_config_name,
-                "model_name": model.model_name,
-            },
+            "model": model,
             "counted_at": counted_at.isoformat(),
             **result.to_dict(),
         }
@@ -159,25 +192,33 @@ def counted_document(
 
 
 def rejected_document(
-    image: ImageRef, reason: str, counted_at: datetime, *, pipeline: published.Pipeline
+    image: SourceObject, reason: str, counted_at: datetime, *, pipeline: published.Pipeline
 ) -> RejectedDocument:
     """The document written for an image that cannot be counted (not retried)."""
     return RejectedDocument(
         status=STATUS_REJECTED,
         pipeline=pipeline,
-        source=_source(image),
+        source=image,
         reason=reason,
         counted_at=counted_at.isoformat(),
     )
 
 
 def document_json(document: ResultDocument) -> bytes:
-    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented."""
-    return published.RESULT_DOCUMENT.dump_json(document, indent=2)
+    """The bytes of ``results/<key>.json``: the contract's fields in its order, indented;
+    ``tiling`` only for a tiled image, so an image sent whole reads as before tiling."""
+    whole = isinstance(document, CountedDocument) and document.tiling is None
+    return published.RESULT_DOCUMENT.dump_json(
+        document, indent=2, exclude={"tiling"} if whole else None
+    )
 
 
-def table_item(document: ResultDocument) -> TableItem:
-    """The results table's item summarising a result document."""
+def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableItem:
+    """The results table's item summarising a result document.
+
+    ``unfinished``: the item as it is first written, before the document and the event
+    (``TableItem.unfinished``).
+    """
     source = document.source
     common: dict[str, Any] = {
         "image": source.uri,
@@ -187,10 +228,11 @@ def table_item(document: ResultDocument) -> TableItem:
         "counted_at": document.counted_at,
         # A bulk run skips an object whose content this model counted already.
         "etag": source.etag or None,
+        "unfinished": unfinished or None,
     }
     if isinstance(document, RejectedDocument):
         return TableItem(**common, reason=document.reason[:REASON_ITEM_CHARACTERS])
-    by_class = _largest_classes(document.by_class, BY_CLASS_ITEM_BYTES)
+    by_class = largest_classes(document.by_class, BY_CLASS_ITEM_BYTES, item_size_bytes)
     return TableItem(
         **common,
         count=document.count,
@@ -202,6 +244,8 @@ def table_item(document: ResultDocument) -> TableItem:
         threshold_origin=document.threshold_origin,
         model_name=document.model.model_name,
         endpoint_config_name=document.model.endpoint_config_name,
+        tiles=document.tiling.tiles if document.tiling else None,
+        endpoint_calls=document.tiling.endpoint_calls if document.tiling else None,
     )
 
 
@@ -237,12 +281,17 @@ def item_size_bytes(value: Any, name: str = "") -> int:
     return size + 3 + sum(item_size_bytes(v) + 1 for v in value)
 
 
-def _largest_classes(by_class: dict[str, int], budget_bytes: int) -> dict[str, int]:
-    """The classes with the most objects whose entries fit ``budget_bytes``, sorted by name."""
+def largest_classes(
+    by_class: dict[str, int], budget_bytes: int, size: Callable[[int, str], int]
+) -> dict[str, int]:
+    """The classes with the most objects whose entries fit ``budget_bytes``, sorted by name.
+
+    ``size(count, name)`` is one entry's size as the store that keeps them counts it.
+    """
     kept: dict[str, int] = {}
     used = 0
     for name, count in sorted(by_class.items(), key=lambda entry: (-entry[1], entry[0])):
-        used += item_size_bytes(count, name) + 1
+        used += size(count, name) + 1
         if used > budget_bytes:
             break
         kept[name] = count

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from counting_core.counts.predictions import CountedDetection, CountResult, pixel_box
 from counting_core.imaging.fonts import font as typeface
 from counting_core.imaging.images import open_image
+from counting_core.imaging.tiling import Window
 
 # Okabe-Ito's colours, chosen to stay distinct for colour-blind readers, with white in place
 # of its black, which vanishes on dark photos; then Paul Tol's "muted" scheme (also made for
@@ -268,3 +269,24 @@ def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     # Rec. 601 luma: dark text on light tags, white text on dark ones.
     red, green, blue = background
     return (0, 0, 0) if 299 * red + 587 * green + 114 * blue > 128_000 else (255, 255, 255)
+
+
+#: Tile borders are drawn in mid grey, thinner than boxes: seen on any background, never
+#: taken for a detection.
+TILE_BORDER_COLOUR = (128, 128, 128)
+
+
+def mark_tiles(
+    picture: Image.Image, image_size: tuple[int, int], windows: Iterable[Window]
+) -> None:
+    """Draw each tile's border (``windows``: pixels of the upright image of ``image_size``)
+    on ``picture``, an upright copy of any size, in place."""
+    scale_x, scale_y = picture.width / image_size[0], picture.height / image_size[1]
+    thickness = max(1, min(picture.size) // 600)
+    draw = ImageDraw.Draw(picture)
+    for left, top, right, bottom in windows:
+        draw.rectangle(
+            (left * scale_x, top * scale_y, right * scale_x - 1, bottom * scale_y - 1),
+            outline=TILE_BORDER_COLOUR,
+            width=thickness,
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import IO, NamedTuple
 
@@ -80,6 +81,7 @@ def detect(
     payload_scale: float,
     picture_side: int | None = None,
     max_payload_bytes: int = SERVERLESS_MAX_PAYLOAD_BYTES,
+    decoding: AbstractContextManager[object] | None = None,
 ) -> ImageDetections:
     """Everything the endpoint finds in one JPEG or PNG upload, tiled or whole as ``policy``
     decides, each object once.
@@ -87,19 +89,23 @@ def detect(
     ``invoke`` sends one JPEG and returns the answer's body; it is called from up to
     ``concurrency`` threads at once. Untiled, the image goes as the counter has always sent
     it: one JPEG, longest side ``payload_scale`` x ``image_shape``. ``picture_side`` also
-    returns an upright copy to draw on, from the same decode. Raises InputError for an image
+    returns an upright copy to draw on, from the same decode. ``decoding`` (a lock) is held
+    while a decoded copy of the image is in memory: untiled, while it is scaled; tiled, while
+    its tiles are cut and sent. Raises InputError for an image
     that cannot be counted, UnexpectedAnswer for an answer not in the documented shape, and
     whatever ``invoke`` raises.
     """
     payload_side = round(image_shape * payload_scale)
     size = images.image_size(source)
+    held = decoding or nullcontext()
     if not should_tile(policy, size, image_shape):
-        prepared = images.prepare(
-            source,
-            payload_side=payload_side,
-            picture_side=picture_side,
-            max_payload_bytes=max_payload_bytes,
-        )
+        with held:
+            prepared = images.prepare(
+                source,
+                payload_side=payload_side,
+                picture_side=picture_side,
+                max_payload_bytes=max_payload_bytes,
+            )
         response = _read_answer(None, invoke(prepared.payload))
         record = TilingRecord(
             tiles=0,
@@ -108,7 +114,7 @@ def detect(
             max_detections=response.max_detections,
         )
         return ImageDetections(prepared.size, list(response.detections), record, prepared.picture)
-    with images.decode_native(source) as image:
+    with held, images.decode_native(source) as image:
         detections, record = detect_tiled(
             image,
             invoke=invoke,

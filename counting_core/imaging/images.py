@@ -148,11 +148,11 @@ def image_size(source: IO[bytes] | bytes) -> tuple[int, int]:
     stream = _stream(source)
     image_format = detect_format(stream.read(MAGIC_BYTES))
     stream.seek(0)
-    try:
-        with _open(stream, image_format) as image:
-            return _upright_size(image)
-    finally:
-        stream.seek(0)
+    # Not rewound on failure: _open closes the stream of an image it refuses.
+    with _open(stream, image_format) as image:
+        size = _upright_size(image)
+    stream.seek(0)
+    return size
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -223,8 +223,11 @@ class NativeImage:
         return piece.transpose(self._upright)
 
     def scaled(self, longest_side: int) -> Image.Image:
-        """The whole image, upright, in RGB, with its longest side at most ``longest_side``."""
+        """The whole image, upright, in RGB, with its longest side at most ``longest_side``:
+        a copy of its own, whoever closes it."""
         small = _fit(self._stored, longest_side)
+        if small is self._stored:  # already small enough: closing it would close this image
+            small = small.copy()
         return small if self._upright is None else small.transpose(self._upright)
 
     def close(self) -> None:

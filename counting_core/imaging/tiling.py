@@ -59,11 +59,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from counting_core.constants import MIN_SIDE_PIXELS
+from counting_core.contracts.published import MergeMethod, TilingUsed
 from counting_core.counts.predictions import Detection
 from counting_core.errors import InputError
 
 TilingMode = Literal["off", "on", "auto"]
-MergeMethod = Literal["merge", "nms"]
 TILING_MODES: tuple[TilingMode, ...] = ("off", "on", "auto")
 MERGE_METHODS: tuple[MergeMethod, ...] = ("merge", "nms")
 
@@ -347,6 +347,20 @@ class TilingRecord:
     def capped(self) -> bool:
         """Some request may have lost detections to the model's cap: the count is a floor."""
         return self.capped_calls > 0
+
+    def used(self) -> TilingUsed | None:
+        """What a result document records of it; None when the image went whole."""
+        if not self.tiles:
+            return None
+        return TilingUsed(
+            tiles=self.tiles,
+            tile_side=self.tile_side,
+            overlap=self.overlap,
+            merge=self.merge,
+            whole_image_pass=self.whole_image_pass,
+            endpoint_calls=self.endpoint_calls,
+            capped_calls=self.capped_calls,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,10 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from counting_core.constants import DEFAULT_SCORE_THRESHOLD
-
-#: Where a count's threshold came from: the configuration pinned it, the model's training run
-#: calibrated it (``counting_core.models.evaluation``), or neither and the guide's 0.2 applies.
-ThresholdOrigin = Literal["configured", "calibrated", "default"]
+from counting_core.contracts.published import ModelUsed, ThresholdOrigin
 
 
 class ChampionSummary(BaseModel):
@@ -76,6 +73,14 @@ class ActiveModel(BaseModel):
     # first model, and in older records); the reason, when it was deployed without beating it.
     champion: ChampionSummary | None = None
     forced_deploy: str | None = None
+
+    def model_used(self) -> ModelUsed:
+        """This record as a result names the model that counted it."""
+        return ModelUsed(
+            endpoint_name=self.endpoint_name,
+            endpoint_config_name=self.endpoint_config_name,
+            model_name=self.model_name,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ receive whenever its invocation ends badly for a reason that is not its own: han
 lack of time, or in a batch with an image that crashes the function. So the counter keeps
 its own tally and never leaves a message undeleted on purpose:
 
-* A retried failure (``failures.Verdict.RETRIED``) sends the message again as a new message
+* A retried failure (``failures.Fate.RETRIED``) sends the message again as a new message
   carrying ``failures + 1`` and a growing delay, and the original is deleted. A hand-back
   sends it again unchanged, at once.
 * A receive that ended without a delete or a new copy (``ApproximateReceiveCount`` > 1) means
@@ -25,13 +25,13 @@ delivery finds the first one's result and adds nothing.
 
 from __future__ import annotations
 
-import enum
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
+from counting_core.uploads.failures import Fate
 
 # Failed tries (retried failures and crashes together) before a message is dead-lettered;
 # the intake queue's redrive policy uses the same number.
@@ -50,12 +50,6 @@ RETRY_DELAY_SECONDS = 30
 MAX_DELAY_SECONDS = 900
 # A duplicate that finds its image being counted elsewhere waits this long before trying.
 IN_PROGRESS_DELAY_SECONDS = 60
-
-
-class Action(enum.Enum):
-    COUNT = "count"
-    SEND_AGAIN = "send again"
-    DEAD_LETTER = "dead-letter"
 
 
 @dataclass(frozen=True)
@@ -108,21 +102,21 @@ class Tally:
         }
 
 
-def plan_batch(tallies: Sequence[Tally]) -> list[Action]:
-    """What to do with each message of a batch, in order.
+def plan_batch(tallies: Sequence[Tally]) -> list[Fate | None]:
+    """The fate the plan gives each message of a batch, in order; None: count it.
 
     Exhausted messages are dead-lettered. If any other is a suspect and it is not alone,
-    only the first suspect is counted and every other message is sent again, so a crash
-    costs only the suspect a try.
+    only the first suspect is counted and every other message is handed back (sent again),
+    so a crash costs only the suspect a try.
     """
-    actions = [Action.DEAD_LETTER if tally.exhausted else Action.COUNT for tally in tallies]
-    live = [index for index, action in enumerate(actions) if action is Action.COUNT]
+    plan = [Fate.DEAD_LETTERED if tally.exhausted else None for tally in tallies]
+    live = [index for index, fate in enumerate(plan) if fate is None]
     suspects = [index for index in live if tallies[index].suspect]
     if suspects and len(live) > 1:
         for index in live:
             if index != suspects[0]:
-                actions[index] = Action.SEND_AGAIN
-    return actions
+                plan[index] = Fate.HANDED_BACK
+    return plan
 
 
 class NotEnoughTime(Exception):
@@ -130,31 +124,52 @@ class NotEnoughTime(Exception):
 
 
 class TimeBudget:
-    """Starts an image only if the invocation can still finish it in the worst case.
+    """Lets an image go on only while the invocation can still finish it in the worst case.
 
-    The first image of an invocation always starts: the function timeout is at least
-    one worst case (``CounterSettings.timeout_seconds``), and by the time it starts only
-    milliseconds have gone, which would otherwise refuse it forever at that minimum.
-    Images of one invocation start from several threads, hence the lock.
+    Asked twice per image: when it starts (``start_image``), and when it holds an endpoint
+    slot, just before its call (``start_call``). An image that found every slot taken waited
+    behind other images' calls, each up to a worst case, so having had time at its start
+    says nothing of the time left once it may call: without the second check, the image in
+    flight beyond the slots could outrun the function timeout.
+
+    The first image of an invocation always starts, and the first call always goes: the
+    function timeout is at least one worst case (``CounterSettings.timeout_seconds``), and by
+    then only moments have gone, which would otherwise refuse them forever at that minimum.
+    Images of one invocation run in several threads, hence the lock.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.images_started = 0
+        self._remaining_ms: Callable[[], int] = lambda: 0
+        self._images = 0
+        self._calls = 0
 
-    def new_invocation(self) -> None:
+    def new_invocation(self, remaining_ms: Callable[[], int]) -> None:
+        """Start over for an invocation; ``remaining_ms`` is its context's time left."""
         with self._lock:
-            self.images_started = 0
+            self._remaining_ms = remaining_ms
+            self._images = self._calls = 0
 
-    def start_image(self, remaining_ms: int) -> None:
+    def start_image(self) -> None:
         """Count an image as started, or raise NotEnoughTime if it might not finish."""
         with self._lock:
-            if self.images_started and remaining_ms < IMAGE_WORST_CASE_SECONDS * 1000:
-                raise NotEnoughTime(
-                    f"not started: {remaining_ms / 1000:.1f} s left in this invocation, one "
-                    f"image may take {IMAGE_WORST_CASE_SECONDS} s; it is sent again"
-                )
-            self.images_started += 1
+            self._check(self._images, "started")
+            self._images += 1
+
+    def start_call(self) -> None:
+        """Count an endpoint call as started, or raise NotEnoughTime if its image might not
+        finish."""
+        with self._lock:
+            self._check(self._calls, "sent to the endpoint")
+            self._calls += 1
+
+    def _check(self, before: int, what: str) -> None:
+        remaining_ms = self._remaining_ms()
+        if before and remaining_ms < IMAGE_WORST_CASE_SECONDS * 1000:
+            raise NotEnoughTime(
+                f"not {what}: {remaining_ms / 1000:.1f} s left in this invocation, one "
+                f"image may take {IMAGE_WORST_CASE_SECONDS} s; it is sent again"
+            )
 
 
 def _count(attributes: Mapping[str, Any], name: str) -> int:

@@ -13,19 +13,14 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import ValidationError
 
-from counting_core.constants import AWS_CALL_ATTEMPTS
+from adapters import clients
 from counting_core.contracts.evaluate_counts import Environment, EvaluateRequest
 from counting_core.errors import describe_validation_error
 from lambdas.evaluate_counts.service import Champion, EvaluationFailed, RunEvaluator
-
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 logger = Logger()
 tracer = Tracer()
@@ -34,7 +29,9 @@ tracer = Tracer()
 @cache
 def evaluator() -> RunEvaluator:
     """The evaluator of this function's environment, made on the first invocation."""
-    return RunEvaluator(Environment.read(os.environ), s3=boto3.client("s3", config=CLIENT_CONFIG))
+    return RunEvaluator(
+        Environment.read(os.environ), s3=clients.client("s3", clients.PIPELINE_STEP)
+    )
 
 
 def evaluate(event: dict[str, Any], run_evaluator: RunEvaluator) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import clients
 from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.evaluate_counts import Environment, EvaluateResponse
@@ -21,6 +23,10 @@ from counting_core.models import evaluation, evaluation_plot, training
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
 READABLE = (layout.TRAINING_MANIFESTS, layout.MODEL_ARTIFACTS)
+#: Batch Transform answers read at once (as many as the client's connections): one GET after
+#: another, 100,000 validation images would outlast the function's 5 minutes. Each answer is
+#: parsed as it arrives, so only the parsed detections are held, never all the raw bodies.
+READ_WORKERS = clients.PARALLEL_READS
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class RunEvaluator:
     def __init__(self, environment: Environment, *, s3: Any) -> None:
         self._s3 = s3
         self._bucket = environment.bucket
+        self._max_wape = environment.max_count_wape
 
     def evaluate(
         self,
@@ -121,7 +128,7 @@ class RunEvaluator:
                 **champion_result.to_dict(),
             }
         self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
-        self._write(plot_key, evaluation_plot.plot(result), "image/png")
+        self._write(plot_key, evaluation_plot.plot(result, max_wape=self._max_wape), "image/png")
         summary = result.summary(
             report_uri=f"s3://{self._bucket}/{report_key}",
             plot_uri=f"s3://{self._bucket}/{plot_key}",
@@ -135,7 +142,9 @@ class RunEvaluator:
         folder = self._key(predictions_uri)
         names = [key.removeprefix(folder) for key in self._list(folder)]
         matched, _ = evaluation.match_responses(images, names)
-        return {source_ref: self._response(folder + name) for source_ref, name in matched.items()}
+        with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+            parsed = pool.map(self._response, [folder + name for name in matched.values()])
+            return dict(zip(matched, parsed, strict=True))
 
     def _training_images(self, model_name: str) -> set[str]:
         """The source-refs a model's run trained on (its ``train.manifest``); none known for

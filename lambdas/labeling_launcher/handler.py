@@ -17,20 +17,15 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import BaseModel, Field
 
-from counting_core.constants import AWS_CALL_ATTEMPTS
+from adapters import clients
 from counting_core.contracts.events import ObjectCreated
 from counting_core.contracts.labeling_launcher import Environment
 from counting_core.datasets import labeling
 from lambdas.labeling_launcher.service import LabelingLauncher
-
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 
 class LabelingJobStateChange(BaseModel):
@@ -49,9 +44,9 @@ def launcher() -> LabelingLauncher:
     clients are in the function's Region (Lambda sets it)."""
     return LabelingLauncher(
         Environment.read(os.environ),
-        s3=boto3.client("s3", config=CLIENT_CONFIG),
-        sagemaker=boto3.client("sagemaker", config=CLIENT_CONFIG),
-        events=boto3.client("events", config=CLIENT_CONFIG),
+        s3=clients.client("s3", clients.PIPELINE_STEP),
+        sagemaker=clients.client("sagemaker", clients.PIPELINE_STEP),
+        events=clients.client("events", clients.PIPELINE_STEP),
     )
 
 

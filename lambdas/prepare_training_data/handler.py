@@ -13,20 +13,15 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import ValidationError
 
-from counting_core.constants import AWS_CALL_ATTEMPTS
+from adapters import clients
 from counting_core.contracts.prepare_training_data import Environment, PrepareRequest
 from counting_core.errors import describe_validation_error
 from counting_core.models.training import DataNotTrainable
 from lambdas.prepare_training_data.service import TrainingDataPreparer
-
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 logger = Logger()
 tracer = Tracer()
@@ -36,7 +31,7 @@ tracer = Tracer()
 def preparer() -> TrainingDataPreparer:
     """The preparer of this function's environment, made on the first invocation."""
     return TrainingDataPreparer(
-        Environment.read(os.environ), s3=boto3.client("s3", config=CLIENT_CONFIG)
+        Environment.read(os.environ), s3=clients.client("s3", clients.PIPELINE_STEP)
     )
 
 

@@ -9,18 +9,13 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
-from counting_core.constants import AWS_CALL_ATTEMPTS
+from adapters import clients
 from counting_core.contracts.events import ObjectCreated
 from counting_core.contracts.studio_exports import Environment
 from lambdas.studio_exports.service import StudioExports
-
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 
 logger = Logger()
 tracer = Tracer()
@@ -29,7 +24,9 @@ tracer = Tracer()
 @cache
 def exports() -> StudioExports:
     """The converter of this function's environment, made on the first invocation."""
-    return StudioExports(Environment.read(os.environ), s3=boto3.client("s3", config=CLIENT_CONFIG))
+    return StudioExports(
+        Environment.read(os.environ), s3=clients.client("s3", clients.PIPELINE_STEP)
+    )
 
 
 def convert(event: dict[str, Any], studio: StudioExports) -> dict[str, Any]:

@@ -16,13 +16,11 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import ValidationError
 
-from counting_core.constants import AWS_CALL_ATTEMPTS
+from adapters import clients
 from counting_core.contracts.events import ObjectCreated
 from counting_core.contracts.studio_project import Environment, ProjectProperties, ProjectRequest
 from counting_core.errors import InputError, describe_validation_error
@@ -30,8 +28,6 @@ from lambdas.studio_project.cloudformation import respond
 from lambdas.studio_project.service import StudioProject
 from lambdas.studio_project.studio_api import StudioApi, StudioError
 
-# botocore's "standard" mode retries throttling and 5xx with backoff; "legacy" is the default.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": AWS_CALL_ATTEMPTS})
 # How long a call waits for Label Studio to answer at all: on the first deployment the
 # service may still be migrating its database when the project is set up.
 STUDIO_PATIENCE_SECONDS = 420
@@ -44,12 +40,12 @@ tracer = Tracer()
 def project() -> StudioProject:
     """The project of this function's environment, made on the first invocation."""
     environment = Environment.read(os.environ)
-    secrets = boto3.client("secretsmanager", config=CLIENT_CONFIG)
+    secrets = clients.client("secretsmanager", clients.PIPELINE_STEP)
     token = secrets.get_secret_value(SecretId=environment.api_token_secret)["SecretString"]
     return StudioProject(
         environment,
         api=StudioApi(environment.studio_url, token, patience=STUDIO_PATIENCE_SECONDS),
-        s3=boto3.client("s3", config=CLIENT_CONFIG),
+        s3=clients.client("s3", clients.PIPELINE_STEP),
     )
 
 

@@ -33,6 +33,23 @@ from stacks.nag import acknowledge
 MAX_RECEIVES = MAX_FAILURES
 
 
+# Untiled, the counter decodes a JPEG at a reduced scale (the largest, at 1/2, is 113 MB as
+# RGB: images.MAX_JPEG_PIXELS) and a PNG of at most 200 MB.
+UNTILED_MEMORY_MB = 1024
+# Tiled, an image is decoded once at native resolution: the largest JPEG accepted
+# (images.MAX_JPEG_PIXELS, 160 MP) is 640 MB as Pillow holds RGB (4 bytes a pixel), beside
+# the 4,096 px annotated copy (about 45 MB), the runtime and the other images of the batch
+# waiting at reduced scale. 2,048 MB leaves that with room, and gives the function a whole
+# vCPU (1,769 MB and up) for cutting and encoding tiles.
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html
+TILED_MEMORY_MB = 2048
+
+
+def counter_memory_mb(settings: CounterSettings) -> int:
+    """The counter's memory: more when it may tile, to decode a photo at native resolution."""
+    return UNTILED_MEMORY_MB if settings.tiling.mode == "off" else TILED_MEMORY_MB
+
+
 class ImageIntake(Construct):
     """S3 "Object Created" events for ``incoming/`` -> EventBridge rule -> SQS queue.
 
@@ -185,9 +202,16 @@ class ImageCounter(Construct):
                 # Unset when None: the active model's calibrated threshold applies.
                 "score_threshold": settings.score_threshold,
                 "event_source": event_source,
+                "tiling_mode": settings.tiling.mode,
+                "tile_side": settings.tiling.tile_side,
+                "tile_overlap": settings.tiling.overlap,
+                "tiling_auto_multiple": settings.tiling.auto_multiple,
+                "tile_merge": settings.tiling.merge,
+                "whole_image_pass": settings.tiling.whole_image_pass,
+                "mark_tiles": settings.mark_tiles,
             },
             timeout=cdk.Duration.seconds(settings.timeout_seconds),
-            memory_size=1024,
+            memory_size=counter_memory_mb(settings),
             layers=[imaging_layer(self)],
         )
         self.function = self.handler.function

@@ -14,9 +14,10 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-# Metrics the counter and the bulk-counting function publish (lambdas/counter/handler.py,
-# lambdas/bulk_counter/handler.py; Powertools EMF, dimension service).
-COUNTING_NAMESPACE = "ObjectCounting"
+from counting_core.contracts import metrics
+
+# The counter's metrics carry service=counter (its POWERTOOLS_SERVICE_NAME); names and
+# namespace: counting_core.contracts.metrics, which both counting functions publish.
 COUNTER_SERVICE = "counter"
 # The endpoint's only production variant (set by the training pipeline's deploy step).
 ENDPOINT_VARIANT = "AllTraffic"
@@ -30,9 +31,9 @@ OLDEST_MESSAGE_ALARM_SECONDS = 15 * 60
 
 def _counting_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cloudwatch.Metric:
     return cloudwatch.Metric(
-        namespace=COUNTING_NAMESPACE,
+        namespace=metrics.NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": COUNTER_SERVICE, **dimensions},
+        dimensions_map={metrics.SERVICE_DIMENSION: COUNTER_SERVICE, **dimensions},
         statistic=statistic,
         period=FIVE_MINUTES,
     )
@@ -41,7 +42,7 @@ def _counting_metric(name: str, statistic: str = "Sum", **dimensions: str) -> cl
 def _per_service_search(name: str, *dimensions: str) -> cloudwatch.MathExpression:
     """Every series of ``name`` (sums per 5 minutes) whatever its ``service``: the counter's
     and the bulk-counting function's, one line each."""
-    schema = ",".join((COUNTING_NAMESPACE, *dimensions, "service"))
+    schema = ",".join((metrics.NAMESPACE, *dimensions, metrics.SERVICE_DIMENSION))
     return cloudwatch.MathExpression(
         expression=f"SEARCH('{{{schema}}} MetricName=\"{name}\"', 'Sum', 300)",
         label="",
@@ -180,19 +181,26 @@ class CountingMonitoring(Construct):
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Images",
-                left=[_counting_metric("ImagesCounted"), _counting_metric("ImagesRejected")],
+                left=[
+                    _counting_metric(metrics.IMAGES_COUNTED),
+                    _counting_metric(metrics.IMAGES_REJECTED),
+                ],
                 width=6,
             ),
             # No alarm: a count at the cap is the model meeting a dense scene, not an outage;
             # the answer is a setting (docs/operating.md), so it is watched, not paged.
             cloudwatch.GraphWidget(
                 title="Images counted at the model's detection cap (counts may be low)",
-                left=[_per_service_search("ImagesCapped")],
+                left=[_per_service_search(metrics.IMAGES_CAPPED)],
                 width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Objects counted per class",
-                left=[_per_service_search("ObjectsCountedByClass", "ClassName")],
+                left=[
+                    _per_service_search(
+                        metrics.OBJECTS_COUNTED_BY_CLASS, metrics.CLASS_NAME_DIMENSION
+                    )
+                ],
                 width=6,
             ),
             cloudwatch.GraphWidget(
@@ -218,7 +226,7 @@ class CountingMonitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Endpoint latency and cold starts (model setup time)",
                 left=[
-                    _counting_metric("EndpointLatency", "p90"),
+                    _counting_metric(metrics.ENDPOINT_LATENCY, "p90"),
                     _endpoint_metric("ModelLatency", endpoint_name, "p90"),
                 ],
                 right=[_endpoint_metric("ModelSetupTime", endpoint_name, "Maximum")],

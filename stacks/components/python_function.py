@@ -28,6 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from counting_core.contracts import metrics
 from counting_core.contracts.environment import FunctionEnvironment
 from stacks.nag import acknowledge, skip_checkov
 from stacks.pins import IMAGING, IMAGING_LICENCES, pinned_version
@@ -62,7 +63,7 @@ NETWORK_INTERFACE_ACTIONS = (
 
 # The shared packages a handler may import: each function's asset carries only the modules of
 # these that its code reaches, so a change to one subject's code redeploys only its users.
-SHARED_PACKAGES = ("counting_core",)
+SHARED_PACKAGES = ("counting_core", "adapters")
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -286,7 +287,7 @@ class PythonFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             # Tokens (names known at deploy time) pass through; every other value is checked.
             environment=contract.variables(
-                {"service": service, "metrics_namespace": "ObjectCounting", **environment},
+                {"service": service, "metrics_namespace": metrics.NAMESPACE, **environment},
                 deferred=cdk.Token.is_unresolved,
             ),
             environment_encryption=key,

@@ -230,3 +230,27 @@ def test_a_manifest_that_is_not_utf8_is_one_line(cli, tmp_path):
     assert status == 2
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(f"counting: error: {latin}: line 1")
+
+
+def test_the_plot_draws_the_count_gate_given(cli, tmp_path):
+    from PIL import Image
+
+    from counting_core.models import evaluation_plot as drawing
+
+    plot = tmp_path / "gated.png"
+    status, out, _ = run_example(cli, "--plot", plot, "--max-wape", "0.5")
+
+    report = json.loads(out)
+    top = 1.05 * max(0.1, 0.5, *(row["wape"] for row in report["per_threshold"]))
+    gate_y = round(480 - 0.5 / top * 390)
+    with Image.open(plot) as image:
+        row = [image.convert("RGB").getpixel((x, gate_y)) for x in range(90, 500)]
+    assert status == 0
+    assert row.count(drawing.GATE_COLOUR) > 150
+
+
+def test_a_gate_that_is_no_fraction_is_refused_in_one_line(cli, tmp_path):
+    status, out, err = run_example(cli, "--plot", tmp_path / "p.png", "--max-wape", "0")
+
+    assert (status, out) == (2, "")
+    assert err == "counting: error: --max-wape: 0 is not a fraction above 0\n"

@@ -19,12 +19,17 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from PIL import Image
 
+from adapters import clients
+from adapters.result_store import ImageResult, ResultStore
 from counting import aws
 from counting import count as count_cli
 from counting import train as train_cli
-from counting_core.counts import announcements, results
-from lambdas.counter import endpoint
+from counting_core.contracts import published
+from counting_core.counts import announcements, predictions, results
+from counting_core.models.model_record import ActiveModel
+from counting_core.uploads.delivery import TimeBudget
 from lambdas.counter.service import CountingService
 from tests.contracts.model import request_problems
 
@@ -59,25 +64,132 @@ INVOKE = {
 }
 
 
+class Uploads:
+    """The counter's S3 reads: one small JPEG, whatever is asked."""
+
+    def __init__(self) -> None:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48)).save(buffer, format="JPEG")
+        self.image = buffer.getvalue()
+
+    def get_object(self, **request: Any) -> dict:
+        return {"Body": io.BytesIO(self.image), "ContentLength": len(self.image)}
+
+
+class Recorded:
+    """A result store that keeps what it is handed."""
+
+    def record(self, found: ImageResult) -> results.Outcome:
+        return results.Outcome.of(found.document)
+
+
+MODEL = ActiveModel(endpoint_name=ENDPOINT, endpoint_config_name="c-1", model_name="m-1")
+
+
 def test_the_counter_invokes_the_endpoint_as_the_api_allows():
-    runtime = boto3.client("sagemaker-runtime", region_name=REGION, config=endpoint.CLIENT_CONFIG)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION, config=clients.ENDPOINT)
+    budget = TimeBudget()
+    budget.new_invocation(lambda: 600_000)
     counter = CountingService(
-        s3=None,
+        s3=Uploads(),
         sagemaker_runtime=runtime,
-        dynamodb=None,
-        table_name="results",
-        active_model=lambda: None,
+        store=Recorded(),  # type: ignore[arg-type]
+        active_model=lambda: MODEL,
         configured_threshold=0.2,
         annotate_images=False,
         payload_scale=2,
-        put_events=None,
-        event_source="object-counting-dev.counting",
+        endpoint_slots=1,
+        time_budget=budget,
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
-        assert counter._invoke(ENDPOINT, b"\xff\xd8 jpeg bytes") == PREDICTIONS
+        outcome = counter.count(
+            published.SourceObject(
+                bucket="amzn-s3-demo-bucket", key="incoming/a.jpg", version_id=None, etag=None
+            )
+        )
 
+    assert (outcome.status, outcome.count) == ("counted", 0)
     (request,) = sent
     assert request_problems("sagemaker-runtime", "InvokeEndpoint", request) == []
+
+
+def counted_with_picture() -> ImageResult:
+    image = published.SourceObject(
+        bucket="amzn-s3-demo-bucket", key="incoming/a.jpg", version_id="v1", etag="e1"
+    )
+    found = predictions.count_detections(
+        [predictions.Detection(0, 0.9, 0.1, 0.1, 0.5, 0.5)],
+        image_size=(64, 48),
+        threshold_origin="default",
+    )
+    document = results.counted_document(
+        image, found, MODEL.model_used(), datetime(2026, 11, 29, tzinfo=UTC), pipeline="upload"
+    )
+    return ImageResult(document, found, Image.new("RGB", (64, 48)))
+
+
+def test_the_result_store_writes_as_the_apis_allow():
+    s3 = boto3.client("s3", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    events = boto3.client("events", region_name=REGION)
+    requests: list[tuple[str, str, dict]] = []
+    for service, client in (("s3", s3), ("dynamodb", dynamodb), ("events", events)):
+        client.meta.events.register(
+            "provide-client-params.*.*",
+            lambda params, model, service=service, **_: requests.append(
+                (service, model.name, dict(params))
+            ),
+        )
+    store = ResultStore(
+        s3=s3,
+        dynamodb=dynamodb,
+        events=events,
+        table_name="results",
+        event_source="object-counting-dev.counting",
+        measure=lambda outcome: None,
+    )
+    image = "s3://amzn-s3-demo-bucket/incoming/a.jpg"
+    item = {"TableName": "results", "Item": ANY}
+    claim = {
+        **item,
+        "ConditionExpression": ANY,
+        "ExpressionAttributeNames": ANY,
+        "ExpressionAttributeValues": ANY,
+    }
+    bucket = {"Bucket": "amzn-s3-demo-bucket"}
+    new_file = {**bucket, "Body": ANY, "IfNoneMatch": "*"}
+    with Stubber(s3) as s3_stub, Stubber(dynamodb) as table, Stubber(events) as bus:
+        table.add_response("put_item", {}, claim)
+        source = {**bucket, "Key": "incoming/a.jpg"}
+        s3_stub.add_response("head_object", {"VersionId": "v1"}, source)
+        s3_stub.add_response(
+            "put_object",
+            {"ETag": '"d"'},
+            {**new_file, "Key": "results/a.jpg.json", "ContentType": "application/json"},
+        )
+        s3_stub.add_response(
+            "put_object",
+            {"ETag": '"a"'},
+            {**new_file, "Key": "annotated/a.jpg.png", "ContentType": "image/png"},
+        )
+        bus.add_response(
+            "put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}, {"Entries": ANY}
+        )
+        table.add_response("put_item", {}, item)
+        outcome = store.record(counted_with_picture())
+
+    assert image in requests[-2][2]["Entries"][0]["Detail"]
+    assert outcome.count == 1
+    assert [(service, operation) for service, operation, _ in requests] == [
+        ("dynamodb", "PutItem"),
+        ("s3", "HeadObject"),
+        ("s3", "PutObject"),
+        ("s3", "PutObject"),
+        ("events", "PutEvents"),
+        ("dynamodb", "PutItem"),
+    ]
+    for service, operation, request in requests:
+        assert request_problems(service, operation, request) == [], operation
 
 
 @pytest.fixture
@@ -94,9 +206,11 @@ def cli_client(monkeypatch):
 
 def test_counting_invoke_calls_the_endpoint_as_the_api_allows(cli_client):
     runtime = cli_client("sagemaker-runtime")
-    with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
-        with count_cli.endpoint_invoker(ENDPOINT, REGION) as invoke:
-            invoke(b"\xff\xd8 jpeg bytes")
+    with (
+        answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent,
+        count_cli.endpoint_invoker(ENDPOINT, REGION) as invoke,
+    ):
+        invoke(b"\xff\xd8 jpeg bytes")
 
     (request,) = sent
     assert request_problems("sagemaker-runtime", "InvokeEndpoint", request) == []
@@ -116,7 +230,9 @@ def test_counting_train_start_starts_an_execution_as_the_api_allows(cli_client):
 
 def test_result_events_are_put_as_the_api_allows():
     events = boto3.client("events", region_name=REGION)
-    image = results.ImageRef("amzn-s3-demo-bucket", "archive/a.jpg", "v1", "e1")
+    image = published.SourceObject(
+        bucket="amzn-s3-demo-bucket", key="archive/a.jpg", version_id="v1", etag="e1"
+    )
     document = results.rejected_document(
         image, "image is empty", datetime(2026, 11, 29, tzinfo=UTC), pipeline="bulk"
     )

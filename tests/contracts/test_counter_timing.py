@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 
+from adapters import clients
 from counting_core import constants
-from lambdas.counter import endpoint
 from stacks.config import CounterSettings
 from tests.contracts.conftest import synthesized
 
@@ -32,9 +32,7 @@ COUNTER_HANDLER = "lambdas.counter.handler.main"
 
 def resolved_client_config():
     """The counter's endpoint client configuration after botocore has read it."""
-    client = boto3.client(
-        "sagemaker-runtime", region_name="us-east-1", config=endpoint.CLIENT_CONFIG
-    )
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1", config=clients.ENDPOINT)
     return client.meta.config
 
 

@@ -7,13 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from counting_core.contracts import published
 from counting_core.contracts.published import CountedDocument
 from counting_core.counts import announcements, results
 from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel
 
 SOURCE = "object-counting-dev.counting"
-IMAGE = results.ImageRef("counting-data", "incoming/street/cam1.png", "v1", "e1")
+IMAGE = published.SourceObject(
+    bucket="counting-data", key="incoming/street/cam1.png", version_id="v1", etag="e1"
+)
 MODEL = ActiveModel(
     endpoint_name="object-counting-dev-counter",
     endpoint_config_name="run-1",
@@ -55,7 +58,11 @@ def test_a_counted_image_is_announced_with_its_count_and_where_to_find_it():
         "by_class": {"car": 1},
         "threshold": 0.2,
         "threshold_origin": "configured",
-        "model": {"model_name": "run-1", "endpoint_config_name": "run-1"},
+        "model": {
+            "endpoint_name": "object-counting-dev-counter",
+            "endpoint_config_name": "run-1",
+            "model_name": "run-1",
+        },
         "result": "s3://counting-data/results/street/cam1.png.json",
         "annotated": "s3://counting-data/annotated/street/cam1.png.png",
         "counted_at": "2026-11-29T12:00:00+00:00",
@@ -172,19 +179,36 @@ def test_only_refused_entries_are_sent_again():
     bus = Bus([None, "ThrottlingException", None])
     waits = []
 
-    sent = announcements.publish(numbered(3), bus.put_events, sleep=waits.append)
+    refused = announcements.publish(numbered(3), bus.put_events, sleep=waits.append)
 
-    assert sent == 3
+    assert refused == {}
     assert bus.calls == [["0", "1", "2"], ["1"]]
     assert waits == [0.2]  # one retry, after the first backoff: 0.2 s
 
 
-def test_entries_still_refused_after_every_attempt_fail_the_publish():
-    bus = Bus(*[["InternalFailure"]] * announcements.PUBLISH_ATTEMPTS)
+def test_entries_still_refused_after_every_attempt_are_named_and_hold_back_no_other():
+    # 12 entries: two requests. The 11th (index 10, the second request's first) is refused
+    # every time; every other entry goes through on the first try.
+    refusals = [[None] * 10, ["InternalFailure", None]] + [["InternalFailure"]] * 3
+    bus = Bus(*refusals)
 
-    with pytest.raises(
-        announcements.EventsNotDelivered, match=r"1 result events .*InternalFailure"
-    ):
-        announcements.publish(numbered(1), bus.put_events, sleep=lambda _: None)
+    refused = announcements.publish(numbered(12), bus.put_events, sleep=lambda _: None)
 
-    assert len(bus.calls) == 4  # the first attempt and three retries
+    assert refused == {10: "InternalFailure"}
+    # Its three retries, after its first attempt (four in all).
+    assert bus.calls[2:] == [["10"]] * 3
+
+
+def test_an_event_of_many_classes_keeps_the_biggest_within_its_budget(monkeypatch):
+    # 3 classes of 40-character names; a budget for 2 entries of the JSON
+    # "<40 characters>":N plus a comma: 2 * (42 + 1 + 1 + 1) = 90 bytes. "b..." (3 objects)
+    # and "c..." (2) are kept, "a..." (1) is left to the result document.
+    document = counted().model_copy(
+        update={"by_class": {"a" * 40: 1, "b" * 40: 3, "c" * 40: 2}, "count": 6}
+    )
+    monkeypatch.setattr(announcements, "BY_CLASS_EVENT_BYTES", 90)
+
+    detail = announcements.event_detail(document, annotated=False)
+
+    assert detail.by_class == {"b" * 40: 3, "c" * 40: 2}
+    assert detail.classes_in_result_only == 1

@@ -60,12 +60,16 @@ def test_only_jpeg_and_png_names_are_images(key, image):
 
 
 def test_refusals_say_why_in_the_upload_pipelines_words():
-    assert bulk.refusal(1000, JPEG, 6_000_000) is None
-    assert bulk.refusal(1000, PNG, 6_000_000) is None
-    assert bulk.refusal(0, b"", 6_000_000) == "image is empty"
-    assert bulk.refusal(9, b"%PDF-1.7\n", 6_000_000).startswith("not a JPEG or PNG image")
-    too_big = bulk.refusal(7_000_000, JPEG, 6_000_000)
+    key = "archive/a.jpg"
+    assert bulk.refusal(key, 1000, JPEG, 6_000_000) is None
+    assert bulk.refusal(key, 1000, PNG, 6_000_000) is None
+    assert bulk.refusal(key, 0, b"", 6_000_000) == "image is empty"
+    assert bulk.refusal(key, 9, b"%PDF-1.7\n", 6_000_000).startswith("not a JPEG or PNG image")
+    too_big = bulk.refusal(key, 7_000_000, JPEG, 6_000_000)
     assert too_big.startswith("image is 7000000 bytes, more than the 6000000")
+    # results/ + 1,012 bytes + .json = 1,025: one byte more than an S3 key holds.
+    too_long = bulk.refusal("archive/" + "k" * 1004, 1000, JPEG, 6_000_000)
+    assert too_long.startswith("key too long to count: results/ key would be 1025 bytes")
 
 
 def test_the_manifest_is_batch_transforms_manifest_file():

@@ -10,14 +10,15 @@ from counting_core.constants import IMAGE_WORST_CASE_SECONDS
 from counting_core.uploads.delivery import (
     CRASHES_ATTRIBUTE,
     FAILURES_ATTRIBUTE,
-    Action,
     NotEnoughTime,
     Tally,
     TimeBudget,
     plan_batch,
 )
+from counting_core.uploads.failures import Fate
 
-COUNT, AGAIN, DEAD = Action.COUNT, Action.SEND_AGAIN, Action.DEAD_LETTER
+# The plan's fates; None: the message is counted.
+COUNT, AGAIN, DEAD = None, Fate.HANDED_BACK, Fate.DEAD_LETTERED
 
 
 def attributes(failures: str, crashes: str) -> dict:
@@ -112,10 +113,28 @@ def test_every_plan_counts_at_most_one_suspect_and_makes_progress(pairs):
 
 
 def test_the_first_image_always_starts_and_later_ones_need_a_worst_case():
+    remaining = [1000]
     budget = TimeBudget()
-    budget.start_image(1000)
-    budget.start_image(IMAGE_WORST_CASE_SECONDS * 1000)
-    with pytest.raises(NotEnoughTime, match="it is sent again"):
-        budget.start_image(IMAGE_WORST_CASE_SECONDS * 1000 - 1)
-    budget.new_invocation()
-    budget.start_image(1)
+    budget.new_invocation(lambda: remaining[0])
+    budget.start_image()
+    remaining[0] = IMAGE_WORST_CASE_SECONDS * 1000
+    budget.start_image()
+    remaining[0] -= 1
+    with pytest.raises(NotEnoughTime, match=r"not started: 366\.0 s left .* it is sent again"):
+        budget.start_image()
+    budget.new_invocation(lambda: 1)
+    budget.start_image()
+
+
+def test_a_call_that_waited_for_its_slot_needs_a_worst_case_too():
+    # Admitted at its start with a worst case and a minute left, an image that then waited
+    # two minutes for an endpoint slot has less than a worst case left: it must not call.
+    remaining = [IMAGE_WORST_CASE_SECONDS * 1000 + 60_000]
+    budget = TimeBudget()
+    budget.new_invocation(lambda: remaining[0])
+    budget.start_image()
+    budget.start_image()
+    budget.start_call()  # the first call of the invocation always goes
+    remaining[0] -= 120_000
+    with pytest.raises(NotEnoughTime, match=r"not sent to the endpoint: 306\.0 s left"):
+        budget.start_call()

@@ -14,7 +14,9 @@ from counting_core.errors import InputError
 from counting_core.models.model_record import ActiveModel
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-MODEL = results.ModelInUse("endpoint", "config-1", "model-1")
+MODEL = published.ModelUsed(
+    endpoint_name="endpoint", endpoint_config_name="config-1", model_name="model-1"
+)
 
 
 def key_of_bytes(total: int, suffix: str = ".jpg") -> str:
@@ -38,7 +40,9 @@ def counted_item(by_class_ids: int) -> dict:
     detections = [Detection(class_id, 0.9, 0.1, 0.1, 0.2, 0.2) for class_id in range(by_class_ids)]
     class_map = {str(class_id): f"class-{class_id:06d}" for class_id in range(by_class_ids)}
     result = count_detections(detections, class_map=class_map, threshold_origin="default")
-    image = results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag")
+    image = published.SourceObject(
+        bucket="bucket", key="incoming/a.jpg", version_id="v1", etag="etag"
+    )
     document = results.counted_document(
         image, result, MODEL, WHEN, pipeline=results.PIPELINE_UPLOAD
     )
@@ -66,7 +70,7 @@ def test_the_biggest_classes_are_kept():
     by_class = count_detections(detections, class_map={"0": "car", "1": "bus"}).by_class
     one_entry = results.item_size_bytes(5, "car") + 1
 
-    kept = results._largest_classes(by_class, one_entry)
+    kept = results.largest_classes(by_class, one_entry, results.item_size_bytes)
 
     assert kept == {"car": 5}
 
@@ -88,7 +92,9 @@ def test_item_sizes_follow_the_documented_rules(value, name, size):
 
 
 def test_a_long_rejection_reason_is_cut_in_the_item_only():
-    image = results.ImageRef("bucket", "incoming/a.jpg", None, "etag")
+    image = published.SourceObject(
+        bucket="bucket", key="incoming/a.jpg", version_id=None, etag="etag"
+    )
     document = results.rejected_document(image, "x" * 5000, WHEN, pipeline=results.PIPELINE_UPLOAD)
 
     # REASON_ITEM_CHARACTERS: reasons are cut to 1,000 characters in the item.
@@ -100,7 +106,7 @@ def test_a_capped_count_is_flagged_in_the_document_and_the_item():
     # Three detections and a cap of 3: the model may have dropped more.
     response = '{"prediction": [[0, 0.9, 0, 0, 1, 1], [0, 0.5, 0, 0, 1, 1], [0, 0.1, 0, 0, 1, 1]], '
     document, result = results.count_response(
-        results.ImageRef("bucket", "incoming/a.jpg", "v1", "etag"),
+        published.SourceObject(bucket="bucket", key="incoming/a.jpg", version_id="v1", etag="etag"),
         response + '"max_detections": 3}',
         model=ActiveModel(endpoint_name="e", endpoint_config_name="c", model_name="m"),
         configured_threshold=0.2,
@@ -138,7 +144,9 @@ def test_a_document_written_before_the_flag_reads_as_not_capped():
 
 
 def test_a_rejected_item_holds_no_count_fields():
-    image = results.ImageRef("bucket", "incoming/a.jpg", None, None)
+    image = published.SourceObject(
+        bucket="bucket", key="incoming/a.jpg", version_id=None, etag=None
+    )
     document = results.rejected_document(image, "image is empty", WHEN, pipeline="bulk")
 
     assert results.dynamodb_item(results.table_item(document)) == {
@@ -152,7 +160,9 @@ def test_a_rejected_item_holds_no_count_fields():
 
 
 def test_a_document_outside_the_contract_is_refused():
-    image = results.ImageRef("bucket", "incoming/a.jpg", None, None)
+    image = published.SourceObject(
+        bucket="bucket", key="incoming/a.jpg", version_id=None, etag=None
+    )
 
     with pytest.raises(ValidationError, match="pipeline"):
         results.rejected_document(image, "image is empty", WHEN, pipeline="cli")  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from counting_core.contracts.published import MergeMethod
 from counting_core.counts.predictions import Detection, count_detections
 from counting_core.errors import InputError
 from counting_core.imaging import detection, images, tiling
@@ -149,7 +150,7 @@ def pieces(
     return placed
 
 
-def merged(placed: list[tiling.PlacedBox], method: tiling.MergeMethod = "merge"):
+def merged(placed: list[tiling.PlacedBox], method: MergeMethod = "merge"):
     return [
         (box.class_id, round(box.left, 6), round(box.top, 6), round(box.right, 6),
          round(box.bottom, 6))
@@ -432,6 +433,26 @@ def test_objects_larger_than_a_tile_are_found_by_the_whole_image_pass():
     # Without it, pieces overlapping by 102 px of 400+ px do not match: counted several times.
     pieces_only = detect(data, FakeDetector(min_width=8), mode="on", whole_image_pass=False)
     assert len(pieces_only.detections) > 2
+
+
+def test_an_image_sent_whole_at_its_own_size_is_still_tiled_and_drawn_on():
+    # 1,000 x 600: ceil(898 / 410) = 3 tile columns and ceil(498 / 410) = 2 rows at 512 px,
+    # and within the 1,024 px of the whole image pass and the 4,096 px picture, so both are
+    # the decoded image at its own size: each must be a copy, or closing one closes the image
+    # the tiles are cut from.
+    data = jpeg(scene((1000, 600), [(100, 100, 40), (700, 400, 40)]))
+    found = detection.detect(
+        data,
+        invoke=FakeDetector(min_width=8),
+        concurrency=2,
+        policy=tiling.TilingPolicy(mode="on"),
+        image_shape=MODEL_SIDE,
+        payload_scale=2,
+        picture_side=4096,
+    )
+    assert (len(found.detections), found.tiling.tiles, found.tiling.endpoint_calls) == (2, 6, 7)
+    assert found.picture is not None
+    assert found.picture.getpixel((120, 120)) == (255, 255, 255)
 
 
 def test_a_dense_scene_beyond_the_cap_is_flagged(big_scene):

@@ -42,13 +42,13 @@ def test_boxes_are_at_least_16_px_inside_the_image_and_overlap_little():
             assert 0 <= top <= top + height <= 240
         for index, a in enumerate(boxes):
             for b in boxes[index + 1 :]:
-                assert scenes._overlap(a[1:], b[1:]) <= 0.3
+                assert scenes.overlap(a[1:], b[1:]) <= 0.3
 
 
 def test_overlap_is_the_shared_area_over_the_smaller_box():
     # 10 x 10 at (0, 0) and 20 x 20 at (5, 5) share 5 x 5 = 25 of the smaller 100 px.
-    assert scenes._overlap((0, 0, 10, 10), (5, 5, 20, 20)) == 0.25
-    assert scenes._overlap((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
+    assert scenes.overlap((0, 0, 10, 10), (5, 5, 20, 20)) == 0.25
+    assert scenes.overlap((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
 
 
 def test_a_shape_is_drawn_in_its_class_colour_where_its_box_says():

@@ -21,6 +21,7 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     "everything on": {
         # The built-in algorithm on ml.p2 (an EBS volume), with an image of one's own.
         "counting.alerts.emails": '["ops@example.com", "lead@example.com"]',
+        "counting.workforce.enabled": "true",
         "counting.workforce.invite_emails": '["ann@example.com", "bob@example.com"]',
         "counting.workforce.mfa": "required",
         "counting.training.algorithm": "builtin",
@@ -28,13 +29,18 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "counting.training.instance_type": "ml.p2.xlarge",
         "counting.training.max_count_wape": "null",
         "counting.counter.score_threshold": "0.3",
+        "counting.counter.tiling.mode": "on",
+        "counting.counter.tiling.tile_side": "640",
+        "counting.counter.mark_tiles": "true",
     },
     "existing workforce": {
+        "counting.workforce.enabled": "true",
         "counting.workforce.existing_user_pool_id": "eu-west-1_AbCdEf123",
         "counting.workforce.existing_app_client_id": "1example23456789abcdefghij",
         "counting.workforce.invite_emails": '["a@example.com"]',
     },
-    "no workforce": {"counting.workforce.enabled": "false"},
+    # A Ground Truth account's stage: the workforce and the labeling launcher, nothing else.
+    "workforce": {"counting.workforce.enabled": "true"},
     "on-demand training on ml.g5": {
         "counting.training.algorithm": "builtin",
         "counting.training.use_spot": "false",

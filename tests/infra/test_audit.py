@@ -67,8 +67,10 @@ def test_eventbridge_may_send_to_the_intake_queue_only_from_this_account(assembl
     assert "| StringEquals aws:SourceAccount = <AWS::AccountId> |" in intake
 
 
-def test_the_report_lists_key_and_bucket_policies_and_lambda_permissions(assembly):
-    text = report(assembly)
+def test_the_report_lists_key_and_bucket_policies_and_lambda_permissions(tmp_path):
+    # The labeling launcher's invoke permissions: a stage with the workforce (off by default).
+    synth_templates(tmp_path, **{"counting.workforce.enabled": "true"})
+    text = report(tmp_path)
     storage = "\n".join(section(text, "storage", "Resource policies"))
     assert "| `<StorageDataKey" in storage
     assert "| Deny | AWS: * | s3:* |" in storage

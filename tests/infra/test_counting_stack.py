@@ -28,6 +28,16 @@ def template() -> Template:
     return Template.from_stack(counting)
 
 
+TILING_VARIABLES = (
+    "TILING",
+    "TILE_OVERLAP",
+    "TILING_AUTO_MULTIPLE",
+    "TILE_MERGE",
+    "WHOLE_IMAGE_PASS",
+    "MARK_TILES",
+)
+
+
 def counter_function(template: Template) -> dict:
     functions = template.find_resources(
         "AWS::Lambda::Function",
@@ -136,6 +146,17 @@ def test_counter_function_is_traced_logged_and_configured(template):
     # 2 functions x 3 images each = the endpoint's MaxConcurrency of 6.
     assert environment["IMAGES_IN_FLIGHT"] == "3"
     assert environment["PAYLOAD_SCALE"] == "2"
+    # Tiling off by default, at the default tiler settings, and the untiled memory.
+    assert {name: environment[name] for name in TILING_VARIABLES} == {
+        "TILING": "off",
+        "TILE_OVERLAP": "0.2",
+        "TILING_AUTO_MULTIPLE": "3.0",
+        "TILE_MERGE": "merge",
+        "WHOLE_IMAGE_PASS": "true",
+        "MARK_TILES": "false",
+    }
+    assert "TILE_SIDE" not in environment  # the model's image_shape
+    assert properties["MemorySize"] == 1024
     assert environment["DATA_BUCKET"]["Fn::Join"][1][0] == "object-counting-dev-data-"
     assert set(environment) >= {"QUEUE_URL", "DEAD_LETTER_QUEUE_URL"}
     assert len(properties["Layers"]) == 2  # Powertools (public) and Pillow
@@ -152,7 +173,10 @@ def test_counter_may_only_do_what_it_needs(template):
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     }
     assert statements["ReadIncomingImages"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert statements["WriteResultsAndAnnotatedImages"]["Action"] == "s3:PutObject"
+    assert statements["WriteResultsAndAnnotatedImages"]["Action"] == [
+        "s3:GetObject",
+        "s3:PutObject",
+    ]
     assert statements["InvokeTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
     # Sends a message again or dead-letters it itself: the intake queue and its DLQ only.
     assert statements["SendAgainOrDeadLetter"]["Action"] == "sqs:SendMessage"
@@ -220,3 +244,27 @@ def test_a_matching_product_is_accepted():
         )
     )
     assert config.counter.max_concurrency * config.counter.images_in_flight == 20
+
+
+def test_a_tiling_counter_gets_its_settings_and_memory_for_native_decoding():
+    app, config, storage, env = app_with_storage(
+        **{
+            "counting.counter.tiling.mode": "auto",
+            "counting.counter.tiling.tile_side": "640",
+            "counting.counter.tiling.merge": "nms",
+            "counting.counter.mark_tiles": "true",
+        }
+    )
+    counting = CountingStack(
+        app, f"{config.prefix}-counting", config=config, storage=storage, env=env
+    )
+    properties = counter_function(Template.from_stack(counting))["Properties"]
+    environment = properties["Environment"]["Variables"]
+    assert {name: environment[name] for name in ("TILING", "TILE_SIDE", "TILE_MERGE")} == {
+        "TILING": "auto",
+        "TILE_SIDE": "640",
+        "TILE_MERGE": "nms",
+    }
+    assert environment["MARK_TILES"] == "true"
+    # A 160 MP JPEG decoded natively is 640 MB (4 bytes a pixel): 2,048 MB, not 1,024.
+    assert properties["MemorySize"] == 2048

@@ -54,6 +54,17 @@ def test_the_counter_asset_leaves_out_the_modules_it_does_not_import():
     for module in ("labeling", "manifest", "coco", "training"):
         assert f"counting_core/{module}.py" not in files
     assert "counting_core/counts/predictions.py" in files
+    # The adapters it writes and resends through; bulk counting's S3 JSON files are not its.
+    assert {"adapters/result_store.py", "adapters/redelivery.py"} <= files
+    assert "adapters/objects.py" not in files
+
+
+def test_the_adapters_reach_only_the_functions_that_import_them():
+    # A pipeline step takes its client policy, not the counting functions' result store.
+    evaluation = python_files(package_code("evaluate_counts"))
+    assert "adapters/clients.py" in evaluation
+    assert "adapters/result_store.py" not in evaluation
+    assert "adapters/objects.py" in python_files(package_code("bulk_counter"))
 
 
 @pytest.mark.parametrize("name", HANDLERS)
@@ -67,7 +78,7 @@ def test_every_module_the_handler_reaches_is_in_its_asset(name):
         "import modulefinder, sys; asset = sys.argv[1]; "
         "finder = modulefinder.ModuleFinder(path=[asset]); "
         f"finder.run_script(asset + '/lambdas/{name}/handler.py'); "
-        "ours = ('counting_core', 'counting', 'lambdas', 'stacks'); "
+        "ours = ('counting_core', 'adapters', 'counting', 'lambdas', 'stacks'); "
         "missing = [m for m in finder.badmodules if m.split('.')[0] in ours]; "
         "outside = [m.__file__ for k, m in finder.modules.items() "
         "if k.split('.')[0] in ours and m.__file__ and not m.__file__.startswith(asset)]; "

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.synth  # every test here builds the CDK app
 
 @pytest.fixture(scope="module")
 def stacks():
-    return build_app(**{"counting.alerts.emails": '["ops@example.com"]'})[1]
+    return build_app(
+        **{"counting.alerts.emails": '["ops@example.com"]', "counting.workforce.enabled": "true"}
+    )[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_queue_age_alarm(template):
 
 
 def test_without_the_workforce_there_is_no_labeling_dead_letters_alarm():
-    stacks = build_app(**{"counting.workforce.enabled": "false"})[1]
+    stacks = build_app()[1]  # the workforce is off by default
     assert "labeling" not in stacks
     alarms = alarms_by_name(Template.from_stack(stacks["monitoring"]))
     assert "LabelingDeadLetters" not in alarms

@@ -9,9 +9,12 @@ from tests.infra.synth import build_app
 
 pytestmark = pytest.mark.synth  # every test here builds the CDK app
 
+# The workforce (off by default) holds the labelers' user pool, a store of data too.
+WITH_WORKFORCE = {"counting.workforce.enabled": "true"}
+
 
 def test_prod_protects_stateful_stacks_and_retains_data():
-    _, stacks = build_app(stage="prod")
+    _, stacks = build_app(stage="prod", **WITH_WORKFORCE)
     assert stacks["storage"].termination_protection
     assert stacks["counting"].termination_protection
     assert not stacks["alerts"].termination_protection
@@ -51,7 +54,7 @@ def deletion_policies(stacks, resource_type, stack):
 
 
 def test_make_destroy_removes_a_dev_stage_so_it_can_be_deployed_again_under_its_names():
-    _, stacks = build_app()
+    _, stacks = build_app(**WITH_WORKFORCE)
     assert not stacks["storage"].termination_protection
     # The idempotency table is always deleted; the results table follows the stage.
     assert deletion_policies(stacks, "AWS::DynamoDB::Table", "counting") == {"Delete"}
@@ -68,7 +71,7 @@ def test_make_destroy_removes_a_dev_stage_so_it_can_be_deployed_again_under_its_
 
 
 def test_prod_keeps_every_store_of_data_and_protects_the_results_table():
-    _, stacks = build_app(stage="prod")
+    _, stacks = build_app(stage="prod", **WITH_WORKFORCE)
     for resource_type, stack in STATEFUL[:2] + STATEFUL[3:]:
         assert deletion_policies(stacks, resource_type, stack) == {"Retain"}, resource_type
     storage = Template.from_stack(stacks["storage"])
@@ -80,7 +83,7 @@ def test_prod_keeps_every_store_of_data_and_protects_the_results_table():
 
 
 def test_every_tagged_resource_of_every_stack_carries_project_stage_and_cost_centre():
-    _, stacks = build_app()
+    _, stacks = build_app(**WITH_WORKFORCE)
     expected = {"project": "object-counting", "stage": "dev", "cost-centre": "object-counting"}
     tagged = 0
     for stack in stacks.values():
@@ -97,7 +100,7 @@ def test_every_tagged_resource_of_every_stack_carries_project_stage_and_cost_cen
 
 @pytest.mark.parametrize(("setting", "policy"), [("retain", "Retain"), ("destroy", "Delete")])
 def test_log_groups_are_kept_or_deleted_with_the_data(setting, policy):
-    _, stacks = build_app(**{"counting.storage.removal_policy": setting})
+    _, stacks = build_app(**{"counting.storage.removal_policy": setting, **WITH_WORKFORCE})
     log_groups = [
         resource
         for stack in stacks.values()

@@ -436,7 +436,7 @@ def test_the_champion_gate_deploys_a_first_model_or_one_no_worse(states):
     assert gate["Choices"] == [
         {"Variable": "$.evaluation.champion", "IsNull": True, "Next": "CreateEndpointConfig"},
         {
-            "Variable": "$.evaluation.mae",
+            "Variable": "$.evaluation.champion.challengerMae",
             "NumericLessThanEqualsPath": "$.evaluation.champion.mae",
             "Next": "CreateEndpointConfig",
         },

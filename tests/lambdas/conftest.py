@@ -88,24 +88,21 @@ def make_bucket(name: str) -> None:
 
 @pytest.fixture
 def counter(aws, monkeypatch, request):
-    """The counter handler under moto: (handler module, recorder of the messages it sent).
+    """The counter under moto, built as the function builds it: (Counter, its recorded sends).
 
-    Imported with a configured threshold of "0.2" unless a test gives ``(configured
-    threshold or None, active-model record)`` as the fixture's parameter.
+    Configured with a threshold of "0.2" unless a test gives ``(configured threshold or None,
+    active-model record)`` as the fixture's parameter.
     """
-    from tests.lambdas.counter_harness import create_resources, environment, load_handler
+    from tests.lambdas.counter_harness import (
+        build_counter,
+        create_resources,
+        powertools_environment,
+    )
 
     configured, active_model = getattr(request, "param", ("0.2", None))
-    environment(monkeypatch)
-    if configured is None:
-        monkeypatch.delenv("SCORE_THRESHOLD", raising=False)
-    else:
-        monkeypatch.setenv("SCORE_THRESHOLD", configured)
+    powertools_environment(monkeypatch)
     create_resources(active_model)
-    module, recorder = load_handler()
-    yield module, recorder
-    module.counting_service.cache_clear()
-    module.message_handler.cache_clear()
+    return build_counter(SCORE_THRESHOLD=configured)
 
 
 # Hand-checked: four boxes, two at or above 0.2 for "car", one for "person", one below.

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from counting_core.contracts import published
+from counting_core.contracts.counter import Environment
+from lambdas.counter.handler import Clients, Counter
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     REGION,
@@ -124,23 +123,60 @@ def validate_send(request: dict[str, Any]) -> None:
         _SQS.send_message(**request)
 
 
-def environment(monkeypatch, *, images_in_flight: int = 3) -> None:
-    monkeypatch.setenv("DATA_BUCKET", BUCKET)
-    monkeypatch.setenv("QUEUE_URL", f"https://sqs.{REGION}.amazonaws.com/123456789012/intake")
-    monkeypatch.setenv(
-        "DEAD_LETTER_QUEUE_URL", f"https://sqs.{REGION}.amazonaws.com/123456789012/dead-letters"
-    )
-    monkeypatch.setenv("IMAGES_IN_FLIGHT", str(images_in_flight))
-    monkeypatch.setenv("PAYLOAD_SCALE", "2")
-    monkeypatch.setenv("RESULTS_TABLE", RESULTS_TABLE)
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", IDEMPOTENCY_TABLE)
-    monkeypatch.setenv("ACTIVE_MODEL_PARAMETER", PARAMETER)
-    monkeypatch.setenv("SCORE_THRESHOLD", "0.2")
-    monkeypatch.setenv("ANNOTATE", "true")
-    monkeypatch.setenv("EVENT_SOURCE", EVENT_SOURCE)
+QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/123456789012/intake"
+DEAD_LETTER_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/123456789012/dead-letters"
+# What the counting stack gives the counter (stacks/components/counter.py), by name.
+ENVIRONMENT = {
+    "DATA_BUCKET": BUCKET,
+    "QUEUE_URL": QUEUE_URL,
+    "DEAD_LETTER_QUEUE_URL": DEAD_LETTER_QUEUE_URL,
+    "IMAGES_IN_FLIGHT": "3",
+    "PAYLOAD_SCALE": "2",
+    "RESULTS_TABLE": RESULTS_TABLE,
+    "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+    "ACTIVE_MODEL_PARAMETER": PARAMETER,
+    "SCORE_THRESHOLD": "0.2",
+    "ANNOTATE": "true",
+    "EVENT_SOURCE": EVENT_SOURCE,
+    "TILING": "off",
+    "TILE_OVERLAP": "0.2",
+    "TILING_AUTO_MULTIPLE": "3",
+    "TILE_MERGE": "merge",
+    "WHOLE_IMAGE_PASS": "true",
+    "MARK_TILES": "false",
+    "POWERTOOLS_SERVICE_NAME": "counter",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+}
+
+
+def powertools_environment(monkeypatch) -> None:
+    """What Powertools reads (the service dimension of metrics, tracing off)."""
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "counter")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ObjectCounting")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+def build_counter(*, sqs: Any = None, **overrides: Any) -> tuple[Counter, SendRecorder]:
+    """A counter over moto's clients, with recorded sends unless ``sqs`` is given.
+
+    ``overrides``: environment variables by name (None leaves one out), or clients by their
+    ``Clients`` field (``sagemaker_runtime=...``).
+    """
+    fields = set(Clients.__dataclass_fields__)
+    variables = {**ENVIRONMENT, **{k: v for k, v in overrides.items() if k not in fields}}
+    environment = Environment.model_validate(
+        {name: value for name, value in variables.items() if value is not None}
+    )
+    recorder = SendRecorder({QUEUE_URL: "intake", DEAD_LETTER_QUEUE_URL: "dead letters"})
+    aws = {
+        "s3": boto3.client("s3", region_name=REGION),
+        "dynamodb": boto3.client("dynamodb", region_name=REGION),
+        "sqs": sqs or recorder,
+        "events": boto3.client("events", region_name=REGION),
+        "ssm": boto3.client("ssm", region_name=REGION),
+        "sagemaker_runtime": boto3.client("sagemaker-runtime", region_name=REGION),
+    }
+    aws.update({k: v for k, v in overrides.items() if k in fields})
+    return Counter(environment, Clients(**aws)), recorder
 
 
 def create_resources(active_model: dict | None = None) -> None:
@@ -156,18 +192,6 @@ def create_resources(active_model: dict | None = None) -> None:
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name=PARAMETER, Value=json.dumps(active_model or ACTIVE_MODEL), Type="String"
     )
-
-
-def load_handler():
-    """Import the handler afresh (it reads its environment at import) with recorded sends."""
-    parameters.clear_caches()  # the active-model record of an earlier test
-    sys.modules.pop("lambdas.counter.handler", None)
-    module = importlib.import_module("lambdas.counter.handler")
-    recorder = SendRecorder(
-        {module.ENV.queue_url: "intake", module.ENV.dead_letter_queue_url: "dead letters"}
-    )
-    module.message_handler()._redelivery._sqs = recorder
-    return module, recorder
 
 
 def answer(response: object) -> dict[str, Any]:

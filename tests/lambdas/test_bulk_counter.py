@@ -6,19 +6,32 @@ endpoint's JSON answer, at ``<output prefix>/<key>.out``); everything else is th
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
-import sys
+import random
+import threading
 from decimal import Decimal
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from PIL import Image
 
-from counting_core.counts.announcements import EventsNotDelivered
+from adapters import result_store
+from counting_core.counts import bulk
+from lambdas.bulk_counter import handler as bulk_module
+from lambdas.bulk_counter.handler import run_step
+from tests.lambdas.bulk_harness import (
+    ANSWER,
+    BUCKET,
+    ENVIRONMENT,
+    MODEL,
+    RESULTS_TABLE,
+    RUN,
+    SOURCE,
+    build_bulk,
+)
 from tests.lambdas.conftest import (
-    HAND_CHECKED_RESPONSE,
     REGION,
     emitted,
     image_bytes,
@@ -26,18 +39,6 @@ from tests.lambdas.conftest import (
     make_results_table,
 )
 from tests.schema_checks import assert_valid, capture_result_events, sqs_events
-
-BUCKET = "object-counting-dev-data-123456789012-us-east-1"
-RESULTS_TABLE = "results"
-SOURCE = "object-counting-dev.counting"
-RUN = "object-counting-dev-bulk-1a2b3c4d"
-MODEL = {
-    "endpoint_name": "object-counting-dev-counter",
-    "endpoint_config_name": "object-counting-dev-20261101-090000-0f0f0f",
-    "model_name": "object-counting-dev-20261101-090000-0f0f0f",
-    "class_map": {"0": "car", "1": "person"},
-}
-ANSWER = HAND_CHECKED_RESPONSE
 
 
 def jpeg_with_exif() -> bytes:
@@ -52,21 +53,13 @@ def jpeg_with_exif() -> bytes:
 
 @pytest.fixture
 def handler(aws, monkeypatch):
-    monkeypatch.setenv("DATA_BUCKET", BUCKET)
-    monkeypatch.setenv("RESULTS_TABLE", RESULTS_TABLE)
-    monkeypatch.setenv("SCORE_THRESHOLD", "0.2")
-    monkeypatch.setenv("ANNOTATE", "true")
-    monkeypatch.setenv("MAX_PAYLOAD_BYTES", str(6 * 1024 * 1024))
-    monkeypatch.setenv("EVENT_SOURCE", SOURCE)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "bulk-counting")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ObjectCounting")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # An image's later attempts follow at once here.
+    monkeypatch.setattr(result_store, "ATTEMPT_BACKOFF_SECONDS", 0)
     make_bucket(BUCKET)
     make_results_table(RESULTS_TABLE)
-    sys.modules.pop("lambdas.bulk_counter.handler", None)
-    module = importlib.import_module("lambdas.bulk_counter.handler")
-    yield module
-    module.bulk_counter.cache_clear()
+    return build_bulk()
 
 
 @pytest.fixture
@@ -90,12 +83,19 @@ def listing(prefix: str) -> list[dict]:
     return json.loads(json.dumps(contents, default=str))
 
 
+def keys_under(prefix: str) -> set[str]:
+    return {
+        item["Key"]
+        for item in s3().list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    }
+
+
 def read_json(key: str) -> dict:
     return json.loads(s3().get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def invoke(handler, lambda_context, **request):
-    return handler.main({"run": RUN, **request}, lambda_context)
+    return run_step(handler, {"run": RUN, **request})
 
 
 def backlog() -> dict[str, dict]:
@@ -225,13 +225,16 @@ def test_images_this_model_counted_are_skipped_and_a_new_model_counts_them(handl
 
 
 def test_an_image_too_large_for_the_transform_is_rejected_without_reading_it_whole(
-    handler, monkeypatch, lambda_context
+    handler, lambda_context
 ):
-    monkeypatch.setattr(handler.bulk_counter(), "_max_payload", 100)
     put("archive/big.png", image_bytes(size=(400, 400)))
 
     report = invoke(
-        handler, lambda_context, action="select", model=MODEL, items=listing("archive/")
+        build_bulk(MAX_PAYLOAD_BYTES="100"),
+        lambda_context,
+        action="select",
+        model=MODEL,
+        items=listing("archive/"),
     )
 
     assert (report["rejected"], report["selected"]) == (1, 0)
@@ -240,21 +243,241 @@ def test_an_image_too_large_for_the_transform_is_rejected_without_reading_it_who
     assert "upload it under incoming/" in reason
 
 
-def test_events_that_cannot_be_published_fail_the_batch_before_its_table_items(
+def test_a_key_too_long_for_its_results_is_rejected_before_the_transform(handler, lambda_context):
+    # results/ + key + .json: 1,025 bytes, one more than S3 takes.
+    key = "archive/" + "k" * (1024 - len("results/") - len(".json") - len("archive/") - 3) + ".png"
+    put(key, image_bytes())
+
+    report = invoke(
+        handler, lambda_context, action="select", model=MODEL, items=listing("archive/")
+    )
+
+    assert (report["rejected"], report["selected"]) == (1, 0)
+    (item,) = table().scan()["Items"]
+    assert item["reason"].startswith("key too long to count: results/ key would be 1025 bytes")
+    assert keys_under("results/") == set()
+
+
+class RefusingBus:
+    """EventBridge refusing every entry for one image, accepting the others."""
+
+    def __init__(self, refused_image: str) -> None:
+        self.client = boto3.client("events", region_name=REGION)
+        self.refused_image = refused_image
+
+    def put_events(self, Entries):
+        answers = []
+        for entry in Entries:
+            if json.loads(entry["Detail"])["image"] == self.refused_image:
+                answers.append({"ErrorCode": "InternalFailure", "ErrorMessage": "no"})
+            else:
+                answers.extend(self.client.put_events(Entries=[entry])["Entries"])
+        failed = sum("ErrorCode" in answer for answer in answers)
+        return {"FailedEntryCount": failed, "Entries": answers}
+
+
+def outputs(*names: str) -> list[dict]:
+    for name in names:
+        put(f"archive/{name}.png", image_bytes())
+        put(f"bulk/{RUN}/outputs/archive/{name}.png.out", json.dumps(ANSWER).encode())
+    return listing(f"bulk/{RUN}/outputs/")
+
+
+def test_an_image_whose_event_is_refused_fails_alone(
+    handler, results_bus, monkeypatch, lambda_context
+):
+    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
+    items = outputs("a", "b", "c")
+    refusing = build_bulk(events=RefusingBus(f"s3://{BUCKET}/archive/b.png"))
+
+    report = invoke(refusing, lambda_context, action="count", model=MODEL, items=items)
+
+    assert (report["counted"], report["failed"]) == (2, 1)
+    finished = {i["image"] for i in table().scan()["Items"] if "unfinished" not in i}
+    assert finished == {f"s3://{BUCKET}/archive/a.png", f"s3://{BUCKET}/archive/c.png"}
+    assert {event["detail"]["image"] for event in results_bus()} == finished
+
+
+class FailingResultPuts:
+    """S3 failing every put of one image's result document."""
+
+    def __init__(self, key: str) -> None:
+        self.client = boto3.client("s3", region_name=REGION)
+        self.key = key
+        self.failed = 0
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != "put_object":
+            return call
+
+        def put_object(**request):
+            if request["Key"] == self.key:
+                self.failed += 1
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "no"}}, name)
+            return call(**request)
+
+        return put_object
+
+
+def test_an_image_whose_writes_keep_failing_is_tried_again_then_failed_alone(
+    handler, results_bus, lambda_context, capsys
+):
+    items = outputs("a", "b")
+    s3 = FailingResultPuts("results/archive/b.png.json")
+    failing = build_bulk(s3=s3)
+
+    report = invoke(failing, lambda_context, action="count", model=MODEL, items=items)
+    summary = invoke(
+        failing,
+        lambda_context,
+        action="summarize",
+        prefix="archive/",
+        model_name=MODEL["model_name"],
+        transform={"TransformJobStatus": "Completed"},
+    )
+
+    assert (report["counted"], report["failed"]) == (1, 1)
+    assert s3.failed == 3  # lambdas.bulk_counter.service.WRITE_ATTEMPTS
+    # The summary counts what the table holds finished, and what was announced.
+    finished = [i for i in table().scan()["Items"] if "unfinished" not in i]
+    assert summary["counted"] == len(finished) == 1
+    assert [event["detail"]["image"] for event in results_bus()] == [f"s3://{BUCKET}/archive/a.png"]
+    assert emitted(capsys, "ImagesCounted") == 1
+
+
+def test_a_batch_run_again_neither_announces_nor_measures_twice(
+    handler, results_bus, lambda_context, capsys
+):
+    # The Distributed Map retries a batch whose Lambda finished but whose answer was lost.
+    items = outputs("a", "b")
+
+    first = invoke(handler, lambda_context, action="count", model=MODEL, items=items)
+    again = invoke(handler, lambda_context, action="count", model=MODEL, items=items)
+
+    assert first == again
+    assert (again["counted"], again["objects_by_class"]) == (2, {"car": 4, "person": 2})
+    assert len(results_bus()) == 2
+    assert emitted(capsys, "ImagesCounted") == 2
+
+
+def test_one_corrupt_image_loses_its_annotated_copy_not_its_batch(handler, lambda_context):
+    # The header says 640 x 480, the second half is cut off: sized, counted, not drawable.
+    noise = Image.frombytes("RGB", (640, 480), random.Random(7).randbytes(640 * 480 * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="JPEG")
+    put("archive/cut.jpg", buffer.getvalue()[: buffer.tell() // 2])
+    put(f"bulk/{RUN}/outputs/archive/cut.jpg.out", json.dumps(ANSWER).encode())
+    items = outputs("a")
+
+    report = invoke(handler, lambda_context, action="count", model=MODEL, items=items)
+
+    assert (report["counted"], report["failed"]) == (2, 0)
+    assert keys_under("annotated/") == {"annotated/archive/a.png.png"}
+    assert read_json("results/archive/cut.jpg.json")["count"] == 3
+
+
+def test_the_annotated_copy_is_drawn_at_bounded_resolution(handler, lambda_context):
+    buffer = io.BytesIO()
+    Image.new("RGB", (6000, 1500), (30, 90, 40)).save(buffer, format="JPEG")
+    put("archive/wide.jpg", buffer.getvalue())
+    put(f"bulk/{RUN}/outputs/archive/wide.jpg.out", json.dumps(ANSWER).encode())
+
+    invoke(handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/"))
+
+    annotated = s3().get_object(Bucket=BUCKET, Key="annotated/archive/wide.jpg.png")["Body"]
+    # At most 4,096 px on the longest side (results.ANNOTATED_MAX_SIDE): the 6,000 px wide
+    # picture drawn on 4,096 px wide (its legend may add a strip below it).
+    assert Image.open(annotated).width == 4096
+    assert read_json("results/archive/wide.jpg.json")["image_size"] == {
+        "width": 6000,
+        "height": 1500,
+    }
+
+
+def test_an_output_larger_than_an_endpoint_may_answer_is_failed_unread(handler, lambda_context):
+    put("archive/dense.png", image_bytes())
+    key = f"bulk/{RUN}/outputs/archive/dense.png.out"
+    put(key, b" " * (bulk.MAX_OUTPUT_BYTES + 1))
+    reads = []
+
+    class Watching:
+        client = boto3.client("s3", region_name=REGION)
+
+        def __getattr__(self, name):
+            call = getattr(self.client, name)
+            if name != "get_object":
+                return call
+            return lambda **request: reads.append(request["Key"]) or call(**request)
+
+    report = invoke(
+        build_bulk(s3=Watching()), lambda_context, action="count", model=MODEL, items=listing(key)
+    )
+
+    assert (report["counted"], report["failed"]) == (0, 1)
+    assert key not in reads
+
+
+class OverlapWatch:
+    """S3 that tracks outputs read whose result document is not written yet."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("s3", region_name=REGION)
+        self.lock = threading.Lock()
+        self.open = 0
+        self.most = 0
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name not in ("get_object", "put_object"):
+            return call
+
+        def watched(**request):
+            with self.lock:
+                if name == "get_object" and request["Key"].endswith(".out"):
+                    self.open += 1
+                    self.most = max(self.most, self.open)
+                elif name == "put_object" and request["Key"].startswith("results/"):
+                    self.open -= 1
+            return call(**request)
+
+        return watched
+
+
+def test_large_outputs_are_post_processed_one_at_a_time(handler, lambda_context):
+    # Outputs of 60 % of the bytes a function post-processes at once: no two fit together.
+    size = bulk.OUTPUT_BYTES_IN_FLIGHT * 6 // 10
+    for name in "abcd":
+        put(f"archive/{name}.png", image_bytes())
+        body = json.dumps(ANSWER).encode()
+        put(f"bulk/{RUN}/outputs/archive/{name}.png.out", body + b" " * (size - len(body)))
+    watch = OverlapWatch()
+
+    report = invoke(
+        build_bulk(s3=watch, ANNOTATE="false"),
+        lambda_context,
+        action="count",
+        model=MODEL,
+        items=listing(f"bulk/{RUN}/outputs/"),
+    )
+
+    assert report["counted"] == 4
+    assert watch.most == 1
+
+
+def test_the_function_builds_its_counter_from_its_environment_on_first_use(
     handler, monkeypatch, lambda_context
 ):
-    put("archive/a.png", image_bytes())
-    put(f"bulk/{RUN}/outputs/archive/a.png.out", json.dumps(ANSWER).encode())
-    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
-    monkeypatch.setattr(handler.bulk_counter(), "_put_events", lambda **_: refused)
-    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
-
-    with pytest.raises(EventsNotDelivered, match="1 result events not delivered"):
-        invoke(handler, lambda_context, action="count", model=MODEL, items=listing(f"bulk/{RUN}/"))
-
-    # The result is written (and rewritten by the retry); the table does not claim it yet.
-    assert read_json("results/archive/a.png.json")["count"] == 3
-    assert table().scan()["Items"] == []
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    bulk_module.bulk_counter.cache_clear()
+    try:
+        answer = bulk_module.main({"run": RUN, "action": "manifest"}, lambda_context)
+        assert answer == {"selected": 0, "uri": f"s3://{BUCKET}/bulk/{RUN}/transform.manifest"}
+        assert bulk_module.bulk_counter() is bulk_module.bulk_counter()
+    finally:
+        bulk_module.bulk_counter.cache_clear()
 
 
 def test_outputs_at_the_models_cap_are_flagged_reported_and_measured(
@@ -300,4 +523,26 @@ def test_an_output_the_model_garbled_is_failed_not_counted(handler, lambda_conte
 
 def test_a_request_of_unknown_shape_is_refused_by_name(handler, lambda_context):
     with pytest.raises(ValueError, match="action"):
-        handler.main({"run": RUN, "action": "delete"}, lambda_context)
+        run_step(handler, {"run": RUN, "action": "delete"})
+
+
+def test_an_event_of_thousands_of_classes_is_trimmed_not_failing_its_batch(
+    handler, results_bus, lambda_context
+):
+    # 4,000 classes of 70-character names, one box each: the full counts are about 300 KB,
+    # more than PutEvents takes; the event keeps the biggest classes within 64 KB.
+    classes = 4000
+    model = {**MODEL, "class_map": {str(n): f"{n:04d}-" + "x" * 65 for n in range(classes)}}
+    put("archive/crowd.png", image_bytes())
+    answer = {"prediction": [[n, 0.9, 0.1, 0.1, 0.2, 0.2] for n in range(classes)]}
+    put(f"bulk/{RUN}/outputs/archive/crowd.png.out", json.dumps(answer).encode())
+
+    report = invoke(
+        handler, lambda_context, action="count", model=model, items=listing(f"bulk/{RUN}/")
+    )
+
+    assert (report["counted"], report["failed"]) == (1, 0)
+    (event,) = results_bus()
+    # "<70 characters>":1 plus a comma: 75 bytes each; 64 KB hold 873 of them.
+    assert len(event["detail"]["by_class"]) == 65_536 // 75
+    assert event["detail"]["classes_in_result_only"] == classes - 65_536 // 75

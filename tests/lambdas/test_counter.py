@@ -10,25 +10,23 @@ from __future__ import annotations
 import ast
 import io
 import json
+import threading
 from decimal import Decimal
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as persistence
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from PIL import Image
 from pydantic import ValidationError
 
+from adapters import clients
 from counting_core.constants import IMAGE_WORST_CASE_SECONDS
-from counting_core.contracts.published import CountedDocument
+from counting_core.contracts.counter import Environment
 from counting_core.imaging import images
 from counting_core.uploads import cold_start, delivery, failures
-from counting_core.uploads.failures import Verdict
-from lambdas.counter import service as counter_service
+from counting_core.uploads.failures import Fate
+from lambdas.counter import handler as counter_module
 from stacks.config import CounterSettings
 from tests.conftest import ROOT
 from tests.lambdas.conftest import REGION, emitted, image_bytes
@@ -37,11 +35,15 @@ from tests.lambdas.counter_harness import (
     BUCKET,
     DEFAULT_TIMEOUT_MS,
     EVENT_SOURCE,
+    IDEMPOTENCY_TABLE,
     PARAMETER,
     RESPONSE,
+    RESULTS_TABLE,
     FakeTime,
     TimedContext,
+    answer,
     answers,
+    build_counter,
     idempotency_items,
     keys_under,
     read_json,
@@ -68,37 +70,49 @@ def lambda_context() -> TimedContext:
 
 
 @pytest.fixture
-def handler(counter):
-    return counter[0]
-
-
-@pytest.fixture
-def sent(counter):
-    return counter[1]
-
-
-@pytest.fixture
-def endpoint(handler):
-    """The endpoint's answers, queued in order.
+def runtime():
+    """The SageMaker Runtime client the counter calls, its answers queued in order.
 
     moto 5.2.5's sagemaker-runtime cannot take a binary (image) request body, so the
     endpoint is botocore's Stubber, which also checks each request against the API model.
     """
-    with Stubber(handler.counting_service()._runtime) as stub:
-        yield stub
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(client) as stub:
+        yield client, stub
         stub.assert_no_pending_responses()
 
 
-def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_context):
+@pytest.fixture
+def endpoint(runtime):
+    return runtime[1]
+
+
+@pytest.fixture
+def built(counter, runtime):
+    """The counter calling the stubbed endpoint, and its recorded sends."""
+    threshold = counter[0].environment.score_threshold
+    return build_counter(SCORE_THRESHOLD=threshold, sagemaker_runtime=runtime[0])
+
+
+@pytest.fixture
+def handler(built):
+    return built[0]
+
+
+@pytest.fixture
+def sent(built):
+    return built[1]
+
+
+def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_context, capsys):
     event = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
     answers(endpoint, RESPONSE)
-    counter = handler.counting_service()
     calls = []
-    original = counter.count
-    counter.count = lambda image: calls.append(image) or original(image)
+    original = handler.service.count
+    handler.service.count = lambda image: calls.append(image) or original(image)
 
-    first = handler.main(sqs_event(event), lambda_context)
-    second = handler.main(sqs_event(event), lambda_context)
+    first = handler.process(sqs_event(event), lambda_context)
+    second = handler.process(sqs_event(event), lambda_context)
 
     assert first == {"batchItemFailures": []}
     assert second == {"batchItemFailures": []}
@@ -118,10 +132,12 @@ def test_an_image_delivered_twice_is_counted_once(handler, endpoint, lambda_cont
     assert items[0]["image"] == f"s3://{BUCKET}/incoming/street/cam1.png"
     assert items[0]["count"] == 3
     assert items[0]["by_class"] == {"car": 2, "person": 1}
+    assert "unfinished" not in items[0]
     annotated = boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key="annotated/street/cam1.png.png"
     )
     assert annotated["Body"].read().startswith(b"\x89PNG")
+    assert emitted(capsys, "ImagesCounted") == 1
 
 
 CALIBRATED = {**ACTIVE_MODEL, "best_threshold": 0.6}
@@ -142,7 +158,7 @@ def test_the_threshold_and_its_origin_are_recorded(handler, endpoint, lambda_con
     event = json.dumps(upload("incoming/street/cam2.png", image_bytes()))
     answers(endpoint, RESPONSE)
 
-    assert handler.main(sqs_event(event), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(event), lambda_context) == {"batchItemFailures": []}
 
     result = read_json("results/street/cam2.png.json")
     assert (result["threshold"], result["threshold_origin"], result["count"]) == expected
@@ -157,10 +173,29 @@ def test_images_are_counted_concurrently_and_each_once(handler, endpoint, lambda
     for _ in keys:
         answers(endpoint, RESPONSE)
 
-    response = handler.main(sqs_event(*bodies, *bodies), lambda_context)
+    response = handler.process(sqs_event(*bodies, *bodies), lambda_context)
 
     assert response == {"batchItemFailures": []}
     assert {item["image"] for item in table_items()} == {f"s3://{BUCKET}/{key}" for key in keys}
+
+
+def test_the_function_builds_its_counter_from_its_environment_on_first_use(
+    counter, monkeypatch, lambda_context
+):
+    # What Lambda runs: nothing read at import; the environment read once, at the first call.
+    from tests.lambdas.counter_harness import ENVIRONMENT
+
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    counter_module.counter.cache_clear()
+    try:
+        body = json.dumps(upload("incoming/site-7/", b""))  # a folder marker: ignored
+        assert counter_module.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+        assert counter_module.counter() is counter_module.counter()
+        assert counter_module.counter().environment.queue_url == ENVIRONMENT["QUEUE_URL"]
+    finally:
+        counter_module.counter.cache_clear()
 
 
 # --- The failure table, row by row through the handler. -------------------------------------
@@ -220,6 +255,14 @@ def uncountable_key() -> str:
     return "incoming/" + "k" * (1024 - len("incoming/") - len(".jpg") - 4) + ".jpg"
 
 
+def png_of_pixels(pixels: int) -> bytes:
+    """A PNG with a little more than ``pixels`` pixels: one bit each, so it stays small."""
+    side = int(pixels**0.5) + 1
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 REJECTIONS = {
     "Name not ending in .jpg, .jpeg, .jpe, .jfif or .png": (
         "incoming/report.pdf",
@@ -247,9 +290,10 @@ REJECTIONS = {
     ),
     "More pixels than the limit for its format": (
         "incoming/huge.png",
-        image_bytes("PNG", (300, 200)),
-        "pixels",
-        "may have at most",
+        # The PNG limit is 50 MP (counting_core.imaging.images.MAX_PNG_PIXELS).
+        png_of_pixels(50_000_000),
+        None,
+        "a PNG image may have at most 50 megapixels",
     ),
     "Corrupt or truncated image": (
         "incoming/cut.jpg",
@@ -277,18 +321,12 @@ REJECTIONS = {
 
 
 @pytest.mark.parametrize("rule", list(REJECTIONS))
-def test_rejections_are_recorded_once_and_not_retried(
-    handler, sent, lambda_context, monkeypatch, rule
-):
+def test_rejections_are_recorded_once_and_not_retried(counter, lambda_context, rule):
     key, data, fault, reason = REJECTIONS[rule]
-    service = handler.counting_service()
-    if fault == "pixels":
-        monkeypatch.setitem(images._MAX_PIXELS, "png", 1000)
-    elif fault is not None:
-        service._runtime = fault
+    handler, sent = build_counter(**({"sagemaker_runtime": fault} if fault else {}))
     event = sqs_event(json.dumps(upload(key, data)))
 
-    assert handler.main(event, lambda_context) == {"batchItemFailures": []}
+    assert handler.process(event, lambda_context) == {"batchItemFailures": []}
 
     assert sent.sent == []
     (item,) = table_items()
@@ -299,7 +337,7 @@ def test_rejections_are_recorded_once_and_not_retried(
     )
     assert (keys_under("results/") != set()) == json_written
     assert keys_under("annotated/") == set()
-    assert rule_for(rule).verdict is Verdict.REJECTED
+    assert rule_for(rule).fate is Fate.REJECTED
 
 
 def test_a_deleted_object_is_rejected(handler, sent, lambda_context):
@@ -308,9 +346,13 @@ def test_a_deleted_object_is_rejected(handler, sent, lambda_context):
         Bucket=BUCKET, Key="incoming/gone.jpg", VersionId=event["detail"]["object"]["version-id"]
     )
 
-    assert handler.main(sqs_event(json.dumps(event)), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(json.dumps(event)), lambda_context) == {
+        "batchItemFailures": []
+    }
 
     assert "deleted before it was counted (NoSuchVersion)" in table_items()[0]["reason"]
+    # The key has no version left: its result is written, as nothing newer holds the key.
+    assert read_json("results/gone.jpg.json")["status"] == "rejected"
     assert sent.sent == []
 
 
@@ -318,13 +360,13 @@ def test_an_upload_over_the_size_limit_is_refused_unread(handler, lambda_context
     monkeypatch.setattr(images, "MAX_UPLOAD_BYTES", 100)
     event = sqs_event(json.dumps(upload("incoming/big.jpg", jpeg())))
 
-    handler.main(event, lambda_context)
+    handler.process(event, lambda_context)
 
     assert "at most 100 bytes are counted" in table_items()[0]["reason"]
 
 
-def throttled(handler):
-    handler.counting_service()._runtime = FailingEndpoint(client_error("ThrottlingException", 400))
+def throttled() -> FailingEndpoint:
+    return FailingEndpoint(client_error("ThrottlingException", 400))
 
 
 RETRIED = {
@@ -352,36 +394,33 @@ def assert_retried_once(sent, body: str) -> None:
     (copy,) = sent.sent
     assert copy.queue == "intake"
     assert copy.body == body
-    assert copy.delay_seconds == delivery.RETRY_DELAY_SECONDS
+    # The first retry waits 30 s (then 60, 120, 240: a cold start's 3 minutes pass).
+    assert copy.delay_seconds == 30
     assert copy.attributes[delivery.FAILURES_ATTRIBUTE] == "1"
-    assert table_items() == []
+    assert [item for item in table_items() if "unfinished" not in item] == []
     assert idempotency_items() == []  # released: the copy counts the image
 
 
 @pytest.mark.parametrize(("rule", "error"), RETRIED_CASES, ids=lambda value: str(value)[:40])
-def test_endpoint_failures_are_retried_as_a_new_message(handler, sent, lambda_context, rule, error):
-    handler.counting_service()._runtime = FailingEndpoint(error)
+def test_endpoint_failures_are_retried_as_a_new_message(counter, lambda_context, rule, error):
+    handler, sent = build_counter(sagemaker_runtime=FailingEndpoint(error))
     body = json.dumps(upload("incoming/a.jpg", jpeg()))
 
     # The original is settled (deleted by Lambda); its copy carries the failure.
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 
     assert_retried_once(sent, body)
-    assert rule_for(rule).verdict is Verdict.RETRIED
+    assert rule_for(rule).fate is Fate.RETRIED
 
 
-def break_answer(handler):
-    handler.counting_service()._runtime = AnsweringEndpoint(b'{"error": "model not loaded"}')
-
-
-def break_model_record(handler):
+def break_model_record(value: str = "{not json") -> None:
     boto3.client("ssm", region_name=REGION).put_parameter(
-        Name=PARAMETER, Value="{not json", Type="String", Overwrite=True
+        Name=PARAMETER, Value=value, Type="String", Overwrite=True
     )
 
 
-def deny_reads(handler):
-    s3 = handler.counting_service()._s3
+def s3_denying_reads():
+    s3 = boto3.client("s3", region_name=REGION)
     stub = Stubber(s3)
     stub.add_client_error(
         "get_object",
@@ -390,39 +429,78 @@ def deny_reads(handler):
         expected_params={"Bucket": BUCKET, "Key": "incoming/a.jpg", "VersionId": ANY},
     )
     stub.activate()
+    return s3
 
 
-def fail_table_writes(handler):
-    dynamodb = handler.counting_service()._dynamodb
-    stub = Stubber(dynamodb)
-    stub.add_client_error(
-        "put_item",
-        "ProvisionedThroughputExceededException",
-        http_status_code=400,
-        expected_params={"TableName": "results", "Item": ANY},
+class FailingWrites:
+    """A client whose ``operation`` fails on ``target`` (a table, or a key prefix) every time,
+    or its first ``times`` times, for requests ``when`` picks; all else goes to the real one."""
+
+    def __init__(
+        self, client, operation: str, target: str, times: int | None = None, when=None
+    ) -> None:
+        self.client = client
+        self.operation = operation
+        self.target = target
+        self.times = times
+        self.when = when or (lambda request: True)
+        self.failed = 0
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != self.operation:
+            return call
+
+        def failing(**request):
+            aimed = request.get("TableName", "") == self.target or request.get(
+                "Key", ""
+            ).startswith(self.target)
+            if aimed and self.when(request) and (self.times is None or self.failed < self.times):
+                self.failed += 1
+                raise ClientError(
+                    {"Error": {"Code": "InternalServerError", "Message": "injected"}}, name
+                )
+            return call(**request)
+
+        return failing
+
+
+def dynamodb_failing(
+    operation: str, table: str, times: int | None = None, when=None
+) -> FailingWrites:
+    return FailingWrites(
+        boto3.client("dynamodb", region_name=REGION), operation, table, times, when
     )
-    stub.activate()
+
+
+def s3_failing_puts(prefix: str) -> FailingWrites:
+    return FailingWrites(boto3.client("s3", region_name=REGION), "put_object", prefix)
 
 
 OTHER_RETRIED = {
-    "Endpoint answer not in the documented `prediction` shape": break_answer,
-    "No active model yet, or its record unreadable": break_model_record,
-    "Reading the image fails otherwise (access denied, KMS, 5xx)": deny_reads,
-    "Writing the result JSON": fail_table_writes,
+    "Endpoint answer not in the documented `prediction` shape": lambda: {
+        "sagemaker_runtime": AnsweringEndpoint(b'{"error": "model not loaded"}')
+    },
+    "No active model yet, or its record unreadable": lambda: break_model_record() or {},
+    "Reading the image fails otherwise (access denied, KMS, 5xx)": lambda: {
+        "s3": s3_denying_reads()
+    },
+    "Writing the result JSON": lambda: {
+        "sagemaker_runtime": AnsweringEndpoint(json.dumps(RESPONSE).encode()),
+        "dynamodb": dynamodb_failing("put_item", RESULTS_TABLE),
+    },
 }
 
 
 @pytest.mark.parametrize("rule", list(OTHER_RETRIED))
-def test_other_failures_are_retried_as_a_new_message(handler, endpoint, sent, lambda_context, rule):
-    if rule == "Writing the result JSON":
-        answers(endpoint, RESPONSE)
-    OTHER_RETRIED[rule](handler)
+def test_other_failures_are_retried_as_a_new_message(counter, lambda_context, rule):
+    handler, sent = build_counter(**OTHER_RETRIED[rule]())
     body = json.dumps(upload("incoming/a.jpg", jpeg()))
 
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 
     assert_retried_once(sent, body)
-    assert rule_for(rule).verdict is Verdict.RETRIED
+    assert rule_for(rule).fate is Fate.RETRIED
 
 
 NOT_UPLOADS = {
@@ -445,7 +523,7 @@ def test_messages_that_are_not_uploads_are_dead_lettered_at_once(
 ):
     body = NOT_UPLOADS[case]()
 
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 
     (letter,) = sent.sent
     assert letter.queue == "dead letters"
@@ -453,43 +531,89 @@ def test_messages_that_are_not_uploads_are_dead_lettered_at_once(
     assert letter.attributes[delivery.REASON_ATTRIBUTE].startswith("not an upload event")
     assert table_items() == []
     rule = rule_for(NOT_UPLOAD_RULES[case])
-    assert rule.verdict is Verdict.DEAD_LETTERED
+    assert rule.fate is Fate.DEAD_LETTERED
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (
+            {"detail-type": "Object Created", "detail": {"bucket": {"name": BUCKET}}},
+            "not an upload event: ObjectCreated: detail.object: missing",
+        ),
+        (
+            {
+                "detail-type": "Object Created",
+                "detail": {"bucket": {"name": BUCKET}, "object": {"key": ""}},
+            },
+            "not an upload event: ObjectCreated: detail.object.key: String should have at "
+            "least 1 character (got '')",
+        ),
+    ],
+    ids=["no object", "empty key"],
+)
+def test_a_malformed_message_is_dead_lettered_naming_its_field(
+    handler, sent, lambda_context, event, reason
+):
+    handler.process(sqs_event(json.dumps(event)), lambda_context)
+
+    (letter,) = sent.sent
+    assert letter.attributes[delivery.REASON_ATTRIBUTE] == reason
 
 
 def test_folder_markers_are_ignored(handler, sent, lambda_context):
     body = json.dumps(upload("incoming/site-7/", b""))
 
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 
     assert sent.sent == []
     assert table_items() == []
     assert keys_under("results/") == set()
     rule = rule_for("Folder marker")
-    assert rule.verdict is Verdict.IGNORED
+    assert rule.fate is Fate.IGNORED
 
 
-def test_an_image_being_counted_elsewhere_is_handed_back_later(handler, sent, lambda_context):
-    def in_progress(image, attempt):
-        raise IdempotencyAlreadyInProgressError("in progress")
+class HeldEndpoint:
+    """Answers once ``release`` is set; ``called`` is set when a call arrives."""
 
-    handler.message_handler()._count_once = in_progress
+    def __init__(self) -> None:
+        self.called, self.release = threading.Event(), threading.Event()
+
+    def invoke_endpoint(self, **request):
+        self.called.set()
+        assert self.release.wait(10)
+        return answer(RESPONSE)
+
+
+def test_an_image_being_counted_elsewhere_is_handed_back_later(counter, lambda_context):
+    # Two execution environments get the same upload: the second finds it in progress.
+    held = HeldEndpoint()
+    first, _ = build_counter(sagemaker_runtime=held)
+    second, sent = build_counter()
     body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    counting = threading.Thread(target=first.process, args=(sqs_event(body), TimedContext()))
+    counting.start()
+    assert held.called.wait(10)
 
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    try:
+        assert second.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    finally:
+        held.release.set()
+        counting.join()
 
     (copy,) = sent.sent
-    assert copy.delay_seconds == delivery.IN_PROGRESS_DELAY_SECONDS
+    # A duplicate of an image being counted elsewhere comes back after a minute.
+    assert copy.delay_seconds == 60
     assert copy.attributes[delivery.FAILURES_ATTRIBUTE] == "0"
+    assert rule_for("Another delivery of the same image").fate is Fate.HANDED_BACK
 
 
-def test_the_fifth_failure_goes_to_the_dead_letter_queue_with_its_reason(
-    handler, sent, lambda_context
-):
-    throttled(handler)
+def test_the_fifth_failure_goes_to_the_dead_letter_queue_with_its_reason(counter, lambda_context):
+    handler, sent = build_counter(sagemaker_runtime=throttled())
     body = json.dumps(upload("incoming/a.jpg", jpeg()))
     event = {"Records": [record(body, attributes={delivery.FAILURES_ATTRIBUTE: "4"})]}
 
-    assert handler.main(event, lambda_context) == {"batchItemFailures": []}
+    assert handler.process(event, lambda_context) == {"batchItemFailures": []}
 
     (letter,) = sent.sent
     assert letter.queue == "dead letters"
@@ -497,16 +621,31 @@ def test_the_fifth_failure_goes_to_the_dead_letter_queue_with_its_reason(
     assert "ThrottlingException" in letter.attributes[delivery.REASON_ATTRIBUTE]
 
 
-def test_a_copy_sqs_refuses_is_reported_as_a_batch_item_failure(handler, sent, lambda_context):
-    throttled(handler)
+def test_an_unreadable_model_record_is_named_by_its_field(counter, lambda_context):
+    # Pydantic's first line only counts the problems; a one-line reason names the field.
+    break_model_record(json.dumps({**ACTIVE_MODEL, "endpoint_name": ""}))
+    handler, sent = build_counter()
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    event = {"Records": [record(body, attributes={delivery.FAILURES_ATTRIBUTE: "4"})]}
 
-    def refuse(**request):
-        raise client_error("KMS.ThrottlingException", 400)
+    handler.process(event, lambda_context)
 
-    sent.send_message = refuse
+    (letter,) = sent.sent
+    assert letter.attributes[delivery.REASON_ATTRIBUTE] == (
+        "no usable active-model record: ActiveModel: endpoint_name: String should have at "
+        "least 1 character (got '')"
+    )
+
+
+def test_a_copy_sqs_refuses_is_reported_as_a_batch_item_failure(counter, lambda_context):
+    class RefusingQueue:
+        def send_message(self, **request):
+            raise client_error("KMS.ThrottlingException", 400)
+
+    handler, _ = build_counter(sagemaker_runtime=throttled(), sqs=RefusingQueue())
     event = sqs_event(json.dumps(upload("incoming/a.jpg", jpeg())))
 
-    response = handler.main(event, lambda_context)
+    response = handler.process(event, lambda_context)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
 
@@ -519,7 +658,7 @@ def test_a_suspect_is_counted_alone_and_its_batch_sent_again(
     event = {"Records": [record(bodies[0]), record(bodies[1], receive_count=2), record(bodies[2])]}
     answers(endpoint, RESPONSE)
 
-    assert handler.main(event, lambda_context) == {"batchItemFailures": []}
+    assert handler.process(event, lambda_context) == {"batchItemFailures": []}
 
     assert [item["image"] for item in table_items()] == [f"s3://{BUCKET}/incoming/1.jpg"]
     assert sorted(copy.body for copy in sent.sent) == sorted([bodies[0], bodies[2]])
@@ -536,7 +675,7 @@ def test_a_suspect_keeps_its_crashes_when_sent_again(handler, endpoint, sent, la
     event = {"Records": [record(bodies[0], receive_count=2), record(bodies[1], receive_count=3)]}
     answers(endpoint, RESPONSE)
 
-    handler.main(event, lambda_context)
+    handler.process(event, lambda_context)
 
     (copy,) = sent.sent
     assert copy.body == bodies[1]
@@ -546,80 +685,199 @@ def test_a_suspect_keeps_its_crashes_when_sent_again(handler, endpoint, sent, la
 # --- Writes, metrics and idempotency. --------------------------------------------------------
 
 
-def test_a_failed_table_write_is_finished_by_the_retry_with_one_metric(
-    handler, endpoint, sent, lambda_context, capsys
-):
+@pytest.fixture
+def result_events(counter):
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = capture_result_events(boto3.client("events", region_name=REGION), sqs, EVENT_SOURCE)
+    return lambda: sqs_events(sqs, url)
+
+
+def answering() -> AnsweringEndpoint:
+    return AnsweringEndpoint(json.dumps(RESPONSE).encode())
+
+
+def test_a_table_failing_every_write_announces_nothing(result_events, lambda_context, capsys):
+    # The item is claimed before anything else is written: a table that refuses every write
+    # leaves no result, no event and no metric, however often the image is tried.
     body = json.dumps(upload("incoming/a.jpg", jpeg()))
-    answers(endpoint, RESPONSE)
-    answers(endpoint, RESPONSE)
-    fail_table_writes(handler)
-
-    handler.main(sqs_event(body), lambda_context)
-
-    # The JSON may stand without its item; the item, written last, marks a finished count.
-    assert table_items() == []
-    assert emitted(capsys, "ImagesCounted") == 0
-    Stubber(handler.counting_service()._dynamodb).deactivate()
-    handler.counting_service()._dynamodb = boto3.client("dynamodb", region_name=REGION)
-
-    handler.main({"Records": [record(body, attributes=sent.sent[0].attributes)]}, lambda_context)
-
-    assert len(table_items()) == 1
-    assert read_json("results/a.jpg.json")["count"] == 3
-    assert emitted(capsys, "ImagesCounted") == 1
-
-
-def test_a_failed_idempotency_save_neither_counts_nor_reports_twice(
-    handler, endpoint, sent, lambda_context, capsys
-):
-    body = json.dumps(upload("incoming/a.jpg", jpeg()))
-    answers(endpoint, RESPONSE)
-    answers(endpoint, RESPONSE)
-    original = persistence.DynamoDBPersistenceLayer._update_record
-    calls = []
-
-    def fail_once(self, data_record):
-        calls.append(data_record.status)
-        if len(calls) == 1:
-            raise client_error("InternalServerError", 500)
-        return original(self, data_record)
-
-    persistence.DynamoDBPersistenceLayer._update_record = fail_once
-
-    handler.main(sqs_event(body), lambda_context)
-
-    assert emitted(capsys, "ImagesCounted") == 0
-    # The in-progress record of the failed save lasts until the invocation's end; the copy
-    # arrives after it.
-    boto3.resource("dynamodb", region_name=REGION).Table("idempotency").delete_item(
-        Key={"id": idempotency_items()[0]["id"]}
+    handler, sent = build_counter(
+        sagemaker_runtime=answering(), dynamodb=dynamodb_failing("put_item", RESULTS_TABLE)
     )
-    handler.main({"Records": [record(body, attributes=sent.sent[0].attributes)]}, lambda_context)
-    handler.main(sqs_event(body), lambda_context)  # and a late duplicate
+    tally: dict[str, str] = {}
+    for _ in range(delivery.MAX_FAILURES):
+        handler.process({"Records": [record(body, attributes=tally)]}, lambda_context)
+        tally = sent.sent[-1].attributes
 
-    persistence.DynamoDBPersistenceLayer._update_record = original
-    assert len(table_items()) == 1
+    assert sent.sent[-1].queue == "dead letters"
+    assert result_events() == []
+    assert keys_under("results/") == keys_under("annotated/") == set()
+    assert emitted(capsys, "ImagesCounted") == 0
+
+
+def test_a_failed_result_document_leaves_no_annotated_copy(result_events, lambda_context):
+    handler, sent = build_counter(sagemaker_runtime=answering(), s3=s3_failing_puts("results/"))
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+
+    handler.process(sqs_event(body), lambda_context)
+
+    assert keys_under("annotated/") == set()
+    assert result_events() == []
+    (item,) = table_items()
+    assert item["unfinished"] is True
+    assert sent.sent[0].attributes[delivery.FAILURES_ATTRIBUTE] == "1"
+
+
+def finishing(request) -> bool:
+    """The result store's last write of an item: the one without a condition."""
+    return "ConditionExpression" not in request
+
+
+def test_a_failed_finishing_write_is_tried_again_without_announcing_twice(
+    result_events, lambda_context, capsys
+):
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    handler, sent = build_counter(
+        sagemaker_runtime=answering(),
+        dynamodb=dynamodb_failing("put_item", RESULTS_TABLE, times=1, when=finishing),
+    )
+
+    handler.process(sqs_event(body), lambda_context)
+
+    assert sent.sent == []
+    (item,) = table_items()
+    assert "unfinished" not in item
+    assert len(result_events()) == 1
     assert emitted(capsys, "ImagesCounted") == 1
 
 
-def test_images_without_time_left_are_sent_again_untouched(handler, sent, lambda_context):
+class FailingSaves:
+    """The idempotency table's client: every save of a finished count fails."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("dynamodb", region_name=REGION)
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != "update_item":
+            return call
+
+        def failing(**request):
+            if request["TableName"] == IDEMPOTENCY_TABLE:
+                raise ClientError({"Error": {"Code": "InternalServerError", "Message": "no"}}, name)
+            return call(**request)
+
+        return failing
+
+
+def test_a_count_whose_idempotency_save_fails_is_counted_once_and_not_retried(
+    result_events, lambda_context, capsys
+):
+    # The image is recorded, announced and measured before Powertools saves its outcome: a
+    # failed save costs only the replay of a later duplicate, never a second count.
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    handler, sent = build_counter(sagemaker_runtime=answering(), dynamodb=FailingSaves())
+
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+
+    assert sent.sent == []
+    assert len(table_items()) == 1
+    assert len(result_events()) == 1
+    assert emitted(capsys, "ImagesCounted") == 1
+
+
+def test_a_duplicate_after_a_lost_idempotency_record_is_not_counted_again(
+    result_events, lambda_context, capsys
+):
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    handler, _ = build_counter(sagemaker_runtime=answering())
+    handler.process(sqs_event(body), lambda_context)
+    for item in idempotency_items():  # expired, or never saved
+        boto3.client("dynamodb", region_name=REGION).delete_item(
+            TableName=IDEMPOTENCY_TABLE, Key={"id": {"S": item["id"]}}
+        )
+
+    handler.process(sqs_event(body), lambda_context)
+
+    assert len(result_events()) == 1
+    assert emitted(capsys, "ImagesCounted") == 1
+
+
+class Crash(BaseException):
+    """The function dies: nothing it had not finished happens."""
+
+
+def test_an_image_counted_by_an_invocation_that_then_died_has_its_metrics(
+    counter, lambda_context, capsys
+):
+    # The invocation dies after the image's count was saved: its redelivery is a replay,
+    # which measures nothing, so the metrics must be out by then.
+    body = json.dumps(upload("incoming/a.jpg", jpeg()))
+    handler, _ = build_counter(sagemaker_runtime=answering())
+    original = handler.messages.handle
+
+    def handle_then_die(*args):
+        original(*args)
+        raise Crash
+
+    handler.messages.handle = handle_then_die
+    with pytest.raises(Crash):
+        handler.process(sqs_event(body), lambda_context)
+    replaying, _ = build_counter(sagemaker_runtime=answering())
+    replaying.process(sqs_event(body), lambda_context)
+
+    assert emitted(capsys, "ImagesCounted") == 1
+
+
+def test_a_result_is_announced_once_even_with_a_refused_first_publish(
+    result_events, lambda_context, monkeypatch
+):
+    class RefusingOnce:
+        def __init__(self) -> None:
+            self.client = boto3.client("events", region_name=REGION)
+            self.refused = 0
+
+        def put_events(self, **request):
+            if self.refused < 4:  # announcements.PUBLISH_ATTEMPTS: the image's first try
+                self.refused += 1
+                return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
+            return self.client.put_events(**request)
+
+    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
+    body = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
+    handler, sent = build_counter(sagemaker_runtime=answering(), events=RefusingOnce())
+
+    handler.process(sqs_event(body), lambda_context)
+
+    # Recorded but not announced: the item is unfinished, the message tried again.
+    assert read_json("results/street/cam1.png.json")["count"] == 3
+    (item,) = table_items()
+    assert item["unfinished"] is True
+    assert result_events() == []
+    (copy,) = sent.sent
+    handler.process({"Records": [record(body, attributes=copy.attributes)]}, lambda_context)
+
+    assert len(result_events()) == 1
+    (item,) = table_items()
+    assert "unfinished" not in item
+
+
+def test_images_without_time_left_are_sent_again_untouched(counter, lambda_context):
     keys = [f"incoming/batch/{number}.png" for number in range(6)]
     bodies = [json.dumps(upload(key, image_bytes())) for key in keys]
     event = sqs_event(*bodies)
     # The invocation starts with one worst case and 30 s to spare; each image takes 20 s.
     lambda_context.remaining_ms = IMAGE_WORST_CASE_SECONDS * 1000 + 30_000
-    counter = handler.counting_service()
-    counter._runtime = AnsweringEndpoint(json.dumps(RESPONSE).encode())
-    original = counter.count
+    handler, sent = build_counter(sagemaker_runtime=answering())
+    original = handler.service.count
 
     def count_taking_20_seconds(image):
         outcome = original(image)
         lambda_context.remaining_ms -= 20_000
         return outcome
 
-    counter.count = count_taking_20_seconds
+    handler.service.count = count_taking_20_seconds
 
-    response = handler.main(event, lambda_context)
+    response = handler.process(event, lambda_context)
 
     assert response == {"batchItemFailures": []}
     counted = {item["image"].removeprefix(f"s3://{BUCKET}/") for item in table_items()}
@@ -629,7 +887,7 @@ def test_images_without_time_left_are_sent_again_untouched(handler, sent, lambda
     # (worst case + 10 s left); after the second, 10 s short of a worst case, none does.
     assert counted | handed_back == set(keys)
     assert not counted & handed_back
-    assert 1 <= len(counted) <= handler.ENV.images_in_flight + 2
+    assert 1 <= len(counted) <= handler.environment.images_in_flight + 2
     assert handed_back
     assert all(copy.delay_seconds == 0 for copy in sent.sent)
     assert all(copy.attributes[delivery.FAILURES_ATTRIBUTE] == "0" for copy in sent.sent)
@@ -637,11 +895,45 @@ def test_images_without_time_left_are_sent_again_untouched(handler, sent, lambda
     assert len(idempotency_items()) == len(counted)
     lambda_context.remaining_ms = DEFAULT_TIMEOUT_MS
     copies = {"Records": [record(copy.body) for copy in sent.sent]}
-    assert handler.main(copies, lambda_context) == {"batchItemFailures": []}
+    assert handler.process(copies, lambda_context) == {"batchItemFailures": []}
     assert len(table_items()) == len(keys)
 
 
-def test_the_model_record_sets_the_size_sent(handler, endpoint, lambda_context):
+class SlotTakingEndpoint:
+    """Each call takes ``seconds`` off the invocation's remaining time."""
+
+    def __init__(self, context: TimedContext, seconds: int) -> None:
+        self.context, self.seconds = context, seconds
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def invoke_endpoint(self, **request):
+        with self.lock:
+            self.calls += 1
+            self.context.remaining_ms -= self.seconds * 1000
+        return answer(RESPONSE)
+
+
+def test_an_image_that_waited_for_an_endpoint_slot_too_long_is_handed_back(counter):
+    # One slot, two images: both start with a worst case and a minute to spare; the first
+    # call then takes 2 minutes, so the second image gets the slot with less than a worst
+    # case left. Admitted at its start, it must not call: it could outrun the function.
+    context = TimedContext(remaining_ms=IMAGE_WORST_CASE_SECONDS * 1000 + 60_000)
+    endpoint = SlotTakingEndpoint(context, 120)
+    handler, sent = build_counter(IMAGES_IN_FLIGHT="1", sagemaker_runtime=endpoint)
+    bodies = [json.dumps(upload(f"incoming/{n}.png", image_bytes())) for n in range(2)]
+
+    assert handler.process(sqs_event(*bodies), context) == {"batchItemFailures": []}
+
+    assert endpoint.calls == 1
+    assert len(table_items()) == 1
+    (copy,) = sent.sent
+    assert copy.queue == "intake"
+    assert copy.attributes[delivery.FAILURES_ATTRIBUTE] == "0"
+    assert rule_for("Too little time left").fate is Fate.HANDED_BACK
+
+
+def test_the_model_record_sets_the_size_sent(counter, lambda_context):
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name=PARAMETER,
         Value=json.dumps({**ACTIVE_MODEL, "image_shape": 300}),
@@ -649,17 +941,16 @@ def test_the_model_record_sets_the_size_sent(handler, endpoint, lambda_context):
         Overwrite=True,
     )
     sizes = []
-    original = handler.counting_service()._runtime.invoke_endpoint
 
-    def invoke(**request):
-        sizes.append(Image.open(io.BytesIO(request["Body"])).size)
-        return original(**request)
+    class Measuring(AnsweringEndpoint):
+        def invoke_endpoint(self, **request):
+            sizes.append(Image.open(io.BytesIO(request["Body"])).size)
+            return super().invoke_endpoint(**request)
 
-    handler.counting_service()._runtime.invoke_endpoint = invoke
-    answers(endpoint, RESPONSE)
+    handler, _ = build_counter(sagemaker_runtime=Measuring(json.dumps(RESPONSE).encode()))
     body = json.dumps(upload("incoming/big.jpg", jpeg((3000, 1500))))
 
-    handler.main(sqs_event(body), lambda_context)
+    handler.process(sqs_event(body), lambda_context)
 
     assert sizes == [(600, 300)]
     assert read_json("results/big.jpg.json")["image_size"] == {"width": 3000, "height": 1500}
@@ -667,10 +958,11 @@ def test_the_model_record_sets_the_size_sent(handler, endpoint, lambda_context):
 
 def test_the_function_timeout_always_leaves_time_for_one_image():
     bounds = CounterSettings.model_json_schema()["properties"]["timeout_seconds"]
-    assert bounds["minimum"] == IMAGE_WORST_CASE_SECONDS
+    # One image's worst case: a cold start's 180 s, a last call's 156 s, 30 s of storage.
+    assert bounds["minimum"] == 180 + 156 + 30
     assert bounds["default"] * 1000 == DEFAULT_TIMEOUT_MS
     with pytest.raises(ValidationError, match="greater than or equal to 366"):
-        CounterSettings(timeout_seconds=IMAGE_WORST_CASE_SECONDS - 1)
+        CounterSettings(timeout_seconds=365)
 
 
 def test_a_cold_endpoint_is_waited_for_and_the_image_counted(
@@ -687,7 +979,7 @@ def test_a_cold_endpoint_is_waited_for_and_the_image_counted(
         )
     answers(endpoint, RESPONSE)
 
-    assert handler.main(event, lambda_context) == {"batchItemFailures": []}
+    assert handler.process(event, lambda_context) == {"batchItemFailures": []}
     assert fake_time.waits == [5, 10, 20]
     assert table_items()[0]["count"] == 3
 
@@ -705,26 +997,19 @@ def test_an_endpoint_cold_for_longer_than_a_cold_start_is_retried_later(
             expected_params=INVOKE_REQUEST,
         )
 
-    assert handler.main(sqs_event(body), lambda_context) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), lambda_context) == {"batchItemFailures": []}
 
     assert fake_time.waits == [5, 10, 20, 40, 40, 40]
     assert_retried_once(sent, body)
 
 
-def test_the_client_gives_the_time_budget_its_worst_case(handler):
-    runtime = handler.counting_service()._runtime
+def test_the_endpoint_client_gives_the_time_budget_its_worst_case():
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION, config=clients.ENDPOINT)
     # 2 calls of 5 s to connect and 70 s to read, after up to 180 s of cold start:
     # 180 + 2 * (5 + 70) + 6 + 30 = 366 s (counting_core/constants.py).
     assert runtime.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
     assert (runtime.meta.config.connect_timeout, runtime.meta.config.read_timeout) == (5, 70)
     assert IMAGE_WORST_CASE_SECONDS == 366
-
-
-@pytest.fixture
-def result_events(handler):
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = capture_result_events(boto3.client("events", region_name=REGION), sqs, EVENT_SOURCE)
-    return lambda: sqs_events(sqs, url)
 
 
 def test_every_result_is_announced_and_matches_the_published_schemas(
@@ -735,7 +1020,7 @@ def test_every_result_is_announced_and_matches_the_published_schemas(
     rejected = upload("incoming/report.jpg", b"%PDF-1.7 not an image")
     answers(endpoint, RESPONSE)
 
-    handler.main(sqs_event(json.dumps(counted), json.dumps(rejected)), lambda_context)
+    handler.process(sqs_event(json.dumps(counted), json.dumps(rejected)), lambda_context)
 
     events = {event["detail-type"]: event for event in result_events()}
     assert sorted(events) == ["Image Counted", "Image Rejected"]
@@ -744,6 +1029,7 @@ def test_every_result_is_announced_and_matches_the_published_schemas(
     assert detail["image"] == f"s3://{BUCKET}/incoming/street/cam1.png"
     assert detail["version"] == counted["detail"]["object"]["version-id"]
     assert (detail["count"], detail["by_class"]) == (3, {"car": 2, "person": 1})
+    assert "classes_in_result_only" not in detail
     assert (detail["threshold"], detail["threshold_origin"]) == (0.2, "configured")
     assert (detail["pipeline"], detail["model"]["model_name"]) == (
         "upload",
@@ -760,6 +1046,155 @@ def test_every_result_is_announced_and_matches_the_published_schemas(
         assert_valid("result-table-item.json", item)
 
 
+def test_an_event_of_thousands_of_long_class_names_is_trimmed_not_retried(
+    result_events, lambda_context
+):
+    # 4,000 classes of 70-character names, one box each: the full counts are about 300 KB of
+    # JSON, more than PutEvents takes. The event keeps the biggest classes that fit 64 KB
+    # and says how many more the result document holds, as the table item does.
+    classes = 4000
+    names = {str(n): f"{n:04d}-" + "x" * 65 for n in range(classes)}
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=PARAMETER,
+        Value=json.dumps({**ACTIVE_MODEL, "class_map": names}),
+        Type="String",
+        Overwrite=True,
+    )
+    answer_body = {"prediction": [[n, 0.9, 0.1, 0.1, 0.2, 0.2] for n in range(classes)]}
+    handler, sent = build_counter(
+        sagemaker_runtime=AnsweringEndpoint(json.dumps(answer_body).encode())
+    )
+    body = json.dumps(upload("incoming/crowd.png", image_bytes()))
+
+    handler.process(sqs_event(body), lambda_context)
+
+    assert sent.sent == []
+    (event,) = result_events()
+    kept = event["detail"]["by_class"]
+    # Each entry is "<70 characters>":1 plus a comma: 75 bytes; 64 KB hold 873 of them.
+    assert len(kept) == 65_536 // 75
+    assert event["detail"]["classes_in_result_only"] == classes - len(kept)
+    assert len(read_json("results/crowd.png.json")["by_class"]) == classes
+    assert_valid("image-counted-event.json", event)
+
+
+def versions_of(key: str, count: int) -> list[dict]:
+    return [upload(key, image_bytes("PNG", (100 + number, 60))) for number in range(count)]
+
+
+def test_the_result_document_of_a_key_holds_its_newest_version(counter, lambda_context):
+    # Three versions of one key, counted newest first: the older ones, finishing later,
+    # leave the newest's document and annotated copy; the table keeps all three.
+    uploads = versions_of("incoming/cam.png", 3)
+    handler, _ = build_counter(sagemaker_runtime=answering())
+
+    for event in reversed(uploads):
+        handler.process(sqs_event(json.dumps(event)), lambda_context)
+
+    newest = uploads[-1]["detail"]["object"]["version-id"]
+    document = read_json("results/cam.png.json")
+    assert document["source"]["version_id"] == newest
+    assert document["image_size"] == {"width": 102, "height": 60}
+    annotated = boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key="annotated/cam.png.png"
+    )["Body"]
+    assert Image.open(annotated).width == 102  # the newest, 102 px wide (a legend may add height)
+    assert {item["version"] for item in table_items()} == {
+        event["detail"]["object"]["version-id"] for event in uploads
+    }
+
+
+class Interleaving:
+    """S3 for an older version's count: before its document put, a newer version is uploaded
+    and counted by another function, whose puts land first."""
+
+    def __init__(self, newer) -> None:
+        self.client = boto3.client("s3", region_name=REGION)
+        self.newer = newer
+        self.done = False
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != "put_object":
+            return call
+
+        def put_object(**request):
+            if not self.done and request["Key"].startswith("results/"):
+                self.done = True
+                self.newer()
+            return call(**request)
+
+        return put_object
+
+
+def test_an_older_version_that_loses_the_race_leaves_the_newer_document(counter, lambda_context):
+    older = upload("incoming/cam.png", image_bytes("PNG", (100, 60)))
+    newer = {}
+
+    def newer_version_counted():
+        newer.update(upload("incoming/cam.png", image_bytes("PNG", (101, 60))))
+        other, _ = build_counter(sagemaker_runtime=answering())
+        other.process(sqs_event(json.dumps(newer)), TimedContext())
+
+    handler, _ = build_counter(
+        sagemaker_runtime=answering(), s3=Interleaving(newer_version_counted)
+    )
+
+    handler.process(sqs_event(json.dumps(older)), lambda_context)
+
+    document = read_json("results/cam.png.json")
+    assert document["source"]["version_id"] == newer["detail"]["object"]["version-id"]
+    assert len(table_items()) == 2
+
+
+def test_the_benchmarks_counter_environment_is_one_the_handler_accepts():
+    # make bench builds the counter in a fresh interpreter with this environment; a setting
+    # the handler gains must be added there too, or make bench stops at that figure.
+    source = (ROOT / "bench" / "bench_counting.py").read_text()
+    (assignment,) = [
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "COUNTER_ENVIRONMENT"
+    ]
+
+    Environment.model_validate(ast.literal_eval(assignment.value))
+
+
+class UnreadableResults:
+    """S3 for a role that may put results/ and annotated/ files but not read them."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("s3", region_name=REGION)
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != "head_object":
+            return call
+
+        def head_object(**request):
+            if request["Key"].startswith(("results/", "annotated/")):
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, name)
+            return call(**request)
+
+        return head_object
+
+
+def test_a_new_version_replaces_the_result_of_a_role_that_cannot_read_results(
+    counter, lambda_context
+):
+    # Without s3:GetObject on results/, a file's ETag cannot be read for a conditional put:
+    # the newest version's files are put as they are, the older's are still left alone.
+    older, newer = versions_of("incoming/cam.png", 2)
+    handler, sent = build_counter(sagemaker_runtime=answering(), s3=UnreadableResults())
+
+    handler.process(sqs_event(json.dumps(older)), lambda_context)
+    handler.process(sqs_event(json.dumps(newer)), lambda_context)
+
+    assert sent.sent == []
+    document = read_json("results/cam.png.json")
+    assert document["source"]["version_id"] == newer["detail"]["object"]["version-id"]
+
+
 @pytest.mark.parametrize("cap", [4, 5], ids=["at cap", "one below"])
 def test_a_count_at_the_models_cap_is_flagged_everywhere(
     handler, endpoint, result_events, capsys, cap
@@ -769,7 +1204,7 @@ def test_a_count_at_the_models_cap_is_flagged_everywhere(
     answers(endpoint, {**RESPONSE, "max_detections": cap})
     body = json.dumps(upload("incoming/street/dense.png", image_bytes()))
 
-    assert handler.main(sqs_event(body), TimedContext()) == {"batchItemFailures": []}
+    assert handler.process(sqs_event(body), TimedContext()) == {"batchItemFailures": []}
 
     document = read_json("results/street/dense.png.json")
     assert (document["count"], document["capped"]) == (3, capped)
@@ -782,43 +1217,3 @@ def test_a_count_at_the_models_cap_is_flagged_everywhere(
     assert_valid("result-document.json", document)
     assert_valid("result-table-item.json", item)
     assert_valid("image-counted-event.json", event)
-
-
-def test_an_event_that_cannot_be_published_retries_the_image_and_keeps_its_result(
-    handler, endpoint, sent, monkeypatch, lambda_context
-):
-    body = json.dumps(upload("incoming/street/cam1.png", image_bytes()))
-    answers(endpoint, RESPONSE)
-    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
-    monkeypatch.setattr(handler.counting_service(), "_put_events", lambda **_: refused)
-    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
-
-    handler.main(sqs_event(body), lambda_context)
-
-    assert read_json("results/street/cam1.png.json")["count"] == 3
-    # Nothing marks the image as done: it is sent again as a new message and counted then.
-    assert_retried_once(sent, body)
-
-
-def test_a_result_outside_its_contract_is_reported_by_field_not_by_count():
-    # Pydantic's first line is "1 validation error for CountedDocument"; a dead-letter reason
-    # has one line, so it names the field instead.
-    with pytest.raises(ValidationError) as refused:
-        CountedDocument.model_validate({"status": "counted"})
-
-    reason = counter_service._reason(refused.value)
-
-    assert reason == "CountedDocument: pipeline: missing"
-
-
-def test_the_benchmarks_counter_environment_is_one_the_handler_accepts(handler):
-    # make bench imports the handler in a fresh interpreter with this environment; a setting
-    # the handler gains must be added there too, or make bench stops at that figure.
-    source = (ROOT / "bench" / "bench_counting.py").read_text()
-    (assignment,) = [
-        node
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "COUNTER_ENVIRONMENT"
-    ]
-
-    handler.Environment.model_validate(ast.literal_eval(assignment.value))

@@ -27,18 +27,21 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from adapters import result_store
 from counting_core.uploads import cold_start, delivery
-from tests.lambdas.conftest import REGION, image_bytes
+from tests.lambdas.conftest import REGION, emitted, image_bytes
 from tests.lambdas.counter_harness import (
     BUCKET,
     IDEMPOTENCY_TABLE,
+    QUEUE_URL,
     RESPONSE,
     FakeLambdaContext,
     FakeTime,
+    build_counter,
     create_resources,
-    environment,
     idempotency_items,
-    load_handler,
+    powertools_environment,
+    result_or_none,
     table_items,
     upload,
 )
@@ -204,47 +207,35 @@ SCENARIOS = {
     "20% faults": {"fault_rate": 0.2, "latency_seconds": 1},
     "60% faults": {"fault_rate": 0.6, "latency_seconds": 1},
     "slow endpoint": {"fault_rate": 0.1, "latency_seconds": 45},
+    # Tiled: each image is one tile of its own size (narrower than a tile), sent through the
+    # tiler, so the endpoint still tells the images apart by width.
+    "tiled, 20% faults": {"fault_rate": 0.2, "latency_seconds": 1, "tiling": "on"},
 }
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
-    settings = SCENARIOS[scenario]
-    rng = random.Random(f"counter faults {scenario}")
-    environment(monkeypatch, images_in_flight=3)
-    # Cold-start waits (counting_core.uploads.cold_start) pass at once.
-    monkeypatch.setattr(cold_start, "time", FakeTime())
-    create_resources()
-    handler, _ = load_handler()
-    queue = Queue(rng)
-    sqs = CounterSqs(queue, handler.ENV.queue_url)
-    handler.message_handler()._redelivery._sqs = sqs
-    poison, persistent = 3, 7
-    endpoint = Endpoint(
-        rng,
-        fault_rate=settings["fault_rate"],
-        poison=poison,
-        persistent=persistent,
-        latency_seconds=settings["latency_seconds"],
-        in_flight=3,
-    )
-    handler.counting_service()._runtime = endpoint
+def uploads(rng: random.Random, count: int, queue: Queue) -> list[str]:
+    """``count`` uploads, each delivered 1 to 3 times in shuffled order; their bodies.
 
-    # Each image is as wide as 100 + its index, so the endpoint can tell which it was sent.
+    Each image is as wide as 100 + its index, so the endpoint can tell which it was sent.
+    """
     bodies = [
         json.dumps(upload(f"incoming/{index}.png", image_bytes("PNG", (100 + index, 60))))
-        for index in range(IMAGES)
+        for index in range(count)
     ]
     deliveries = [body for body in bodies for _ in range(rng.randint(1, 3))]
     rng.shuffle(deliveries)
     for body in deliveries:
         queue.send(body, {})
+    return bodies
 
-    # Which delivery counted each image (a fresh outcome: the one that wrote and reported it).
+
+def drain(handler, queue: Queue, sqs: CounterSqs, endpoint: Endpoint) -> Counter[str]:
+    """Run the counter until the queue is empty; which delivery counted each image (a fresh
+    outcome: the one that wrote and reported it)."""
     fresh: Counter[str] = Counter()
-    in_flight = Counter()
+    in_flight: Counter[str] = Counter()
     lock = threading.Lock()
-    handle = handler.message_handler().handle
+    handle = handler.messages.handle
 
     def watched(body, *args):
         with lock:
@@ -254,12 +245,13 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         finally:
             with lock:
                 in_flight["threads"] -= 1
-        if handled.outcome is not None and handled.outcome["status"] == "counted":
+        outcome = handled.outcome
+        if outcome is not None and outcome.status == "counted" and not outcome.replayed:
             with lock:
                 fresh[key_of(body)] += 1
         return handled
 
-    handler.message_handler().handle = watched
+    handler.messages.handle = watched
 
     for _ in range(2000):
         if not queue.messages:
@@ -274,7 +266,7 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         endpoint.invocation = invocation
         sqs.alive = True
         try:
-            response = handler.main(event, VirtualContext(invocation=invocation))
+            response = handler.process(event, VirtualContext(invocation=invocation))
         except Crash:
             die(sqs, in_flight)
             queue.now += TIMEOUT_SECONDS
@@ -286,10 +278,167 @@ def test_nothing_lost_nothing_counted_twice(aws, monkeypatch, scenario):
         queue.now += invocation.elapsed_ms / 1000 + 1
     else:
         pytest.fail(f"the queue never drained: {len(queue.messages)} messages left")
+    return fresh
+
+
+@pytest.fixture
+def counting(aws, monkeypatch):
+    powertools_environment(monkeypatch)
+    # Cold-start waits (counting_core.uploads.cold_start) pass at once.
+    monkeypatch.setattr(cold_start, "time", FakeTime())
+    create_resources()
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_nothing_lost_nothing_counted_twice(counting, scenario):
+    settings = SCENARIOS[scenario]
+    rng = random.Random(f"counter faults {scenario}")
+    queue = Queue(rng)
+    sqs = CounterSqs(queue, QUEUE_URL)
+    poison, persistent = 3, 7
+    endpoint = Endpoint(
+        rng,
+        fault_rate=settings["fault_rate"],
+        poison=poison,
+        persistent=persistent,
+        latency_seconds=settings["latency_seconds"],
+        in_flight=3,
+    )
+    handler, _ = build_counter(
+        IMAGES_IN_FLIGHT="3",
+        TILING=settings.get("tiling", "off"),
+        sqs=sqs,
+        sagemaker_runtime=endpoint,
+    )
+    bodies = uploads(rng, IMAGES, queue)
+
+    fresh = drain(handler, queue, sqs, endpoint)
 
     check(bodies, queue.dead, fresh, endpoint, poison=poison, persistent=persistent)
     if settings["fault_rate"] <= 0.2:
         assert len(table_items()) >= IMAGES - 3
+
+
+class FailingWrites:
+    """A client whose writes fail at ``rate``, before they take effect; the rest goes through.
+
+    ``writes``: the operations that may fail. ``failed_finishes`` counts, by image, the
+    results-table puts of a finished item (no ``unfinished``) that failed.
+    """
+
+    def __init__(self, client, rng: random.Random, rate: float, writes: set[str]) -> None:
+        self.client = client
+        self.rng = rng
+        self.rate = rate
+        self.writes = writes
+        self.lock = threading.Lock()
+        self.failed_finishes: Counter[str] = Counter()
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name not in self.writes:
+            return call
+
+        def write(**request):
+            with self.lock:
+                failing = self.rng.random() < self.rate
+            if failing:
+                item = request.get("Item", {})
+                if name == "put_item" and "image" in item and "unfinished" not in item:
+                    with self.lock:
+                        self.failed_finishes[item["image"]["S"]] += 1
+                error = {"Error": {"Code": "InternalServerError", "Message": "injected"}}
+                raise ClientError(error, name)
+            return call(**request)
+
+        return write
+
+
+class RefusingBus:
+    """EventBridge refusing each entry at ``rate``; delivered ones are kept, by image."""
+
+    def __init__(self, rng: random.Random, rate: float) -> None:
+        self.client = boto3.client("events", region_name=REGION)
+        self.rng = rng
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.delivered: Counter[str] = Counter()
+
+    def put_events(self, Entries):
+        answers = []
+        for entry in Entries:
+            with self.lock:
+                refused = self.rng.random() < self.rate
+            if refused:
+                answers.append({"ErrorCode": "InternalFailure", "ErrorMessage": "injected"})
+                continue
+            answers.extend(self.client.put_events(Entries=[entry])["Entries"])
+            with self.lock:
+                self.delivered[json.loads(entry["Detail"])["image"]] += 1
+        failed = sum("ErrorCode" in answer for answer in answers)
+        return {"FailedEntryCount": failed, "Entries": answers}
+
+
+WRITE_FAULT_IMAGES = 200
+
+
+def test_each_image_ends_recorded_whole_or_unannounced_under_write_faults(
+    counting, monkeypatch, capsys
+):
+    # 10 % of every S3 put, DynamoDB write (results, and idempotency records saved) and event
+    # fails. (Not the release of a failed count's idempotency record: it then lasts until
+    # the invocation's timeout in real time, which this virtual clock never reaches.)
+    monkeypatch.setattr(result_store, "ATTEMPT_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("counting_core.counts.announcements.time.sleep", lambda _: None)
+    rng = random.Random("counter write faults")
+    queue = Queue(rng)
+    sqs = CounterSqs(queue, QUEUE_URL)
+    endpoint = Endpoint(
+        rng, fault_rate=0, poison=None, persistent=None, latency_seconds=1, in_flight=3
+    )
+    bus = RefusingBus(rng, 0.1)
+    writes = {"put_item", "update_item"}
+    dynamodb = FailingWrites(boto3.client("dynamodb", region_name=REGION), rng, 0.1, writes)
+    handler, _ = build_counter(
+        IMAGES_IN_FLIGHT="3",
+        sqs=sqs,
+        sagemaker_runtime=endpoint,
+        s3=FailingWrites(boto3.client("s3", region_name=REGION), rng, 0.1, {"put_object"}),
+        dynamodb=dynamodb,
+        events=bus,
+    )
+    bodies = uploads(rng, WRITE_FAULT_IMAGES, queue)
+
+    fresh = drain(handler, queue, sqs, endpoint)
+
+    items = {item["image"]: item for item in table_items()}
+    dead = {key_of(letter.body) for letter in queue.dead}
+    # Delivery is at least once: an image's event goes out again only after a finishing
+    # write gave up (all its FINISH_ATTEMPTS failed) once that event was out. (The threads
+    # draw the faults in no fixed order, so which images that befalls differs run to run.)
+    gave_up = {
+        image: failures // result_store.FINISH_ATTEMPTS
+        for image, failures in dynamodb.failed_finishes.items()
+    }
+    for body in bodies:
+        key = key_of(body)
+        image = f"s3://{BUCKET}/{key}"
+        item = items.get(image)
+        if item is not None and "unfinished" not in item:
+            # Recorded whole: its document, its event, counted by one delivery.
+            assert result_or_none(key)["count"] == 3, key
+            assert 1 <= bus.delivered[image] <= 1 + gave_up.get(image, 0), key
+            assert fresh[key] == 1, key
+        else:
+            # Not recorded: dead-lettered after its own failures, announced only if a
+            # finishing write gave up after its event went out.
+            assert key in dead, f"{key} was lost"
+            assert bus.delivered[image] <= gave_up.get(image, 0), key
+    finished = [item for item in items.values() if "unfinished" not in item]
+    assert len(finished) >= WRITE_FAULT_IMAGES * 0.95
+    # Metrics go out with the event: once per image, again only after a finish gave up.
+    counted = emitted(capsys, "ImagesCounted")
+    assert len(finished) <= counted <= len(finished) + sum(gave_up.values())
 
 
 def check(bodies, dead, fresh, endpoint, *, poison, persistent):

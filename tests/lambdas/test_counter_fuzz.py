@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from counting_core.counts.results import STATUS_COUNTED, ImageRef
+from adapters.result_store import ResultStore
+from counting_core.contracts import published
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads import delivery
 from counting_core.uploads.failures import TryAgain
@@ -25,6 +26,7 @@ from tests.lambdas.counter_harness import (
     ACTIVE_MODEL,
     BUCKET,
     TimedContext,
+    build_counter,
     read_json,
     upload,
 )
@@ -108,7 +110,7 @@ def test_malformed_messages_never_escape(counter, messages):
         for body, attributes, count in messages
     ]
 
-    response = handler.main({"Records": records}, TimedContext())
+    response = handler.process({"Records": records}, TimedContext())
 
     assert response == {"batchItemFailures": []}
 
@@ -119,16 +121,25 @@ class Objects:
     def __init__(self, image: bytes) -> None:
         self.image = image
         self.written: dict[str, bytes] = {}
-        self.items: list[dict] = []
+        self.items: dict[tuple[str, str], dict] = {}
 
     def get_object(self, **request):
         return {"Body": io.BytesIO(self.image), "ContentLength": len(self.image)}
 
+    def head_object(self, **request):
+        return {"VersionId": "v1"}
+
     def put_object(self, **request):
         self.written[request["Key"]] = request["Body"]
+        return {"ETag": '"e"'}
 
     def put_item(self, **request):
-        self.items.append(request["Item"])
+        item = request["Item"]
+        self.items[item["image"]["S"], item["version"]["S"]] = item
+
+    def put_events(self, **request):
+        # EventBridge accepts every entry here; publishing failures have their own tests.
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "e"} for _ in request["Entries"]]}
 
 
 class Answers:
@@ -175,21 +186,25 @@ answers = st.one_of(
 @pytest.fixture(scope="module")
 def service() -> tuple[CountingService, Objects, Answers]:
     objects, endpoint = Objects(image_bytes("JPEG")), Answers()
+    budget = delivery.TimeBudget()
+    budget.new_invocation(lambda: 600_000)
     counting = CountingService(
         s3=objects,
         sagemaker_runtime=endpoint,
-        dynamodb=objects,
-        table_name="results",
+        store=ResultStore(
+            s3=objects,
+            dynamodb=objects,
+            events=objects,
+            table_name="results",
+            event_source="object-counting-dev.counting",
+            measure=lambda outcome: None,
+        ),
         active_model=lambda: ActiveModel.model_validate(ACTIVE_MODEL),
         configured_threshold=0.2,
         annotate_images=True,
         payload_scale=2,
-        # EventBridge accepts every entry here; publishing failures have their own tests.
-        put_events=lambda **request: {
-            "FailedEntryCount": 0,
-            "Entries": [{"EventId": str(number)} for number, _ in enumerate(request["Entries"])],
-        },
-        event_source="object-counting-dev.counting",
+        endpoint_slots=1,
+        time_budget=budget,
     )
     return counting, objects, endpoint
 
@@ -203,30 +218,34 @@ def test_malformed_answers_are_retried_never_counted(service, answer):
     objects.items.clear()
 
     try:
-        outcome = counting.count(ImageRef(BUCKET, "incoming/a.jpg", "v1", "etag"))
+        outcome = counting.count(
+            published.SourceObject(
+                bucket=BUCKET, key="incoming/a.jpg", version_id="v1", etag="etag"
+            )
+        )
     except TryAgain:
         outcome = None
 
     if kind == "valid":
         assert outcome is not None
-        assert outcome.status == STATUS_COUNTED
+        assert outcome.status == "counted"
         # Counted here from the rows themselves: those scoring at least the 0.2 threshold.
         assert outcome.count == sum(1 for row in rows if row[1] >= 0.2)
         assert len(objects.items) == 1
     elif kind == "invalid":
         assert outcome is None, "a malformed answer is retried"
-        assert objects.items == []
+        assert objects.items == {}
     else:  # either retried with nothing written, or counted and written once
-        assert (outcome is None and objects.items == []) or (
-            outcome.status == STATUS_COUNTED and len(objects.items) == 1
+        assert (outcome is None and objects.items == {}) or (
+            outcome.status == "counted" and len(objects.items) == 1
         )
 
 
 def test_a_valid_upload_among_malformed_messages_is_counted(counter):
-    handler, recorder = counter
+    endpoint = Answers()
+    endpoint.body = b'{"prediction": [[0, 0.9, 0, 0, 1, 1]]}'
+    handler, recorder = build_counter(sagemaker_runtime=endpoint)
     good = json.dumps(upload("incoming/good.png", image_bytes()))
-    handler.counting_service()._runtime = Answers()
-    handler.counting_service()._runtime.body = b'{"prediction": [[0, 0.9, 0, 0, 1, 1]]}'
     event = {
         "Records": [
             {"messageId": "1", "receiptHandle": "1", "body": "{]", "attributes": {}},
@@ -234,7 +253,7 @@ def test_a_valid_upload_among_malformed_messages_is_counted(counter):
         ]
     }
 
-    assert handler.main(event, TimedContext()) == {"batchItemFailures": []}
+    assert handler.process(event, TimedContext()) == {"batchItemFailures": []}
 
     (letter,) = recorder.sent
     assert letter.queue == "dead letters"

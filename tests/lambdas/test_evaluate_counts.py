@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import boto3
@@ -327,3 +328,53 @@ def test_an_active_model_missing_an_answer_fails_the_evaluation(evaluator):
 
     with pytest.raises(EvaluationFailed, match=r"no response for image .*street-2\.jpg"):
         handler.evaluate(with_champion(), evaluator)
+
+
+def test_the_plot_draws_the_count_gate_the_stack_configures(aws):
+    from counting_core.models import evaluation_plot as drawing
+
+    s3().create_bucket(Bucket=BUCKET)
+    gated = RunEvaluator(
+        Environment.model_validate({**ENVIRONMENT, "MAX_COUNT_WAPE": "0.5"}), s3=s3()
+    )
+    upload_run()
+
+    handler.evaluate(event(), gated)
+
+    report = json.loads(read(f"training/models/{RUN}/evaluation.json"))
+    plot = Image.open(io.BytesIO(read(f"training/models/{RUN}/evaluation.png"))).convert("RGB")
+    # The WAPE scale runs from 0 to 1.05 x the largest of 0.1, every threshold's WAPE and the
+    # gate, over the panel's 390 px (y 480 at the bottom); the gate's line is dashed across.
+    top = 1.05 * max(0.1, 0.5, *(row["wape"] for row in report["per_threshold"]))
+    gate_y = round(480 - 0.5 / top * 390)
+    row = [plot.getpixel((x, gate_y)) for x in range(90, 500)]
+    assert row.count(drawing.GATE_COLOUR) > 150
+
+
+class MeetingS3:
+    """moto's S3, except that each answer's GET waits until ``together`` GETs are under way:
+    read one after another, the first one would wait for the others forever (here: fail)."""
+
+    def __init__(self, together: int) -> None:
+        self._s3 = s3()
+        self._barrier = threading.Barrier(together, timeout=10)
+        self.exceptions = self._s3.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def get_object(self, **request):
+        if request["Key"].endswith(".out"):
+            self._barrier.wait()
+        return self._s3.get_object(**request)
+
+
+def test_the_answers_are_read_at_once_not_one_after_another(aws):
+    s3().create_bucket(Bucket=BUCKET)
+    upload_run()
+    # The example's four answers: all four GETs must be under way together.
+    concurrent = RunEvaluator(Environment.model_validate(ENVIRONMENT), s3=MeetingS3(4))
+
+    result = handler.evaluate(event(), concurrent)
+
+    assert EvaluationSummary.model_validate(result).mae == 0.25  # the figures, as read singly

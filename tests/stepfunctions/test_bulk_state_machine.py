@@ -10,9 +10,7 @@ when the run's manifest is written, one per image the test's model answers for.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,10 +18,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from adapters.result_store import StoreClients
+from counting_core.contracts.bulk_counter import Environment
+from lambdas.bulk_counter import handler as bulk_handler
 from tests.infra.synth import build_app
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
-    FakeLambdaContext,
     image_bytes,
     make_results_table,
 )
@@ -86,15 +86,8 @@ class BulkRun:
 
     def __init__(self, templates: Templates, monkeypatch) -> None:
         for name, value in {
-            "DATA_BUCKET": BUCKET,
-            "RESULTS_TABLE": "results",
-            "SCORE_THRESHOLD": "0.2",
-            "ANNOTATE": "false",
-            "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
-            "EVENT_SOURCE": f"{PREFIX}.counting",
             "POWERTOOLS_SERVICE_NAME": "bulk-counting",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
         }.items():
             monkeypatch.setenv(name, value)
         self.s3 = boto3.client("s3", region_name=REGION)
@@ -118,8 +111,24 @@ class BulkRun:
             definition=json.dumps(for_interpreter(templates.definition(STACK))),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/bulk",
         )["stateMachineArn"]
-        sys.modules.pop("lambdas.bulk_counter.handler", None)
-        self.handler = importlib.import_module("lambdas.bulk_counter.handler")
+        environment = Environment.model_validate(
+            {
+                "DATA_BUCKET": BUCKET,
+                "RESULTS_TABLE": "results",
+                "SCORE_THRESHOLD": "0.2",
+                "ANNOTATE": "false",
+                "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
+                "EVENT_SOURCE": f"{PREFIX}.counting",
+                "POWERTOOLS_SERVICE_NAME": "bulk-counting",
+                "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+            }
+        )
+        clients = StoreClients(
+            s3=self.s3,
+            dynamodb=boto3.client("dynamodb", region_name=REGION),
+            events=boto3.client("events", region_name=REGION),
+        )
+        self.counter = bulk_handler.build(environment, clients)
         # The model answers for each image; None: the transform fails on it (no output).
         self.model: Callable[[str], bytes | None] = lambda _key: json.dumps(ANSWER).encode()
 
@@ -143,7 +152,7 @@ class BulkRun:
             self.s3.put_object(Bucket=BUCKET, Key=key, Body=image_bytes())
 
     def _lambda(self, payload: dict) -> dict:
-        answer = self.handler.main(payload, FakeLambdaContext(function_name="bulk"))
+        answer = bulk_handler.run_step(self.counter, payload)
         if payload["action"] == "manifest":
             self._transform(payload["run"])
         return answer

@@ -87,8 +87,10 @@ class BulkCounterFunction(Construct):
                 [bucket.bucket_arn],
                 {"StringLike": {"s3:prefix": f"{layout.BULK}*"}},
             ),
+            # GetObject: the result store reads a file's ETag (HeadObject) to write it only
+            # while the image's version is its key's newest (adapters/result_store.py).
             "WriteResultsAndAnnotatedImages": (
-                ["s3:PutObject"],
+                ["s3:GetObject", "s3:PutObject"],
                 [
                     bucket.arn_for_objects(f"{layout.RESULTS}*"),
                     bucket.arn_for_objects(f"{layout.ANNOTATED}*"),
@@ -98,9 +100,10 @@ class BulkCounterFunction(Construct):
                 ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
                 [storage.key.key_arn],
             ),
-            # Query: was this content counted by this model? BatchWriteItem: the results.
+            # Query: was this content counted by this model? PutItem: each image's item, written
+            # unfinished and then finished by the result store.
             "RecordResults": (
-                ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+                ["dynamodb:Query", "dynamodb:PutItem"],
                 [results_table.table_arn],
             ),
         }

@@ -127,6 +127,7 @@ class TrainingPipeline(Construct):
             storage=storage,
             model_role=self.deploy.model_role,
             active_model_parameter=config.active_model_parameter,
+            max_count_wape=settings.max_count_wape,
             tags=config.sagemaker_tags,
             notifications=notifications,
             then=self.count_gate.start,

@@ -1,0 +1,50 @@
+"""Bulk counting under moto: its environment, built as the function builds it."""
+
+from __future__ import annotations
+
+import boto3
+
+from adapters.result_store import StoreClients
+from counting_core.contracts.bulk_counter import Environment
+from lambdas.bulk_counter.handler import build
+from lambdas.bulk_counter.service import BulkCounter
+from tests.lambdas.conftest import HAND_CHECKED_RESPONSE, REGION
+
+BUCKET = "object-counting-dev-data-123456789012-us-east-1"
+RESULTS_TABLE = "results"
+SOURCE = "object-counting-dev.counting"
+RUN = "object-counting-dev-bulk-1a2b3c4d"
+MODEL = {
+    "endpoint_name": "object-counting-dev-counter",
+    "endpoint_config_name": "object-counting-dev-20261101-090000-0f0f0f",
+    "model_name": "object-counting-dev-20261101-090000-0f0f0f",
+    "class_map": {"0": "car", "1": "person"},
+}
+ANSWER = HAND_CHECKED_RESPONSE
+
+
+# What the bulk-counting stack gives the function (stacks/components/bulk/function.py).
+ENVIRONMENT = {
+    "DATA_BUCKET": BUCKET,
+    "RESULTS_TABLE": RESULTS_TABLE,
+    "SCORE_THRESHOLD": "0.2",
+    "ANNOTATE": "true",
+    "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
+    "EVENT_SOURCE": SOURCE,
+    "POWERTOOLS_SERVICE_NAME": "bulk-counting",
+    "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+}
+
+
+def build_bulk(**overrides) -> BulkCounter:
+    """A bulk counter over moto's clients; ``overrides``: environment variables, or clients
+    by their ``StoreClients`` field."""
+    fields = set(StoreClients.__dataclass_fields__)
+    aws = {
+        "s3": boto3.client("s3", region_name=REGION),
+        "dynamodb": boto3.client("dynamodb", region_name=REGION),
+        "events": boto3.client("events", region_name=REGION),
+    }
+    aws.update({k: v for k, v in overrides.items() if k in fields})
+    variables = {**ENVIRONMENT, **{k: v for k, v in overrides.items() if k not in fields}}
+    return build(Environment.model_validate(variables), StoreClients(**aws))

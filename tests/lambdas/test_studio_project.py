@@ -11,6 +11,7 @@ import pytest
 from counting_core.contracts.studio_project import Environment
 from counting_core.datasets import label_studio_project as project
 from lambdas.studio_project import handler
+from lambdas.studio_project import service as service_module
 from lambdas.studio_project.service import StudioProject
 from lambdas.studio_project.studio_api import StudioApi, StudioRefused, StudioUnreachable
 from tests.lambdas.conftest import REGION, deployed, make_bucket, object_created
@@ -382,3 +383,31 @@ def test_a_service_not_answering_yet_is_asked_again_until_the_patience_runs_out(
 
     # 2, 4 and 8 seconds fit in 20; the next wait (15) would not.
     assert waits == [2.0, 4.0, 8.0]
+
+
+def test_an_unexpected_failure_is_answered_too(aws):
+    # No bucket: writing the placeholder fails with S3's own error.
+    with running_fake_label_studio() as fake:
+        service = StudioProject(
+            Environment.read(environment(fake.url)),
+            api=StudioApi(fake.url, TOKEN, patience=0),
+            s3=boto3.client("s3", region_name=REGION),
+        )
+
+        handler.answer(cloudformation(fake, "Create", ["car"]), lambda: service)
+
+    ((_, answer),) = fake.answers
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith("NoSuchBucket: An error occurred (NoSuchBucket)")
+
+
+def test_every_page_of_tasks_is_read(studio, monkeypatch):
+    fake, service = studio
+    service.set_up(("car",))
+    fake.images = [f"{IMAGES}{number}.jpg" for number in range(1, 6)]
+    monkeypatch.setattr(service_module, "TASK_PAGE", 2)  # 5 tasks: pages of 2, 2 and 1
+
+    outcome = handler.review(upload(REQUEST_KEY, review_request("5.jpg")), service)
+
+    assert len(outcome["tasks"]) == 1
+    assert [path for method, path in fake.calls if path == "/api/tasks/"] == ["/api/tasks/"] * 3

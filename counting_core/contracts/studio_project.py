@@ -30,7 +30,8 @@ class Environment(FunctionEnvironment):
     studio_url: ServiceUrl = Field(alias="STUDIO_URL")
     # The administrator's API token (sent as "Authorization: Token <token>").
     api_token_secret: SecretArn = Field(alias="API_TOKEN_SECRET")
-    project_title: str = Field(alias="PROJECT_TITLE", min_length=1, max_length=50)
+    # Label Studio takes project titles of 3 to 50 characters (PROJECT_TITLE_MIN_LEN, _MAX_LEN).
+    project_title: str = Field(alias="PROJECT_TITLE", min_length=3, max_length=50)
 
 
 class ProjectProperties(BaseModel):

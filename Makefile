@@ -30,6 +30,9 @@ SETTINGS ?=
 CDK := npx --no-install cdk --no-notices -c stage=$(STAGE) $(foreach setting,$(SETTINGS),-c $(setting))
 
 CHECKOV := .tools/checkov/bin/checkov
+# The Label Studio release the studio's code was checked against, in its own virtualenv (its
+# pins clash with the app's): the slow round-trip test starts it (make label-studio).
+LABEL_STUDIO := .tools/label-studio/bin/label-studio
 
 # The Lambda functions run Python 3.13 (stacks/components/python_function.py RUNTIME): their
 # handler and core tests run on it too wherever it is installed (on PATH or with pyenv).
@@ -49,7 +52,7 @@ COVERAGE_FLOOR := 96
 COVERED := counting_core counting lambdas $(wildcard adapters) stacks
 COVERAGE := $(foreach package,$(COVERED),--cov=$(package)) --cov-report=term:skip-covered
 
-.PHONY: help synth test unit dependency-audit pre-commit test-runtime test-detector detector bench-detector lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
+.PHONY: help synth test unit label-studio dependency-audit pre-commit test-runtime test-detector detector bench-detector lint format diff deploy destroy audit docs bench snapshots schemas clean measure-synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -78,6 +81,12 @@ $(CHECKOV): constraints-checkov.txt
 	.tools/checkov/bin/pip install --quiet checkov -c constraints-checkov.txt
 	touch $@
 
+$(LABEL_STUDIO): constraints-label-studio.txt
+	rm -rf .tools/label-studio
+	$(PYTHON) -m venv .tools/label-studio
+	.tools/label-studio/bin/pip install --quiet --no-compile label-studio -c constraints-label-studio.txt
+	touch $@
+
 $(RUNTIME_STAMP): requirements-runtime.txt constraints.txt
 	$(RUNTIME_PYTHON) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/pip install --quiet -r requirements-runtime.txt -c constraints.txt
@@ -101,6 +110,8 @@ test: $(DEV_STAMP) $(DETECTOR_STAMP) $(NODE_STAMP) $(CHECKOV) lint synth ## Lint
 # `make unit COVERAGE_REPORT=1` adds the coverage report (no floor: part of the suite runs).
 unit: $(DEV_STAMP) ## The fast loop: the core, CLI, handler and docs tests, nothing synthesized
 	$(BIN)/python -m pytest -m "not synth and not slow" -n auto $(if $(COVERAGE_REPORT),$(COVERAGE)) tests/core tests/cli tests/lambdas tests/docs tests/test_guidelines.py
+
+label-studio: $(LABEL_STUDIO) ## Install the pinned Label Studio under .tools/ (the slow round-trip test runs it)
 
 dependency-audit: $(DEV_STAMP) ## Look every pin of constraints.txt up in a vulnerability service (pip-audit)
 	$(BIN)/python -m tools.dependency_audit constraints.txt

@@ -23,6 +23,9 @@ LABELING_OUTPUT: Final = "labeling/output/"
 STUDIO_EXPORTS: Final = "labeling/studio/exports/"
 #: Manifests converted from Label Studio's exports (the training manifest is ``all.manifest``).
 STUDIO_MANIFESTS: Final = "labeling/studio/manifests/"
+#: Review queues for Label Studio: ``<model version>.request.json`` uploaded here puts the
+#: model's boxes on those images' tasks as predictions; the outcome is written beside it.
+STUDIO_REVIEWS: Final = "labeling/studio/reviews/"
 #: An augmented manifest uploaded here starts training.
 TRAINING_REQUESTS: Final = "training/requests/"
 #: Train/validation manifests and the data report written by the prepare step.
@@ -50,6 +53,7 @@ ALL_PREFIXES: Final = (
     LABELING_OUTPUT,
     STUDIO_EXPORTS,
     STUDIO_MANIFESTS,
+    STUDIO_REVIEWS,
     TRAINING_REQUESTS,
     TRAINING_MANIFESTS,
     MODEL_ARTIFACTS,

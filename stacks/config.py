@@ -44,7 +44,8 @@ from counting_core.constants import (
 )
 from counting_core.contracts.published import MergeMethod
 from counting_core.counts import announcements
-from counting_core.errors import describe_validation_error
+from counting_core.datasets import label_studio
+from counting_core.errors import InputError, describe_validation_error
 from counting_core.imaging import tiling
 from counting_core.models import detectors, training
 
@@ -210,8 +211,9 @@ class StudioSettings(Settings):
     )
     class_names: tuple[str, ...] = Field(
         (),
-        description="The studio's labels in class id order: what exports convert to (a box "
-        "with another label is refused). Empty: the labels used get ids in name order.",
+        description="The studio's labels in class id order (required when enabled): the "
+        "project's labeling interface offers them, and exports convert to them (a box with "
+        "another label is refused). Changing them updates the project on the next deployment.",
     )
     label_attribute: str = Field(
         "objects", description="Label attribute of the manifest converted from the exports."
@@ -232,10 +234,22 @@ class StudioSettings(Settings):
         "throwaway stages).",
     )
 
+    @field_validator("class_names")
+    @classmethod
+    def _labels_of_one_box_tool(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if names:
+            try:
+                label_studio.class_list(names)
+            except InputError as error:
+                raise PydanticCustomError(
+                    "class_names", "{problem}", {"problem": str(error)}
+                ) from None
+        return names
+
 
 # What an enabled studio cannot be deployed without, besides the stage's ``region`` (its load
 # balancer's access logs are written by the Region's Elastic Load Balancing account).
-STUDIO_REQUIRED = ("domain_name", "certificate_arn", "image_digest")
+STUDIO_REQUIRED = ("domain_name", "certificate_arn", "image_digest", "class_names")
 
 
 class LabelingSettings(Settings):
@@ -891,7 +905,7 @@ class AppConfig(Settings):
     @model_validator(mode="after")
     def _studio_has_its_address(self) -> AppConfig:
         studio = self.labeling.studio
-        missing = [name for name in STUDIO_REQUIRED if getattr(studio, name) is None]
+        missing = [name for name in STUDIO_REQUIRED if getattr(studio, name) in (None, ())]
         if studio.enabled and self.region is None:
             missing.insert(0, "region")
         if studio.enabled and missing:

@@ -35,6 +35,13 @@ class StudioStack(cdk.Stack):
         cdk.CfnOutput(self, "StudioUrl", value=self.studio.url, description="Open Label Studio")
         cdk.CfnOutput(
             self,
+            "StudioProjectUrl",
+            # Label Studio's page of a project's tasks (data_manager/urls.py, project-data).
+            value=f"{self.studio.url}/projects/{self.studio.project_id}/data/",
+            description="The stage's labeling project, kept in step with its settings",
+        )
+        cdk.CfnOutput(
+            self,
             "StudioLoadBalancerDns",
             value=self.studio.load_balancer.load_balancer_dns_name,
             description="Point labeling.studio.domain_name at this name (CNAME or alias)",

@@ -191,7 +191,7 @@ def label_studio_to_manifest(
     prefix = None if image_prefix is None else normalise_image_prefix(image_prefix)
     if rotated not in ROTATED_BOX_CHOICES:
         raise InputError(f"rotated boxes are refused or enclosed, not {rotated!r}")
-    classes = None if class_names is None else _class_list(class_names)
+    classes = None if class_names is None else class_list(class_names)
     tasks = _tasks(export)
     reader = _Reader(prefix, image_key, rotated)
     tally = reader.tally
@@ -267,7 +267,8 @@ def _tasks(export: object) -> list[Any]:
     )
 
 
-def _class_list(class_names: Sequence[str]) -> list[str]:
+def class_list(class_names: Sequence[str]) -> list[str]:
+    """The class names as given, in class id order: each a non-empty string, none twice."""
     names = list(class_names)
     if not names:
         raise InputError("the class list is empty")

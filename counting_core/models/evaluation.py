@@ -46,7 +46,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from counting_core import layout
-from counting_core.counts.predictions import Detection, Response, check_threshold
+from counting_core.counts.predictions import (
+    CountedDetection,
+    Detection,
+    Response,
+    check_threshold,
+    count_detections,
+)
 from counting_core.datasets.manifest import Record, is_s3_object_uri, validate_manifest
 from counting_core.errors import InputError
 from counting_core.models.model_record import ChampionSummary
@@ -130,11 +136,13 @@ class CountErrors:
 
 @dataclass(frozen=True, slots=True)
 class ImageCount:
-    """One image's true and predicted count at the best threshold."""
+    """One image's true and predicted count at the best threshold, and the detections
+    counted there (what a labeler reviewing the image is shown)."""
 
     source_ref: str
     true_count: int
     predicted_count: int
+    detections: tuple[CountedDetection, ...] = ()
 
     @property
     def error(self) -> int:
@@ -146,6 +154,7 @@ class ImageCount:
             "true_count": self.true_count,
             "predicted_count": self.predicted_count,
             "error": self.error,
+            "detections": [detection.to_dict() for detection in self.detections],
         }
 
 
@@ -323,8 +332,19 @@ def evaluate(
         for t in tried
     )
     best = min(per_threshold, key=CountErrors.rank)
+    counted = {
+        image.source_ref: count_detections(
+            detections[image.source_ref], threshold=best.threshold, class_map=class_map
+        )
+        for image in images
+    }
     image_counts = tuple(
-        ImageCount(image.source_ref, image.true_count, predicted(image, best.threshold))
+        ImageCount(
+            image.source_ref,
+            image.true_count,
+            counted[image.source_ref].count,
+            counted[image.source_ref].detections,
+        )
         for image in images
     )
     per_class = _per_class(images, detections, class_map, best.threshold)

@@ -16,9 +16,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -28,7 +30,7 @@ from constructs import Construct
 
 from counting_core.contracts import metrics
 from counting_core.contracts.environment import FunctionEnvironment
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, skip_checkov
 from stacks.pins import IMAGING, IMAGING_LICENCES, pinned_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +45,19 @@ ARCHITECTURE = lambda_.Architecture.X86_64
 POWERTOOLS_VERSION = pinned_version("aws-lambda-powertools")
 POWERTOOLS_LAYER_PARAMETER = (
     f"/aws/service/powertools/python/x86_64/python3.13/{POWERTOOLS_VERSION}"
+)
+
+
+# What Lambda does with a VPC function's role: the EC2 actions of AWS's managed
+# AWSLambdaVPCAccessExecutionRole, without its logs:* on every log group.
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html
+NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
 )
 
 
@@ -196,11 +211,23 @@ def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
     return lambda_.LayerVersion.from_layer_version_arn(stack, "PowertoolsLayer", arn)
 
 
+@dataclass(frozen=True)
+class Network:
+    """Where a function that must reach something inside a VPC runs: its subnets (with a way
+    out to the AWS APIs it calls) and its security group."""
+
+    vpc: ec2.IVpc
+    subnets: list[ec2.ISubnet]
+    security_group: ec2.ISecurityGroup
+
+
 class PythonFunction(Construct):
     """One handler under ``lambdas/<name>/handler.py`` with its encrypted log group.
 
     Its environment is its ``contract`` (``counting_core.contracts.<name>.Environment``) with
     ``environment``'s values (by field name) and ``service`` as the Powertools service name.
+    With ``network`` it runs in that VPC, its role allowed to manage the network interfaces
+    it runs through (``NETWORK_INTERFACE_ACTIONS``).
 
     Attributes:
         function: the Lambda function (X-Ray active, environment encrypted with ``key``).
@@ -225,6 +252,7 @@ class PythonFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         layers: list[lambda_.ILayerVersion] | None = None,
         reserved_concurrency: int | None = None,
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -265,7 +293,12 @@ class PythonFunction(Construct):
             environment_encryption=key,
             layers=[powertools_layer(self), *(layers or [])],
             reserved_concurrent_executions=reserved_concurrency,
+            vpc=None if network is None else network.vpc,
+            vpc_subnets=None if network is None else ec2.SubnetSelection(subnets=network.subnets),
+            security_groups=None if network is None else [network.security_group],
         )
+        if network is not None:
+            self._manage_network_interfaces(name)
         acknowledge(
             self.role.node.find_child("DefaultPolicy"),
             "AwsSolutions-IAM5[Resource::*]",
@@ -279,3 +312,24 @@ class PythonFunction(Construct):
                 f"The {name} function stays on {RUNTIME.name} because the Powertools public "
                 f"layer it loads ({POWERTOOLS_VERSION}) is published for that runtime.",
             )
+
+    def _manage_network_interfaces(self, name: str) -> None:
+        """Lambda creates the function's network interfaces with its role, before the first
+        invocation: the policy must exist before the function."""
+        policy = iam.Policy(
+            self,
+            "NetworkInterfaces",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(actions=list(NETWORK_INTERFACE_ACTIONS), resources=["*"])
+            ],
+        )
+        self.function.node.add_dependency(policy)
+        reason = (
+            f"The {name} function runs in a VPC: Lambda creates, describes and deletes its "
+            "network interfaces with the function's role, on interfaces not made yet "
+            "(DescribeNetworkInterfaces takes no resource at all), as AWS's own "
+            "AWSLambdaVPCAccessExecutionRole allows them."
+        )
+        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", reason)
+        skip_checkov(policy, "CKV_AWS_111", reason)

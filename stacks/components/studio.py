@@ -35,11 +35,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_servicediscovery as servicediscovery
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from counting_core import layout
-from counting_core.contracts import studio_exports
+from counting_core.contracts import studio_exports, studio_project
+from counting_core.datasets.label_studio_project import PLACEHOLDER_KEY, REVIEW_REQUEST_SUFFIX
 from stacks.components.delivery import (
     EVENT_RETRY_ATTEMPTS,
     MAX_EVENT_AGE,
@@ -47,7 +49,7 @@ from stacks.components.delivery import (
     dead_letter_queue,
 )
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction
+from stacks.components.python_function import Network, PythonFunction
 from stacks.components.storage import DataStorage, objects_created
 from stacks.components.workforce import labelers_user_pool
 from stacks.config import StudioSettings
@@ -60,6 +62,9 @@ CHECKED_VERSION = "1.23.2"
 # (core/urls.py).
 CONTAINER_PORT = 8080
 HEALTH_PATH = "/health/"
+# The service's name inside the VPC: <SERVICE_NAME>.<prefix>.<NAMESPACE_SUFFIX>.
+SERVICE_NAME = "label-studio"
+NAMESPACE_SUFFIX = "studio.internal"
 DATABASE_NAME = "labelstudio"
 DATABASE_USER = "labelstudio"
 DATABASE_ENGINE = rds.PostgresEngineVersion.VER_17_9
@@ -71,6 +76,10 @@ ACCESS_LOG_PREFIX = "studio-load-balancer"
 # balancer's) in 5 minutes.
 ALARM_PERIOD = cdk.Duration.minutes(5)
 SERVER_ERRORS_THRESHOLD = 10
+# The project function waits up to 7 minutes for Label Studio to answer (a first start
+# migrates its database); CloudFormation waits a little longer for its answer.
+PROJECT_FUNCTION_TIMEOUT = cdk.Duration.minutes(10)
+PROJECT_SETUP_TIMEOUT = cdk.Duration.minutes(15)
 # A Django secret key and an API token: letters and digits (the token is an HTTP header).
 SECRET_LENGTH = 50
 TOKEN_LENGTH = 40
@@ -118,6 +127,7 @@ class LabelStudio(Construct):
         self._load_balancer(settings.certificate_arn)
         self._alarms(topic)
         self._exports_to_manifest()
+        self._project()
 
     def _network(self) -> None:
         flow_logs = logs.LogGroup(
@@ -427,9 +437,24 @@ class LabelStudio(Construct):
             ec2.Port.tcp_range(5432, 5432),
             "Label Studio's tasks",
         )
+        # A private DNS name inside the VPC for the project setup function: the load
+        # balancer's sign-in lets no API call through.
+        namespace = servicediscovery.PrivateDnsNamespace(
+            self,
+            "Namespace",
+            name=f"{self._prefix}.{NAMESPACE_SUFFIX}",
+            vpc=self.vpc,
+            description=f"Label Studio of {self._prefix}, inside its VPC",
+        )
         self.service = ecs.FargateService(
             self,
             "Service",
+            cloud_map_options=ecs.CloudMapOptions(
+                cloud_map_namespace=namespace,
+                name=SERVICE_NAME,
+                dns_record_type=servicediscovery.DnsRecordType.A,
+                dns_ttl=cdk.Duration.seconds(10),
+            ),
             cluster=cluster,
             task_definition=task,
             desired_count=1,
@@ -443,6 +468,7 @@ class LabelStudio(Construct):
             health_check_grace_period=cdk.Duration.minutes(5),
         )
         self.service.node.add_dependency(self.database)
+        self.service_url = f"http://{SERVICE_NAME}.{namespace.namespace_name}:{CONTAINER_PORT}"
         self._container = container
         self._grant_data()
 
@@ -453,10 +479,17 @@ class LabelStudio(Construct):
         policy = allow(
             self.task_role,
             {
+                # The target storage checks its prefix as it holds it, without the slash
+                # (label_studio_project.exports_storage_fields); the source storage lists
+                # below its prefix.
                 "ListLabelingImagesAndExports": (
                     ["s3:ListBucket"],
                     [bucket_arn],
-                    {"StringLike": {"s3:prefix": [f"{images}*", f"{exports}*"]}},
+                    {
+                        "StringLike": {
+                            "s3:prefix": [f"{images}*", exports.rstrip("/"), f"{exports}*"]
+                        }
+                    },
                 ),
                 "ReadLabelingImages": (["s3:GetObject"], [f"{bucket_arn}/{images}*"]),
                 "WriteExports": (
@@ -657,3 +690,117 @@ class LabelStudio(Construct):
                 max_event_age=MAX_EVENT_AGE,
             )
         )
+
+    def _project(self) -> None:
+        """The ``studio_project`` Lambda: sets the Label Studio project up (a custom resource,
+        run again whenever ``labeling.studio.class_names`` changes) and puts the review queues
+        uploaded under ``labeling/studio/reviews/`` on its tasks.
+
+        A Lambda-backed custom resource rather than a one-off ECS task: CloudFormation runs it
+        after the service is up and again when the labels change, waits for it, and fails the
+        deployment with Label Studio's own reason. It runs in the VPC and calls the service at
+        its Cloud Map name: the load balancer's Cognito sign-in lets no API call through.
+        """
+        storage = self._storage
+        security_group = ec2.SecurityGroup(
+            self,
+            "ProjectSecurity",
+            vpc=self.vpc,
+            description="The studio project function: the Label Studio API and HTTPS out",
+            allow_all_outbound=False,
+        )
+        # Secrets Manager through the NAT gateway, S3 through its gateway endpoint, and
+        # CloudFormation's response URL.
+        security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")
+        security_group.add_egress_rule(
+            self.service_security_group, ec2.Port.tcp(CONTAINER_PORT), "Label Studio's API"
+        )
+        self.service_security_group.add_ingress_rule(
+            security_group, ec2.Port.tcp(CONTAINER_PORT), "The studio project function"
+        )
+        self.project_dead_letters = dead_letter_queue(
+            self,
+            "ProjectDeadLetters",
+            self._key,
+            holds="Review requests the studio project function failed on after retries",
+            named_by_targets=True,
+        )
+        self.project_function = PythonFunction(
+            self,
+            "Project",
+            name="studio_project",
+            description="Keeps the Label Studio project in step and puts review queues on it",
+            key=self._key,
+            service="studio-project",
+            timeout=PROJECT_FUNCTION_TIMEOUT,
+            contract=studio_project.Environment,
+            environment={
+                "bucket": storage.bucket_name,
+                "studio_url": self.service_url,
+                "api_token_secret": self.api_token.secret_arn,
+                "project_title": self._prefix,
+            },
+            network=Network(
+                self.vpc,
+                self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets,
+                security_group,
+            ),
+        )
+        function = self.project_function.function
+        dead_letter_failed_invocations(
+            function, self.project_dead_letters, who="The studio project function"
+        )
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{storage.bucket_name}"
+        reviews = layout.STUDIO_REVIEWS
+        policy = allow(
+            self.project_function.role,
+            {
+                "ReadTheApiToken": (["secretsmanager:GetSecretValue"], [self.api_token.secret_arn]),
+                "WriteThePlaceholder": (["s3:PutObject"], [f"{bucket_arn}/{PLACEHOLDER_KEY}"]),
+                "ReadReviewRequestsWriteOutcomes": (
+                    ["s3:GetObject", "s3:PutObject"],
+                    [f"{bucket_arn}/{reviews}*"],
+                ),
+                "UseTheDataKey": (["kms:Decrypt", "kms:GenerateDataKey"], [self._key.key_arn]),
+                "DeadLetterFailedInvocations": (
+                    ["sqs:SendMessage"],
+                    [self.project_dead_letters.queue_arn],
+                ),
+            },
+        )
+        acknowledge_object_prefixes(
+            policy,
+            storage.bucket_name,
+            {
+                reviews: "Review requests are named after the model version at run time; the "
+                "outcome of each is written beside it."
+            },
+        )
+        rule = events.Rule(
+            self,
+            "ReviewRequested",
+            description=f"A review request under {reviews} puts predictions on the studio's tasks",
+            event_pattern=objects_created(
+                storage.bucket_name, {"wildcard": f"{reviews}*{REVIEW_REQUEST_SUFFIX}"}
+            ),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                function,
+                dead_letter_queue=self.project_dead_letters,
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=MAX_EVENT_AGE,
+            )
+        )
+        project = cdk.CustomResource(
+            self,
+            "LabelStudioProject",
+            service_token=function.function_arn,
+            resource_type="Custom::LabelStudioProject",
+            properties={"ClassNames": list(self._settings.class_names)},
+            service_timeout=PROJECT_SETUP_TIMEOUT,
+        )
+        # Set up once the service answers, the function may reach it and may act.
+        for needed in (self.service, self.service_security_group, self.project_function.role):
+            project.node.add_dependency(needed)
+        self.project_id = project.get_att_string("ProjectId")

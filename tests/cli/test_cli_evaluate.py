@@ -87,7 +87,16 @@ def test_the_example_gives_the_hand_checked_figures(cli, tmp_path):
         "true_count": 4,
         "predicted_count": 3,
         "error": -1,
-    }
+        # All three of street-5's cars score at least the best threshold; highest first.
+        "detections": [
+            {"number": 1, "class_id": 0, "class_name": "car", "score": 0.95,
+             "box": {"xmin": 0.03, "ymin": 0.62, "xmax": 0.19, "ymax": 0.76}},
+            {"number": 2, "class_id": 0, "class_name": "car", "score": 0.71,
+             "box": {"xmin": 0.23, "ymin": 0.63, "xmax": 0.4, "ymax": 0.78}},
+            {"number": 3, "class_id": 0, "class_name": "car", "score": 0.45,
+             "box": {"xmin": 0.44, "ymin": 0.61, "xmax": 0.61, "ymax": 0.77}},
+        ],
+    }  # fmt: skip
     with Image.open(plot) as image:
         assert (image.format, image.size) == ("PNG", (1200, 1000))
 

@@ -158,3 +158,116 @@ def test_from_evaluation_refuses_a_report_without_images_and_uploads_nothing(
     assert err.startswith(f"counting: error: {path}: ")
     assert message in err
     assert objects(s3) == []
+
+
+RUN = "counting-20261201-101500-a1b2c3"
+
+
+def studio_report(run: str | None = RUN) -> dict:
+    """evaluation.json with one image in the review queue, the model's two cars on it."""
+    cars = [
+        {"number": 1, "class_id": 0, "class_name": "car", "score": 0.9,
+         "box": {"xmin": 0.1, "ymin": 0.2, "xmax": 0.3, "ymax": 0.6}},
+        {"number": 2, "class_id": 0, "class_name": "car", "score": 0.5,
+         "box": {"xmin": 0.5, "ymin": 0.5, "xmax": 0.75, "ymax": 1.0}},
+    ]  # fmt: skip
+    entry = {
+        "source_ref": f"s3://{BUCKET}/labeling/images/street/a.jpg",
+        "true_count": 3,
+        "predicted_count": 2,
+        "error": -1,
+        "detections": cars,
+    }
+    return {"run": run, "review_queue": [entry]} if run else {"review_queue": [entry]}
+
+
+def test_studio_uploads_the_review_queue_with_the_models_boxes(cli, s3, tmp_path):
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(studio_report()))
+
+    status, out, err = cli(
+        "labeling", "start", "--bucket", BUCKET, "--studio", "--from-evaluation", path,
+        "--region", REGION,
+    )  # fmt: skip
+
+    key = f"labeling/studio/reviews/{RUN}.request.json"
+    assert (status, err) == (0, "")
+    assert json.loads(out) == {
+        "review": f"s3://{BUCKET}/{key}",
+        "model_version": RUN,
+        "images": 1,
+        "outcome": f"s3://{BUCKET}/labeling/studio/reviews/{RUN}.imported.json, or "
+        ".rejected.json with the reason",
+    }
+    uploaded = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    (prediction,) = uploaded["predictions"]
+    # (0.9 + 0.5) / 2; boxes in percent: x = 100 xmin, width = 100 (xmax - xmin), ...
+    assert (prediction["image"], prediction["score"]) == (
+        f"s3://{BUCKET}/labeling/images/street/a.jpg",
+        0.7,
+    )
+    assert [region["value"] for region in prediction["result"]] == [
+        {"x": 10.0, "y": 20.0, "width": 20.0, "height": 40.0, "rotation": 0,
+         "rectanglelabels": ["car"]},
+        {"x": 50.0, "y": 50.0, "width": 25.0, "height": 50.0, "rotation": 0,
+         "rectanglelabels": ["car"]},
+    ]  # fmt: skip
+    assert [region["score"] for region in prediction["result"]] == [0.9, 0.5]
+
+
+def test_studio_names_the_predictions_as_told(cli, s3, tmp_path):
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(studio_report(run=None)))
+
+    status, out, _ = cli(
+        "labeling", "start", "--bucket", BUCKET, "--studio", "--from-evaluation", path,
+        "--model-version", "local-model-1",
+    )  # fmt: skip
+
+    assert status == 0
+    assert json.loads(out)["model_version"] == "local-model-1"
+    assert objects(s3) == ["labeling/studio/reviews/local-model-1.request.json"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--studio"], "--studio sends an evaluation's review queue: give --from-evaluation"),
+        (
+            ["--studio", "--from-evaluation", "EVALUATION"],
+            "EVALUATION: the evaluation names no run (counting evaluate writes none): give "
+            "--model-version",
+        ),
+        (
+            ["--request", "REQUEST", "--model-version", "m1"],
+            "--model-version names the predictions of --studio",
+        ),
+    ],
+)
+def test_studio_without_what_it_needs_exits_2_with_one_line(cli, s3, tmp_path, arguments, message):
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(json.dumps(studio_report(run=None)))
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(REQUEST))
+    given = [
+        {"EVALUATION": str(evaluation), "REQUEST": str(request)}.get(item, item)
+        for item in arguments
+    ]
+
+    status, out, err = cli("labeling", "start", "--bucket", BUCKET, *given)
+
+    assert (status, out) == (2, "")
+    expected = message.replace("EVALUATION", str(evaluation))
+    assert err == f"counting: error: {expected}\n"
+    assert objects(s3) == []
+
+
+def test_studio_and_a_ground_truth_request_are_one_or_the_other(cli, s3, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(REQUEST))
+
+    with pytest.raises(SystemExit) as stopped:
+        cli("labeling", "start", "--bucket", BUCKET, "--studio", "--request", request)
+
+    assert stopped.value.code == 2  # argparse's usage error
+    assert objects(s3) == []

@@ -170,6 +170,25 @@ def test_review_queue_lists_the_largest_errors_first_and_skips_exact_counts():
     assert len(result.review_queue(length=1)) == 1
 
 
+def test_the_review_queue_shows_the_detections_counted_at_the_best_threshold():
+    # At 0.5 the truck (0.8) and the car (0.6) count, highest first; the car at 0.3 does not.
+    images = [image("a.jpg", 0)]
+    detections = {images[0].source_ref: found((0, 0.6), (1, 0.8), (0, 0.3))}
+
+    (entry,) = evaluate(images, detections, class_map=CLASS_MAP, thresholds=[0.5]).to_dict()[
+        "review_queue"
+    ]
+
+    box = {"xmin": 0.1, "ymin": 0.1, "xmax": 0.2, "ymax": 0.2}
+    assert (entry["predicted_count"], entry["detections"]) == (
+        2,
+        [
+            {"number": 1, "class_id": 1, "class_name": "truck", "score": 0.8, "box": box},
+            {"number": 2, "class_id": 0, "class_name": "car", "score": 0.6, "box": box},
+        ],
+    )
+
+
 def test_missing_detections_name_the_image():
     images = [image("a.jpg", 0)]
     with pytest.raises(InputError, match=r"no detections for image s3://data/labeling/images/a"):

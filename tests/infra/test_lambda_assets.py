@@ -32,6 +32,7 @@ def test_every_handler_folder_is_covered():
         "labeling_launcher",
         "prepare_training_data",
         "studio_exports",
+        "studio_project",
     ]
 
 

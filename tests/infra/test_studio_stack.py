@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from counting_core.contracts import studio_project
 from counting_core.contracts.studio_exports import Environment
+from stacks.components.python_function import NETWORK_INTERFACE_ACTIONS
 from stacks.config import ConfigError, load_config
 from tests.conftest import cdk_context
 from tests.infra.configurations import (
@@ -52,6 +54,10 @@ def test_the_studio_is_off_by_default():
             ("counting.labeling.studio.image_digest",),
             "labeling.studio.image_digest: required when labeling.studio.enabled is true",
         ),
+        (
+            ("counting.labeling.studio.class_names",),
+            "labeling.studio.class_names: required when labeling.studio.enabled is true",
+        ),
     ],
 )
 def test_an_enabled_studio_without_its_address_is_refused_in_one_line(left_out, message):
@@ -61,6 +67,18 @@ def test_an_enabled_studio_without_its_address_is_refused_in_one_line(left_out, 
         load_config(cdk_context(**context))
 
     assert str(caught.value) == message
+
+
+def test_class_names_a_labeling_interface_cannot_hold_are_refused_in_one_line():
+    context = {**STUDIO, "counting.labeling.studio.class_names": '["car", "car"]'}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(cdk_context(**context))
+
+    assert str(caught.value) == (
+        "labeling.studio.class_names: the class list names 'car' more than once "
+        "(got ['car', 'car'])"
+    )
 
 
 def test_a_certificate_of_another_region_is_refused():
@@ -178,8 +196,16 @@ def test_the_task_role_reads_the_images_and_writes_the_exports_only(template):
     assert found["ReadLabelingImages"]["Action"] == "s3:GetObject"
     assert found["ReadLabelingImages"]["Resource"] == f"{OBJECTS}/labeling/images/*"
     assert found["WriteExports"]["Resource"] == f"{OBJECTS}/labeling/studio/exports/*"
+    # The target storage checks its prefix as it holds it, without the slash (Label Studio
+    # adds one before each task's name): listing that exact prefix must be allowed too.
     assert found["ListLabelingImagesAndExports"]["Condition"] == {
-        "StringLike": {"s3:prefix": ["labeling/images/*", "labeling/studio/exports/*"]}
+        "StringLike": {
+            "s3:prefix": [
+                "labeling/images/*",
+                "labeling/studio/exports",
+                "labeling/studio/exports/*",
+            ]
+        }
     }
 
 
@@ -227,3 +253,107 @@ def test_exports_rebuild_the_manifest_through_the_converter_function(template):
         f"{OBJECTS}/labeling/studio/manifests/*",
         f"{OBJECTS}/training/requests/*",
     ]
+
+
+def project_function(template: Template) -> tuple[str, dict]:
+    functions = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "lambdas.studio_project.handler.main"}},
+    )
+    ((name, function),) = functions.items()
+    return name, function
+
+
+def test_the_project_is_set_up_from_the_class_names_once_the_service_runs(template):
+    name, function = project_function(template)
+    (resource,) = template.find_resources("Custom::LabelStudioProject").values()
+
+    assert resource["Properties"]["ServiceToken"] == {"Fn::GetAtt": [name, "Arn"]}
+    # A change of labeling.studio.class_names changes the properties: CloudFormation then
+    # asks the function to update the project.
+    assert resource["Properties"]["ClassNames"] == ["car", "truck"]
+    # Failing to answer fails the deployment after 15 minutes, not CloudFormation's hour.
+    assert resource["Properties"]["ServiceTimeout"] == "900"
+    (service_id, _) = only(template, "AWS::ECS::Service")
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert {service_id, role} <= set(resource["DependsOn"])
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert set(variables) == {
+        field.alias for field in studio_project.Environment.model_fields.values()
+    }
+    assert variables["STUDIO_URL"] == "http://label-studio.object-counting-dev.studio.internal:8080"
+    assert variables["PROJECT_TITLE"] == "object-counting-dev"
+
+
+def test_the_project_function_reaches_label_studio_inside_the_vpc_only(template):
+    _, function = project_function(template)
+    network = function["Properties"]["VpcConfig"]
+    (security_group,) = network["SecurityGroupIds"]
+    group_id = security_group["Fn::GetAtt"][0]
+    _, group = next(
+        (name, group)
+        for name, group in template.find_resources("AWS::EC2::SecurityGroup").items()
+        if name == group_id
+    )
+    # Out: HTTPS (AWS APIs, CloudFormation's response URL) and Label Studio's port alone.
+    egress = sorted(
+        (rule["FromPort"], rule.get("CidrIp", "the service"))
+        for rule in [*group["Properties"].get("SecurityGroupEgress", []),
+                     *(rule["Properties"] for rule in
+                       template.find_resources("AWS::EC2::SecurityGroupEgress").values()
+                       if rule["Properties"]["GroupId"] == security_group)]
+    )  # fmt: skip
+    assert egress == [(443, "0.0.0.0/0"), (8080, "the service")]
+    # The service admits it on Label Studio's port, beside the load balancer.
+    ingress = [
+        rule["Properties"]
+        for rule in template.find_resources("AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"].get("SourceSecurityGroupId") == security_group
+    ]
+    assert [(rule["FromPort"], rule["ToPort"]) for rule in ingress] == [(8080, 8080)]
+    # The service answers to a name inside the VPC.
+    _, service = only(template, "AWS::ECS::Service")
+    assert len(service["Properties"]["ServiceRegistries"]) == 1
+    template.has_resource_properties(
+        "AWS::ServiceDiscovery::PrivateDnsNamespace",
+        {"Name": "object-counting-dev.studio.internal"},
+    )
+
+
+def test_the_project_function_reads_the_token_and_the_review_requests_only(template):
+    _, function = project_function(template)
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+
+    found = statements(template, role)
+
+    assert found["ReadTheApiToken"]["Action"] == "secretsmanager:GetSecretValue"
+    assert found["WriteThePlaceholder"]["Resource"] == f"{OBJECTS}/labeling/images/README.txt"
+    assert found["ReadReviewRequestsWriteOutcomes"]["Resource"] == (
+        f"{OBJECTS}/labeling/studio/reviews/*"
+    )
+    # Its network interfaces, in a policy of their own that the function waits for.
+    (interfaces,) = [
+        name
+        for name, policy in template.find_resources("AWS::IAM::Policy").items()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        and policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"]
+        == sorted(NETWORK_INTERFACE_ACTIONS)
+    ]
+    assert interfaces in function["DependsOn"]
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.object_like(
+                {
+                    "detail": Match.object_like(
+                        {
+                            "object": {
+                                "key": [{"wildcard": "labeling/studio/reviews/*.request.json"}]
+                            }
+                        }
+                    )
+                }
+            ),
+            "Targets": [Match.object_like({"DeadLetterConfig": Match.any_value()})],
+        },
+    )

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import boto3
 import pytest
@@ -64,6 +64,20 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (200, 100)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (120, 160, 200)).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def object_created(bucket: str, key: str, put: Mapping[str, Any]) -> dict[str, Any]:
+    """The EventBridge event S3 sends for the object ``put`` (PutObject's or HeadObject's
+    answer) wrote: https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html"""
+    written = {"key": key, "etag": put["ETag"].strip('"')}
+    if put.get("VersionId"):
+        written["version-id"] = put["VersionId"]
+    return {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {"bucket": {"name": bucket}, "object": written},
+    }
 
 
 def make_bucket(name: str) -> None:

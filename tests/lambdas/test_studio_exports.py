@@ -11,7 +11,7 @@ from counting_core.contracts.environment import MisconfiguredFunction
 from counting_core.contracts.studio_exports import Environment
 from lambdas.studio_exports import handler
 from lambdas.studio_exports.service import StudioExports
-from tests.lambdas.conftest import REGION, deployed, make_bucket
+from tests.lambdas.conftest import REGION, deployed, make_bucket, object_created
 
 BUCKET = "object-counting-dev-data-123456789012-us-east-1"
 IMAGES = f"s3://{BUCKET}/labeling/images/street/"
@@ -77,15 +77,7 @@ def task(number: int, label: str, x: float, *, updated: str = "2026-12-01T10:00:
 def upload(key: str, content: object) -> dict:
     s3 = boto3.client("s3", region_name=REGION)
     put = s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(content).encode())
-    return {
-        "version": "0",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "detail": {
-            "bucket": {"name": BUCKET},
-            "object": {"key": key, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]},
-        },
-    }
+    return object_created(BUCKET, key, put)
 
 
 def read(key: str) -> str:

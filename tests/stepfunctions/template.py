@@ -85,7 +85,12 @@ class Templates:
         # Refs that are ARNs, a queue's URL; every other Ref is a physical name, here the
         # logical id.
         # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-sqs-queue.html
-        if resource["Type"] in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"):
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-secretsmanager-secret.html
+        if resource["Type"] in (
+            "AWS::SNS::Topic",
+            "AWS::StepFunctions::StateMachine",
+            "AWS::SecretsManager::Secret",
+        ):
             return self._arn(stack, name)
         if resource["Type"] == "AWS::SQS::Queue":
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
@@ -99,6 +104,10 @@ class Templates:
             "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
             "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
             "AWS::SageMaker::Workteam": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/{name}",
+            # Secrets Manager adds a hyphen and six random characters to the name.
+            "AWS::SecretsManager::Secret": (
+                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-a1B2c3"
+            ),
             "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}",
             "AWS::StepFunctions::StateMachine": (
                 f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"

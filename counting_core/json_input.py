@@ -73,6 +73,31 @@ def loads(data: bytes, *, within: str = "file") -> Any:
         raise JsonInputError(_describe(str(error), data, within)) from None
 
 
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where in parsed JSON a string holds a lone surrogate (``"\\ud800"`` is valid JSON but
+    no Unicode text: it cannot be written as UTF-8), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "the document"
+        return None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for name, item in items:
+        where = f"{path}[{name}]" if isinstance(name, int) else f"{path}.{name}" if path else name
+        if isinstance(name, str) and lone_surrogate(name) is not None:
+            return where
+        if (found := lone_surrogate(item, where)) is not None:
+            return found
+    return None
+
+
 def json_type(value: object) -> str:
     """``value``'s JSON type with its article, for messages: "an array", "null"."""
     names = {dict: "an object", list: "an array", str: "a string", bool: "true or false"}

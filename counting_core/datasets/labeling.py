@@ -313,6 +313,8 @@ class LabelingRequest(BaseModel):
 
 def parse_request(data: object, *, bucket: str) -> LabelingRequest:
     """The request in ``data`` (parsed JSON) for the data bucket ``bucket``, or InputError."""
+    if (where := json_input.lone_surrogate(data)) is not None:
+        raise InputError(f"request: {where}: holds a lone surrogate (\\ud800-\\udfff), not text")
     try:
         return LabelingRequest.model_validate(data, context={"bucket": bucket})
     except ValidationError as error:

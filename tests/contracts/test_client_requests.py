@@ -28,6 +28,7 @@ from counting import count as count_cli
 from counting import train as train_cli
 from counting_core.contracts import published
 from counting_core.counts import announcements, predictions, results
+from counting_core.imaging.tiling import TilingPolicy
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads.delivery import TimeBudget
 from lambdas.counter.service import CountingService
@@ -100,6 +101,8 @@ def test_the_counter_invokes_the_endpoint_as_the_api_allows():
         payload_scale=2,
         endpoint_slots=1,
         time_budget=budget,
+        tiling_policy=TilingPolicy(),  # whole images, the default
+        mark_tiles=False,
     )
     with answered(runtime, "invoke_endpoint", endpoint_answer(), INVOKE) as sent:
         outcome = counter.count(

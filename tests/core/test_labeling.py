@@ -401,3 +401,16 @@ def test_completion_event_is_the_training_contract():
         "manifestUri": "s3://b/labeling/output/x/object-counting-dev-abc/manifests/output/output.manifest",
         "labelAttribute": "vehicles",
     }
+
+
+def test_a_label_that_is_no_unicode_text_is_refused_in_one_line():
+    # "\ud800" is valid JSON (a lone surrogate escape) but no text: it cannot be written as
+    # UTF-8 into the label categories file, and would have stopped the launcher.
+    data = request_data() | {"labels": ["car", "\ud800"]}
+
+    with pytest.raises(InputError) as refused:
+        labeling.parse_request(data, bucket=BUCKET)
+
+    assert str(refused.value) == (
+        "request: labels[1]: holds a lone surrogate (\\ud800-\\udfff), not text"
+    )

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from adapters.result_store import ResultStore
 from counting_core.contracts import published
+from counting_core.imaging.tiling import TilingPolicy
 from counting_core.models.model_record import ActiveModel
 from counting_core.uploads import delivery
 from counting_core.uploads.failures import TryAgain
@@ -205,6 +206,8 @@ def service() -> tuple[CountingService, Objects, Answers]:
         payload_scale=2,
         endpoint_slots=1,
         time_budget=budget,
+        tiling_policy=TilingPolicy(),  # whole images, the default
+        mark_tiles=False,
     )
     return counting, objects, endpoint
 

@@ -23,7 +23,7 @@ from stacks.components.delivery import (
     dead_letter_queue,
     encrypted_queue,
 )
-from stacks.components.python_function import PythonFunction, imaging_layer
+from stacks.components.python_function import HandlerFunction, imaging_layer
 from stacks.components.storage import objects_created
 from stacks.config import CounterSettings
 from stacks.nag import acknowledge
@@ -164,7 +164,7 @@ class ImageCounter(Construct):
 
     Attributes:
         function: the Lambda function (``lambdas/counter``).
-        handler: its PythonFunction (log group included).
+        handler: its HandlerFunction (log group included).
     """
 
     def __init__(
@@ -181,7 +181,7 @@ class ImageCounter(Construct):
         event_source: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.handler = PythonFunction(
+        self.handler = HandlerFunction(
             self,
             "Counter",
             name="counter",

@@ -29,7 +29,7 @@ from stacks.components.permissions import (
     acknowledge_object_prefixes,
     allow,
 )
-from stacks.components.python_function import PythonFunction
+from stacks.components.python_function import HandlerFunction
 from stacks.components.storage import DataStorage, objects_created
 from stacks.config import LabelingSettings
 from stacks.nag import acknowledge, arn_finding, object_prefix_finding
@@ -43,7 +43,7 @@ class LabelingJobs(Construct):
     """The launcher Lambda, its two EventBridge rules and the Ground Truth execution role.
 
     Attributes:
-        launcher: the ``labeling_launcher`` PythonFunction.
+        launcher: the ``labeling_launcher`` HandlerFunction.
         ground_truth_role: the role labeling jobs run as.
         dead_letters: events the launcher could not take or failed on after retries.
         request_rule: request uploads -> launcher.
@@ -82,7 +82,7 @@ class LabelingJobs(Construct):
             named_by_targets=True,
         )
 
-        self.launcher = PythonFunction(
+        self.launcher = HandlerFunction(
             self,
             "Launcher",
             name="labeling_launcher",

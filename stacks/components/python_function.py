@@ -221,7 +221,7 @@ class Network:
     security_group: ec2.ISecurityGroup
 
 
-class PythonFunction(Construct):
+class HandlerFunction(Construct):
     """One handler under ``lambdas/<name>/handler.py`` with its encrypted log group.
 
     Its environment is its ``contract`` (``counting_core.contracts.<name>.Environment``) with

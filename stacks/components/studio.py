@@ -49,7 +49,7 @@ from stacks.components.delivery import (
     dead_letter_queue,
 )
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import Network, PythonFunction
+from stacks.components.python_function import HandlerFunction, Network
 from stacks.components.storage import DataStorage, objects_created
 from stacks.components.workforce import labelers_user_pool
 from stacks.config import StudioSettings
@@ -632,7 +632,7 @@ class LabelStudio(Construct):
             "rotated_boxes": settings.rotated_boxes,
             "start_training": settings.start_training,
         }
-        self.exports_function = PythonFunction(
+        self.exports_function = HandlerFunction(
             self,
             "Exports",
             name="studio_exports",
@@ -725,7 +725,7 @@ class LabelStudio(Construct):
             holds="Review requests the studio project function failed on after retries",
             named_by_targets=True,
         )
-        self.project_function = PythonFunction(
+        self.project_function = HandlerFunction(
             self,
             "Project",
             name="studio_project",

@@ -10,7 +10,7 @@ from counting_core import layout
 from counting_core.contracts import bulk_counter
 from counting_core.counts import bulk
 from stacks.components.permissions import Statement, acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, imaging_layer
+from stacks.components.python_function import HandlerFunction, imaging_layer
 from stacks.components.result_events import grant_put_result_events
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig
@@ -25,7 +25,7 @@ MEMORY_MB = 2048
 
 class BulkCounterFunction(Construct):
     """Attributes:
-    handler: the PythonFunction (function, role, log group).
+    handler: the HandlerFunction (function, role, log group).
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class BulkCounterFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         settings = config.bulk
-        self.handler = PythonFunction(
+        self.handler = HandlerFunction(
             self,
             "BulkCounter",
             name="bulk_counter",

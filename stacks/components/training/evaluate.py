@@ -30,7 +30,7 @@ from counting_core import layout
 from counting_core.contracts import evaluate_counts
 from counting_core.models import training
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction, imaging_layer
+from stacks.components.python_function import HandlerFunction, imaging_layer
 from stacks.components.storage import DataStorage
 from stacks.components.training.prepare import PREPARED
 from stacks.components.workflow import retry_policies
@@ -72,7 +72,7 @@ class EvaluationStep(Construct):
 
     Attributes:
         transform: the ``BatchTransform`` (its state and IAM statements).
-        handler: the evaluation PythonFunction.
+        handler: the evaluation HandlerFunction.
         start: the first state; the last one (``EvaluateCounts``) goes on to ``then``.
         statements: what the state machine's role needs for the transform job.
     """
@@ -161,7 +161,7 @@ class EvaluationStep(Construct):
         notifications.catch(self.transform.state)
         find_champion = self._find_champion(active_model_parameter, notifications)
 
-        self.handler = PythonFunction(
+        self.handler = HandlerFunction(
             self,
             "Function",
             name="evaluate_counts",

@@ -11,7 +11,7 @@ from counting_core import layout
 from counting_core.contracts import prepare_training_data
 from counting_core.models import training
 from stacks.components.permissions import acknowledge_object_prefixes, allow
-from stacks.components.python_function import PythonFunction
+from stacks.components.python_function import HandlerFunction
 from stacks.components.storage import DataStorage
 from stacks.components.workflow import retry_policies
 from stacks.components.workflow.notify import FAILURE_PATH, REFUSED, RunNotifications
@@ -44,7 +44,7 @@ class PrepareStep(Construct):
     ``$.prepared``. ``DataNotTrainable`` from the Lambda is not retried: it is reported.
 
     Attributes:
-        handler: the PythonFunction.
+        handler: the HandlerFunction.
         state: the task state.
     """
 
@@ -59,7 +59,7 @@ class PrepareStep(Construct):
         notifications: RunNotifications,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.handler = PythonFunction(
+        self.handler = HandlerFunction(
             self,
             "Function",
             name="prepare_training_data",

@@ -1,6 +1,6 @@
 """Step Functions payloads built from the models the functions read them with
 (``counting_core.contracts``), by field name, so the state machines and the handlers cannot
-drift apart (``PythonFunction`` builds environments alike). JsonPath and other CDK tokens
+drift apart (``HandlerFunction`` builds environments alike). JsonPath and other CDK tokens
 pass through unchecked; every other value is checked against its field at synth.
 """
 

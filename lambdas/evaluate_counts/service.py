@@ -150,10 +150,8 @@ class RunEvaluator:
     def _training_images(self, model_name: str) -> set[str]:
         """The source-refs a model's run trained on (its ``train.manifest``); none known for
         a model whose run left no manifest here (then every image is compared)."""
-        key = f"{training.run_folder(model_name)}{training.TRAIN_FILE}"
-        try:
-            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
+        body = self._get(f"{training.run_folder(model_name)}{training.TRAIN_FILE}")
+        if body is None:
             return set()
         return {str(record.data.get(SOURCE_REF)) for record in read_manifest(io.BytesIO(body))}
 
@@ -171,11 +169,17 @@ class RunEvaluator:
             raise InputError(f"s3://{self._bucket}/{key}: {error}") from None
 
     def _read(self, key: str) -> bytes:
+        body = self._get(key)
+        if body is None:
+            raise InputError(f"s3://{self._bucket}/{key} does not exist")
+        return body
+
+    def _get(self, key: str) -> bytes | None:
+        """The object's bytes; None for a missing key (GetObject's documented NoSuchKey)."""
         try:
             body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except self._s3.exceptions.NoSuchKey:
-            # GetObject's documented error for a missing key: the run's own error, naming it.
-            raise InputError(f"s3://{self._bucket}/{key} does not exist") from None
+            return None
         return body
 
     def _list(self, prefix: str) -> list[str]:

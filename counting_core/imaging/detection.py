@@ -26,15 +26,13 @@ from counting_core.counts.predictions import Detection, Response, parse_response
 from counting_core.errors import InputError
 from counting_core.imaging import images
 from counting_core.imaging.tiling import (
-    CUT_MARGIN,
-    PlacedBox,
+    TilePlan,
     TilingPolicy,
     TilingRecord,
     Window,
-    merge_boxes,
-    place,
+    merge_answers,
+    plan_tiles,
     should_tile,
-    tile_windows,
 )
 
 
@@ -142,48 +140,10 @@ def detect_tiled(
     image) and the record of the requests made."""
     if concurrency < 1:
         raise InputError(f"concurrency must be at least 1, got {concurrency}")
-    side, overlap = policy.side(image_shape), policy.overlap_pixels(image_shape)
-    windows = tile_windows(image.size, side, overlap)
-    whole_image_pass = policy.whole_image_pass and len(windows) > 1
-    requests = _requests(image, windows, whole_image_pass, payload_side, max_payload_bytes)
-    margin = CUT_MARGIN * side
-    placed: list[PlacedBox] = []
-    calls = capped_calls = 0
-    caps: set[int] = set()
-    for request, response in _answers(requests, invoke, concurrency):
-        calls += 1
-        capped_calls += response.capped
-        if response.max_detections is not None:
-            caps.add(response.max_detections)
-        boxes = place(
-            response.detections, request.window, image.size, source=request.source, margin=margin
-        )
-        if request.source == len(windows):  # the whole-image pass
-            # Objects within the overlap are seen whole, and sharper, by some tile.
-            boxes = [box for box in boxes if _larger_than(box, overlap)]
-        placed.extend(boxes)
-    merged = merge_boxes(placed, policy.merge, cell=max(side / 4, 1.0))
-    width, height = image.size
-    detections = [
-        Detection(box.class_id, box.score, box.left / width, box.top / height,
-                  box.right / width, box.bottom / height)
-        for box in sorted(merged, key=lambda box: -box.score)
-    ]  # fmt: skip
-    record = TilingRecord(
-        tiles=len(windows),
-        endpoint_calls=calls,
-        capped_calls=capped_calls,
-        tile_side=side,
-        overlap=overlap,
-        merge=policy.merge,
-        whole_image_pass=whole_image_pass,
-        max_detections=max(caps, default=None),
-    )
-    return detections, record
-
-
-def _larger_than(box: PlacedBox, pixels: int) -> bool:
-    return box.right - box.left > pixels or box.bottom - box.top > pixels
+    plan = plan_tiles(policy, image.size, image_shape)
+    requests = _requests(image, plan, payload_side, max_payload_bytes)
+    answers = _answers(requests, invoke, concurrency)
+    return merge_answers(plan, ((request.source, response) for request, response in answers))
 
 
 def encoded_tiles(
@@ -201,20 +161,24 @@ def encoded_tiles(
         yield window, payload
 
 
+def _encoded_whole(image: images.NativeImage, payload_side: int, max_payload_bytes: int) -> bytes:
+    """The whole image scaled to ``payload_side`` and JPEG-encoded: the whole-image pass."""
+    scaled = image.scaled(payload_side)
+    payload, _ = images.encode_jpeg(scaled, payload_side, max_payload_bytes)
+    scaled.close()
+    return payload
+
+
 def _requests(
-    image: images.NativeImage,
-    windows: Sequence[Window],
-    whole_image_pass: bool,
-    payload_side: int,
-    max_payload_bytes: int,
+    image: images.NativeImage, plan: TilePlan, payload_side: int, max_payload_bytes: int
 ) -> Iterator[_Request]:
     """The requests of a tiled image, made as they are asked for: the whole image first (it
     takes longest to scale), then the tiles row by row."""
-    if whole_image_pass:
-        scaled = image.scaled(payload_side)
-        payload, _ = images.encode_jpeg(scaled, payload_side, max_payload_bytes)
-        scaled.close()
-        yield _Request(len(windows), Window(0, 0, *image.size), payload, "the whole-image pass")
+    windows = plan.windows
+    if plan.whole_image_pass:
+        payload = _encoded_whole(image, payload_side, max_payload_bytes)
+        yield _Request(plan.whole_image_source, plan.window(plan.whole_image_source), payload,
+                       "the whole-image pass")  # fmt: skip
     for index, (window, payload) in enumerate(encoded_tiles(image, windows, max_payload_bytes)):
         name = (
             f"tile {index + 1} of {len(windows)} (x {window.left}-{window.right}, "

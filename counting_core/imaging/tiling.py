@@ -47,7 +47,9 @@ than a tile; of its boxes only those wider or taller than the overlap are kept, 
 smaller objects are seen whole, at higher resolution, by some tile.
 
 Pure arithmetic, without Pillow: the stacks validate ``counter.tiling`` with it;
-``detection`` cuts, sends and merges with it.
+``detection`` cuts, sends and merges with it. Counting through an endpoint and through Batch
+Transform (tiles written to S3, answers read back) lay tiles out with one ``plan_tiles`` and
+merge answers with one ``merge_answers``, so both count an image alike.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from counting_core.constants import MIN_SIDE_PIXELS
 from counting_core.contracts.published import MergeMethod, TilingUsed
-from counting_core.counts.predictions import Detection
+from counting_core.counts.predictions import Detection, Response
 from counting_core.errors import InputError
 
 TilingMode = Literal["off", "on", "auto"]
@@ -171,6 +175,131 @@ def tile_windows(image_size: tuple[int, int], side: int, overlap: int) -> list[W
         for top in axis_starts(height, side, overlap)
         for left in axis_starts(width, side, overlap)
     ]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one upright image is cut: its tiles, row by row, and whether it also goes whole.
+
+    Requests are numbered by ``source``: a tile by its index in ``windows``, the whole-image
+    pass by ``whole_image_source`` (one past the last tile).
+    """
+
+    image_size: tuple[int, int]
+    side: int
+    overlap: int
+    merge: MergeMethod
+    whole_image_pass: bool
+
+    @property
+    def windows(self) -> list[Window]:
+        return tile_windows(self.image_size, self.side, self.overlap)
+
+    @property
+    def whole_image_source(self) -> int:
+        return len(self.windows)
+
+    def window(self, source: int) -> Window:
+        """Where request ``source`` lies in the image."""
+        windows = self.windows
+        if source == len(windows):
+            return Window(0, 0, *self.image_size)
+        return windows[source]
+
+
+class TileSet(BaseModel):
+    """One image cut into tiles written to S3 for Batch Transform: what the step that merges
+    the tiles' answers (``merge_answers``) reads back. The windows are not stored: ``plan``
+    lays them out again from the size, side and overlap, as they were cut."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: str = Field(min_length=1, description="the image, as its manifest names it")
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    side: int = Field(ge=MIN_TILE_SIDE, le=MAX_TILE_SIDE)
+    overlap: int = Field(ge=1)
+    merge: MergeMethod
+    whole_image_pass: bool
+    tiles: list[str] = Field(min_length=1, description="each tile's object key, by source")
+
+    @classmethod
+    def of(cls, image: str, plan: TilePlan, tiles: list[str]) -> TileSet:
+        return cls(
+            image=image,
+            width=plan.image_size[0],
+            height=plan.image_size[1],
+            side=plan.side,
+            overlap=plan.overlap,
+            merge=plan.merge,
+            whole_image_pass=plan.whole_image_pass,
+            tiles=tiles,
+        )
+
+    def plan(self) -> TilePlan:
+        plan = TilePlan(
+            (self.width, self.height), self.side, self.overlap, self.merge, self.whole_image_pass
+        )
+        if len(plan.windows) != len(self.tiles):
+            raise InputError(
+                f"{self.image}: {len(self.tiles)} tiles recorded where its size and tile side "
+                f"lay out {len(plan.windows)}"
+            )
+        return plan
+
+
+def plan_tiles(policy: TilingPolicy, image_size: tuple[int, int], image_shape: int) -> TilePlan:
+    """How ``policy`` tiles an upright image of ``image_size`` for a model of input side
+    ``image_shape``; the whole-image pass only when there is more than one tile."""
+    side, overlap = policy.side(image_shape), policy.overlap_pixels(image_shape)
+    tiles = len(tile_windows(image_size, side, overlap))
+    return TilePlan(image_size, side, overlap, policy.merge, policy.whole_image_pass and tiles > 1)
+
+
+def merge_answers(
+    plan: TilePlan, answers: Iterable[tuple[int, Response]]
+) -> tuple[list[Detection], TilingRecord]:
+    """One image's detections from its requests' answers (``(source, response)``, in any
+    order), each object once, as fractions of the upright image, by descending score; and
+    the record of the requests made."""
+    windows = plan.windows
+    margin = CUT_MARGIN * plan.side
+    placed: list[PlacedBox] = []
+    calls = capped_calls = 0
+    caps: set[int] = set()
+    for source, response in answers:
+        calls += 1
+        capped_calls += response.capped
+        if response.max_detections is not None:
+            caps.add(response.max_detections)
+        window = Window(0, 0, *plan.image_size) if source == len(windows) else windows[source]
+        boxes = place(response.detections, window, plan.image_size, source=source, margin=margin)
+        if source == len(windows):  # the whole-image pass
+            # Objects within the overlap are seen whole, and sharper, by some tile.
+            boxes = [box for box in boxes if _larger_than(box, plan.overlap)]
+        placed.extend(boxes)
+    merged = merge_boxes(placed, plan.merge, cell=max(plan.side / 4, 1.0))
+    width, height = plan.image_size
+    detections = [
+        Detection(box.class_id, box.score, box.left / width, box.top / height,
+                  box.right / width, box.bottom / height)
+        for box in sorted(merged, key=lambda box: -box.score)
+    ]  # fmt: skip
+    record = TilingRecord(
+        tiles=len(windows),
+        endpoint_calls=calls,
+        capped_calls=capped_calls,
+        tile_side=plan.side,
+        overlap=plan.overlap,
+        merge=plan.merge,
+        whole_image_pass=plan.whole_image_pass,
+        max_detections=max(caps, default=None),
+    )
+    return detections, record
+
+
+def _larger_than(box: PlacedBox, pixels: int) -> bool:
+    return box.right - box.left > pixels or box.bottom - box.top > pixels
 
 
 class PlacedBox(NamedTuple):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from counting_core.contracts.published import MergeMethod
-from counting_core.counts.predictions import Detection, count_detections
+from counting_core.counts.predictions import Detection, count_detections, parse_response
 from counting_core.errors import InputError
 from counting_core.imaging import detection, images, tiling
 from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
@@ -540,3 +540,38 @@ def test_a_picture_comes_from_the_same_decode(big_scene):
 def test_a_bad_policy_is_refused_naming_the_setting(policy, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         tiling.TilingPolicy(**policy)
+
+
+# --- Tiles written for Batch Transform, answers merged back ---
+
+
+def test_tiles_answered_offline_merge_to_the_online_count(big_scene):
+    # What Batch Transform does with tiles written to S3: each tile answered on its own, in
+    # any order, and the whole image answered as sent untiled. The merge is the endpoint's.
+    fake = FakeDetector(min_width=14)
+    policy = tiling.TilingPolicy(mode="on")
+    with images.decode_native(io.BytesIO(big_scene)) as image:
+        plan = tiling.plan_tiles(policy, image.size, MODEL_SIDE)
+        answers = [
+            (source, parse_response(fake(payload)))
+            for source, (_, payload) in enumerate(
+                detection.encoded_tiles(image, plan.windows, 4_000_000)
+            )
+        ]
+    stored = tiling.TileSet.of("s3://b/big.jpg", plan, [f"t/{i}.jpg" for i in range(20)])
+    restored = tiling.TileSet.model_validate_json(stored.model_dump_json())
+    whole = parse_response(FakeDetector(min_width=14)(big_scene))
+    merged, record = tiling.merge_answers(
+        restored.plan(), [*reversed(answers), (restored.plan().whole_image_source, whole)]
+    )
+    online = detect(big_scene, FakeDetector(min_width=14), mode="on")
+    assert len(merged) == 800
+    assert sorted(merged) == sorted(online.detections)
+    assert record == online.tiling
+
+
+def test_a_tile_set_whose_tiles_do_not_match_its_layout_is_refused():
+    plan = tiling.plan_tiles(tiling.TilingPolicy(mode="on"), (2048, 1600), MODEL_SIDE)
+    stored = tiling.TileSet.of("s3://b/big.jpg", plan, ["t/0.jpg"])
+    with pytest.raises(InputError, match=r"s3://b/big.jpg: 1 tiles recorded .* lay out 20"):
+        stored.plan()

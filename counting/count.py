@@ -12,11 +12,11 @@ output file); ``invoke`` asks a deployed endpoint, the image whole or in tiles
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,7 +162,7 @@ def _add_counting_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Counting:
     """What the options settle: the record given (if any), the threshold, the class names
     and where they came from."""
@@ -221,7 +221,12 @@ def _invoke(args: argparse.Namespace) -> int:
             policy=policy,
             image_shape=shape,
             payload_scale=DEFAULT_PAYLOAD_SCALE,
+            tiling_measured=counting.record.tiling_measured if counting.record else None,
         )
+    if found.tiling.tiles:
+        # A tiled count takes the threshold calibrated on tiled counts, when there is one.
+        tiled = score_threshold(counting.record, args.threshold, tiled=True)
+        counting = dataclasses.replace(counting, threshold=tiled)
     _report(
         found.detections,
         image_size=found.image_size,

@@ -151,7 +151,7 @@ def count_found(
 ) -> tuple[CountedDocument, CountResult]:
     """What the model found in an image (each object once: a tiled image's boxes merged), as
     its result document; ``tiling`` says how a tiled image was sent."""
-    threshold = score_threshold(model, configured_threshold)
+    threshold = score_threshold(model, configured_threshold, tiled=tiling is not None)
     result = predictions.count_detections(
         detections,
         threshold=threshold.value,

@@ -80,6 +80,7 @@ def detect(
     picture_side: int | None = None,
     max_payload_bytes: int = SERVERLESS_MAX_PAYLOAD_BYTES,
     decoding: AbstractContextManager[object] | None = None,
+    tiling_measured: bool | None = None,
 ) -> ImageDetections:
     """Everything the endpoint finds in one JPEG or PNG upload, tiled or whole as ``policy``
     decides, each object once.
@@ -89,14 +90,15 @@ def detect(
     it: one JPEG, longest side ``payload_scale`` x ``image_shape``. ``picture_side`` also
     returns an upright copy to draw on, from the same decode. ``decoding`` (a lock) is held
     while a decoded copy of the image is in memory: untiled, while it is scaled; tiled, while
-    its tiles are cut and sent. Raises InputError for an image
-    that cannot be counted, UnexpectedAnswer for an answer not in the documented shape, and
-    whatever ``invoke`` raises.
+    its tiles are cut and sent. ``tiling_measured``: what the count evaluation found of
+    tiling for this model, which ``auto`` follows (``tiling.should_tile``). Raises InputError
+    for an image that cannot be counted, UnexpectedAnswer for an answer not in the documented
+    shape, and whatever ``invoke`` raises.
     """
     payload_side = round(image_shape * payload_scale)
     size = images.image_size(source)
     held = decoding or nullcontext()
-    if not should_tile(policy, size, image_shape):
+    if not should_tile(policy, size, image_shape, tiling_measured):
         with held:
             prepared = images.prepare(
                 source,

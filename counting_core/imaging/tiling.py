@@ -129,10 +129,19 @@ class TilingPolicy:
         return max(1, int(self.overlap * self.side(image_shape)))
 
 
-def should_tile(policy: TilingPolicy, image_size: tuple[int, int], image_shape: int) -> bool:
+def should_tile(
+    policy: TilingPolicy,
+    image_size: tuple[int, int],
+    image_shape: int,
+    measured: bool | None = None,
+) -> bool:
     """Whether ``policy`` tiles an upright image of ``image_size`` for a model of input side
-    ``image_shape``: ``auto`` does when the shorter side exceeds ``auto_multiple`` inputs."""
+    ``image_shape``. ``auto`` follows ``measured``, what the count evaluation found of tiling
+    on the model's validation images (``ActiveModel.tiling_measured``), for every image; not
+    measured, it tiles when the shorter side exceeds ``auto_multiple`` inputs."""
     if policy.mode == "auto":
+        if measured is not None:
+            return measured
         return min(image_size) > policy.auto_multiple * image_shape
     return policy.mode == "on"
 

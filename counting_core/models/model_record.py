@@ -43,6 +43,27 @@ class ChampionSummary(BaseModel):
     trained_on: int = 0
 
 
+class TilingChoice(BaseModel):
+    """What the count evaluation found of tiling (``counter.tiling``'s tiles) on the run's
+    validation images, each counted whole and in tiles: whether tiles gave the lower count
+    error, and the threshold calibrated on tiled counts, which tiled images are counted at.
+    JSON keys in camelCase, as the evaluation Lambda returns them and the record holds them."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True
+    )
+
+    # Tiled counts had a lower MAE than whole ones, each at its own best threshold: what
+    # counter.tiling `auto` follows. A tie goes to whole images: one call each, not dozens.
+    tile: bool
+    images: int = Field(ge=0)
+    best_threshold: float = Field(ge=0, le=1)
+    mae: float = Field(ge=0)
+    wape: float | None = Field(None, ge=0)
+    # The same images counted whole, at the whole counts' best threshold.
+    untiled_mae: float = Field(ge=0)
+
+
 class ActiveModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -73,6 +94,14 @@ class ActiveModel(BaseModel):
     # first model, and in older records); the reason, when it was deployed without beating it.
     champion: ChampionSummary | None = None
     forced_deploy: str | None = None
+    # Tiled against whole counts on the run's validation images; None when the run did not
+    # measure it (counter.tiling `off`, and older records): `auto` then goes by image size.
+    tiling: TilingChoice | None = None
+
+    @property
+    def tiling_measured(self) -> bool | None:
+        """Whether the evaluation found tiles better for this model; None: not measured."""
+        return None if self.tiling is None else self.tiling.tile
 
     def model_used(self) -> ModelUsed:
         """This record as a result names the model that counted it."""
@@ -91,10 +120,16 @@ class ScoreThreshold:
     origin: ThresholdOrigin
 
 
-def score_threshold(model: ActiveModel | None, configured: float | None) -> ScoreThreshold:
-    """A configured threshold wins; else the model's calibrated one; else the default (0.2)."""
+def score_threshold(
+    model: ActiveModel | None, configured: float | None, *, tiled: bool = False
+) -> ScoreThreshold:
+    """A configured threshold wins; else the model's calibrated one, calibrated on tiled
+    counts for an image counted in tiles when the evaluation measured them; else the default
+    (0.2)."""
     if configured is not None:
         return ScoreThreshold(configured, "configured")
+    if tiled and model is not None and model.tiling is not None:
+        return ScoreThreshold(model.tiling.best_threshold, "calibrated")
     if model is not None and model.best_threshold is not None:
         return ScoreThreshold(model.best_threshold, "calibrated")
     return ScoreThreshold(DEFAULT_SCORE_THRESHOLD, "default")

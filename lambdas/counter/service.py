@@ -102,6 +102,7 @@ class CountingService:
                     payload_scale=self._payload_scale,
                     picture_side=results.ANNOTATED_MAX_SIDE if self._annotate else None,
                     decoding=self._decoding,
+                    tiling_measured=model.tiling_measured,
                 )
         except UnexpectedAnswer as error:
             # The model answered, but not in the documented shape: not the image's fault.

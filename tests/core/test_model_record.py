@@ -29,6 +29,7 @@ WRITTEN = {
     "detector": "fasterrcnn_mobilenet_v3_large_fpn",
     "champion": None,  # the first model
     "forced_deploy": None,
+    "tiling": None,  # counter.tiling off: not measured
 }
 
 
@@ -120,3 +121,38 @@ CALIBRATED = BEFORE_EVALUATION.model_copy(update={"best_threshold": 0.35})
 )
 def test_which_threshold_counts(model, configured, expected):
     assert score_threshold(model, configured) == expected
+
+
+# As the record holds the evaluation's tiling figures: camelCase keys.
+TILING_MEASURED = {
+    "tile": True,
+    "images": 40,
+    "bestThreshold": 0.45,
+    "mae": 1.5,
+    "wape": 0.05,
+    "untiledMae": 12.25,
+}
+MEASURED = CALIBRATED.model_copy(
+    update={"tiling": ActiveModel.model_validate({**WRITTEN, "tiling": TILING_MEASURED}).tiling}
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "configured", "tiled", "expected"),
+    [
+        (MEASURED, None, True, ScoreThreshold(0.45, "calibrated")),  # on tiled counts
+        (MEASURED, None, False, ScoreThreshold(0.35, "calibrated")),  # on whole ones
+        (MEASURED, 0.5, True, ScoreThreshold(0.5, "configured")),
+        # Tiled, but the run did not measure tiles: the whole counts' threshold.
+        (CALIBRATED, None, True, ScoreThreshold(0.35, "calibrated")),
+    ],
+)
+def test_a_tiled_count_takes_the_threshold_calibrated_on_tiles(model, configured, tiled, expected):
+    assert score_threshold(model, configured, tiled=tiled) == expected
+
+
+def test_the_tiling_choice_round_trips_in_camel_case_and_is_optional():
+    record = ActiveModel.model_validate({**WRITTEN, "tiling": TILING_MEASURED})
+    assert record.tiling_measured is True
+    assert json.loads(record.model_dump_json())["tiling"] == TILING_MEASURED
+    assert ActiveModel.model_validate(WRITTEN).tiling_measured is None

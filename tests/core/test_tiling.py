@@ -423,6 +423,11 @@ def test_auto_tiles_when_the_short_side_passes_three_model_inputs(big_scene):
     assert not tiling.should_tile(tiling.TilingPolicy(mode="off"), (9000, 9000), 512)
     assert tiling.should_tile(tiling.TilingPolicy(mode="on"), (100, 100), 512)
     assert detect(big_scene, FakeDetector(min_width=14), mode="auto").tiling.tiles == 20
+    # What the count evaluation measured for the model decides instead, for every image.
+    assert not tiling.should_tile(policy, (9000, 9000), 512, measured=False)
+    assert tiling.should_tile(policy, (600, 400), 512, measured=True)
+    assert not tiling.should_tile(tiling.TilingPolicy(mode="off"), (600, 400), 512, True)
+    assert tiling.should_tile(tiling.TilingPolicy(mode="on"), (9000, 9000), 512, False)
 
 
 def test_objects_larger_than_a_tile_are_found_by_the_whole_image_pass():

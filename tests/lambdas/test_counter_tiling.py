@@ -24,8 +24,10 @@ from counting_core.uploads import cold_start
 from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
 from tests.lambdas.conftest import REGION, emitted
 from tests.lambdas.counter_harness import (
+    ACTIVE_MODEL,
     BUCKET,
     EVENT_SOURCE,
+    PARAMETER,
     FakeTime,
     TimedContext,
     build_counter,
@@ -124,6 +126,28 @@ def test_auto_tiles_only_photos_much_larger_than_the_model(photo, counter):
     document, _ = count(photo, FakeDetector(MIN_WIDTH), TILING="auto")
     assert document["count"] == 0
     assert "tiling" not in document
+
+
+def test_auto_follows_the_evaluations_choice_and_its_tiled_threshold(photo, counter):
+    # The run measured tiles better on its validation images: this photo, below the size
+    # rule, is tiled all the same, and counted at the threshold calibrated on tiled counts
+    # (no threshold configured). The fake scores every square 0.9.
+    measured = {"tile": True, "images": 40, "bestThreshold": 0.95, "mae": 1.5,
+                "untiledMae": 12.25}  # fmt: skip
+
+    def counted(tiling: dict) -> dict:
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=PARAMETER, Value=json.dumps({**ACTIVE_MODEL, "tiling": tiling}), Overwrite=True
+        )
+        return count(photo, FakeDetector(MIN_WIDTH), TILING="auto", SCORE_THRESHOLD=None)[0]
+
+    strict = counted(measured)
+    assert strict["tiling"]["tiles"] == TILES
+    assert (strict["count"], strict["threshold"], strict["threshold_origin"]) == (
+        0, 0.95, "calibrated",
+    )  # fmt: skip
+    assert counted({**measured, "bestThreshold": 0.5})["count"] == SQUARES
+    assert "tiling" not in counted({**measured, "tile": False})
 
 
 def test_a_dense_scene_is_flagged_capped(photo, counter, capsys):

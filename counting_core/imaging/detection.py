@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import IO, NamedTuple
 
@@ -146,6 +146,24 @@ def detect_tiled(
     requests = _requests(image, plan, payload_side, max_payload_bytes)
     answers = _answers(requests, invoke, concurrency)
     return merge_answers(plan, ((request.source, response) for request, response in answers))
+
+
+@contextmanager
+def cut_for_transform(
+    source: IO[bytes] | bytes,
+    *,
+    policy: TilingPolicy,
+    image_shape: int,
+    max_payload_bytes: int = SERVERLESS_MAX_PAYLOAD_BYTES,
+) -> Iterator[tuple[TilePlan, Iterator[tuple[Window, bytes]]]]:
+    """An upload cut into tiles for Batch Transform, whatever ``policy``'s mode (the caller
+    has decided to tile): its plan, and its tiles JPEG-encoded one at a time as they are asked
+    for, while the decoded image is held. The whole-image pass is not cut: Batch Transform
+    answers the upload itself, and that answer is the pass (``plan.whole_image_source``).
+    Raises InputError for an image that cannot be counted."""
+    with images.decode_native(source) as image:
+        plan = plan_tiles(policy, image.size, image_shape)
+        yield plan, encoded_tiles(image, plan.windows, max_payload_bytes)
 
 
 def encoded_tiles(

@@ -554,14 +554,12 @@ def test_tiles_answered_offline_merge_to_the_online_count(big_scene):
     # What Batch Transform does with tiles written to S3: each tile answered on its own, in
     # any order, and the whole image answered as sent untiled. The merge is the endpoint's.
     fake = FakeDetector(min_width=14)
-    policy = tiling.TilingPolicy(mode="on")
-    with images.decode_native(io.BytesIO(big_scene)) as image:
-        plan = tiling.plan_tiles(policy, image.size, MODEL_SIDE)
+    # The mode is the caller's decision: the cut tiles whatever it says.
+    policy = tiling.TilingPolicy(mode="off")
+    with detection.cut_for_transform(big_scene, policy=policy, image_shape=MODEL_SIDE) as cut:
+        plan, tiles = cut
         answers = [
-            (source, parse_response(fake(payload)))
-            for source, (_, payload) in enumerate(
-                detection.encoded_tiles(image, plan.windows, 4_000_000)
-            )
+            (source, parse_response(fake(payload))) for source, (_, payload) in enumerate(tiles)
         ]
     stored = tiling.TileSet.of("s3://b/big.jpg", plan, [f"t/{i}.jpg" for i in range(20)])
     restored = tiling.TileSet.model_validate_json(stored.model_dump_json())

@@ -33,10 +33,15 @@ class Objects:
         )
 
     def keys_under(self, prefix: str) -> Iterator[str]:
+        for key, _ in self.sizes_under(prefix):
+            yield key
+
+    def sizes_under(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Each key under ``prefix`` with its size in bytes."""
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:
             for found in page.get("Contents", ()):
-                yield found["Key"]
+                yield found["Key"], found["Size"]
 
     def upload_chunks(self, key: str, chunks: Iterable[bytes], content_type: str) -> None:
         """Write ``chunks`` as one object without holding them all: boto3's multipart upload

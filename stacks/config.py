@@ -655,7 +655,8 @@ class TilingSettings(Settings):
         "in overlapping tiles at native resolution, boxes merged across tile borders (one "
         "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
         "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by the "
-        "counter (its memory rises to 2048 MB unless `off`) and `counting invoke --tiling`.",
+        "counter (its memory rises to 2048 MB unless `off`), bulk runs (each tile one "
+        "transform request) and `counting invoke --tiling`.",
     )
     tile_side: int | None = Field(
         None,
@@ -693,6 +694,19 @@ class TilingSettings(Settings):
     def policy(self) -> tiling.TilingPolicy:
         """The same settings as the tiler takes them."""
         return tiling.TilingPolicy(**self.model_dump())
+
+    @property
+    def environment(self) -> dict[str, object]:
+        """The same settings as a counting function's environment takes them
+        (``counting_core.contracts.tiling_environment``), by field name."""
+        return {
+            "tiling_mode": self.mode,
+            "tile_side": self.tile_side,
+            "tile_overlap": self.overlap,
+            "tiling_auto_multiple": self.auto_multiple,
+            "tile_merge": self.merge,
+            "whole_image_pass": self.whole_image_pass,
+        }
 
 
 class CounterSettings(Settings):

@@ -17,14 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from counting_core.contracts.environment import (
     BucketName,
     EventSource,
-    FunctionEnvironment,
     TableName,
 )
+from counting_core.contracts.tiling_environment import TilingEnvironment
 from counting_core.counts import bulk
 from counting_core.models.model_record import ActiveModel
 
 
-class Environment(FunctionEnvironment):
+class Environment(TilingEnvironment):
+    """The counter's tiling (``counter.tiling``) applies to every image of a run."""
+
     bucket: BucketName = Field(alias="DATA_BUCKET")
     results_table: TableName = Field(alias="RESULTS_TABLE")
     # Unset: the active model's calibrated threshold (model_record.score_threshold).

@@ -6,13 +6,23 @@ document, table item, event and metrics as an upload (``"pipeline": "bulk"``). I
 its working files under ``bulk/<run>/``:
 
 - ``selected/<batch>.json``: what one selection batch sends to the transform: each key
-  with the ETag the listing saw (``Selected``);
-- ``transform.manifest``: all the keys, as Batch Transform's ``ManifestFile``;
+  with the ETag the listing saw, and how many tiles it was cut into (``Selected``);
+- ``transform.manifest``: all the keys (each image's tiles, and the image itself unless it
+  went in tiles only), as Batch Transform's ``ManifestFile``;
 - ``selected-by-name/<shard>.json``: the same, grouped by file name (``name_shard``), so
   a count batch finds which images an output may belong to without reading them all;
-- ``outputs/<key>.out``: the transform's answer for each image (the endpoint's JSON);
+- ``outputs/<key>.out``: the transform's answer for each image and each tile (the
+  endpoint's JSON);
 - ``reports/<step>/<batch>.json``: what each batch did (``BatchReport``);
 - ``summary.json``: the run's ``Summary``.
+
+An image tiled (``counter.tiling``, ``counting_core.imaging.tiling``) has its tiles under
+``bulk/tiles/<run>/`` (``tiles_prefix``), not in the run's folder: S3 lifecycle rules filter
+by prefix, and one rule on ``bulk/tiles/`` expires every run's tiles once no run can need
+them (stacks/components/storage.py). There, ``<digest>-<source>.jpg`` is each tile and
+``<digest>.json`` the image's ``TiledImage``, ``<digest>`` being the image key's
+(``image_digest``): tile file names are unique in a run, whichever output layout Batch
+Transform keeps (``counting_core.counts.responses``).
 
 Batch names are digests of their keys, so a retried batch overwrites its own files and
 nothing is counted twice. Pure: the bulk Lambda does the reading and writing.
@@ -22,10 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -34,9 +46,14 @@ from counting_core.constants import SERVERLESS_MAX_PAYLOAD_BYTES
 from counting_core.counts import results
 from counting_core.errors import InputError
 from counting_core.imaging.image_formats import detect_format
+from counting_core.imaging.tiling import TileSet
 
 #: Bytes read from the start of each candidate: enough for the JPEG and PNG signatures.
 HEADER_BYTES = 16
+#: ... and when images may be tiled (``counter.tiling`` not ``off``), whose decision and plan
+#: take the image's size: enough for a PNG's and for a JPEG's behind an EXIF block (thumbnail
+#: included) smaller than this; a JPEG whose size lies further in is read whole.
+SIZE_HEADER_BYTES = 65_536
 #: Suffix Batch Transform gives each output object.
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html
 OUTPUT_SUFFIX = ".out"
@@ -53,6 +70,11 @@ MAX_OUTPUT_BYTES = SERVERLESS_MAX_PAYLOAD_BYTES
 OUTPUT_BYTES_IN_FLIGHT = 4_000_000
 
 Step = Literal["select", "count"]
+
+#: Every run's tiles, below the run's name (``tiles_prefix``).
+TILES = f"{layout.BULK}tiles/"
+#: Tiles go to the transform as JPEG (``detection.cut_for_transform``).
+TILE_SUFFIX = ".jpg"
 
 
 def run_prefix(run: str) -> str:
@@ -81,6 +103,53 @@ def report_key(run: str, step: Step, batch: str) -> str:
 
 def summary_key(run: str) -> str:
     return f"{run_prefix(run)}summary.json"
+
+
+def tiles_prefix(run: str) -> str:
+    return f"{TILES}{run}/"
+
+
+def tiles_kept_days(timeout_hours: int) -> int:
+    """Days the lifecycle rule on ``TILES`` keeps a tile: past the end of the longest run
+    (``bulk.timeout_hours``), and a day more, since S3 expires objects at the midnight (UTC)
+    after their age is reached.
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
+    """
+    return math.ceil(timeout_hours / 24) + 1
+
+
+def image_digest(key: str) -> str:
+    """The name of an image's tiles: the digest of its key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def tile_key(run: str, digest: str, source: int) -> str:
+    """Tile ``source`` (its index in the image's ``TilePlan``) of the image of ``digest``."""
+    return f"{tiles_prefix(run)}{digest}-{source}{TILE_SUFFIX}"
+
+
+def tile_set_key(run: str, digest: str) -> str:
+    return f"{tiles_prefix(run)}{digest}.json"
+
+
+class TileOutput(NamedTuple):
+    """A transform output that answers a tile: the tiled image's digest and the tile's source."""
+
+    digest: str
+    source: int
+
+
+_TILE_OUTPUT = re.compile(rf"^([0-9a-f]{{32}})-(\d+){re.escape(TILE_SUFFIX + OUTPUT_SUFFIX)}$")
+
+
+def tile_output(run: str, name: str) -> TileOutput | None:
+    """What an output name (``output_name``) answers, if a tile of this run: with the input's
+    folders kept, ``bulk/tiles/<run>/<digest>-<source>.jpg.out``, else the file name alone."""
+    folders, _, file_name = name.rpartition("/")
+    match = _TILE_OUTPUT.match(file_name)
+    if match is None or folders not in ("", tiles_prefix(run).rstrip("/")):
+        return None
+    return TileOutput(match[1], int(match[2]))
 
 
 def batch_name(keys: Iterable[str]) -> str:
@@ -134,6 +203,10 @@ class Selected(BaseModel):
 
     key: str
     etag: str | None
+    # Tiled: how many tiles (tile_key), and whether the image itself also goes to the
+    # transform (the whole-image pass); its TiledImage is at tile_set_key.
+    tiles: int = Field(0, ge=0)
+    whole: bool = True
 
     @property
     def source_ref(self) -> str:
@@ -142,6 +215,24 @@ class Selected(BaseModel):
     @property
     def file_name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
+
+
+def transform_inputs(run: str, image: Selected) -> list[str]:
+    """The keys the transform reads for one selected image: the image itself unless it goes
+    in tiles only, then its tiles by source."""
+    digest = image_digest(image.key)
+    tiles = [tile_key(run, digest, source) for source in range(image.tiles)]
+    return [image.key, *tiles] if image.whole else tiles
+
+
+class TiledImage(BaseModel):
+    """A selected image cut into tiles, as the count step reads it back from one of its
+    tiles' outputs (``tile_set_key``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    selected: Selected
+    tile_set: TileSet
 
 
 def unquoted_etag(etag: str | None) -> str | None:
@@ -199,7 +290,8 @@ class BatchReport(BaseModel):
     # Of the counted: the model returned as many detections as its cap (CountedDocument.capped).
     capped: int = 0
     rejected: int = 0
-    # Sent to the transform, but overwritten before the count step read it (Selected).
+    # Overwritten after the listing: before the select step cut it into tiles, or before the
+    # count step read it (Selected).
     overwritten: int = 0
     failed: int = 0
     objects_by_class: dict[str, int] = Field(default_factory=dict)
@@ -269,7 +361,10 @@ class Summary(BaseModel):
         "may have seen either version; a rerun counts the new one"
     )
     ignored: int = Field(description="not named like an image (image_formats.IMAGE_SUFFIXES)")
-    failed: int = Field(description="sent to the transform but not counted; a rerun retries them")
+    failed: int = Field(
+        description="not counted (the transform, cutting into tiles or recording failed); a "
+        "rerun retries them"
+    )
     objects_by_class: dict[str, int]
     transform_status: str
     transform_failure: str | None
@@ -302,9 +397,14 @@ def summarize(
     so running the same prefix again retries exactly those.
     """
     selected, counted = _total(selections), _total(counts)
-    failed = max(selected.selected - counted.counted - counted.rejected - counted.overwritten, 0)
+    # An image the select step could not cut into tiles, or whose rejection it could not
+    # record, is failed too: it is not in the table, so a rerun retries it.
+    failed = selected.failed + max(
+        selected.selected - counted.counted - counted.rejected - counted.overwritten, 0
+    )
+    overwritten = selected.overwritten + counted.overwritten
     outcome: Literal["complete", "partial", "failed"] = "complete"
-    if failed or counted.overwritten:
+    if failed or overwritten:
         outcome = "partial" if counted.counted else "failed"
     return Summary(
         run=run,
@@ -316,7 +416,7 @@ def summarize(
         capped=counted.capped,
         rejected=selected.rejected + counted.rejected,
         skipped=selected.skipped,
-        overwritten=counted.overwritten,
+        overwritten=overwritten,
         ignored=selected.ignored,
         failed=failed,
         objects_by_class=counted.objects_by_class,

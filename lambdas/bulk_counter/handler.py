@@ -51,6 +51,7 @@ def build(environment: Environment, aws: StoreClients) -> BulkCounter:
         configured_threshold=environment.score_threshold,
         annotate_images=environment.annotate,
         max_payload_bytes=environment.max_payload_bytes,
+        tiling_policy=environment.tiling_policy,
         clock=lambda: datetime.now(UTC),
     )
 

@@ -202,12 +202,7 @@ class ImageCounter(Construct):
                 # Unset when None: the active model's calibrated threshold applies.
                 "score_threshold": settings.score_threshold,
                 "event_source": event_source,
-                "tiling_mode": settings.tiling.mode,
-                "tile_side": settings.tiling.tile_side,
-                "tile_overlap": settings.tiling.overlap,
-                "tiling_auto_multiple": settings.tiling.auto_multiple,
-                "tile_merge": settings.tiling.merge,
-                "whole_image_pass": settings.tiling.whole_image_pass,
+                **settings.tiling.environment,
                 "mark_tiles": settings.mark_tiles,
             },
             timeout=cdk.Duration.seconds(settings.timeout_seconds),

@@ -10,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from counting_core import stage_names
+from counting_core.counts import bulk
 from stacks.config import StorageSettings
 
 REMOVAL_POLICIES = {"retain": cdk.RemovalPolicy.RETAIN, "destroy": cdk.RemovalPolicy.DESTROY}
@@ -45,7 +46,13 @@ class DataStorage(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, prefix: str, settings: StorageSettings
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        settings: StorageSettings,
+        tiles_kept_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         removal_policy = REMOVAL_POLICIES[settings.removal_policy]
@@ -110,7 +117,15 @@ class DataStorage(Construct):
                         settings.incomplete_upload_days
                     ),
                     expired_object_delete_marker=True,
-                )
+                ),
+                # The tiles bulk runs cut (counting_core.counts.bulk.TILES) serve only their
+                # run's transform: expired once no run can still need them; the noncurrent
+                # versions this leaves go by the rule above.
+                s3.LifecycleRule(
+                    id="expire-bulk-tiles",
+                    prefix=bulk.TILES,
+                    expiration=cdk.Duration.days(tiles_kept_days),
+                ),
             ],
             # The Ground Truth worker UI loads images from the browser.
             # https://docs.aws.amazon.com/sagemaker/latest/dg/sms-cors-update.html

@@ -221,3 +221,64 @@ def test_every_file_name_falls_in_one_of_the_256_shards_the_manifest_step_writes
     assert len(set(shards)) == 256
     assert (shards[0], shards[-1]) == ("00", "ff")
     assert bulk.name_shard(name) in shards
+
+
+def test_images_the_select_step_could_not_send_are_failed_or_overwritten():
+    # 10 listed: 6 selected, 1 whose tiles could not be written, 1 overwritten before its cut,
+    # 2 rejected; of the 6, 5 counted.
+    selections = [bulk.BatchReport(listed=10, selected=6, failed=1, overwritten=1, rejected=2)]
+
+    summary = summarize(selections, [bulk.BatchReport(counted=5)])
+
+    assert (summary.failed, summary.overwritten, summary.outcome) == (2, 1, "partial")
+
+
+# --- Tiles ---
+
+DIGEST = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # The input's folders kept, or the file name alone.
+        (f"bulk/tiles/{RUN}/{DIGEST}-0.jpg.out", bulk.TileOutput(DIGEST, 0)),
+        (f"{DIGEST}-17.jpg.out", bulk.TileOutput(DIGEST, 17)),
+        # Another run's tiles, an image's folders, and names only like a tile's.
+        (f"bulk/tiles/{RUN}-2/{DIGEST}-0.jpg.out", None),
+        (f"archive/{DIGEST}-0.jpg.out", None),
+        (f"{DIGEST}-0.png.out", None),
+        (f"{DIGEST[:-1]}-0.jpg.out", None),
+        ("cam1.jpg.out", None),
+    ],
+)
+def test_a_tiles_output_is_told_from_an_images(name, expected):
+    assert bulk.tile_output(RUN, name) == expected
+
+
+def test_a_tiles_key_names_its_output_by_its_image_and_source():
+    key = bulk.tile_key(RUN, DIGEST, 3)
+    output = bulk.output_name(RUN, f"{bulk.outputs_prefix(RUN)}{key}.out")
+
+    assert key == f"bulk/tiles/{RUN}/{DIGEST}-3.jpg"
+    assert bulk.tile_output(RUN, output) == (DIGEST, 3)
+    assert bulk.tile_set_key(RUN, DIGEST) == f"bulk/tiles/{RUN}/{DIGEST}.json"
+
+
+def test_the_transform_reads_an_images_tiles_and_itself_unless_tiles_only():
+    digest = bulk.image_digest("archive/a.jpg")
+    tiles = [f"bulk/tiles/{RUN}/{digest}-{source}.jpg" for source in range(3)]
+
+    whole = bulk.Selected(key="archive/a.jpg", etag="e")
+    tiled = whole.model_copy(update={"tiles": 3})
+    tiles_only = tiled.model_copy(update={"whole": False})
+
+    assert bulk.transform_inputs(RUN, whole) == ["archive/a.jpg"]
+    assert bulk.transform_inputs(RUN, tiled) == ["archive/a.jpg", *tiles]
+    assert bulk.transform_inputs(RUN, tiles_only) == tiles
+    assert digest != bulk.image_digest("archive/b/a.jpg")  # file names alike, tiles apart
+
+
+@pytest.mark.parametrize(("hours", "days"), [(1, 2), (24, 2), (25, 3), (48, 3), (8760, 366)])
+def test_tiles_are_kept_past_the_longest_run_and_the_midnight_after(hours, days):
+    assert bulk.tiles_kept_days(hours) == days

@@ -50,6 +50,12 @@ def test_booleans_are_written_as_pydantic_reads_them_and_an_unset_option_is_left
         "annotate": False,
         "max_payload_bytes": 20 * 1024 * 1024,
         "event_source": "object-counting-dev.counting",
+        "tiling_mode": "off",
+        "tile_side": None,
+        "tile_overlap": 0.2,
+        "tiling_auto_multiple": 3.0,
+        "tile_merge": "merge",
+        "whole_image_pass": True,
     }
 
     variables = bulk_counter.Environment.variables(values, deferred=token)
@@ -57,6 +63,7 @@ def test_booleans_are_written_as_pydantic_reads_them_and_an_unset_option_is_left
     assert variables["ANNOTATE"] == "false"
     assert variables["MAX_PAYLOAD_BYTES"] == "20971520"  # 20 x 1,048,576
     assert "SCORE_THRESHOLD" not in variables
+    assert (variables["WHOLE_IMAGE_PASS"], "TILE_SIDE" in variables) == ("true", False)
     deployed = variables | {"DATA_BUCKET": "b-1", "RESULTS_TABLE": "Results"}
     assert bulk_counter.Environment.read(deployed).annotate is False
 

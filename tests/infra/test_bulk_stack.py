@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -360,3 +361,56 @@ def test_stops_and_the_finish_go_to_the_alerts_topic(states):
 def test_bad_bulk_settings_fail_with_the_field_named(setting, value, message):
     with pytest.raises(ConfigError, match=rf"bulk\.{setting}.*{message}"):
         load_config(cdk_context(**{f"counting.bulk.{setting}": value}))
+
+
+def bulk_function(template: Template) -> dict:
+    (function,) = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "lambdas.bulk_counter.handler.main"}},
+    ).values()
+    return function["Properties"]
+
+
+def test_bulk_runs_tile_with_the_counters_setting():
+    # One setting for every count: counter.tiling, as configured, in the bulk function too.
+    _, stacks = build_app(
+        rule_packs=False,
+        **{
+            "counting.counter.tiling.mode": "on",
+            "counting.counter.tiling.tile_side": "640",
+            "counting.counter.tiling.overlap": "0.25",
+            "counting.counter.tiling.merge": "nms",
+            "counting.counter.tiling.whole_image_pass": "false",
+        },
+    )
+    properties = bulk_function(Template.from_stack(stacks["bulk"]))
+    variables = properties["Environment"]["Variables"]
+
+    names = ("TILING", "TILE_SIDE", "TILE_OVERLAP", "TILING_AUTO_MULTIPLE", "TILE_MERGE")
+    assert {name: variables[name] for name in (*names, "WHOLE_IMAGE_PASS")} == {
+        "TILING": "on",
+        "TILE_SIDE": "640",
+        "TILE_OVERLAP": "0.25",
+        "TILING_AUTO_MULTIPLE": "3.0",
+        "TILE_MERGE": "nms",
+        "WHOLE_IMAGE_PASS": "false",
+    }
+    # A 160 MP JPEG decoded natively (640 MB) beside the outputs in flight (some 250 MB).
+    assert properties["MemorySize"] == 2048
+
+
+def test_the_tiles_a_run_cuts_are_written_by_its_function_and_read_by_its_transform(
+    synthesized,
+):
+    tile = f"arn:aws:s3:::{BUCKET}/bulk/tiles/{PREFIX}-bulk-1a2b3c4d/0123-0.jpg"
+
+    def granted(sid: str, action: str) -> bool:
+        return any(
+            statement.get("Sid") == sid
+            and action in statement["Action"]
+            and fnmatch.fnmatchcase(tile, statement["Resource"])
+            for statement in all_statements(synthesized, STACK)
+        )
+
+    assert granted("ReadAndWriteRunFiles", "s3:PutObject")
+    assert granted("ReadManifestsWriteOutputs", "s3:GetObject")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from counting_core.counts import bulk
 from stacks.components.storage import DataStorage
 from tests.infra.synth import component_stack
 
@@ -13,7 +14,13 @@ pytestmark = pytest.mark.synth  # every test here synthesizes a template
 
 def storage_template(**context) -> Template:
     stack, config = component_stack(**context)
-    DataStorage(stack, "Storage", prefix=config.prefix, settings=config.storage)
+    DataStorage(
+        stack,
+        "Storage",
+        prefix=config.prefix,
+        settings=config.storage,
+        tiles_kept_days=bulk.tiles_kept_days(config.bulk.timeout_hours),
+    )
     return Template.from_stack(stack)
 
 
@@ -89,7 +96,15 @@ def test_data_bucket_is_private_encrypted_versioned_and_logged(template):
                             "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
                             "Status": "Enabled",
                         }
-                    )
+                    ),
+                    # Bulk runs' tiles, past the longest run (bulk.timeout_hours 48: 2 days)
+                    # and the midnight S3 waits for.
+                    {
+                        "Id": "expire-bulk-tiles",
+                        "Prefix": "bulk/tiles/",
+                        "ExpirationInDays": 3,
+                        "Status": "Enabled",
+                    },
                 ]
             },
             "CorsConfiguration": {

@@ -31,6 +31,12 @@ ENVIRONMENT = {
     "ANNOTATE": "true",
     "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
     "EVENT_SOURCE": SOURCE,
+    # counter.tiling as configured by default: off.
+    "TILING": "off",
+    "TILE_OVERLAP": "0.2",
+    "TILING_AUTO_MULTIPLE": "3.0",
+    "TILE_MERGE": "merge",
+    "WHOLE_IMAGE_PASS": "true",
     "POWERTOOLS_SERVICE_NAME": "bulk-counting",
     "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }

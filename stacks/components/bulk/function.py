@@ -20,6 +20,11 @@ from stacks.nag import acknowledge
 # PNG when configured): seconds to a few minutes; the manifest of a large run is written
 # in one invocation, so the limit is Lambda's longest.
 TIMEOUT = cdk.Duration.minutes(15)
+# Outputs in flight are held to some 250 MB (bulk.OUTPUT_BYTES_IN_FLIGHT). With tiling
+# (counter.tiling not off) the select step also decodes one image at a time at native
+# resolution to cut its tiles (4 bytes a pixel: 400 MB for 100 MP, 640 MB for the largest
+# JPEG accepted, images.MAX_JPEG_PIXELS) beside its bytes (bulk.max_payload_mb, at most
+# 100 MB): within 2,048 MB either way, as the counter's TILED_MEMORY_MB.
 MEMORY_MB = 2048
 
 
@@ -55,6 +60,8 @@ class BulkCounterFunction(Construct):
                 "annotate": settings.annotate,
                 "max_payload_bytes": settings.max_payload_mb * 1024 * 1024,
                 "event_source": config.event_source,
+                # One setting for every count: bulk runs tile as the counter does.
+                **config.counter.tiling.environment,
             },
             timeout=TIMEOUT,
             memory_size=MEMORY_MB,
@@ -115,7 +122,8 @@ class BulkCounterFunction(Construct):
         reasons.update(
             {
                 layout.BULK: "A bulk run reads and writes its selections, reports and summary "
-                f"under {bulk.run_prefix('<run>')}, named at run time.",
+                f"under {bulk.run_prefix('<run>')}, and the tiles it cuts under "
+                f"{bulk.tiles_prefix('<run>')}, named at run time.",
                 layout.RESULTS: f"A bulk run writes one result per image under {layout.RESULTS}, "
                 "named after it, like the counter.",
                 layout.ANNOTATED: "A bulk run writes one annotated copy per image under "

@@ -5,7 +5,7 @@
 (network-isolated) that runs as the transform role (which may read the images to count and
 write the outputs, and nothing else), ``Transform`` (the ``BatchTransform`` construct the
 evaluation uses too) runs ``createTransformJob.sync`` on the run's manifest: one request per
-image (``application/x-image``, ``SplitType`` None), one ``<key>.out`` per image,
+image or tile (``application/x-image``, ``SplitType`` None), one ``<key>.out`` per request,
 everything encrypted with the data key, stopped after ``transform_timeout``; and
 ``DeleteTransformModel`` deletes the run's model once the job has ended, completed, failed
 or timed out. On the way to any other stop of the transform (its start failed, anything
@@ -259,7 +259,7 @@ class TransformStep(Construct):
                     ["s3:GetObject"],
                     [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
                 ),
-                # The run's manifest in, one output per image out.
+                # The run's manifest and tiles in, one output per image or tile out.
                 "ReadManifestsWriteOutputs": (
                     ["s3:GetObject", "s3:PutObject"],
                     [bucket.arn_for_objects(f"{layout.BULK}*")],
@@ -282,8 +282,9 @@ class TransformStep(Construct):
             "named per training run."
         )
         reasons[layout.BULK] = (
-            f"A transform job reads its run's manifest and writes one output per image under "
-            f"{bulk.run_prefix('<run>')}, named at run time."
+            f"A transform job reads its run's manifest and writes one output per image or tile "
+            f"under {bulk.run_prefix('<run>')}, and reads the tiles under "
+            f"{bulk.tiles_prefix('<run>')}, named at run time."
         )
         acknowledge_object_prefixes(policy, storage.bucket_name, reasons)
         return execution.role

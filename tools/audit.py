@@ -264,7 +264,9 @@ def _retention(kind: str, resource: dict) -> str:
             parts.append("versioned")
         for rule in properties.get("LifecycleConfiguration", {}).get("Rules", []):
             if days := rule.get("ExpirationInDays"):
-                parts.append(f"objects expire after {days} d")
+                # A rule with a prefix expires only the objects under it.
+                under = f" under {prefix}" if (prefix := rule.get("Prefix")) else ""
+                parts.append(f"objects{under} expire after {days} d")
             if noncurrent := rule.get("NoncurrentVersionExpiration"):
                 parts.append(f"old versions expire after {noncurrent['NoncurrentDays']} d")
     if kind == "AWS::DynamoDB::Table":

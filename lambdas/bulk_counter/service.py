@@ -159,13 +159,7 @@ class BulkCounter:
         if item.size:
             request["Range"] = f"bytes=0-{length - 1}"
         response = self._objects.s3.get_object(**request)
-        image = SourceObject(
-            bucket=self._bucket,
-            key=item.key,
-            version_id=response.get("VersionId"),
-            etag=bulk.unquoted_etag(response.get("ETag")),
-        )
-        return image, response["Body"].read()
+        return self._source(item.key, response), response["Body"].read()
 
     def _choose(
         self,
@@ -559,13 +553,16 @@ class BulkCounter:
                     f"(ETag {listed.etag}): not counted; run the prefix again to count it"
                 ) from error
             raise
-        image = SourceObject(
+        return self._source(listed.key, response), response["Body"].read()
+
+    def _source(self, key: str, response: dict[str, Any]) -> SourceObject:
+        """The object a GetObject answered: its version and ETag."""
+        return SourceObject(
             bucket=self._bucket,
-            key=listed.key,
+            key=key,
             version_id=response.get("VersionId"),
             etag=bulk.unquoted_etag(response.get("ETag")),
         )
-        return image, response["Body"].read()
 
     # --- Step 4: the run's summary ----------------------------------------------------------
 

@@ -37,6 +37,8 @@ def test_the_report_names_who_can_do_what_to_which_data(assembly):
     assert 'Trusted by: {"Service": "lambda.amazonaws.com"}' in text
     # The dev stage's data bucket: deleted with the stage (cdk.json), versioned.
     assert "| aws:kms | all blocked | yes | on delete: Delete, versioned" in text
+    # Only bulk runs' tiles expire, not the data.
+    assert "old versions expire after 30 d, objects under bulk/tiles/ expire after 3 d |" in text
     assert "| `AwsSolutions-DDB3` | Idempotency records expire" in text
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import boto3
 
+from adapters import result_store
 from adapters.result_store import StoreClients
 from counting_core.contracts.bulk_counter import Environment
 from lambdas.bulk_counter.handler import build
 from lambdas.bulk_counter.service import BulkCounter
-from tests.lambdas.conftest import HAND_CHECKED_RESPONSE, REGION
+from tests.lambdas.conftest import (
+    HAND_CHECKED_RESPONSE,
+    REGION,
+    make_bucket,
+    make_results_table,
+)
 
 BUCKET = "object-counting-dev-data-123456789012-us-east-1"
 RESULTS_TABLE = "results"
@@ -40,6 +46,16 @@ ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "bulk-counting",
     "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }
+
+
+def prepare_aws(monkeypatch) -> None:
+    """Under moto: the data bucket, the results table, and the function's settings for tests."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "bulk-counting")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # An image's later attempts follow at once here.
+    monkeypatch.setattr(result_store, "ATTEMPT_BACKOFF_SECONDS", 0)
+    make_bucket(BUCKET)
+    make_results_table(RESULTS_TABLE)
 
 
 def build_bulk(**overrides) -> BulkCounter:

@@ -17,7 +17,6 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from adapters import result_store
 from counting_core.counts import bulk
 from lambdas.bulk_counter import handler as bulk_module
 from lambdas.bulk_counter.handler import run_step
@@ -30,13 +29,12 @@ from tests.lambdas.bulk_harness import (
     RUN,
     SOURCE,
     build_bulk,
+    prepare_aws,
 )
 from tests.lambdas.conftest import (
     REGION,
     emitted,
     image_bytes,
-    make_bucket,
-    make_results_table,
 )
 from tests.schema_checks import assert_valid, capture_result_events, sqs_events
 
@@ -53,12 +51,7 @@ def jpeg_with_exif() -> bytes:
 
 @pytest.fixture
 def handler(aws, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "bulk-counting")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    # An image's later attempts follow at once here.
-    monkeypatch.setattr(result_store, "ATTEMPT_BACKOFF_SECONDS", 0)
-    make_bucket(BUCKET)
-    make_results_table(RESULTS_TABLE)
+    prepare_aws(monkeypatch)
     return build_bulk()
 
 

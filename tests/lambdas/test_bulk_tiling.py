@@ -19,12 +19,11 @@ import boto3
 import pytest
 from PIL import Image
 
-from adapters import result_store
 from counting_core.counts import bulk
 from lambdas.bulk_counter.handler import run_step
 from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
-from tests.lambdas.bulk_harness import BUCKET, MODEL, RESULTS_TABLE, RUN, build_bulk
-from tests.lambdas.conftest import REGION, emitted, make_bucket, make_results_table
+from tests.lambdas.bulk_harness import BUCKET, MODEL, RESULTS_TABLE, RUN, build_bulk, prepare_aws
+from tests.lambdas.conftest import REGION, emitted
 
 SCENE = (2048, 1600)
 # A 20 px square every 64 px from (10, 10): 32 columns by 25 rows.
@@ -44,11 +43,7 @@ def big_scene() -> bytes:
 
 @pytest.fixture
 def bucket(aws, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "bulk-counting")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setattr(result_store, "ATTEMPT_BACKOFF_SECONDS", 0)
-    make_bucket(BUCKET)
-    make_results_table(RESULTS_TABLE)
+    prepare_aws(monkeypatch)
 
 
 def s3():

@@ -25,7 +25,11 @@ from botocore.exceptions import ClientError
 
 from adapters.objects import Objects
 from adapters.result_store import ImageResult, ResultStore, Staged
-from counting_core.constants import DEFAULT_IMAGE_SHAPE, JSON_CONTENT_TYPE
+from counting_core.constants import (
+    DEFAULT_IMAGE_SHAPE,
+    JSON_CONTENT_TYPE,
+    SERVERLESS_MAX_PAYLOAD_BYTES,
+)
 from counting_core.contracts.bulk_counter import ManifestWritten
 from counting_core.contracts.published import RejectedDocument, SourceObject
 from counting_core.counts import bulk, predictions, responses, results
@@ -209,10 +213,14 @@ class BulkCounter:
         writing: deque[Future[Any]] = deque()
         with (
             ThreadPoolExecutor(TILE_WRITERS) as writers,
-            detection.cut_for_transform(data, policy=self._tiling, image_shape=image_shape) as (
-                plan,
-                tiles,
-            ),
+            detection.cut_for_transform(
+                data,
+                policy=self._tiling,
+                image_shape=image_shape,
+                # Within the transform's MaxPayloadInMB, and the endpoint's 4 MB as the
+                # counter's tiles are.
+                max_payload_bytes=min(self._max_payload, SERVERLESS_MAX_PAYLOAD_BYTES),
+            ) as (plan, tiles),
         ):
             for source, (_, payload) in enumerate(tiles):
                 if len(writing) == TILE_WRITERS:  # at most this many encoded tiles held

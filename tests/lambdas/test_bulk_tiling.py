@@ -289,3 +289,20 @@ def test_an_image_overwritten_before_it_is_cut_is_reported_overwritten(bucket, b
     assert (summary["overwritten"], summary["outcome"]) == (1, "failed")
     assert keys_under(bulk.TILES) == []
     assert keys_under("results/") == []
+
+
+def test_auto_reads_an_image_whose_size_lies_past_the_header_whole(bucket):
+    # A 150 kB colour profile before the frame header: the size is not in the first 64 kB.
+    profile = bytes(150_000)
+    put("archive/scene.jpg", jpeg(scene(SCENE, SQUARES), icc_profile=profile))
+    put("archive/small.jpg", jpeg(scene((640, 480), [(100, 100, 40)]), icc_profile=profile))
+    counter = build_bulk(TILING="auto")
+
+    select_and_write_manifest(counter)
+    inputs = transform(FakeDetector(MIN_WIDTH))
+    counted = count_in_batches(counter)
+
+    assert len(inputs) == 2 + TILES
+    assert counted["counted"] == 2
+    assert read_json("results/archive/scene.jpg.json")["tiling"]["tiles"] == TILES
+    assert "tiling" not in read_json("results/archive/small.jpg.json")

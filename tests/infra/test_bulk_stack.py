@@ -235,13 +235,17 @@ def test_the_transform_role_reads_only_the_counted_prefixes_and_writes_only_bulk
     statements = {
         s.get("Sid"): s
         for s in all_statements(synthesized, STACK)
-        if s.get("Sid") in {"ReadModelArtifacts", "ReadManifestsWriteOutputs"}
+        if s.get("Sid") in {"ReadModelArtifacts", "ReadManifestsAndTiles", "WriteOutputs"}
     }
     transform_reads = [
         s for s in all_statements(synthesized, STACK) if s.get("Sid") == "ReadImagesToCount"
     ]
 
-    assert statements["ReadManifestsWriteOutputs"]["Resource"] == f"arn:aws:s3:::{BUCKET}/bulk/*"
+    assert statements["ReadManifestsAndTiles"]["Action"] == "s3:GetObject"
+    assert statements["ReadManifestsAndTiles"]["Resource"] == f"arn:aws:s3:::{BUCKET}/bulk/*"
+    # Writes only outputs: never a run's manifest, tiles, selections or summary.
+    assert statements["WriteOutputs"]["Action"] == "s3:PutObject"
+    assert statements["WriteOutputs"]["Resource"] == f"arn:aws:s3:::{BUCKET}/bulk/*/outputs/*"
     assert statements["ReadModelArtifacts"]["Resource"] == (
         f"arn:aws:s3:::{BUCKET}/training/models/*"
     )
@@ -413,4 +417,5 @@ def test_the_tiles_a_run_cuts_are_written_by_its_function_and_read_by_its_transf
         )
 
     assert granted("ReadAndWriteRunFiles", "s3:PutObject")
-    assert granted("ReadManifestsWriteOutputs", "s3:GetObject")
+    assert granted("ReadManifestsAndTiles", "s3:GetObject")
+    assert not granted("WriteOutputs", "s3:PutObject")

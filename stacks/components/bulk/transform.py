@@ -61,6 +61,8 @@ TRANSFORM = "$.transform"
 ACTIVE_MODEL = "$.active.record"
 #: The run's name: its transform job, its model and its folder under ``bulk/``.
 RUN = "$.run"
+#: Every run's transform outputs (``bulk.outputs_prefix``), as an IAM resource pattern.
+OUTPUTS = bulk.outputs_prefix("*")
 
 
 def transform_timeout(settings: BulkSettings) -> cdk.Duration:
@@ -259,10 +261,15 @@ class TransformStep(Construct):
                     ["s3:GetObject"],
                     [bucket.arn_for_objects(f"{layout.MODEL_ARTIFACTS}*")],
                 ),
-                # The run's manifest and tiles in, one output per image or tile out.
-                "ReadManifestsWriteOutputs": (
-                    ["s3:GetObject", "s3:PutObject"],
+                # The run's manifest and tiles in, one output per image or tile out: outputs
+                # only, so that the model's container cannot rewrite a run's other files.
+                "ReadManifestsAndTiles": (
+                    ["s3:GetObject"],
                     [bucket.arn_for_objects(f"{layout.BULK}*")],
+                ),
+                "WriteOutputs": (
+                    ["s3:PutObject"],
+                    [bucket.arn_for_objects(f"{OUTPUTS}*")],
                 ),
                 # CreateGrant only for a volume key (none on instances with NVMe storage).
                 "UseTheDataKey": (
@@ -282,9 +289,12 @@ class TransformStep(Construct):
             "named per training run."
         )
         reasons[layout.BULK] = (
-            f"A transform job reads its run's manifest and writes one output per image or tile "
-            f"under {bulk.run_prefix('<run>')}, and reads the tiles under "
-            f"{bulk.tiles_prefix('<run>')}, named at run time."
+            f"A transform job reads its run's manifest under {bulk.run_prefix('<run>')} and "
+            f"its tiles under {bulk.tiles_prefix('<run>')}, named at run time."
+        )
+        reasons[OUTPUTS] = (
+            f"A transform job writes one output per image or tile under "
+            f"{bulk.outputs_prefix('<run>')}, named at run time."
         )
         acknowledge_object_prefixes(policy, storage.bucket_name, reasons)
         return execution.role

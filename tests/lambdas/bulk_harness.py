@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+
 import boto3
+from PIL import Image
 
 from adapters import result_store
 from adapters.result_store import StoreClients
@@ -29,6 +33,15 @@ MODEL = {
 ANSWER = HAND_CHECKED_RESPONSE
 
 
+# counter.tiling's variables as configured by default: off.
+TILING_OFF = {
+    "TILING": "off",
+    "TILE_OVERLAP": "0.2",
+    "TILING_AUTO_MULTIPLE": "3.0",
+    "TILE_MERGE": "merge",
+    "WHOLE_IMAGE_PASS": "true",
+}
+
 # What the bulk-counting stack gives the function (stacks/components/bulk/function.py).
 ENVIRONMENT = {
     "DATA_BUCKET": BUCKET,
@@ -37,12 +50,7 @@ ENVIRONMENT = {
     "ANNOTATE": "true",
     "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
     "EVENT_SOURCE": SOURCE,
-    # counter.tiling as configured by default: off.
-    "TILING": "off",
-    "TILE_OVERLAP": "0.2",
-    "TILING_AUTO_MULTIPLE": "3.0",
-    "TILE_MERGE": "merge",
-    "WHOLE_IMAGE_PASS": "true",
+    **TILING_OFF,
     "POWERTOOLS_SERVICE_NAME": "bulk-counting",
     "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
 }
@@ -70,3 +78,17 @@ def build_bulk(**overrides) -> BulkCounter:
     aws.update({k: v for k, v in overrides.items() if k in fields})
     variables = {**ENVIRONMENT, **{k: v for k, v in overrides.items() if k not in fields}}
     return build(Environment.model_validate(variables), StoreClients(**aws))
+
+
+def resizing_model(detector: Callable[[bytes], bytes], side: int = 512) -> Callable[[bytes], bytes]:
+    """The model behind the transform: every input resized to its ``side`` x ``side`` input,
+    as the built-in algorithm does, then answered by ``detector`` (a FakeDetector)."""
+
+    def answer(payload: bytes) -> bytes:
+        with Image.open(io.BytesIO(payload)) as image:
+            resized = image.convert("RGB").resize((side, side))
+        buffer = io.BytesIO()
+        resized.save(buffer, format="JPEG", quality=95)
+        return detector(buffer.getvalue())
+
+    return answer

@@ -22,7 +22,15 @@ from PIL import Image
 from counting_core.counts import bulk
 from lambdas.bulk_counter.handler import run_step
 from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
-from tests.lambdas.bulk_harness import BUCKET, MODEL, RESULTS_TABLE, RUN, build_bulk, prepare_aws
+from tests.lambdas.bulk_harness import (
+    BUCKET,
+    MODEL,
+    RESULTS_TABLE,
+    RUN,
+    build_bulk,
+    prepare_aws,
+    resizing_model,
+)
 from tests.lambdas.conftest import REGION, emitted
 
 SCENE = (2048, 1600)
@@ -69,23 +77,12 @@ def read_json(key: str):
     return json.loads(s3().get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def model(detector: FakeDetector):
-    """The model behind the transform: every input resized to its 512 x 512 input."""
-
-    def answer(payload: bytes) -> bytes:
-        with Image.open(io.BytesIO(payload)) as image:
-            resized = image.convert("RGB").resize((MODEL_SIDE, MODEL_SIDE))
-        return detector(jpeg(resized))
-
-    return answer
-
-
 def transform(detector: FakeDetector, *, folders: bool = True, skip: str = "") -> list[str]:
     """Answer every input of the run's manifest as Batch Transform does; ``folders``: whether
     the output keeps the input's folders; ``skip``: an input the job fails on. The inputs."""
     prefix, *inputs = read_json(bulk.manifest_key(RUN))
     assert prefix == {"prefix": f"s3://{BUCKET}/"}
-    answer = model(detector)
+    answer = resizing_model(detector, MODEL_SIDE)
     for key in inputs:
         if key == skip:
             continue

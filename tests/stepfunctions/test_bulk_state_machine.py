@@ -21,7 +21,9 @@ from moto import mock_aws
 from adapters.result_store import StoreClients
 from counting_core.contracts.bulk_counter import Environment
 from lambdas.bulk_counter import handler as bulk_handler
+from tests.core.fake_detector import FakeDetector, grid, jpeg, scene
 from tests.infra.synth import build_app
+from tests.lambdas.bulk_harness import TILING_OFF, resizing_model
 from tests.lambdas.conftest import (
     HAND_CHECKED_RESPONSE,
     image_bytes,
@@ -111,26 +113,30 @@ class BulkRun:
             definition=json.dumps(for_interpreter(templates.definition(STACK))),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/bulk",
         )["stateMachineArn"]
-        environment = Environment.model_validate(
-            {
-                "DATA_BUCKET": BUCKET,
-                "RESULTS_TABLE": "results",
-                "SCORE_THRESHOLD": "0.2",
-                "ANNOTATE": "false",
-                "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
-                "EVENT_SOURCE": f"{PREFIX}.counting",
-                "POWERTOOLS_SERVICE_NAME": "bulk-counting",
-                "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
-            }
-        )
-        clients = StoreClients(
+        self._variables = {
+            "DATA_BUCKET": BUCKET,
+            "RESULTS_TABLE": "results",
+            "SCORE_THRESHOLD": "0.2",
+            "ANNOTATE": "false",
+            "MAX_PAYLOAD_BYTES": str(6 * 1024 * 1024),
+            "EVENT_SOURCE": f"{PREFIX}.counting",
+            **TILING_OFF,
+            "POWERTOOLS_SERVICE_NAME": "bulk-counting",
+            "POWERTOOLS_METRICS_NAMESPACE": "ObjectCounting",
+        }
+        self._clients = StoreClients(
             s3=self.s3,
             dynamodb=boto3.client("dynamodb", region_name=REGION),
             events=boto3.client("events", region_name=REGION),
         )
-        self.counter = bulk_handler.build(environment, clients)
+        self.configure()
         # The model answers for each image; None: the transform fails on it (no output).
         self.model: Callable[[str], bytes | None] = lambda _key: json.dumps(ANSWER).encode()
+
+    def configure(self, **variables: str) -> None:
+        """The bulk Lambda built from its environment, with ``variables`` changed."""
+        environment = Environment.model_validate({**self._variables, **variables})
+        self.counter = bulk_handler.build(environment, self._clients)
 
     def _arn(self, queue_url: str) -> str:
         return self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
@@ -242,6 +248,33 @@ def test_a_backlog_is_counted_summarized_and_announced(bulk):
     ]
     for event in events:
         assert_valid("image-counted-event.json", event)
+
+
+def test_with_tiling_on_a_scene_of_small_objects_is_counted_in_tiles(bulk):
+    # 2,048 x 1,600 px, a 20 px square every 64 px (800): the model resizes each input to
+    # 512 px and sees squares 14 px wide or more, so it finds none in the image whole and
+    # every one in its 5 x 4 native tiles.
+    squares = grid((2048, 1600), side=20, pitch=64, margin=10)
+    bulk.s3.put_object(
+        Bucket=BUCKET, Key="archive/2026/lot.jpg", Body=jpeg(scene((2048, 1600), squares))
+    )
+    bulk.deploy_model()
+    bulk.configure(TILING="on")
+    answer = resizing_model(FakeDetector(min_width=14))
+    bulk.model = lambda key: answer(bulk.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    run = bulk.run({"Transform": [Return(finished_job())]})
+
+    assert (run.status, run.error) == ("SUCCEEDED", None)
+    summary = run.output
+    assert (summary["outcome"], summary["counted"], summary["failed"]) == ("complete", 1, 0)
+    assert summary["objects_by_class"] == {"car": 800}
+    document = bulk.result("archive/2026/lot.jpg")
+    assert (document["count"], document["tiling"]["tiles"]) == (800, 20)
+    assert document["tiling"]["endpoint_calls"] == 21
+    (event,) = bulk.result_events()
+    assert event["detail"]["tiles"] == 20
+    assert_valid("image-counted-event.json", event)
 
 
 def models_left(bulk: BulkRun) -> list[str]:

@@ -74,6 +74,4 @@ class RunCleanup:
     def _listed(self, model_name: str) -> bool:
         # NameContains narrows the listing to the run's name (and any longer one).
         pages = self._sagemaker.get_paginator("list_models").paginate(NameContains=model_name)
-        return any(
-            model["ModelName"] == model_name for page in pages for model in page["Models"]
-        )
+        return any(model["ModelName"] == model_name for page in pages for model in page["Models"])

@@ -158,6 +158,7 @@ class Run:
     cause: str | None
     output: Any
     events: list[dict[str, Any]] = field(repr=False)
+    arn: str = ""  # the execution's
 
     def states(self) -> list[str]:
         """The states entered, in order."""
@@ -228,4 +229,5 @@ def run(
         cause=described.get("cause"),
         output=json.loads(described["output"]) if described.get("output") else None,
         events=events,
+        arn=arn,
     )

@@ -399,13 +399,9 @@ class BulkCounter:
             return owner
         if owner.tiles:  # the whole-image pass of a tiled image
             return None
-        if output.size > bulk.MAX_OUTPUT_BYTES:
-            error = InputError(
-                f"the model's answer is {output.size} bytes, more than the "
-                f"{bulk.MAX_OUTPUT_BYTES} a bulk run turns into a result"
-            )
-            _log_failure(self._objects.uri(output.key), error)
-            return error
+        if (oversized := _oversized(output.size)) is not None:
+            _log_failure(self._objects.uri(output.key), oversized)
+            return oversized
         with self._outputs_in_flight.holding(output.size):
             try:
                 found = self._post_process(model, output, owner)
@@ -486,11 +482,8 @@ class BulkCounter:
         if plan.whole_image_pass:
             answers.append((plan.whole_image_source, *self._whole_answer(run, folder, image)))
         for _, key, size in answers:
-            if size > bulk.MAX_OUTPUT_BYTES:
-                raise InputError(
-                    f"the model's answer {key} is {size} bytes, more than the "
-                    f"{bulk.MAX_OUTPUT_BYTES} a bulk run turns into a result"
-                )
+            if (oversized := _oversized(size)) is not None:
+                raise InputError(f"{self._objects.uri(key)}: {oversized}")
         return answers
 
     def _whole_answer(self, run: str, folder: str, image: bulk.Selected) -> tuple[str, int]:
@@ -654,6 +647,16 @@ class BulkCounter:
 
 class Overwritten(Exception):
     """The image has another version than the one the run listed and sent to the transform."""
+
+
+def _oversized(size: int) -> InputError | None:
+    """Why a transform output of ``size`` bytes is not turned into a result, if it is not."""
+    if size <= bulk.MAX_OUTPUT_BYTES:
+        return None
+    return InputError(
+        f"the model's answer is {size} bytes, more than the {bulk.MAX_OUTPUT_BYTES} a bulk "
+        "run turns into a result"
+    )
 
 
 def _log_failure(image: str, error: Exception) -> None:

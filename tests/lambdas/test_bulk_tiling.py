@@ -303,3 +303,24 @@ def test_auto_reads_an_image_whose_size_lies_past_the_header_whole(bucket):
     assert counted["counted"] == 2
     assert read_json("results/archive/scene.jpg.json")["tiling"]["tiles"] == TILES
     assert "tiling" not in read_json("results/archive/small.jpg.json")
+
+
+def test_a_tile_answer_larger_than_an_endpoint_may_answer_fails_its_image(
+    bucket, big_scene, caplog
+):
+    put("archive/scene.jpg", big_scene)
+    counter = build_bulk(**TILED)
+    select_and_write_manifest(counter)
+    transform(FakeDetector(MIN_WIDTH))
+    tile = bulk.tile_key(RUN, bulk.image_digest("archive/scene.jpg"), 3)
+    answer = f"{bulk.outputs_prefix(RUN)}{tile}{bulk.OUTPUT_SUFFIX}"
+    put(answer, b" " * 4_000_001)
+
+    counted = count_in_batches(counter)
+
+    assert (counted["counted"], counted["failed"]) == (0, 1)
+    (failure,) = [record.error for record in caplog.records if hasattr(record, "error")]
+    assert failure == (
+        f"InputError: s3://{BUCKET}/{answer}: the model's answer is 4000001 bytes, more than "
+        "the 4000000 a bulk run turns into a result"
+    )

@@ -82,9 +82,9 @@ TILE_TRANSFORM = "$.tileTransform"
 # Validation sets are hundreds of images; a CPU instance counts one in about a second after
 # a few minutes of start-up. An hour is ample; past it the job is stopped and reported.
 TRANSFORM_TIMEOUT = cdk.Duration.hours(1)
-# Tiles are as many requests as tiles: 80 for a 12 MP photo at 512 px tiles, each costing
-# the instance about what a whole image does. 200 validation photos of 12 MP take some 4.5
-# hours; past 6 the job is stopped and reported.
+# A tile is a request of its own: 80 for a 12 MP photo at 512 px tiles, each costing the
+# instance about what a whole image does (about 0.5 s on ml.m5.xlarge: docs/costs.md, B1).
+# 500 validation photos of 12 MP take some 5.6 hours; past 6 the job is stopped and reported.
 TILE_TRANSFORM_TIMEOUT = cdk.Duration.hours(6)
 # Each invocation of the cutting function runs at most 15 minutes (about 700 photos of
 # 12 MP); an hour of invocations covers a few thousand validation photos.

@@ -252,9 +252,7 @@ def test_cutting_stops_before_the_time_is_out_and_resumes_where_it_stopped(bucke
     assert (first.done, first.next, first.images, first.manifest_uri) == (False, 2, 3, None)
 
     # The next invocation always cuts one batch, however little time is left.
-    second = CutResponse.model_validate(
-        cut_handler.cut(cut_event(first.next), cutter(), lambda: 0)
-    )
+    second = CutResponse.model_validate(cut_handler.cut(cut_event(first.next), cutter(), lambda: 0))
 
     assert (second.done, second.next) == (True, 3)
     parts = [f"{MODEL}tiles/tile-sets/{start:09d}.jsonl" for start in (0, 2)]

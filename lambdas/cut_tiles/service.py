@@ -22,10 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from adapters.objects import Objects
 from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.cut_tiles import CutResponse, Environment
-from counting_core.datasets.manifest import read_manifest
+from counting_core.datasets.manifest import read_manifest, transform_manifest_chunks
 from counting_core.errors import InputError
 from counting_core.imaging import detection
 from counting_core.imaging.tiling import TileSet, read_tile_sets
@@ -50,6 +51,7 @@ class TileCutter:
     def __init__(self, environment: Environment, *, s3: Any) -> None:
         self._s3 = s3
         self._bucket = environment.bucket
+        self._objects = Objects(s3, environment.bucket)
         self._policy = environment.tiling_policy
         self._image_shape = environment.image_shape
 
@@ -114,15 +116,18 @@ class TileCutter:
         return TileSet.of(source_ref, plan, keys)
 
     def _write_manifest(self, folder: str) -> str:
-        """The manifest of every tile the parts under ``tiles/tile-sets/`` record."""
-        parts = sorted(self._list(f"{folder}{training.TILE_SETS}"))
+        """The manifest of every tile the parts under ``tiles/tile-sets/`` record, streamed
+        to S3 as it is written (a few thousand photos are hundreds of thousands of tiles)."""
+        parts = sorted(self._objects.keys_under(f"{folder}{training.TILE_SETS}"))
         tile_sets = read_tile_sets(self._read(part) for part in parts)
-        prefix = f"s3://{self._bucket}/{folder}{training.TILE_IMAGES}"
-        tiles = (f"s3://{self._bucket}/{key}" for tile_set in tile_sets.values()
+        images = f"{folder}{training.TILE_IMAGES}"
+        names = (key.removeprefix(images) for tile_set in tile_sets.values()
                  for key in tile_set.tiles)  # fmt: skip
         key = f"{folder}{training.TILES_MANIFEST_FILE}"
-        self._write(key, training.transform_manifest(tiles, prefix).encode(), JSON_CONTENT_TYPE)
-        return f"s3://{self._bucket}/{key}"
+        self._objects.upload_chunks(
+            key, transform_manifest_chunks(self._objects.uri(images), names), JSON_CONTENT_TYPE
+        )
+        return self._objects.uri(key)
 
     def _key(self, uri: str, under: str) -> str:
         key = uri.removeprefix(f"s3://{self._bucket}/")
@@ -136,12 +141,6 @@ class TileCutter:
         except self._s3.exceptions.NoSuchKey:
             raise InputError(f"s3://{self._bucket}/{key} does not exist") from None
         return body
-
-    def _list(self, prefix: str) -> list[str]:
-        pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=prefix
-        )
-        return [item["Key"] for page in pages for item in page.get("Contents", ())]
 
     def _write(self, key: str, body: bytes, content_type: str) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)

@@ -25,7 +25,7 @@ from counting_core.models.model_record import TilingChoice
 from lambdas.cut_tiles import handler as cut_handler
 from lambdas.cut_tiles.service import TIME_RESERVE_MS, CutFailed, TileCutter
 from lambdas.evaluate_counts import handler as evaluate_handler
-from lambdas.evaluate_counts.service import RunEvaluator
+from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
 from tests.core.fake_detector import FakeDetector, jpeg, scene
 from tests.lambdas.conftest import ACCOUNT, REGION
 
@@ -289,5 +289,5 @@ def test_tiles_without_answers_fail_the_evaluation_naming_the_tile(bucket):
     answer_tiles(cut.manifest_uri)
     s3().delete_object(Bucket=BUCKET, Key=f"{MODEL}tile-predictions/0-4.jpg.out")
 
-    with pytest.raises(Exception, match=r"no response for image .*tiles/images/0-4\.jpg"):
+    with pytest.raises(EvaluationFailed, match=r"no response for image .*tiles/images/0-4\.jpg"):
         evaluate(cut)

@@ -187,6 +187,17 @@ class ResultStore:
 
         Raises the last failure when every attempt failed.
         """
+        document = found.document
+        if isinstance(document, CountedDocument) and document.unnamed_class_ids:
+            # Counted under their numbers: the active model's class map is likely wrong.
+            logger.warning(
+                "counted class ids the model's class map does not name",
+                extra={
+                    "image": document.source.uri,
+                    "model": document.model.model_name,
+                    "unnamed_class_ids": document.unnamed_class_ids,
+                },
+            )
         annotated = self._draw(found)
         for attempt in range(self._attempts):
             try:

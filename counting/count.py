@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from counting.options import (
     png_name,
-    unnamed_class_ids,
     warn_of_unnamed_class_ids,
     write_file,
 )
@@ -40,6 +39,7 @@ from counting_core.counts.predictions import (
     check_threshold,
     count_detections,
     parse_response,
+    unnamed_class_ids,
 )
 from counting_core.errors import InputError, describe_validation_error
 from counting_core.imaging.tiling import (

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from counting.options import png_name, unnamed_class_ids, warn_of_unnamed_class_ids, write_file
-from counting_core.counts.predictions import parse_response
+from counting.options import png_name, warn_of_unnamed_class_ids, write_file
+from counting_core.counts.predictions import parse_response, unnamed_class_ids
 from counting_core.counts.responses import match_responses, responses_of
 from counting_core.datasets.manifest import read_manifest
 from counting_core.errors import InputError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from counting_core import stage_names
@@ -84,14 +84,6 @@ def write_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``, making its folder first, as ``--out-dir`` folders are made."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-
-
-def unnamed_class_ids(class_ids: Iterable[int], class_map: Mapping[str, str] | None) -> list[int]:
-    """The ids among ``class_ids`` that ``class_map`` does not name, sorted; none without a map
-    (every class is then called by its id)."""
-    if not class_map:
-        return []
-    return sorted({class_id for class_id in class_ids if str(class_id) not in class_map})
 
 
 def warn_of_unnamed_class_ids(

@@ -7,6 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.components.bulk.cleanup import BulkRunCleanup
 from stacks.components.bulk.pipeline import BulkCountingPipeline
 from stacks.components.storage import DataStorage
 from stacks.config import AppConfig
@@ -32,6 +33,13 @@ class BulkCountingStack(cdk.Stack):
             storage=storage,
             results_table=results_table,
             topic=topic,
+        )
+        BulkRunCleanup(
+            self,
+            "RunCleanup",
+            prefix=config.prefix,
+            state_machine=self.pipeline.state_machine,
+            key=storage.key,
         )
         cdk.CfnOutput(
             self,

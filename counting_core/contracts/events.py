@@ -57,3 +57,28 @@ def check_scope(image: SourceObject, data_bucket: str) -> None:
         raise InputError(f"event for bucket {image.bucket!r}, not the data bucket {data_bucket!r}")
     if not image.key.startswith(layout.INCOMING):
         raise InputError(f"key {image.key!r} is not under {layout.INCOMING}")
+
+
+#: How a Step Functions execution can end: ExecutionStatus without RUNNING and
+#: PENDING_REDRIVE (a redrive starts it again).
+#: https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html
+ENDED_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+class _ExecutionDetail(BaseModel):
+    execution_arn: str = Field(alias="executionArn", pattern=r"^arn:aws[a-z-]*:states:")
+    state_machine_arn: str = Field(alias="stateMachineArn")
+    status: str
+
+
+class ExecutionEnded(BaseModel):
+    """The part of a "Step Functions Execution Status Change" event, as EventBridge delivers
+    it, that we use: which execution, of which state machine, ended how. Only Standard
+    workflows send them, best effort.
+    https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
+    """
+
+    detail_type: str = Field(
+        alias="detail-type", pattern="^Step Functions Execution Status Change$"
+    )
+    detail: _ExecutionDetail

@@ -149,6 +149,12 @@ class CountedDocument(_Contract):
         "best_threshold; default: 0.2"
     )
     tiling: TilingUsed | None = Field(None, description=_TILED)
+    unnamed_class_ids: list[int] | None = Field(
+        None,
+        description="class ids of counted detections that the model's class map does not "
+        "name (counted under their number): the class map is likely wrong; absent when every "
+        "counted class is named (and in results written before this field)",
+    )
     detections: list[Detection]
 
 

@@ -262,6 +262,15 @@ def count_detections(
     )
 
 
+def unnamed_class_ids(class_ids: Iterable[int], class_map: Mapping[str, str] | None) -> list[int]:
+    """The ids among ``class_ids`` that ``class_map`` does not name, sorted; none without a map
+    (every class is then called by its id). A one-class model cannot find class 1, so a
+    detection the map does not name means the map (or the model) is wrong."""
+    if not class_map:
+        return []
+    return sorted({class_id for class_id in class_ids if str(class_id) not in class_map})
+
+
 def pixel_box(
     box: tuple[float, float, float, float], width: int, height: int
 ) -> tuple[int, int, int, int]:

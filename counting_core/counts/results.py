@@ -161,8 +161,13 @@ def count_found(
         capped=capped,
     )
     document = counted_document(image, result, model.model_used(), counted_at, pipeline=pipeline)
-    if tiling is not None:
-        document = document.model_copy(update={"tiling": tiling})
+    unnamed = predictions.unnamed_class_ids(
+        (detection.class_id for detection in result.detections), model.class_map
+    )
+    if tiling is not None or unnamed:
+        document = document.model_copy(
+            update={"tiling": tiling, "unnamed_class_ids": unnamed or None}
+        )
     return document, result
 
 
@@ -204,13 +209,20 @@ def rejected_document(
     )
 
 
+#: Fields a counted document holds only when they say something: an image sent whole, with
+#: every class named, reads as before these fields.
+_ONLY_WHEN_SET = ("tiling", "unnamed_class_ids")
+
+
 def document_json(document: ResultDocument) -> bytes:
     """The bytes of ``results/<key>.json``: the contract's fields in its order, indented;
-    ``tiling`` only for a tiled image, so an image sent whole reads as before tiling."""
-    whole = isinstance(document, CountedDocument) and document.tiling is None
-    return published.RESULT_DOCUMENT.dump_json(
-        document, indent=2, exclude={"tiling"} if whole else None
+    ``tiling`` only for a tiled image, ``unnamed_class_ids`` only when some are."""
+    unset = (
+        {name for name in _ONLY_WHEN_SET if getattr(document, name) is None}
+        if isinstance(document, CountedDocument)
+        else None
     )
+    return published.RESULT_DOCUMENT.dump_json(document, indent=2, exclude=unset or None)
 
 
 def table_item(document: ResultDocument, *, unfinished: bool = False) -> TableItem:

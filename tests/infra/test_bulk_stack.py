@@ -360,3 +360,43 @@ def test_stops_and_the_finish_go_to_the_alerts_topic(states):
 def test_bad_bulk_settings_fail_with_the_field_named(setting, value, message):
     with pytest.raises(ConfigError, match=rf"bulk\.{setting}.*{message}"):
         load_config(cdk_context(**{f"counting.bulk.{setting}": value}))
+
+
+def test_every_ended_run_reaches_the_cleanup_which_may_delete_only_run_copies(synthesized):
+    templates = synthesized[1]
+    (rule,) = [
+        body["Properties"]
+        for body in templates.resources(STACK, "AWS::Events::Rule").values()
+        if body["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+    ]
+    (machine,) = templates.resources(STACK, "AWS::StepFunctions::StateMachine")
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            # The bulk-counting state machine's own ARN: not its map runs' child executions.
+            "stateMachineArn": [{"Ref": machine}],
+            # Every way an execution ends; a stopped or timed-out run runs no state of its own.
+            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+        },
+    }
+    (target,) = rule["Targets"]
+    assert "DeadLetterConfig" in target
+    statements = {s.get("Sid"): s for s in all_statements(synthesized, STACK)}
+    assert statements["ReadRunHistories"]["Action"] == "states:GetExecutionHistory"
+    assert statements["ReadRunHistories"]["Resource"] == (
+        f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STACK}:*"
+    )
+    assert statements["DeleteRunModels"]["Action"] == "sagemaker:DeleteModel"
+    # "<prefix>-bulk-" and a run id: never this stage's deployed models ("<prefix>-<time>-…").
+    assert statements["DeleteRunModels"]["Resource"] == (
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{PREFIX}-bulk-*"
+    )
+    assert statements["ListModels"]["Action"] == "sagemaker:ListModels"
+
+
+def test_the_run_name_is_what_the_cleanup_deletes(states):
+    from counting_core.contracts.bulk_cleanup import RUN_FIELD, run_name_prefix
+
+    name_run = states["NameRun"]["Parameters"][f"{RUN_FIELD}.$"]
+    assert name_run.startswith(f"States.Format('{{}}{{}}', '{run_name_prefix(PREFIX)}', ")

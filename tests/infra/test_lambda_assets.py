@@ -26,6 +26,7 @@ def python_files(folder: Path) -> set[str]:
 
 def test_every_handler_folder_is_covered():
     assert HANDLERS == [
+        "bulk_cleanup",
         "bulk_counter",
         "counter",
         "cut_tiles",

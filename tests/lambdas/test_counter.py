@@ -167,6 +167,37 @@ def test_the_threshold_and_its_origin_are_recorded(handler, endpoint, lambda_con
     assert (item["threshold"], item["threshold_origin"]) == (Decimal(str(threshold)), origin)
 
 
+ONE_CLASS = {**ACTIVE_MODEL, "class_map": {"0": "car"}}
+
+
+@pytest.mark.parametrize("counter", [("0.2", ONE_CLASS)], indirect=True)
+def test_a_class_the_model_record_does_not_name_is_flagged(
+    handler, endpoint, lambda_context, caplog
+):
+    # RESPONSE at 0.2: two detections of class 0, one of class 1, which a one-class map
+    # does not name: counted under its number, flagged in the result and logged.
+    event = json.dumps(upload("incoming/street/cam3.png", image_bytes()))
+    answers(endpoint, RESPONSE)
+
+    assert handler.process(sqs_event(event), lambda_context) == {"batchItemFailures": []}
+
+    result = read_json("results/street/cam3.png.json")
+    assert result["by_class"] == {"1": 1, "car": 2}
+    assert result["unnamed_class_ids"] == [1]
+    assert_valid("result-document.json", result)
+    (warning,) = [
+        record for record in caplog.records if record.getMessage().startswith("counted class ids")
+    ]
+    assert (warning.levelname, warning.unnamed_class_ids) == ("WARNING", [1])
+
+
+def test_every_named_class_leaves_the_flag_out(handler, endpoint, lambda_context):
+    event = json.dumps(upload("incoming/street/cam4.png", image_bytes()))
+    answers(endpoint, RESPONSE)
+    handler.process(sqs_event(event), lambda_context)
+    assert "unnamed_class_ids" not in read_json("results/street/cam4.png.json")
+
+
 def test_images_are_counted_concurrently_and_each_once(handler, endpoint, lambda_context):
     keys = [f"incoming/batch/{number}.png" for number in range(6)]
     bodies = [json.dumps(upload(key, image_bytes())) for key in keys]

@@ -24,8 +24,7 @@ patches of moto's private API, and makes retries and Wait states instant:
    calls the run's ``on_wait`` instead, for a test to move the world on.
 5. ``Environment.get_current_mocked_response``: moto picks a state's stub by its retry
    count, so a task state entered again by a loop would get the first stub each time; a
-   state stubbed with ``Visits`` gets one stub per invocation, visits and retries together
-   (as Step Functions Local numbers its mocked responses).
+   state stubbed with ``Visits`` gets one stub per invocation, visits and retries together.
 
 A stub replaces only the service's answer: the state's Parameters, ResultSelector,
 ResultPath, Retry and Catch still run. moto sends requests unchecked, so ``Run.requests``
@@ -191,6 +190,7 @@ class Run:
     cause: str | None
     output: Any
     events: list[dict[str, Any]] = field(repr=False)
+    arn: str = ""  # the execution's
 
     def states(self) -> list[str]:
         """The states entered, in order."""
@@ -264,4 +264,5 @@ def run(
         cause=described.get("cause"),
         output=json.loads(described["output"]) if described.get("output") else None,
         events=events,
+        arn=arn,
     )

@@ -39,7 +39,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout, stage_names
-from counting_core.contracts import bulk_counter
+from counting_core.contracts import bulk_cleanup, bulk_counter
 from counting_core.counts import bulk
 from stacks.components.bulk.function import BulkCounterFunction
 from stacks.components.bulk.transform import ACTIVE_MODEL, RUN, TRANSFORM, TransformStep
@@ -63,9 +63,10 @@ BATCH_REQUESTS: dict[bulk.Step, type[bulk_counter.Select | bulk_counter.Count]] 
 # A run's name: "<prefix>-bulk-" and the first 8 hex digits of a UUID, within the 63
 # characters of a transform job or model name for any allowed prefix (at most 30).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+# The prefix is bulk_cleanup.run_name_prefix, whose function deletes the model copy of an
+# ended run by this name.
 RUN_NAME = (
-    "States.Format('{}-bulk-{}', '%s', "
-    "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0))"
+    "States.Format('{}{}', '%s', States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0))"
 )
 
 
@@ -260,11 +261,13 @@ class BulkCountingPipeline(Construct):
 
         name_run = sfn.Pass(
             self,
-            "NameRun",
+            bulk_cleanup.NAME_RUN_STATE,
             parameters={
                 "bucket": sfn.JsonPath.string_at("$.bucket"),
                 "prefix": sfn.JsonPath.string_at("$.prefix"),
-                "run": sfn.JsonPath.string_at(RUN_NAME % prefix),
+                bulk_cleanup.RUN_FIELD: sfn.JsonPath.string_at(
+                    RUN_NAME % bulk_cleanup.run_name_prefix(prefix)
+                ),
             },
         )
         refused = notifications.report(

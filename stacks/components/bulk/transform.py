@@ -37,6 +37,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from counting_core import layout
+from counting_core.contracts import bulk_cleanup
 from counting_core.counts import bulk
 from stacks.components.permissions import (
     SageMakerExecutionRole,
@@ -60,7 +61,7 @@ TRANSFORM = "$.transform"
 #: The active-model record (``counting_core.models.model_record.ActiveModel``), read at the start.
 ACTIVE_MODEL = "$.active.record"
 #: The run's name: its transform job, its model and its folder under ``bulk/``.
-RUN = "$.run"
+RUN = f"$.{bulk_cleanup.RUN_FIELD}"
 
 
 def transform_timeout(settings: BulkSettings) -> cdk.Duration:

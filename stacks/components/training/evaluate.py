@@ -459,7 +459,12 @@ class EvaluationStep(Construct):
                             bucket.arn_for_objects(f"{TILE_SETS}*"),
                         ],
                     ),
-                    "WriteTiles": (["s3:PutObject"], [bucket.arn_for_objects(f"{TILES}*")]),
+                    # The tiles' manifest is streamed (a multipart upload past 8 MB): a failed
+                    # one is aborted rather than left to be billed.
+                    "WriteTiles": (
+                        ["s3:PutObject", "s3:AbortMultipartUpload"],
+                        [bucket.arn_for_objects(f"{TILES}*")],
+                    ),
                     "ListTileSets": (
                         ["s3:ListBucket"],
                         [bucket.bucket_arn],

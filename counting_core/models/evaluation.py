@@ -270,8 +270,10 @@ def tiling_choice(untiled: Evaluation, tiled: Evaluation) -> TilingChoice:
 def tiled_response(tile_set: TileSet, tiles: Sequence[Response], whole: Response) -> Response:
     """One image's answer counted in tiles, as the counter merges them (``merge_answers``):
     the answers of its tiles, by source, and of the image sent whole, which is the
-    whole-image pass when the tile set has one. A tiled image is capped when any of its
-    requests was: each of that request's boxes stays an object of its own in the merge."""
+    whole-image pass when the tile set has one. When a request reached the model's cap, the
+    merged answer carries the cap: a capped tile's boxes each stay an object of their own, so
+    the image counts as capped (a capped whole-image pass only when enough of its boxes are
+    larger than the overlap, the rest being left to the tiles)."""
     plan = tile_set.plan()
     if len(tiles) != len(plan.windows):
         raise InputError(

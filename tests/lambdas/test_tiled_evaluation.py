@@ -129,13 +129,14 @@ def cut_all(tile_cutter: TileCutter) -> CutResponse:
     return response
 
 
-def answer_tiles(manifest_uri: str) -> None:
-    """What Batch Transform writes for the tiles' manifest: ``<name>.out`` per tile."""
+def answer_tiles(manifest_uri: str, kept: str = "") -> None:
+    """What Batch Transform writes for the tiles' manifest: ``<name>.out`` per tile, under
+    ``kept`` folders if it keeps some of the input's path (not clearly documented)."""
     prefix, *names = json.loads(read(manifest_uri.removeprefix(f"s3://{BUCKET}/")))
     folder = prefix["prefix"].removeprefix(f"s3://{BUCKET}/")
     fake = FakeDetector(min_width=14)
     for name in names:
-        put(f"{MODEL}tile-predictions/{name}.out", fake(read(folder + name)))
+        put(f"{MODEL}tile-predictions/{kept}{name}.out", fake(read(folder + name)))
 
 
 def evaluate(cut: CutResponse) -> tuple[TilingChoice | None, dict]:
@@ -190,10 +191,11 @@ def test_every_tile_is_written_with_its_tile_set_and_listed_in_the_manifest(buck
         assert (tile.format, tile.size) == ("JPEG", (512, 512))
 
 
-def test_tiling_is_chosen_where_it_finds_what_whole_images_miss(bucket):
+@pytest.mark.parametrize("kept", ["", "images/", f"{MODEL}tiles/images/"])
+def test_tiling_is_chosen_where_it_finds_what_whole_images_miss(bucket, kept):
     upload_images({"small.jpg": SMALL})
     cut = cut_all(cutter())
-    answer_tiles(cut.manifest_uri)
+    answer_tiles(cut.manifest_uri, kept)
 
     choice, report = evaluate(cut)
 

@@ -700,6 +700,13 @@ def test_the_tile_cutter_gets_the_counters_tiling_and_only_the_run_folders(tiled
     model = {s.get("Sid"): s for s in statements(template, "PipelineDeployModelRole")}
     assert "/training/models/*/tiles/*" in objects(model["ReadTransformInputs"])
     assert "/training/models/*/tile-predictions/*" in objects(model["WriteTransformResults"])
+    # The evaluation reads an answer per tile too: 15 minutes rather than 5.
+    (evaluate,) = [
+        body["Properties"]
+        for body in template.find_resources("AWS::Lambda::Function").values()
+        if body["Properties"]["Handler"] == "lambdas.evaluate_counts.handler.main"
+    ]
+    assert evaluate["Timeout"] == 900
     evaluation = {s.get("Sid"): s for s in statements(template, "PipelineEvaluateFunctionRole")}
     assert objects(evaluation["ReadPredictions"]) == [
         "/training/models/*/champion-predictions/*",

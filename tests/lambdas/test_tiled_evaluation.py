@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import pytest
 from PIL import Image
 
@@ -27,11 +26,10 @@ from lambdas.cut_tiles.service import TIME_RESERVE_MS, CutFailed, TileCutter
 from lambdas.evaluate_counts import handler as evaluate_handler
 from lambdas.evaluate_counts.service import EvaluationFailed, RunEvaluator
 from tests.core.fake_detector import FakeDetector, jpeg, scene
-from tests.lambdas.conftest import ACCOUNT, REGION
 
-PREFIX = "object-counting-dev"
-BUCKET = f"{PREFIX}-data-{ACCOUNT}-{REGION}"
-RUN = f"{PREFIX}-20261126-173000-a1b2c3"
+# The evaluation's own tests' bucket, run and S3 helpers.
+from tests.lambdas.test_evaluate_counts import BUCKET, RUN, put, read, s3
+
 MODEL = f"training/models/{RUN}/"
 MANIFEST_KEY = f"training/manifests/{RUN}/validation.manifest"
 MODEL_SIDE = 512
@@ -58,18 +56,6 @@ SMALL = [(100, 100, 20), (600, 300, 20), (300, 800, 20)]
 # tile sees it whole, the first a 212 px piece, the third a 28 px sliver (found: over 14 px).
 # Sent whole it is 120 px: found once.
 LARGE = [(300, 10, 240)]
-
-
-def s3():
-    return boto3.client("s3", region_name=REGION)
-
-
-def put(key: str, body: bytes) -> None:
-    s3().put_object(Bucket=BUCKET, Key=key, Body=body)
-
-
-def read(key: str) -> bytes:
-    return s3().get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
 def label_line(name: str, squares: list[tuple[int, int, int]]) -> str:

@@ -653,10 +653,13 @@ class TilingSettings(Settings):
         "off",
         description="`off`: each image goes to the endpoint whole, scaled to the model; `on`: "
         "in overlapping tiles at native resolution, boxes merged across tile borders (one "
-        "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles when the image's "
-        "shorter side exceeds `auto_multiple` x the model's `image_shape`. Applied by the "
-        "counter (its memory rises to 2048 MB unless `off`), bulk runs (each tile one "
-        "transform request) and `counting invoke --tiling`.",
+        "endpoint call per tile: 80 for a 12 MP photo); `auto`: in tiles as the active model's "
+        "training run measured (tiles only if they counted its validation images with a "
+        "lower MAE), or, for a model not measured, when the image's shorter side exceeds "
+        "`auto_multiple` x the model's `image_shape`. Applied by the counter (its memory rises "
+        "to 2048 MB unless `off`), bulk runs (each tile one transform request) and `counting "
+        "invoke --tiling`. Unless `off`, every training run also counts its validation images "
+        "in tiles (one more Batch Transform job, one request per tile) to measure it.",
     )
     tile_side: int | None = Field(
         None,
@@ -676,7 +679,7 @@ class TilingSettings(Settings):
         tiling.DEFAULT_AUTO_MULTIPLE,
         ge=1,
         description="`auto` tiles images whose shorter side exceeds this many times the "
-        "model's `image_shape`.",
+        "model's `image_shape`, for a model whose training run did not measure tiling.",
     )
     merge: MergeMethod = Field(
         "merge",

@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from counting_core.contracts.environment import BucketName, FunctionEnvironment
 from counting_core.models.evaluation import EvaluationSummary
-from counting_core.models.model_record import ChampionSummary
+from counting_core.models.model_record import ChampionSummary, TilingChoice
 
 
 class Environment(FunctionEnvironment):
@@ -31,6 +31,16 @@ class ChampionRequest(BaseModel):
     class_map: dict[str, str] = Field(default_factory=dict)
 
 
+class TilesRequest(BaseModel):
+    """The validation images cut into tiles (counter.tiling on or auto): where the cutting
+    function left their TileSets, and where the run's model's answers for the tiles are."""
+
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
+
+    tile_sets_uri: str = Field(min_length=1)
+    predictions_uri: str = Field(min_length=1)
+
+
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, frozen=True)
 
@@ -42,10 +52,15 @@ class EvaluateRequest(BaseModel):
     class_map: dict[str, str] = Field(default_factory=dict)
     predictions_uri: str = Field(min_length=1)
     champion: ChampionRequest = ChampionRequest()
+    # None: counter.tiling is off, tiled counts are not measured.
+    tiles: TilesRequest | None = None
 
 
 class EvaluateResponse(EvaluationSummary):
     """The new model's figures at its calibrated threshold, and the active model's on the
-    same images (``None`` for a first model, or one trained for other classes)."""
+    same images (``None`` for a first model, or one trained for other classes), and whether
+    the new model counts better in tiles (``None`` when tiled counts were not measured; the
+    active model is never counted in tiles)."""
 
     champion: ChampionSummary | None
+    tiling: TilingChoice | None = None

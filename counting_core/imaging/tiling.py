@@ -60,12 +60,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from counting_core.constants import MIN_SIDE_PIXELS
 from counting_core.contracts.published import MergeMethod, TilingUsed
 from counting_core.counts.predictions import Detection, Response
-from counting_core.errors import InputError
+from counting_core.errors import InputError, describe_validation_error
 
 TilingMode = Literal["off", "on", "auto"]
 TILING_MODES: tuple[TilingMode, ...] = ("off", "on", "auto")
@@ -255,6 +255,24 @@ class TileSet(BaseModel):
                 f"lay out {len(plan.windows)}"
             )
         return plan
+
+
+def read_tile_sets(parts: Iterable[bytes]) -> dict[str, TileSet]:
+    """The TileSets of JSON-lines ``parts`` (each invocation of the function that cuts a run's
+    validation images writes one), by image; an image cut again by a later part (a retried
+    invocation) takes that part's. InputError names a line that is not a TileSet."""
+    tile_sets: dict[str, TileSet] = {}
+    for part in parts:
+        for number, line in enumerate(part.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                tile_set = TileSet.model_validate_json(line)
+            except ValidationError as error:
+                problem = describe_validation_error(error)[0]
+                raise InputError(f"tile set line {number}: {problem}") from None
+            tile_sets[tile_set.image] = tile_set
+    return tile_sets
 
 
 def plan_tiles(policy: TilingPolicy, image_size: tuple[int, int], image_shape: int) -> TilePlan:

@@ -55,7 +55,8 @@ from counting_core.counts.predictions import (
 )
 from counting_core.datasets.manifest import Record, is_s3_object_uri, validate_manifest
 from counting_core.errors import InputError
-from counting_core.models.model_record import ChampionSummary
+from counting_core.imaging.tiling import TileSet, merge_answers
+from counting_core.models.model_record import ChampionSummary, TilingChoice
 
 #: 0.05, 0.10, ... 0.95: the thresholds tried unless others are given.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(step * 0.05, 2) for step in range(1, 20))
@@ -187,7 +188,8 @@ class Evaluation:
             **figures,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def headline(self) -> dict[str, Any]:
+        """The figures at the best threshold, GAME included, without the per-image detail."""
         best = self.best.to_dict()
         return {
             "images": self.best.images,
@@ -198,6 +200,11 @@ class Evaluation:
             "game": None
             if self.game is None
             else {str(level): _rounded(value) for level, value in self.game.items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.headline(),
             "per_threshold": [errors.to_dict() for errors in self.per_threshold],
             "per_class": self.per_class,
             "review_queue": [image.to_dict() for image in self.review_queue()],
@@ -238,6 +245,45 @@ def champion_summary(
         challenger_wape=challenger_figures["wape"],
         trained_on=trained_on,
     )
+
+
+def tiling_choice(untiled: Evaluation, tiled: Evaluation) -> TilingChoice:
+    """Whether tiles counted the same images better than whole images, each at its own best
+    threshold: tiled only when its total absolute error is strictly lower (the integer sums
+    behind MAE, on the same N); a tie goes to whole images, one call each, not dozens."""
+    if untiled.best.images != tiled.best.images:
+        raise InputError(
+            f"{tiled.best.images} images counted in tiles, {untiled.best.images} whole: "
+            "tiling is compared on the same images"
+        )
+    figures = tiled.best.to_dict()
+    return TilingChoice(
+        tile=tiled.best.total_absolute_error < untiled.best.total_absolute_error,
+        images=tiled.best.images,
+        best_threshold=figures["threshold"],
+        mae=figures["mae"],
+        wape=figures["wape"],
+        untiled_mae=untiled.best.to_dict()["mae"],
+    )
+
+
+def tiled_response(tile_set: TileSet, tiles: Sequence[Response], whole: Response) -> Response:
+    """One image's answer counted in tiles, as the counter merges them (``merge_answers``):
+    the answers of its tiles, by source, and of the image sent whole, which is the
+    whole-image pass when the tile set has one. When a request reached the model's cap, the
+    merged answer carries the cap: a capped tile's boxes each stay an object of their own, so
+    the image counts as capped (a capped whole-image pass only when enough of its boxes are
+    larger than the overlap, the rest being left to the tiles)."""
+    plan = tile_set.plan()
+    if len(tiles) != len(plan.windows):
+        raise InputError(
+            f"{tile_set.image}: {len(tiles)} tile answers for {len(plan.windows)} tiles"
+        )
+    answers = list(enumerate(tiles))
+    if plan.whole_image_pass:
+        answers.append((plan.whole_image_source, whole))
+    detections, record = merge_answers(plan, answers)
+    return Response(detections, record.max_detections if record.capped else None)
 
 
 class LabeledImages(NamedTuple):

@@ -45,6 +45,18 @@ PREDICTIONS_FOLDER = "predictions/"
 CHAMPION_PREDICTIONS_FOLDER = "champion-predictions/"
 #: The active model's Batch Transform job of a run is named ``<run><CHAMPION_JOB_SUFFIX>``.
 CHAMPION_JOB_SUFFIX = "-champion"
+#: With counter.tiling on or auto, the validation images cut into tiles (their JPEGs under
+#: ``TILE_IMAGES``, how each image was cut under ``TILE_SETS`` as JSON lines, one part per
+#: invocation of the cutting function, and the Batch Transform manifest of the tiles,
+#: ``TILES_MANIFEST_FILE``), and the run's model's answers for them.
+TILES_FOLDER = "tiles/"
+TILE_IMAGES = f"{TILES_FOLDER}images/"
+TILE_SETS = f"{TILES_FOLDER}tile-sets/"
+TILES_MANIFEST_FILE = f"{TILES_FOLDER}tiles.manifest"
+TILE_PREDICTIONS_FOLDER = "tile-predictions/"
+#: The Batch Transform job over a run's tiles is named ``<run><TILES_JOB_SUFFIX>`` (shorter
+#: than ``CHAMPION_JOB_SUFFIX``, which sets how long a prefix may be).
+TILES_JOB_SUFFIX = "-tiles"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from adapters import clients
 from counting_core.contracts.evaluate_counts import Environment, EvaluateRequest
 from counting_core.errors import describe_validation_error
-from lambdas.evaluate_counts.service import Champion, EvaluationFailed, RunEvaluator
+from lambdas.evaluate_counts.service import Champion, EvaluationFailed, RunEvaluator, Tiles
 
 logger = Logger()
 tracer = Tracer()
@@ -53,6 +53,11 @@ def evaluate(event: dict[str, Any], run_evaluator: RunEvaluator) -> dict[str, An
             Champion(champion.model_name, champion.predictions_uri, champion.class_map)
             if champion.model_name and champion.predictions_uri
             else None
+        ),
+        tiles=(
+            None
+            if request.tiles is None
+            else Tiles(request.tiles.tile_sets_uri, request.tiles.predictions_uri)
         ),
     )
     payload = response.model_dump(by_alias=True)

@@ -20,6 +20,7 @@ from counting_core.counts import predictions
 from counting_core.counts.responses import match_responses
 from counting_core.datasets.manifest import SOURCE_REF, read_manifest
 from counting_core.errors import InputError
+from counting_core.imaging.tiling import read_tile_sets
 from counting_core.models import evaluation, evaluation_plot, training
 
 #: Where a run's validation manifest and its predictions are; the function reads nothing else.
@@ -37,6 +38,25 @@ class Champion:
     model_name: str
     predictions_uri: str
     class_map: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Where the validation images' TileSets are, and the new model's answers for the tiles."""
+
+    tile_sets_uri: str
+    predictions_uri: str
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A tile as ``match_responses`` pairs it with its answer: its key and file name."""
+
+    source_ref: str
+
+    @property
+    def file_name(self) -> str:
+        return self.source_ref.rsplit("/", 1)[-1]
 
 
 class EvaluationFailed(Exception):
@@ -59,6 +79,7 @@ class RunEvaluator:
         predictions_uri: str,
         run_class_map: dict[str, str] | None = None,
         champion: Champion | None = None,
+        tiles: Tiles | None = None,
     ) -> EvaluateResponse:
         """The new model's figures and, when there is an active model (``champion``), both
         models' figures on the validation images the active model did not train on, side by
@@ -69,7 +90,11 @@ class RunEvaluator:
         it is, so they are left out of the comparison (both models are measured on the rest).
         Counts are totals over every class, so a champion trained for other classes (another
         ``class_map`` than ``run_class_map``), or one that trained on every validation image,
-        is not compared: the report says why, and the run goes on as a first model would."""
+        is not compared: the report says why, and the run goes on as a first model would.
+
+        With ``tiles``, the new model's counts of the same images in tiles, merged as the
+        counter merges them, are evaluated too (``evaluation.json``'s ``tiling``) and the
+        better choice returned (``EvaluateResponse.tiling``)."""
         not_compared = None
         classes = run_class_map if run_class_map is not None else {}
         if champion is not None and run_class_map is not None and champion.class_map != classes:
@@ -84,6 +109,13 @@ class RunEvaluator:
             images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
             responses = self._responses(images, predictions_uri)
             result = evaluation.evaluate(images, responses, class_map=class_map)
+            tiled = (
+                None
+                if tiles is None
+                else evaluation.evaluate(
+                    images, self._tiled_responses(images, responses, tiles), class_map=class_map
+                )
+            )
             if champion is not None and not not_compared:
                 trained = self._training_images(champion.model_name)
                 compared = [image for image in images if image.source_ref not in trained]
@@ -112,6 +144,16 @@ class RunEvaluator:
             "predictions": predictions_uri,
             **result.to_dict(),
         }
+        choice = None
+        if tiles is not None and tiled is not None:
+            choice = evaluation.tiling_choice(result, tiled)
+            report["tiling"] = {
+                "tile": choice.tile,
+                "tile_sets": tiles.tile_sets_uri,
+                "predictions": tiles.predictions_uri,
+                "untiled": result.headline(),
+                "tiled": tiled.to_dict(),
+            }
         champion_summary = None
         if champion is not None and not_compared:
             report["champion"] = {"model": champion.model_name, "not_compared": not_compared}
@@ -134,7 +176,7 @@ class RunEvaluator:
             report_uri=f"s3://{self._bucket}/{report_key}",
             plot_uri=f"s3://{self._bucket}/{plot_key}",
         )
-        return EvaluateResponse(**summary.model_dump(), champion=champion_summary)
+        return EvaluateResponse(**summary.model_dump(), champion=champion_summary, tiling=choice)
 
     def _responses(
         self, images: list[evaluation.LabeledImage], predictions_uri: str
@@ -146,6 +188,34 @@ class RunEvaluator:
         with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
             parsed = pool.map(self._response, [folder + name for name in matched.values()])
             return dict(zip(matched, parsed, strict=True))
+
+    def _tiled_responses(
+        self,
+        images: list[evaluation.LabeledImage],
+        whole: dict[str, predictions.Response],
+        tiles: Tiles,
+    ) -> dict[str, predictions.Response]:
+        """Each image's answers for its tiles merged into one, by source-ref; ``whole`` is
+        each image's answer sent whole (its whole-image pass). The answers of one image are
+        read by one worker and merged as they come, so only merged detections are held."""
+        parts = sorted(self._list(self._key(tiles.tile_sets_uri)))
+        tile_sets = read_tile_sets(self._read(part) for part in parts)
+        for image in images:
+            if image.source_ref not in tile_sets:
+                raise InputError(f"no tiles for image {image.source_ref}")
+        folder = self._key(tiles.predictions_uri)
+        names = [key.removeprefix(folder) for key in self._list(folder)]
+        keys = [key for image in images for key in tile_sets[image.source_ref].tiles]
+        matched, _ = match_responses([_Tile(key) for key in keys], names)
+
+        def merged(image: evaluation.LabeledImage) -> predictions.Response:
+            tile_set = tile_sets[image.source_ref]
+            answers = [self._response(folder + matched[key]) for key in tile_set.tiles]
+            return evaluation.tiled_response(tile_set, answers, whole[image.source_ref])
+
+        with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+            return dict(zip([image.source_ref for image in images], pool.map(merged, images),
+                            strict=True))  # fmt: skip
 
     def _training_images(self, model_name: str) -> set[str]:
         """The source-refs a model's run trained on (its ``train.manifest``); none known for

@@ -15,6 +15,7 @@ from counting_core.counts.predictions import Detection, Response
 from counting_core.counts.responses import match_responses
 from counting_core.datasets.manifest import parse_manifest
 from counting_core.errors import InputError
+from counting_core.imaging import tiling
 from counting_core.models import evaluation
 from counting_core.models.evaluation import LabeledImage, evaluate
 from counting_core.models.evaluation_plot import plot
@@ -465,3 +466,41 @@ def test_images_at_one_point_darken_their_dot_instead_of_merging():
         return drawn.getpixel((round(700 + 450 / 1.05), round(480 - 390 / 1.05)))
 
     assert sum(dot_centre(three)) < sum(dot_centre(one)) < 3 * 255
+
+
+# --- Tiled or whole: the choice the count evaluation records ---
+
+
+def scored(counts: list[int], truths: list[int]) -> evaluation.Evaluation:
+    """An evaluation of images whose responses hold ``counts`` detections scoring 0.9."""
+    images = [LabeledImage(f"s3://b/{i}.jpg", (0,) * true) for i, true in enumerate(truths)]
+    responses = {
+        image.source_ref: Response([Detection(0, 0.9, 0.1, 0.1, 0.2, 0.2)] * count)
+        for image, count in zip(images, counts, strict=True)
+    }
+    return evaluate(images, responses, class_map={"0": "car"})
+
+
+def test_tiles_are_chosen_only_for_a_strictly_lower_mae():
+    truths = [4, 2]
+    whole = scored([1, 2], truths)  # errors -3, 0: MAE 1.5
+    better = scored([4, 1], truths)  # errors 0, -1: MAE 0.5
+    same = scored([4, 5], truths)  # errors 0, +3: MAE 1.5, a tie
+
+    chosen = evaluation.tiling_choice(whole, better)
+    assert (chosen.tile, chosen.mae, chosen.untiled_mae, chosen.images) == (True, 0.5, 1.5, 2)
+    # Of the tiled errors' thresholds (every one up to 0.9 counts alike), the lowest.
+    assert chosen.best_threshold == 0.05
+    assert chosen.wape == 0.1667  # 1 of 6 objects
+    assert evaluation.tiling_choice(whole, same).tile is False
+
+
+def test_tiled_and_whole_counts_of_different_images_are_not_compared():
+    with pytest.raises(InputError, match=r"1 images counted in tiles, 2 whole"):
+        evaluation.tiling_choice(scored([1, 2], [1, 2]), scored([1], [1]))
+
+
+def test_a_tile_set_line_that_is_not_one_is_named():
+    # A blank first line, then a tile set without its size and tiles.
+    with pytest.raises(InputError, match=r"^tile set line 2: width: missing"):
+        tiling.read_tile_sets([b'\n{"image": "s3://b/a.jpg"}\n'])

@@ -29,6 +29,7 @@ def test_every_handler_folder_is_covered():
         "bulk_cleanup",
         "bulk_counter",
         "counter",
+        "cut_tiles",
         "evaluate_counts",
         "labeling_launcher",
         "prepare_training_data",

@@ -586,3 +586,131 @@ def test_prepare_has_the_memory_and_storage_the_manifest_benchmark_sizes(templat
             "Timeout": 300,
         },
     )
+
+
+# --- Tiling measured: the validation images cut into tiles and counted in a third job ---
+
+TILED = {"counting.counter.tiling.mode": "auto"}
+TILE_STATES = ("StartCuttingTiles", "CutValidationTiles", "TilesCut", "PredictValidationTiles")
+
+
+@pytest.fixture(scope="module")
+def tiled() -> tuple[Template, Templates]:
+    return synthesized(**TILED)
+
+
+@pytest.fixture(scope="module")
+def tiled_states(tiled) -> dict:
+    return tiled[1].definition(STACK)["States"]
+
+
+def test_with_tiling_off_there_are_no_tile_states_and_the_record_holds_null(states):
+    assert load_config(cdk_context()).counter.tiling.mode == "off"
+    assert not set(TILE_STATES) & set(states)
+    assert states["PredictValidationImages"]["Next"] == "FindChampion"
+    assert "tiles" not in json.dumps(states["EvaluateCounts"]["Parameters"])
+    # The evaluation returns tiling null then; the record keeps whatever it returned.
+    assert states["DescribeActiveModel"]["Parameters"]["tiling.$"] == "$.evaluation.tiling"
+    assert states["EvaluateCounts"]["ResultSelector"]["tiling.$"] == "$.Payload.tiling"
+
+
+def test_with_tiling_on_or_auto_the_tiles_are_cut_in_a_loop_and_counted(tiled_states):
+    states = tiled_states
+    assert states["PredictValidationImages"]["Next"] == "StartCuttingTiles"
+    assert states["StartCuttingTiles"]["Result"] == {"next": 0}
+    assert states["StartCuttingTiles"]["ResultPath"] == "$.tileCut"
+    cut = states["CutValidationTiles"]
+    assert cut["Parameters"]["Payload"] == {
+        "runName.$": "$.prepared.runName",
+        "validationManifestUri.$": "$.prepared.validationManifestUri",
+        "labelAttribute.$": "$.prepared.labelAttribute",
+        "next.$": "$.tileCut.next",
+    }
+    assert cut["ResultPath"] == "$.tileCut"
+    assert cut["Next"] == "TilesCut"
+    assert [c["Next"] for c in cut["Catch"]] == ["CutValidationTilesFailed"]
+    assert {e for r in cut["Retry"] for e in r["ErrorEquals"]} >= {"Lambda.ServiceException"}
+    assert states["TilesCut"]["Choices"] == [
+        {"Variable": "$.tileCut.done", "BooleanEquals": True, "Next": "PredictValidationTiles"}
+    ]
+    assert states["TilesCut"]["Default"] == "CutValidationTiles"
+    tiles = states["PredictValidationTiles"]
+    whole = states["PredictValidationImages"]
+    # The new model, the same instance type, over the tiles' manifest, for six hours at most.
+    assert tiles["Parameters"] == {
+        **whole["Parameters"],
+        "TransformJobName.$": "States.Format('{}-tiles', $.prepared.runName)",
+        "TransformInput": {
+            **whole["Parameters"]["TransformInput"],
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "ManifestFile", "S3Uri.$": "$.tileCut.manifestUri"}
+            },
+        },
+        "TransformOutput": {
+            **whole["Parameters"]["TransformOutput"],
+            "S3OutputPath.$": (
+                f"States.Format('{BUCKET_URI}training/models/{{}}/tile-predictions/', "
+                "$.prepared.runName)"
+            ),
+        },
+    }
+    assert tiles["TimeoutSeconds"] == 6 * 3600
+    assert [c["Next"] for c in tiles["Catch"]] == ["PredictValidationTilesFailed"]
+    assert tiles["Next"] == "FindChampion"
+    assert states["EvaluateCounts"]["Parameters"]["Payload"]["tiles"] == {
+        "tileSetsUri.$": "$.tileCut.tileSetsUri",
+        "predictionsUri.$": "$.tileTransform.TransformOutput.S3OutputPath",
+    }
+    # The active model is not counted in tiles.
+    assert "tile" not in json.dumps(states["PredictWithChampion"])
+
+
+def test_the_tile_cutter_gets_the_counters_tiling_and_only_the_run_folders(tiled):
+    template, _ = tiled
+    (function,) = [
+        body
+        for body in template.find_resources("AWS::Lambda::Function").values()
+        if body["Properties"]["Handler"] == "lambdas.cut_tiles.handler.main"
+    ]
+    properties = function["Properties"]
+    assert (properties["Timeout"], properties["MemorySize"]) == (900, 3072)
+    assert len(properties["Layers"]) == 2  # Powertools and Pillow
+    variables = properties["Environment"]["Variables"]
+    assert {name: variables.get(name) for name in (
+        "IMAGE_SHAPE", "TILE_SIDE", "TILE_OVERLAP", "TILE_MERGE", "WHOLE_IMAGE_PASS"
+    )} == {
+        "IMAGE_SHAPE": "512", "TILE_SIDE": None, "TILE_OVERLAP": "0.2", "TILE_MERGE": "merge",
+        "WHOLE_IMAGE_PASS": "true",
+    }  # fmt: skip
+    granted = {s.get("Sid"): s for s in statements(template, "PipelineEvaluateCutTilesFunction")}
+
+    def objects(statement: dict) -> list[str]:
+        return sorted(r["Fn::Join"][1][-1] for r in as_list(statement["Resource"]))
+
+    assert objects(granted["ReadValidationImages"]) == [
+        "/labeling/images/*",
+        "/training/manifests/*",
+        "/training/models/*/tiles/tile-sets/*",
+    ]
+    assert sorted(granted["WriteTiles"]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert objects(granted["WriteTiles"]) == ["/training/models/*/tiles/*"]
+    assert granted["ListTileSets"]["Condition"] == {
+        "StringLike": {"s3:prefix": "training/models/*/tiles/tile-sets/*"}
+    }
+    model = {s.get("Sid"): s for s in statements(template, "PipelineDeployModelRole")}
+    assert "/training/models/*/tiles/*" in objects(model["ReadTransformInputs"])
+    assert "/training/models/*/tile-predictions/*" in objects(model["WriteTransformResults"])
+    # The evaluation reads an answer per tile too: 15 minutes rather than 5.
+    (evaluate,) = [
+        body["Properties"]
+        for body in template.find_resources("AWS::Lambda::Function").values()
+        if body["Properties"]["Handler"] == "lambdas.evaluate_counts.handler.main"
+    ]
+    assert evaluate["Timeout"] == 900
+    evaluation = {s.get("Sid"): s for s in statements(template, "PipelineEvaluateFunctionRole")}
+    assert objects(evaluation["ReadPredictions"]) == [
+        "/training/models/*/champion-predictions/*",
+        "/training/models/*/predictions/*",
+        "/training/models/*/tile-predictions/*",
+        "/training/models/*/tiles/tile-sets/*",
+    ]

@@ -22,6 +22,9 @@ patches of moto's private API, and makes retries and Wait states instant:
    Local's mocks can.
 4. ``retrier_decl.time`` and ``WaitFunction._wait_interval``: do not sleep; a Wait state
    calls the run's ``on_wait`` instead, for a test to move the world on.
+5. ``Environment.get_current_mocked_response``: moto picks a state's stub by its retry
+   count, so a task state entered again by a loop would get the first stub each time; a
+   state stubbed with ``Visits`` gets one stub per invocation, visits and retries together.
 
 A stub replaces only the service's answer: the state's Parameters, ResultSelector,
 ResultPath, Retry and Catch still run. moto sends requests unchecked, so ``Run.requests``
@@ -60,6 +63,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resou
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.mocking.mock_config import (
     MockedResponse,
@@ -89,8 +93,19 @@ class Throw:
 
 
 Stub = Return | Throw
+
+
+@dataclass(frozen=True)
+class Visits:
+    """One stub per invocation of a state that a loop enters again, retries included."""
+
+    stubs: list[Stub]
+
+
 # The stubs of the execution being started: {state name: one stub per attempt}.
 _stubs: dict[str, list[Stub]] = {}
+# Of those, the states stubbed per invocation (``Visits``), and how often each was invoked.
+_per_invocation: dict[str, int] = {}
 # Called each time the running execution's Wait state would wait.
 _on_wait: list[Callable[[], None]] = []
 
@@ -108,6 +123,20 @@ def _worker_with_stubs(execution: Execution, original=Execution._get_start_execu
         ],
     )
     return worker
+
+
+def _mocked_response(
+    env: Environment, original=Environment.get_current_mocked_response
+) -> MockedResponse:
+    state = env.next_state_name
+    if state not in _per_invocation:
+        return original(env)
+    responses = env.mock_test_case.state_mocked_responses[state].mocked_responses
+    invocation = _per_invocation[state]
+    _per_invocation[state] += 1
+    if invocation >= len(responses):
+        raise RuntimeError(f"no stub for invocation {invocation} of state {state!r}")
+    return responses[invocation]
 
 
 def _error_name(name: str) -> ErrorName:
@@ -145,6 +174,9 @@ def interpreter() -> Iterator[None]:
         patches.enter_context(mock.patch.object(retrier_decl, "time", no_sleep))
         patches.enter_context(
             mock.patch.object(WaitFunction, "_wait_interval", _instead_of_waiting)
+        )
+        patches.enter_context(
+            mock.patch.object(Environment, "get_current_mocked_response", _mocked_response)
         )
         yield
 
@@ -208,12 +240,15 @@ def run(
     execution_input: dict,
     *,
     name: str,
-    stubs: dict[str, list[Stub]],
+    stubs: dict[str, list[Stub] | Visits],
     on_wait: Callable[[], None] = lambda: None,
 ) -> Run:
-    """Start one execution with ``stubs`` (state name -> a stub per attempt); wait for its end."""
+    """Start one execution with ``stubs`` (state name -> a stub per attempt, or ``Visits``:
+    one per invocation); wait for its end."""
     _stubs.clear()
-    _stubs.update(stubs)
+    _stubs.update({state: s.stubs if isinstance(s, Visits) else s for state, s in stubs.items()})
+    _per_invocation.clear()
+    _per_invocation.update({state: 0 for state, s in stubs.items() if isinstance(s, Visits)})
     _on_wait[:] = [on_wait]
     arn = client.start_execution(
         stateMachineArn=machine_arn, name=name, input=json.dumps(execution_input)

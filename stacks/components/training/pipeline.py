@@ -1,5 +1,6 @@
 """The training state machine: Prepare -> Train -> quality gate -> CreateModel -> Evaluate
-(Batch Transform of the new and of the active model + count errors) -> count gate ->
+(Batch Transform of the new and of the active model, and of the new model over tiles when
+counter.tiling is not off, + count errors) -> count gate ->
 champion gate -> endpoint -> Record.
 
 Each step is its own construct (this package's modules); this one wires them in order,
@@ -130,6 +131,8 @@ class TrainingPipeline(Construct):
             max_count_wape=settings.max_count_wape,
             tags=config.sagemaker_tags,
             notifications=notifications,
+            tiling=config.counter.tiling,
+            image_shape=settings.image_shape,
             then=self.count_gate.start,
         )
         self.deploy.create_model.next(self.evaluation.start)
@@ -181,7 +184,7 @@ class TrainingPipeline(Construct):
             ("training-job", "starts, watches and stops one training job per run"),
             (
                 "transform-job",
-                "starts, watches and stops one Batch Transform job per run (its evaluation)",
+                "starts, watches and stops the Batch Transform jobs of each run's evaluation",
             ),
             ("model", "creates one model per run"),
             (
@@ -195,10 +198,13 @@ class TrainingPipeline(Construct):
                 f"The training state machine {why}; names are generated per run, so access is "
                 f"limited to names starting with {prefix}-.",
             )
-        for handler, what in (
+        handlers = [
             (self.prepare.handler, "training data preparation"),
             (self.evaluation.handler, "count evaluation"),
-        ):
+        ]
+        if self.evaluation.cutter is not None:
+            handlers.append((self.evaluation.cutter, "tile cutting"))
+        for handler, what in handlers:
             cfn_function = handler.function.node.default_child
             assert isinstance(cfn_function, lambda_.CfnFunction)  # a Function's L1 resource
             function = stack.get_logical_id(cfn_function)
@@ -206,7 +212,7 @@ class TrainingPipeline(Construct):
                 policy,
                 f"AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
                 f"CDK's Lambda task grants invoking any version of the {what} function; the "
-                "state machine invokes only its own two functions.",
+                "state machine invokes only its own functions.",
             )
         acknowledge(
             policy,

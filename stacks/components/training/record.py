@@ -64,6 +64,9 @@ class RecordStep(Construct):
             "detector": settings.detector if settings.algorithm == "torchvision" else None,
             # The active model it replaced, measured on the same images (null for the first).
             "champion": sfn.JsonPath.object_at(f"{EVALUATION}.champion"),
+            # Whether it counts better in tiles, and the threshold of tiled counts, as the
+            # evaluation measured them (null with counter.tiling off): what `auto` follows.
+            "tiling": sfn.JsonPath.object_at(f"{EVALUATION}.tiling"),
             # Why it was deployed without the champion comparison, if it was.
             "forced_deploy": settings.force_deploy,
         }

@@ -112,8 +112,8 @@ def tiles_prefix(run: str) -> str:
 def tiles_kept_days(timeout_hours: int) -> int:
     """Days the lifecycle rule on ``TILES`` keeps a tile: past the end of the longest run
     (``bulk.timeout_hours``), and a day more, since S3 expires objects at the midnight (UTC)
-    after their age is reached.
-    https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
+    after their age is reached (lifecycle rules based on an object's age):
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html
     """
     return math.ceil(timeout_hours / 24) + 1
 

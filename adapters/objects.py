@@ -1,4 +1,5 @@
-"""JSON documents and listings in one S3 bucket: what bulk counting keeps between its steps."""
+"""Objects, JSON documents and listings in one S3 bucket: what the pipeline steps (bulk
+counting, the count evaluation, cutting tiles) read and write between their steps."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from counting_core.constants import JSON_CONTENT_TYPE
+from counting_core.errors import InputError
 
 
 class Objects:
@@ -19,6 +21,33 @@ class Objects:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def key_of(self, uri: str, under: tuple[str, ...]) -> str:
+        """The key of ``uri``, an object of this bucket under one of the prefixes ``under``;
+        InputError naming where it may be otherwise."""
+        key = uri.removeprefix(f"s3://{self.bucket}/")
+        if key == uri or not key.startswith(under):
+            allowed = " or ".join(self.uri(prefix) for prefix in under)
+            raise InputError(f"{uri} is not under {allowed}")
+        return key
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes; None for a missing key (GetObject's documented NoSuchKey)."""
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return body
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; InputError naming it when it does not exist."""
+        body = self.get(key)
+        if body is None:
+            raise InputError(f"{self.uri(key)} does not exist")
+        return body
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

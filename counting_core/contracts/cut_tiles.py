@@ -9,33 +9,19 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from counting_core.contracts.environment import BucketName, FunctionEnvironment
-from counting_core.contracts.published import MergeMethod
+from counting_core.contracts.environment import BucketName
+from counting_core.contracts.tiling_environment import TilingEnvironment
 from counting_core.imaging import tiling
 
 
-class Environment(FunctionEnvironment):
+class Environment(TilingEnvironment):
+    """``counter.tiling``'s variables, as the counting functions read them (the cutter cuts
+    every validation image whatever the mode: ``detection.cut_for_transform``), the bucket
+    and the trained model's input side."""
+
     bucket: BucketName = Field(alias="BUCKET")
     # The trained model's input side (training's image_shape): the tile side unless set.
     image_shape: int = Field(alias="IMAGE_SHAPE", ge=tiling.MIN_TILE_SIDE)
-    # counter.tiling (stacks/config.py TilingSettings), as the counter Lambda reads it; the
-    # mode is not among them: every validation image is cut, to compare.
-    tile_side: int | None = Field(
-        None, alias="TILE_SIDE", ge=tiling.MIN_TILE_SIDE, le=tiling.MAX_TILE_SIDE
-    )
-    tile_overlap: float = Field(alias="TILE_OVERLAP", gt=0, le=tiling.MAX_OVERLAP)
-    tile_merge: MergeMethod = Field(alias="TILE_MERGE")
-    whole_image_pass: bool = Field(alias="WHOLE_IMAGE_PASS")
-
-    @property
-    def tiling_policy(self) -> tiling.TilingPolicy:
-        return tiling.TilingPolicy(
-            mode="on",
-            tile_side=self.tile_side,
-            overlap=self.tile_overlap,
-            merge=self.tile_merge,
-            whole_image_pass=self.whole_image_pass,
-        )
 
 
 class CutRequest(BaseModel):

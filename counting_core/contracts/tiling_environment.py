@@ -1,6 +1,7 @@
 """The variables of ``counter.tiling`` (stacks/config.py ``TilingSettings``), for every
-function that counts images with the tiler: the counter and the bulk counter. A module of its
-own, so that only those functions' assets carry the tiler."""
+function that counts images with the tiler or cuts them into tiles: the counter, the bulk
+counter and the cutter of validation images. A module of its own, so that only those
+functions' assets carry the tiler."""
 
 from __future__ import annotations
 

@@ -49,8 +49,6 @@ class CutFailed(Exception):
 
 class TileCutter:
     def __init__(self, environment: Environment, *, s3: Any) -> None:
-        self._s3 = s3
-        self._bucket = environment.bucket
         self._objects = Objects(s3, environment.bucket)
         self._policy = environment.tiling_policy
         self._image_shape = environment.image_shape
@@ -67,9 +65,11 @@ class TileCutter:
         """Cut images from ``start`` on while ``remaining_ms()`` allows (at least one)."""
         folder = training.model_folder(run_name)
         try:
-            manifest_key = self._key(validation_manifest_uri, layout.TRAINING_MANIFESTS)
+            manifest_key = self._objects.key_of(
+                validation_manifest_uri, (layout.TRAINING_MANIFESTS,)
+            )
             images = evaluation.labeled_images(
-                read_manifest(io.BytesIO(self._read(manifest_key))), label_attribute
+                read_manifest(io.BytesIO(self._objects.read(manifest_key))), label_attribute
             ).images
             if start > len(images):
                 raise InputError(f"cannot resume at image {start}: there are {len(images)}")
@@ -84,7 +84,7 @@ class TileCutter:
                     stop = batch[-1] + 1
             if tile_sets:
                 part = "".join(tile_set.model_dump_json() + "\n" for tile_set in tile_sets)
-                self._write(f"{folder}{training.TILE_SETS}{start:09d}.jsonl", part.encode(),
+                self._objects.put(f"{folder}{training.TILE_SETS}{start:09d}.jsonl", part.encode(),
                             JSON_CONTENT_TYPE)  # fmt: skip
             done = stop == len(images)
             manifest_uri = self._write_manifest(folder) if done else None
@@ -94,14 +94,14 @@ class TileCutter:
             done=done,
             next=stop,
             images=len(images),
-            tile_sets_uri=f"s3://{self._bucket}/{folder}{training.TILE_SETS}",
+            tile_sets_uri=self._objects.uri(f"{folder}{training.TILE_SETS}"),
             manifest_uri=manifest_uri,
         )
 
     def _cut_image(self, folder: str, index: int, source_ref: str) -> TileSet:
         """One image cut and its tiles written as ``<index>-<tile>.jpg``: flat, unique file
         names, so that either layout of Batch Transform's answers names them alike."""
-        body = self._read(self._key(source_ref, layout.LABELING_IMAGES))
+        body = self._objects.read(self._objects.key_of(source_ref, (layout.LABELING_IMAGES,)))
         keys = []
         try:
             with detection.cut_for_transform(
@@ -109,7 +109,7 @@ class TileCutter:
             ) as (plan, tiles):
                 for source, (_, payload) in enumerate(tiles):
                     key = f"{folder}{training.TILE_IMAGES}{index}-{source}.jpg"
-                    self._write(key, payload, TILE_CONTENT_TYPE)
+                    self._objects.put(key, payload, TILE_CONTENT_TYPE)
                     keys.append(key)
         except InputError as error:
             raise InputError(f"{source_ref}: {error}") from None
@@ -119,7 +119,7 @@ class TileCutter:
         """The manifest of every tile the parts under ``tiles/tile-sets/`` record, streamed
         to S3 as it is written (a few thousand photos are hundreds of thousands of tiles)."""
         parts = sorted(self._objects.keys_under(f"{folder}{training.TILE_SETS}"))
-        tile_sets = read_tile_sets(self._read(part) for part in parts)
+        tile_sets = read_tile_sets(self._objects.read(part) for part in parts)
         images = f"{folder}{training.TILE_IMAGES}"
         names = (key.removeprefix(images) for tile_set in tile_sets.values()
                  for key in tile_set.tiles)  # fmt: skip
@@ -128,19 +128,3 @@ class TileCutter:
             key, transform_manifest_chunks(self._objects.uri(images), names), JSON_CONTENT_TYPE
         )
         return self._objects.uri(key)
-
-    def _key(self, uri: str, under: str) -> str:
-        key = uri.removeprefix(f"s3://{self._bucket}/")
-        if key == uri or not key.startswith(under):
-            raise InputError(f"{uri} is not under s3://{self._bucket}/{under}")
-        return key
-
-    def _read(self, key: str) -> bytes:
-        try:
-            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
-            raise InputError(f"s3://{self._bucket}/{key} does not exist") from None
-        return body
-
-    def _write(self, key: str, body: bytes, content_type: str) -> None:
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters import clients
+from adapters.objects import Objects
 from counting_core import layout
 from counting_core.constants import JSON_CONTENT_TYPE
 from counting_core.contracts.evaluate_counts import Environment, EvaluateResponse
@@ -66,8 +67,7 @@ class EvaluationFailed(Exception):
 
 class RunEvaluator:
     def __init__(self, environment: Environment, *, s3: Any) -> None:
-        self._s3 = s3
-        self._bucket = environment.bucket
+        self._objects = Objects(s3, environment.bucket)
         self._max_wape = environment.max_count_wape
 
     def evaluate(
@@ -105,7 +105,9 @@ class RunEvaluator:
         champion_result = challenger_result = None
         trained_on = 0
         try:
-            manifest = read_manifest(io.BytesIO(self._read(self._key(validation_manifest_uri))))
+            manifest = read_manifest(
+                io.BytesIO(self._objects.read(self._key(validation_manifest_uri)))
+            )
             images, class_map, _ = evaluation.labeled_images(manifest, label_attribute)
             responses = self._responses(images, predictions_uri)
             result = evaluation.evaluate(images, responses, class_map=class_map)
@@ -170,11 +172,13 @@ class RunEvaluator:
                 "challenger_wape": champion_summary.challenger_wape,
                 **champion_result.to_dict(),
             }
-        self._write(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
-        self._write(plot_key, evaluation_plot.plot(result, max_wape=self._max_wape), "image/png")
+        self._objects.put(report_key, json.dumps(report, indent=2).encode(), JSON_CONTENT_TYPE)
+        self._objects.put(
+            plot_key, evaluation_plot.plot(result, max_wape=self._max_wape), "image/png"
+        )
         summary = result.summary(
-            report_uri=f"s3://{self._bucket}/{report_key}",
-            plot_uri=f"s3://{self._bucket}/{plot_key}",
+            report_uri=self._objects.uri(report_key),
+            plot_uri=self._objects.uri(plot_key),
         )
         return EvaluateResponse(**summary.model_dump(), champion=champion_summary, tiling=choice)
 
@@ -183,7 +187,7 @@ class RunEvaluator:
     ) -> dict[str, predictions.Response]:
         """Each image's Batch Transform answer under ``predictions_uri``, by source-ref."""
         folder = self._key(predictions_uri)
-        names = [key.removeprefix(folder) for key in self._list(folder)]
+        names = [key.removeprefix(folder) for key in self._objects.keys_under(folder)]
         matched, _ = match_responses(images, names)
         with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
             parsed = pool.map(self._response, [folder + name for name in matched.values()])
@@ -198,13 +202,13 @@ class RunEvaluator:
         """Each image's answers for its tiles merged into one, by source-ref; ``whole`` is
         each image's answer sent whole (its whole-image pass). The answers of one image are
         read by one worker and merged as they come, so only merged detections are held."""
-        parts = sorted(self._list(self._key(tiles.tile_sets_uri)))
-        tile_sets = read_tile_sets(self._read(part) for part in parts)
+        parts = sorted(self._objects.keys_under(self._key(tiles.tile_sets_uri)))
+        tile_sets = read_tile_sets(self._objects.read(part) for part in parts)
         for image in images:
             if image.source_ref not in tile_sets:
                 raise InputError(f"no tiles for image {image.source_ref}")
         folder = self._key(tiles.predictions_uri)
-        names = [key.removeprefix(folder) for key in self._list(folder)]
+        names = [key.removeprefix(folder) for key in self._objects.keys_under(folder)]
         keys = [key for image in images for key in tile_sets[image.source_ref].tiles]
         matched, _ = match_responses([_Tile(key) for key in keys], names)
 
@@ -220,43 +224,16 @@ class RunEvaluator:
     def _training_images(self, model_name: str) -> set[str]:
         """The source-refs a model's run trained on (its ``train.manifest``); none known for
         a model whose run left no manifest here (then every image is compared)."""
-        body = self._get(f"{training.run_folder(model_name)}{training.TRAIN_FILE}")
+        body = self._objects.get(f"{training.run_folder(model_name)}{training.TRAIN_FILE}")
         if body is None:
             return set()
         return {str(record.data.get(SOURCE_REF)) for record in read_manifest(io.BytesIO(body))}
 
-    def _key(self, uri: str) -> str:
-        key = uri.removeprefix(f"s3://{self._bucket}/")
-        if key == uri or not key.startswith(READABLE):
-            allowed = " or ".join(f"s3://{self._bucket}/{prefix}" for prefix in READABLE)
-            raise InputError(f"{uri} is not under {allowed}")
-        return key
-
     def _response(self, key: str) -> predictions.Response:
         try:
-            return predictions.parse_response(self._read(key))
+            return predictions.parse_response(self._objects.read(key))
         except InputError as error:
-            raise InputError(f"s3://{self._bucket}/{key}: {error}") from None
+            raise InputError(f"{self._objects.uri(key)}: {error}") from None
 
-    def _read(self, key: str) -> bytes:
-        body = self._get(key)
-        if body is None:
-            raise InputError(f"s3://{self._bucket}/{key} does not exist")
-        return body
-
-    def _get(self, key: str) -> bytes | None:
-        """The object's bytes; None for a missing key (GetObject's documented NoSuchKey)."""
-        try:
-            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
-            return None
-        return body
-
-    def _list(self, prefix: str) -> list[str]:
-        pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=prefix
-        )
-        return [item["Key"] for page in pages for item in page.get("Contents", ())]
-
-    def _write(self, key: str, body: bytes, content_type: str) -> None:
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+    def _key(self, uri: str) -> str:
+        return self._objects.key_of(uri, READABLE)

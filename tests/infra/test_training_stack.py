@@ -676,11 +676,13 @@ def test_the_tile_cutter_gets_the_counters_tiling_and_only_the_run_folders(tiled
     assert (properties["Timeout"], properties["MemorySize"]) == (900, 3072)
     assert len(properties["Layers"]) == 2  # Powertools and Pillow
     variables = properties["Environment"]["Variables"]
+    # counter.tiling's variables, as the counting functions get them.
     assert {name: variables.get(name) for name in (
-        "IMAGE_SHAPE", "TILE_SIDE", "TILE_OVERLAP", "TILE_MERGE", "WHOLE_IMAGE_PASS"
+        "IMAGE_SHAPE", "TILING", "TILE_SIDE", "TILE_OVERLAP", "TILING_AUTO_MULTIPLE",
+        "TILE_MERGE", "WHOLE_IMAGE_PASS"
     )} == {
-        "IMAGE_SHAPE": "512", "TILE_SIDE": None, "TILE_OVERLAP": "0.2", "TILE_MERGE": "merge",
-        "WHOLE_IMAGE_PASS": "true",
+        "IMAGE_SHAPE": "512", "TILING": "auto", "TILE_SIDE": None, "TILE_OVERLAP": "0.2",
+        "TILING_AUTO_MULTIPLE": "3.0", "TILE_MERGE": "merge", "WHOLE_IMAGE_PASS": "true",
     }  # fmt: skip
     granted = {s.get("Sid"): s for s in statements(template, "PipelineEvaluateCutTilesFunction")}
 

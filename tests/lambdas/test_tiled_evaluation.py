@@ -38,6 +38,9 @@ SIZE = (1024, 1024)
 CUT_ENVIRONMENT = {
     "BUCKET": BUCKET,
     "IMAGE_SHAPE": str(MODEL_SIDE),
+    # counter.tiling as the stack sets it: the mode does not matter to the cut.
+    "TILING": "auto",
+    "TILING_AUTO_MULTIPLE": "3.0",
     "TILE_OVERLAP": "0.2",
     "TILE_MERGE": "merge",
     "WHOLE_IMAGE_PASS": "true",

@@ -438,10 +438,7 @@ class EvaluationStep(Construct):
             environment={
                 "bucket": storage.bucket_name,
                 "image_shape": image_shape,
-                "tile_side": tiling.tile_side,
-                "tile_overlap": tiling.overlap,
-                "tile_merge": tiling.merge,
-                "whole_image_pass": tiling.whole_image_pass,
+                **tiling.environment,
             },
             timeout=CUT_FUNCTION_TIMEOUT,
             memory_size=CUT_MEMORY_MB,

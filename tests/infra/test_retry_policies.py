@@ -38,7 +38,7 @@ def longest_waits(retrier: dict) -> list[float]:
     [
         # Every 5 minutes, 11 times: 55 minutes of waiting for quota, as pipeline.OVERHEAD keeps.
         (retry_policies.TRAINING_CAPACITY, 55),
-        # Every 5 minutes, 5 times: 25 minutes, the evaluation's share (evaluate.EVALUATION_TIME).
+        # Every 5 minutes, 5 times: 25 minutes, the evaluation's share (evaluate.evaluation_time).
         (retry_policies.TRANSFORM_CAPACITY, 25),
     ],
 )

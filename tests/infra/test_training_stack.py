@@ -716,3 +716,13 @@ def test_the_tile_cutter_gets_the_counters_tiling_and_only_the_run_folders(tiled
         "/training/models/*/tile-predictions/*",
         "/training/models/*/tiles/tile-sets/*",
     ]
+
+
+def test_the_run_may_last_as_long_as_its_steps_and_measuring_tiling_adds_its_own(default, tiled):
+    # Spot training waits at most 48 h (training.max_wait_hours): 172,800 s; Prepare, quota
+    # and deployment 3 h: 10,800 s; the evaluation two jobs of 1 h 25 min and 5 min of the
+    # Lambda: 10,500 s. In all 194,100 s.
+    assert default[1].definition(STACK)["TimeoutSeconds"] == 194_100
+    # Measuring tiling adds the tiles' job (6 h 25 min), the cutting loop (1 h) and the
+    # evaluation's 10 more minutes: 23,100 + 3,600 + 600 = 27,300 s.
+    assert tiled[1].definition(STACK)["TimeoutSeconds"] == 221_400

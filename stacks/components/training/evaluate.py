@@ -93,18 +93,22 @@ _CUT_TIME = cdk.Duration.hours(1)
 # The evaluation reads one answer per tile too: 16,000 for 200 photos of 12 MP.
 EVALUATE_TIMEOUT = cdk.Duration.minutes(5)
 TILED_EVALUATE_TIMEOUT = cdk.Duration.minutes(15)
-# The whole step at most, with tiling measured: three jobs (the new model's, the active
-# model's, the tiles'), each after waiting for transform quota
-# (retry_policies.TRANSFORM_CAPACITY, 25 minutes), the cutting and the evaluation Lambda.
-# Without tiling it takes less; the state machine's timeout is only a bound.
+# Each job may first wait for transform quota (retry_policies.TRANSFORM_CAPACITY, 25 minutes).
 _QUOTA_WAIT = cdk.Duration.minutes(25)
 _JOB_TIME = TRANSFORM_TIMEOUT.plus(_QUOTA_WAIT)
-EVALUATION_TIME = (
-    _JOB_TIME.plus(_JOB_TIME)
-    .plus(TILE_TRANSFORM_TIMEOUT.plus(_QUOTA_WAIT))
-    .plus(_CUT_TIME)
-    .plus(TILED_EVALUATE_TIMEOUT)
-)
+
+
+def evaluation_time(tiled: bool) -> cdk.Duration:
+    """The whole step at most: two jobs (the new model's, the active model's) and the
+    evaluation Lambda; with tiling measured (``tiled``), the cutting and the tiles' job too,
+    and the evaluation's longer limit."""
+    jobs = _JOB_TIME.plus(_JOB_TIME)
+    if not tiled:
+        return jobs.plus(EVALUATE_TIMEOUT)
+    tiles = TILE_TRANSFORM_TIMEOUT.plus(_QUOTA_WAIT).plus(_CUT_TIME)
+    return jobs.plus(tiles).plus(TILED_EVALUATE_TIMEOUT)
+
+
 # The cutting function holds up to two decoded photos (cut_tiles.service.WORKERS; a 100 MP
 # photo is 300 MB decoded) and Pillow's working copies.
 CUT_MEMORY_MB = 3072
@@ -118,6 +122,8 @@ class EvaluationStep(Construct):
         handler: the evaluation HandlerFunction.
         start: the first state; the last one (``EvaluateCounts``) goes on to ``then``.
         statements: what the state machine's role needs for the transform job.
+        time_limit: the longest the step can take (``evaluation_time``), for the state
+            machine's own time limit.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class EvaluationStep(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         tiled = tiling.mode != "off"
+        self.time_limit = evaluation_time(tiled)
         bucket = storage.bucket_in(self)
 
         def predictions(folder: str) -> str:

@@ -26,7 +26,7 @@ from stacks.components.storage import DataStorage
 from stacks.components.training.champion_gate import ChampionGate
 from stacks.components.training.count_gate import CountGate
 from stacks.components.training.deploy import DeployStep
-from stacks.components.training.evaluate import EVALUATION_TIME, EvaluationStep
+from stacks.components.training.evaluate import EvaluationStep
 from stacks.components.training.prepare import PrepareStep
 from stacks.components.training.quality_gate import QualityGate
 from stacks.components.training.record import RecordStep
@@ -36,9 +36,9 @@ from stacks.config import AppConfig
 from stacks.nag import acknowledge, arn_finding
 
 # Time for Prepare, waiting for training quota (retry_policies.TRAINING_CAPACITY, under an
-# hour), the deployment and its checks, on top of the training job's own limit; and for the
-# count evaluation (evaluate.EVALUATION_TIME).
-OVERHEAD = cdk.Duration.hours(3).plus(EVALUATION_TIME)
+# hour), the deployment and its checks, on top of the training job's own limit and the
+# count evaluation's (EvaluationStep.time_limit).
+OVERHEAD = cdk.Duration.hours(3)
 
 
 class TrainingPipeline(Construct):
@@ -165,7 +165,9 @@ class TrainingPipeline(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(
                 self.prepare.state.next(self.train.state).next(self.gate.start)
             ),
-            timeout=cdk.Duration.hours(training_hours).plus(OVERHEAD),
+            timeout=cdk.Duration.hours(training_hours)
+            .plus(OVERHEAD)
+            .plus(self.evaluation.time_limit),
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),

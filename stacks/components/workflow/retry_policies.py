@@ -83,7 +83,7 @@ TRAINING_CAPACITY = RetryPolicy(
 )
 
 #: No quota for the CPU transform instance right now: every 5 minutes for up to 25 minutes
-#: (the evaluation's share of the execution's time limit, pipeline.OVERHEAD).
+#: (the evaluation's share of the execution's time limit, evaluate.evaluation_time).
 TRANSFORM_CAPACITY = RetryPolicy(
     errors=("SageMaker.ResourceLimitExceededException",),
     interval=cdk.Duration.minutes(5),

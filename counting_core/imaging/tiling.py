@@ -54,6 +54,7 @@ merge answers with one ``merge_answers``, so both count an image alike.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -519,13 +520,4 @@ class TilingRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tiles": self.tiles,
-            "tile_side": self.tile_side,
-            "overlap": self.overlap,
-            "merge": self.merge,
-            "whole_image_pass": self.whole_image_pass,
-            "endpoint_calls": self.endpoint_calls,
-            "capped_calls": self.capped_calls,
-            "max_detections": self.max_detections,
-        }
+        return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ allows, for inspection and a manual redrive.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
@@ -93,4 +94,17 @@ def dead_letter_failed_invocations(
         "Serverless-LambdaDLQ",
         f"{who}'s failed asynchronous invocations go to its on-failure destination, the "
         "same dead-letter queue, with the error; a DLQ would duplicate them.",
+    )
+
+
+def retried_lambda_target(
+    function: lambda_.IFunction, dead_letters: sqs.IQueue
+) -> targets.LambdaFunction:
+    """An EventBridge rule's target ``function``: delivery retried as long as EventBridge
+    allows, then the event sent to ``dead_letters``."""
+    return targets.LambdaFunction(
+        function,
+        dead_letter_queue=dead_letters,
+        retry_attempts=EVENT_RETRY_ATTEMPTS,
+        max_event_age=MAX_EVENT_AGE,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -19,10 +18,9 @@ from counting_core.contracts import labeling_launcher
 from counting_core.datasets import labeling
 from counting_core.errors import InputError
 from stacks.components.delivery import (
-    EVENT_RETRY_ATTEMPTS,
-    MAX_EVENT_AGE,
     dead_letter_failed_invocations,
     dead_letter_queue,
+    retried_lambda_target,
 )
 from stacks.components.permissions import (
     SageMakerExecutionRole,
@@ -130,14 +128,7 @@ class LabelingJobs(Construct):
             ),
         )
         for rule in (self.request_rule, self.completion_rule):
-            rule.add_target(
-                targets.LambdaFunction(
-                    function,
-                    dead_letter_queue=self.dead_letters,
-                    retry_attempts=EVENT_RETRY_ATTEMPTS,
-                    max_event_age=MAX_EVENT_AGE,
-                )
-            )
+            rule.add_target(retried_lambda_target(function, self.dead_letters))
 
     def _check_region(self, region: str) -> None:
         """Fail synth for a Region without Ground Truth's bounding-box functions."""

@@ -30,7 +30,6 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_elasticloadbalancingv2_actions as elbv2_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -43,10 +42,9 @@ from counting_core import layout
 from counting_core.contracts import studio_exports, studio_project
 from counting_core.datasets.label_studio_project import PLACEHOLDER_KEY, REVIEW_REQUEST_SUFFIX
 from stacks.components.delivery import (
-    EVENT_RETRY_ATTEMPTS,
-    MAX_EVENT_AGE,
     dead_letter_failed_invocations,
     dead_letter_queue,
+    retried_lambda_target,
 )
 from stacks.components.permissions import acknowledge_object_prefixes, allow
 from stacks.components.python_function import HandlerFunction, Network
@@ -682,14 +680,7 @@ class LabelStudio(Construct):
             description=f"An object written under {exports} rebuilds the studio manifest",
             event_pattern=objects_created(storage.bucket_name, {"prefix": exports}),
         )
-        rule.add_target(
-            targets.LambdaFunction(
-                self.exports_function.function,
-                dead_letter_queue=self.dead_letters,
-                retry_attempts=EVENT_RETRY_ATTEMPTS,
-                max_event_age=MAX_EVENT_AGE,
-            )
-        )
+        rule.add_target(retried_lambda_target(self.exports_function.function, self.dead_letters))
 
     def _project(self) -> None:
         """The ``studio_project`` Lambda: sets the Label Studio project up (a custom resource,
@@ -784,14 +775,7 @@ class LabelStudio(Construct):
                 storage.bucket_name, {"wildcard": f"{reviews}*{REVIEW_REQUEST_SUFFIX}"}
             ),
         )
-        rule.add_target(
-            targets.LambdaFunction(
-                function,
-                dead_letter_queue=self.project_dead_letters,
-                retry_attempts=EVENT_RETRY_ATTEMPTS,
-                max_event_age=MAX_EVENT_AGE,
-            )
-        )
+        rule.add_target(retried_lambda_target(function, self.project_dead_letters))
         project = cdk.CustomResource(
             self,
             "LabelStudioProject",

@@ -86,7 +86,8 @@ def test_a_history_naming_anything_but_a_run_copy_deletes_nothing(name):
     stepfunctions = boto3.client("stepfunctions", region_name=REGION)
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     history = json.loads(json.dumps(HISTORY_NAMING).replace("NAME", name))
-    with Stubber(stepfunctions) as stub, Stubber(sagemaker) as no_calls:
+    # The SageMaker Stubber holds no response: any call to it would raise.
+    with Stubber(stepfunctions) as stub, Stubber(sagemaker):
         stub.add_response(
             "get_execution_history",
             history,
@@ -95,7 +96,7 @@ def test_a_history_naming_anything_but_a_run_copy_deletes_nothing(name):
         service = RunCleanup(ENVIRONMENT, stepfunctions=stepfunctions, sagemaker=sagemaker)
         with pytest.raises(NotARunName, match=rf"named the run '{name}', not {PREFIX}-bulk-"):
             service.clean(handler.ExecutionEnded.model_validate(ended(EXECUTION, "ABORTED")))
-        no_calls.assert_no_pending_responses()
+        stub.assert_no_pending_responses()
 
 
 def test_an_event_of_another_kind_is_refused_in_one_line():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -24,10 +23,9 @@ from counting_core import stage_names
 from counting_core.contracts import bulk_cleanup
 from counting_core.contracts.events import ENDED_STATUSES
 from stacks.components.delivery import (
-    EVENT_RETRY_ATTEMPTS,
-    MAX_EVENT_AGE,
     dead_letter_failed_invocations,
     dead_letter_queue,
+    retried_lambda_target,
 )
 from stacks.components.permissions import allow
 from stacks.components.python_function import HandlerFunction
@@ -137,11 +135,4 @@ class BulkRunCleanup(Construct):
                 },
             ),
         )
-        rule.add_target(
-            targets.LambdaFunction(
-                function,
-                dead_letter_queue=self.dead_letters,
-                retry_attempts=EVENT_RETRY_ATTEMPTS,
-                max_event_age=MAX_EVENT_AGE,
-            )
-        )
+        rule.add_target(retried_lambda_target(function, self.dead_letters))
